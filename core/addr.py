@@ -1,0 +1,49 @@
+"""Address helpers shared by every stage: packed <-> text, private/loopback tests, CIDR parsing.
+
+Where it sits: decode produces packed addresses (4 or 16 bytes); detect, heuristics and sinks
+render them to text with `ip_text` only when an event is written. IPv6 text is RFC 5952.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+_AF = {4: socket.AF_INET, 16: socket.AF_INET6}
+
+
+def ip_text(packed: bytes) -> str:
+    """Dotted quad for 4 bytes, RFC 5952 text for 16 bytes."""
+    return socket.inet_ntop(_AF[len(packed)], packed)
+
+
+def ip_packed(text: str) -> bytes | None:
+    """Packed form of an IPv4/IPv6 literal (any valid v6 spelling), or None."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        return socket.inet_pton(family, text)
+    except OSError:
+        return None
+
+
+def is_ip(text: str) -> bool:
+    return ip_packed(text) is not None
+
+
+def is_local(packed: bytes) -> bool:
+    """RFC 1918 / loopback / link-local / unique-local (the original's `is_local`, extended to v6)."""
+    if len(packed) == 4:
+        a, b = packed[0], packed[1]
+        return a == 10 or a == 127 or (a == 172 and 16 <= b <= 31) or (a == 192 and b == 168) or (a == 169 and b == 254)
+    return packed == b"\x00" * 15 + b"\x01" or packed[0] & 0xFE == 0xFC or (packed[0] == 0xFE and packed[1] & 0xC0 == 0x80)
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A CIDR or a single address as a network (host bits masked), or None when malformed."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return None

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set-up entry point for a fresh Debian/Ubuntu machine (run as root, or with sudo).
+#   ./setup.sh run    install what the product needs, then start the server and the sensor
+#   ./setup.sh test   install what the test suite needs, then run lint, type checks and every test
+# Installs: Debian packages (apt), a virtual environment in .venv, Python requirements.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+ROOT=$(pwd)
+MODE=${1:-run}
+shift || true
+
+RUNTIME_APT=(python3 python3-venv python3-dev gcc libpcap-dev ca-certificates)
+TEST_APT=(tcpreplay rsyslog iproute2 tcpdump chromium prometheus fail2ban systemd)
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (sudo ./setup.sh $MODE)" >&2; exit 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+make_venv() {
+  local reqs=$1
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  local stamp=".venv/.installed-$(basename "$reqs")"
+  if [ ! -f "$stamp" ] || [ "$reqs" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -r "$reqs"
+    touch "$stamp"
+  fi
+}
+
+case "$MODE" in
+  run)
+    need_root
+    apt_install "${RUNTIME_APT[@]}"
+    make_venv requirements.txt
+    exec .venv/bin/python tools/run_all.py "$@"
+    ;;
+  test)
+    need_root
+    apt_install "${RUNTIME_APT[@]}" "${TEST_APT[@]}"
+    make_venv requirements-dev.txt
+    export PATH="$ROOT/.venv/bin:$PATH"
+    echo "== ruff"; ruff check core sensor.py server.py trails plugins tests bench tools
+    echo "== mypy"; mypy
+    echo "== pytest"; exec python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: sudo ./setup.sh run|test [args]" >&2; exit 2 ;;
+esac
