@@ -1,0 +1,198 @@
+"""HTTP/1.x parser: TCP payload bytes -> HttpRequest / HttpResponse or None.
+
+Where it sits: detect.py calls `parse_request()` on client payloads (Host/URL/path/UA trails,
+CONNECT and absolute-URI proxy requests, the HTTP heuristics) and `parse_response()` on server
+payloads (sinkhole, seized-domain and content-type heuristics). One segment at a time: there is
+no stream reassembly, so a request is parsed from the first segment only.
+
+Rules (never raises):
+- Fast reject: the first four bytes must be the start of a known method (requests) or `HTTP`
+  (responses); anything else costs one slice and one set lookup.
+- The request line must be complete (ends in CRLF or LF) and look like `METHOD SP target
+  [SP HTTP/x.y]`; otherwise None. A target may itself contain spaces (hostile clients send
+  them); the version is the last word when it starts with `HTTP/`.
+- Headers: names are case-insensitive (stored lower-case), values are stripped; the first
+  occurrence wins; at most MAX_HEADERS headers, names longer than MAX_NAME and lines without a
+  colon are skipped, values are cut at MAX_VALUE characters. A header line cut by the end of the
+  segment (no line end) is dropped, since its value may be partial. `complete_headers` says
+  whether the blank line ending the header block was seen; `body` is what follows it (possibly
+  a prefix of the real body).
+- Host: lower-case, without port, brackets (IPv6 literals) or trailing dot. For an absolute-URI
+  target (`http://host[:port]/path`, proxy form) the URI authority is used (RFC 9112 §3.2.2),
+  else the Host header; CONNECT takes `host:port` from the target. `port` is the explicit port
+  from that same source, or None.
+- Everything textual is decoded latin-1 (never fails; bytes map 1:1 to characters).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+MAX_HEADERS = 100
+MAX_NAME = 256
+MAX_VALUE = 8192
+
+METHODS = frozenset((
+    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"PATCH", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH",
+    b"REPORT", b"MKACTIVITY", b"CHECKOUT", b"MERGE", b"NOTIFY", b"SUBSCRIBE", b"UNSUBSCRIBE",
+    b"PURGE", b"ACL", b"LINK", b"UNLINK", b"BIND", b"REBIND", b"UNBIND", b"MKCALENDAR",
+))
+# The first four bytes of every method followed by a space (or of the method itself when longer).
+_PREFIXES = frozenset((m + b" ")[:4] for m in METHODS)
+
+
+class HttpRequest(NamedTuple):
+    """One HTTP request head as seen in a single segment."""
+
+    method: str
+    target: str
+    path: str
+    version: str
+    headers: dict[str, str]
+    host: str | None
+    port: int | None
+    absolute: bool
+    user_agent: str | None
+    body: bytes
+    complete_headers: bool
+
+
+class HttpResponse(NamedTuple):
+    """One HTTP response head (status line, headers) and the body prefix in the same segment."""
+
+    version: str
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    complete_headers: bool
+
+
+def _line_end(payload: bytes, start: int) -> tuple[int, int]:
+    """(end of line content, start of next line) for the line at `start`, or (-1, -1) if cut."""
+    nl = payload.find(b"\n", start)
+    if nl < 0:
+        return -1, -1
+    return (nl - 1 if nl > start and payload[nl - 1] == 13 else nl), nl + 1
+
+
+def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, bool]:
+    """Header block starting at `off` -> (headers, body, complete)."""
+    headers: dict[str, str] = {}
+    head_end = payload.find(b"\r\n\r\n", off - 2) if off >= 2 else -1
+    if head_end >= 0:
+        block, body, complete = payload[off:head_end + 2], payload[head_end + 4:], True
+    else:
+        bare = payload.find(b"\n\n", off - 1) if off >= 1 else -1
+        if bare >= 0:  # bare-LF clients
+            block, body, complete = payload[off:bare + 1], payload[bare + 2:], True
+        else:
+            last = payload.rfind(b"\n")
+            block, body, complete = (payload[off:last + 1] if last >= off else b""), b"", False
+    if not block:
+        return headers, body, complete
+    lines = block.split(b"\n")
+    lines.pop()  # the element after the final line end (the cut partial line, or empty)
+    for line in lines[:MAX_HEADERS]:
+        colon = line.find(b":")
+        if colon <= 0 or colon > MAX_NAME or line[0] in (32, 9):  # no name, too long, folded
+            continue
+        name = line[:colon].strip().lower().decode("latin-1")
+        if name and name not in headers:
+            headers[name] = line[colon + 1:colon + 1 + MAX_VALUE].strip().decode("latin-1")
+    return headers, body, complete
+
+
+def _split_host(authority: str) -> tuple[str | None, int | None]:
+    """`host[:port]`, `[v6][:port]` or `user@host` -> (lower-case host, port or None)."""
+    authority = authority.strip()
+    at = authority.rfind("@")
+    if at >= 0:
+        authority = authority[at + 1:]
+    port: int | None = None
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            return None, None
+        host, rest = authority[1:close], authority[close + 1:]
+        if rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6:
+            port = int(rest[1:])
+    elif authority.count(":") > 1:  # a bare IPv6 literal: no port can be told apart
+        host = authority
+    else:
+        colon = authority.rfind(":")
+        host = authority
+        if colon >= 0:
+            digits = authority[colon + 1:]
+            host = authority[:colon]
+            if digits.isdigit() and len(digits) <= 5:
+                port = int(digits)
+    host = host.lower().rstrip(".")
+    if port is not None and not 0 < port < 65536:
+        port = None
+    return (host or None), port
+
+
+def parse_request(payload: bytes) -> HttpRequest | None:
+    """Parse an HTTP request head; None when the payload is not an HTTP request."""
+    if payload[:4] not in _PREFIXES:
+        return None
+    line_end, off = _line_end(payload, 0)
+    if line_end < 0:
+        return None
+    line = payload[:line_end]
+    sp = line.find(b" ")
+    method = line[:sp]
+    if sp <= 0 or method not in METHODS:
+        return None
+    rest = line[sp + 1:].strip(b" ")
+    version = b""
+    last = rest.rfind(b" ")
+    if last > 0 and rest[last + 1:].startswith(b"HTTP/"):
+        version, rest = rest[last + 1:], rest[:last].rstrip(b" ")
+    if not rest:
+        return None
+    target = rest.decode("latin-1")
+    headers, body, complete = _parse_headers(payload, off)
+
+    absolute = False
+    path = target
+    host: str | None = None
+    port: int | None = None
+    low = target[:8].lower()
+    if method == b"CONNECT":
+        host, port = _split_host(target)
+        path = ""
+    elif low.startswith("http://") or low.startswith("https://"):
+        absolute = True
+        after_scheme = target.find("//") + 2
+        slash = target.find("/", after_scheme)
+        for sep in ("?", "#"):  # the authority also ends at a query or fragment
+            cut = target.find(sep, after_scheme)
+            if cut >= 0 and (slash < 0 or cut < slash):
+                slash = cut
+        authority = target[after_scheme:slash] if slash >= 0 else target[after_scheme:]
+        path = target[slash:] if slash >= 0 else "/"
+        if not path.startswith("/"):
+            path = "/" + path
+        host, port = _split_host(authority)
+    if host is None and "host" in headers:
+        host, port = _split_host(headers["host"])
+    return HttpRequest(method.decode("latin-1"), target, path, version.decode("latin-1"), headers,
+                       host, port, absolute, headers.get("user-agent"), body, complete)
+
+
+def parse_response(payload: bytes) -> HttpResponse | None:
+    """Parse an HTTP response head; None when the payload does not start with a status line."""
+    if payload[:5] != b"HTTP/":
+        return None
+    line_end, off = _line_end(payload, 0)
+    if line_end < 0:
+        return None
+    parts = payload[:line_end].split(b" ", 2)
+    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+        return None
+    reason = parts[2].strip().decode("latin-1") if len(parts) == 3 else ""
+    headers, body, complete = _parse_headers(payload, off)
+    return HttpResponse(parts[0].decode("latin-1"), int(parts[1]), reason, headers, body, complete)
