@@ -76,11 +76,12 @@ class DnsMessage(NamedTuple):
 
     def a_records(self) -> list[bytes]:
         """Packed IPv4 (4 bytes) and IPv6 (16 bytes) addresses of the A/AAAA answers, in order."""
-        out = []
+        out: list[bytes] = []
         for answer in self.answers:
             rdata = answer.rdata
-            if (answer.type == TYPE_A and len(rdata) == 4) or (answer.type == TYPE_AAAA and len(rdata) == 16):
-                out.append(rdata)  # type: ignore[arg-type]  # A/AAAA rdata is always bytes
+            if isinstance(rdata, bytes) and (answer.type == TYPE_A and len(rdata) == 4
+                                             or answer.type == TYPE_AAAA and len(rdata) == 16):
+                out.append(rdata)
         return out
 
 

@@ -164,7 +164,7 @@ def parse_request(payload: bytes) -> HttpRequest | None:
     if method == b"CONNECT":
         host, port = _split_host(target)
         path = ""
-    elif low.startswith("http://") or low.startswith("https://"):
+    elif low.startswith(("http://", "https://")):
         absolute = True
         after_scheme = target.find("//") + 2
         slash = target.find("/", after_scheme)
