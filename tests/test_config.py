@@ -1,0 +1,248 @@
+"""Configuration: the shipped maltrail.conf, the parser's rules, and the CLIs' handling of bad values."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+
+import pcapy
+import pytest
+
+from core.config import ROOT_DIR, SCHEMA, ConfigError, load_config
+
+CONF = os.path.join(ROOT_DIR, "maltrail.conf")
+SETTING_LINE = re.compile(r"^#?([A-Z][A-Z0-9_]*)(?:[ \t]|$)")
+
+
+def documented_keys() -> set[str]:
+    """Keys that appear as a setting line (`KEY value`, `#KEY value` or a bare array `KEY`)."""
+    keys = set()
+    with open(CONF, encoding="utf-8") as handle:
+        for line in handle:
+            m = SETTING_LINE.match(line)
+            if m:
+                keys.add(m.group(1))
+    return keys
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "test.conf"
+    path.write_text(text)
+    return str(path)
+
+
+# --- the shipped file ------------------------------------------------------------------------------
+
+def test_shipped_file_parses_without_warnings():
+    config = load_config(CONF, env={})
+    assert config.warnings == []
+    assert config.HTTP_ADDRESS == "127.0.0.1"
+    assert config.HTTP_PORT == 8338
+    assert config.USE_HEURISTICS is True
+    assert config.USE_FEED_UPDATES is True
+    assert config.DISABLE_TRAIL_UPDATES is False
+    assert config.LOG_DIR == "/var/log/maltrail"
+    assert config.MONITOR_INTERFACE == "any"
+    assert config.CAPTURE_BUFFER > 0
+
+
+def test_shipped_admin_password_is_changeme():
+    config = load_config(CONF, env={})
+    assert len(config.USERS) == 1
+    name, digest, uid, netfilter = config.USERS[0].split(":")
+    assert (name, uid, netfilter) == ("admin", "0", "")
+    assert digest == hashlib.sha256(b"changeme!").hexdigest()
+
+
+def test_every_schema_key_documented_and_nothing_unknown():
+    documented = documented_keys()
+    assert sorted(set(SCHEMA) - documented) == [], "SCHEMA keys missing from maltrail.conf"
+    assert sorted(documented - set(SCHEMA)) == [], "maltrail.conf documents keys SCHEMA lacks"
+
+
+def test_every_setting_has_a_comment_above_it():
+    with open(CONF, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    for number, line in enumerate(lines):
+        if not SETTING_LINE.match(line):
+            continue
+        above = number - 1
+        while above >= 0 and (SETTING_LINE.match(lines[above]) or lines[above].startswith(("    ", "#    "))):
+            above -= 1
+        assert above >= 0 and lines[above].startswith("# "), f"undocumented setting line {number + 1}: {line}"
+
+
+def code_files():
+    for folder in ("core", "trails", "plugins", "tools", "bench"):
+        for base, _dirs, files in os.walk(os.path.join(ROOT_DIR, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    yield os.path.join(base, name)
+    for name in ("sensor.py", "server.py"):
+        if os.path.exists(os.path.join(ROOT_DIR, name)):
+            yield os.path.join(ROOT_DIR, name)
+
+
+READ_KEY = re.compile(r"""\b(?:config|cfg|self\.config|self\._config)\s*\.\s*(?:get\(\s*["']([A-Z][A-Z0-9_]*)["']|([A-Z][A-Z0-9_]*)\b)""")
+
+
+def test_every_key_read_in_code_is_in_schema():
+    seen = {}
+    for path in code_files():
+        with open(path, encoding="utf-8") as handle:
+            for m in READ_KEY.finditer(handle.read()):
+                key = m.group(1) or m.group(2)
+                seen.setdefault(key, os.path.relpath(path, ROOT_DIR))
+    assert seen, "the scan found no configuration reads at all"
+    unknown = {key: where for key, where in seen.items() if key not in SCHEMA and key != "KEY" and not key.startswith("BLACKLIST")}
+    assert unknown == {}
+
+
+def test_shipped_capture_filter_compiles_for_common_link_types():
+    config = load_config(CONF, env={})
+    for dlt in (pcapy.DLT_EN10MB, pcapy.DLT_LINUX_SLL, pcapy.DLT_RAW):
+        pcapy.compile(dlt, 2000, config.CAPTURE_FILTER, 1, 0)
+
+
+def test_shipped_severity_regex_groups():
+    config = load_config(CONF, env={})
+    regex = re.compile(config.REMOTE_SEVERITY_REGEX)
+    assert regex.search("emotet (malware)").lastgroup == "high"
+    assert regex.search("ransomware (malware)").lastgroup == "high"
+    assert regex.search("potential malware site").lastgroup == "medium"
+    assert regex.search("malware distribution").lastgroup == "medium"
+    assert regex.search("known attacker").lastgroup == "low"
+    assert regex.search("mass scanner").lastgroup == "low"
+    assert regex.search("something else") is None
+
+
+def test_shipped_fail2ban_regex():
+    regex = re.compile(load_config(CONF, env={}).FAIL2BAN_REGEX)
+    assert regex.search("potential web scanning")
+    assert regex.search("potential sql injection")
+    assert regex.search("known attacker")
+    assert not regex.search("emotet (malware)")
+
+
+# --- parser rules ----------------------------------------------------------------------------------
+
+def test_arrays_and_inline_comments(tmp_path):
+    path = write(tmp_path, "LOG_DIR /tmp/x  # where\nUSERS\n    a:1:0:\n\n    b:2:1000:10.0.0.0/8\n"
+                           "#    c:3:0:\nIP_ALIASES\n    8.8.8.8:google\nHTTP_PORT 9000\n")
+    config = load_config(path, env={})
+    assert config.USERS == ["a:1:0:", "b:2:1000:10.0.0.0/8"]
+    assert config.IP_ALIASES == ["8.8.8.8:google"]
+    assert config.LOG_DIR == "/tmp/x"
+    assert config.HTTP_PORT == 9000
+
+
+@pytest.mark.parametrize("raw,expected", [("true", True), ("1", True), ("yes", True), ("On", True),
+                                          ("false", False), ("0", False), ("no", False), ("off", False)])
+def test_booleans_by_prefix(tmp_path, raw, expected):
+    path = write(tmp_path, f"USE_HEURISTICS {raw}\nSHOW_DEBUG {raw}\nENABLE_SOMETHING_NEW {raw}\n")
+    config = load_config(path, env={})
+    assert config.USE_HEURISTICS is expected
+    assert config.SHOW_DEBUG is expected
+    assert config.ENABLE_SOMETHING_NEW is expected  # unknown key, still a boolean by its prefix
+
+
+def test_variable_expansion(tmp_path):
+    path = write(tmp_path, "LOG_DIR $SYSTEM_LOG_DIR/maltrail\nSENSOR_NAME ${HOSTNAME}-edge\n"
+                           "TRAILS_FILE $MYBASE/trails.csv\nCUSTOM_TRAILS_DIR ./trails/custom\n")
+    config = load_config(path, env={"HOSTNAME": "box1", "MYBASE": "/srv/m"})
+    assert config.LOG_DIR == "/var/log/maltrail"
+    assert config.SENSOR_NAME == "box1-edge"
+    assert config.TRAILS_FILE == "/srv/m/trails.csv"
+    assert config.CUSTOM_TRAILS_DIR == os.path.join(ROOT_DIR, "trails", "custom")
+
+
+def test_unknown_variable_is_an_error(tmp_path):
+    path = write(tmp_path, "LOG_DIR $NO_SUCH_VARIABLE_HERE/x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert "LOG_DIR" in str(info.value) and "NO_SUCH_VARIABLE_HERE" in str(info.value)
+
+
+def test_environment_overrides(tmp_path):
+    path = write(tmp_path, "HTTP_PORT 8338\nUSE_HEURISTICS true\nUSERS\n    a:1:0:\n")
+    env = {"MALTRAIL_HTTP_PORT": "9999", "MALTRAIL_USE_HEURISTICS": "false",
+           "MALTRAIL_USERS": "x:1:0:\ny:2:0:", "MALTRAIL_CAPTURE_WORKERS": "4"}
+    config = load_config(path, env=env)
+    assert config.HTTP_PORT == 9999
+    assert config.USE_HEURISTICS is False
+    assert config.USERS == ["x:1:0:", "y:2:0:"]
+    assert config.CAPTURE_WORKERS == 4
+
+
+def test_sizes(tmp_path):
+    path = write(tmp_path, "CAPTURE_BUFFER 1%\nCAPTURE_BUFFER_SIZE 512kB\nFEED_MAX_SIZE 2MB\n")
+    config = load_config(path, env={})
+    assert config.CAPTURE_BUFFER_SIZE == 512 * 1024
+    assert config.FEED_MAX_SIZE == 2 << 20
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert abs(config.CAPTURE_BUFFER - total // 100) <= 1
+
+
+BAD_VALUES = [
+    ("HTTP_PORT", "abc"), ("HTTP_PORT", "70000"), ("USE_HEURISTICS", "maybe"), ("CAPTURE_BUFFER", "lots"),
+    ("CAPTURE_WORKERS", "0"), ("IGNORE_EVENTS_REGEX", "(unclosed"), ("LOG_SERVER", "nohostport"),
+    ("EVENT_THROTTLE_MODE", "sometimes"), ("UPDATE_PERIOD", "ten"),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD_VALUES)
+def test_bad_values_name_key_and_value(tmp_path, key, value):
+    path = write(tmp_path, f"{key} {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    text = str(info.value)
+    assert key in text and value in text and "\n" not in text
+
+
+def test_udp_address_and_port_together(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "UDP_ADDRESS 0.0.0.0\n"), env={})
+    assert "UDP_PORT" in str(info.value)
+
+
+def test_indented_line_outside_array(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "HTTP_PORT 1\n    stray\n"), env={})
+    assert "line 2" in str(info.value)
+
+
+# --- the real CLIs -----------------------------------------------------------------------------------
+
+CLI_CASES = [("HTTP_PORT", "abc"), ("USE_HEURISTICS", "maybe"), ("CAPTURE_WORKERS", "0")]
+
+
+@pytest.mark.parametrize("script", ["sensor.py", "server.py"])
+@pytest.mark.parametrize("key,value", CLI_CASES)
+def test_cli_bad_value_one_line_exit_2(tmp_path, script, key, value):
+    path = os.path.join(ROOT_DIR, script)
+    if not os.path.exists(path):
+        pytest.skip(f"{script} does not exist yet")
+    conf = write(tmp_path, f"LOG_DIR {tmp_path}/log\n{key} {value}\n")
+    proc = subprocess.run([sys.executable, path, "-c", conf], capture_output=True, text=True, timeout=60,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert key in lines[0] and value in lines[0]
+
+
+@pytest.mark.parametrize("script", ["sensor.py", "server.py"])
+def test_cli_bad_value_from_environment_exit_2(tmp_path, script):
+    path = os.path.join(ROOT_DIR, script)
+    if not os.path.exists(path):
+        pytest.skip(f"{script} does not exist yet")
+    env = dict(os.environ, MALTRAIL_HTTP_PORT="not-a-port", MALTRAIL_LOG_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "HTTP_PORT" in proc.stderr and "not-a-port" in proc.stderr
