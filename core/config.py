@@ -179,7 +179,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "CAPTURE_FANOUT": ("str", None),
     "USE_CONDENSED_STORAGE": ("bool", False),
     "CAPTURE_WORKERS": ("int", 1),
-    "CAPTURE_BUFFER_SIZE": ("size", 64 << 20),
+    "CAPTURE_BUFFER_SIZE": ("size", None),  # None: CAPTURE_BUFFER capped at 256MB
     "CAPTURE_SNAPLEN": ("int", 2000),
     "CAPTURE_TIMEOUT": ("int", 100),
     "CAPTURE_IMMEDIATE": ("bool", False),
