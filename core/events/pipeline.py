@@ -51,6 +51,11 @@ class EventPipeline:
                 return
         self._through(0, [(event, packet)])
 
+    def emit_plugins_only(self, event: Event, packet: bytes | None = None) -> None:
+        """Hand a packet of an already-reported flow to plugins without writing a line."""
+        if self.plugins is not None:
+            self.plugins.call(event, packet)
+
     def _through(self, index: int, items: list[tuple[Event, bytes | None]]) -> None:
         for stage in self.stages[index:]:
             passed: list[tuple[Event, bytes | None]] = []

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Sensor benchmark: CPU per packet by traffic class and mixed, start-up times, peak RSS.
+
+Where it sits: outside the product; it drives the real `sensor.py --offline -r` command.
+
+    .venv/bin/python bench/bench_sensor.py [--trails ../shared/bench/trails.csv.gz] [--packets 300000]
+
+Traffic mirrors the reference measurement of the original (bench README): 57% bulk TLS, 14% TCP
+SYN, 10% DNS, 10% HTTP, 5% ICMP, 5% mDNS, ~866-byte average frame, about 1% of packets touching a
+trail. Per class and mixed it prints the sensor's own steady-state figure (CPU time of the replay
+loop divided by packets: read + decode + detect + events), plus whole-process wall/CPU time, the
+first start from the CSV alone (index built), the warm start (index present) and peak RSS.
+Trails absent → a generated set of the same shape and size is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TRAILS = os.path.join(os.path.dirname(ROOT), "shared", "bench", "trails.csv.gz")
+MIX = (("tls", 57), ("syn", 14), ("dns", 10), ("http", 10), ("icmp", 5), ("mdns", 5))
+ETH = b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00"
+
+
+def checksum_free_ipv4(src: bytes, dst: bytes, proto: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, src, dst) + payload
+
+
+def tcp(src: bytes, dst: bytes, sport: int, dport: int, flags: int, payload: bytes = b"") -> bytes:
+    header = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, flags, 65535, 0, 0)
+    return ETH + checksum_free_ipv4(src, dst, 6, header + payload)
+
+
+def udp(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
+    return ETH + checksum_free_ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
+
+
+def dns_query(name: str, ident: int) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x01\x00\x01"
+
+
+def write_pcap(path: str, frames: list[tuple[float, bytes]]) -> None:
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ts, frame in frames:
+            sec = int(ts)
+            handle.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
+            handle.write(frame)
+
+
+def sample_trails(path: str, count: int = 400) -> dict[str, list[str]]:
+    """A few real keys of each shape for the ~1% hits."""
+    picked: dict[str, list[str]] = {"domain": [], "ip": [], "url": []}
+    rng = random.Random(7)
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if rng.random() > 0.01:
+                continue
+            key = line.split(",", 1)[0]
+            if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", key):
+                kind = "ip"
+            elif re.fullmatch(r"[a-z0-9.-]+\.[a-z]{2,}", key):
+                kind = "domain"
+            elif "/" in key and not key.startswith("/") and re.fullmatch(r"[a-z0-9.-]+/[\w./-]+", key):
+                kind = "url"
+            else:
+                continue
+            if len(picked[kind]) < count:
+                picked[kind].append(key)
+            if all(len(v) >= count for v in picked.values()):
+                break
+    return picked
+
+
+def generate_trails(path: str, rows: int = 1_597_030) -> None:
+    """A trail set of the bench file's shape (domains, ip:port, URLs, IPv4, IPv6, regex)."""
+    rng = random.Random(1)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        for i in range(rows):
+            r = i % 1000
+            if r < 708:
+                key = f"d{i:x}{rng.randrange(1 << 20):x}.{rng.choice(('com', 'net', 'org', 'info', 'ru', 'xyz'))}"
+            elif r < 880:
+                key = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}:{rng.randrange(1, 65535)}"
+            elif r < 984:
+                key = f"h{i:x}.com/p{rng.randrange(1 << 24):x}/gate.php"
+            elif r < 998:
+                key = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            else:
+                key = f"2001:db8:{i:x}::{rng.randrange(1 << 16):x}"
+            handle.write(f"{key},generated (malware),(static)\n")
+
+
+def build_traffic(kind: str, count: int, hits: dict[str, list[str]], rng: random.Random) -> list[bytes]:
+    frames = []
+    client = bytes((10, 0, 0, 5))
+    for n in range(count):
+        hit = rng.random() < 0.01
+        server = bytes((93, 184, rng.randrange(256), rng.randrange(1, 255)))
+        sport = 1024 + n % 60000
+        if kind == "tls":
+            size = rng.choice((1200, 1400, 1448, 1000, 600))
+            payload = b"\x17\x03\x03" + struct.pack("!H", size - 5) + bytes(size - 5)
+            frames.append(tcp(server, client, 443, sport, 0x18, payload) if n % 2 else
+                          tcp(client, server, sport, 443, 0x18, payload))
+        elif kind == "syn":
+            if hit and hits["ip"]:
+                server = bytes(int(x) for x in rng.choice(hits["ip"]).split("."))
+            frames.append(tcp(client, server, sport, rng.choice((443, 80, 22, 8080)), 0x02))
+        elif kind == "dns":
+            name = rng.choice(hits["domain"]) if hit and hits["domain"] else \
+                f"www.site{rng.randrange(5000)}.{rng.choice(('com', 'net', 'org'))}"
+            frames.append(udp(client, bytes((8, 8, 8, 8)), sport, 53, dns_query(name, n & 0xFFFF)))
+        elif kind == "http":
+            if hit and hits["url"]:
+                host, _, path = rng.choice(hits["url"]).partition("/")
+                path = "/" + path
+            else:
+                host, path = f"www.site{rng.randrange(5000)}.com", f"/static/img{rng.randrange(100000)}.png?v=3"
+            payload = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) "
+                       "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\nAccept: */*\r\n"
+                       "Accept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n\r\n").encode()
+            frames.append(tcp(client, server, sport, 80, 0x18, payload))
+        elif kind == "icmp":
+            payload = struct.pack("!BBHHH", 8, 0, 0, 1, n & 0xFFFF) + bytes(56)
+            frames.append(ETH + checksum_free_ipv4(client, server, 1, payload))
+        elif kind == "mdns":
+            name = f"device{rng.randrange(50)}._airplay._tcp.local"
+            frames.append(udp(bytes((10, 0, 0, rng.randrange(2, 250))), bytes((224, 0, 0, 251)), 5353, 5353,
+                              dns_query(name, 0) + bytes(rng.randrange(0, 300))))
+    return frames
+
+
+def run_sensor(pcap: str, trails: str, log_dir: str) -> dict[str, float]:
+    env = dict(os.environ, MALTRAIL_TRAILS_FILE=trails, MALTRAIL_LOG_DIR=log_dir,
+               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_USE_HEURISTICS=os.environ.get("HEURISTICS", "true"))
+    # A fresh wrapper process per run, so ru_maxrss is this run's peak and not an earlier one's.
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+               "print('RUSAGE %f %d' % (u.ru_utime + u.ru_stime, u.ru_maxrss), file=sys.stderr); sys.exit(r.returncode)")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", wrapper, sys.executable, os.path.join(ROOT, "sensor.py"),
+                             "--offline", "-r", pcap], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    usage = re.search(r"RUSAGE ([\d.]+) (\d+)", result.stderr)
+    cpu, maxrss = (float(usage.group(1)), int(usage.group(2))) if usage else (float("nan"), 0)
+    if result.returncode != 0:
+        raise SystemExit(f"sensor failed: {result.stderr}")
+    match = re.search(r"([\d.]+) µs CPU/packet", result.stderr)
+    events = re.search(r"events: ([\d,]+) written", result.stderr)
+    return {
+        "per_packet_us": float(match.group(1)) if match else float("nan"),
+        "wall": wall,
+        "cpu": cpu,
+        "maxrss_mib": maxrss / 1024,
+        "events": float(events.group(1).replace(",", "")) if events else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trails", default=DEFAULT_TRAILS, help="trails.csv.gz (default: ../shared/bench)")
+    parser.add_argument("--packets", type=int, default=300_000)
+    parser.add_argument("--classes", action="store_true", help="also measure each traffic class alone")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-sensor-")
+    try:
+        trails_gz = args.trails
+        if not os.path.exists(trails_gz):
+            print(f"[i] {trails_gz} absent: generating a trail set of the same shape")
+            trails_gz = os.path.join(work, "generated.csv.gz")
+            generate_trails(trails_gz)
+        trails = os.path.join(work, "trails.csv")
+        with gzip.open(trails_gz, "rb") as src, open(trails, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        hits = sample_trails(trails_gz)
+        rng = random.Random(42)
+        empty = os.path.join(work, "empty.pcap")
+        write_pcap(empty, [])
+        log_dir = os.path.join(work, "logs")
+        os.makedirs(log_dir)
+
+        first = run_sensor(empty, trails, log_dir)
+        warm = min((run_sensor(empty, trails, log_dir) for _ in range(3)), key=lambda r: r["wall"])
+        print(f"first start from CSV (index built): {first['wall']:.2f} s wall")
+        print(f"warm start (index present):         {warm['wall']:.3f} s wall, peak RSS {warm['maxrss_mib']:.1f} MiB")
+
+        classes: dict[str, list[bytes]] = {}
+        total = sum(weight for _, weight in MIX)
+        for kind, weight in MIX:
+            classes[kind] = build_traffic(kind, args.packets * weight // total, hits, rng)
+        mixed = [frame for frames in classes.values() for frame in frames]
+        rng.shuffle(mixed)
+        avg = sum(map(len, mixed)) / len(mixed)
+        t0 = 1_700_000_000.0
+        if args.classes:
+            for kind, frames in classes.items():
+                path = os.path.join(work, f"{kind}.pcap")
+                write_pcap(path, [(t0 + i * 1e-4, f) for i, f in enumerate(frames)])
+                result = run_sensor(path, trails, log_dir)
+                print(f"{kind:>5}: {result['per_packet_us'] * 1000:8.0f} ns/packet ({len(frames):,} packets)")
+        path = os.path.join(work, "mixed.pcap")
+        write_pcap(path, [(t0 + i * 1e-4, f) for i, f in enumerate(mixed)])
+        runs = [run_sensor(path, trails, log_dir) for _ in range(3)]
+        runs.sort(key=lambda r: r["per_packet_us"])
+        median = runs[1]
+        print(f"mixed: {median['per_packet_us'] * 1000:8.0f} ns/packet steady state (median of 3; "
+              f"{len(mixed):,} packets, {avg:.0f}-byte average frame, {median['events']:.0f} events)")
+        print(f"mixed whole run: {median['wall']:.2f} s wall, {median['cpu']:.2f} s CPU, "
+              f"peak RSS {max(r['maxrss_mib'] for r in runs):.1f} MiB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""Per-packet orchestration: decoded packet → trail lookups and heuristic hooks → Events.
+
+Where it sits: between capture/decode and the event pipeline. A capture source hands batches to
+`Pipeline.process_batch`; each packet is decoded (core/decode), its protocol parsed when one can
+carry an indicator (core/protocols), looked up in the trail store (core/trails/store.py, domains
+through core/domains.py), and every hit becomes an `Event` passed to `events.emit`. Heuristic
+hooks are called for the packets they are about. Exceptions are caught here, once per packet,
+and counted by type in `errors` (the first of each kind is kept for the error report).
+
+Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
+decode, a flag test and a first-byte test. Text is made only on a hit or where a protocol needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from core.addr import ip_text, is_local
+from core.config import Config
+from core.decode.packet import Decoded, Decoder
+from core.domains import DomainChecker, WhitelistLike, ignored_query
+from core.events.event import Event, TrailType
+from core.heuristics import Heuristics
+from core.protocols import dns, http, quic, tls
+from core.trails.store import Trail, TrailStore
+
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+SYN = 0x02
+SCAN_FLAGS = frozenset((0x02, 0x00, 0x01, 0x29))  # SYN, NULL, FIN, XMAS (never ACK)
+ECHO_REQUEST = {ICMP: 8, ICMPV6: 128}
+PROTO_NAMES = {
+    TCP: "TCP", UDP: "UDP", ICMP: "ICMP", ICMPV6: "ICMPv6", 2: "IGMP", 4: "IPIP", 41: "IPv6", 47: "GRE",
+    50: "ESP", 51: "AH", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP",
+}
+HTTP_FIRST_BYTES = frozenset(b"GPHDOCTU")  # GET POST PUT PATCH HEAD DELETE OPTIONS CONNECT TRACE UNLOCK...
+TLS_HANDSHAKE = 0x16
+DNS_PORT = 53
+QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
+MAX_ERROR_KINDS = 100
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event, packet: bytes | None = None) -> None: ...
+
+    def emit_plugins_only(self, event: Event, packet: bytes | None = None) -> None: ...
+
+    def tick(self, sec: int) -> None: ...
+
+
+def _port_key_text(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+class Pipeline:
+    """Detection for one capture stream (one worker). State is bounded and owned here."""
+
+    def __init__(self, config: Config, store: TrailStore, events: EventSink,
+                 heuristics: Heuristics | None = None, whitelist: WhitelistLike | None = None,
+                 plugins_wanted: bool = False) -> None:
+        self.config = config
+        self.store = store
+        self.events = events
+        self.heuristics = heuristics or Heuristics()
+        self.whitelist = whitelist
+        self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 1000))
+        self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)
+        self.check_certificates = config.get("CHECK_TLS_CERTIFICATES", True) is not False
+        self.plugins_wanted = plugins_wanted
+        self.flights = tls.ServerFlights()
+        self._decoders: dict[int, Decoder] = {}
+        self._last_syn: tuple[Any, ...] | None = None
+        self._last_udp: tuple[Any, ...] | None = None
+        self._sec = 0
+        self._buf: Any = b""
+        self._meta: Any = (0, 0, 0, 0)
+        self._mi = 0
+        self.packets = 0
+        self.errors: dict[str, int] = {}
+        self.first_errors: dict[str, str] = {}
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def decoder(self, linktype: int) -> Decoder:
+        decoder = self._decoders.get(linktype)
+        if decoder is None:
+            decoder = self._decoders[linktype] = Decoder(linktype)
+        return decoder
+
+    def process_batch(self, linktype: int, buf: bytes, meta: Any) -> None:
+        """Walk one capture batch: meta holds (sec, usec, offset, caplen) per packet."""
+        decode = self.decoder(linktype).decode
+        handle = self._handle
+        self._buf, self._meta = buf, meta
+        count = len(meta)
+        self.packets += count // 4
+        for i in range(0, count, 4):
+            sec = meta[i]
+            if sec != self._sec:
+                self._advance(sec)
+            try:
+                self._mi = i
+                d = decode(buf, meta[i + 2], meta[i + 3])
+                if d is not None:
+                    handle(sec, meta[i + 1], d)
+            except Exception as ex:  # isolation point: one packet
+                self._error(ex)
+
+    def process(self, linktype: int, sec: int, usec: int, frame: bytes) -> None:
+        """One packet (tests, the self-test, plugins' callers)."""
+        self.packets += 1
+        if sec != self._sec:
+            self._advance(sec)
+        try:
+            self._buf, self._meta, self._mi = frame, (sec, usec, 0, len(frame)), 0
+            d = self.decoder(linktype).decode(frame, 0, len(frame))
+            if d is not None:
+                self._handle(sec, usec, d)
+        except Exception as ex:  # isolation point: one packet
+            self._error(ex)
+
+    def process_packets(self, linktype: int, packets: Iterable[tuple[int, int, bytes]]) -> None:
+        for sec, usec, frame in packets:
+            self.process(linktype, sec, usec, frame)
+
+    def _advance(self, sec: int) -> None:
+        self._sec = sec
+        self.heuristics.tick(sec)
+        self.events.tick(sec)
+
+    def _error(self, ex: Exception) -> None:
+        kind = type(ex).__name__
+        if kind not in self.errors and len(self.errors) >= MAX_ERROR_KINDS:
+            kind = "other"
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if kind not in self.first_errors:
+            self.first_errors[kind] = "".join(traceback.format_exception(ex)).rstrip()
+            if self.config.SHOW_DEBUG:
+                print(self.first_errors[kind], file=sys.stderr)
+
+    def decode_counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for decoder in self._decoders.values():
+            for key, value in decoder.counters.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def _handle(self, sec: int, usec: int, d: Decoded) -> None:
+        proto = d.proto
+        if proto == TCP:
+            flags = d.flags
+            if flags == SYN:
+                self._tcp_syn(sec, usec, d)
+            elif d.pend > d.poff:
+                self._tcp_payload(sec, usec, d)
+            if flags in SCAN_FLAGS:
+                self.heuristics.tcp(sec, usec, d)
+        elif proto == UDP:
+            self._udp(sec, usec, d)
+        elif proto == ICMP or proto == ICMPV6:
+            if d.flags == ECHO_REQUEST[proto]:
+                self._ip_only(sec, usec, d)
+        else:
+            self._ip_only(sec, usec, d)
+
+    def _frame(self) -> bytes:
+        """The raw frame of the packet being handled (what plugins receive)."""
+        meta, i = self._meta, self._mi
+        return bytes(self._buf[meta[i + 2]:meta[i + 2] + meta[i + 3]])
+
+    def _event(self, sec: int, usec: int, d: Decoded, type_: str, trail: str, hit: Trail | tuple[str, str],
+               src_port: Any = None, dst_port: Any = None, proto: str | None = None) -> Event:
+        return Event(sec, usec, ip_text(d.src), d.sport if src_port is None else src_port, ip_text(d.dst),
+                     d.dport if dst_port is None else dst_port, proto or PROTO_NAMES.get(d.proto, str(d.proto)),
+                     type_, trail, hit[0], hit[1])
+
+    def _emit(self, sec: int, usec: int, d: Decoded, type_: str, trail: str, hit: Trail | tuple[str, str],
+              src_port: Any = None, dst_port: Any = None, proto: str | None = None) -> None:
+        event = self._event(sec, usec, d, type_, trail, hit, src_port, dst_port, proto)
+        self.events.emit(event, self._frame())
+
+    def _ip_event(self, sec: int, usec: int, d: Decoded, addr: bytes, port: int, hit: Trail, iport: bool,
+                  proto: str | None = None, ports: bool = True) -> None:
+        text = ip_text(addr)
+        trail = _port_key_text(text, port) if iport else text
+        if ports:
+            self._emit(sec, usec, d, TrailType.IPORT if iport else TrailType.IP, trail, hit, proto=proto)
+        else:
+            self._emit(sec, usec, d, TrailType.IP, trail, hit, src_port="-", dst_port="-", proto=proto)
+
+    # -- TCP ------------------------------------------------------------------------------------
+
+    def _tcp_syn(self, sec: int, usec: int, d: Decoded) -> None:
+        key = (sec, d.src, d.dst, d.sport, d.dport)
+        if key == self._last_syn:
+            return
+        self._last_syn = key
+        store = self.store
+        hit = store.ip_port(d.dst, d.dport)
+        iport = hit is not None
+        if hit is None:
+            hit = store.ip(d.dst)
+        if hit is not None:
+            info = hit.info
+            if "attacker" not in info and ("parking site" not in info or d.dport in (80, 443)):
+                self._ip_event(sec, usec, d, d.dst, d.dport, hit, iport)
+                return
+        if is_local(d.dst) and d.dst[:1] == b"\x7f":
+            return
+        hit = store.ip_port(d.src, d.sport)
+        iport = hit is not None
+        if hit is None:
+            hit = store.ip(d.src)
+        if hit is not None and "malware" not in hit.info:
+            self._ip_event(sec, usec, d, d.src, d.sport, hit, iport)
+
+    def _plugin_feed(self, sec: int, usec: int, d: Decoded) -> None:
+        """Plugins see the payload packets of a flow with a listed IP, without extra log lines."""
+        for addr in (d.dst, d.src):
+            hit = self.store.ip(addr)
+            if hit is not None:
+                event = self._event(sec, usec, d, TrailType.IP, ip_text(addr), hit)
+                self.events.emit_plugins_only(event, self._frame())
+                return
+
+    def _tcp_payload(self, sec: int, usec: int, d: Decoded) -> None:
+        if self.plugins_wanted:
+            self._plugin_feed(sec, usec, d)
+        buf, poff = d.buf, d.poff
+        first = buf[poff]
+        if first == TLS_HANDSHAKE:
+            payload = bytes(buf[poff:d.pend])
+            if len(payload) > 5 and payload[5] == 1:
+                sni = tls.client_hello_sni(payload)
+                if sni:
+                    self._domain(sec, usec, d, sni, "TCP")
+                return
+            if self.check_certificates:
+                self._certificates(sec, usec, d, payload)
+            return
+        if self.flights.active and (d.src, d.sport, d.dst, d.dport) in self.flights:
+            self._certificates(sec, usec, d, bytes(buf[poff:d.pend]))
+            return
+        if first in HTTP_FIRST_BYTES:
+            payload = bytes(buf[poff:d.pend])
+            request = http.parse_request(payload)
+            if request is not None:
+                self._http_request(sec, usec, d, request)
+                return
+        elif first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/"
+            response = http.parse_response(bytes(buf[poff:d.pend]))
+            if response is not None:
+                self.heuristics.http_response(sec, usec, d, response)
+            return
+        if d.dport == DNS_PORT or d.sport == DNS_PORT:
+            msg = dns.parse(bytes(buf[poff:d.pend]), tcp=True)
+            if msg is not None:
+                self._dns(sec, usec, d, msg, "TCP")
+
+    def _certificates(self, sec: int, usec: int, d: Decoded, payload: bytes) -> None:
+        certs = self.flights.feed((d.src, d.sport, d.dst, d.dport), payload)
+        if not certs:
+            return
+        for der in certs[:1]:  # the leaf certificate identifies the server
+            sha1 = tls.cert_sha1(der)
+            hit = self.store.get(sha1)
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.CERT, sha1, hit)
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _http_request(self, sec: int, usec: int, d: Decoded, request: Any) -> None:
+        host = (request.host or "").lower()
+        method = request.method
+        if method == "CONNECT" or request.absolute:
+            if host and self._domain(sec, usec, d, host, "TCP"):
+                return
+        elif host and self.check_host_domains and self._domain(sec, usec, d, host, "TCP"):
+            return
+        if host[:1].isalpha():
+            hit = self.store.ip(d.dst)
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.IP, f"{ip_text(d.dst)} ({host})", hit)
+                return
+        if method != "CONNECT" and not (host and self.whitelist is not None and self.whitelist.domain(host)):
+            if self._url_trails(sec, usec, d, request, host or ip_text(d.dst)):
+                return
+        self.heuristics.http_request(sec, usec, d, request)
+
+    def _url_trails(self, sec: int, usec: int, d: Decoded, request: Any, host: str) -> bool:
+        path = request_path(request)
+        if not path:
+            return False
+        while "//" in path:
+            path = path.replace("//", "/")
+        body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
+        get = self.store.get
+        for candidate in url_candidates(path, body):
+            for key in (candidate, host + candidate):
+                hit = get(key.lower())
+                if hit is None:
+                    continue
+                if body and candidate == f"{path}?{body}":
+                    trail = f"{host}({path} ({request.method} {body}))"
+                    self._emit(sec, usec, d, TrailType.HTTP, trail, hit)
+                else:
+                    self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, key), hit)
+                return True
+        hit = get(host + "/")
+        if hit is not None:
+            self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, host + "/"), hit)
+            return True
+        return False
+
+    # -- UDP / DNS ------------------------------------------------------------------------------
+
+    def _udp(self, sec: int, usec: int, d: Decoded) -> None:
+        buf, poff, pend = d.buf, d.poff, d.pend
+        digest = zlib.crc32(buf[poff:pend]) if pend - poff <= 512 else zlib.crc32(buf[poff:poff + 512])
+        key = (sec, d.src, d.dst, d.sport, d.dport, digest)
+        if key == self._last_udp:
+            return
+        self._last_udp = key
+        if d.dport == DNS_PORT or d.sport == DNS_PORT:
+            msg = dns.parse(bytes(buf[poff:pend]))
+            if msg is not None:
+                self._dns(sec, usec, d, msg, "UDP")
+                return
+        store = self.store
+        hit = store.ip(d.dst)
+        if hit is not None:
+            self._ip_event(sec, usec, d, d.dst, d.dport, hit, False)
+        else:
+            hit = store.ip(d.src)
+            if hit is not None and "malware" not in hit.info:
+                self._ip_event(sec, usec, d, d.src, d.sport, hit, False)
+        if pend - poff > 20 and buf[poff] & 0xC0 == 0xC0:
+            sni = quic.initial_sni(bytes(buf[poff:pend]))
+            if sni:
+                self._domain(sec, usec, d, sni, "UDP")
+        self.heuristics.udp(sec, usec, d)
+
+    def _dns(self, sec: int, usec: int, d: Decoded, msg: Any, proto: str) -> None:
+        if msg.is_response:
+            self.heuristics.dns_response(sec, usec, d, msg)
+            return
+        name = msg.qname
+        if not name:
+            return
+        skip = self.heuristics.dns_query(sec, usec, d, msg)
+        if not skip and not ignored_query(name):
+            self._domain(sec, usec, d, name, proto)
+        if msg.qtype not in (QTYPE_PTR, QTYPE_AAAA) and msg.qclass == QCLASS_IN:
+            hit = self.store.ip_port(d.dst, d.dport)
+            if hit is not None:
+                trail = f"{_port_key_text(ip_text(d.dst), d.dport)} ({name})"
+                self._emit(sec, usec, d, TrailType.IPORT, trail, hit, proto=proto)
+                return
+            hit = self.store.ip(d.dst)
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.IP, f"{ip_text(d.dst)} ({name})", hit, proto=proto)
+                return
+            hit = self.store.ip(d.src)
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.IP, ip_text(d.src), hit, proto=proto)
+
+    def _domain(self, sec: int, usec: int, d: Decoded, name: str, proto: str) -> bool:
+        hit = self.domains.check(name)
+        if hit is None:
+            return False
+        self._emit(sec, usec, d, TrailType.DNS, hit.trail, (hit.info, hit.reference), proto=proto)
+        return True
+
+    # -- ICMP and other protocols ---------------------------------------------------------------
+
+    def _ip_only(self, sec: int, usec: int, d: Decoded) -> None:
+        hit = self.store.ip(d.dst)
+        addr = d.dst
+        if hit is None:
+            hit = self.store.ip(d.src)
+            addr = d.src
+        if hit is not None:
+            self._ip_event(sec, usec, d, addr, 0, hit, False, ports=False)
+
+
+# -- HTTP helpers (pure functions, tested directly) ---------------------------------------------
+
+def request_path(request: Any) -> str:
+    """The path+query of a request target (absolute-URI form reduced to its path)."""
+    target = request.target or ""
+    if request.absolute:
+        rest = target.split("://", 1)[1] if "://" in target else target
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    return target if target.startswith("/") else ""
+
+
+def url_candidates(path: str, body: str = "") -> list[str]:
+    """The original's URL candidate list, in order, without duplicates."""
+    out: list[str] = []
+
+    def add(item: str) -> None:
+        if item and item not in out:
+            out.append(item)
+
+    add(path.rstrip("/") if path != "/" else path)
+    base, _, query = path.partition("?")
+    add(base)
+    if "=" in path:
+        add(path[: path.index("=") + 1])
+    if query:
+        stripped = base + "?" + "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
+        add(stripped)
+        add(stripped[stripped.rfind("/"):])
+    elif body:
+        add(f"{path}?{body}")
+    if base.count("/") > 1:
+        add(base[: base.rfind("/") + 1])
+    last = base[base.rfind("/"):]
+    if last != "/":
+        add(last)
+    return out
+
+
+def bracket_url(full: str, key: str) -> str:
+    """`(unmatched)matched(unmatched)` rendering of a URL hit."""
+    low = full.lower()
+    index = low.find(key.lower())
+    if index < 0:
+        return f"({full.split('/', 1)[0]}){key}" if not key.startswith(full.split("/", 1)[0]) else key
+    prefix, suffix = full[:index], full[index + len(key):]
+    return (f"({prefix})" if prefix else "") + full[index:index + len(key)] + (f"({suffix})" if suffix else "")
+
+
+def now() -> tuple[int, int]:
+    t = time.time()
+    return int(t), int((t % 1) * 1_000_000)

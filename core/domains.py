@@ -1,0 +1,151 @@
+"""Domain checks: the original's `_check_domain` order, shared by DNS, HTTP Host, TLS and QUIC SNI.
+
+Where it sits: detect.py calls `DomainChecker.check(name)` for every DNS query name, every SNI,
+every proxy/CONNECT target (and every Host header when CHECK_HOST_DOMAINS is set). It asks the
+trail store and returns what to report; it never writes events itself.
+
+Order (spec §1.7):
+1. strip `:port`, fold case, skip numeric names; names cached as misses are skipped;
+2. the name must look like a DNS name and must not be whitelisted (suffix match);
+3. `X.ip-adress.com` reports `X(.ip-adress.com)` when X is listed;
+4. exact / parent-domain walk: `name` or `(sub).parent`, with two exclusions — `ns|rns|dns|nf|mx|nic<digits>.`
+   names are not flagged by `suspicious`/`sinkhole` trails, and a dynamic-DNS or free-web-hosting
+   provider's own domain (or its `www.`) is not flagged, only its subdomains;
+5. the long-domain heuristic (through the heuristics engine);
+6. wildcard/regex trails, tried on the name and on each parent (`(prefix.)match`);
+7. `.onion` gateways: `x.onion.to` reports `x.onion(.to)` when `x.onion` is listed;
+8. a miss is cached (LRU of DOMAIN_CACHE_ENTRIES names; cleared when the trails change).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import NamedTuple, Protocol
+
+from core.heuristics import Heuristics
+from core.trails.store import Trail, TrailStore
+
+VALID_DNS_NAME = re.compile(r"[0-9a-z_-]+(?:\.[0-9a-z_-]+)*\Z")
+NUMERIC_NAME = re.compile(r"[\d.]+\Z")
+SERVICE_PREFIX = re.compile(r"(?:ns|rns|dns|nf|mx|nic)\d*\.")
+HEURISTIC_REFERENCE = "(heuristic)"
+
+# Query names never checked (hard-coded in the original; `dev` and `int` are real TLDs, not skipped).
+IGNORE_DNS_QUERY_SUFFIXES = frozenset((
+    "arpa", "local", "guest", "intranet", "corp", "home", "lan", "intra", "intran", "workgroup",
+    "localdomain", "url", "alienvault", "example", "internal", "localnet", "test",
+))
+
+
+class DomainHit(NamedTuple):
+    """What to report for a name: the trail text as logged, plus the trail's info and reference."""
+
+    trail: str
+    info: str
+    reference: str
+
+
+class WhitelistLike(Protocol):
+    def domain(self, name: str) -> bool: ...
+
+
+def ignored_query(name: str) -> bool:
+    """DNS query names the sensor never checks (local suffixes, `.intranet.` names)."""
+    tld = name.rpartition(".")[2]
+    return tld in IGNORE_DNS_QUERY_SUFFIXES or ".intranet." in name
+
+
+class DomainChecker:
+    """Runs the check order against one trail store; holds the negative cache."""
+
+    def __init__(self, store: TrailStore, whitelist: WhitelistLike | None, heuristics: Heuristics,
+                 cache_entries: int = 1000) -> None:
+        self.store = store
+        self.whitelist = whitelist
+        self.heuristics = heuristics
+        self.cache_entries = cache_entries
+        self._misses: OrderedDict[str, None] = OrderedDict()
+        self._generation = store.generation
+        self.cache_hits = 0
+        self.cache_evictions = 0
+
+    def _remember_miss(self, name: str) -> None:
+        if self.cache_entries <= 0:
+            return
+        misses = self._misses
+        misses[name] = None
+        if len(misses) > self.cache_entries:
+            misses.popitem(last=False)
+            self.cache_evictions += 1
+
+    def check(self, name: str) -> DomainHit | None:
+        """The hit to report for `name`, or None."""
+        if self.store.generation != self._generation:
+            self._misses.clear()
+            self._generation = self.store.generation
+        name = name.lower()
+        if ":" in name:
+            name = name.split(":", 1)[0]
+        name = name.rstrip(".")
+        if not name or NUMERIC_NAME.match(name):
+            return None
+        misses = self._misses
+        if name in misses:
+            misses.move_to_end(name)
+            self.cache_hits += 1
+            return None
+        if len(name) > 255 or not VALID_DNS_NAME.match(name) or (
+                self.whitelist is not None and self.whitelist.domain(name)):
+            self._remember_miss(name)
+            return None
+        hit = self._lookup(name)
+        if hit is None:
+            self._remember_miss(name)
+        return hit
+
+    def _lookup(self, name: str) -> DomainHit | None:
+        get = self.store.get
+        if name.endswith(".ip-adress.com"):
+            head = name[: -len(".ip-adress.com")]
+            trail = get(head)
+            if trail is not None:
+                return DomainHit(head + "(.ip-adress.com)", trail.info, trail.reference)
+
+        parts = name.split(".")
+        for i in range(len(parts)):
+            candidate = name if i == 0 else ".".join(parts[i:])
+            trail = get(candidate)
+            if trail is None or self._excluded(name, candidate, trail):
+                continue
+            text = name if i == 0 else "(" + ".".join(parts[:i]) + ")." + candidate
+            return DomainHit(text, trail.info, trail.reference)
+
+        long_domain = self.heuristics.domain(name)
+        if long_domain is not None:
+            return DomainHit(long_domain[0], long_domain[1], HEURISTIC_REFERENCE)
+
+        for i in range(len(parts) - 1):
+            candidate = name if i == 0 else ".".join(parts[i:])
+            found = self.store.match_regex(candidate)
+            if found is not None:
+                _, trail = found
+                text = name if i == 0 else "(" + ".".join(parts[:i]) + ".)" + candidate
+                return DomainHit(text, trail.info, trail.reference)
+
+        index = name.find(".onion.")
+        if index > 0:
+            onion = name[: index + 6]
+            trail = get(onion)
+            if trail is not None:
+                return DomainHit(onion + "(" + name[index + 6:] + ")", trail.info, trail.reference)
+        return None
+
+    @staticmethod
+    def _excluded(name: str, candidate: str, trail: Trail) -> bool:
+        info = trail.info
+        if ("suspicious" in info or "sinkhole" in info) and SERVICE_PREFIX.match(name):
+            return True
+        if ("dynamic" in info or "free web" in info) and (name == candidate or name == "www." + candidate):
+            return True
+        return False
