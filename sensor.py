@@ -104,8 +104,9 @@ def build_events(config: Config, args: argparse.Namespace, whitelist: Any) -> An
 def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     """(detection pipeline, event pipeline) for one capture stream."""
     from core.detect import Pipeline
+    from core.trails.whitelist import Whitelist
 
-    whitelist = None
+    whitelist = Whitelist.load(config)
     events = build_events(config, args, whitelist)
     pipeline = Pipeline(config, store, events, whitelist=whitelist,
                         plugins_wanted=getattr(events, "plugins", None) is not None)

@@ -294,8 +294,8 @@ class Pipeline:
         self.heuristics.http_request(sec, usec, d, request)
 
     def _url_trails(self, sec: int, usec: int, d: Decoded, request: Any, host: str) -> bool:
-        path = request_path(request)
-        if not path:
+        path = request.path
+        if not path.startswith("/"):
             return False
         while "//" in path:
             path = path.replace("//", "/")
@@ -390,16 +390,6 @@ class Pipeline:
 
 
 # -- HTTP helpers (pure functions, tested directly) ---------------------------------------------
-
-def request_path(request: Any) -> str:
-    """The path+query of a request target (absolute-URI form reduced to its path)."""
-    target = request.target or ""
-    if request.absolute:
-        rest = target.split("://", 1)[1] if "://" in target else target
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else "/"
-    return target if target.startswith("/") else ""
-
 
 def url_candidates(path: str, body: str = "") -> list[str]:
     """The original's URL candidate list, in order, without duplicates."""
