@@ -53,11 +53,11 @@ def cert_sha1(der: bytes) -> str:
     return hashlib.sha1(der, usedforsecurity=False).hexdigest()
 
 
-def _u16(data: bytes, off: int) -> int:
+def _u16(data: bytes | bytearray, off: int) -> int:
     return (data[off] << 8) | data[off + 1]
 
 
-def _u24(data: bytes, off: int) -> int:
+def _u24(data: bytes | bytearray, off: int) -> int:
     return (data[off] << 16) | (data[off + 1] << 8) | data[off + 2]
 
 
