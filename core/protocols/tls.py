@@ -114,7 +114,7 @@ def client_hello_sni(payload: bytes) -> str | None:
     if rec_len >= 4 + _u24(payload, 6) or len(payload) <= 5 + rec_len:
         return handshake_sni(payload[5:5 + rec_len])
     # The ClientHello continues in further records: join the handshake fragments we have.
-    parts = []
+    parts: list[bytes] = []
     off = 0
     n = len(payload)
     while off + 5 <= n and payload[off] == HANDSHAKE and payload[off + 1] == 3 and len(parts) < 64:
