@@ -196,6 +196,14 @@ class ServerFlights:
     def __len__(self) -> int:
         return len(self._flows)
 
+    def __contains__(self, flow_key: object) -> bool:
+        return flow_key in self._flows
+
+    @property
+    def active(self) -> bool:
+        """True while any flow is being reassembled (lets callers skip the per-packet lookup)."""
+        return bool(self._flows)
+
     def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0,
              seq: int | None = None) -> list[bytes] | None:
         """Add one in-order segment; the DER certificate list (leaf first) once complete, else None."""
