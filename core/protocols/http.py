@@ -100,7 +100,7 @@ def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, boo
             continue
         name = line[:colon].strip().lower().decode("latin-1")
         if name and name not in headers:
-            headers[name] = line[colon + 1:colon + 1 + MAX_VALUE].strip().decode("latin-1")
+            headers[name] = line[colon + 1:].strip()[:MAX_VALUE].decode("latin-1")
     return headers, body, complete
 
 
