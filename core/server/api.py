@@ -1,0 +1,365 @@
+"""The HTTP API: the explicit route table and the session, event and live endpoints.
+
+Where it sits: httpd.py parses a request and calls `Api.handle`; this module resolves the
+session (auth.py), dispatches by path through `routes`, and answers from the day files
+(storage.py). The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
+(/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py.
+Static files (static.py) answer every other path.
+
+Scope rule: every endpoint that returns events or addresses filters them by the session's network
+filter (auth.Scope) and masks custom-trail info for UID >= 1000 (ENABLE_MASK_CUSTOM).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from core.config import Config
+from core.events.event import parse_line, safe_value
+from core.server.auth import SESSION_COOKIE, Auth, Session
+from core.server.httpd import HttpError, Request, Response, text
+from core.server.static import StaticFiles
+from core.server.storage import Segment, Storage, iter_lines, line_addresses, parse_date, parse_date_param
+
+MAX_RANGES = 32
+LIVE_POLL = 0.5
+LIVE_HEARTBEAT = 15.0
+EVENTS_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Callable[[Request, Session | None], Response]
+    auth: bool                 # a logged-in session is required
+
+
+class Stream:
+    """An iterable body that runs `on_close` exactly once, even if iteration never started."""
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]) -> None:
+        self.chunks = chunks
+        self.on_close = on_close
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()
+            self.on_close()
+
+
+def filter_line(line: bytes, session: Session) -> bytes | None:
+    """A stored line as this session may see it: None when out of scope, custom info masked."""
+    scope = session.scope
+    if scope.restricted:
+        addrs = line_addresses(line)
+        if addrs is None or not scope.allows_pair(*addrs):
+            return None
+    if session.mask_custom and b"(custom)" in line:
+        parsed = parse_line(line.decode("utf-8", "replace"))
+        if parsed is not None and parsed.reference.strip().lower() == "(custom)":
+            fields = list(parsed)
+            fields[9] = "-"
+            out = f'"{fields[0]}" ' + " ".join(safe_value(f) for f in fields[1:])
+            return out.encode("utf-8") + b"\n"
+    return line
+
+
+def parse_ranges(header: str, total: int) -> list[tuple[int, int]] | None | str:
+    """RFC 7233 byte ranges -> [(first, last)] (coalesced); None = ignore the header; 'unsatisfiable'."""
+    m = re.fullmatch(r"\s*bytes\s*=\s*(.+)", header, re.IGNORECASE)
+    if not m:
+        return None
+    specs = [s.strip() for s in m.group(1).split(",") if s.strip()]
+    if not specs or len(specs) > MAX_RANGES:
+        return None
+    ranges: list[tuple[int, int]] = []
+    for spec in specs:
+        rm = re.fullmatch(r"(\d{0,19})\s*-\s*(\d{0,19})", spec)
+        if not rm or (not rm.group(1) and not rm.group(2)):
+            return None
+        first, last = rm.group(1), rm.group(2)
+        if first:
+            a = int(first)
+            b = int(last) if last else total - 1
+            if last and b < a:
+                return None
+            if a >= total:
+                continue
+            ranges.append((a, min(b, total - 1)))
+        else:
+            suffix = int(last)
+            if suffix == 0 or total == 0:
+                continue
+            ranges.append((max(0, total - suffix), total - 1))
+    if not ranges:
+        return "unsatisfiable"
+    ranges.sort()
+    merged = [ranges[0]]
+    for a, b in ranges[1:]:
+        if a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+class Api:
+    """Endpoint handlers and the route table. One instance per server process."""
+
+    def __init__(self, config: Config, auth: Auth, storage: Storage, static: StaticFiles,
+                 stopping: threading.Event | None = None) -> None:
+        self.config = config
+        self.auth = auth
+        self.storage = storage
+        self.static = static
+        self.stopping = stopping or threading.Event()
+        self.live_slots = threading.BoundedSemaphore(max(1, config.get("MAX_LIVE_STREAMS", 30)))
+        self.live_enabled = config.get("MAX_LIVE_STREAMS", 30) > 0
+        from core.server.lists import Lists
+        from core.server.lookup import Lookup
+        from core.server.queries import Queries
+
+        self.queries = Queries(config, storage)
+        self.lists = Lists(config, storage)
+        self.lookup = Lookup(config)
+        self.routes: dict[str, Route] = {
+            "/login": Route(self.login, False),
+            "/logout": Route(self.logout, False),
+            "/whoami": Route(self.whoami, False),
+            "/ping": Route(self.ping, False),
+            "/events": Route(self.events, True),
+            "/live": Route(self.live, True),
+            "/counts": Route(self.queries.counts, True),
+            "/hunt": Route(self.queries.hunt, True),
+            "/geo": Route(self.queries.geo, True),
+            "/check": Route(self.lookup.check, False),
+            "/trails": Route(self.lookup.trails, False),
+            "/reference": Route(self.lookup.reference, True),
+            "/fail2ban": Route(self.lists.fail2ban, False),
+            "/blacklist": Route(self.lists.blacklist, False),
+        }
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        name = path.rstrip("/") or "/"
+        if name.startswith("/blacklist/"):
+            name = "/blacklist"
+        route = self.routes.get(name)
+        if route is None:
+            return self.static.serve(request)
+        session = self.auth.session_for(request.cookie(SESSION_COOKIE), request.address)
+        if route.auth and session is None:
+            return text(401, "Unauthorized\n")
+        return route.handler(request, session)
+
+    def _warning_headers(self) -> list[tuple[str, str]]:
+        return [("X-Maltrail-Warning", "default-password")] if self.auth.default_password_in_use else []
+
+    # -- session endpoints -----------------------------------------------------------------------
+
+    def login(self, request: Request, session: Session | None) -> Response:
+        if not self.auth.enabled:
+            return text(200, "Login success\n", headers=self._warning_headers())
+        params = request.params
+        username = params.get("username", "")[:256]
+        password = params.get("password")
+        if password is not None:
+            password = password[:1024]
+        result, new = self.auth.login(username, params.get("nonce", "")[:128], params.get("hash", "")[:128],
+                                      password, request.address, request.port)
+        if result == "throttled":
+            return text(429, "Too many failed logins; try again in a few seconds\n", headers=[("Retry-After", "5")])
+        if new is None:
+            return text(401, "Login failed\n")
+        headers = [("Set-Cookie", self.auth.cookie(new))] + self._warning_headers()
+        return text(200, "Login success\n", headers=headers)
+
+    def logout(self, request: Request, session: Session | None) -> Response:
+        self.auth.logout(request.cookie(SESSION_COOKIE))
+        return Response(302, b"", headers=[("Location", "/"), ("Set-Cookie", self.auth.clear_cookie())])
+
+    def whoami(self, request: Request, session: Session | None) -> Response:
+        name = session.name if session is not None else ""
+        return text(200, name, headers=self._warning_headers())
+
+    def ping(self, request: Request, session: Session | None) -> Response:
+        return text(200, "pong")
+
+    # -- /events ---------------------------------------------------------------------------------
+
+    def _days(self, request: Request) -> list[datetime.date]:
+        value = request.params.get("date") or datetime.date.today().isoformat()
+        days = parse_date_param(value[:32])
+        if days is None:
+            raise HttpError(400, "date must be YYYY-MM-DD or YYYY-MM-DD_YYYY-MM-DD (at most 366 days)")
+        return days
+
+    def events(self, request: Request, session: Session | None) -> Response:
+        assert session is not None
+        segments = self.storage.segments(self._days(request))
+        if session.scope.restricted or session.mask_custom:
+            def filtered() -> Iterator[bytes]:
+                out: list[bytes] = []
+                size = 0
+                for line in iter_lines(segments):
+                    kept = filter_line(line, session)
+                    if kept is not None:
+                        out.append(kept)
+                        size += len(kept)
+                        if size >= EVENTS_CHUNK:
+                            yield b"".join(out)
+                            out, size = [], 0
+                if out:
+                    yield b"".join(out)
+            return Response(200, filtered(), "text/plain; charset=utf-8")
+        total = sum(s.size for s in segments)
+        header = request.headers.get("range")
+        ranges = parse_ranges(header, total) if header and "if-range" not in request.headers else None
+        if ranges == "unsatisfiable":
+            return Response(416, b"", headers=[("Content-Range", f"bytes */{total}")])
+        accept = [("Accept-Ranges", "bytes")]
+        if not ranges:
+            return Response(200, _read(segments, 0, total - 1) if total else b"", length=total, headers=accept)
+        assert isinstance(ranges, list)
+        if len(ranges) == 1:
+            a, b = ranges[0]
+            return Response(206, _read(segments, a, b), length=b - a + 1, compressible=False,
+                            headers=accept + [("Content-Range", f"bytes {a}-{b}/{total}")])
+        boundary = os.urandom(12).hex()
+        parts = []
+        length = 0
+        for a, b in ranges:
+            head = (f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    f"Content-Range: bytes {a}-{b}/{total}\r\n\r\n").encode()
+            parts.append((head, a, b))
+            length += len(head) + b - a + 1
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        length += len(tail)
+
+        def multipart() -> Iterator[bytes]:
+            for head, a, b in parts:
+                yield head
+                yield from _read(segments, a, b)
+            yield tail
+        return Response(206, multipart(), f"multipart/byteranges; boundary={boundary}", accept,
+                        length=length, compressible=False)
+
+    # -- /live (server-sent events) ----------------------------------------------------------------
+
+    def live(self, request: Request, session: Session | None) -> Response:
+        assert session is not None
+        if not self.live_enabled or not self.live_slots.acquire(blocking=False):
+            return Response(204, b"")
+        try:
+            date_param = request.params.get("date", "")
+            day = parse_date(date_param) if date_param else datetime.date.today()
+            if day is None:
+                raise HttpError(400, "date must be YYYY-MM-DD")
+            resume = request.params.get("pos") or request.headers.get("last-event-id") or "0"
+            if not resume.isdigit() or len(resume) > 15:
+                raise HttpError(400, "pos must be a byte offset")
+        except HttpError:
+            self.live_slots.release()
+            raise
+        chunks = self._live_stream(request, session, self.storage.day_path(day), int(resume))
+        headers = [("X-Accel-Buffering", "no")]
+        return Response(200, Stream(chunks, self.live_slots.release), "text/event-stream; charset=utf-8",
+                        headers, compressible=False)
+
+    def _live_stream(self, request: Request, session: Session, path: str, pos: int) -> Iterator[bytes]:
+        sid = request.cookie(SESSION_COOKIE)
+        yield b"retry: 3000\n\n"
+        last_sent = time.monotonic()
+        tail = b""
+        skip_partial = False
+        if pos > 0:
+            # a resume offset inside a line: start at the next whole line
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(pos - 1)
+                    skip_partial = handle.read(1) not in (b"\n", b"")
+            except OSError:
+                pass
+        while not self.stopping.is_set():
+            if self.auth.session_for(sid, request.address) is None:
+                return
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                size = 0
+            if size < pos:
+                pos, tail = 0, b""
+            out: list[bytes] = []
+            if size > pos:
+                with open(path, "rb") as handle:
+                    handle.seek(pos)
+                    data = handle.read(min(size - pos, 8 << 20))
+                start = pos
+                pos += len(data)
+                data = tail + data
+                start -= len(tail)
+                cut = data.rfind(b"\n")
+                tail = data[cut + 1:] if cut >= 0 else data
+                if skip_partial and cut >= 0:
+                    first = data.find(b"\n") + 1
+                    start += first
+                    data = data[first:]
+                    cut -= first
+                    skip_partial = False
+                if len(tail) > 1 << 20:      # a runaway partial line: skip it rather than grow
+                    tail = b""
+                offset = start
+                for line in data[: cut + 1].split(b"\n")[:-1] if cut >= 0 else []:
+                    line += b"\n"
+                    offset += len(line)
+                    kept = filter_line(line, session)
+                    if kept is not None:
+                        out.append(b"id: %d\ndata: %s\n\n" % (offset, kept.rstrip(b"\r\n")))
+            now = time.monotonic()
+            if out:
+                yield b"".join(out)
+                last_sent = now
+            elif now - last_sent >= LIVE_HEARTBEAT:
+                yield b": ping\n\n"
+                last_sent = now
+            if _peer_closed(request.sock):
+                return
+            self.stopping.wait(LIVE_POLL)
+
+
+def _read(segments: list[Segment], start: int, end: int) -> Iterator[bytes]:
+    from core.server.storage import read_range
+
+    return read_range(segments, start, end)
+
+
+def _peer_closed(sock: socket.socket | None) -> bool:
+    """True when the client has gone (readable with nothing to read)."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        if hasattr(sock, "pending"):          # TLS: a close_notify or EOF shows up as readable
+            return True
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+

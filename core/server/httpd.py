@@ -1,0 +1,380 @@
+"""HTTP mechanics: listening socket, bounded worker threads, request parsing, response writing.
+
+Where it sits: between browsers/fail2ban/sensors (clients) and the endpoint handlers (api.py,
+static.py). One request per connection (`Connection: close`, as the original). The accept loop
+holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread itself answers
+`503 Retry-After: 1` (plain HTTP) or closes the connection (TLS) without starting a thread.
+Every connection has a deadline for reading the request (REQUEST_TIMEOUT, total, so a client that
+trickles bytes is cut off) and the same timeout on each write; bodies over MAX_POST_SIZE get 413.
+TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in the accept loop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_HEADER_BYTES = 32768
+MAX_QUERY_FIELDS = 100
+GZIP_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
+
+SECURITY_HEADERS = [
+    ("Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-src 'none'; frame-ancestors 'none'; "
+     "base-uri 'none'; form-action 'self'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+]
+
+REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 302: "Found", 304: "Not Modified",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
+           413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message or REASONS.get(status, "")
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    path: str                     # percent-decoded path without the query
+    raw_path: str                 # path as sent (still percent-encoded)
+    params: dict[str, str]
+    headers: dict[str, str]       # lower-case names
+    body: bytes
+    address: str                  # client address (IPv4-mapped IPv6 unwrapped)
+    port: int
+    tls: bool
+    sock: socket.socket | None = None
+    attrs: dict[str, object] = field(default_factory=dict)
+
+    def cookie(self, name: str) -> str | None:
+        for part in self.headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | Iterable[bytes] = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    length: int | None = None     # for iterable bodies: the exact byte count when known
+    compressible: bool = True     # may be gzip-encoded when the client accepts it
+    cache: str = "no-store"       # Cache-Control
+
+
+def text(status: int, body: str, **kw: object) -> Response:
+    return Response(status, body.encode("utf-8"), **kw)  # type: ignore[arg-type]
+
+
+def json_response(obj: object, status: int = 200) -> Response:
+    return Response(status, json.dumps(obj, separators=(",", ":")).encode("utf-8"), "application/json")
+
+
+def client_address(addr: tuple[Any, ...]) -> tuple[str, int]:
+    host, port = str(addr[0]), int(addr[1]) if len(addr) > 1 else 0
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if mapped is not None:
+            host = str(mapped)
+    except ValueError:
+        pass
+    return host, port
+
+
+def parse_request(sock: socket.socket, deadline: float, max_body: int, address: str, port: int,
+                  tls: bool) -> Request:
+    """Read and parse one request. Raises HttpError (answered) or OSError (connection dropped)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HttpError(408)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(8192)
+        except TimeoutError:
+            raise HttpError(408) from None
+        if not chunk:
+            raise ConnectionResetError("client closed")
+        data += chunk
+        if len(data) > MAX_HEADER_BYTES and b"\r\n\r\n" not in data[:MAX_HEADER_BYTES + 4]:
+            raise HttpError(431)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise HttpError(400, "Malformed request line")
+    method, target = parts[0], parts[1]
+    if method not in ("GET", "POST", "HEAD"):
+        raise HttpError(405)
+    if len(target) > 8192:
+        raise HttpError(414)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise HttpError(400, "Malformed header")
+        headers[name.lower()] = value.strip()
+    if "transfer-encoding" in headers:
+        raise HttpError(411)
+    length_text = headers.get("content-length", "0") or "0"
+    if not length_text.isdigit() or len(length_text) > 15:
+        raise HttpError(400, "Bad Content-Length")
+    length = int(length_text)
+    if length > max_body:
+        raise HttpError(413)
+    body = rest[:length]
+    while len(body) < length:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HttpError(408)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(min(65536, length - len(body)))
+        except TimeoutError:
+            raise HttpError(408) from None
+        if not chunk:
+            raise ConnectionResetError("client closed")
+        body += chunk
+    if target.startswith(("http://", "https://")):
+        target = urllib.parse.urlsplit(target).path or "/"
+        target += "?" + urllib.parse.urlsplit(parts[1]).query if "?" in parts[1] else ""
+    if not target.startswith("/"):
+        raise HttpError(400, "Bad request target")
+    raw_path, _, query = target.partition("?")
+    params = _parse_qs(query)
+    if method == "POST" and body:
+        ctype = headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip().lower()
+        if ctype in ("application/x-www-form-urlencoded", "text/plain", ""):
+            params.update(_parse_qs(body.decode("utf-8", "replace")))
+    path = urllib.parse.unquote(raw_path, errors="replace")
+    return Request(method, target, path, raw_path, params, headers, body, address, port, tls)
+
+
+def _parse_qs(query: str) -> dict[str, str]:
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS,
+                                       errors="replace")
+    except ValueError:
+        raise HttpError(400, "Too many parameters") from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        params.setdefault(key, value)
+    return params
+
+
+class HttpServer:
+    """Threaded HTTP(S) server with a hard cap on request threads."""
+
+    def __init__(self, address: str, port: int, handler: Callable[[Request], Response], *,
+                 max_threads: int = 100, timeout: float = 60.0, max_body: int = 10 << 20,
+                 ssl_context: ssl.SSLContext | None = None, server_name: str = "Maltrail") -> None:
+        self.handler = handler
+        self.max_threads = max_threads
+        self.timeout = timeout
+        self.max_body = max_body
+        self.ssl_context = ssl_context
+        self.server_name = server_name
+        self.slots = threading.BoundedSemaphore(max_threads)
+        self.counters = {"requests": 0, "refused_busy": 0, "errors": 0, "timeouts": 0}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        infos = socket.getaddrinfo(address or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                   socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = infos[0]
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:
+                pass
+        self.sock.bind(sockaddr)
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+
+    def _count(self, key: str) -> None:
+        with self.lock:
+            self.counters[key] += 1
+
+    def serve_forever(self) -> None:
+        self.sock.settimeout(0.5)
+        while not self.stopping.is_set():
+            try:
+                conn, addr = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.stopping.is_set():
+                    break
+                time.sleep(0.05)   # EMFILE and friends: back off instead of spinning
+                continue
+            if not self.slots.acquire(blocking=False):
+                self._count("refused_busy")
+                self._refuse(conn)
+                continue
+            try:
+                threading.Thread(target=self._worker, args=(conn, addr), daemon=True).start()
+            except RuntimeError:
+                self.slots.release()
+                self._refuse(conn)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        try:
+            if self.ssl_context is None:
+                conn.setblocking(False)
+                conn.send(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+                          b"Connection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _worker(self, conn: socket.socket, addr: tuple[Any, ...]) -> None:
+        try:
+            address, port = client_address(addr)
+            deadline = time.monotonic() + self.timeout
+            conn.settimeout(self.timeout)
+            sock: socket.socket = conn
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(conn, server_side=True)
+            self._serve(sock, address, port, deadline)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        except Exception:  # noqa: BLE001 - isolation point: one connection
+            self._count("errors")
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            self.slots.release()
+
+    def _serve(self, sock: socket.socket, address: str, port: int, deadline: float) -> None:
+        try:
+            request = parse_request(sock, deadline, self.max_body, address, port, self.ssl_context is not None)
+        except HttpError as ex:
+            if ex.status == 408:
+                self._count("timeouts")
+            self._send(sock, None, text(ex.status, ex.message + "\n"))
+            return
+        request.sock = sock
+        self._count("requests")
+        sock.settimeout(self.timeout)
+        try:
+            response = self.handler(request)
+        except HttpError as ex:
+            response = text(ex.status, ex.message + "\n")
+        except Exception:  # noqa: BLE001 - isolation point: one request
+            self._count("errors")
+            traceback.print_exc(file=sys.stderr)
+            response = text(500, "Internal Server Error\n")
+        self._send(sock, request, response)
+
+    def _send(self, sock: socket.socket, request: Request | None, response: Response) -> None:
+        headers = [("Server", self.server_name), ("Date", _http_date(time.time())),
+                   ("Connection", "close"), ("Content-Type", response.content_type),
+                   ("Cache-Control", response.cache)]
+        headers.extend(SECURITY_HEADERS)
+        headers.extend(response.headers)
+        body = response.body
+        length = response.length
+        accepts_gzip = request is not None and "gzip" in request.headers.get("accept-encoding", "").lower()
+        gzip_ok = (accepts_gzip and response.compressible and response.status == 200
+                   and response.content_type.startswith(GZIP_TYPES))
+        if isinstance(body, bytes | bytearray):
+            if gzip_ok and len(body) > 512:
+                body = gzip.compress(bytes(body), 6)
+                headers.append(("Content-Encoding", "gzip"))
+                headers.append(("Vary", "Accept-Encoding"))
+            length = len(body)
+        elif gzip_ok:
+            body = _gzip_stream(body)
+            length = None
+            headers.append(("Content-Encoding", "gzip"))
+            headers.append(("Vary", "Accept-Encoding"))
+        if length is not None and response.status not in (204, 304):
+            headers.append(("Content-Length", str(length)))
+        reason = REASONS.get(response.status, "Status")
+        head = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        sock.sendall(head.encode("latin-1", "replace"))
+        if request is not None and request.method == "HEAD" or response.status in (204, 304):
+            _close_iter(body)
+            return
+        if isinstance(body, bytes | bytearray):
+            if body:
+                sock.sendall(body)
+            return
+        try:
+            for chunk in body:
+                if chunk:
+                    sock.sendall(chunk)
+        finally:
+            _close_iter(body)
+
+
+def _close_iter(body: object) -> None:
+    close = getattr(body, "close", None)
+    if close is not None and not isinstance(body, bytes | bytearray):
+        close()
+
+
+def _gzip_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+    try:
+        for chunk in chunks:
+            out = comp.compress(chunk)
+            if out:
+                yield out
+        yield comp.flush()
+    finally:
+        _close_iter(chunks)
+
+
+def _http_date(sec: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(sec))
+
+
+def make_ssl_context(pem: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(pem)
+    return context
