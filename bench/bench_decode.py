@@ -15,11 +15,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-import pcapgen as g  # noqa: E402
 
 from core.decode import Decoder  # noqa: E402
+from tests import pcapgen as g  # noqa: E402
 
 
 def kinds() -> list[tuple[str, int, bytes]]:
