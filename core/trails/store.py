@@ -1,0 +1,463 @@
+"""TrailStore: read-only lookups over the mmap'd trail index (built from trails.csv by index.py).
+
+Where it sits: sensor.py / server.py open one store per process; detect.py, domains.py and the
+HTTP /check endpoint call its lookups. The 1.6M keys stay in file-backed pages of the index
+(shared by every worker through the page cache); the Python heap only holds the header, a
+prefilter set of the exact IP trails (a few MB at most), a small cache of decoded
+(info, reference) pairs and, once first used, the compiled regex trails.
+
+Lookups (all return `Trail(info, reference)` or None and never raise on odd input):
+- `ip(packed)`            4/16-byte packed address (exact IP rows)
+- `ip_port(packed, port)` `1.2.3.4:80` / `[v6]:443` rows
+- `get(text)`             exact lower-case key: domain, `host/path`, `/path`, `ip/`, SHA-1 hex...
+- `lookup_key(csv_key)`   any row exactly as written in the CSV (IPs in any spelling, regex text)
+- `match_regex(name)`     every regex/wildcard trail, full match; -> (trail text, Trail)
+Each hot lookup is a closure over one mapped index, published as an instance attribute, so a
+reload (`reopen_if_changed`) swaps it atomically per call and old mappings die with their last user.
+
+Index location: `<csv>.idx` beside the CSV when that folder is writable, else
+`~/.maltrail/index/<sha1 of the absolute CSV path>.idx` (or `index_dir` when given).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import functools
+import hashlib
+import json
+import mmap
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from core.trails import index as ix
+
+IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
+TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
+BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
+INDEX_PY = os.path.abspath(ix.__file__)
+_U32 = struct.Struct("<I")
+
+
+class TrailStoreError(Exception):
+    """The trail set cannot be used (missing CSV, unwritable index location, failed build)."""
+
+
+class Trail(NamedTuple):
+    info: str
+    reference: str
+
+
+def _dir_writable(path: str) -> bool:
+    """A folder we may create files in. root ignores permission bits, so honour them explicitly."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if not os.access(path, os.W_OK):
+        return False
+    return not (os.geteuid() == 0 and not mode & 0o222)
+
+
+def index_candidates(csv_path: str, index_dir: str | None = None) -> list[str]:
+    """Where the index may live, in order of preference."""
+    absolute = os.path.abspath(csv_path)
+    digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    if index_dir is not None:
+        return [os.path.join(index_dir, f"{os.path.basename(absolute)}-{digest}.idx")]
+    home = os.path.join(os.path.expanduser("~"), ".maltrail", "index", f"{digest}.idx")
+    if _dir_writable(os.path.dirname(absolute)):
+        return [absolute + ".idx", home]
+    return [home]
+
+
+class _Mapped(NamedTuple):
+    mm: mmap.mmap
+    header: ix.Header
+    index_path: str
+
+
+def _map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> _Mapped | None:
+    """Map idx_path when it exists, is intact (header + body CRC) and (if stamp) matches the CSV."""
+    try:
+        fd = os.open(idx_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        header = ix.read_header(os.pread(fd, ix.HEADER_SIZE, 0), size)
+        if header is None:
+            return None
+        if stamp is not None and (header.csv_size, header.csv_mtime_ns, header.csv_inode, header.csv_dev) != stamp:
+            return None
+        if ix.body_crc_of(fd, size) != header.body_crc:
+            return None
+        return _Mapped(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), header, idx_path)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _build_child(csv_path: str, idx_path: str) -> dict[str, object]:
+    """Build the index in a short-lived child process so its memory never inflates ours."""
+    try:
+        proc = subprocess.run([sys.executable, "-I", INDEX_PY, csv_path, idx_path], capture_output=True,
+                              timeout=BUILD_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as ex:
+        raise TrailStoreError(f"trail index build failed for {csv_path}: {ex}") from ex
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise TrailStoreError(message[-1] if message else f"trail index build failed for {csv_path}")
+    try:
+        info = json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
+        return dict(info) if isinstance(info, dict) else {}
+    except (ValueError, IndexError):
+        return {}
+
+
+def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, object] | None]:
+    """A valid, fresh mapping for csv_path; builds (once, under a lock) when needed."""
+    try:
+        stamp = ix.csv_stamp(csv_path)
+    except OSError as ex:
+        raise TrailStoreError(f"trail file {csv_path} cannot be read: {ex.strerror or ex}") from None
+    candidates = index_candidates(csv_path, index_dir)
+    for idx_path in candidates:
+        mapped = _map_valid(idx_path, stamp)
+        if mapped is not None:
+            return mapped, None
+    errors = []
+    for idx_path in candidates:
+        try:
+            os.makedirs(os.path.dirname(idx_path), exist_ok=True)
+            lock_fd = os.open(idx_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as ex:
+            errors.append(f"{idx_path}: {ex.strerror or ex}")
+            continue
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            mapped = _map_valid(idx_path, ix.csv_stamp(csv_path))  # another process may have built it
+            if mapped is not None:
+                return mapped, None
+            build = _build_child(csv_path, idx_path)
+            mapped = _map_valid(idx_path, None)
+            if mapped is None:
+                raise TrailStoreError(f"trail index {idx_path} is invalid right after its build")
+            return mapped, build
+        except OSError as ex:
+            raise TrailStoreError(f"trail file {csv_path}: {ex.strerror or ex}") from None
+        finally:
+            os.close(lock_fd)
+    raise TrailStoreError("no writable location for the trail index: " + "; ".join(errors))
+
+
+# --- regex / wildcard trails ----------------------------------------------------------------------
+
+_TAIL_LABEL = re.compile(r"(\\*)\\\.([a-z0-9-]+)\Z", re.I)
+_TAIL_GROUP = re.compile(r"(\\*)\\\.\((?:\?:)?([a-z0-9-]+(?:\|[a-z0-9-]+)*)\)\Z", re.I)
+_SOLO = re.compile(r"\\[1-9]|\(\?P=|\(\?P<|\(\?[aiLmsux-]+\)")
+
+
+def _top_level_alternation(text: str) -> bool:
+    depth, i, in_class = 0, 0, False
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if text[i + 1:i + 2] == "]":
+                i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def literal_last_labels(text: str) -> list[str] | None:
+    """The last label(s) every full match of `text` must end with (`\\.com`, `\\.(com|net)`), or None."""
+    body = text
+    if body.endswith("$") and (len(body) - 1 - len(body[:-1].rstrip("\\"))) % 2 == 0:
+        body = body[:-1]  # an unescaped end anchor
+    if _top_level_alternation(body):
+        return None
+    for pattern in (_TAIL_LABEL, _TAIL_GROUP):
+        m = pattern.search(body)
+        if m and len(m.group(1)) % 2 == 0:
+            return [label.lower() for label in m.group(2).split("|")]
+    return None
+
+
+class _Group:
+    """Patterns tried together: one combined alternation rejects misses, then the first hit is found."""
+
+    def __init__(self, members: list[tuple[int, re.Pattern[str]]], texts: list[str]) -> None:
+        self.members = members
+        combinable = [text for (_, _), text in zip(members, texts, strict=True) if not _SOLO.search(text)]
+        self.combined: re.Pattern[str] | None = None
+        if len(combinable) == len(members) and members:
+            try:
+                self.combined = re.compile("|".join(f"(?:{t})" for t in combinable), re.I)
+            except (re.error, RecursionError, OverflowError):
+                self.combined = None
+
+    def first(self, name: str) -> int | None:
+        if self.combined is not None and self.combined.fullmatch(name) is None:
+            return None
+        for position, pattern in self.members:
+            if pattern.fullmatch(name) is not None:
+                return position
+        return None
+
+
+class RegexTrails:
+    """Every regex/wildcard trail (no cap), bucketed by the literal last label it requires."""
+
+    def __init__(self, entries: list[tuple[str, int]]) -> None:
+        self.entries = entries
+        buckets: dict[str, list[int]] = {}
+        generic: list[int] = []
+        compiled: dict[int, re.Pattern[str]] = {}
+        for position, (text, _) in enumerate(entries):
+            try:
+                compiled[position] = re.compile(text, re.I)
+            except (re.error, RecursionError, OverflowError):
+                continue
+            labels = literal_last_labels(text)
+            if labels:
+                for label in labels:
+                    buckets.setdefault(label, []).append(position)
+            else:
+                generic.append(position)
+
+        def group(positions: list[int]) -> _Group:
+            return _Group([(p, compiled[p]) for p in positions], [entries[p][0] for p in positions])
+
+        self.buckets = {label: group(positions) for label, positions in buckets.items()}
+        self.generic = group(generic)
+
+    def match(self, name: str) -> tuple[str, int] | None:
+        best = None
+        bucket = self.buckets.get(name.rpartition(".")[2])
+        if bucket is not None:
+            best = bucket.first(name)
+        other = self.generic.first(name)
+        if other is not None and (best is None or other < best):
+            best = other
+        return None if best is None else self.entries[best]
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+class _View:
+    """One mapped index with its lookup closures."""
+
+    def __init__(self, mapped: _Mapped) -> None:
+        self.mm, self.header, self.index_path = mapped
+        mm, header = self.mm, self.header
+        sections = header.sections
+        self.regex_entries: list[tuple[str, int]] | None = None
+        self.regex: RegexTrails | None = None
+
+        pairs_off = sections[ix.PAIRS][0]
+        pair_count = int.from_bytes(mm[pairs_off:pairs_off + 4], "little")
+        self.pair_count = pair_count
+
+        @functools.lru_cache(maxsize=TRAIL_CACHE)
+        def trail_of(pid: int) -> Trail:
+            if not 0 <= pid < pair_count:
+                raise ValueError(f"corrupt trail index: pair {pid}")
+            (pos,) = _U32.unpack_from(mm, pairs_off + 4 + 4 * pid)
+            pos += pairs_off
+            n = int.from_bytes(mm[pos:pos + 2], "little")
+            info = mm[pos + 2:pos + 2 + n].decode("utf-8", "replace")
+            pos += 2 + n
+            m = int.from_bytes(mm[pos:pos + 2], "little")
+            return Trail(info, mm[pos + 2:pos + 2 + m].decode("utf-8", "replace"))
+
+        self.trail_of = trail_of
+        (off4, len4), (off6, len6) = sections[ix.IP4], sections[ix.IP6]
+        self.ipset: frozenset[bytes] | None = None
+        if len4 // 4 + len6 // 16 <= IP_SET_CAP:
+            blob4, blob6 = mm[off4:off4 + len4], mm[off6:off6 + len6]
+            self.ipset = frozenset([blob4[i:i + 4] for i in range(0, len4, 4)]
+                                   + [blob6[i:i + 16] for i in range(0, len6, 16)])
+        self._make_lookups()
+
+    def _make_lookups(self) -> None:
+        mm, header = self.mm, self.header
+        table_off = header.sections[ix.TABLE][0]
+        records_off = header.sections[ix.RECORDS][0]
+        mask = (1 << header.table_bits) - 1
+        unpack_slot = ix.SLOT.unpack_from
+        unpack_record = ix.RECORD_HEAD.unpack_from
+        crc32 = zlib.crc32
+        trail_of = self.trail_of
+        ipset = self.ipset
+
+        def probe(kb: bytes, h: int) -> Trail | None:
+            i = table_off + ((h & mask) << 3)
+            while True:
+                fp, off = unpack_slot(mm, i)
+                if off == 0:
+                    return None
+                if fp == h:
+                    pos = records_off + off
+                    pid, klen = unpack_record(mm, pos)
+                    if klen == len(kb) and mm[pos + 6:pos + 6 + klen] == kb:
+                        return trail_of(pid)
+                i += 8
+
+        def get(text: str) -> Trail | None:
+            try:
+                kb = text.encode()
+            except (UnicodeEncodeError, AttributeError):
+                return None
+            h = crc32(kb)
+            if unpack_slot(mm, table_off + ((h & mask) << 3))[1] == 0:
+                return None
+            return probe(kb, h)
+
+        def ip(packed: bytes) -> Trail | None:
+            if ipset is not None and packed not in ipset:
+                return None
+            kb = b"\xff" + packed
+            return probe(kb, crc32(kb))
+
+        def ip_port(packed: bytes, port: int) -> Trail | None:
+            try:
+                kb = b"\xfe" + packed + port.to_bytes(2, "big")
+            except (OverflowError, TypeError, AttributeError):
+                return None
+            h = crc32(kb)
+            if unpack_slot(mm, table_off + ((h & mask) << 3))[1] == 0:
+                return None
+            return probe(kb, h)
+
+        self.probe, self.get, self.ip, self.ip_port = probe, get, ip, ip_port
+
+    def regex_trails(self) -> RegexTrails:
+        if self.regex is None:
+            off, length = self.header.sections[ix.REGEX]
+            mm = self.mm
+            count = int.from_bytes(mm[off:off + 4], "little")
+            pos, entries = off + 4, []
+            for _ in range(count):
+                pid, n = ix.RECORD_HEAD.unpack_from(mm, pos)
+                entries.append((mm[pos + 6:pos + 6 + n].decode("utf-8", "replace"), pid))
+                pos += 6 + n
+            self.regex = RegexTrails(entries)
+        return self.regex
+
+
+class TrailStore:
+    """Read-only trail lookups over one index file; see the module docstring."""
+
+    get: Callable[[str], Trail | None]
+    ip: Callable[[bytes], Trail | None]
+    ip_port: Callable[[bytes, int], Trail | None]
+
+    def __init__(self, csv_path: str, index_dir: str | None, mapped: _Mapped, build: dict[str, object] | None) -> None:
+        self.path = csv_path
+        self.index_dir = index_dir
+        self.generation = 0
+        self.build_info = build
+        self.did_build = build is not None
+        self._install(_View(mapped))
+
+    def _install(self, view: _View) -> None:
+        self._view = view
+        self.get, self.ip, self.ip_port = view.get, view.ip, view.ip_port
+        self.generation += 1
+
+    @classmethod
+    def open(cls, csv_path: str, index_dir: str | None = None) -> TrailStore:
+        """Map the index of csv_path, building it first when missing, stale or damaged."""
+        if not os.path.isfile(csv_path):
+            raise TrailStoreError(f"trail file {csv_path} does not exist (run the trail update first)")
+        mapped, build = _ensure(csv_path, index_dir)
+        return cls(csv_path, index_dir, mapped, build)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, str]], index_dir: str | None = None) -> TrailStore:
+        """Test helper: write rows to `<index_dir>/trails.csv` (a new temp dir when None) and open it."""
+        folder = index_dir if index_dir is not None else tempfile.mkdtemp(prefix="trails-")
+        path = os.path.join(folder, "trails.csv")
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(rows)
+        return cls.open(path)
+
+    # --- properties -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._view.header.keys
+
+    @property
+    def skipped(self) -> int:
+        return self._view.header.skipped
+
+    @property
+    def built_at(self) -> float:
+        return self._view.header.built_at
+
+    @property
+    def index_path(self) -> str:
+        return self._view.index_path
+
+    # --- slower lookups ---------------------------------------------------------------------------
+    def lookup_key(self, csv_key: str) -> Trail | None:
+        """Any row exactly as written in the CSV (used by /check and the walk test)."""
+        view = self._view
+        kind, value = ix.classify(csv_key)
+        if kind == "regex":
+            for text, pid in view.regex_trails().entries:
+                if text == value:
+                    return view.trail_of(pid)
+            return None
+        kb = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+        return view.probe(kb, zlib.crc32(kb))
+
+    def match_regex(self, name: str) -> tuple[str, Trail] | None:
+        """The first (CSV order) regex/wildcard trail that fully matches `name`."""
+        view = self._view
+        found = view.regex_trails().match(name)
+        if found is None:
+            return None
+        return found[0], view.trail_of(found[1])
+
+    def regex_count(self) -> int:
+        return len(self._view.regex_trails().entries)
+
+    # --- reload -----------------------------------------------------------------------------------
+    def reopen_if_changed(self) -> bool:
+        """Cheap stat of the CSV; when it changed, map (building if needed) the new index and swap."""
+        try:
+            stamp = ix.csv_stamp(self.path)
+        except OSError:
+            return False
+        h = self._view.header
+        if (h.csv_size, h.csv_mtime_ns, h.csv_inode, h.csv_dev) == stamp:
+            return False
+        mapped, build = _ensure(self.path, self.index_dir)
+        self.build_info = build
+        self._install(_View(mapped))
+        return True
+
+    def close(self) -> None:
+        """Unmap the index; lookups after close() raise ValueError."""
+        self._view.trail_of.cache_clear()
+        self._view.mm.close()
