@@ -1,0 +1,229 @@
+"""HTTP heuristics: web scans, suspicious requests, User-Agents, downloads and responses.
+
+Where it sits: the engine's `http_request` / `http_response` hooks, called by detect.py with a
+parsed `core.protocols.http.HttpRequest` / `HttpResponse` after the URL trails missed. Patterns
+come from data files (core/heuristics/patterns.py); all checks here run only on HTTP heads, never
+on the per-packet fast path.
+
+Request checks (each may emit one event; reference `(heuristic)`):
+- web_scanning: more than WEB_SCANNING_THRESHOLD distinct first path segments per (src, dst)
+  inside SCAN_WINDOW → `PATH` `*` `potential web scanning` (not when both ends are local);
+- suspicious User-Agent (data/ua.txt, data/ua_whitelist.txt) → `UA`;
+- iot-malware download from a bare-IPv4 host; missing Host (CHECK_MISSING_HOST); proxy probe;
+- suspicious request battery on the decoded path (only when it holds one of ? .. .ht = space ')
+  and on the decoded POST body; direct executable download; suspicious path names.
+Forwarded-for: the first IPv4 in CF-Connecting-IP / True-Client-IP / X-Forwarded-For is appended
+to the source as `src,fwd` in these events.
+Response checks: sinkhole response, seized-domain page title, suspicious content type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+from core.addr import ip_packed, ip_text, is_local
+from core.events.event import Event, TrailType
+from core.heuristics.patterns import HttpPatterns
+from core.heuristics.state import MISSING, BoundedCache, WindowTable
+
+REFERENCE = "(heuristic)"
+REQUEST_MARKERS = ("?", "..", ".ht", "=", " ", "'")
+DOWNLOAD_EXTENSIONS = frozenset(("apk", "bin", "class", "chm", "dll", "egg", "exe", "hta", "hwp", "lnk", "msi",
+                                 "pif", "ps1", "pyz", "scr", "sct", "vsto", "wbk", "xpi"))
+PROXY_WORDS = ("probe", "proxy", "echo", "check")
+FORWARD_HEADERS = ("cf-connecting-ip", "true-client-ip", "x-forwarded-for")
+UA_CACHE_ENTRIES = 10000
+WEB_SCAN_MAX_KEYS = 50000
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_TITLE = re.compile(r"<title>([^<]{0,300})</title>", re.IGNORECASE)
+
+
+def _encode_trail(text: str) -> str:
+    """Force-encode the characters that would confuse bracketed trails or log lines."""
+    return text.replace("(", "%28").replace(")", "%29").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class HttpHeuristics:
+    def __init__(self, config: Any, whitelist: Any, patterns: HttpPatterns,
+                 emit: Callable[[Event], None], enabled: Callable[[str], bool]) -> None:
+        self.whitelist = whitelist
+        self.patterns = patterns
+        self.emit = emit
+        self.check_missing_host = bool(config.get("CHECK_MISSING_HOST", False))
+        self.use_web_scan = enabled("web_scanning")
+        self.use_requests = enabled("suspicious_request")
+        self.use_ua = enabled("user_agent")
+        self.use_download = enabled("direct_download")
+        self.use_responses = enabled("http_response")
+        self.web = WindowTable("web_scanning", int(config.get("SCAN_WINDOW", 30)),
+                               int(config.get("WEB_SCANNING_THRESHOLD", 10)), 1024, WEB_SCAN_MAX_KEYS)
+        self.ua_cache = BoundedCache("user_agent", UA_CACHE_ENTRIES)
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def request(self, sec: int, usec: int, d: Any, request: Any) -> None:
+        path = request.path or "/"
+        host = (request.host or "").lower()
+        src = self._source(d, request)
+
+        def alert(kind: str, trail: str, info: str) -> None:
+            self.emit(Event(sec, usec, src, d.sport, ip_text(d.dst), d.dport, "TCP", kind, trail, info, REFERENCE))
+
+        if self.use_web_scan and path.startswith("/"):
+            segment = path[1:].split("/", 1)[0].split("?", 1)[0]
+            if self.web.observe(d.src + d.dst, segment, sec):
+                if not (is_local(d.src) and is_local(d.dst)) and not self._listed(d.src):
+                    alert(TrailType.PATH, "*", "potential web scanning")
+
+        ua = request.user_agent
+        if ua is not None and self.use_ua:
+            trail = self._ua_trail(ua)
+            if trail is not None:
+                alert(TrailType.UA, trail, "user agent (suspicious)")
+
+        if request.method == "CONNECT":
+            return
+        plain_path = path.split("?", 1)[0]
+        dst_local = is_local(d.dst)
+
+        if host and _IPV4.fullmatch(host) and not dst_local and self.patterns.iot_url is not None:
+            if self.patterns.iot_url.search(host + plain_path):
+                alert(TrailType.HTTP, f"({host}){_encode_trail(plain_path)}",
+                      "potential iot-malware download (suspicious)")
+                return
+
+        if not host and self.check_missing_host and not request.absolute:
+            alert(TrailType.HTTP, f"{ip_text(d.dst)}{_encode_trail(path)}", "missing host header (suspicious)")
+
+        if request.absolute and d.dport == 80:
+            target = request.target.lower()
+            if any(word in target for word in PROXY_WORDS) and not (host and self.whitelist is not None
+                                                                     and self.whitelist.domain(host)):
+                prefix = f"http://{host}"
+                rest = target[len(prefix):] if target.startswith(prefix) else path
+                alert(TrailType.HTTP, f"{prefix}({_encode_trail(rest)})", "potential proxy probe (suspicious)")
+                return
+
+        display_host = host or ip_text(d.dst)
+        if self.use_requests and self._suspicious_request(alert, request, path, display_host, dst_local):
+            return
+        if self.use_download and not dst_local and self._direct_download(alert, path, display_host):
+            return
+        if self.use_requests:
+            for desc, pattern in self.patterns.paths:
+                if pattern.search(plain_path):
+                    alert(TrailType.URL, f"{display_host}({_encode_trail(plain_path)})", f"{desc} (suspicious)")
+                    return
+
+    def _suspicious_request(self, alert: Callable[[str, str, str], None], request: Any, path: str, host: str,
+                            dst_local: bool) -> bool:
+        patterns = self.patterns
+        skip = patterns.request_skip
+        if skip is not None and skip.search(path):
+            return False
+        decoded = unquote_plus(path) if "%" in path or "+" in path else path
+        if any(marker in decoded for marker in REQUEST_MARKERS):
+            desc = self._battery(decoded, dst_local)
+            if desc is not None:
+                alert(TrailType.URL, f"{host}({_encode_trail(path)})", f"{desc} (suspicious)")
+                return True
+        body = request.body
+        if body and request.method in ("POST", "PUT", "PATCH"):
+            text = body[:4096].decode("latin-1")
+            text = unquote_plus(text) if "%" in text or "+" in text else text
+            desc = self._battery(text, dst_local)
+            if desc is not None:
+                trail = f"{host}({_encode_trail(path)} \\({request.method} {_encode_trail(text[:200])}\\))"
+                alert(TrailType.HTTP, trail, f"{desc} (suspicious)")
+                return True
+        return False
+
+    def _battery(self, text: str, dst_local: bool) -> str | None:
+        for desc, pattern in self.patterns.requests:
+            if pattern.search(text):
+                if dst_local and "data leakage" in desc:
+                    continue
+                return desc
+        return None
+
+    def _direct_download(self, alert: Callable[[str, str, str], None], path: str, host: str) -> bool:
+        plain, _, query = path.partition("?")
+        if "=" in query:
+            return False
+        name = plain.rsplit("/", 1)[-1]
+        stem, dot, ext = name.rpartition(".")
+        ext = ext.lower()
+        if not dot or ext not in DOWNLOAD_EXTENSIONS or not stem or len(stem) >= 10:
+            return False
+        skip = self.patterns.download_skip
+        if skip is not None and skip.search(plain):
+            return False
+        alert(TrailType.URL, f"{host}{_encode_trail(plain)}", f"direct .{ext} download (suspicious)")
+        return True
+
+    def _ua_trail(self, ua: str) -> str | None:
+        cached = self.ua_cache.get(ua)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        result: str | None = None
+        pattern = self.patterns.ua
+        if pattern is not None:
+            match = pattern.search(ua)
+            whitelist = self.patterns.ua_whitelist
+            if match is not None and not (whitelist is not None and whitelist.search(ua)):
+                start, end = match.span()
+                before, hit, after = ua[:start], ua[start:end], ua[end:]
+                result = (f"({before})" if before else "") + (hit or "-") + (f"({after})" if after else "")
+                result = result.replace("\r", " ").replace("\n", " ")
+        self.ua_cache.put(ua, result)
+        return result
+
+    def _source(self, d: Any, request: Any) -> str:
+        src = ip_text(d.src)
+        headers = request.headers
+        for name in FORWARD_HEADERS:
+            value = headers.get(name)
+            if value:
+                first = value.split(",", 1)[0].strip()
+                if _IPV4.fullmatch(first) and ip_packed(first) is not None:
+                    return f"{src},{first}"
+        return src
+
+    def _listed(self, packed: bytes) -> bool:
+        return self.whitelist is not None and self.whitelist.ip(packed)
+
+    # --- responses -----------------------------------------------------------------------------
+
+    def response(self, sec: int, usec: int, d: Any, response: Any) -> None:
+        if not self.use_responses:
+            return
+        payload = bytes(d.buf[d.poff:min(d.pend, d.poff + 2000)]).decode("latin-1")
+        patterns = self.patterns
+
+        def alert(trail: str, info: str) -> None:
+            self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "TCP", TrailType.HTTP,
+                            trail, info, REFERENCE))
+
+        if patterns.sinkhole is not None:
+            match = patterns.sinkhole.search(payload)
+            if match is not None:
+                alert(match.group(0).strip()[:100], "sinkhole response (malware)")
+                return
+        if patterns.seized is not None and "<title" in payload.lower():
+            title = _TITLE.search(payload)
+            if title is not None and patterns.seized.search(title.group(1)):
+                alert(title.group(1).strip()[:200], "seized domain (suspicious)")
+                return
+        content_type = response.headers.get("content-type")
+        if content_type:
+            value = content_type.split(";", 1)[0].strip().lower()
+            if value in patterns.content_types:
+                alert(value, "content type (suspicious)")
+
+
+def decode_path(path: str) -> str:
+    """The URL-decoded form used by the request battery (exposed for tests)."""
+    return unquote(path)

@@ -1,0 +1,111 @@
+"""Pattern data for the HTTP heuristics: loads data/http_suspicious.txt, data/ua.txt and
+data/ua_whitelist.txt into compiled regular expressions.
+
+Where it sits: built once by the heuristic engine at startup; the HTTP heuristics only read it.
+Bad patterns are reported in `problems` and skipped (UA entries are escaped and kept), never
+fatal: a typo in a data file must not stop the sensor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from core.config import ROOT_DIR
+
+DATA_DIR = os.path.join(ROOT_DIR, "data")
+HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
+UA_FILE = os.path.join(DATA_DIR, "ua.txt")
+UA_WHITELIST_FILE = os.path.join(DATA_DIR, "ua_whitelist.txt")
+_FLAGS = re.IGNORECASE | re.DOTALL
+
+
+@dataclass
+class HttpPatterns:
+    """Compiled HTTP heuristic patterns (see data/http_suspicious.txt for the kinds)."""
+
+    requests: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    request_skip: re.Pattern[str] | None = None
+    paths: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    iot_url: re.Pattern[str] | None = None
+    download_skip: re.Pattern[str] | None = None
+    content_types: frozenset[str] = frozenset()
+    sinkhole: re.Pattern[str] | None = None
+    seized: re.Pattern[str] | None = None
+    ua: re.Pattern[str] | None = None
+    ua_whitelist: re.Pattern[str] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def read_sections(path: str) -> list[tuple[str, str, list[str]]]:
+    """[(kind, description, lines)] in file order."""
+    sections: list[tuple[str, str, list[str]]] = []
+    with open(path, encoding="utf-8") as handle:
+        for raw in handle:
+            line = raw.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line.startswith("[") and line.rstrip().endswith("]"):
+                head = line.strip()[1:-1]
+                kind, _, desc = head.partition(":")
+                sections.append((kind.strip().lower(), desc.strip(), []))
+            elif sections:
+                sections[-1][2].append(line.strip())
+    return sections
+
+
+def _join(patterns: list[str], problems: list[str], where: str, escape_bad: bool = False) -> re.Pattern[str] | None:
+    good = []
+    for pattern in patterns:
+        try:
+            re.compile(pattern, _FLAGS)
+            good.append(pattern)
+        except re.error as ex:
+            problems.append(f"{where}: {pattern!r}: {ex}")
+            if escape_bad:
+                good.append(re.escape(pattern))
+    if not good:
+        return None
+    return re.compile("|".join(f"(?:{pattern})" for pattern in good), _FLAGS)
+
+
+def _read_list(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        return [line.rstrip("\r\n") for line in handle if line.strip() and not line.startswith("#")]
+
+
+def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
+                  ua_whitelist_file: str = UA_WHITELIST_FILE) -> HttpPatterns:
+    """Compile the HTTP pattern files. A missing file raises OSError (a broken install)."""
+    out = HttpPatterns()
+    problems = out.problems
+    content_types: set[str] = set()
+    for kind, desc, lines in read_sections(http_file):
+        where = f"{os.path.basename(http_file)} [{kind}{': ' + desc if desc else ''}]"
+        if kind == "request":
+            pattern = _join(lines, problems, where)
+            if pattern is not None:
+                out.requests.append((desc, pattern))
+        elif kind == "path":
+            pattern = _join(lines, problems, where)
+            if pattern is not None:
+                out.paths.append((desc, pattern))
+        elif kind == "request-skip":
+            out.request_skip = _join(lines, problems, where)
+        elif kind == "iot-url":
+            out.iot_url = _join(lines, problems, where)
+        elif kind == "download-skip":
+            out.download_skip = _join(lines, problems, where)
+        elif kind == "content-type":
+            content_types.update(line.lower() for line in lines)
+        elif kind == "sinkhole":
+            out.sinkhole = _join(lines, problems, where)
+        elif kind == "seized":
+            out.seized = _join(lines, problems, where)
+        else:
+            problems.append(f"{where}: unknown section kind")
+    out.content_types = frozenset(content_types)
+    out.ua = _join(_read_list(ua_file), problems, os.path.basename(ua_file), escape_bad=True)
+    out.ua_whitelist = _join(_read_list(ua_whitelist_file), problems, os.path.basename(ua_whitelist_file))
+    return out
