@@ -136,6 +136,18 @@ def run_offline(config: Config, args: argparse.Namespace, pipeline: Any) -> int:
     return 0
 
 
+def run_live(config: Config, args: argparse.Namespace, store: Any) -> int:
+    """Live capture on MONITOR_INTERFACE with CAPTURE_WORKERS workers (core/capture/workers.py)."""
+    from core.capture import workers
+    from core.trails.store import TrailStore
+
+    def make_pipeline(cfg: Config, trails: Any) -> tuple[Any, Any]:
+        return build_pipeline(cfg, trails, args)
+
+    return workers.run_live(config, store, TrailStore.open, make_pipeline, lambda line: info(args, line),
+                            offline=args.offline)
+
+
 def report(args: argparse.Namespace, pipeline: Any, events: Any) -> None:
     counters = pipeline.decode_counters()
     skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
@@ -162,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.pcap_file:
                 status = run_offline(config, args, pipeline)
             else:
-                raise SensorError("live capture is not available in this build; use -r FILE")
+                status = run_live(config, args, store)
         finally:
             events.close()
-        report(args, pipeline, events)
+        if args.pcap_file:
+            report(args, pipeline, events)
         return status
     except SensorError as ex:
         print(f"sensor: {ex}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Sensor operations: metrics, preflight (-T), detection self-test, trail reload."""

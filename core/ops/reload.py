@@ -1,0 +1,102 @@
+"""Trail reload and refresh: validated atomic swaps of the trail store in a running sensor.
+
+Where it sits: called by each capture worker (core/capture/workers.py) on SIGHUP, and by the
+supervisor every UPDATE_PERIOD after running the update (core/update.py), which rewrites
+TRAILS_FILE atomically. A new set replaces the current one only when it is non-empty (unless
+ALLOW_EMPTY_TRAILS) and holds at least TRAIL_RELOAD_MIN_RATIO of the current row count; otherwise
+the sensor keeps detecting with the old set and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.config import ROOT_DIR, Config
+
+
+class TrailReloader:
+    """Keeps the current store, its generation and load time; `reload()` swaps after checks."""
+
+    def __init__(self, config: Config, store: Any, open_store: Callable[[str], Any]) -> None:
+        self.config = config
+        self.path: str = config.TRAILS_FILE
+        self.store = store
+        self.open_store = open_store
+        self.generation = 1
+        self.rejected = 0
+        self.loaded = _mtime(self.path)
+
+    def reload(self) -> tuple[bool, str]:
+        """(swapped, message). Never raises: a broken file is a rejected reload."""
+        try:
+            new = self.open_store(self.path)
+        except Exception as ex:  # isolation point: one reload
+            self.rejected += 1
+            return False, f"trail reload failed, keeping {len(self.store):,} trails: {ex}"
+        ok, why = acceptable(len(self.store), len(new), self.config)
+        if not ok:
+            self.rejected += 1
+            return False, f"trail reload refused, keeping {len(self.store):,} trails: {why}"
+        self.store = new  # the old mapping goes away with its last reference
+        self.generation += 1
+        self.loaded = _mtime(self.path)
+        return True, f"trails reloaded: {len(new):,} (generation {self.generation})"
+
+
+def acceptable(current: int, new: int, config: Config) -> tuple[bool, str]:
+    """The swap rule: no empty set (unless allowed), no drop below TRAIL_RELOAD_MIN_RATIO."""
+    if new == 0 and not config.ALLOW_EMPTY_TRAILS:
+        return False, "the new set is empty"
+    ratio = float(config.get("TRAIL_RELOAD_MIN_RATIO", 0.5))
+    if current and new < current * ratio:
+        return False, f"the new set has {new:,} rows, below {ratio:g} of the current {current:,}"
+    return True, ""
+
+
+def swap_store(pipeline: Any, store: Any) -> None:
+    """Point a detection pipeline at a new store (between two batches)."""
+    swap = getattr(pipeline, "swap_store", None)
+    if callable(swap):
+        swap(store)
+        return
+    pipeline.store = store
+    domains = getattr(pipeline, "domains", None)
+    if domains is not None and hasattr(domains, "store"):
+        domains.store = store
+        cache = getattr(domains, "cache", None)
+        if cache is not None and hasattr(cache, "clear"):
+            cache.clear()
+
+
+def update_command(config: Config) -> list[str]:
+    """The trail update as a child process (keeps the feed parsers' memory out of the sensor)."""
+    command = [sys.executable, os.path.join(ROOT_DIR, "core", "update.py")]
+    if config.source:
+        command += ["-c", config.source]
+    return command
+
+
+def run_update(config: Config, timeout: float = 3600) -> tuple[bool, str]:
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(update_command(config), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as ex:
+        return False, f"trail update failed: {ex}"
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"trail update failed (exit {proc.returncode}, {took:.0f} s): {last}"
+    return True, f"trail update finished in {took:.0f} s"
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
+
