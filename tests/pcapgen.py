@@ -397,8 +397,10 @@ def write_pcap(path: str, packets: Iterable[tuple[float, bytes]], linktype: int 
     with open(path, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
         for ts, frame in packets:
-            total = round(ts * scale)
-            sec, frac = divmod(total, scale)
+            sec = int(ts)
+            frac = round((ts - sec) * scale)  # split first: ts * 1e9 would lose nanoseconds to float rounding
+            if frac >= scale:
+                sec, frac = sec + 1, frac - scale
             data = bytes(frame[:snaplen])
             fh.write(struct.pack("<IIII", sec, frac, len(data), len(frame)) + data)
     return path
