@@ -1,0 +1,47 @@
+// Talking to the server: login (challenge scheme), logout, /whoami, /counts, /geo.
+// Where it sits: main.js calls these; the event stream itself is fetched by worker.js.
+// Login: POST /login with username, nonce (random) and hash = sha256hex(sha256hex(password) + nonce).
+
+import { sha256hexAsync } from './sha256.js';
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+export function nonce(length = 16) {
+  const bytes = new Uint8Array(length);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => ALNUM[b % ALNUM.length]).join('');
+}
+
+/** -> {ok, status, message, defaultPassword} */
+export async function login(username, password) {
+  const n = nonce();
+  const hash = await sha256hexAsync((await sha256hexAsync(password)) + n);
+  const body = new URLSearchParams({ username, nonce: n, hash });
+  const resp = await fetch('login', { method: 'POST', body, credentials: 'same-origin', cache: 'no-store' });
+  const message = (await resp.text()).trim();
+  return { ok: resp.ok, status: resp.status, message, defaultPassword: isDefaultPw(resp) };
+}
+
+function isDefaultPw(resp) {
+  return /default-password/i.test(resp.headers.get('X-Maltrail-Warning') || '');
+}
+
+/** -> {user: string ('' not logged in, '?' no auth configured), defaultPassword} */
+export async function whoami() {
+  const resp = await fetch('whoami', { credentials: 'same-origin', cache: 'no-store' });
+  return { user: resp.ok ? (await resp.text()).trim() : '', defaultPassword: isDefaultPw(resp) };
+}
+
+export async function logout() {
+  await fetch('logout', { credentials: 'same-origin', cache: 'no-store', redirect: 'manual' });
+}
+
+async function json(url) {
+  const resp = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
+  if (!resp.ok) throw new Error(`${url.split('?')[0]}: HTTP ${resp.status}`);
+  if (resp.status === 204) return null;
+  return resp.json();
+}
+
+export const counts = (from, to) => json(`counts?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+export const geo = (date) => json(`geo?date=${encodeURIComponent(date)}`);

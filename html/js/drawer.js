@@ -1,0 +1,109 @@
+// The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
+// hints, triage status, tags, notes and its event table (up to 500 rows).
+// Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
+
+import { el, clear, fmt, hms, stamp, hue } from './dom.js';
+import { SERVICES, SEV_NAMES, isPrivate } from './classify.js';
+import { drawSpark, typeColour } from './grid.js';
+import { quoteValue } from './query.js';
+
+// A conservative map from info text to ATT&CK techniques (public IDs).
+const MITRE = [
+  [/port scanning|udp scanning|potential infection/i, 'T1046', 'Network Service Discovery'],
+  [/web scan|non-existent page|directory traversal/i, 'T1595', 'Active Scanning'],
+  [/dga|no such domain/i, 'T1568.002', 'Domain Generation Algorithms'],
+  [/dns exhaustion|dns tunnel/i, 'T1071.004', 'Application Layer Protocol: DNS'],
+  [/sql injection|xss|remote code execution|injection/i, 'T1190', 'Exploit Public-Facing Application'],
+  [/\bc2\b|c&c|command and control|botnet/i, 'T1071', 'Application Layer Protocol'],
+  [/tor exit|\.onion|proxy/i, 'T1090', 'Proxy'],
+  [/download|dropper|loader/i, 'T1105', 'Ingress Tool Transfer'],
+  [/phishing/i, 'T1566', 'Phishing'],
+  [/ransomware/i, 'T1486', 'Data Encrypted for Impact'],
+  [/miner|mining|coinhive/i, 'T1496', 'Resource Hijacking'],
+];
+
+const TRIAGE = ['new', 'investigating', 'resolved', 'false-positive'];
+
+export class Drawer {
+  constructor(box, { store, addFilter, onChange, onClose }) {
+    Object.assign(this, { box, store, addFilter, onChange, onClose });
+    this.uid = null;
+  }
+
+  close() { this.box.hidden = true; this.uid = null; this.onClose(); }
+
+  chips(title, values, field, total, over) {
+    if (!values.length) return null;
+    const more = over ? ' (capped)' : '';
+    return [
+      el('h3', { text: `${title} · ${fmt(total ?? values.length)}${more}` }),
+      el('div.vals', null, values.map((v) => el('button', {
+        text: field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v,
+        title: `filter ${field}:${v} (shift: exclude)`,
+        onclick: (ev) => this.addFilter(`${ev.shiftKey ? '-' : ''}${field}:${quoteValue(v)}`),
+      }, field === 'src' || field === 'dst' ? (isPrivate(v) ? '' : '') : null))),
+    ];
+  }
+
+  show(reply) {
+    const t = reply.threat;
+    this.uid = t.uid;
+    const s = this.store;
+    clear(this.box);
+    this.box.hidden = false;
+    const uid = el('span.uid', { text: t.uid });
+    uid.style.background = `hsl(${hue(t.uid)} 65% 60%)`;
+    const typ = el('span.typ', { text: t.type || '-' });
+    typ.style.background = typeColour(t.type);
+    const spark = el('canvas.spark');
+    drawSpark(spark, t.hist, '#4cc3f0');
+    const techniques = MITRE.filter(([re]) => re.test(t.info) || re.test(t.trail));
+    const status = s.triage[t.uid] || 'new';
+    const tagInput = el('input', { value: (s.tags[t.uid] || []).join(', '), placeholder: 'tags, comma separated', id: 'd-tags' });
+    const note = el('textarea', { value: s.notes[t.uid] || '', placeholder: 'notes (kept in this browser)', id: 'd-note' });
+    const ev = reply.events;
+    const table = el('table', null,
+      el('thead', null, el('tr', null, ['time', 'sensor', 'source', 'destination', 'proto', 'info'].map((h) => el('th', { text: h })))),
+      el('tbody', null, ev.map((e) => el('tr', null,
+        el('td', { text: hms(e.t), title: stamp(e.t) }), el('td', { text: e.sensor }),
+        el('td', { text: e.sport ? `${e.src}:${e.sport}` : e.src, title: e.src }),
+        el('td', { text: e.dport ? `${e.dst}:${e.dport}` : e.dst, title: e.dst }),
+        el('td', { text: e.proto }), el('td', { text: e.info, title: e.info })))));
+    this.box.append(
+      el('div.dhead', null, el('span.sev.sev' + t.sev, { text: SEV_NAMES[t.sev] }), uid, typ, spark,
+        el('span.muted', { text: t.kind !== 'default' ? t.kind : '' }),
+        el('button.icon.close', { text: '×', title: 'close (Esc)', onclick: () => this.close() })),
+      el('div.kv', null,
+        el('span', { text: 'trail' }), el('span', { text: t.trail }),
+        el('span', { text: 'info' }), el('span', { text: t.info }),
+        el('span', { text: 'reference' }), el('span', { text: t.ref }),
+        el('span', { text: 'events' }), el('span', { text: fmt(t.count) }),
+        el('span', { text: 'first seen' }), el('span', { text: stamp(t.first) }),
+        el('span', { text: 'last seen' }), el('span', { text: stamp(t.last) }),
+        el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats on this trail` })),
+      techniques.length ? el('h3', { text: 'MITRE ATT&CK' }) : null,
+      el('div.vals', null, techniques.map(([, id, name]) => el('a.mitre', {
+        href: `https://attack.mitre.org/techniques/${id.replace('.', '/')}/`, target: '_blank', rel: 'noopener noreferrer', text: `${id} ${name}` }))),
+      el('div.vals', null,
+        el('button', { text: 'only this trail', onclick: () => this.addFilter(`trail:${quoteValue(t.trail)}`) }),
+        el('button', { text: 'exclude this trail', onclick: () => this.addFilter(`-trail:${quoteValue(t.trail)}`) })),
+      this.chips('Sources', t.src, 'src', t.srcN, t.over & 1),
+      this.chips('Destinations', t.dst, 'dst', t.dstN, t.over & 4),
+      this.chips('Destination ports', t.dport, 'port', t.dportN, t.over & 8),
+      this.chips('Source ports', t.sport.slice(0, 60), 'sport', t.sport.length, t.over & 2),
+      this.chips('Protocols', t.proto, 'proto'),
+      this.chips('Sensors', t.sensor, 'sensor'),
+      el('h3', { text: 'Triage' }),
+      el('div.triage', null, TRIAGE.map((st) => {
+        const b = el('button', { text: st, dataset: { status: st }, onclick: () => { s.setTriage(t.uid, st); this.onChange(); this.show(reply); } });
+        if (st === status) b.classList.add('on');
+        return b;
+      })),
+      el('h3', { text: 'Tags' }), tagInput,
+      el('h3', { text: 'Notes' }), note,
+      el('h3', { text: `Events · ${fmt(t.count)}${t.count > ev.length ? ` (showing ${fmt(ev.length)})` : ''}` }), table,
+    );
+    tagInput.addEventListener('change', () => { s.setTags(t.uid, tagInput.value.split(',')); this.onChange(); });
+    note.addEventListener('change', () => { s.setNote(t.uid, note.value); this.onChange(); });
+  }
+}

@@ -1,0 +1,190 @@
+// The threats grid: a virtual-scrolling table (only visible rows exist in the DOM), sortable
+// headers, severity, 24-hour sparkline, LAN markers, ellipsis tooltips and keyboard selection.
+// Where it sits: main.js gives it the row count of the current view and a fetchRows(from, to)
+// that asks the worker; rows are rendered with createElement/textContent only.
+
+import { el, clear, fmt, hue, age } from './dom.js';
+import { isPrivate, RISKY_PORTS, SERVICES, SEV_NAMES } from './classify.js';
+
+export const COLUMNS = [
+  { key: 'uid', label: 'Threat' }, { key: 'sensor', label: 'Sensor' }, { key: 'count', label: 'Events' },
+  { key: 'sev', label: 'Severity' }, { key: null, label: 'Sparkline' }, { key: 'src', label: 'Source' },
+  { key: 'dst', label: 'Destination' }, { key: 'port', label: 'Port' }, { key: 'proto', label: 'Proto' },
+  { key: 'type', label: 'Type' }, { key: 'trail', label: 'Trail' }, { key: 'info', label: 'Info' },
+  { key: 'first', label: 'First seen' }, { key: null, label: 'Tags' },
+];
+
+const TYPE_COLOURS = { DNS: '#2f6fd1', IP: '#d6431f', IPORT: '#9b6b52', URL: '#d98c00', HTTP: '#1f9d55', UA: '#8b5cf6', PATH: '#0e9aa7', PORT: '#b83280', CERT: '#64748b' };
+
+export function typeColour(type) { return TYPE_COLOURS[type] || `hsl(${hue(type)} 55% 45%)`; }
+
+export function drawSpark(canvas, hist, colour) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = 72, h = 18;
+  if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const max = Math.max(1, ...hist);
+  ctx.fillStyle = colour;
+  const bw = w / 24;
+  for (let i = 0; i < 24; i++) {
+    if (!hist[i]) continue;
+    const bh = Math.max(1, (hist[i] / max) * (h - 1));
+    ctx.fillRect(i * bw, h - bh, Math.max(1, bw - 1), bh);
+  }
+}
+
+export class Grid {
+  constructor({ head, body, rowsBox, spacer, empty, fetchRows, onOpen, onSort, onContext, tooltip, local, cssVar }) {
+    Object.assign(this, { head, body, rowsBox, spacer, empty, fetchRows, onOpen, onSort, onContext, tooltip, local, cssVar });
+    this.count = 0;
+    this.rows = new Map();          // index -> row data (current window)
+    this.selected = -1;
+    this.sort = 'sev';
+    this.dir = 'desc';
+    this.nowWall = 0;
+    this.reqSeq = 0;
+    this.renderHead();
+    body.addEventListener('scroll', () => this.schedule());
+    window.addEventListener('resize', () => this.schedule());
+    rowsBox.addEventListener('mouseover', (ev) => this.hover(ev));
+    rowsBox.addEventListener('mouseout', () => { this.tooltip.hidden = true; });
+  }
+
+  rowHeight() { return parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--rowh')) || 30; }
+
+  renderHead() {
+    clear(this.head);
+    for (const col of COLUMNS) {
+      const arrow = col.key && col.key === this.sort ? (this.dir === 'asc' ? ' ▲' : ' ▼') : '';
+      const span = el('span', { text: col.label + arrow, dataset: { key: col.key || '' } });
+      if (col.key === this.sort) span.classList.add('sorted');
+      if (col.key) span.addEventListener('click', () => this.onSort(col.key));
+      this.head.append(span);
+    }
+  }
+
+  setSort(sort, dir) { this.sort = sort; this.dir = dir; this.renderHead(); }
+
+  /** New view: count rows; keep the scroll position unless `reset`. */
+  setCount(count, reset) {
+    this.count = count;
+    this.rows.clear();
+    this.spacer.style.height = `${count * this.rowHeight()}px`;
+    this.empty.hidden = count > 0;
+    if (reset) { this.body.scrollTop = 0; this.selected = count ? 0 : -1; }
+    if (this.selected >= count) this.selected = count - 1;
+    this.schedule(true);
+  }
+
+  schedule(force) {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => { this.pending = false; this.refresh(force); });
+  }
+
+  async refresh() {
+    const rh = this.rowHeight();
+    const top = this.body.scrollTop;
+    const from = Math.max(0, Math.floor(top / rh) - 5);
+    const to = Math.min(this.count, Math.ceil((top + this.body.clientHeight) / rh) + 5);
+    const seq = ++this.reqSeq;
+    const reply = await this.fetchRows(from, to);
+    if (seq !== this.reqSeq) return;
+    this.rows.clear();
+    reply.rows.forEach((r, i) => this.rows.set(reply.from + i, r));
+    this.paint(from, to, rh);
+  }
+
+  paint(from, to, rh) {
+    clear(this.rowsBox);
+    const frag = document.createDocumentFragment();
+    for (let i = from; i < to; i++) {
+      const r = this.rows.get(i);
+      if (!r) continue;
+      const row = this.renderRow(r, i);
+      row.style.transform = `translateY(${i * rh}px)`;
+      frag.append(row);
+    }
+    this.rowsBox.append(frag);
+  }
+
+  renderRow(r, index) {
+    const local = this.local;
+    const row = el('div.grow.row', { dataset: { index: String(index), uid: r.uid } });
+    if (index === this.selected) row.classList.add('sel');
+    const status = local.triage[r.uid];
+    if (status === 'resolved' || status === 'false-positive') row.classList.add('triaged');
+    const uid = el('span.uid', { text: r.uid });
+    uid.style.background = `hsl(${hue(r.uid)} 65% 60%)`;
+    const spark = el('canvas.spark');
+    drawSpark(spark, r.hist, r.sev === 2 ? '#f0435e' : r.sev === 1 ? '#f5a524' : '#8a99ab');
+    const typ = el('span.typ', { text: r.type || '-' });
+    typ.style.background = typeColour(r.type);
+    const port = r.dport[0] || '';
+    const portCell = el('span.cell', { title: r.dport.join(', ') },
+      port ? `${port}${SERVICES[port] ? ` (${SERVICES[port]})` : ''}` : '',
+      r.dportN > 1 ? ` +${r.dportN - 1}` : '',
+      RISKY_PORTS.has(+port) ? el('span.risky', { text: '⚠', title: 'commonly abused port' }) : null);
+    const tags = (local.tags[r.uid] || []).map((t) => el('span.tag', { text: t }));
+    row.append(
+      el('span.cell', null, uid),
+      this.multi(r.sensor, r.sensorN),
+      el('span.cell', null, el('span.cnt', { text: fmt(r.count) + '×' })),
+      el('span.cell.sev.sev' + r.sev, { text: SEV_NAMES[r.sev] }),
+      el('span.cell', null, spark),
+      this.ipCell(r.src, r.srcN),
+      this.ipCell(r.dst, r.dstN),
+      portCell,
+      el('span.cell', { text: r.proto.join(',') }),
+      el('span.cell', null, typ),
+      el('span.cell', { text: r.trail }),
+      el('span.cell', { text: r.info }),
+      el('span.cell.muted', { text: age(r.first, this.nowWall), title: new Date(r.first * 1000).toISOString().slice(0, 19).replace('T', ' ') }),
+      el('span.cell', null, status ? el('span.status-badge', { text: status + ' ' }) : null, tags),
+    );
+    row.addEventListener('click', () => { this.select(index); this.onOpen(r.uid); });
+    row.addEventListener('contextmenu', (ev) => { ev.preventDefault(); this.select(index); this.onContext(ev, r); });
+    return row;
+  }
+
+  multi(values, n) {
+    return el('span.cell', { text: values.join(', ') + (n > values.length ? ` +${n - values.length}` : '') });
+  }
+
+  ipCell(values, n) {
+    const v = values[0] || '';
+    const alias = this.aliases && this.aliases[v];
+    return el('span.cell', null,
+      v && isPrivate(v) ? el('span.lan', { text: '⌂', title: 'LAN address' }) : null,
+      alias ? `${alias} (${v})` : v,
+      n > 1 ? el('span.muted', { text: ` +${n - 1}` }) : null);
+  }
+
+  hover(ev) {
+    const cell = ev.target.closest('.cell');
+    if (!cell || cell.scrollWidth <= cell.clientWidth + 1) { this.tooltip.hidden = true; return; }
+    this.tooltip.textContent = cell.title || cell.textContent;
+    const rect = cell.getBoundingClientRect();
+    this.tooltip.style.left = `${Math.min(rect.left, window.innerWidth - 580)}px`;
+    this.tooltip.style.top = `${rect.bottom + 4}px`;
+    this.tooltip.hidden = false;
+  }
+
+  select(index) {
+    if (index < 0 || index >= this.count) return;
+    this.selected = index;
+    const rh = this.rowHeight();
+    const top = index * rh;
+    if (top < this.body.scrollTop) this.body.scrollTop = top;
+    else if (top + rh > this.body.scrollTop + this.body.clientHeight) this.body.scrollTop = top + rh - this.body.clientHeight;
+    for (const node of this.rowsBox.children) node.classList.toggle('sel', +node.dataset.index === index);
+  }
+
+  selectedRow() { return this.rows.get(this.selected); }
+
+  move(delta) { this.select(Math.max(0, Math.min(this.count - 1, this.selected + delta))); this.schedule(); }
+
+  page(delta) { this.move(delta * Math.max(1, Math.floor(this.body.clientHeight / this.rowHeight()) - 1)); }
+}

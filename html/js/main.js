@@ -1,0 +1,618 @@
+// The page controller: login and session UI, day/range selection, talking to the data worker,
+// search box and chips, cards and charts, the grid, drawer, context menu, live mode, exports,
+// saved views, whitelist, keyboard shortcuts, theme and text size. State lives in this object
+// and in the URL hash (bookmarkable views); analyst notes live in localStorage (store.js).
+// Where it sits: loaded by index.html as a module; everything heavy runs in worker.js.
+
+import { $, clear, download, el, fmt } from './dom.js';
+import { login, logout, whoami, geo as fetchGeo } from './api.js';
+import { Calendar, addDays, isoDay } from './calendar.js';
+import { drawChart, drawMini, hitTest } from './charts.js';
+import { Drawer } from './drawer.js';
+import { Grid } from './grid.js';
+import { chipsOf, parseQuery, quoteValue, FIELDS } from './query.js';
+import { LocalStore } from './store.js';
+import { drawWorld } from './worldmap.js';
+
+var IP_ALIASES = {};   // rewritten by the server from IP_ALIASES in maltrail.conf
+
+const meta = (name) => { const m = document.querySelector(`meta[name="${name}"]`); return m ? m.content : ''; };
+
+class App {
+  constructor() {
+    this.store = new LocalStore();
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.seq = 0;
+    this.waiting = new Map();
+    this.worker.onmessage = (ev) => this.onWorker(ev.data);
+    this.worker.onerror = (ev) => this.setStatus(`worker error: ${ev.message || 'failed to start'}`);
+    const tz = parseInt(meta('mt-tzoffset'), 10);
+    this.tzOffset = Number.isFinite(tz) ? tz : -new Date().getTimezoneOffset();
+    this.today = this.serverToday();
+    this.state = { from: this.today, to: this.today, q: '', sev: '', sort: 'sev', dir: 'desc', chart: '', hidden: false };
+    this.stats = null;
+    this.hits = [];
+    this.loadInfo = {};
+    this.timing = { loadStart: 0, firstRows: 0, done: 0, lastFilterMs: 0 };
+    this.liveOn = false;
+    this.newCount = 0;
+    this.notifyOn = this.store.prefs.notify === true;
+  }
+
+  /** The server's current wall-clock time as seconds (log times are written in server local time). */
+  serverNowWall() { return Date.now() / 1000 + this.tzOffset * 60; }
+  serverToday() { return isoDay(new Date(this.serverNowWall() * 1000)); }
+
+  // --- worker plumbing -------------------------------------------------------------------------
+
+  ask(msg) {
+    const reqId = ++this.seq;
+    return new Promise((resolve) => { this.waiting.set(reqId, resolve); this.worker.postMessage({ ...msg, reqId }); });
+  }
+
+  onWorker(msg) {
+    if (msg.reqId && this.waiting.has(msg.reqId)) { const done = this.waiting.get(msg.reqId); this.waiting.delete(msg.reqId); done(msg); return; }
+    if (msg.op === 'progress') this.onProgress(msg);
+    else if (msg.op === 'live') this.onLive(msg);
+    else if (msg.op === 'livestatus') { this.liveStatus = msg.status; this.renderStatus(); }
+    else if (msg.op === 'error') this.setStatus(`error: ${msg.error}`);
+  }
+
+  // --- boot and session --------------------------------------------------------------------------
+
+  async boot() {
+    this.applyPrefs();
+    this.readHash();
+    this.bindUi();
+    let who;
+    try { who = await whoami(); } catch (err) { this.setStatus(`server unreachable: ${err.message}`); return; }
+    this.showDefaultPw(who.defaultPassword || meta('mt-defaultpw') === '1');
+    if (!who.user) { this.showLogin(); return; }
+    this.startSession(who.user);
+  }
+
+  showDefaultPw(on) {
+    const b = $('#banner');
+    b.textContent = 'Warning: the default password is in use. Change USERS in maltrail.conf before exposing this server.';
+    b.hidden = !on;
+  }
+
+  showLogin() {
+    $('#login').hidden = false;
+    $('#login-user').focus();
+  }
+
+  async doLogin(ev) {
+    ev.preventDefault();
+    const err = $('#login-error');
+    err.textContent = '';
+    $('#login-submit').disabled = true;
+    try {
+      const r = await login($('#login-user').value, $('#login-pass').value);
+      if (!r.ok) { err.textContent = r.status === 429 ? r.message : 'Login failed'; return; }
+      $('#login-pass').value = '';
+      $('#login').hidden = true;
+      const who = await whoami();
+      this.showDefaultPw(r.defaultPassword || who.defaultPassword);
+      this.startSession(who.user || $('#login-user').value);
+    } catch (e) {
+      err.textContent = `Login error: ${e.message}`;
+    } finally {
+      $('#login-submit').disabled = false;
+    }
+  }
+
+  startSession(user) {
+    this.user = user;
+    $('#who').textContent = user === '?' ? '' : user;
+    $('#logout').hidden = user === '?';
+    this.worker.postMessage({ op: 'local', local: this.store.forWorker() });
+    this.load();
+  }
+
+  async doLogout(ev) {
+    ev.preventDefault();
+    this.stopLive();
+    await logout();
+    location.hash = '';
+    location.reload();
+  }
+
+  // --- hash state --------------------------------------------------------------------------------
+
+  readHash() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    const day = /^\d{4}-\d{2}-\d{2}$/;
+    const s = this.state;
+    if (day.test(p.get('from') || '')) s.from = p.get('from');
+    if (day.test(p.get('to') || '')) s.to = p.get('to');
+    if (day.test(p.get('date') || '')) s.from = s.to = p.get('date');
+    if (s.to < s.from) [s.from, s.to] = [s.to, s.from];
+    s.q = p.get('q') ?? p.get('filter') ?? '';
+    s.sev = ['0', '1', '2'].includes(p.get('sev')) ? p.get('sev') : '';
+    s.sort = p.get('sort') || 'sev';
+    s.dir = p.get('dir') === 'asc' ? 'asc' : 'desc';
+    s.chart = ['events', 'threats', 'severity', 'sources', 'trails'].includes(p.get('chart')) ? p.get('chart') : '';
+  }
+
+  writeHash() {
+    const s = this.state;
+    const p = new URLSearchParams();
+    if (s.from === s.to) p.set('date', s.from); else { p.set('from', s.from); p.set('to', s.to); }
+    if (s.q) p.set('q', s.q);
+    if (s.sev) p.set('sev', s.sev);
+    if (s.sort !== 'sev') p.set('sort', s.sort);
+    if (s.dir !== 'desc') p.set('dir', s.dir);
+    if (s.chart) p.set('chart', s.chart);
+    const hash = '#' + p.toString();
+    if (location.hash !== hash) history.replaceState(null, '', hash);
+  }
+
+  // --- loading -----------------------------------------------------------------------------------
+
+  load() {
+    const s = this.state;
+    const date = s.from === s.to ? s.from : `${s.from}_${s.to}`;
+    this.stopLive();
+    this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
+    this.loadInfo = { done: false };
+    this.newCount = 0;
+    this.renderNew();
+    this.renderDay();
+    this.writeHash();
+    $('#progress-bar').style.width = '0';
+    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date });
+    this.grid.setCount(0, true);
+    if (!$('#world-panel').hidden) this.showWorld();
+  }
+
+  onProgress(msg) {
+    this.loadInfo = msg;
+    const pct = msg.total ? Math.min(100, (100 * msg.bytes) / msg.total) : msg.done ? 100 : 50;
+    $('#progress-bar').style.width = msg.done ? '0' : `${pct}%`;
+    if (msg.done) this.timing.done = performance.now() - this.timing.loadStart;
+    if (msg.error === 'unauthorized') { this.showLogin(); return; }
+    this.renderStatus();
+    this.refreshSoon(msg.done ? 0 : 250);
+  }
+
+  renderStatus() {
+    const m = this.loadInfo;
+    let text = '';
+    if (m.error) text = `load failed: ${m.error}`;
+    else if (m.done === false) text = `loading… ${fmt(m.events)} events · ${fmt(Math.round((m.bytes || 0) / 1048576))} MB`;
+    else if (m.done) text = `${fmt(m.events)} events loaded in ${(m.ms / 1000).toFixed(1)} s${m.bad ? ` · ${fmt(m.bad)} malformed lines skipped` : ''}`;
+    if (this.liveOn) text += ` · live: ${this.liveStatus || 'connecting'}`;
+    this.setStatus(text);
+  }
+
+  setStatus(text) { $('#status').textContent = text; }
+
+  refreshSoon(delay) {
+    if (this.refreshTimer) { if (delay) return; clearTimeout(this.refreshTimer); }
+    this.refreshTimer = setTimeout(() => { this.refreshTimer = 0; this.refresh(false); }, delay);
+  }
+
+  // --- the view ----------------------------------------------------------------------------------
+
+  async refresh(reset) {
+    const s = this.state;
+    const started = performance.now();
+    const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden });
+    if (reply.error) { this.searchError(reply.error); return; }
+    this.searchError('');
+    this.stats = reply.stats;
+    this.grid.nowWall = this.serverNowWall();
+    this.grid.setCount(reply.count, reset);
+    this.renderCards(reply.stats);
+    this.renderChips();
+    this.timing.lastFilterMs = performance.now() - started;
+    this.timing.workerMs = reply.ms;
+    if (!this.timing.firstRows && reply.count) this.timing.firstRows = performance.now() - this.timing.loadStart;
+    document.body.dataset.ready = this.loadInfo.done ? 'done' : 'loading';
+    document.body.dataset.viewSeq = String((+document.body.dataset.viewSeq || 0) + 1);
+  }
+
+  renderCards(st) {
+    $('#c-threats').textContent = fmt(st.threats);
+    $('#c-events').textContent = fmt(st.events);
+    $('#c-sources').textContent = fmt(st.sources);
+    $('#c-trails').textContent = fmt(st.trails);
+    const worst = st.sev[2] ? 'high' : st.sev[1] ? 'medium' : st.sev[0] ? 'low' : '—';
+    $('#c-sev').textContent = worst;
+    $('#c-sev-sub').textContent = `${fmt(st.sev[2])} hi · ${fmt(st.sev[1])} md · ${fmt(st.sev[0])} lo`;
+    const s = this.state;
+    $('#c-events-sub').textContent = s.from === s.to ? 'across 24h' : `${s.from} … ${s.to}`;
+    $('#c-threats-sub').textContent = st.allThreats !== st.threats ? `of ${fmt(st.allThreats)} threats` : 'distinct threats';
+    $('#p-high').textContent = fmt(st.sevAll[2]);
+    $('#p-med').textContent = fmt(st.sevAll[1]);
+    $('#p-low').textContent = fmt(st.sevAll[0]);
+    $('#count').textContent = `${fmt(st.threats)} threats`;
+    for (const b of document.querySelectorAll('#sev-pills .pill')) b.classList.toggle('active', b.dataset.sev === s.sev);
+    drawMini({ threats: $('#m-threats'), events: $('#m-events'), severity: $('#m-sev'), sources: $('#m-sources'), trails: $('#m-trails') }, st);
+    for (const c of document.querySelectorAll('.card')) c.classList.toggle('active', c.dataset.chart === s.chart);
+    $('#chart-panel').hidden = !s.chart;
+    if (s.chart) {
+      $('#chart-title').textContent = { events: 'Events per hour by type', threats: 'Events by threat type', severity: 'Severity split', sources: 'Top sources', trails: 'Top trails' }[s.chart];
+      this.hits = drawChart($('#chart'), s.chart, st);
+    }
+  }
+
+  renderChips() {
+    const box = $('#chips');
+    clear(box);
+    let chips;
+    try { chips = chipsOf(this.state.q); } catch { chips = []; }
+    for (const chip of chips) {
+      box.append(el('span.chip', { title: chip }, el('span', { text: chip }),
+        el('button', { text: '×', title: 'remove filter', onclick: () => this.removeChip(chip) })));
+    }
+  }
+
+  removeChip(chip) {
+    const q = this.state.q;
+    const i = q.indexOf(chip);
+    this.setQuery(i >= 0 ? (q.slice(0, i) + q.slice(i + chip.length)).replace(/\s+/g, ' ').trim() : '');
+  }
+
+  searchError(text) {
+    $('.searchbox').classList.toggle('bad', !!text);
+    if (text) this.setStatus(`search: ${text}`); else this.renderStatus();
+  }
+
+  setQuery(q) {
+    this.state.q = q;
+    $('#q').value = q;
+    this.writeHash();
+    this.refresh(true);
+  }
+
+  addFilter(term) {
+    const q = this.state.q.trim();
+    if (q.split(/\s+/).includes(term)) return;
+    const needsParens = /\s(OR|\|\|)\s/i.test(q);
+    this.setQuery(q ? `${needsParens ? `(${q})` : q} ${term}` : term);
+  }
+
+  onSearchInput() {
+    clearTimeout(this.searchTimer);
+    this.searchTimer = setTimeout(() => {
+      const q = $('#q').value;
+      try { parseQuery(q); } catch (err) { this.searchError(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
+      this.state.q = q;
+      this.writeHash();
+      this.refresh(true);
+    }, 120);
+  }
+
+  // --- day selection -----------------------------------------------------------------------------
+
+  renderDay() {
+    const s = this.state;
+    const d = new Date(s.from + 'T00:00:00Z');
+    const mon = d.toLocaleString('en-US', { month: 'short', timeZone: 'UTC' }).toUpperCase();
+    if (s.from === s.to) {
+      $('#day-main').textContent = `${mon} ${String(d.getUTCDate()).padStart(2, '0')}`;
+      $('#day-sub').textContent = String(d.getUTCFullYear());
+    } else {
+      $('#day-main').textContent = `${s.from.slice(5)} → ${s.to.slice(5)}`;
+      $('#day-sub').textContent = `${s.from.slice(0, 4)} · ${Math.round((Date.parse(s.to) - Date.parse(s.from)) / 864e5) + 1} days`;
+    }
+    $('#day-next').disabled = s.to >= this.today;
+    $('#live').disabled = s.to !== this.today;
+  }
+
+  setDays(from, to) {
+    this.state.from = from;
+    this.state.to = to;
+    this.load();
+  }
+
+  shiftDay(n) {
+    const s = this.state;
+    const span = Math.round((Date.parse(s.to) - Date.parse(s.from)) / 864e5);
+    let to = addDays(s.to, n * (span + 1));
+    if (to > this.today) to = this.today;
+    this.setDays(addDays(to, -span), to);
+  }
+
+  // --- live ------------------------------------------------------------------------------------
+
+  toggleLive() {
+    if (this.liveOn) { this.stopLive(); return; }
+    if (this.state.to !== this.today || this.state.from !== this.state.to) return;
+    this.liveOn = true;
+    $('#live').classList.add('on');
+    this.worker.postMessage({ op: 'live', mode: typeof EventSource === 'undefined' ? 'poll' : (this.store.prefs.liveMode || 'sse') });
+    this.renderStatus();
+  }
+
+  stopLive() {
+    if (!this.liveOn) return;
+    this.liveOn = false;
+    $('#live').classList.remove('on');
+    this.worker.postMessage({ op: 'stoplive' });
+  }
+
+  onLive(msg) {
+    this.newCount = msg.newThreats;
+    this.renderNew();
+    this.loadInfo = { ...this.loadInfo, events: msg.events };
+    this.refreshSoon(300);
+    if (this.notifyOn && msg.high.length && typeof Notification !== 'undefined' && Notification.permission === 'granted') {
+      const first = msg.high[0];
+      new Notification(`Maltrail: ${msg.high.length} new high-severity threat(s)`, { body: `${first.src} → ${first.trail} (${first.info})`, tag: 'maltrail' });
+    }
+  }
+
+  renderNew() {
+    const pill = $('#new-pill');
+    pill.hidden = !this.newCount;
+    pill.textContent = `● ${fmt(this.newCount)} new`;
+  }
+
+  async toggleNotify() {
+    if (!this.notifyOn && typeof Notification !== 'undefined' && Notification.permission !== 'granted') {
+      await Notification.requestPermission();
+    }
+    this.notifyOn = !this.notifyOn;
+    this.store.setPref('notify', this.notifyOn);
+    $('#notify').classList.toggle('on', this.notifyOn);
+  }
+
+  // --- drawer, context menu, modals ------------------------------------------------------------------
+
+  async openThreat(uid) {
+    const reply = await this.ask({ op: 'detail', uid, limit: 500 });
+    if (reply.missing) return;
+    this.drawer.show(reply);
+  }
+
+  localChanged() {
+    this.worker.postMessage({ op: 'local', local: this.store.forWorker() });
+    this.refresh(false);
+  }
+
+  contextMenu(ev, r) {
+    const m = $('#ctx');
+    clear(m);
+    const src = r.src[0] || '';
+    const item = (text, fn) => el('button', { text, onclick: () => { m.hidden = true; fn(); } });
+    const s = this.store;
+    const pub = [...r.src, ...r.dst].find((ip) => ip && !/^(10|127|192\.168|172\.(1[6-9]|2\d|3[01]))\./.test(ip));
+    m.append(
+      item('open details', () => this.openThreat(r.uid)),
+      item(s.hidden[r.uid] ? 'unhide threat' : 'hide threat', () => { s.toggleHidden(r.uid); this.localChanged(); }),
+      el('hr'),
+      ...['investigating', 'resolved', 'false-positive', 'new'].map((st) => item(`triage: ${st === 'new' ? 'clear' : st}`, () => { s.setTriage(r.uid, st); this.localChanged(); })),
+      el('hr'),
+      src ? item(`only source ${src}`, () => this.addFilter(`src:${quoteValue(src)}`)) : null,
+      src ? item(`exclude source ${src}`, () => this.addFilter(`-src:${quoteValue(src)}`)) : null,
+      item('only this trail', () => this.addFilter(`trail:${quoteValue(r.trail)}`)),
+      item('exclude this trail', () => this.addFilter(`-trail:${quoteValue(r.trail)}`)),
+      item(`only type ${r.type}`, () => this.addFilter(`type:${quoteValue(r.type)}`)),
+      el('hr'),
+      src ? item('whitelist source (this browser)', () => { s.addWhitelist(src); this.localChanged(); }) : null,
+      item('whitelist trail (this browser)', () => { s.addWhitelist(r.trail); this.localChanged(); }),
+      src ? item('alias source…', () => this.aliasDialog(src)) : null,
+      item('copy row', () => navigator.clipboard && navigator.clipboard.writeText([r.uid, r.src.join(','), r.dst.join(','), r.dport.join(','), r.type, r.trail, r.info].join('\t'))),
+      pub ? el('hr') : null,
+      pub ? this.extLink('VirusTotal', `https://www.virustotal.com/gui/search/${encodeURIComponent(pub)}`) : null,
+      pub ? this.extLink('AbuseIPDB', `https://www.abuseipdb.com/check/${encodeURIComponent(pub)}`) : null,
+      pub ? this.extLink('Shodan', `https://www.shodan.io/host/${encodeURIComponent(pub)}`) : null,
+    );
+    m.hidden = false;
+    m.style.left = `${Math.min(ev.clientX, window.innerWidth - 240)}px`;
+    m.style.top = `${Math.min(ev.clientY, window.innerHeight - m.offsetHeight - 8)}px`;
+  }
+
+  extLink(name, href) {
+    return el('button', { text: `lookup on ${name} ↗`, onclick: () => { $('#ctx').hidden = true; window.open(href, '_blank', 'noopener,noreferrer'); } });
+  }
+
+  modal(title, ...content) {
+    const box = $('#modal-box');
+    clear(box);
+    box.append(el('div.row2', null, el('h2', { text: title }), el('span.spacer'), el('button.icon', { text: '×', onclick: () => this.closeModal() })), ...content);
+    $('#modal').hidden = false;
+  }
+
+  closeModal() { $('#modal').hidden = true; }
+
+  aliasDialog(ip) {
+    const input = el('input', { value: this.store.aliases[ip] || '', placeholder: 'name for ' + ip });
+    this.modal(`Alias for ${ip}`, el('p.muted', { text: 'Aliases are kept in this browser only.' }), input,
+      el('button', { text: 'save', onclick: () => {
+        if (input.value.trim()) this.store.aliases[ip] = input.value.trim().slice(0, 64); else delete this.store.aliases[ip];
+        this.store.save('aliases');
+        this.grid.aliases = { ...IP_ALIASES, ...this.store.aliases };
+        this.closeModal(); this.grid.schedule();
+      } }));
+  }
+
+  helpDialog() {
+    const rows = [
+      ['src: dst:', 'IP, glob or CIDR — src:10.0.0.0/8  dst:*.7'], ['port: sport:', 'number, list, range or comparison — port:443,>1024  port:8000-8100'],
+      ['type: proto:', 'exact — type:dns,http  proto:udp'], ['trail: info: ref:', 'substring or glob — trail:*.biz  info:"port scanning"'],
+      ['sev:', 'high, medium, low (hi/md/lo)'], ['count: events:', 'count:>=10'], ['uid: sensor: class:', 'uid:1ba34fd0  class:malware'],
+      ['dir:', 'in, out or lan (by private addresses)'], ['tag: note: status:', 'browser-local triage state — status:investigating'],
+      ['-term  NOT  !', 'negation'], ['AND && (space)  OR ||  ( )', 'boolean operators and grouping'], ['a,b,"c d"', 'comma lists match any item'],
+    ];
+    const keys = [['/', 'focus search'], ['Esc', 'close / clear'], ['↑ ↓', 'select row'], ['Enter', 'open threat'], ['← →', 'page up / down'],
+      ['PgUp PgDn', 'previous / next day'], ['t', 'theme'], ['l', 'live mode'], ['h', 'hide selected threat'], ['?', 'this help']];
+    this.modal('Search syntax and shortcuts',
+      el('table', null, rows.map(([a, b]) => el('tr', null, el('td', null, el('b', { text: a })), el('td', { text: b })))),
+      el('h2', { text: 'Keyboard' }),
+      el('table', null, keys.map(([a, b]) => el('tr', null, el('td', null, el('b', { text: a })), el('td', { text: b })))),
+      el('p.muted', { text: `Fields: ${FIELDS.join(' ')}` }));
+  }
+
+  viewsDialog() {
+    const s = this.store;
+    const name = el('input', { placeholder: 'name for the current view' });
+    const list = el('div');
+    const render = () => {
+      clear(list);
+      for (const [n, hash] of Object.entries(s.views)) {
+        list.append(el('div.row2', null,
+          el('button', { text: n, title: hash, onclick: () => { history.replaceState(null, '', hash); this.readHash(); $('#q').value = this.state.q; this.grid.setSort(this.state.sort, this.state.dir); this.closeModal(); this.load(); } }),
+          el('button.icon.small', { text: '×', title: 'delete', onclick: () => { s.deleteView(n); render(); } })));
+      }
+      if (!Object.keys(s.views).length) list.append(el('p.muted', { text: 'No saved views yet.' }));
+    };
+    render();
+    this.modal('Saved views', list, el('div.row2', null, name,
+      el('button', { text: 'save current', onclick: () => { if (name.value.trim()) { s.saveView(name.value.trim().slice(0, 60), location.hash); render(); name.value = ''; } } })));
+  }
+
+  whitelistDialog() {
+    const s = this.store;
+    const list = el('div');
+    const input = el('input', { placeholder: 'IP or trail' });
+    const render = () => {
+      clear(list);
+      for (const v of s.whitelist) list.append(el('div.row2', null, el('span', { text: v }), el('button.icon.small', { text: '×', onclick: () => { s.removeWhitelist(v); render(); this.localChanged(); } })));
+      if (!s.whitelist.length) list.append(el('p.muted', { text: 'Empty.' }));
+    };
+    render();
+    this.modal('Local whitelist', el('p.muted', { text: 'This whitelist lives in this browser only: the sensor and the server still record these events.' }),
+      list, el('div.row2', null, input, el('button', { text: 'add', onclick: () => { s.addWhitelist(input.value.trim()); input.value = ''; render(); this.localChanged(); } })));
+  }
+
+  async doExport(format) {
+    $('#export-menu').hidden = true;
+    const reply = await this.ask({ op: 'export', format });
+    const s = this.state;
+    const name = `maltrail-${s.from === s.to ? s.from : `${s.from}_${s.to}`}.${reply.ext}`;
+    download(name, reply.text, reply.mime);
+    this.setStatus(`exported ${fmt(reply.count)} rows as ${name}`);
+  }
+
+  async showWorld() {
+    const panel = $('#world-panel');
+    panel.hidden = false;
+    try {
+      const g = await fetchGeo(this.state.to);
+      this.worldHits = drawWorld($('#worldmap'), g || {});
+      $('#world-note').textContent = `${this.state.to}${this.state.from !== this.state.to ? ' (last day of range)' : ''}`;
+    } catch (err) {
+      $('#world-note').textContent = String(err.message || err);
+    }
+  }
+
+  // --- preferences -------------------------------------------------------------------------------------
+
+  applyPrefs() {
+    const p = this.store.prefs;
+    document.documentElement.dataset.theme = p.theme === 'light' ? 'light' : 'dark';
+    const scale = Math.min(1.6, Math.max(0.7, +p.scale || 1));
+    document.documentElement.style.setProperty('--fs', `${Math.round(13 * scale)}px`);
+    document.documentElement.style.setProperty('--rowh', `${Math.round(30 * scale)}px`);
+    $('#notify').classList.toggle('on', p.notify === true);
+  }
+
+  scale(delta) {
+    const p = this.store.prefs;
+    this.store.setPref('scale', Math.min(1.6, Math.max(0.7, (+p.scale || 1) + delta)));
+    this.applyPrefs();
+    this.grid.setCount(this.grid.count, false);
+  }
+
+  toggleTheme() {
+    this.store.setPref('theme', this.store.prefs.theme === 'light' ? 'dark' : 'light');
+    this.applyPrefs();
+    if (this.stats) this.renderCards(this.stats);
+    this.grid.schedule();
+  }
+
+  // --- wiring ------------------------------------------------------------------------------------------
+
+  bindUi() {
+    $('#version').textContent = meta('mt-version').startsWith('<!') ? '' : meta('mt-version');
+    this.grid = new Grid({
+      head: $('#grid-head'), body: $('#grid-body'), rowsBox: $('#grid-rows'), spacer: $('#grid-spacer'), empty: $('#grid-empty'),
+      tooltip: $('#tooltip'), local: this.store,
+      fetchRows: (from, to) => this.ask({ op: 'rows', from, to }),
+      onOpen: (uid) => this.openThreat(uid),
+      onSort: (key) => { const s = this.state; s.dir = s.sort === key && s.dir === 'desc' ? 'asc' : 'desc'; s.sort = key; this.grid.setSort(s.sort, s.dir); this.writeHash(); this.refresh(true); },
+      onContext: (ev, r) => this.contextMenu(ev, r),
+    });
+    this.grid.aliases = { ...IP_ALIASES, ...this.store.aliases };
+    this.grid.setSort(this.state.sort, this.state.dir);
+    this.drawer = new Drawer($('#drawer'), { store: this.store, addFilter: (t) => this.addFilter(t), onChange: () => this.localChanged(), onClose: () => $('#grid').focus() });
+    this.calendar = new Calendar($('#calendar'), { today: this.today, onPick: (a, b) => this.setDays(a, b) });
+    $('#q').value = this.state.q;
+    $('#login-form').addEventListener('submit', (ev) => this.doLogin(ev));
+    $('#logout').addEventListener('click', (ev) => this.doLogout(ev));
+    $('#q').addEventListener('input', () => this.onSearchInput());
+    $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { clearTimeout(this.searchTimer); this.onSearchInput(); } });
+    $('#q-clear').addEventListener('click', () => this.setQuery(''));
+    $('#q-help').addEventListener('click', () => this.helpDialog());
+    $('#shortcuts').addEventListener('click', () => this.helpDialog());
+    $('#day-prev').addEventListener('click', () => this.shiftDay(-1));
+    $('#day-next').addEventListener('click', () => this.shiftDay(1));
+    $('#day-face').addEventListener('click', (ev) => { ev.stopPropagation(); if ($('#calendar').hidden) this.calendar.open($('#day-face'), this.state.from, this.state.to); else this.calendar.close(); });
+    $('#font-down').addEventListener('click', () => this.scale(-0.1));
+    $('#font-up').addEventListener('click', () => this.scale(0.1));
+    $('#theme').addEventListener('click', () => this.toggleTheme());
+    $('#world').addEventListener('click', () => { if ($('#world-panel').hidden) this.showWorld(); else $('#world-panel').hidden = true; });
+    $('#world-close').addEventListener('click', () => { $('#world-panel').hidden = true; });
+    $('#worldmap').addEventListener('click', (ev) => {
+      const r = ev.target.getBoundingClientRect();
+      const hit = (this.worldHits || []).find((h) => Math.hypot(ev.clientX - r.left - h.x, ev.clientY - r.top - h.y) <= h.r);
+      if (hit) $('#world-note').textContent = `${hit.cc}: see the list on the right`;
+    });
+    $('#live').addEventListener('click', () => this.toggleLive());
+    $('#notify').addEventListener('click', () => this.toggleNotify());
+    $('#new-pill').addEventListener('click', () => { this.newCount = 0; this.renderNew(); this.worker.postMessage({ op: 'seen' }); });
+    $('#show-hidden').addEventListener('click', () => { this.state.hidden = !this.state.hidden; $('#show-hidden').classList.toggle('on', this.state.hidden); this.refresh(true); });
+    $('#wl-btn').addEventListener('click', () => this.whitelistDialog());
+    $('#views-btn').addEventListener('click', () => this.viewsDialog());
+    $('#export-btn').addEventListener('click', (ev) => { ev.stopPropagation(); $('#export-menu').hidden = !$('#export-menu').hidden; });
+    for (const b of document.querySelectorAll('#export-menu button')) b.addEventListener('click', () => this.doExport(b.dataset.format));
+    for (const b of document.querySelectorAll('#sev-pills .pill')) b.addEventListener('click', () => { this.state.sev = b.dataset.sev; this.writeHash(); this.refresh(true); });
+    for (const c of document.querySelectorAll('.card')) c.addEventListener('click', () => { this.state.chart = this.state.chart === c.dataset.chart ? '' : c.dataset.chart; this.writeHash(); if (this.stats) this.renderCards(this.stats); });
+    $('#chart-close').addEventListener('click', () => { this.state.chart = ''; this.writeHash(); if (this.stats) this.renderCards(this.stats); });
+    $('#chart').addEventListener('click', (ev) => {
+      const r = ev.target.getBoundingClientRect();
+      const filter = hitTest(this.hits, ev.clientX - r.left, ev.clientY - r.top);
+      if (filter) this.addFilter(filter);
+    });
+    $('#modal').addEventListener('click', (ev) => { if (ev.target === $('#modal')) this.closeModal(); });
+    document.addEventListener('click', (ev) => {
+      if (!ev.target.closest('#ctx')) $('#ctx').hidden = true;
+      if (!ev.target.closest('.menuwrap')) $('#export-menu').hidden = true;
+      if (!ev.target.closest('#calendar') && !ev.target.closest('#day-face')) this.calendar.close();
+    });
+    window.addEventListener('hashchange', () => { this.readHash(); $('#q').value = this.state.q; this.load(); });
+    document.addEventListener('keydown', (ev) => this.onKey(ev));
+  }
+
+  onKey(ev) {
+    const typing = ev.target.closest && ev.target.closest('input, textarea');
+    if (ev.key === 'Escape') {
+      if (!$('#modal').hidden) this.closeModal();
+      else if (!$('#ctx').hidden) $('#ctx').hidden = true;
+      else if (!$('#calendar').hidden) this.calendar.close();
+      else if (!$('#drawer').hidden) this.drawer.close();
+      else if (typing && ev.target.id === 'q') { this.setQuery(''); ev.target.blur(); }
+      return;
+    }
+    if (typing || !$('#login').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const g = this.grid;
+    const keys = {
+      '/': () => $('#q').focus(), '?': () => this.helpDialog(),
+      ArrowDown: () => g.move(1), ArrowUp: () => g.move(-1), ArrowRight: () => g.page(1), ArrowLeft: () => g.page(-1),
+      PageUp: () => this.shiftDay(-1), PageDown: () => this.shiftDay(1),
+      Enter: () => { const r = g.selectedRow(); if (r) this.openThreat(r.uid); },
+      t: () => this.toggleTheme(), l: () => this.toggleLive(),
+      h: () => { const r = g.selectedRow(); if (r) { this.store.toggleHidden(r.uid); this.localChanged(); } },
+    };
+    const fn = keys[ev.key];
+    if (fn) { ev.preventDefault(); fn(); }
+  }
+}
+
+const app = new App();
+window.maltrail = app;        // for the console, the browser tests and the benchmark
+app.boot();

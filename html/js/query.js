@@ -1,0 +1,245 @@
+// The search language (spec §3.2): field tokens, negation, globs, CIDR, numeric comparisons,
+// AND/OR/NOT and parentheses. parseQuery(text) -> AST (throws QueryError with a position);
+// compileQuery(ast) -> predicate(threat, local) where `local` holds the browser-side state
+// (tags, notes, triage status) keyed by threat UID.
+// Where it sits: the page parses to validate and to draw chips; the worker compiles and filters.
+
+import { cidrMatcher, isPrivate, SEV_NAMES } from './classify.js';
+
+export const FIELDS = ['src', 'dst', 'port', 'sport', 'proto', 'type', 'trail', 'info', 'ref', 'tag', 'note',
+  'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events'];
+const NUMERIC = new Set(['port', 'sport', 'count', 'events']);
+const EXACT = new Set(['proto', 'type', 'class', 'sev', 'dir', 'status']);
+
+export class QueryError extends Error {
+  constructor(message, pos) { super(message); this.pos = pos; }
+}
+
+/** Tokens: {k:'(' | ')' | 'AND' | 'OR' | 'NOT' | 'TERM', ...}. */
+export function lexQuery(text) {
+  const tokens = [];
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i];
+    if (/\s/.test(c)) { i++; continue; }
+    if (c === '(' || c === ')') { tokens.push({ k: c, pos: i }); i++; continue; }
+    if (text.startsWith('&&', i)) { tokens.push({ k: 'AND', pos: i }); i += 2; continue; }
+    if (text.startsWith('||', i)) { tokens.push({ k: 'OR', pos: i }); i += 2; continue; }
+    const pos = i;
+    let neg = false;
+    if ((c === '-' || c === '!') && i + 1 < n && !/[\s()]/.test(text[i + 1])) {
+      if (c === '!') { tokens.push({ k: 'NOT', pos }); i++; continue; }
+      neg = true; i++;
+    }
+    let field = null;
+    const fm = /^([a-z]+):/i.exec(text.slice(i, i + 12));
+    if (fm && FIELDS.includes(fm[1].toLowerCase())) { field = fm[1].toLowerCase(); i += fm[0].length; }
+    let value = '';
+    let quoted = false;
+    if (text[i] === '"') {
+      const end = text.indexOf('"', i + 1);
+      if (end < 0) throw new QueryError('unterminated quote', i);
+      value = text.slice(i + 1, end); quoted = true; i = end + 1;
+    } else {
+      const start = i;
+      while (i < n && !/[\s()]/.test(text[i])) {
+        if (text[i] === '"') {          // comma list with a quoted item: a,"b c"
+          const end = text.indexOf('"', i + 1);
+          if (end < 0) throw new QueryError('unterminated quote', i);
+          i = end + 1;
+        } else i++;
+      }
+      value = text.slice(start, i);
+    }
+    if (!field && !neg && !quoted) {
+      const up = value.toUpperCase();
+      if (up === 'AND' || up === 'OR' || up === 'NOT') { tokens.push({ k: up, pos }); continue; }
+    }
+    if (field && value === '') throw new QueryError(`missing value after ${field}:`, i);
+    if (value === '' && !quoted) throw new QueryError('empty term', pos);
+    tokens.push({ k: 'TERM', pos, end: i, neg, field, value, quoted });
+  }
+  return tokens;
+}
+
+/** AST: {op:'and'|'or', args} | {op:'not', arg} | {op:'term', neg, field, value, quoted} | null (empty). */
+export function parseQuery(text) {
+  const tokens = lexQuery(text || '');
+  let p = 0;
+  const peek = () => tokens[p];
+  function parseOr() {
+    const args = [parseAnd()];
+    while (peek() && peek().k === 'OR') { p++; args.push(parseAnd()); }
+    return args.length === 1 ? args[0] : { op: 'or', args };
+  }
+  function parseAnd() {
+    const args = [parseNot()];
+    for (;;) {
+      const t = peek();
+      if (!t || t.k === 'OR' || t.k === ')') break;
+      if (t.k === 'AND') p++;
+      args.push(parseNot());
+    }
+    return args.length === 1 ? args[0] : { op: 'and', args };
+  }
+  function parseNot() {
+    const t = peek();
+    if (!t) throw new QueryError('expression expected', text.length);
+    if (t.k === 'NOT') { p++; return { op: 'not', arg: parseNot() }; }
+    if (t.k === '(') {
+      p++;
+      const inner = parseOr();
+      if (!peek() || peek().k !== ')') throw new QueryError('missing )', t.pos);
+      p++;
+      return inner;
+    }
+    if (t.k === 'TERM') { p++; return { op: 'term', neg: t.neg, field: t.field, value: t.value, quoted: t.quoted, pos: t.pos }; }
+    throw new QueryError(`unexpected ${t.k}`, t.pos);
+  }
+  if (!tokens.length) return null;
+  const ast = parseOr();
+  if (p < tokens.length) throw new QueryError(`unexpected ${tokens[p].k}`, tokens[p].pos);
+  return ast;
+}
+
+/** Split a comma list, honouring quoted items. */
+function splitList(value, quoted) {
+  if (quoted) return [value];
+  const out = [];
+  let cur = '', inQ = false;
+  for (const ch of value) {
+    if (ch === '"') { inQ = !inQ; continue; }
+    if (ch === ',' && !inQ) { out.push(cur); cur = ''; continue; }
+    cur += ch;
+  }
+  out.push(cur);
+  return out.filter((x) => x !== '');
+}
+
+function globRegex(glob) {
+  const body = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp('^' + body + '$', 'i');
+}
+
+function numberMatcher(item) {
+  let m = /^(>=|<=|>|<|=)?\s*(\d+(?:\.\d+)?)$/.exec(item);
+  if (m) {
+    const v = +m[2];
+    switch (m[1]) {
+      case '>': return (x) => x > v;
+      case '>=': return (x) => x >= v;
+      case '<': return (x) => x < v;
+      case '<=': return (x) => x <= v;
+      default: return (x) => x === v;
+    }
+  }
+  m = /^(\d+)-(\d+)$/.exec(item);
+  if (m) { const a = +m[1], b = +m[2]; return (x) => x >= a && x <= b; }
+  throw new QueryError(`not a number, range or comparison: ${item}`, 0);
+}
+
+const SEV_ALIASES = { hi: 2, high: 2, h: 2, md: 1, med: 1, medium: 1, m: 1, lo: 0, low: 0, l: 0 };
+
+/** Matcher for one string value against one item of a term. */
+function textMatcher(field, item) {
+  if (item.includes('*')) { const re = globRegex(item); return (s) => re.test(s); }
+  const low = item.toLowerCase();
+  if (field === 'src' || field === 'dst') {
+    const cidr = cidrMatcher(item);
+    if (cidr) return cidr;
+    if (/^[\d.]+$|^[0-9a-f:]+:[0-9a-f:.]*$/i.test(item)) return (s) => s.toLowerCase() === low;
+  }
+  if (EXACT.has(field) || field === 'uid') return (s) => s.toLowerCase() === low;
+  return (s) => s.toLowerCase().includes(low);
+}
+
+function anyOf(values, test) {
+  for (const v of values) if (test(v)) return true;
+  return false;
+}
+
+function direction(t) {
+  let srcLan = false, dstLan = false, dstAny = false;
+  for (const s of t.src) if (isPrivate(s)) srcLan = true;
+  for (const d of t.dst) { dstAny = true; if (isPrivate(d)) dstLan = true; }
+  if (srcLan && (dstLan || !dstAny)) return 'lan';
+  if (srcLan) return 'out';
+  return 'in';
+}
+
+function termPredicate(term) {
+  const items = splitList(term.value, term.quoted);
+  const field = term.field;
+  if (!items.length) throw new QueryError('empty value', term.pos);
+  let tests;
+  if (NUMERIC.has(field)) {
+    const ms = items.map(numberMatcher);
+    if (field === 'count' || field === 'events') return (t) => ms.some((m) => m(t.count));
+    const key = field === 'port' ? 'dport' : 'sport';
+    return (t) => anyOf(t[key], (v) => ms.some((m) => m(+v)));
+  }
+  if (field === 'sev') {
+    const wanted = items.map((x) => {
+      const v = SEV_ALIASES[x.toLowerCase()];
+      if (v === undefined) throw new QueryError(`severity is high, medium or low: ${x}`, term.pos);
+      return v;
+    });
+    return (t) => wanted.includes(t.sev);
+  }
+  tests = items.map((x) => textMatcher(field, x));
+  const any = (s) => tests.some((m) => m(s));
+  switch (field) {
+    case 'src': case 'dst': case 'proto': case 'sensor':
+      return (t) => anyOf(t[field], any);
+    case 'type': return (t) => any(t.type);
+    case 'trail': return (t) => any(t.trail);
+    case 'info': return (t) => any(t.info);
+    case 'ref': return (t) => any(t.ref);
+    case 'uid': return (t) => any(t.uid);
+    case 'class': return (t) => any(t.cls);
+    case 'dir': return (t) => any(direction(t));
+    case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
+    case 'note': return (t, local) => any(local.notes[t.uid] || '');
+    case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
+    default: // bare word: any visible text
+      return (t, local) => any(t.trail) || any(t.info) || any(t.uid) || any(t.type) || any(t.ref) ||
+        anyOf(t.src, any) || anyOf(t.dst, any) || anyOf(t.sensor, any) || anyOf(t.dport, any) ||
+        anyOf(local.tags[t.uid] || [], any) || any(SEV_NAMES[t.sev]);
+  }
+}
+
+/** Compile an AST (or null) into predicate(threat, local). */
+export function compileQuery(ast) {
+  if (!ast) return () => true;
+  switch (ast.op) {
+    case 'and': { const fs = ast.args.map(compileQuery); return (t, l) => fs.every((f) => f(t, l)); }
+    case 'or': { const fs = ast.args.map(compileQuery); return (t, l) => fs.some((f) => f(t, l)); }
+    case 'not': { const f = compileQuery(ast.arg); return (t, l) => !f(t, l); }
+    default: {
+      const f = termPredicate(ast);
+      return ast.neg ? (t, l) => !f(t, l) : f;
+    }
+  }
+}
+
+/** Top-level AND terms as chips: [{text, start, end}] for display; nested expressions stay whole. */
+export function chipsOf(text) {
+  const tokens = lexQuery(text || '');
+  const chips = [];
+  let depth = 0, start = -1;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t.k === '(') { if (depth === 0) start = t.pos; depth++; continue; }
+    if (t.k === ')') { depth--; if (depth === 0) chips.push(text.slice(start, t.pos + 1)); continue; }
+    if (depth > 0) continue;
+    if (t.k === 'TERM') chips.push(text.slice(t.pos, t.end));
+    else if (t.k === 'OR' || t.k === 'NOT') return [text.trim()];
+  }
+  return chips;
+}
+
+/** Quote a value for the search box when it holds spaces, parentheses or quotes. */
+export function quoteValue(v) {
+  return /[\s(),"]/.test(v) ? '"' + v.replace(/"/g, '') + '"' : v;
+}

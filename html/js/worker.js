@@ -1,0 +1,292 @@
+// The data engine, run as a module Web Worker so the page never blocks.
+// Where it sits: main.js posts requests; this worker streams /events (fetch + ReadableStream),
+// parses lines incrementally (logparse.js), folds them into threats (aggregate.js), and answers
+// view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
+// exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
+
+import { Aggregator } from './aggregate.js';
+import { LineParser } from './logparse.js';
+import { compileQuery, parseQuery } from './query.js';
+import { exportView } from './export.js';
+
+const state = {
+  agg: new Aggregator(),
+  parser: new LineParser(),
+  loadId: 0,
+  date: '',
+  bytes: 0,          // bytes of the current day file consumed (complete lines) for live resume
+  loading: false,
+  view: new Int32Array(0),
+  viewTotal: 0,
+  local: { tags: {}, notes: {}, triage: {}, hidden: {}, whitelist: [] },
+  live: null,
+  liveTimer: 0,
+  pending: '',
+  base: '',
+  newMark: 0,
+  seenHigh: 0,
+};
+
+const post = (msg) => self.postMessage(msg);
+
+function progress(extra) {
+  const a = state.agg;
+  post({ op: 'progress', loadId: state.loadId, bytes: state.bytes, lines: state.parser.lines,
+    bad: state.parser.bad, events: a.events, threats: a.threats.length, ...extra });
+}
+
+async function load(msg) {
+  stopLive();
+  const loadId = ++state.loadId;
+  state.agg = new Aggregator();
+  state.parser = new LineParser();
+  state.bytes = 0;
+  state.date = msg.date;
+  state.base = msg.base;
+  state.loading = true;
+  state.newMark = 0;
+  const started = performance.now();
+  let total = 0;
+  try {
+    const resp = await fetch(msg.url, { credentials: 'same-origin', cache: 'no-store' });
+    if (resp.status === 401 || resp.status === 403) throw new Error('unauthorized');
+    if (!resp.ok && resp.status !== 204) throw new Error(`HTTP ${resp.status}`);
+    total = +(resp.headers.get('Content-Length') || 0);
+    const decoder = new TextDecoder('utf-8');
+    const onRecord = (rec) => state.agg.add(rec);
+    let lastPost = 0;
+    if (resp.body && resp.status !== 204) {
+      const reader = resp.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (loadId !== state.loadId) { reader.cancel(); return; }
+        if (done) break;
+        state.bytes += value.length;
+        state.parser.push(decoder.decode(value, { stream: true }), onRecord);
+        const now = performance.now();
+        if (now - lastPost > 150) { lastPost = now; progress({ total, done: false }); }
+      }
+    }
+    state.parser.push(decoder.decode(), onRecord);
+    state.parser.end(onRecord);
+    state.loading = false;
+    state.newMark = state.agg.threats.length;
+    progress({ total, done: true, ms: performance.now() - started });
+  } catch (err) {
+    state.loading = false;
+    if (loadId === state.loadId) progress({ total, done: true, error: String(err.message || err) });
+  }
+}
+
+// --- live mode ------------------------------------------------------------------------------------
+
+function stopLive() {
+  if (state.live) { state.live.close(); state.live = null; }
+  clearInterval(state.liveTimer);
+  state.liveTimer = 0;
+}
+
+function mergePending() {
+  if (!state.pending) return;
+  const before = state.agg.threats.length;
+  state.parser.push(state.pending, (rec) => state.agg.add(rec));
+  state.pending = '';
+  const fresh = [];
+  for (let i = before; i < state.agg.threats.length; i++) {
+    const t = state.agg.threats[i];
+    if (t.alias < 0 && t.sev === 2) fresh.push({ uid: t.uid, trail: t.trail, info: t.info, src: [...t.src][0] || '' });
+  }
+  post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length,
+    newThreats: state.agg.threats.length - state.newMark, high: fresh });
+}
+
+function startLive(msg) {
+  stopLive();
+  const mode = msg.mode || 'sse';
+  if (mode === 'sse' && typeof EventSource !== 'undefined') {
+    const es = new EventSource(new URL(`live?date=${encodeURIComponent(state.date)}&pos=${state.bytes}`, state.base).href);
+    state.live = es;
+    es.onmessage = (ev) => {
+      state.pending += ev.data + '\n';
+      if (ev.lastEventId) state.bytes = +ev.lastEventId || state.bytes;
+    };
+    es.onopen = () => post({ op: 'livestatus', status: 'sse' });
+    es.onerror = () => {
+      // 204 (refused or restricted) or a dropped connection: fall back to polling.
+      if (es.readyState === EventSource.CLOSED) { es.close(); state.live = null; startPolling(); }
+      else post({ op: 'livestatus', status: 'reconnecting' });
+    };
+    state.liveTimer = setInterval(mergePending, 100);
+  } else {
+    startPolling();
+  }
+}
+
+function startPolling() {
+  clearInterval(state.liveTimer);
+  post({ op: 'livestatus', status: 'polling' });
+  const poll = async () => {
+    try {
+      const resp = await fetch(new URL(`events?date=${encodeURIComponent(state.date)}`, state.base).href, {
+        headers: { Range: `bytes=${state.bytes}-2147483647` }, cache: 'no-store', credentials: 'same-origin' });
+      if (resp.status === 206 || (resp.status === 200 && state.bytes === 0)) {
+        const buf = new Uint8Array(await resp.arrayBuffer());
+        const lastNl = buf.lastIndexOf(10);
+        if (lastNl >= 0) {
+          state.bytes += lastNl + 1;
+          state.pending += new TextDecoder().decode(buf.subarray(0, lastNl + 1));
+          mergePending();
+        }
+      }
+    } catch (err) {
+      post({ op: 'livestatus', status: 'error: ' + String(err.message || err) });
+    }
+  };
+  state.liveTimer = setInterval(poll, 5000);
+  poll();
+}
+
+// --- views ----------------------------------------------------------------------------------------
+
+const SORTS = {
+  sev: (a, b) => a.sev - b.sev || a.count - b.count,
+  count: (a, b) => a.count - b.count,
+  uid: (a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0),
+  first: (a, b) => a.first - b.first,
+  last: (a, b) => a.last - b.last,
+  src: (a, b) => cmpText(first(a.src), first(b.src)),
+  dst: (a, b) => cmpText(first(a.dst), first(b.dst)),
+  port: (a, b) => (+first(a.dport) || 0) - (+first(b.dport) || 0),
+  proto: (a, b) => cmpText(first(a.proto), first(b.proto)),
+  sensor: (a, b) => cmpText(first(a.sensor), first(b.sensor)),
+  type: (a, b) => cmpText(a.type, b.type),
+  trail: (a, b) => cmpText(a.trail, b.trail),
+  info: (a, b) => cmpText(a.info, b.info),
+};
+
+function first(set) { for (const v of set) return v; return ''; }
+function cmpText(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+
+function computeView(msg) {
+  const started = performance.now();
+  let pred;
+  try {
+    pred = compileQuery(parseQuery(msg.query || ''));
+  } catch (err) {
+    return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
+  }
+  const local = state.local;
+  const hidden = local.hidden || {};
+  const wl = new Set(local.whitelist || []);
+  const sevWanted = msg.sev == null || msg.sev === '' ? -1 : +msg.sev;
+  const threats = state.agg.threats;
+  const ids = [];
+  const sevAll = [0, 0, 0];
+  for (let i = 0; i < threats.length; i++) {
+    const t = threats[i];
+    if (t.alias >= 0) continue;
+    if (!msg.showHidden && hidden[t.uid]) continue;
+    if (wl.size && (wl.has(t.trail) || wl.has(first(t.src)))) continue;
+    if (!pred(t, local)) continue;
+    sevAll[t.sev]++;
+    if (sevWanted >= 0 && t.sev !== sevWanted) continue;
+    ids.push(i);
+  }
+  const cmp = SORTS[msg.sort] || SORTS.sev;
+  const sign = msg.dir === 'asc' ? 1 : -1;
+  ids.sort((x, y) => sign * cmp(threats[x], threats[y]) || threats[y].count - threats[x].count || x - y);
+  state.view = Int32Array.from(ids);
+  const stats = summarize(state.view);
+  stats.sevAll = sevAll;
+  return { op: 'view', reqId: msg.reqId, count: ids.length, stats, ms: performance.now() - started,
+    loading: state.loading };
+}
+
+function summarize(view) {
+  const threats = state.agg.threats;
+  const byType = new Map();
+  const bySrc = new Map();
+  const byTrail = new Map();
+  const sev = [0, 0, 0];
+  const sevEvents = [0, 0, 0];
+  const total = new Array(24).fill(0);
+  let events = 0;
+  for (let k = 0; k < view.length; k++) {
+    const t = threats[view[k]];
+    events += t.count;
+    sev[t.sev]++;
+    sevEvents[t.sev] += t.count;
+    let hist = byType.get(t.type);
+    if (!hist) { hist = new Array(24).fill(0); byType.set(t.type, hist); }
+    for (let h = 0; h < 24; h++) { hist[h] += t.hist[h]; total[h] += t.hist[h]; }
+    const src = first(t.src);
+    bySrc.set(src, (bySrc.get(src) || 0) + t.count);
+    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
+  }
+  const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
+  const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
+  return {
+    threats: view.length, events, sev, sevEvents, sources: bySrc.size, trails: byTrail.size,
+    hourly: total, types: types.slice(0, 6).map(([type, hist]) => ({ type, hist })),
+    topSources: top(bySrc, 14), topTrails: top(byTrail, 9),
+    range: [state.agg.minT, state.agg.maxT], allEvents: state.agg.events, allThreats: state.agg.threats.length,
+    dropped: state.agg.dropped, bad: state.parser.bad,
+  };
+}
+
+function rowOf(t) {
+  return {
+    id: t.id, uid: t.uid, kind: t.kind, sev: t.sev, count: t.count, type: t.type, trail: t.trail, info: t.info,
+    ref: t.ref, cls: t.cls, first: t.first, last: t.last, hist: Array.from(t.hist), lan: t.lan,
+    src: [...t.src].slice(0, 5), srcN: t.src.size, dst: [...t.dst].slice(0, 5), dstN: t.dst.size,
+    dport: [...t.dport].slice(0, 5), dportN: t.dport.size, proto: [...t.proto], sensor: [...t.sensor].slice(0, 3),
+    sensorN: t.sensor.size, over: t.over,
+  };
+}
+
+function rows(msg) {
+  const out = [];
+  const view = state.view;
+  const to = Math.min(msg.to, view.length);
+  for (let k = Math.max(0, msg.from); k < to; k++) out.push(rowOf(state.agg.threats[view[k]]));
+  return { op: 'rows', reqId: msg.reqId, from: msg.from, rows: out, count: view.length };
+}
+
+function detail(msg) {
+  const agg = state.agg;
+  const t = agg.threats.find((x) => x.uid === msg.uid && x.alias < 0);
+  if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
+  const row = rowOf(t);
+  row.src = [...t.src]; row.dst = [...t.dst]; row.dport = [...t.dport]; row.sport = [...t.sport];
+  row.sensor = [...t.sensor];
+  const events = agg.eventsOf(t, msg.limit || 500);
+  let sameSrc = 0, sameTrail = 0;
+  const src0 = first(t.src);
+  for (const o of agg.threats) {
+    if (o === t || o.alias >= 0) continue;
+    if (o.src.has(src0)) sameSrc++;
+    if (o.trail === t.trail) sameTrail++;
+  }
+  return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail };
+}
+
+self.onmessage = (ev) => {
+  const msg = ev.data;
+  try {
+    switch (msg.op) {
+      case 'load': load(msg); break;
+      case 'local': state.local = msg.local; break;
+      case 'view': post(computeView(msg)); break;
+      case 'rows': post(rows(msg)); break;
+      case 'detail': post(detail(msg)); break;
+      case 'export': post({ op: 'export', reqId: msg.reqId, ...exportView(state.agg, state.view, msg.format, state.local) }); break;
+      case 'live': startLive(msg); break;
+      case 'stoplive': stopLive(); post({ op: 'livestatus', status: 'off' }); break;
+      case 'seen': state.newMark = state.agg.threats.length; break;
+      case 'memory': post({ op: 'memory', reqId: msg.reqId, events: state.agg.events, strings: state.agg.strings.length }); break;
+      default: post({ op: 'error', reqId: msg.reqId, error: `unknown op ${msg.op}` });
+    }
+  } catch (err) {
+    post({ op: 'error', reqId: msg.reqId, error: String(err && err.stack || err) });
+  }
+};

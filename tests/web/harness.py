@@ -1,0 +1,89 @@
+"""Starts the real server.py on 127.0.0.1 with a temporary config for browser tests and benches,
+and launches Debian's chromium through Playwright with the project's fixed flags.
+
+Where it sits: test/bench scaffolding only (tests/test_web_*.py, bench/bench_web.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from typing import Iterator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHROMIUM = os.environ.get("MALTRAIL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "s3cret-Pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, log_dir: str, password: str = PASSWORD, extra: dict[str, str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.workdir = tempfile.mkdtemp(prefix="mt-web-")
+        self.config = os.path.join(self.workdir, "maltrail.conf")
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        lines = [f"HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {log_dir}",
+                 "USERS", f"    admin:{digest}:0:", "DISABLE_CHECK_SUDO true"]
+        lines += [f"{k} {v}" for k, v in (extra or {}).items()]
+        with open(self.config, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr = os.path.join(self.workdir, "server.err")
+
+    def start(self) -> None:
+        with open(self.stderr, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), "-c", self.config],
+                                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server.py exited: " + open(self.stderr).read())
+            try:
+                with urllib.request.urlopen(self.url + "ping", timeout=1) as resp:
+                    if resp.read().strip() == b"pong":
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server.py did not answer /ping: " + open(self.stderr).read())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def running_server(log_dir: str, **kw: object) -> Iterator[Server]:
+    server = Server(log_dir, **kw)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def launch_browser(playwright, user_data_dir: str):  # type: ignore[no-untyped-def]
+    """A persistent headless chromium context with an empty profile (the required flags)."""
+    return playwright.chromium.launch_persistent_context(
+        user_data_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+        viewport={"width": 1440, "height": 900}, accept_downloads=True)
