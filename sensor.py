@@ -98,17 +98,37 @@ def build_events(config: Config, args: argparse.Namespace, whitelist: Any) -> An
         sinks.append(UdpSink(config.LOG_SERVER, signer=signer))
     if args.console or (config.DISABLE_LOCAL_LOG_STORAGE and not config.LOG_SERVER and not config.SYSLOG_SERVER):
         sinks.append(ConsoleSink())
-    return EventPipeline(sinks, sensor_name=config.SENSOR_NAME or "-")
+    from core.events.filters import build_event_stages
+    from core.events.plugins import PluginError, load_plugins, plugin_names
+    from core.events.remote import build_remote_sinks
+
+    sinks.extend(build_remote_sinks(config))
+    try:
+        filters, stages = build_event_stages(config, whitelist)
+        names = plugin_names(getattr(args, "plugins", None), config.PLUGINS)
+        plugins = load_plugins(names) if names else None
+    except (ConfigError, PluginError) as ex:
+        raise SensorError(str(ex)) from None
+    return EventPipeline(sinks, sensor_name=config.SENSOR_NAME or "-", filters=filters, stages=stages,
+                         plugins=plugins)
 
 
 def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     """(detection pipeline, event pipeline) for one capture stream."""
     from core.detect import Pipeline
+    from core.heuristics.engine import build_heuristics
     from core.trails.whitelist import Whitelist
 
-    whitelist = Whitelist.load(config)
+    try:
+        whitelist = Whitelist.load(config)
+    except OSError as ex:
+        raise SensorError(f"USER_WHITELIST {ex.filename}: {ex.strerror}") from None
     events = build_events(config, args, whitelist)
-    pipeline = Pipeline(config, store, events, whitelist=whitelist,
+    try:
+        heuristics = build_heuristics(config, store, whitelist, events)
+    except (ConfigError, OSError) as ex:
+        raise SensorError(str(ex)) from None
+    pipeline = Pipeline(config, store, events, heuristics=heuristics, whitelist=whitelist,
                         plugins_wanted=getattr(events, "plugins", None) is not None)
     return pipeline, events
 
