@@ -47,10 +47,7 @@ def replay(pcaps: list[str], log_dir: str, trails: str | None = None, extra_env:
 
 def _params():
     for case in MANIFEST:
-        marks = []
-        if case["name"] in HEURISTIC_CASES:
-            marks.append(pytest.mark.xfail(reason="heuristics land with the heuristics issue", strict=False))
-        yield pytest.param(case, id=case["name"], marks=marks)
+        yield pytest.param(case, id=case["name"])
 
 
 @pytest.mark.parametrize("case", _params())
