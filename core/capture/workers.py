@@ -54,10 +54,11 @@ def worker_count(config: Config) -> int:
     return min(count, 64)
 
 
-def fanout_group(config: Config, interface_index: int) -> int:
+def fanout_group(config: Config, interface_index: int, supervisor_pid: int) -> int:
+    """CAPTURE_FANOUT_GROUP (+ interface index), else derived from the supervisor's pid."""
     base = config.CAPTURE_FANOUT_GROUP
     if base is None:
-        base = os.getpid()
+        base = supervisor_pid
     return (int(base) + interface_index) & 0xFFFF
 
 
@@ -95,8 +96,7 @@ class Worker:
         ctx = self.ctx
         if ctx.count <= 1:
             return
-        group = fanout_group(ctx.config, interface_index) if ctx.config.CAPTURE_FANOUT_GROUP is not None \
-            else (ctx.supervisor_pid + interface_index) & 0xFFFF
+        group = fanout_group(ctx.config, interface_index, ctx.supervisor_pid)
         mode = str(ctx.config.get("CAPTURE_FANOUT_MODE", "hash"))
         defrag = bool(ctx.config.CAPTURE_FANOUT_DEFRAG)
         try:
@@ -184,6 +184,7 @@ class Supervisor:
         self.say = say
         self.offline = offline
         self.started = time.time()
+        self.pid = os.getpid()  # the fanout group ids derive from it; workers must agree
         self.children: dict[int, int] = {}  # pid -> worker index
         self.stopping = False
         self.inline: Worker | None = None
@@ -192,7 +193,7 @@ class Supervisor:
 
     def context(self, index: int) -> WorkerContext:
         return WorkerContext(index, self.count, self.config, self.settings, self.reloader, self.counters,
-                             self.make_pipeline, self.say, os.getpid())
+                             self.make_pipeline, self.say, self.pid)
 
     def metrics_text(self) -> str:
         return render(self.counters.rows(), self.started)
