@@ -1,0 +1,185 @@
+"""Shared helpers for the server tests: a real server.py subprocess on 127.0.0.1 with its own
+config, log directory and html root, plus small HTTP/UDP clients (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+if not os.path.exists(PYTHON):
+    PYTHON = sys.executable
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def event_line(sec: float, src: str = "10.0.0.1", dst: str = "1.2.3.4", trail: str = "1.2.3.4",
+               info: str = "known attacker", reference: str = "example.org", kind: str = "IP",
+               sensor: str = "s1", dport: int = 80) -> str:
+    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
+    quoted = f'"{info}"' if " " in info else info
+    return f'"{t}.000000" {sensor} {src} 1234 {dst} {dport} TCP {kind} {trail} {quoted} {reference}'
+
+
+class Server:
+    """server.py in a subprocess. `extra` lines are appended to the generated config."""
+
+    def __init__(self, tmp: str, users: list[str] | None = None, extra: str = "", udp: bool = True,
+                 html: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.log_dir = os.path.join(tmp, "logs")
+        self.html = os.path.join(tmp, "html")
+        os.makedirs(self.log_dir, exist_ok=True)
+        os.makedirs(os.path.join(self.html, "js"), exist_ok=True)
+        files = {"index.html": "<!DOCTYPE html><title>Maltrail <!VERSION!></title><p>tz <!TZOFFSET!></p>\n",
+                 "js/main.js": "var IP_ALIASES = {};\nconsole.log('x');\n", "robots.txt": "User-agent: *\n",
+                 "secret.conf": "do not serve\n"}
+        files.update(html or {})
+        for name, content in files.items():
+            with open(os.path.join(self.html, name), "w") as handle:
+                handle.write(content)
+        with open(os.path.join(tmp, "outside.txt"), "w") as handle:
+            handle.write("outside the html root\n")
+        self.port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM) if udp else None
+        users = [f"admin:{sha('changeme!')}:0:"] if users is None else users
+        lines = ["HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {self.log_dir}",
+                 f"TRAILS_FILE {os.path.join(tmp, 'trails.csv')}"]
+        if udp:
+            lines += ["UDP_ADDRESS 127.0.0.1", f"UDP_PORT {self.udp_port}"]
+        if users:
+            lines.append("USERS")
+            lines += ["    " + u for u in users]
+        self.config = os.path.join(tmp, "server.conf")
+        with open(self.config, "w") as handle:
+            handle.write("\n".join(lines) + "\n" + extra + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr = ""
+
+    def start(self) -> Server:
+        self.errfile = open(os.path.join(self.tmp, "server.err"), "wb")
+        self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "-c", self.config,
+                                      "--html-root", self.html], cwd=ROOT, stdout=self.errfile,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + self.read_err())
+            try:
+                if self.get("/ping")[0] == 200 and (not self.udp_port or "UDP intake" in self.read_err()):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start: " + self.read_err())
+
+    def read_err(self) -> str:
+        with open(os.path.join(self.tmp, "server.err"), "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
+    def stop(self) -> str:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.errfile.close()
+        self.stderr = self.read_err()
+        return self.stderr
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: bytes | str | None = None, headers: dict | None = None,
+                cookie: str | None = None, source: str = "127.0.0.1", timeout: float = 10):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
+        hdrs = dict(headers or {})
+        if cookie:
+            hdrs["Cookie"] = f"maltrail_sessid={cookie}"
+        if isinstance(body, str):
+            body = body.encode()
+            hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
+        finally:
+            conn.close()
+
+    def get(self, path: str, **kw):
+        status, _headers, data = self.request("GET", path, **kw)
+        return status, data
+
+    def login(self, user: str = "admin", password: str = "changeme!", source: str = "127.0.0.1",
+              challenge: bool = True) -> str | None:
+        if challenge:
+            nonce = os.urandom(8).hex()
+            body = f"username={user}&nonce={nonce}&hash={sha(sha(password) + nonce)}"
+        else:
+            import urllib.parse
+
+            body = urllib.parse.urlencode({"username": user, "password": password})
+        status, headers, _ = self.request("POST", "/login", body, source=source)
+        if status != 200:
+            return None
+        cookie = headers.get("set-cookie", "")
+        return cookie.split("maltrail_sessid=", 1)[1].split(";", 1)[0] if "maltrail_sessid=" in cookie else None
+
+    def send_udp(self, payloads: list[bytes]) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for data in payloads:
+                sock.sendto(data, ("127.0.0.1", self.udp_port))
+
+    def day_file(self, sec: float | None = None) -> str:
+        return os.path.join(self.log_dir, time.strftime("%Y-%m-%d", time.localtime(sec or time.time())) + ".log")
+
+    def write_events(self, lines: list[str], sec: float | None = None) -> None:
+        with open(self.day_file(sec), "a") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+
+
+def raw_http(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
