@@ -28,6 +28,7 @@ from typing import Any
 
 MAX_HEADER_BYTES = 32768
 MAX_QUERY_FIELDS = 100
+MAX_HEADERS = 100
 GZIP_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
 
 SECURITY_HEADERS = [
@@ -139,6 +140,8 @@ def parse_request(sock: socket.socket, deadline: float, max_body: int, address: 
         raise HttpError(405)
     if len(target) > 8192:
         raise HttpError(414)
+    if len(lines) > MAX_HEADERS + 1:
+        raise HttpError(431)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
