@@ -1,0 +1,327 @@
+"""Trail store (core/trails/store.py + index.py) on tiny real trail files: every key shape, reloads,
+concurrent builds, read-only folders, damaged indexes and malformed rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from core.trails.index import classify
+from core.trails.store import Trail, TrailStore, TrailStoreError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFORMANCE_TRAILS = os.path.join(ROOT, "tests", "data", "conformance", "trails.csv")
+
+ROWS = [
+    ("evil-test-domain.com", "malware (test)", "(static)"),
+    ("Mixed.Case-Domain.NET", "phishing (test)", "(static)"),
+    ("66.66.66.66", "malware (test)", "(static)"),
+    ("6.6.6.6:8443", "malware (test)", "(static)"),
+    ("dead::beef", "v6 (test)", "(static)"),
+    ("[dead::beef]:443", "v6 port (test)", "(static)"),
+    ("0:0:0:0:0:ffff:2d3e:c649", "v6 long form (test)", "(static)"),
+    ("[2001:41d0:404:200:0:0:0:7f9]:80", "v6 long port (test)", "(static)"),
+    ("/malicious-login.php", "path (test)", "(static)"),
+    ("evil-url.example/bad/path", "url (test)", "(static)"),
+    ("10.9.8.7/", "ip url (test)", "(static)"),
+    ("0123456789abcdef0123456789abcdef01234567", "cert (test)", "sslbl.abuse.ch"),
+    ("1.2.3.4:99999", "bad port (test)", "(static)"),
+    ("182.86.133:8880", "bad ip (test)", "(static)"),
+    (r"dga[0-9]+\.wildcard-test\.com", "dga (test)", "(static)"),
+    ("info,with comma", "quoted, \"info\"", "(custom)"),
+    ("bücher-evil.de", "idn (test)", "(static)"),
+    ("2.2.2.2", "first (test)", "(static)"),
+    ("2.2.2.2", "last wins (test)", "(remote custom)"),
+]
+
+
+def packed(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = TrailStore.from_rows(ROWS, str(tmp_path))
+    yield s
+    s.close()
+
+
+def test_exact_text_keys(store):
+    assert store.get("evil-test-domain.com") == Trail("malware (test)", "(static)")
+    assert store.get("mixed.case-domain.net") == Trail("phishing (test)", "(static)")
+    assert store.get("/malicious-login.php") == Trail("path (test)", "(static)")
+    assert store.get("evil-url.example/bad/path") == Trail("url (test)", "(static)")
+    assert store.get("10.9.8.7/") == Trail("ip url (test)", "(static)")
+    assert store.get("0123456789abcdef0123456789abcdef01234567").reference == "sslbl.abuse.ch"
+    assert store.get("bücher-evil.de") == Trail("idn (test)", "(static)")
+    assert store.get("info,with comma") == Trail('quoted, "info"', "(custom)")
+    # no suffix, prefix, substring or parent matching inside get(): the caller walks parents
+    for miss in ("test-domain.com", "xevil-test-domain.com", "sub.evil-test-domain.com", "evil-test-domain.co",
+                 "evil-test-domain.com.", "Mixed.Case-Domain.NET", "evil-url.example/bad", "evil-url.example",
+                 "malicious-login.php", "", "66.66.66.66", "6.6.6.6:8443", r"dga[0-9]+\.wildcard-test\.com"):
+        assert store.get(miss) is None, miss
+
+
+def test_ip_keys(store):
+    assert store.ip(packed("66.66.66.66")) == Trail("malware (test)", "(static)")
+    assert store.ip(packed("66.66.66.67")) is None
+    assert store.ip(packed("6.6.6.6")) is None  # only listed with a port
+    assert store.ip(packed("dead::beef")) == Trail("v6 (test)", "(static)")
+    assert store.ip(packed("dead:0:0::beef")) == Trail("v6 (test)", "(static)")
+    assert store.ip(packed("::ffff:45.62.198.73")) == Trail("v6 long form (test)", "(static)")
+    assert store.ip(packed("dead::beee")) is None
+    assert store.ip(packed("2.2.2.2")) == Trail("last wins (test)", "(remote custom)")
+    assert store.ip(b"\x01\x02\x03") is None and store.ip(b"") is None
+
+
+def test_ip_port_keys(store):
+    assert store.ip_port(packed("6.6.6.6"), 8443) == Trail("malware (test)", "(static)")
+    for port in (8444, 443, 80, 0, 65535):
+        assert store.ip_port(packed("6.6.6.6"), port) is None, port
+    assert store.ip_port(packed("6.6.6.7"), 8443) is None
+    assert store.ip_port(packed("66.66.66.66"), 80) is None  # exact IP row, not ip:port
+    assert store.ip_port(packed("dead::beef"), 443) == Trail("v6 port (test)", "(static)")
+    assert store.ip_port(packed("dead::beef"), 444) is None
+    assert store.ip_port(packed("2001:41d0:404:200::7f9"), 80).info == "v6 long port (test)"
+    for port in (-1, 65536, 1 << 40):
+        assert store.ip_port(packed("6.6.6.6"), port) is None
+    # a bad ip:port row is kept as a plain string key
+    assert store.get("1.2.3.4:99999") == Trail("bad port (test)", "(static)")
+    assert store.get("182.86.133:8880") == Trail("bad ip (test)", "(static)")
+
+
+def test_regex_trails(store):
+    hit = store.match_regex("dga1234.wildcard-test.com")
+    assert hit == (r"dga[0-9]+\.wildcard-test\.com", Trail("dga (test)", "(static)"))
+    for miss in ("dga.wildcard-test.com", "dgax.wildcard-test.com", "xdga1.wildcard-test.com",
+                 "dga1.wildcard-test.com.evil", "dga1.wildcard-test.net", "evil-test-domain.com"):
+        assert store.match_regex(miss) is None, miss
+    assert store.regex_count() == 1
+
+
+def test_lookup_key_finds_every_row_as_written(store):
+    last = {}
+    for key, info, ref in ROWS:
+        last[classify(key)] = Trail(info, ref)
+    for key, _, _ in ROWS:
+        assert store.lookup_key(key) == last[classify(key)], key
+    assert store.lookup_key("DEAD:0000:0:0:0:0:0000:beef") == Trail("v6 (test)", "(static)")
+    assert store.lookup_key("[DEAD::BEEF]:443") == Trail("v6 port (test)", "(static)")
+    assert store.lookup_key("EVIL-TEST-DOMAIN.COM") == Trail("malware (test)", "(static)")
+    assert store.lookup_key("6.6.6.6:8444") is None
+    assert store.lookup_key(r"dga[0-9]+\.other\.com") is None
+    assert len(store) == len(ROWS) - 1  # one duplicate
+    assert store.skipped == 0
+
+
+def test_hostile_lookup_arguments(store):
+    assert store.get("\udcff\udcfe") is None  # lone surrogates (surrogateescape'd network bytes)
+    assert store.get("\x00\xff") is None
+    assert store.get(None) is None  # type: ignore[arg-type]
+    assert store.ip_port(b"\x06\x06\x06\x06", None) is None  # type: ignore[arg-type]
+    assert store.match_regex("") is None
+    assert store.match_regex("a" * 10000 + ".com") is None
+
+
+def test_many_regex_trails_all_active(tmp_path):
+    rows = []
+    for i in range(400):
+        rows.append((rf"fam{i}x[0-9]+\.example\.(com|net)", f"family {i} (malware)", "(static)"))
+    for i in range(150):
+        rows.append((rf"gen{i}[a-z]+\.[a-z]+", f"generic {i} (malware)", "(static)"))
+    rows.append((r"(?i)backref([a-z])\1\.org", "backref (malware)", "(static)"))
+    rows.append((r"over[0-9]+\.example\.com", "first overlap", "(static)"))
+    rows.append((r"over1[0-9]*\.example\.com", "second overlap", "(static)"))
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    try:
+        assert store.regex_count() == len(rows)
+        for i in (0, 99, 100, 101, 250, 399):
+            text, trail = store.match_regex(f"fam{i}x77.example.net")
+            assert trail.info == f"family {i} (malware)" and text == rows[i][0]
+            assert store.match_regex(f"fam{i}x77.example.org") is None
+            assert store.match_regex(f"fam{i}x.example.com") is None
+        assert store.match_regex("gen149abc.zz")[1].info == "generic 149 (malware)"
+        assert store.match_regex("gen149abc") is None
+        assert store.match_regex("backrefqq.org")[1].info == "backref (malware)"
+        assert store.match_regex("backrefqr.org") is None
+        assert store.match_regex("over123.example.com")[1].info == "first overlap"  # CSV order wins
+    finally:
+        store.close()
+
+
+def test_malformed_rows_are_counted(tmp_path):
+    path = tmp_path / "trails.csv"
+    path.write_bytes(b"\xef\xbb\xbfgood.example,ok (test),(static)\r\n"
+                     b"two,fields\n"
+                     b"four,fields,are,wrong\n"
+                     b",empty key,(static)\n"
+                     b"\n"
+                     b"bad-utf8-\xff.example,x,(static)\n"
+                     b"bad-info.example,\xfe\xfe,(static)\n"
+                     b'"unterminated,quote,(static)\n'
+                     b"" + b"k" * 70000 + b",too long,(static)\n"
+                     b"last.example,ok2,(static)")
+    store = TrailStore.open(str(path))
+    try:
+        assert store.get("good.example") == Trail("ok (test)", "(static)")
+        assert store.get("last.example") == Trail("ok2", "(static)")
+        assert len(store) == 2
+        assert store.skipped == 7
+    finally:
+        store.close()
+
+
+def test_missing_csv_is_a_clear_error(tmp_path):
+    with pytest.raises(TrailStoreError, match="does not exist"):
+        TrailStore.open(str(tmp_path / "nope.csv"))
+
+
+def test_empty_csv(tmp_path):
+    (tmp_path / "trails.csv").write_text("")
+    store = TrailStore.open(str(tmp_path / "trails.csv"))
+    assert len(store) == 0 and store.get("x") is None and store.ip(b"\x01\x01\x01\x01") is None
+    assert store.match_regex("x.com") is None
+    store.close()
+
+
+def test_index_beside_csv_reused_not_rebuilt(tmp_path):
+    first = TrailStore.from_rows(ROWS, str(tmp_path))
+    assert first.did_build and first.index_path == str(tmp_path / "trails.csv") + ".idx"
+    second = TrailStore.open(str(tmp_path / "trails.csv"))
+    assert not second.did_build and second.built_at == first.built_at
+    assert second.get("evil-test-domain.com") is not None
+    first.close()
+    second.close()
+
+
+def test_reopen_after_csv_change(tmp_path):
+    store = TrailStore.from_rows(ROWS, str(tmp_path))
+    gen = store.generation
+    assert store.reopen_if_changed() is False
+    get_before = store.get
+    with open(tmp_path / "trails.csv", "a", encoding="utf-8") as f:
+        f.write("new-trail.example,fresh (test),(static)\n7.7.7.7:53,fresh port,(static)\n")
+    st = os.stat(tmp_path / "trails.csv")
+    os.utime(tmp_path / "trails.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert store.get("new-trail.example") is None
+    assert store.reopen_if_changed() is True
+    assert store.generation != gen and store.did_build
+    assert store.get("new-trail.example") == Trail("fresh (test)", "(static)")
+    assert store.ip_port(packed("7.7.7.7"), 53) == Trail("fresh port", "(static)")
+    assert store.get("evil-test-domain.com") is not None
+    assert get_before("new-trail.example") is None  # an in-flight caller keeps its old, consistent view
+    assert store.reopen_if_changed() is False
+    # replaced by rename (how update writes it): new inode, same size is still noticed
+    tmp = tmp_path / "trails.tmp"
+    tmp.write_text((tmp_path / "trails.csv").read_text().replace("fresh (test)", "fresh (tes2)"))
+    os.replace(tmp, tmp_path / "trails.csv")
+    assert store.reopen_if_changed() is True
+    assert store.get("new-trail.example").info == "fresh (tes2)"
+    store.close()
+
+
+OPEN_CHILD = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from core.trails.store import TrailStore
+    sys.stdin.readline()
+    store = TrailStore.open(sys.argv[2])
+    print(json.dumps({"built": store.did_build, "keys": len(store),
+                      "hit": store.get("domain-777.example") is not None, "index": store.index_path}))
+""")
+
+
+def test_concurrent_open_builds_once(tmp_path):
+    path = tmp_path / "trails.csv"
+    with open(path, "w") as f:
+        for i in range(60000):
+            f.write(f"domain-{i}.example,family {i % 50} (malware),(static)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_CHILD, ROOT, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:  # release them together
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(r["built"] for r in results) == 1, results
+    assert all(r["keys"] == 60000 and r["hit"] for r in results)
+    assert not [n for n in os.listdir(tmp_path) if ".tmp." in n]
+
+
+def test_read_only_csv_folder_uses_home_index(tmp_path):
+    data = tmp_path / "ro"
+    data.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    with open(CONFORMANCE_TRAILS, "rb") as src:
+        (data / "trails.csv").write_bytes(src.read())
+    os.chmod(data, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    try:
+        env = dict(os.environ, HOME=str(home))
+        out = subprocess.run([sys.executable, "-c", OPEN_CHILD, ROOT, str(data / "trails.csv")], input="go\n",
+                             capture_output=True, text=True, env=env, timeout=60, check=True)
+        result = json.loads(out.stdout)
+        assert result["built"] and result["keys"] >= 19
+        assert result["index"].startswith(str(home / ".maltrail" / "index") + os.sep)
+        assert sorted(os.listdir(data)) == ["trails.csv"]
+        again = subprocess.run([sys.executable, "-c", OPEN_CHILD, ROOT, str(data / "trails.csv")], input="go\n",
+                               capture_output=True, text=True, env=env, timeout=60, check=True)
+        assert json.loads(again.stdout)["built"] is False
+        # no writable place at all (HOME is a regular file, which stops root too): a clear error
+        not_a_dir = tmp_path / "home-file"
+        not_a_dir.write_text("")
+        env = dict(os.environ, HOME=str(not_a_dir))
+        fail = subprocess.run([sys.executable, "-c", OPEN_CHILD, ROOT, str(data / "trails.csv")], input="go\n",
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert fail.returncode != 0 and "TrailStoreError" in fail.stderr and "writable" in fail.stderr
+    finally:
+        os.chmod(data, 0o755)
+
+
+@pytest.mark.parametrize("damage", ["flip-body", "flip-header", "truncate", "garbage", "empty", "extend"])
+def test_damaged_index_is_rebuilt(tmp_path, damage):
+    store = TrailStore.from_rows(ROWS, str(tmp_path))
+    idx = store.index_path
+    store.close()
+    data = bytearray(open(idx, "rb").read())
+    if damage == "flip-body":
+        data[len(data) // 2] ^= 0x40
+    elif damage == "flip-header":
+        data[20] ^= 0x01
+    elif damage == "truncate":
+        data = data[: len(data) - 9]
+    elif damage == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data += b"\0" * 16
+    with open(idx, "wb") as f:
+        f.write(data)
+    again = TrailStore.open(str(tmp_path / "trails.csv"))
+    try:
+        assert again.did_build
+        assert again.get("evil-test-domain.com") == Trail("malware (test)", "(static)")
+        assert again.ip_port(packed("6.6.6.6"), 8443) is not None
+    finally:
+        again.close()
+
+
+def test_conformance_trail_file(tmp_path):
+    with open(CONFORMANCE_TRAILS, "rb") as src:
+        (tmp_path / "trails.csv").write_bytes(src.read())
+    store = TrailStore.open(str(tmp_path / "trails.csv"))
+    try:
+        assert store.get("evil-parent.com") is not None
+        assert store.ip_port(packed("dead::beef"), 443) is not None
+        assert store.match_regex("dga1234.wildcard-test.com") is not None
+        assert store.skipped == 0
+    finally:
+        store.close()
