@@ -1,0 +1,126 @@
+"""UDP intake: both datagram forms, CR/LF flattening, malformed and forged datagrams, signed mode,
+day files by event time, and no loss on shutdown (real sockets on 127.0.0.1, real server.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+from core.events.event import Event
+from core.events.signing import Signer, Verifier
+from core.events.sinks import UdpSink
+from core.server.intake import Intake, run_in_thread
+from tests.test_server_support import Server, event_line
+
+
+def _send(port: int, payloads: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for data in payloads:
+            sock.sendto(data, ("127.0.0.1", port))
+
+
+def _run(tmp_path, payloads: list[bytes], verifier: Verifier | None = None) -> Intake:
+    intake = Intake("127.0.0.1", 0, str(tmp_path), verifier)
+    thread, stop = run_in_thread(intake)
+    _send(intake.port, payloads)
+    time.sleep(0.2)
+    stop.set()
+    thread.join(5)
+    return intake
+
+
+def _read_all(tmp_path) -> dict[str, list[str]]:
+    out = {}
+    for name in sorted(os.listdir(tmp_path)):
+        with open(os.path.join(tmp_path, name)) as handle:
+            out[name] = handle.read().splitlines()
+    return out
+
+
+def test_both_forms_day_by_event_time_and_flattening(tmp_path):
+    now = time.time()
+    yesterday = now - 86400
+    line = event_line(now)
+    old = event_line(yesterday, src="10.0.0.2")
+    payloads = [f"{int(now)} {line}".encode(), f"{int(yesterday)} {old}".encode(), line.encode(),
+                f"{int(now)} {line}\n\"2020-01-01 00:00:00.000000\" forged 6.6.6.6 1 2.2.2.2 2 TCP IP x y z".encode(),
+                (line + "\r\n").encode()]
+    intake = _run(tmp_path, payloads)
+    files = _read_all(tmp_path)
+    today_name = time.strftime("%Y-%m-%d", time.localtime(now)) + ".log"
+    yesterday_name = time.strftime("%Y-%m-%d", time.localtime(yesterday)) + ".log"
+    assert files[yesterday_name] == [old]
+    assert len(files[today_name]) == 4
+    assert files[today_name][0] == line and files[today_name][1] == line and files[today_name][3] == line
+    assert files[today_name][2].startswith(line + ' "2020-01-01') and "2020-01-01.log" not in files
+    assert intake.counters["written"] == 5 and intake.counters["malformed"] == 0
+
+
+def test_malformed_datagrams_are_counted_and_dropped(tmp_path):
+    now = int(time.time())
+    line = event_line(now)
+    bad = [b"", b"garbage", b"12345", f"{now}".encode(), f"{now} not a line".encode(), f"abc {line}".encode(),
+           f"99 {line}".encode(), f"{now} {line}\x00".encode(), b"\xff\xfe" * 100, b'"2020-13-01 bad"',
+           b"MTS1 1 a-1 " + b"0" * 64 + b" " + line.encode()]
+    intake = _run(tmp_path, bad + [f"{now} {line}".encode()])
+    files = _read_all(tmp_path)
+    assert sum(len(v) for v in files.values()) == 1
+    assert intake.counters["malformed"] == len(bad) - 1 and intake.counters["signed_without_key"] == 1
+
+
+def test_signed_mode_drops_unsigned_forged_replayed_and_stale(tmp_path):
+    now = int(time.time())
+    line = event_line(now)
+    plain = f"{now} {line}".encode()
+    signer = Signer("shared-key")
+    good = signer.sign(plain)
+    forged = Signer("wrong-key").sign(plain)
+    stale = Signer("shared-key", clock=lambda: now - 3600).sign(plain)
+    tampered = good.replace(b"known attacker", b"known attackex")
+    intake = _run(tmp_path, [plain, good, good, forged, stale, tampered, signer.sign(plain)],
+                  Verifier("shared-key", 300))
+    files = _read_all(tmp_path)
+    assert sum(len(v) for v in files.values()) == 2
+    stats = intake.stats()
+    assert stats["signed_unsigned"] == 1 and stats["signed_replayed"] == 1 and stats["signed_bad_signature"] == 2
+    assert stats["signed_stale"] == 1 and stats["signed_accepted"] == 2
+
+
+def test_real_server_with_udp_key_and_sensor_sink(tmp_path):
+    srv = Server(str(tmp_path), extra="UDP_KEY correct horse battery staple\nUDP_MAX_SKEW 60")
+    with srv:
+        sink = UdpSink(f"127.0.0.1:{srv.udp_port}", signer=Signer("correct horse battery staple"))
+        now = int(time.time())
+        event = Event(now, 0, "10.1.1.1", 5555, "6.6.6.6", 443, "TCP", "IP", "6.6.6.6", "known attacker", "x")
+        from core.events.event import format_line
+
+        for _ in range(3):
+            sink.write(event, format_line(event, "remote-sensor"))
+        sink.close()
+        srv.send_udp([f"{now} {event_line(now, src='66.66.66.66')}".encode()])     # unsigned: dropped
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if os.path.exists(srv.day_file()) and open(srv.day_file()).read().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    content = open(srv.day_file()).read()
+    assert content.count("remote-sensor 10.1.1.1") == 3 and "66.66.66.66" not in content
+    summary = re.search(r"intake: .*", srv.stderr)
+    assert summary and "signed_accepted=3" in summary.group(0) and "signed_unsigned=1" in summary.group(0)
+    assert "signed only" in srv.stderr
+
+
+def test_no_event_lost_on_shutdown(tmp_path):
+    srv = Server(str(tmp_path))
+    srv.start()
+    now = int(time.time())
+    line = event_line(now)
+    count = 20000
+    srv.send_udp([f"{now} {line}".encode()] * count)
+    srv.stop()
+    with open(srv.day_file(now)) as handle:
+        assert sum(1 for _ in handle) == count
+    assert f"received={count} written={count}" in srv.stderr
