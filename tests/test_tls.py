@@ -298,3 +298,48 @@ def test_hostile_lengths_and_fuzz_never_raise(chain):
                 assert all(isinstance(d, bytes) and d for d in got) and len(got) <= tls.MAX_CERTS
         flights.feed(key, rng.randbytes(rng.randrange(1, 40)), now=i / 100)
     assert len(flights) <= 64
+
+
+# --- ClientHello larger than one segment ------------------------------------------------------------
+
+def test_client_hello_spanning_segments():
+    key_share = ext(51, b"\x04\xc4" + b"\x11\xec\x04\xc0" + b"\x66" * 1216)  # an ML-KEM sized key share
+    big = client_hello(b"Split.Example", before=(key_share, ext(21, b"\x00" * 300)))
+    assert len(big) > 1600
+    sni_end = big.index(b"Split.Example") + len(b"Split.Example")
+    for parts in (2, 3, 4):
+        rng = random.Random(parts)
+        for _ in range(10):
+            hellos = tls.ClientHellos()
+            fed, got = 0, None
+            for segment in split(big, parts, rng):
+                got = hellos.feed("c", segment, now=1.0)
+                fed += len(segment)
+                if fed >= sni_end:
+                    break
+                assert got is None and "c" in hellos and hellos.active
+            assert got == "split.example" and len(hellos) == 0
+
+
+def test_client_hello_single_segment_keeps_no_state():
+    hellos = tls.ClientHellos()
+    assert hellos.feed("a", client_hello(b"one.example")) == "one.example"
+    assert hellos.feed("b", client_hello(None)) is None  # complete, no SNI: nothing to wait for
+    assert hellos.feed("c", b"GET / HTTP/1.1\r\n\r\n") is None
+    assert len(hellos) == 0 and hellos.counters["pending"] == 0
+
+
+def test_client_hello_reassembly_bounds():
+    big = client_hello(None, before=(ext(21, b"\x00" * 3000),))
+    hellos = tls.ClientHellos(max_flows=4, max_bytes=2000, ttl=10.0)
+    for i in range(6):
+        assert hellos.feed(i, big[:1000], now=0.0) is None
+    assert len(hellos) == 4 and hellos.counters["evicted"] == 2
+    assert hellos.feed(5, big[1000:2100], now=1.0) is None
+    assert hellos.counters["too_big"] == 1 and 5 not in hellos
+    assert hellos.feed(2, big[1000:1500], now=1.0) is None and 2 in hellos
+    hellos.feed("new", big[:1000], now=20.0)
+    assert hellos.counters["expired"] == 3 and set(hellos._flows) == {"new"}
+    nosni = client_hello(None, before=(ext(21, b"\x00" * 1500),))
+    hellos.feed("n", nosni[:800], now=20.0)
+    assert hellos.feed("n", nosni[800:], now=20.0) is None and hellos.counters["no_sni"] == 1

@@ -5,9 +5,11 @@ the domain check with proto TCP) and feeds server->client TCP payloads to one `S
 object it owns; when that returns DER certificates, `cert_sha1()` of the leaf is looked up in the
 trail store (CERT trails). `quic.py` reuses `handshake_sni()` on decrypted CRYPTO data.
 
-ClientHello: only the first segment is looked at. Handshake records in that segment are
-concatenated (a ClientHello fragmented over several records in one segment is handled) and the
-extensions are walked as far as the bytes go; an SNI beyond the end of the segment is missed.
+ClientHello: `client_hello_sni()` looks at one segment. Handshake records in it are concatenated
+(a ClientHello fragmented over several records in one segment is handled) and the extensions
+are walked as far as the bytes go. A ClientHello larger than a segment (post-quantum key shares
+push browsers' past 1500 bytes, and extension order is randomised) is completed by the stateful
+`ClientHellos` helper, which keeps the few flows whose first segment ended before the SNI.
 The host name is returned lower-case without a trailing dot, and only when it consists of
 letters, digits, `-`, `_` and `.` (anything else -> None).
 
@@ -106,13 +108,13 @@ def handshake_sni(hs: bytes) -> str | None:
     return None
 
 
-def client_hello_sni(payload: bytes) -> str | None:
-    """SNI of a TLS ClientHello at the start of a TCP payload; None when absent or not TLS."""
-    if len(payload) < 48 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != CLIENT_HELLO:
+def _client_hello_handshake(payload: bytes) -> bytes | None:
+    """Handshake bytes of the ClientHello records at the start of `payload` (joined, maybe cut)."""
+    if len(payload) < 6 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != CLIENT_HELLO:
         return None
     rec_len = _u16(payload, 3)
-    if rec_len >= 4 + _u24(payload, 6) or len(payload) <= 5 + rec_len:
-        return handshake_sni(payload[5:5 + rec_len])
+    if len(payload) <= 5 + rec_len or (len(payload) >= 9 and rec_len >= 4 + _u24(payload, 6)):
+        return payload[5:5 + rec_len]
     # The ClientHello continues in further records: join the handshake fragments we have.
     parts: list[bytes] = []
     off = 0
@@ -121,7 +123,95 @@ def client_hello_sni(payload: bytes) -> str | None:
         rec_len = _u16(payload, off + 3)
         parts.append(payload[off + 5:off + 5 + rec_len])
         off += 5 + rec_len
-    return handshake_sni(b"".join(parts))
+    return b"".join(parts)
+
+
+def client_hello_sni(payload: bytes) -> str | None:
+    """SNI of a TLS ClientHello at the start of a TCP payload; None when absent or not TLS."""
+    if len(payload) < 48 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != CLIENT_HELLO:
+        return None
+    hs = _client_hello_handshake(payload)
+    return handshake_sni(hs) if hs else None
+
+
+def handshake_complete(hs: bytes) -> bool:
+    """True when `hs` holds a whole handshake message (so a missing SNI will not come later)."""
+    return len(hs) >= 4 and len(hs) >= 4 + _u24(hs, 1)
+
+
+class ClientHellos:
+    """Bounded reassembly of ClientHellos larger than one TCP segment (big post-quantum key shares).
+
+    `feed(flow_key, payload, now)` returns the SNI as soon as it can be read: at once for the
+    usual single-segment ClientHello (no state kept), else once enough of the following
+    in-order segments of the same flow have arrived. A flow is kept only while its ClientHello
+    is incomplete and has not shown an SNI; it is dropped when the SNI is found, when the
+    message completes without one, beyond `max_bytes`, by LRU beyond `max_flows`, or after
+    `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
+    """
+
+    def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
+        self.max_flows = max_flows
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._flows: OrderedDict[Hashable, tuple[bytearray, float]] = OrderedDict()
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("pending", "reassembled", "no_sni", "evicted", "expired", "too_big"), 0)
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __contains__(self, flow_key: object) -> bool:
+        return flow_key in self._flows
+
+    @property
+    def active(self) -> bool:
+        """True while any ClientHello is waiting for more segments."""
+        return bool(self._flows)
+
+    def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0) -> str | None:
+        """Add one in-order client segment; the SNI once readable, else None."""
+        entry = self._flows.get(flow_key)
+        if entry is None:
+            sni = client_hello_sni(payload)
+            if sni is not None:
+                return sni
+            hs = _client_hello_handshake(payload)
+            if hs is None or len(payload) < 9 or handshake_complete(hs):
+                return None
+            self._start(flow_key, bytearray(payload), now)
+            return None
+        buffered = entry[0]
+        buffered += payload
+        if len(buffered) > self.max_bytes:
+            del self._flows[flow_key]
+            self.counters["too_big"] += 1
+            return None
+        whole = bytes(buffered)
+        sni = client_hello_sni(whole)
+        hs = _client_hello_handshake(whole)
+        if sni is not None or hs is None or handshake_complete(hs):
+            del self._flows[flow_key]
+            self.counters["reassembled" if sni is not None else "no_sni"] += 1
+            return sni
+        self._flows[flow_key] = (buffered, now)
+        self._flows.move_to_end(flow_key)
+        return None
+
+    def _start(self, flow_key: Hashable, data: bytearray, now: float) -> None:
+        flows = self._flows
+        limit = now - self.ttl
+        while flows:
+            oldest_key = next(iter(flows))
+            if flows[oldest_key][1] >= limit:
+                break
+            del flows[oldest_key]
+            self.counters["expired"] += 1
+        if len(flows) >= self.max_flows:
+            flows.popitem(last=False)
+            self.counters["evicted"] += 1
+        flows[flow_key] = (data, now)
+        self.counters["pending"] += 1
 
 
 def _server_hello_is_tls13(body: bytes) -> bool:
