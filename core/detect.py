@@ -93,6 +93,8 @@ class Pipeline:
 
     def process_batch(self, linktype: int, buf: bytes, meta: Any) -> None:
         """Walk one capture batch: meta holds (sec, usec, offset, caplen) per packet."""
+        if isinstance(meta, (bytes, bytearray)):
+            meta = memoryview(meta).cast("I")  # pcapy-ng's packed records: 4 native uint32 each
         decode = self.decoder(linktype).decode
         handle = self._handle
         self._buf, self._meta = buf, meta
@@ -253,7 +255,7 @@ class Pipeline:
             if request is not None:
                 self._http_request(sec, usec, d, request)
                 return
-        elif first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/"
+        if first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/" (H is also a request first byte)
             response = http.parse_response(bytes(buf[poff:d.pend]))
             if response is not None:
                 self.heuristics.http_response(sec, usec, d, response)

@@ -50,7 +50,7 @@ def _params():
         yield pytest.param(case, id=case["name"])
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", list(_params()))
 def test_case(case, tmp_path):
     result, lines = replay([os.path.join(CORPUS, case["pcap"])], str(tmp_path))
     assert result.returncode == 0, result.stderr

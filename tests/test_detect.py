@@ -32,8 +32,8 @@ ROWS = [
     (r"dga[0-9]+\.wildcard-test\.com", "malware (test)", "(static)"),
     ("tls-evil.example", "malware (test)", "(static)"),
     ("quic-evil.example", "malware (test)", "(static)"),
-    ("sinky.example", "sinkhole foo (suspicious)", "(static)"),
-    ("dyndns-provider.example", "dynamic domain (suspicious)", "(static)"),
+    ("sinky.net", "sinkhole foo (suspicious)", "(static)"),
+    ("dyndns-provider.net", "dynamic domain (suspicious)", "(static)"),
     ("8.8.4.4:53", "bad resolver (malware)", "(static)"),
     ("7.7.7.7", "phishing (test)", "(static)"),
     ("gate.example/", "malware (test)", "(static)"),
@@ -156,7 +156,7 @@ def test_udp_and_icmp(run):
     ("evilname.ip-adress.com", "evilname(.ip-adress.com)"),
     ("dga1234.wildcard-test.com", "dga1234.wildcard-test.com"),
     ("x.dga77.wildcard-test.com", "(x.)dga77.wildcard-test.com"),
-    ("sub.dyndns-provider.example", "(sub).dyndns-provider.example"),
+    ("sub.dyndns-provider.net", "(sub).dyndns-provider.net"),
 ])
 def test_dns_trails(run, name, trail):
     events = run(dnsq(name))
@@ -168,9 +168,9 @@ def test_dns_trails(run, name, trail):
     "evil-parent.com.attacker.net",
     "dgaxyz.wildcard-test.com",
     "clean.example.org",
-    "dyndns-provider.example",     # the provider itself is not flagged
-    "www.dyndns-provider.example",
-    "ns1.sinky.example",           # service prefix vs a suspicious/sinkhole trail
+    "dyndns-provider.net",     # the provider itself is not flagged
+    "www.dyndns-provider.net",
+    "ns1.sinky.net",           # service prefix vs a suspicious/sinkhole trail
     "whitelisted-but-listed.example",
     "evil-test-domain.com.local",  # ignored suffix
     "1.2.3.4",
