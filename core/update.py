@@ -46,6 +46,7 @@ from typing import Any  # noqa: E402
 
 from core.config import ROOT_DIR, Config, ConfigError, fail, load_config, split_list  # noqa: E402
 from core.feeds import FeedContext, FeedError, FeedSkipped, Trails, expand_cidr  # noqa: E402
+from core.trails.whitelist import Whitelist  # noqa: E402
 
 FEEDS_DIR = os.path.join(ROOT_DIR, "trails", "feeds")
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
@@ -57,7 +58,6 @@ FIXED_REFERENCES = frozenset(("(static)", "(custom)", "(remote custom)"))
 BAD_TRAIL_PREFIXES = ("127.", "192.168.", "localhost")
 API_KEYS = ("ABUSEIPDB_API_KEY", "OTX_API_KEY", "PHISHTANK_API_KEY")
 _LEADING_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?=$|[:/])")
-_BARE_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
 _REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
 _BAD_CHARS = re.compile("[\x00-\x20\x7f\ufffd]")
 
@@ -101,39 +101,6 @@ class Ranges:
             return cls()
         with open(path, encoding="utf-8") as handle:
             return cls(line.split("#", 1)[0].strip() for line in handle if line.split("#", 1)[0].strip())
-
-
-class Whitelist:
-    """Exact entries (domains, IPs) plus IPv4 CIDRs, read from data/whitelist.txt and USER_WHITELIST."""
-
-    def __init__(self, paths: Iterable[str]) -> None:
-        self.exact: set[str] = set()
-        cidrs: list[str] = []
-        for path in paths:
-            if not path or not os.path.isfile(path):
-                continue
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                for raw in handle:
-                    entry = raw.split("#", 1)[0].strip().lower()
-                    if not entry:
-                        continue
-                    if "/" in entry and entry[0].isdigit():
-                        cidrs.append(entry)
-                    else:
-                        self.exact.add(entry)
-        self.ranges = Ranges(cidrs)
-
-    def __contains__(self, key: str) -> bool:
-        if key in self.exact:
-            return True
-        if len(self.ranges) and _BARE_IPV4.match(key):
-            return self.ranges.contains(_ip_int(key))
-        return False
-
-
-def _ip_int(text: str) -> int:
-    a, b, c, d = (int(part) for part in text.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 # --- merge -----------------------------------------------------------------------------------------
@@ -273,9 +240,13 @@ class TrailMerger:
                         info = "potential malware site"
             if info == "ransomware":
                 info = "ransomware (malware)"
-            if key in whitelist:
-                stats.drop("whitelisted")
-                continue
+            if not is_regex_trail(key):
+                host = key.split("/", 1)[0]
+                if leading and ":" in host:
+                    host = host.split(":", 1)[0]
+                if host and host in whitelist:
+                    stats.drop("whitelisted")
+                    continue
             if disabled_info is not None and disabled_info.search(info):
                 stats.drop("DISABLED_TRAILS_INFO_REGEX")
                 continue
@@ -694,7 +665,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         merger.add_all(rows)
 
     stats = MergeStats()
-    whitelist = Whitelist([os.path.join(data_dir, "whitelist.txt"), config.USER_WHITELIST or ""])
+    whitelist = load_whitelist(config, data_dir, say)
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
 
@@ -731,6 +702,16 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     for line in summary(result):
         say(line)
     return result
+
+
+def load_whitelist(config: Config, data_dir: str, say: Printer) -> Whitelist:
+    """data/whitelist.txt plus USER_WHITELIST (core/trails/whitelist.py); a missing file is reported."""
+    bundled = os.path.join(data_dir, "whitelist.txt")
+    try:
+        return Whitelist.load(config, bundled=bundled if os.path.isfile(bundled) else None)
+    except OSError as ex:
+        say(f"whitelist not fully loaded: {ex.filename}: {ex.strerror or ex}")
+        return Whitelist.load(None, bundled=bundled if os.path.isfile(bundled) else None)
 
 
 def _write_health(result: UpdateResult) -> str | None:

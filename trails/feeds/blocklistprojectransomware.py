@@ -1,0 +1,18 @@
+"""blocklistprojectransomware: The Block List Project: ransomware domains.
+
+Source: https://blocklistproject.github.io/Lists/alt-version/ransomware-nl.txt
+Terms: Unlicense (public domain).
+Format: one domain a line (no-localhost variant).
+Category: `ransomware` trails (domains).
+"""
+
+from core.feeds import domains_in_lines
+
+__url__ = "https://blocklistproject.github.io/Lists/alt-version/ransomware-nl.txt"
+__check__ = "."
+__info__ = "ransomware"
+__reference__ = "blocklistproject.github.io"
+
+
+def fetch(ctx):
+    return domains_in_lines(ctx.retrieve(__url__, __check__), __info__, __reference__)

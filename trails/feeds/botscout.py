@@ -1,0 +1,18 @@
+"""botscout: BotScout form-spam bots seen in the last day (FireHOL ipset).
+
+Source: https://iplists.firehol.org/files/botscout_1d.ipset
+Terms: BotScout public data, redistributed by FireHOL.
+Format: FireHOL ipset.
+Category: `spammer` trails (IPv4 addresses).
+"""
+
+from core.feeds import ips_in_lines
+
+__url__ = "https://iplists.firehol.org/files/botscout_1d.ipset"
+__check__ = "botscout"
+__info__ = "spammer"
+__reference__ = "botscout.com"
+
+
+def fetch(ctx):
+    return ips_in_lines(ctx.retrieve(__url__, __check__), __info__, __reference__)

@@ -1,0 +1,19 @@
+"""fireholl3: FireHOL IP list level 3 -- attacks, spyware and viruses of the last 30 days (bruteforceblocker, CI Army, DShield 30 days, SSL/Feodo C2s, ...).
+
+Source: https://iplists.firehol.org/files/firehol_level3.netset
+Terms: FireHOL list, GPLv2; the data keeps the terms of each of its sources.
+Format: FireHOL netset: `#` header, IPv4 addresses and CIDR networks.
+Category: `bad reputation (firehol level3)` trails (IPv4; CIDRs of up to 1024 addresses expanded, larger
+networks skipped; bogon networks in level 1 are removed by the update's bogon filter).
+"""
+
+from core.feeds import ips_in_lines
+
+__url__ = "https://iplists.firehol.org/files/firehol_level3.netset"
+__check__ = "firehol_level3"
+__info__ = "bad reputation (firehol level3)"
+__reference__ = "iplists.firehol.org"
+
+
+def fetch(ctx):
+    return ips_in_lines(ctx.retrieve(__url__, __check__), __info__, __reference__, expand=True)
