@@ -215,3 +215,45 @@ def test_random_and_mutated_never_raise():
         got = quic.initial_sni(data)
         assert got is None or got == "fuzz.example" or (got.isascii() and len(got) <= 253)
         quic.crypto_stream(rng.randbytes(rng.randrange(0, 64)))
+
+
+# --- ClientHello over several Initial packets -------------------------------------------------------
+
+def big_hello(host: bytes) -> bytes:
+    key_share = ext(51, b"\x04\xc4" + b"\x11\xec\x04\xc0" + b"\x66" * 1216)
+    return client_hello_handshake(host, before=(key_share, ext(21, b"\x00" * 200)))
+
+
+def test_initials_reassemble_across_packets_in_either_order():
+    data = big_hello(b"Two.Example")
+    dcid = bytes(range(20, 30))
+    first = protect(dcid, crypto_frame(0, data[:1100]), pn=0)
+    second = protect(dcid, crypto_frame(1100, data[1100:]), pn=1)
+    assert quic.initial_sni(first) is None and quic.initial_sni(second) is None  # stateless: no luck
+    initials = quic.Initials()
+    assert initials.feed(first, now=1.0) is None and len(initials) == 1
+    assert initials.feed(second, now=1.1) == "two.example" and len(initials) == 0
+    assert initials.counters["reassembled"] == 1
+    assert initials.feed(second, now=2.0) is None and len(initials) == 1  # a gap at 0: kept
+    assert initials.feed(first, now=2.1) == "two.example" and len(initials) == 0
+
+
+def test_initials_keep_no_state_when_one_packet_suffices():
+    initials = quic.Initials()
+    assert initials.feed(protect(bytes(8), crypto_frame(0, hello(b"one.example")))) == "one.example"
+    assert initials.feed(protect(bytes(8), crypto_frame(0, client_hello_handshake(None)))) is None
+    assert initials.feed(b"\x40" + bytes(100)) is None
+    assert len(initials) == 0 and initials.counters["pending"] == 0
+
+
+def test_initials_bounds():
+    data = big_hello(b"bound.example")
+    initials = quic.Initials(max_flows=3, max_bytes=1200, ttl=5.0)
+    for i in range(5):
+        initials.feed(protect(bytes([i]) * 8, crypto_frame(0, data[:1000])), now=0.0)
+    assert len(initials) == 3 and initials.counters["evicted"] == 2
+    dcid = bytes([4]) * 8
+    assert initials.feed(protect(dcid, crypto_frame(1000, data[1000:1400])), now=1.0) is None
+    assert initials.counters["too_big"] == 1 and len(initials) == 2
+    initials.feed(protect(b"\x09" * 8, crypto_frame(0, data[:1000])), now=10.0)
+    assert initials.counters["expired"] == 2 and len(initials) == 1

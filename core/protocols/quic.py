@@ -20,19 +20,20 @@ Steps (never raises; None at the first thing that does not fit):
    the original sensor read. Noise is rejected by the frame and ClientHello structure checks.
 5. Frames: PADDING, PING, ACK (with ECN) and CRYPTO are understood; CRYPTO fragments may come in
    any order and are joined from offset 0 while contiguous. Any other frame type ends the walk.
-6. `tls.handshake_sni()` on the joined bytes. A ClientHello larger than one Initial packet (big
-   post-quantum key shares) is read as far as this packet goes; an SNI in a later packet is
-   missed (no cross-packet state here).
+6. `tls.handshake_sni()` on the joined bytes. `initial_sni()` is stateless: a ClientHello larger
+   than one Initial packet (big post-quantum key shares) is read as far as this packet goes.
+   The `Initials` helper keeps bounded per-DCID state to finish such ClientHellos across packets.
 """
 
 from __future__ import annotations
 
 import hmac
 import struct
+from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from core.protocols.tls import handshake_sni
+from core.protocols.tls import handshake_complete, handshake_sni
 
 VERSION_1 = 0x00000001
 VERSION_2 = 0x6B3343CF
@@ -88,6 +89,12 @@ def _varint(data: bytes, off: int) -> tuple[int, int]:
 
 def decrypt_initial(payload: bytes) -> bytes | None:
     """Plaintext frames of a client Initial packet at the start of a UDP payload, or None."""
+    opened = open_initial(payload)
+    return None if opened is None else opened[1]
+
+
+def open_initial(payload: bytes) -> tuple[bytes, bytes] | None:
+    """(DCID, plaintext frames) of a client Initial packet at the start of a UDP payload, or None."""
     n = len(payload)
     if n < 64:
         return None
@@ -130,11 +137,16 @@ def decrypt_initial(payload: bytes) -> bytes | None:
     pn_bytes = bytes(payload[pn_off + i] ^ mask[1 + i] for i in range(pn_len))
     nonce = (int.from_bytes(keys.iv, "big") ^ int.from_bytes(pn_bytes, "big")).to_bytes(12, "big")
     decryptor = Cipher(algorithms.AES(keys.key), modes.CTR(nonce + b"\x00\x00\x00\x02")).decryptor()
-    return decryptor.update(payload[pn_off + pn_len:pn_off + length - 16])
+    return dcid, decryptor.update(payload[pn_off + pn_len:pn_off + length - 16])
 
 
 def crypto_stream(frames: bytes) -> bytes:
     """Join the CRYPTO frames of a decrypted Initial from offset 0 while contiguous."""
+    return join_pieces(crypto_pieces(frames))
+
+
+def crypto_pieces(frames: bytes) -> list[tuple[int, bytes]]:
+    """(offset, data) of every CRYPTO frame of a decrypted Initial, in packet order."""
     pieces: list[tuple[int, bytes]] = []
     off = 0
     n = len(frames)
@@ -175,7 +187,12 @@ def crypto_stream(frames: bytes) -> bytes:
                 break
         else:
             break
-    pieces.sort(key=lambda piece: piece[0])
+    return pieces
+
+
+def join_pieces(pieces: list[tuple[int, bytes]]) -> bytes:
+    """The contiguous stream from offset 0 that (offset, data) pieces in any order make up."""
+    pieces = sorted(pieces, key=lambda piece: piece[0])
     stream = bytearray()
     for start, data in pieces:
         if start > len(stream):
@@ -191,3 +208,65 @@ def initial_sni(payload: bytes) -> str | None:
     if frames is None:
         return None
     return handshake_sni(crypto_stream(frames))
+
+
+class Initials:
+    """Bounded reassembly of ClientHellos spread over several client Initial packets.
+
+    Browsers' ClientHellos with post-quantum key shares exceed one Initial packet, and the
+    extension order is randomised, so the SNI is often in the second packet. `feed(payload, now)`
+    returns the SNI as soon as the CRYPTO bytes received so far (keyed by DCID, which the client
+    keeps for all its Initials) reveal it. A DCID is kept only while its ClientHello is
+    incomplete and shows no SNI; it is dropped when the SNI is found, when the ClientHello
+    completes without one, beyond `max_bytes` of CRYPTO data, by LRU beyond `max_flows`, or
+    after `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
+    """
+
+    def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
+        self.max_flows = max_flows
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._flows: OrderedDict[bytes, tuple[list[tuple[int, bytes]], float]] = OrderedDict()
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("pending", "reassembled", "no_sni", "evicted", "expired", "too_big"), 0)
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def feed(self, payload: bytes, now: float = 0.0) -> str | None:
+        """Add one UDP payload; the SNI once readable, else None (non-Initials cost a fast reject)."""
+        opened = open_initial(payload)
+        if opened is None:
+            return None
+        dcid, frames = opened
+        pieces = crypto_pieces(frames)
+        entry = self._flows.pop(dcid, None)
+        if entry is not None:
+            pieces = entry[0] + pieces
+        stream = join_pieces(pieces)
+        sni = handshake_sni(stream)
+        if sni is not None or not pieces or handshake_complete(stream):
+            if entry is not None:
+                self.counters["reassembled" if sni is not None else "no_sni"] += 1
+            return sni
+        if sum(len(data) for _off, data in pieces) > self.max_bytes:
+            self.counters["too_big"] += 1
+            return None
+        if entry is None:
+            self._expire_and_bound(now)
+            self.counters["pending"] += 1
+        self._flows[dcid] = (pieces, now)
+        return None
+
+    def _expire_and_bound(self, now: float) -> None:
+        flows = self._flows
+        limit = now - self.ttl
+        while flows:
+            oldest_key = next(iter(flows))
+            if flows[oldest_key][1] >= limit:
+                break
+            del flows[oldest_key]
+            self.counters["expired"] += 1
+        if len(flows) >= self.max_flows:
+            flows.popitem(last=False)
+            self.counters["evicted"] += 1
