@@ -42,6 +42,11 @@ PipelineFactory = Callable[[Config, Any], tuple[Any, Any]]
 Say = Callable[[str], None]
 
 
+def report_error(line: str) -> None:
+    """Errors reach stderr even with --quiet (informational lines go through `say`)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def worker_count(config: Config) -> int:
     """CAPTURE_WORKERS, or the original's CAPTURE_FANOUT (true/auto = CPUs, or N) when workers is 1."""
     count = int(config.get("CAPTURE_WORKERS", 1))
@@ -116,7 +121,7 @@ class Worker:
             self.source = LiveSource(ctx.settings, on_open=self._join_group)
         except CaptureError as ex:
             events.close()
-            ctx.say(f"sensor: {ex}")
+            report_error(f"sensor: {ex}")
             return 1
         source = self.source
         if self.stop_requested:
@@ -143,7 +148,7 @@ class Worker:
                     ctx.say(("[i] " if swapped else "[!] ") + (f"worker {ctx.index}: " if ctx.count > 1 else "")
                             + message)
         except CaptureError as ex:
-            ctx.say(f"sensor: {ex}")
+            report_error(f"sensor: {ex}")
             return 1
         finally:
             events.close()  # flushes condensed/throttled events
@@ -214,7 +219,7 @@ class Supervisor:
             try:
                 self.metrics = MetricsServer(self.config.STATS_ADDRESS, self.metrics_text).start()
             except OSError as ex:
-                self.say(f"sensor: STATS_ADDRESS {self.config.STATS_ADDRESS}: {ex.strerror or ex}")
+                report_error(f"sensor: STATS_ADDRESS {self.config.STATS_ADDRESS}: {ex.strerror or ex}")
                 return False
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         return True
@@ -264,7 +269,7 @@ class Supervisor:
             signal.signal(signal.SIGHUP, worker.request_reload)
             status = worker.run()
         except BaseException as ex:  # isolation point: one worker process
-            self.say(f"sensor: worker {index} failed: {type(ex).__name__}: {ex}")
+            report_error(f"sensor: worker {index} failed: {type(ex).__name__}: {ex}")
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -308,7 +313,7 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             if not self.stopping:
                 how = f"signal {-code}" if code < 0 else f"exit status {code}"
-                self.say(f"sensor: capture worker {index} (pid {pid}) died ({how}); stopping")
+                report_error(f"sensor: capture worker {index} (pid {pid}) died ({how}); stopping")
                 failed = 1
                 self.stopping = True
                 self._signal_children(signal.SIGTERM)
