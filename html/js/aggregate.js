@@ -174,6 +174,10 @@ export class Aggregator {
     const threat = this.threatFor(rec);
     const t = rec.t;
     threat.count++;
+    if (threat.sev < 2 && (rec.info !== threat.info || rec.ref !== threat.ref)) {
+      const sev = severityOf(rec.info, rec.ref);
+      if (sev > threat.sev) threat.sev = sev;
+    }
     if (t < threat.first) threat.first = t;
     if (t > threat.last) threat.last = t;
     threat.hist[Math.floor((t % 86400) / 3600)]++;

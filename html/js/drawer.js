@@ -2,8 +2,8 @@
 // hints, triage status, tags, notes and its event table (up to 500 rows).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 
-import { el, clear, fmt, hms, stamp, hue } from './dom.js';
-import { SERVICES, SEV_NAMES, isPrivate } from './classify.js';
+import { append, el, clear, fmt, hms, stamp, hue } from './dom.js';
+import { SERVICES, SEV_NAMES } from './classify.js';
 import { drawSpark, typeColour } from './grid.js';
 import { quoteValue } from './query.js';
 
@@ -41,7 +41,7 @@ export class Drawer {
         text: field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v,
         title: `filter ${field}:${v} (shift: exclude)`,
         onclick: (ev) => this.addFilter(`${ev.shiftKey ? '-' : ''}${field}:${quoteValue(v)}`),
-      }, field === 'src' || field === 'dst' ? (isPrivate(v) ? '' : '') : null))),
+      }))),
     ];
   }
 
@@ -69,7 +69,7 @@ export class Drawer {
         el('td', { text: e.sport ? `${e.src}:${e.sport}` : e.src, title: e.src }),
         el('td', { text: e.dport ? `${e.dst}:${e.dport}` : e.dst, title: e.dst }),
         el('td', { text: e.proto }), el('td', { text: e.info, title: e.info })))));
-    this.box.append(
+    append(this.box, [
       el('div.dhead', null, el('span.sev.sev' + t.sev, { text: SEV_NAMES[t.sev] }), uid, typ, spark,
         el('span.muted', { text: t.kind !== 'default' ? t.kind : '' }),
         el('button.icon.close', { text: '×', title: 'close (Esc)', onclick: () => this.close() })),
@@ -102,7 +102,7 @@ export class Drawer {
       el('h3', { text: 'Tags' }), tagInput,
       el('h3', { text: 'Notes' }), note,
       el('h3', { text: `Events · ${fmt(t.count)}${t.count > ev.length ? ` (showing ${fmt(ev.length)})` : ''}` }), table,
-    );
+    ]);
     tagInput.addEventListener('change', () => { s.setTags(t.uid, tagInput.value.split(',')); this.onChange(); });
     note.addEventListener('change', () => { s.setNote(t.uid, note.value); this.onChange(); });
   }

@@ -156,6 +156,8 @@ class App {
     this.stopLive();
     this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
     this.loadInfo = { done: false };
+    document.body.dataset.ready = 'loading';
+    document.body.dataset.loadSeq = String((+document.body.dataset.loadSeq || 0) + 1);
     this.newCount = 0;
     this.renderNew();
     this.renderDay();
@@ -198,8 +200,12 @@ class App {
   async refresh(reset) {
     const s = this.state;
     const started = performance.now();
+    this.busy = (this.busy || 0) + 1;
+    document.body.dataset.busy = String(this.busy);
     const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden });
-    if (reply.error) { this.searchError(reply.error); return; }
+    this.busy--;
+    document.body.dataset.busy = String(this.busy);
+    if (reply.error) { this.searchError(reply.error); document.body.dataset.viewSeq = String((+document.body.dataset.viewSeq || 0) + 1); return; }
     this.searchError('');
     this.stats = reply.stats;
     this.grid.nowWall = this.serverNowWall();

@@ -29,16 +29,16 @@ def _line(t: float, sensor: str, src: str, sport: object, dst: str, dport: objec
           trail: str, info: str, ref: str) -> str:
     # Time text is written as wall clock (as format_time does for the server's zone); we build it
     # from UTC fields so generated files are the same whatever the machine's zone is.
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(t))) + ".%06d" % int((t % 1) * 1e6)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(t))) + f".{int((t % 1) * 1e6):06d}"
     fields = [sensor, src, sport, dst, dport, proto, typ, trail, info, ref]
-    return '"%s" ' % stamp + " ".join(safe_value(f) for f in fields)
+    return f'"{stamp}" ' + " ".join(safe_value(f) for f in fields)
 
 
 def day_lines(day: str, events: int, seed: int = 1) -> list[str]:
     """Lines for one day, time-ordered, with a diurnal shape."""
     rnd = random.Random(seed)
     base = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
-    n_sources = max(20, events // 30)
+    n_sources = max(20, events // 60)
     sources = [f"10.{rnd.randint(0, 60)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}" for _ in range(n_sources)]
     sources += [f"192.168.{rnd.randint(0, 40)}.{rnd.randint(1, 254)}" for _ in range(n_sources // 4)]
     n_trails = max(30, events // 20)
@@ -104,7 +104,7 @@ def hostile_lines(day: str) -> list[str]:
         t = base + 3600 + i * 60
         out.append(_line(t, value, "10.0.0." + str(i + 1), 1234, "203.0.113." + str(i + 1), 80, "TCP", "URL",
                          value, value + " (malware)", value))
-        out.append(_line(t + 1, "gw", "10.0.0." + str(i + 1), value, value, value, value, value, "evil%d.example" % i,
+        out.append(_line(t + 1, "gw", "10.0.0." + str(i + 1), value, value, value, value, value, f"evil{i}.example",
                          value, "(static)"))
     return out
 

@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = os.environ.get("MALTRAIL_CHROMIUM", "/usr/bin/chromium")
@@ -38,7 +38,7 @@ class Server:
         self.workdir = tempfile.mkdtemp(prefix="mt-web-")
         self.config = os.path.join(self.workdir, "maltrail.conf")
         digest = hashlib.sha256(password.encode()).hexdigest()
-        lines = [f"HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {log_dir}",
+        lines = ["HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {log_dir}",
                  "USERS", f"    admin:{digest}:0:", "DISABLE_CHECK_SUDO true"]
         lines += [f"{k} {v}" for k, v in (extra or {}).items()]
         with open(self.config, "w") as handle:
