@@ -192,7 +192,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "EVENT_THROTTLE_WINDOW": ("int", 60),
     "EVENT_THROTTLE_BURST": ("int", 3),
     "EVENT_THROTTLE_MAX_KEYS": ("int", 50000),
-    "DOMAIN_CACHE_ENTRIES": ("int", 1000),
+    "DOMAIN_CACHE_ENTRIES": ("int", 16384),
     "DISABLE_TRAIL_UPDATES": ("bool", False),
     "REPAIR_TRUNCATED_TRAILS": ("bool", True),
     "SENSOR_NAME": ("str", "$HOSTNAME"),

@@ -67,11 +67,13 @@ class Pipeline:
         self.events = events
         self.heuristics = heuristics or Heuristics()
         self.whitelist = whitelist
-        self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 1000))
+        self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 16384))
         self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)
         self.check_certificates = config.get("CHECK_TLS_CERTIFICATES", True) is not False
         self.plugins_wanted = plugins_wanted
         self.flights = tls.ServerFlights()
+        self.hellos = tls.ClientHellos()
+        self.initials = quic.Initials()
         self._decoders: dict[int, Decoder] = {}
         self._last_syn: tuple[Any, ...] | None = None
         self._last_udp: tuple[Any, ...] | None = None
@@ -239,7 +241,7 @@ class Pipeline:
         if first == TLS_HANDSHAKE:
             payload = bytes(buf[poff:d.pend])
             if len(payload) > 5 and payload[5] == 1:
-                sni = tls.client_hello_sni(payload)
+                sni = self.hellos.feed((d.src, d.sport, d.dst, d.dport), payload, sec)
                 if sni:
                     self._domain(sec, usec, d, sni, "TCP")
                 return
@@ -248,6 +250,11 @@ class Pipeline:
             return
         if self.flights.active and (d.src, d.sport, d.dst, d.dport) in self.flights:
             self._certificates(sec, usec, d, bytes(buf[poff:d.pend]))
+            return
+        if self.hellos.active and (d.src, d.sport, d.dst, d.dport) in self.hellos:
+            sni = self.hellos.feed((d.src, d.sport, d.dst, d.dport), bytes(buf[poff:d.pend]), sec)
+            if sni:
+                self._domain(sec, usec, d, sni, "TCP")
             return
         if first in HTTP_FIRST_BYTES:
             payload = bytes(buf[poff:d.pend])
@@ -266,7 +273,7 @@ class Pipeline:
                 self._dns(sec, usec, d, msg, "TCP")
 
     def _certificates(self, sec: int, usec: int, d: Decoded, payload: bytes) -> None:
-        certs = self.flights.feed((d.src, d.sport, d.dst, d.dport), payload)
+        certs = self.flights.feed((d.src, d.sport, d.dst, d.dport), payload, sec)
         if not certs:
             return
         for der in certs[:1]:  # the leaf certificate identifies the server
@@ -343,7 +350,7 @@ class Pipeline:
             if hit is not None and "malware" not in hit.info:
                 self._ip_event(sec, usec, d, d.src, d.sport, hit, False)
         if pend - poff > 20 and buf[poff] & 0xC0 == 0xC0:
-            sni = quic.initial_sni(bytes(buf[poff:pend]))
+            sni = self.initials.feed(bytes(buf[poff:pend]), sec)
             if sni:
                 self._domain(sec, usec, d, sni, "UDP")
         self.heuristics.udp(sec, usec, d)

@@ -249,3 +249,30 @@ def test_tls_sni_and_quic_sni(run):
     assert trails(run(*corpus_frames("tls_sni.pcap"))) == ["tls-evil.example"]
     events = run(*corpus_frames("quic_sni.pcap"))
     assert [(e.trail, e.proto) for e in events] == [("quic-evil.example", "UDP")]
+
+
+def test_certificate_sha1_across_segments(tmp_path):
+    """A CERT trail fires on the leaf certificate of a server flight spread over three segments."""
+    from core.protocols.tls import cert_sha1
+    from tests.test_tls import ders_of, make_chain, server_flight
+
+    ders = ders_of(make_chain())
+    sha1 = cert_sha1(ders[0])
+    store = TrailStore.from_rows([(sha1, "dridex c2 cert (suspicious)", "sslbl.abuse.ch")], str(tmp_path))
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    sink = MemorySink()
+    events = EventPipeline([sink], "t")
+    pipeline = Pipeline(config, store, events)
+    flight = server_flight(ders, record_size=700)
+    thirds = [flight[: len(flight) // 3], flight[len(flight) // 3: 2 * len(flight) // 3], flight[2 * len(flight) // 3:]]
+    for n, part in enumerate(thirds):
+        frame = g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part)))
+        pipeline.process(1, T0, n, frame)
+    assert [(e.type, e.trail, e.info) for e in sink.events] == [("CERT", sha1, "dridex c2 cert (suspicious)")]
+    (tmp_path / "o").mkdir()
+    other = TrailStore.from_rows([("00" * 20, "x (suspicious)", "r")], str(tmp_path / "o"))
+    sink2 = MemorySink()
+    pipeline2 = Pipeline(config, other, EventPipeline([sink2], "t"))
+    for n, part in enumerate(thirds):
+        pipeline2.process(1, T0, n, g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))))
+    assert sink2.events == []
