@@ -142,7 +142,13 @@ class HttpHeuristics:
         return False
 
     def _battery(self, text: str, dst_local: bool) -> str | None:
-        for desc, pattern in self.patterns.requests:
+        low = text.lower()
+        request_gate = self.patterns.request_gate
+        if request_gate is not None and request_gate.search(low) is None:
+            return None
+        for desc, gate, pattern in self.patterns.requests:
+            if gate and not any(word in low for word in gate):
+                continue
             if pattern.search(text):
                 if dst_local and "data leakage" in desc:
                     continue

@@ -25,8 +25,11 @@ _FLAGS = re.IGNORECASE | re.DOTALL
 class HttpPatterns:
     """Compiled HTTP heuristic patterns (see data/http_suspicious.txt for the kinds)."""
 
-    requests: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    # (description, gate: literal substrings of which one must occur in the lower-cased text, regex)
+    requests: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = field(default_factory=list)
     request_skip: re.Pattern[str] | None = None
+    # every gate word of every request family in one alternation: no hit = nothing to run
+    request_gate: re.Pattern[str] | None = None
     paths: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
     iot_url: re.Pattern[str] | None = None
     download_skip: re.Pattern[str] | None = None
@@ -84,9 +87,13 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
     for kind, desc, lines in read_sections(http_file):
         where = f"{os.path.basename(http_file)} [{kind}{': ' + desc if desc else ''}]"
         if kind == "request":
+            gate: tuple[str, ...] = ()
+            if lines and lines[0].startswith("@any "):
+                gate = tuple(word.replace("\\n", "\n") for word in lines[0][5:].split())
+                lines = lines[1:]
             pattern = _join(lines, problems, where)
             if pattern is not None:
-                out.requests.append((desc, pattern))
+                out.requests.append((desc, gate, pattern))
         elif kind == "path":
             pattern = _join(lines, problems, where)
             if pattern is not None:
@@ -106,6 +113,9 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
         else:
             problems.append(f"{where}: unknown section kind")
     out.content_types = frozenset(content_types)
+    if out.requests and all(gate for _, gate, _ in out.requests):
+        words = sorted({word for _, gate, _ in out.requests for word in gate}, key=len, reverse=True)
+        out.request_gate = re.compile("|".join(re.escape(word) for word in words))
     out.ua = _join(_read_list(ua_file), problems, os.path.basename(ua_file), escape_bad=True)
     out.ua_whitelist = _join(_read_list(ua_whitelist_file), problems, os.path.basename(ua_whitelist_file))
     return out
