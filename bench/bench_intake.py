@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""UDP intake benchmark: a real server.py receives paced event datagrams on loopback.
+
+For each rate it starts a fresh server.py (UDP intake on 127.0.0.1), sends `<epoch> <line>`
+datagrams at that rate for --seconds from a separate process, waits for the day file to stop
+growing and counts the lines written. Prints sent/written/loss per rate and the highest rate
+without loss.
+
+    .venv/bin/python bench/bench_intake.py                       # 100k/s for 10 s, then a search upwards
+    .venv/bin/python bench/bench_intake.py --rates 100000 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sender(port: int, rate: int, seconds: float, result: multiprocessing.Queue) -> None:
+    now = int(time.time())
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    payloads = [(f'{now} "{stamp}.{n:06d}" bench-sensor 10.{n % 250}.{n % 7}.1 {1024 + n % 60000} '
+                 f'198.51.100.{n % 250} 443 TCP IP 198.51.100.{n % 250} "known attacker" '
+                 f'(static)').encode() for n in range(1000)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.connect(("127.0.0.1", port))
+    send = sock.send
+    total = int(rate * seconds)
+    tick = 0.001
+    sent = 0
+    start = time.perf_counter()
+    due = 0.0
+    while sent < total:
+        elapsed = time.perf_counter() - start
+        due = min(total, int((elapsed + tick) * rate))
+        while sent < due:
+            try:
+                send(payloads[sent % 1000])
+            except BlockingIOError:
+                continue
+            sent += 1
+        sleep = start + (sent / rate) - time.perf_counter()
+        if sleep > 0:
+            time.sleep(sleep)
+    result.put((sent, time.perf_counter() - start))
+
+
+def run_rate(rate: int, seconds: float) -> tuple[int, int, float]:
+    tmp = tempfile.mkdtemp(prefix="mt-bench-intake-")
+    log_dir = os.path.join(tmp, "logs")
+    udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    config = os.path.join(tmp, "bench.conf")
+    with open(config, "w") as handle:
+        handle.write(f"HTTP_ADDRESS 127.0.0.1\nHTTP_PORT {http_port}\nUDP_ADDRESS 127.0.0.1\nUDP_PORT {udp_port}\n"
+                     f"LOG_DIR {log_dir}\n")
+    err = open(os.path.join(tmp, "server.err"), "wb")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), "-c", config], stdout=err,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        with open(os.path.join(tmp, "server.err"), "rb") as handle:
+            if b"UDP intake" in handle.read():
+                break
+        time.sleep(0.1)
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    child = multiprocessing.Process(target=sender, args=(udp_port, rate, seconds, queue))
+    child.start()
+    sent, took = queue.get()
+    child.join()
+    day = time.strftime("%Y-%m-%d") + ".log"
+    path = os.path.join(log_dir, day)
+    last, stable = -1, 0
+    while stable < 5:
+        time.sleep(0.2)
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        stable = stable + 1 if size == last else 0
+        last = size
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    err.close()
+    written = 0
+    if os.path.exists(path):
+        with open(path, "rb") as handle:
+            written = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    subprocess.run(["rm", "-rf", tmp], check=False)
+    return sent, written, took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rates", type=int, nargs="*", default=[100000, 125000, 150000, 175000, 200000, 250000])
+    args = parser.parse_args()
+    best = 0
+    print(f"{'rate/s':>9} {'sent':>10} {'written':>10} {'loss':>8} {'send time':>9}")
+    for rate in args.rates:
+        sent, written, took = run_rate(rate, args.seconds)
+        loss = 1 - written / sent if sent else 0
+        achieved = sent / took if took else 0
+        print(f"{rate:>9} {sent:>10} {written:>10} {loss:>7.2%} {took:>8.1f}s  (offered {achieved:,.0f}/s)",
+              flush=True)
+        if written == sent and achieved >= rate * 0.97:
+            best = max(best, rate)
+        elif written < sent:
+            break
+    print(f"highest lossless rate: {best:,}/s for {args.seconds:g} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
