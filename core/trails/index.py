@@ -36,8 +36,9 @@ Index file format (version 2, little-endian):
     IP4      sorted packed IPv4 addresses that have an exact row (prefilter for ip()).
     IP6      sorted packed IPv6 addresses that have an exact row.
     REGEX    u32 count, then per trail in CSV order: u32 pair id, u16 length, text (UTF-8).
-    BLOOM    2**(bits+2) bits, one per key: bit number crc32(key) >> (30 - bits), LSB first. A clear
-             bit answers a miss from 2 MiB (cache-friendly) instead of the 32 MiB table.
+    BLOOM    2**(bits+3) bits, one per key: bit number crc32(key) >> (29 - bits), LSB first (about
+             5% false positives). A clear bit answers a miss from this 4 MiB mapping; the 32 MiB
+             table and the records are only read (pread) after a set bit.
     PORT_IP4 sorted packed IPv4 addresses that have at least one ip:port row (the store turns them
     PORT_IP6 into a small in-memory prefilter keyed by hash(), so most ip_port() misses cost ~0.1 µs).
 A header that does not parse, a size or CRC that does not match, or a section outside the file
@@ -104,6 +105,11 @@ class CsvStamp(NamedTuple):
     dev: int
 
 
+def bloom_shift(table_bits: int) -> int:
+    """crc32(key) >> bloom_shift(bits) is the key's bit number in the BLOOM section."""
+    return 29 - table_bits
+
+
 def csv_stamp(csv_path: str) -> CsvStamp:
     st = os.stat(csv_path)
     return CsvStamp(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
@@ -165,8 +171,8 @@ class _Builder:
         self.bits = bits
         self.mask = (1 << bits) - 1
         self.table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
-        self.bloom = bytearray(1 << (bits + 2 - 3))
-        self.bloom_shift = 30 - bits
+        self.bloom = bytearray(1 << bits)
+        self.bloom_shift = bloom_shift(bits)
         self.records = bytearray(RECORDS_PAD)
         self.pair_ids: dict[object, int] = {}
         self.pairs: list[tuple[bytes, bytes]] = []
@@ -444,13 +450,13 @@ def read_header(data: bytes, file_size: int) -> Header | None:
     size, mtime_ns, inode, dev, built_at, total, keys, skipped, bits, body_crc = fields[3:13]
     flat = fields[13:]
     sections = tuple((flat[2 * i], flat[2 * i + 1]) for i in range(len(SECTIONS)))
-    if total != file_size or not 3 <= bits <= 30:
+    if total != file_size or not 3 <= bits <= 29:
         return None
     for off, length in sections:
         if off < HEADER_SIZE or off + length > file_size:
             return None
     if sections[TABLE][1] != 8 * ((1 << bits) + PROBE_PAD) or sections[RECORDS][1] < RECORDS_PAD or \
-            sections[BLOOM][1] != 1 << (bits - 1):
+            sections[BLOOM][1] != 1 << bits:
         return None
     return Header(size, mtime_ns, inode, dev, built_at, total, keys, skipped, bits, body_crc, sections)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import io
 import mmap
 import os
 import re
@@ -78,6 +79,7 @@ def index_candidates(csv_path: str, index_dir: str | None = None) -> list[str]:
 
 class _Mapped(NamedTuple):
     mm: mmap.mmap
+    file: io.FileIO
     header: ix.Header
     index_path: str
 
@@ -85,23 +87,23 @@ class _Mapped(NamedTuple):
 def _map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> _Mapped | None:
     """Map idx_path when it exists, is intact (header + body CRC) and (if stamp) matches the CSV."""
     try:
-        fd = os.open(idx_path, os.O_RDONLY)
+        file = io.FileIO(idx_path, "r")
     except OSError:
         return None
+    mapped = None
     try:
+        fd = file.fileno()
         size = os.fstat(fd).st_size
         header = ix.read_header(os.pread(fd, ix.HEADER_SIZE, 0), size)
-        if header is None:
-            return None
-        if stamp is not None and (header.csv_size, header.csv_mtime_ns, header.csv_inode, header.csv_dev) != stamp:
-            return None
-        if ix.body_crc_of(fd, size) != header.body_crc:
-            return None
-        return _Mapped(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), header, idx_path)
+        fresh = header is not None and (stamp is None or stamp == (header.csv_size, header.csv_mtime_ns,
+                                                                   header.csv_inode, header.csv_dev))
+        if header is not None and fresh and ix.body_crc_of(fd, size) == header.body_crc:
+            mapped = _Mapped(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), file, header, idx_path)
     except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
+        mapped = None
+    if mapped is None:
+        file.close()
+    return mapped
 
 
 def _build_child(csv_path: str, idx_path: str) -> dict[str, object]:
@@ -268,7 +270,7 @@ class _View:
     """One mapped index with its lookup closures."""
 
     def __init__(self, mapped: _Mapped) -> None:
-        self.mm, self.header, self.index_path = mapped
+        self.mm, self.file, self.header, self.index_path = mapped
         mm, header = self.mm, self.header
         sections = header.sections
         self.regex_entries: list[tuple[str, int]] | None = None
@@ -324,28 +326,33 @@ class _View:
         table_off = header.sections[ix.TABLE][0]
         records_off = header.sections[ix.RECORDS][0]
         mask = (1 << header.table_bits) - 1
-        unpack_slot = ix.SLOT.unpack_from
         unpack_record = ix.RECORD_HEAD.unpack_from
         crc32 = zlib.crc32
         trail_of = self.trail_of
         ipset = self.ipset
-        bloom_off, bloom_shift = header.sections[ix.BLOOM][0], 30 - header.table_bits
+        bloom_off, bloom_shift = header.sections[ix.BLOOM][0], ix.bloom_shift(header.table_bits)
+        fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
+        table_end = table_off + header.sections[ix.TABLE][1]
+        self.fd = fd
         pack_port = _PORT.pack
         port_bits, port_mask = self.port_bits, len(self.port_bits) * 8 - 1
         ipport_seed = crc32(ix.IPPORT_TAG)
 
         def probe(kb: bytes, h: int) -> Trail | None:
-            i = table_off + ((h & mask) << 3)
-            while True:
-                fp, off = unpack_slot(mm, i)
-                if off == 0:
-                    return None
-                if fp == h:
-                    pos = records_off + off
-                    pid, klen = unpack_record(mm, pos)
-                    if klen == len(kb) and mm[pos + 6:pos + 6 + klen] == kb:
-                        return trail_of(pid)
-                i += 8
+            # The table and records are read with pread, not through the mapping: page-cache reads
+            # do not count in RSS, and a mapped 32 MiB table would end up fully resident.
+            pos = table_off + ((h & mask) << 3)
+            while pos < table_end:
+                chunk = pread(fd, 64, pos)
+                for fp, off in iter_slots(chunk[:len(chunk) & ~7]):
+                    if off == 0:
+                        return None
+                    if fp == h:
+                        record = pread(fd, 6 + len(kb), records_off + off)
+                        if record[6:] == kb and unpack_record(record)[1] == len(kb):
+                            return trail_of(unpack_record(record)[0])
+                pos += 64
+            return None
 
         def get(text: str) -> Trail | None:
             try:
@@ -489,6 +496,7 @@ class TrailStore:
         return True
 
     def close(self) -> None:
-        """Unmap the index; lookups after close() raise ValueError."""
+        """Unmap and close the index; lookups after close() raise ValueError or OSError."""
         self._view.trail_of.cache_clear()
         self._view.mm.close()
+        self._view.file.close()
