@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         alerts = Alerts(config, stopping)
         threads.append(threading.Thread(target=alerts.run, name="alerts", daemon=True))
     threads.append(threading.Thread(target=_reaper, args=(auth, stopping), name="reaper", daemon=True))
+    if config.USE_SERVER_UPDATE_TRAILS:
+        threads.append(threading.Thread(target=_updater, args=(config, stopping), name="updater", daemon=True))
     for thread in threads:
         thread.start()
 
@@ -177,6 +179,18 @@ def _reaper(auth: object, stopping: threading.Event) -> None:
         reap = getattr(auth, "reap", None)
         if reap is not None:
             reap()
+
+
+def _updater(config: Config, stopping: threading.Event) -> None:
+    """USE_SERVER_UPDATE_TRAILS: refresh trails (and the geo table) so /trails and /check serve them."""
+    from core import update
+
+    while not stopping.is_set():
+        try:
+            update.update(config, scheduled=True)
+        except Exception as ex:  # noqa: BLE001 - isolation point: one update run
+            _print(f"maltrail: trail update failed: {ex}")
+        stopping.wait(float(config.get("UPDATE_PERIOD", 86400)))
 
 
 if __name__ == "__main__":
