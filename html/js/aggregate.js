@@ -1,39 +1,36 @@
 // Folds parsed events into threats (the original's aggregation keys) and keeps every event in
 // compact columns so the drawer can list a threat's events.
 // Where it sits: worker.js owns one Aggregator per load; logparse.js records go in through add();
-// the view layer (view.js) reads `threats` and the columns.
+// the worker's view code reads `threats`, the string table and the columns.
 //
 // Keys: DNS exhaustion -> info + trail; DGA -> src + info; heuristic -> src + trail + info;
 // default -> src + normalized trail; a normalized trail seen from more than FLOOD_SOURCES distinct
 // sources becomes one "flood" threat. UID = murmur3(key, 13) in hex; special kinds end in N0/F0/D0.
+//
+// Speed: every field is interned once into `strings` (ids are small ints); threat keys are
+// numbers built from ids, per-threat sets hold ids, and per-string facts (normalized trail, kind,
+// severity, private address) are computed once per distinct string.
 
 import { classOf, isPrivate, murmur3, severityOf } from './classify.js';
 
 export const SET_CAP = 100;            // distinct values kept per threat and field
 export const FLOOD_SOURCES = 50;
 export const EVENT_CAP = 5000000;      // events kept in columns (aggregation itself has no cap)
+const K = 67108864;
+export const PORT_BASE = 65537;       // port codes above this are string ids (see Aggregator.port)                    // 2^26: numeric key = a * K + b (ids stay far below 2^26)
 
 const KIND_SUFFIX = { dns: 'N0', flood: 'F0', dga: 'D0' };
+const KINDS = ['default', 'dns', 'dga', 'heur'];
 
 export function normalizeTrail(trail) {
   return trail.toLowerCase().replace(/[()]/g, '').replace(/\s+/g, ' ').trim();
 }
 
-function kindOf(rec) {
-  if (/dns exhaustion/i.test(rec.info)) return 'dns';
-  if (/\bdga\b|(entropy|consonant) threshold no such domain/i.test(rec.info)) return 'dga';
-  if (/\(heuristic\)/i.test(rec.ref)) return 'heur';
-  return 'default';
-}
-
-function keyOf(kind, rec, norm) {
-  switch (kind) {
-    case 'dns': return rec.info + '\u0001' + norm;
-    case 'dga': return rec.src + '\u0001' + rec.info;
-    case 'heur': return rec.src + '\u0001' + rec.trail + '\u0001' + rec.info;
-    case 'flood': return 'flood\u0001' + norm;
-    default: return rec.src + '\u0001' + norm;
-  }
+function kindOf(info, ref) {
+  if (/dns exhaustion/i.test(info)) return 1;
+  if (/\bdga\b|(entropy|consonant) threshold no such domain/i.test(info)) return 2;
+  if (/\(heuristic\)/i.test(ref)) return 3;
+  return 0;
 }
 
 export function uidOf(key, kind) {
@@ -42,16 +39,20 @@ export function uidOf(key, kind) {
   return suffix ? hex.slice(0, 6) + suffix : hex;
 }
 
+/** A detached copy of a (possibly sliced) string, so a kept value does not pin a whole chunk. */
+function detach(s) { return s.length > 12 ? (' ' + s).slice(1) : s; }
+
 class Threat {
-  constructor(id, key, kind, rec) {
+  constructor(id, key, kind, rec, ids, strings) {
     this.id = id;
-    this.key = key;
     this.kind = kind;
     this.uid = uidOf(key, kind);
-    this.type = rec.type;
-    this.trail = rec.trail;
-    this.info = rec.info;
-    this.ref = rec.ref;
+    this.type = strings[ids.type];
+    this.trail = strings[ids.trail];
+    this.info = strings[ids.info];
+    this.ref = strings[ids.ref];
+    this.infoId = ids.info;
+    this.refId = ids.ref;
     this.cls = classOf(rec.info);
     this.sev = severityOf(rec.info, rec.ref);
     this.count = 0;
@@ -66,34 +67,28 @@ class Threat {
   }
 }
 
-const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
-
-function addTo(threat, field, value) {
-  if (!value) return;
-  const set = threat[field];
-  if (value.indexOf(',') >= 0) {
-    for (const part of value.split(',')) addTo(threat, field, part.trim());
-    return;
-  }
-  if (set.has(value)) return;
-  if (set.size >= SET_CAP) { threat.over |= FIELD_BITS[field]; return; }
-  set.add(value);
-}
+export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
 
 export class Aggregator {
   constructor() {
     this.threats = [];
-    this.byKey = new Map();
-    this.trailSources = new Map();   // normalized trail -> Set of sources (up to FLOOD_SOURCES + 1)
-    this.trailThreats = new Map();   // normalized trail -> default-kind threat ids
+    this.maps = [new Map(), new Map(), new Map(), new Map()];   // per kind: numeric/string key -> Threat
+    this.floods = new Map();         // normalized trail id -> flood Threat
+    this.trailSources = new Map();   // normalized trail id -> Set of src ids (up to FLOOD_SOURCES + 1)
+    this.trailThreats = new Map();   // normalized trail id -> default-kind threats
+    this.normOf = new Map();         // trail id -> normalized trail id
+    this.classOfPair = new Map();    // info id * K + ref id -> kind
+    this.tails = new Map();          // raw "trail info reference" text -> {trail, info, ref, norm, kind} ids
+    this.ids = { sensor: 0, src: 0, sport: 0, dst: 0, dport: 0, proto: 0, type: 0, trail: 0, info: 0, ref: 0, norm: 0, kind: 0 };
     this.events = 0;
     this.minT = Infinity;
     this.maxT = -Infinity;
+    this.strings = [''];
+    this.stringIds = new Map([['', 0]]);
+    this.flags = new Uint8Array(1024);   // per string id: 1 = LAN checked, 2 = private address
     // event columns
     this.cap = 0;
     this.n = 0;
-    this.strings = [''];
-    this.stringIds = new Map([['', 0]]);
     this.colT = new Float64Array(0);
     this.colThreat = new Uint32Array(0);
     this.colSensor = new Uint32Array(0);
@@ -108,8 +103,26 @@ export class Aggregator {
 
   intern(s) {
     let id = this.stringIds.get(s);
-    if (id === undefined) { id = this.strings.length; this.strings.push(s); this.stringIds.set(s, id); }
+    if (id === undefined) {
+      const kept = detach(s);
+      id = this.strings.length;
+      this.strings.push(kept);
+      this.stringIds.set(kept, id);
+    }
     return id;
+  }
+
+  str(id) { return this.strings[id]; }
+
+  isLan(id) {
+    if (id >= this.flags.length) {
+      const bigger = new Uint8Array(Math.max(this.flags.length * 2, id + 1));
+      bigger.set(this.flags);
+      this.flags = bigger;
+    }
+    let f = this.flags[id];
+    if (!f) { f = isPrivate(this.strings[id]) ? 3 : 1; this.flags[id] = f; }
+    return f === 3;
   }
 
   grow() {
@@ -122,72 +135,144 @@ export class Aggregator {
     this.cap = cap;
   }
 
-  threatFor(rec) {
-    const norm = normalizeTrail(rec.trail);
-    let kind = kindOf(rec);
-    if (kind === 'default') {
-      let sources = this.trailSources.get(norm);
-      if (sources === undefined) { sources = new Set(); this.trailSources.set(norm, sources); }
-      if (sources.size <= FLOOD_SOURCES && !sources.has(rec.src)) {
-        sources.add(rec.src);
-        if (sources.size > FLOOD_SOURCES) this.mergeFlood(norm, rec);
+  norm(trailId) {
+    let id = this.normOf.get(trailId);
+    if (id === undefined) { id = this.intern(normalizeTrail(this.strings[trailId])); this.normOf.set(trailId, id); }
+    return id;
+  }
+
+  kindOfIds(infoId, refId) {
+    const key = infoId * K + refId;
+    let kind = this.classOfPair.get(key);
+    if (kind === undefined) { kind = kindOf(this.strings[infoId], this.strings[refId]); this.classOfPair.set(key, kind); }
+    return kind;
+  }
+
+  /** Ports are stored as port + 1 (1..65536) when plain numbers, else as string id + PORT_BASE. */
+  port(text) {
+    const n = text.length;
+    if (n === 0) return 0;
+    if (n <= 5) {
+      let v = 0;
+      for (let i = 0; i < n; i++) {
+        const c = text.charCodeAt(i) - 48;
+        if (c < 0 || c > 9) { v = -1; break; }
+        v = v * 10 + c;
       }
-      if (sources.size > FLOOD_SOURCES) kind = 'flood';
+      if (v >= 0 && v <= 65535 && (n === 1 || text.charCodeAt(0) !== 48)) return v + 1;
     }
-    const key = keyOf(kind, rec, norm);
-    let threat = this.byKey.get(key);
+    return this.intern(text) + PORT_BASE;
+  }
+
+  portText(code) { return code === 0 ? '' : code <= 65536 ? String(code - 1) : this.strings[code - PORT_BASE]; }
+
+  tailIds(rec) {
+    let e = this.tails.get(rec.tail);
+    if (e === undefined) {
+      const trail = this.intern(rec.trail), info = this.intern(rec.info), ref = this.intern(rec.ref);
+      e = { trail, info, ref, norm: this.norm(trail), kind: this.kindOfIds(info, ref) };
+      this.tails.set(detach(rec.tail), e);
+    }
+    return e;
+  }
+
+  threatFor(rec, ids) {
+    const normId = ids.norm;
+    const kind = ids.kind;
+    let key, map;
+    if (kind === 0) {
+      const flood = this.floods.get(normId);
+      if (flood !== undefined) return flood;
+      let sources = this.trailSources.get(normId);
+      if (sources === undefined) { sources = new Set(); this.trailSources.set(normId, sources); }
+      if (!sources.has(ids.src)) {
+        sources.add(ids.src);
+        if (sources.size > FLOOD_SOURCES) return this.mergeFlood(normId, rec, ids);
+      }
+      key = ids.src * K + normId;
+    } else if (kind === 1) key = ids.info * K + normId;
+    else if (kind === 2) key = ids.src * K + ids.info;
+    else key = `${ids.src},${ids.trail},${ids.info}`;
+    map = this.maps[kind];
+    let threat = map.get(key);
     if (threat === undefined) {
-      threat = new Threat(this.threats.length, key, kind, rec);
+      const s = this.strings;
+      const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
+        : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
+      threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings);
       this.threats.push(threat);
-      this.byKey.set(key, threat);
-      if (kind === 'default') {
-        const ids = this.trailThreats.get(norm);
-        if (ids === undefined) this.trailThreats.set(norm, [threat.id]); else ids.push(threat.id);
+      map.set(key, threat);
+      if (kind === 0) {
+        const list = this.trailThreats.get(normId);
+        if (list === undefined) this.trailThreats.set(normId, [threat]); else list.push(threat);
       }
     }
     return threat;
   }
 
   /** A trail crossed FLOOD_SOURCES sources: fold its per-source threats into one flood threat. */
-  mergeFlood(norm, rec) {
-    const key = keyOf('flood', rec, norm);
-    const flood = new Threat(this.threats.length, key, 'flood', rec);
+  mergeFlood(normId, rec, ids) {
+    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings);
     this.threats.push(flood);
-    this.byKey.set(key, flood);
-    for (const id of this.trailThreats.get(norm) || []) {
-      const t = this.threats[id];
+    this.floods.set(normId, flood);
+    for (const t of this.trailThreats.get(normId) || []) {
       t.alias = flood.id;
-      this.byKey.delete(t.key);
+      this.maps[0].delete(t.src.values().next().value * K + normId);
       flood.count += t.count;
       flood.first = Math.min(flood.first, t.first);
       flood.last = Math.max(flood.last, t.last);
       for (let h = 0; h < 24; h++) flood.hist[h] += t.hist[h];
-      for (const f of ['src', 'sport', 'dst', 'dport', 'proto', 'sensor']) for (const v of t[f]) addTo(flood, f, v);
+      for (const f of ['src', 'sport', 'dst', 'dport', 'proto', 'sensor']) {
+        const set = flood[f];
+        for (const v of t[f]) { if (set.size >= SET_CAP) { flood.over |= FIELD_BITS[f]; break; } set.add(v); }
+      }
       flood.over |= t.over;
       flood.lan = flood.lan || t.lan;
       flood.sev = Math.max(flood.sev, t.sev);
     }
-    this.trailThreats.delete(norm);
+    this.trailThreats.delete(normId);
+    return flood;
+  }
+
+  addTo(threat, field, value, id) {
+    if (!id) return;
+    if (value.indexOf(',') >= 0) {
+      const isPort = field === 'sport' || field === 'dport';
+      for (const part of value.split(',')) {
+        const p = part.trim();
+        if (p) this.addTo(threat, field, p, isPort ? this.port(p) : this.intern(p));
+      }
+      return;
+    }
+    const set = threat[field];
+    if (set.size >= SET_CAP) { if (!set.has(id)) threat.over |= FIELD_BITS[field]; return; }
+    set.add(id);
   }
 
   add(rec) {
-    const threat = this.threatFor(rec);
+    const ids = this.ids;
+    const tail = this.tailIds(rec);
+    ids.trail = tail.trail; ids.info = tail.info; ids.ref = tail.ref; ids.norm = tail.norm; ids.kind = tail.kind;
+    ids.sensor = this.intern(rec.sensor); ids.src = this.intern(rec.src); ids.sport = this.port(rec.sport);
+    ids.dst = this.intern(rec.dst); ids.dport = this.port(rec.dport); ids.proto = this.intern(rec.proto);
+    ids.type = this.intern(rec.type);
+    const threat = this.threatFor(rec, ids);
     const t = rec.t;
     threat.count++;
-    if (threat.sev < 2 && (rec.info !== threat.info || rec.ref !== threat.ref)) {
+    if (threat.sev < 2 && (ids.info !== threat.infoId || ids.ref !== threat.refId)) {
       const sev = severityOf(rec.info, rec.ref);
       if (sev > threat.sev) threat.sev = sev;
     }
     if (t < threat.first) threat.first = t;
     if (t > threat.last) threat.last = t;
     threat.hist[Math.floor((t % 86400) / 3600)]++;
-    addTo(threat, 'src', rec.src);
-    addTo(threat, 'sport', rec.sport);
-    addTo(threat, 'dst', rec.dst);
-    addTo(threat, 'dport', rec.dport);
-    addTo(threat, 'proto', rec.proto);
-    addTo(threat, 'sensor', rec.sensor);
-    if (!threat.lan && (isPrivate(rec.src) || isPrivate(rec.dst))) threat.lan = true;
+    this.addTo(threat, 'src', rec.src, ids.src);
+    this.addTo(threat, 'sport', rec.sport, ids.sport);
+    this.addTo(threat, 'dst', rec.dst, ids.dst);
+    this.addTo(threat, 'dport', rec.dport, ids.dport);
+    this.addTo(threat, 'proto', rec.proto, ids.proto);
+    this.addTo(threat, 'sensor', rec.sensor, ids.sensor);
+    if (!threat.lan && (this.isLan(ids.src) || this.isLan(ids.dst))) threat.lan = true;
     this.events++;
     if (t < this.minT) this.minT = t;
     if (t > this.maxT) this.maxT = t;
@@ -198,13 +283,24 @@ export class Aggregator {
     const i = this.n++;
     this.colT[i] = t;
     this.colThreat[i] = threat.id;
-    this.colSensor[i] = this.intern(rec.sensor);
-    this.colSrc[i] = this.intern(rec.src);
-    this.colSport[i] = this.intern(rec.sport);
-    this.colDst[i] = this.intern(rec.dst);
-    this.colDport[i] = this.intern(rec.dport);
-    this.colProto[i] = this.intern(rec.proto);
-    this.colInfo[i] = rec.info === threat.info ? 0 : this.intern(rec.info);
+    this.colSensor[i] = ids.sensor;
+    this.colSrc[i] = ids.src;
+    this.colSport[i] = ids.sport;
+    this.colDst[i] = ids.dst;
+    this.colDport[i] = ids.dport;
+    this.colProto[i] = ids.proto;
+    this.colInfo[i] = ids.info;
+  }
+
+  /** Text values of a threat's id set (src, dst, proto, sensor) or port set (sport, dport). */
+  values(threat, field, limit = Infinity) {
+    const out = [];
+    const isPort = field === 'sport' || field === 'dport';
+    for (const v of threat[field]) {
+      if (out.length >= limit) break;
+      out.push(isPort ? this.portText(v) : this.strings[v]);
+    }
+    return out;
   }
 
   /** The live (not merged) threat a stored threat id resolves to. */
@@ -214,7 +310,7 @@ export class Aggregator {
     return t;
   }
 
-  /** Events of one threat (newest last), at most `limit`, as plain objects. */
+  /** Events of one threat (oldest first), at most `limit`, as plain objects. */
   eventsOf(threat, limit) {
     const out = [];
     const s = this.strings;
@@ -222,9 +318,8 @@ export class Aggregator {
       const owner = this.colThreat[i];
       if (owner !== threat.id && this.resolve(owner) !== threat) continue;
       out.push({
-        t: this.colT[i], sensor: s[this.colSensor[i]], src: s[this.colSrc[i]], sport: s[this.colSport[i]],
-        dst: s[this.colDst[i]], dport: s[this.colDport[i]], proto: s[this.colProto[i]],
-        info: this.colInfo[i] ? s[this.colInfo[i]] : threat.info,
+        t: this.colT[i], sensor: s[this.colSensor[i]], src: s[this.colSrc[i]], sport: this.portText(this.colSport[i]),
+        dst: s[this.colDst[i]], dport: this.portText(this.colDport[i]), proto: s[this.colProto[i]], info: s[this.colInfo[i]],
       });
       if (out.length >= limit) break;
     }

@@ -30,11 +30,12 @@ export function defang(text) {
     .replace(/@/g, '[@]');
 }
 
-function record(t, local) {
+function record(agg, t, local) {
+  const v = (f) => agg.values(t, f);
   return {
     uid: t.uid, severity: SEV_NAMES[t.sev], events: t.count, first_seen: wallText(t.first), last_seen: wallText(t.last),
-    sensors: [...t.sensor], sources: [...t.src], destinations: [...t.dst], dst_ports: [...t.dport],
-    protocols: [...t.proto], type: t.type, trail: t.trail, info: t.info, reference: t.ref,
+    sensors: v('sensor'), sources: v('src'), destinations: v('dst'), dst_ports: v('dport'),
+    protocols: v('proto'), type: t.type, trail: t.trail, info: t.info, reference: t.ref,
     status: local.triage[t.uid] || 'new', tags: local.tags[t.uid] || [], note: local.notes[t.uid] || '',
   };
 }
@@ -44,7 +45,7 @@ export function exportView(agg, view, format, local) {
   const lines = [];
   if (format === 'json') {
     const out = [];
-    for (let k = 0; k < view.length; k++) out.push(record(threats[view[k]], local));
+    for (let k = 0; k < view.length; k++) out.push(record(agg, threats[view[k]], local));
     return { text: JSON.stringify(out, null, 1), mime: 'application/json', ext: 'json', count: out.length };
   }
   if (format === 'ioc') {
@@ -62,7 +63,7 @@ export function exportView(agg, view, format, local) {
   }
   lines.push(CSV_COLUMNS.join(','));
   for (let k = 0; k < view.length; k++) {
-    const r = record(threats[view[k]], local);
+    const r = record(agg, threats[view[k]], local);
     lines.push(CSV_COLUMNS.map((c) => csvCell(Array.isArray(r[c]) ? r[c].join(' ') : r[c])).join(','));
   }
   return { text: lines.join('\r\n') + '\r\n', mime: 'text/csv', ext: 'csv', count: lines.length - 1 };

@@ -4,7 +4,7 @@
 // (tags, notes, triage status) keyed by threat UID.
 // Where it sits: the page parses to validate and to draw chips; the worker compiles and filters.
 
-import { cidrMatcher, isPrivate, SEV_NAMES } from './classify.js';
+import { cidrMatcher, SEV_NAMES } from './classify.js';
 
 export const FIELDS = ['src', 'dst', 'port', 'sport', 'proto', 'type', 'trail', 'info', 'ref', 'tag', 'note',
   'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events'];
@@ -159,25 +159,36 @@ function anyOf(values, test) {
   return false;
 }
 
-function direction(t) {
+/** Memoised test over string ids: each distinct string is tested once per compiled query. */
+function memoIds(agg, test) {
+  const memo = new Map();
+  return (id) => {
+    let r = memo.get(id);
+    if (r === undefined) { r = test(agg.strings[id]); memo.set(id, r); }
+    return r;
+  };
+}
+
+function direction(t, agg) {
   let srcLan = false, dstLan = false, dstAny = false;
-  for (const s of t.src) if (isPrivate(s)) srcLan = true;
-  for (const d of t.dst) { dstAny = true; if (isPrivate(d)) dstLan = true; }
+  for (const s of t.src) if (agg.isLan(s)) srcLan = true;
+  for (const d of t.dst) { dstAny = true; if (agg.isLan(d)) dstLan = true; }
   if (srcLan && (dstLan || !dstAny)) return 'lan';
   if (srcLan) return 'out';
   return 'in';
 }
 
-function termPredicate(term) {
+function portNumber(agg, code) { return code <= 65536 ? code - 1 : +agg.portText(code); }
+
+function termPredicate(term, agg) {
   const items = splitList(term.value, term.quoted);
   const field = term.field;
   if (!items.length) throw new QueryError('empty value', term.pos);
-  let tests;
   if (NUMERIC.has(field)) {
     const ms = items.map(numberMatcher);
     if (field === 'count' || field === 'events') return (t) => ms.some((m) => m(t.count));
     const key = field === 'port' ? 'dport' : 'sport';
-    return (t) => anyOf(t[key], (v) => ms.some((m) => m(+v)));
+    return (t) => anyOf(t[key], (code) => { const v = portNumber(agg, code); return ms.some((m) => m(v)); });
   }
   if (field === 'sev') {
     const wanted = items.map((x) => {
@@ -187,37 +198,42 @@ function termPredicate(term) {
     });
     return (t) => wanted.includes(t.sev);
   }
-  tests = items.map((x) => textMatcher(field, x));
+  const tests = items.map((x) => textMatcher(field, x));
   const any = (s) => tests.some((m) => m(s));
+  const anyId = memoIds(agg, any);
+  const anyPort = (code) => any(agg.portText(code));
   switch (field) {
     case 'src': case 'dst': case 'proto': case 'sensor':
-      return (t) => anyOf(t[field], any);
+      return (t) => anyOf(t[field], anyId);
     case 'type': return (t) => any(t.type);
     case 'trail': return (t) => any(t.trail);
     case 'info': return (t) => any(t.info);
     case 'ref': return (t) => any(t.ref);
     case 'uid': return (t) => any(t.uid);
     case 'class': return (t) => any(t.cls);
-    case 'dir': return (t) => any(direction(t));
+    case 'dir': return (t) => any(direction(t, agg));
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
-    default: // bare word: any visible text
-      return (t, local) => any(t.trail) || any(t.info) || any(t.uid) || any(t.type) || any(t.ref) ||
-        anyOf(t.src, any) || anyOf(t.dst, any) || anyOf(t.sensor, any) || anyOf(t.dport, any) ||
+    default: { // bare word: any visible text
+      const memoText = new Map();
+      const anyText = (s) => { let r = memoText.get(s); if (r === undefined) { r = any(s); memoText.set(s, r); } return r; };
+      return (t, local) => anyText(t.trail) || anyText(t.info) || any(t.uid) || anyText(t.type) || anyText(t.ref) ||
+        anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
         anyOf(local.tags[t.uid] || [], any) || any(SEV_NAMES[t.sev]);
+    }
   }
 }
 
-/** Compile an AST (or null) into predicate(threat, local). */
-export function compileQuery(ast) {
+/** Compile an AST (or null) into predicate(threat, local); `agg` resolves the threat's id sets. */
+export function compileQuery(ast, agg) {
   if (!ast) return () => true;
   switch (ast.op) {
-    case 'and': { const fs = ast.args.map(compileQuery); return (t, l) => fs.every((f) => f(t, l)); }
-    case 'or': { const fs = ast.args.map(compileQuery); return (t, l) => fs.some((f) => f(t, l)); }
-    case 'not': { const f = compileQuery(ast.arg); return (t, l) => !f(t, l); }
+    case 'and': { const fs = ast.args.map((a) => compileQuery(a, agg)); return (t, l) => fs.every((f) => f(t, l)); }
+    case 'or': { const fs = ast.args.map((a) => compileQuery(a, agg)); return (t, l) => fs.some((f) => f(t, l)); }
+    case 'not': { const f = compileQuery(ast.arg, agg); return (t, l) => !f(t, l); }
     default: {
-      const f = termPredicate(ast);
+      const f = termPredicate(ast, agg);
       return ast.neg ? (t, l) => !f(t, l) : f;
     }
   }

@@ -94,7 +94,7 @@ function mergePending() {
   const fresh = [];
   for (let i = before; i < state.agg.threats.length; i++) {
     const t = state.agg.threats[i];
-    if (t.alias < 0 && t.sev === 2) fresh.push({ uid: t.uid, trail: t.trail, info: t.info, src: [...t.src][0] || '' });
+    if (t.alias < 0 && t.sev === 2) fresh.push({ uid: t.uid, trail: t.trail, info: t.info, src: text(t.src) || '' });
   }
   post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length,
     newThreats: state.agg.threats.length - state.newMark, high: fresh });
@@ -148,30 +148,31 @@ function startPolling() {
 
 // --- views ----------------------------------------------------------------------------------------
 
+function first(set) { for (const v of set) return v; return 0; }
+function cmpText(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+const text = (set) => state.agg.strings[first(set)];
+
 const SORTS = {
   sev: (a, b) => a.sev - b.sev || a.count - b.count,
   count: (a, b) => a.count - b.count,
-  uid: (a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0),
+  uid: (a, b) => cmpText(a.uid, b.uid),
   first: (a, b) => a.first - b.first,
   last: (a, b) => a.last - b.last,
-  src: (a, b) => cmpText(first(a.src), first(b.src)),
-  dst: (a, b) => cmpText(first(a.dst), first(b.dst)),
-  port: (a, b) => (+first(a.dport) || 0) - (+first(b.dport) || 0),
-  proto: (a, b) => cmpText(first(a.proto), first(b.proto)),
-  sensor: (a, b) => cmpText(first(a.sensor), first(b.sensor)),
+  src: (a, b) => cmpText(text(a.src), text(b.src)),
+  dst: (a, b) => cmpText(text(a.dst), text(b.dst)),
+  port: (a, b) => (+state.agg.portText(first(a.dport)) || 0) - (+state.agg.portText(first(b.dport)) || 0),
+  proto: (a, b) => cmpText(text(a.proto), text(b.proto)),
+  sensor: (a, b) => cmpText(text(a.sensor), text(b.sensor)),
   type: (a, b) => cmpText(a.type, b.type),
   trail: (a, b) => cmpText(a.trail, b.trail),
   info: (a, b) => cmpText(a.info, b.info),
 };
 
-function first(set) { for (const v of set) return v; return ''; }
-function cmpText(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
-
 function computeView(msg) {
   const started = performance.now();
   let pred;
   try {
-    pred = compileQuery(parseQuery(msg.query || ''));
+    pred = compileQuery(parseQuery(msg.query || ''), state.agg);
   } catch (err) {
     return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
   }
@@ -186,7 +187,7 @@ function computeView(msg) {
     const t = threats[i];
     if (t.alias >= 0) continue;
     if (!msg.showHidden && hidden[t.uid]) continue;
-    if (wl.size && (wl.has(t.trail) || wl.has(first(t.src)))) continue;
+    if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) continue;
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
@@ -220,7 +221,7 @@ function summarize(view) {
     if (!hist) { hist = new Array(24).fill(0); byType.set(t.type, hist); }
     for (let h = 0; h < 24; h++) { hist[h] += t.hist[h]; total[h] += t.hist[h]; }
     const src = first(t.src);
-    bySrc.set(src, (bySrc.get(src) || 0) + t.count);
+    bySrc.set(src, (bySrc.get(src) || 0) + t.count);   // keyed by string id
     byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
   }
   const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
@@ -228,18 +229,19 @@ function summarize(view) {
   return {
     threats: view.length, events, sev, sevEvents, sources: bySrc.size, trails: byTrail.size,
     hourly: total, types: types.slice(0, 6).map(([type, hist]) => ({ type, hist })),
-    topSources: top(bySrc, 14), topTrails: top(byTrail, 9),
+    topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]), topTrails: top(byTrail, 9),
     range: [state.agg.minT, state.agg.maxT], allEvents: state.agg.events, allThreats: state.agg.threats.length,
     dropped: state.agg.dropped, bad: state.parser.bad,
   };
 }
 
 function rowOf(t) {
+  const a = state.agg;
   return {
     id: t.id, uid: t.uid, kind: t.kind, sev: t.sev, count: t.count, type: t.type, trail: t.trail, info: t.info,
     ref: t.ref, cls: t.cls, first: t.first, last: t.last, hist: Array.from(t.hist), lan: t.lan,
-    src: [...t.src].slice(0, 5), srcN: t.src.size, dst: [...t.dst].slice(0, 5), dstN: t.dst.size,
-    dport: [...t.dport].slice(0, 5), dportN: t.dport.size, proto: [...t.proto], sensor: [...t.sensor].slice(0, 3),
+    src: a.values(t, 'src', 5), srcN: t.src.size, dst: a.values(t, 'dst', 5), dstN: t.dst.size,
+    dport: a.values(t, 'dport', 5), dportN: t.dport.size, proto: a.values(t, 'proto'), sensor: a.values(t, 'sensor', 3),
     sensorN: t.sensor.size, over: t.over,
   };
 }
@@ -257,8 +259,7 @@ function detail(msg) {
   const t = agg.threats.find((x) => x.uid === msg.uid && x.alias < 0);
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
   const row = rowOf(t);
-  row.src = [...t.src]; row.dst = [...t.dst]; row.dport = [...t.dport]; row.sport = [...t.sport];
-  row.sensor = [...t.sensor];
+  for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   const events = agg.eventsOf(t, msg.limit || 500);
   let sameSrc = 0, sameTrail = 0;
   const src0 = first(t.src);
