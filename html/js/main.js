@@ -175,7 +175,10 @@ class App {
     if (msg.done) this.timing.done = performance.now() - this.timing.loadStart;
     if (msg.error === 'unauthorized') { this.showLogin(); return; }
     this.renderStatus();
-    this.refreshSoon(msg.done ? 0 : 250);
+    // while loading, repaint often enough to feel live but leave the worker time to parse:
+    // the first rows at once, then at most every 700 ms or 8x the last view computation
+    const delay = msg.done ? 0 : this.timing.firstRows ? Math.max(700, 8 * (this.timing.workerMs || 0)) : 100;
+    this.refreshSoon(delay);
   }
 
   renderStatus() {
