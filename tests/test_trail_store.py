@@ -314,6 +314,15 @@ def test_damaged_index_is_rebuilt(tmp_path, damage):
         again.close()
 
 
+def test_dead_build_leftovers_are_removed(tmp_path):
+    (tmp_path / "trails.csv").write_text("a.example,x,(static)\n")
+    leftover = tmp_path / "trails.csv.idx.tmp.999999"
+    leftover.write_bytes(b"half-written")
+    store = TrailStore.open(str(tmp_path / "trails.csv"))
+    assert store.get("a.example") is not None and not leftover.exists()
+    store.close()
+
+
 def test_conformance_trail_file(tmp_path):
     with open(CONFORMANCE_TRAILS, "rb") as src:
         (tmp_path / "trails.csv").write_bytes(src.read())

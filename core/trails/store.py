@@ -125,6 +125,17 @@ def _build_child(csv_path: str, idx_path: str) -> dict[str, object]:
         return {}
 
 
+def _remove_stale_temps(idx_path: str) -> None:
+    """Temp files of builds that died (we hold the lock, so no live build owns one)."""
+    folder, prefix = os.path.dirname(idx_path), os.path.basename(idx_path) + ".tmp."
+    for name in os.listdir(folder):
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
 def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, object] | None]:
     """A valid, fresh mapping for csv_path; builds (once, under a lock) when needed."""
     try:
@@ -149,6 +160,7 @@ def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, ob
             mapped = _map_valid(idx_path, ix.csv_stamp(csv_path))  # another process may have built it
             if mapped is not None:
                 return mapped, None
+            _remove_stale_temps(idx_path)
             build = _build_child(csv_path, idx_path)
             mapped = _map_valid(idx_path, None)
             if mapped is None:
