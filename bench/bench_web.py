@@ -79,8 +79,8 @@ def main() -> int:
             stats = page.evaluate("window.maltrail.stats")
             cdp = ctx.new_cdp_session(page)
             cdp.send("HeapProfiler.collectGarbage")
-            metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]} \
-                if cdp.send("Performance.enable") is not None or True else {}
+            cdp.send("Performance.enable")
+            metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             rss = renderer_rss_mb()
             latencies = {}
             for q in QUERIES:
