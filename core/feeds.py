@@ -185,11 +185,16 @@ class FeedContext:
                     response.close()
                     raise FeedError(f"sanity check {check!r} not found in the response")
             data = pending + chunk if pending else chunk
-            parts = data.split(b"\n")
-            pending = parts.pop()
-            for part in parts:
-                seen = True
-                yield part.decode("utf-8", errors="replace").rstrip("\r")
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1:]
+            text = data[:cut].decode("utf-8", errors="replace")
+            if "\r" in text:
+                text = text.replace("\r", "")
+            seen = True
+            yield from text.split("\n")
         if pending:
             seen = True
             yield pending.decode("utf-8", errors="replace").rstrip("\r")
