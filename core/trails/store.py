@@ -38,11 +38,13 @@ from core.trails import index as ix
 
 IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
 PORT_PREFILTER_CAP = 1 << 20  # addresses with ip:port rows in the in-memory prefilter (2 MiB bitmap)
+RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
 INDEX_PY = os.path.abspath(ix.__file__)
 _U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
+_MISSING = object()
 
 
 class TrailStoreError(Exception):
@@ -312,6 +314,7 @@ class _View:
             self.ipset = frozenset([blob4[i:i + 4] for i in range(0, len4, 4)]
                                    + [blob6[i:i + 16] for i in range(0, len6, 16)])
         self.port_bits = self._port_prefilter()
+        self.counters = {"recent_cache_resets": 0}
         self._make_lookups()
 
     def _port_prefilter(self) -> bytearray:
@@ -350,7 +353,7 @@ class _View:
         port_bits, port_mask = self.port_bits, len(self.port_bits) * 8 - 1
         ipport_seed = crc32(ix.IPPORT_TAG)
 
-        def probe(kb: bytes, h: int) -> Trail | None:
+        def read_table(kb: bytes, h: int) -> Trail | None:
             # The table and records are read with pread, not through the mapping: page-cache reads
             # do not count in RSS, and a mapped 32 MiB table would end up fully resident.
             pos = table_off + ((h & mask) << 3)
@@ -365,6 +368,21 @@ class _View:
                             return trail_of(unpack_record(record)[0])
                 pos += 64
             return None
+
+        recent: dict[bytes, Trail | None] = {}
+        counters = self.counters
+
+        def probe(kb: bytes, h: int) -> Trail | None:
+            """Table lookup behind a small answer cache (repeated hits and bloom false positives)."""
+            found = recent.get(kb, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]
+            found = read_table(kb, h)
+            if len(recent) >= RECENT_CAP:
+                recent.clear()
+                counters["recent_cache_resets"] += 1
+            recent[kb] = found
+            return found
 
         def get(text: str) -> Trail | None:
             try:
@@ -467,6 +485,11 @@ class TrailStore:
     @property
     def index_path(self) -> str:
         return self._view.index_path
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Bounded-structure counters of the current mapping (cache resets)."""
+        return dict(self._view.counters)
 
     # --- slower lookups ---------------------------------------------------------------------------
     def lookup_key(self, csv_key: str) -> Trail | None:
