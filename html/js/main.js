@@ -242,7 +242,7 @@ class App {
     for (const c of document.querySelectorAll('.card')) c.classList.toggle('active', c.dataset.chart === s.chart);
     $('#chart-panel').hidden = !s.chart;
     if (s.chart) {
-      $('#chart-title').textContent = { events: 'Events per hour by type', threats: 'Events by threat type', severity: 'Severity split', sources: 'Top sources', trails: 'Top trails' }[s.chart];
+      $('#chart-title').textContent = { events: s.from === s.to ? 'Events per hour by type' : 'Events by hour of day, by type (whole range)', threats: 'Events by threat type', severity: 'Severity split', sources: 'Top sources', trails: 'Top trails' }[s.chart];
       this.hits = drawChart($('#chart'), s.chart, st);
     }
   }
