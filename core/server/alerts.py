@@ -1,12 +1,21 @@
 """Alert webhook: tails today's day file and POSTs events at or above ALERT_SEVERITY.
 
-Where it sits: a thread of the server process beside the HTTP API. It reads the day file the
-intake (remote sensors) and local sensors append to, so every sensor's events can alert. Starts
-at the end of the file on its first pass; follows the day change, rotation (inode) and
-truncation. Severity comes from REMOTE_SEVERITY_REGEX named groups high/medium/low matched
-against the line (default medium). ALERT_THROTTLE seconds suppress repeats per (src_ip, trail);
-the throttle table holds at most 10,000 keys. Body: ALERT_FORMAT, a `%(field)s` template over
-the line's fields plus `%(json)s` (the Logstash-style JSON) and `%(severity)s`; default: the JSON.
+Where it sits: two threads of the server process beside the HTTP API. The tailer reads the day
+file that the UDP intake (remote sensors) and local sensors append to, so every sensor's events
+can alert; it starts at the end of the file on its first pass and follows the day change,
+rotation (a new inode) and truncation (the size shrinks). The sender posts the queued alerts, so
+a webhook receiver that is down or slow never holds up the tailer (and the intake, a separate
+process, never waits for either). The queue is bounded; alerts that do not fit are counted as
+`dropped`.
+
+Severity: REMOTE_SEVERITY_REGEX named groups high/medium/low searched in the event's info, the
+same rule as the CEF/JSON sinks (core/events/remote.py); no regex or no match = medium.
+ALERT_THROTTLE seconds suppress repeats per (src_ip, trail); the throttle table holds at most
+10,000 keys (oldest evicted). Body: ALERT_FORMAT, a `%(field)s` template over the line's fields
+(time, sensor, src_ip, src_port, dst_ip, dst_port, proto, type, trail, info, reference) plus
+`%(severity)s` and `%(json)s` (the Logstash-style JSON object). A template that starts with `{`
+is a JSON body: the fields are substituted JSON-escaped, so hostile values cannot break it, and it
+is sent as application/json. No template (or one that does not apply) sends the JSON object.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
+import queue
 import sys
 import threading
 import time
@@ -24,116 +33,199 @@ from collections.abc import Callable
 
 from core.config import Config
 from core.events.event import ParsedLine, parse_line
+from core.events.remote import Severity
 
 LEVELS = {"low": 0, "medium": 1, "high": 2}
 MAX_THROTTLE_KEYS = 10000
+MAX_QUEUE = 1000
 POLL = 2.0
+SEND_TIMEOUT = 5.0
+READ_LIMIT = 16 << 20
+FAILURE_REPORT_EVERY = 60.0
+
+Sender = Callable[[str, bytes, str], None]
 
 
-def severity_of(regex: re.Pattern[str] | None, line: str) -> str:
-    if regex is not None:
-        m = regex.search(line)
-        if m:
-            for name in ("high", "medium", "low"):
-                if m.groupdict().get(name):
-                    return name
-    return "medium"
+def iso_time(text: str) -> str:
+    """`YYYY-MM-DD HH:MM:SS.ffffff` (server-local) -> ISO 8601 with the local UTC offset."""
+    try:
+        stamp = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+    except ValueError:
+        return text
+    return stamp.astimezone().strftime("%Y-%m-%dT%H:%M:%S.%f%z")
 
 
 def as_json(parsed: ParsedLine, severity: str) -> str:
-    return json.dumps({"timestamp": parsed.time, "sensor": parsed.sensor, "severity": severity,
+    """The Logstash JSON object of core/events/remote.py (same keys, same order)."""
+    return json.dumps({"timestamp": iso_time(parsed.time), "sensor": parsed.sensor, "severity": severity,
                        "src_ip": parsed.src_ip, "src_port": parsed.src_port, "dst_ip": parsed.dst_ip,
                        "dst_port": parsed.dst_port, "proto": parsed.proto, "type": parsed.type,
-                       "trail": parsed.trail, "info": parsed.info, "reference": parsed.reference})
+                       "trail": parsed.trail, "info": parsed.info, "reference": parsed.reference},
+                      ensure_ascii=False)
 
 
 def post(url: str, body: bytes, content_type: str) -> None:
     request = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - operator's URL
+    with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:  # noqa: S310 - operator's URL
         response.read(1024)
 
 
 class Alerts:
-    def __init__(self, config: Config, stopping: threading.Event,
-                 sender: Callable[[str, bytes, str], None] = post) -> None:
+    """The tailer (`run`) and the sender (`send_loop`); counters say what happened to every line."""
+
+    def __init__(self, config: Config, stopping: threading.Event, sender: Sender = post,
+                 poll: float = POLL, queue_size: int = MAX_QUEUE) -> None:
         self.url: str = config.ALERT_WEBHOOK_URL
         self.log_dir: str = config.LOG_DIR
-        self.minimum = LEVELS[config.get("ALERT_SEVERITY", "high")]
+        self.minimum = LEVELS[config.get("ALERT_SEVERITY", "high") or "high"]
         self.template: str | None = config.ALERT_FORMAT
-        self.throttle = int(config.get("ALERT_THROTTLE", 300))
-        regex = config.REMOTE_SEVERITY_REGEX
-        self.severity_regex = re.compile(regex) if regex else None
+        self.throttle = int(config.get("ALERT_THROTTLE", 300) or 0)
+        self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
         self.stopping = stopping
         self.sender = sender
+        self.poll = poll
+        self.queue: queue.Queue[tuple[bytes, str]] = queue.Queue(queue_size)
         self.seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self.counters = {"sent": 0, "throttled": 0, "failed": 0, "below": 0}
+        self.lock = threading.Lock()
+        self.counters = {"lines": 0, "malformed": 0, "below": 0, "throttled": 0, "queued": 0,
+                         "dropped": 0, "sent": 0, "failed": 0}
+        self._last_failure_report = -FAILURE_REPORT_EVERY
+        self._unreported_failures = 0
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[key] += n
+
+    # -- formatting ------------------------------------------------------------------------------
 
     def body(self, parsed: ParsedLine, severity: str) -> tuple[bytes, str]:
         doc = as_json(parsed, severity)
-        if not self.template:
+        template = self.template
+        if not template:
             return doc.encode("utf-8"), "application/json"
-        values = dict(parsed._asdict(), json=doc, severity=severity)
+        fields: dict[str, str] = dict(parsed._asdict(), severity=severity)
+        is_json = template.lstrip().startswith("{")
+        if is_json:
+            fields = {k: json.dumps(v, ensure_ascii=False)[1:-1] for k, v in fields.items()}
+        fields["json"] = doc
         try:
-            text = self.template % values
+            text = template % fields
         except (KeyError, ValueError, TypeError):
-            text = doc
-        return text.encode("utf-8"), "text/plain; charset=utf-8"
+            return doc.encode("utf-8"), "application/json"
+        return text.encode("utf-8"), "application/json" if is_json else "text/plain; charset=utf-8"
+
+    # -- per line --------------------------------------------------------------------------------
 
     def handle(self, line: str, now: float) -> None:
+        """One log line: severity, throttle, then onto the send queue (never blocks)."""
+        self._count("lines")
         parsed = parse_line(line)
         if parsed is None:
+            self._count("malformed")
             return
-        severity = severity_of(self.severity_regex, line)
+        severity = self.severity(parsed.info)
         if LEVELS[severity] < self.minimum:
-            self.counters["below"] += 1
+            self._count("below")
             return
-        key = (parsed.src_ip, parsed.trail)
-        last = self.seen.get(key)
-        if last is not None and now - last < self.throttle:
-            self.counters["throttled"] += 1
-            return
-        self.seen[key] = now
-        self.seen.move_to_end(key)
-        while len(self.seen) > MAX_THROTTLE_KEYS:
-            self.seen.popitem(last=False)
-        body, ctype = self.body(parsed, severity)
+        if self.throttle > 0:
+            key = (parsed.src_ip, parsed.trail)
+            last = self.seen.get(key)
+            if last is not None and now - last < self.throttle:
+                self._count("throttled")
+                return
+            self.seen[key] = now
+            self.seen.move_to_end(key)
+            while len(self.seen) > MAX_THROTTLE_KEYS:
+                self.seen.popitem(last=False)
         try:
-            self.sender(self.url, body, ctype)
-            self.counters["sent"] += 1
-        except Exception as ex:  # noqa: BLE001 - isolation point: one webhook call
-            self.counters["failed"] += 1
-            print(f"maltrail: alert webhook failed: {ex}", file=sys.stderr)
+            self.queue.put_nowait(self.body(parsed, severity))
+            self._count("queued")
+        except queue.Full:
+            self._count("dropped")
+
+    # -- sender ----------------------------------------------------------------------------------
+
+    def send_loop(self) -> None:
+        while True:
+            try:
+                body, ctype = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                if self.stopping.is_set():
+                    return
+                continue
+            if self.stopping.is_set():
+                return
+            try:
+                self.sender(self.url, body, ctype)
+                self._count("sent")
+            except Exception as ex:  # noqa: BLE001 - isolation point: one webhook call
+                self._count("failed")
+                self._report_failure(ex)
+
+    def _report_failure(self, ex: Exception) -> None:
+        """One stderr line per minute at most, with the number of failures since the last one."""
+        self._unreported_failures += 1
+        now = time.monotonic()
+        if now - self._last_failure_report >= FAILURE_REPORT_EVERY:
+            print(f"maltrail: alert webhook failed ({self._unreported_failures} since last report): {ex}",
+                  file=sys.stderr, flush=True)
+            self._last_failure_report = now
+            self._unreported_failures = 0
+
+    # -- tailer ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Tail today's file until `stopping`; starts the sender; prints a summary at the end."""
+        sender = threading.Thread(target=self.send_loop, name="alert-sender", daemon=True)
+        sender.start()
         path = None
         inode = -1
         pos = -1          # -1: first pass, start at the end
         tail = b""
+        first = True
         while not self.stopping.is_set():
-            today = os.path.join(self.log_dir, datetime.date.today().isoformat() + ".log")
-            if today != path:
-                pos = -1 if path is None else 0
-                path, tail = today, b""
             try:
-                stat = os.stat(path)
-            except OSError:
-                stat = None
-            if stat is not None:
-                if pos < 0:
-                    pos, inode = stat.st_size, stat.st_ino
-                if stat.st_ino != inode or stat.st_size < pos:
-                    pos, inode, tail = 0, stat.st_ino, b""
-                if stat.st_size > pos:
-                    with open(path, "rb") as handle:
-                        handle.seek(pos)
-                        data = handle.read(min(stat.st_size - pos, 16 << 20))
-                    pos += len(data)
-                    data = tail + data
-                    cut = data.rfind(b"\n")
-                    tail = data[cut + 1:]
-                    now = time.monotonic()
-                    for line in data[:cut].split(b"\n") if cut >= 0 else []:
-                        self.handle(line.decode("utf-8", "replace"), now)
-            elif pos < 0:
-                pos = 0
-            self.stopping.wait(POLL)
+                today = os.path.join(self.log_dir, datetime.date.today().isoformat() + ".log")
+                if today != path:
+                    pos = -1 if path is None else 0
+                    path, tail = today, b""
+                pos, inode, tail = self._read(path, pos, inode, tail)
+            except Exception as ex:  # noqa: BLE001 - isolation point: one polling pass
+                print(f"maltrail: alerts: {ex}", file=sys.stderr, flush=True)
+            if first:
+                first = False
+                minimum = next(k for k, v in LEVELS.items() if v == self.minimum)
+                print(f"maltrail: alerts: following {path} from byte {max(pos, 0)} (severity >= {minimum}, "
+                      f"throttle {self.throttle} s)", file=sys.stderr, flush=True)
+            self.stopping.wait(self.poll)
+        sender.join(SEND_TIMEOUT + 1)
+        print("maltrail: " + self.summary(), file=sys.stderr, flush=True)
+
+    def _read(self, path: str, pos: int, inode: int, tail: bytes) -> tuple[int, int, bytes]:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return (0 if pos < 0 else pos), inode, tail
+        if pos < 0:
+            pos, inode = stat.st_size, stat.st_ino
+        if stat.st_ino != inode or stat.st_size < pos:
+            pos, inode, tail = 0, stat.st_ino, b""
+        if stat.st_size > pos:
+            with open(path, "rb") as handle:
+                handle.seek(pos)
+                data = handle.read(min(stat.st_size - pos, READ_LIMIT))
+            pos += len(data)
+            data = tail + data
+            cut = data.rfind(b"\n")
+            tail = data[cut + 1:]
+            if len(tail) > READ_LIMIT:
+                tail = b""
+            now = time.monotonic()
+            for line in data[:cut].split(b"\n") if cut >= 0 else []:
+                if line:
+                    self.handle(line.decode("utf-8", "replace"), now)
+        return pos, inode, tail
+
+    def summary(self) -> str:
+        with self.lock:
+            return "alerts: " + " ".join(f"{k}={v}" for k, v in self.counters.items())
