@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from core.trails.index import classify
-from core.trails.store import Trail, TrailStore, TrailStoreError
+from core.trails.store import Trail, TrailStore, TrailStoreError, literal_last_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFORMANCE_TRAILS = os.path.join(ROOT, "tests", "data", "conformance", "trails.csv")
@@ -152,6 +152,32 @@ def test_many_regex_trails_all_active(tmp_path):
         assert store.match_regex("backrefqq.org")[1].info == "backref (malware)"
         assert store.match_regex("backrefqr.org") is None
         assert store.match_regex("over123.example.com")[1].info == "first overlap"  # CSV order wins
+    finally:
+        store.close()
+
+
+def test_regex_bucketing_never_hides_a_match(tmp_path):
+    assert literal_last_labels(r"a[0-9]+\.com") == ["com"]
+    assert literal_last_labels(r"^a\.(com|NET)$") == ["com", "net"]
+    assert literal_last_labels(r"^a\.(?:com|net)$") == ["com", "net"]
+    for generic in (r"y[0-9]+|z\.com", r"a\\.com", r"a\.co[m]", r"a\.com+", r"a\.com\$", r"(a\.com)",
+                    r"a\.[a-z]+", r"nklmtf[0-9][^.]*[0-9].t35.com"):
+        assert literal_last_labels(generic) is None, generic
+    rows = [(r"y[0-9]+|z\.com", "alternation", "(static)"),
+            (r"x[0-9]+\.(com|net)$", "tail group", "(static)"),
+            (r"t35[0-9].t35.com", "unescaped dots", "(static)"),
+            (r"(b)\1[0-9]\.org", "backref", "(static)"),
+            (r"q[0-9]\.org", "plain org", "(static)")]
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    try:
+        assert store.match_regex("y12")[1].info == "alternation"
+        assert store.match_regex("z.com")[1].info == "alternation"
+        assert store.match_regex("x1.net")[1].info == "tail group"
+        assert store.match_regex("x1.org") is None
+        assert store.match_regex("t351xt35xcom")[1].info == "unescaped dots"
+        assert store.match_regex("bb1.org")[1].info == "backref"
+        assert store.match_regex("q1.org")[1].info == "plain org"
+        assert store.match_regex("ba1.org") is None
     finally:
         store.close()
 

@@ -1,10 +1,12 @@
 """TrailStore: read-only lookups over the mmap'd trail index (built from trails.csv by index.py).
 
 Where it sits: sensor.py / server.py open one store per process; detect.py, domains.py and the
-HTTP /check endpoint call its lookups. The 1.6M keys stay in file-backed pages of the index
-(shared by every worker through the page cache); the Python heap only holds the header, a
-prefilter set of the exact IP trails (a few MB at most), a small cache of decoded
-(info, reference) pairs and, once first used, the compiled regex trails.
+HTTP /check endpoint call its lookups. The 1.6M keys stay in the index file, never on the Python
+heap. A miss is answered by a prefilter: the mmap'd 4 MiB BLOOM section (text keys, ip:port),
+an in-memory set of the exact IP trails and a hash() bitmap of the addresses that have ip:port
+rows (a few MB together). Only after a prefilter says "maybe" is the hash table read, with
+pread (page cache shared by every worker, not counted in RSS), behind a small answer cache.
+So the sensor's RSS stays at about its baseline plus 4 MiB however much traffic it looks up.
 
 Lookups (all return `Trail(info, reference)` or None and never raise on odd input):
 - `ip(packed)`            4/16-byte packed address (exact IP rows)
@@ -220,25 +222,34 @@ def literal_last_labels(text: str) -> list[str] | None:
 
 
 class _Group:
-    """Patterns tried together: one combined alternation rejects misses, then the first hit is found."""
+    """Patterns tried together: one combined alternation rejects misses, then the first hit is found.
+    Patterns that cannot share an alternation (backreferences, named groups, global flags) are
+    tried one by one."""
 
-    def __init__(self, members: list[tuple[int, re.Pattern[str]]], texts: list[str]) -> None:
-        self.members = members
-        combinable = [text for (_, _), text in zip(members, texts, strict=True) if not _SOLO.search(text)]
+    def __init__(self, members: list[tuple[int, str, re.Pattern[str]]]) -> None:
+        self.plain = [(p, c) for p, t, c in members if not _SOLO.search(t)]
+        self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
-        if len(combinable) == len(members) and members:
+        if self.plain:
             try:
-                self.combined = re.compile("|".join(f"(?:{t})" for t in combinable), re.I)
+                self.combined = re.compile("|".join(f"(?:{t})" for _, t, _ in members if not _SOLO.search(t)),
+                                           re.I)
             except (re.error, RecursionError, OverflowError):
                 self.combined = None
 
     def first(self, name: str) -> int | None:
-        if self.combined is not None and self.combined.fullmatch(name) is None:
-            return None
-        for position, pattern in self.members:
+        best = None
+        if self.plain and (self.combined is None or self.combined.fullmatch(name) is not None):
+            for position, pattern in self.plain:
+                if pattern.fullmatch(name) is not None:
+                    best = position
+                    break
+        for position, pattern in self.solo:
+            if best is not None and position > best:
+                break
             if pattern.fullmatch(name) is not None:
                 return position
-        return None
+        return best
 
 
 class RegexTrails:
@@ -262,7 +273,7 @@ class RegexTrails:
                 generic.append(position)
 
         def group(positions: list[int]) -> _Group:
-            return _Group([(p, compiled[p]) for p in positions], [entries[p][0] for p in positions])
+            return _Group([(p, entries[p][0], compiled[p]) for p in positions])
 
         self.buckets = {label: group(positions) for label, positions in buckets.items()}
         self.generic = group(generic)
