@@ -229,8 +229,14 @@ function termPredicate(term, agg) {
 export function compileQuery(ast, agg) {
   if (!ast) return () => true;
   switch (ast.op) {
-    case 'and': { const fs = ast.args.map((a) => compileQuery(a, agg)); return (t, l) => fs.every((f) => f(t, l)); }
-    case 'or': { const fs = ast.args.map((a) => compileQuery(a, agg)); return (t, l) => fs.some((f) => f(t, l)); }
+    case 'and': {
+      const fs = ast.args.map((a) => compileQuery(a, agg));
+      return (t, l) => { for (let i = 0; i < fs.length; i++) if (!fs[i](t, l)) return false; return true; };
+    }
+    case 'or': {
+      const fs = ast.args.map((a) => compileQuery(a, agg));
+      return (t, l) => { for (let i = 0; i < fs.length; i++) if (fs[i](t, l)) return true; return false; };
+    }
     case 'not': { const f = compileQuery(ast.arg, agg); return (t, l) => !f(t, l); }
     default: {
       const f = termPredicate(ast, agg);

@@ -24,6 +24,8 @@ const state = {
   pending: '',
   base: '',
   newMark: 0,
+  order: new Int32Array(0),
+  orderKey: '',
   seenHigh: 0,
 };
 
@@ -168,6 +170,22 @@ const SORTS = {
   info: (a, b) => cmpText(a.info, b.info),
 };
 
+/** All threat indices in sort order; cached until the data or the sort changes (filters reuse it). */
+function sortedOrder(sort, dir) {
+  const a = state.agg;
+  const key = `${sort}|${dir}|${a.events}|${a.threats.length}`;
+  if (state.orderKey === key) return state.order;
+  const threats = a.threats;
+  const cmp = SORTS[sort] || SORTS.sev;
+  const sign = dir === 'asc' ? 1 : -1;
+  const ids = [];
+  for (let i = 0; i < threats.length; i++) if (threats[i].alias < 0) ids.push(i);
+  ids.sort((x, y) => sign * cmp(threats[x], threats[y]) || threats[y].count - threats[x].count || x - y);
+  state.order = Int32Array.from(ids);
+  state.orderKey = key;
+  return state.order;
+}
+
 function computeView(msg) {
   const started = performance.now();
   let pred;
@@ -181,9 +199,11 @@ function computeView(msg) {
   const wl = new Set(local.whitelist || []);
   const sevWanted = msg.sev == null || msg.sev === '' ? -1 : +msg.sev;
   const threats = state.agg.threats;
+  const order = sortedOrder(msg.sort, msg.dir);
   const ids = [];
   const sevAll = [0, 0, 0];
-  for (let i = 0; i < threats.length; i++) {
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
     const t = threats[i];
     if (t.alias >= 0) continue;
     if (!msg.showHidden && hidden[t.uid]) continue;
@@ -193,9 +213,6 @@ function computeView(msg) {
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
     ids.push(i);
   }
-  const cmp = SORTS[msg.sort] || SORTS.sev;
-  const sign = msg.dir === 'asc' ? 1 : -1;
-  ids.sort((x, y) => sign * cmp(threats[x], threats[y]) || threats[y].count - threats[x].count || x - y);
   state.view = Int32Array.from(ids);
   const stats = summarize(state.view);
   stats.sevAll = sevAll;
