@@ -4,7 +4,9 @@
 Where it sits: the server tier. Sensors send events over UDP (core/server/intake.py) into
 LOG_DIR/YYYY-MM-DD.log; the HTTP API (core/server/api.py) serves those files and the html/
 client; the alert tailer (core/server/alerts.py) posts important events to a webhook.
-Exit codes: 0 clean stop, 1 start-up failure (port in use, log dir not writable, TLS), 2 bad config.
+Exit codes: 0 clean stop, 1 start-up failure (port in use, log dir not writable), 2 bad config
+(including a missing, unreadable or invalid SSL_PEM). At start the soft RLIMIT_NOFILE is raised
+to the hard limit (every connection, live stream and day file is a descriptor).
 """
 
 from __future__ import annotations
@@ -41,8 +43,26 @@ def run_intake(config: Config) -> None:
     signed = "signed only (UDP_KEY)" if verifier else "unsigned"
     _print(f"maltrail: UDP intake on {config.UDP_ADDRESS}:{intake.port} ({signed}, receive buffer "
            f"{intake.rcvbuf >> 10} kB)")
+    if intake.rcvbuf < intake.requested_rcvbuf:
+        _print(f"maltrail: note: the UDP receive buffer is {intake.rcvbuf >> 10} kB, not the "
+               f"{intake.requested_rcvbuf >> 10} kB asked for: net.core.rmem_max caps it; raise it with "
+               f"'sysctl -w net.core.rmem_max={intake.requested_rcvbuf}' (docs/operations-server.md)")
     intake.run(stop.is_set, report=_print, report_every=float(config.get("METRICS_INTERVAL", 3600)))
     _print("maltrail: " + intake.summary())
+
+
+def raise_nofile_limit() -> str | None:
+    """Soft RLIMIT_NOFILE up to the hard limit; a note when that fails (the server still runs)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as ex:
+        return f"cannot raise the open-file limit from {soft} to {hard}: {ex}"
+    return None
 
 
 def check_log_dir(log_dir: str) -> str | None:
@@ -86,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.server.api import Api
     from core.server.auth import Auth, parse_users
+    from core.server.authlog import AuthForwarder
     from core.server.httpd import HttpServer, make_ssl_context
     from core.server.static import StaticFiles
     from core.server.storage import Storage
@@ -99,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             _print(f"maltrail: {problem}")
             return 1
-        auth = Auth(users, bool(config.ENABLE_MASK_CUSTOM), secure_cookie=bool(config.USE_SSL))
+        auth = Auth(users, bool(config.ENABLE_MASK_CUSTOM), secure_cookie=bool(config.USE_SSL),
+                    forward=AuthForwarder.from_config(config))
         stopping = threading.Event()
         static = StaticFiles(args.html_root, VERSION, config.HEADER_LOGO, config.get("IP_ALIASES", []),
                              auth.default_password_in_use)
@@ -111,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     if config.USE_SSL:
         try:
             ssl_context = make_ssl_context(config.SSL_PEM)
-        except (OSError, ValueError) as ex:
-            _print(f"maltrail: cannot use SSL_PEM {config.SSL_PEM}: {ex}. Create one with: openssl req -new "
-                   "-x509 -keyout server.pem -out server.pem -days 365 -nodes -subj /CN=maltrail")
-            return 1
+        except ValueError as ex:
+            _print(f"maltrail: configuration error: SSL_PEM = {config.SSL_PEM!r}: {ex}. Create one with: "
+                   "openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes -subj /CN=maltrail")
+            return 2
+    note = raise_nofile_limit()
+    if note:
+        _print(f"maltrail: warning: {note}")
     try:
         httpd = HttpServer(config.HTTP_ADDRESS, config.HTTP_PORT, api.handle,
                            max_threads=config.get("MAX_REQUEST_THREADS", 100),
@@ -136,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         intake_process.start()
 
     threads = []
+    alert_thread = None
     if config.ALERT_WEBHOOK_URL:
         from core.server.alerts import Alerts
 
         alerts = Alerts(config, stopping)
-        threads.append(threading.Thread(target=alerts.run, name="alerts", daemon=True))
+        alert_thread = threading.Thread(target=alerts.run, name="alerts", daemon=True)
+        threads.append(alert_thread)
     threads.append(threading.Thread(target=_reaper, args=(auth, stopping), name="reaper", daemon=True))
     if config.USE_SERVER_UPDATE_TRAILS:
         threads.append(threading.Thread(target=_updater, args=(config, stopping), name="updater", daemon=True))
@@ -165,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         httpd.serve_forever()
     finally:
         stopping.set()
+        if alert_thread is not None:
+            alert_thread.join(10)
         if intake_process is not None:
             if intake_process.is_alive():
                 os.kill(intake_process.pid or 0, signal.SIGTERM)

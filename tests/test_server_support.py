@@ -8,9 +8,11 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -40,8 +42,11 @@ class Server:
     """server.py in a subprocess. `extra` lines are appended to the generated config."""
 
     def __init__(self, tmp: str, users: list[str] | None = None, extra: str = "", udp: bool = True,
-                 html: dict[str, str] | None = None) -> None:
+                 html: dict[str, str] | None = None, tls: bool = False,
+                 preexec: Callable[[], None] | None = None) -> None:
         self.tmp = tmp
+        self.tls = tls                    # speak HTTPS to it (USE_SSL in `extra`)
+        self.preexec = preexec
         self.log_dir = os.path.join(tmp, "logs")
         self.html = os.path.join(tmp, "html")
         os.makedirs(self.log_dir, exist_ok=True)
@@ -75,7 +80,7 @@ class Server:
         self.errfile = open(os.path.join(self.tmp, "server.err"), "wb")
         self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "-c", self.config,
                                       "--html-root", self.html], cwd=ROOT, stdout=self.errfile,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -114,7 +119,15 @@ class Server:
 
     def request(self, method: str, path: str, body: bytes | str | None = None, headers: dict | None = None,
                 cookie: str | None = None, source: str = "127.0.0.1", timeout: float = 10):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
+        conn: http.client.HTTPConnection
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               source_address=(source, 0), context=context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
         hdrs = dict(headers or {})
         if cookie:
             hdrs["Cookie"] = f"maltrail_sessid={cookie}"

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import ConfigError
@@ -179,8 +180,10 @@ class Auth:
     """Users, sessions, nonces and the failed-login throttle. Thread-safe."""
 
     def __init__(self, users: dict[str, User], mask_custom_enabled: bool = True, secure_cookie: bool = False,
-                 syslog_path: str = "/dev/log") -> None:
+                 syslog_path: str = "/dev/log",
+                 forward: Callable[[bool, str, str, int, str], None] | None = None) -> None:
         self.users = users
+        self.forward = forward            # remote collectors (authlog.AuthForwarder) or None
         self.mask_custom_enabled = mask_custom_enabled
         self.secure_cookie = secure_cookie
         self.syslog_path = syslog_path
@@ -318,9 +321,13 @@ class Auth:
         return "ok", session
 
     def log_auth(self, ok: bool, username: str, address: str, port: int) -> None:
-        """sshd-style line to the local syslog (LOG_AUTH), through the /dev/log socket: no subprocess."""
+        """sshd-style line to the local syslog (LOG_AUTH), through the /dev/log socket: no subprocess;
+        then the same attempt to SYSLOG_SERVER/LOGSTASH_SERVER when configured (`forward`)."""
         word = "Accepted" if ok else "Failed"
-        text = f"{word} password for {clean(username) or '-'} from {clean(address, 64)} port {int(port)}"
+        user, address = clean(username) or "-", clean(address, 64)
+        text = f"{word} password for {user} from {address} port {int(port)}"
+        if self.forward is not None:
+            self.forward(ok, user, address, int(port), text)
         priority = 4 * 8 + (6 if ok else 4)   # LOG_AUTH | LOG_INFO / LOG_WARNING
         message = f"<{priority}>maltrail-server[{os.getpid()}]: {text}".encode("utf-8", "replace")
         try:

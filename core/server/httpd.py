@@ -3,7 +3,9 @@
 Where it sits: between browsers/fail2ban/sensors (clients) and the endpoint handlers (api.py,
 static.py). One request per connection (`Connection: close`, as the original). The accept loop
 holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread itself answers
-`503 Retry-After: 1` (plain HTTP) or closes the connection (TLS) without starting a thread.
+`503 Retry-After: 1` (plain HTTP) without starting a thread. Under TLS the 503 needs a handshake,
+so refused connections go to one refuser thread through a bounded queue (REFUSE_QUEUE; each
+handshake limited to REFUSE_TIMEOUT); when that queue is full too, the connection is closed.
 Every connection has a deadline for reading the request (REQUEST_TIMEOUT, total, so a client that
 trickles bytes is cut off) and the same timeout on each write; bodies over MAX_POST_SIZE get 413.
 TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in the accept loop.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
+import queue
 import socket
 import ssl
 import sys
@@ -29,6 +32,10 @@ from typing import Any
 MAX_HEADER_BYTES = 32768
 MAX_QUERY_FIELDS = 100
 MAX_HEADERS = 100
+REFUSE_QUEUE = 256
+REFUSE_TIMEOUT = 2.0
+BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+                 b"Connection: close\r\n\r\n")
 GZIP_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
 
 SECURITY_HEADERS = [
@@ -209,7 +216,8 @@ class HttpServer:
         self.ssl_context = ssl_context
         self.server_name = server_name
         self.slots = threading.BoundedSemaphore(max_threads)
-        self.counters = {"requests": 0, "refused_busy": 0, "errors": 0, "timeouts": 0}
+        self.counters = {"requests": 0, "refused_busy": 0, "refused_closed": 0, "errors": 0, "timeouts": 0}
+        self.refusals: queue.Queue[socket.socket] = queue.Queue(REFUSE_QUEUE)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         infos = socket.getaddrinfo(address or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
@@ -231,6 +239,8 @@ class HttpServer:
             self.counters[key] += 1
 
     def serve_forever(self) -> None:
+        if self.ssl_context is not None:
+            threading.Thread(target=self._refuser, name="tls-refuser", daemon=True).start()
         self.sock.settimeout(0.5)
         while not self.stopping.is_set():
             try:
@@ -253,15 +263,53 @@ class HttpServer:
                 self._refuse(conn)
 
     def _refuse(self, conn: socket.socket) -> None:
+        """Busy: plain HTTP gets its 503 right here; TLS connections are queued for the refuser."""
+        if self.ssl_context is not None:
+            try:
+                self.refusals.put_nowait(conn)
+                return
+            except queue.Full:
+                self._count("refused_closed")
+                conn.close()
+                return
         try:
-            if self.ssl_context is None:
-                conn.setblocking(False)
-                conn.send(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
-                          b"Connection: close\r\n\r\n")
+            conn.setblocking(False)
+            conn.send(BUSY_RESPONSE)
         except OSError:
             pass
         finally:
             conn.close()
+
+    def _refuser(self) -> None:
+        """TLS only: handshake (bounded in time) and answer 503 to connections over the cap."""
+        assert self.ssl_context is not None
+        while not self.stopping.is_set():
+            try:
+                conn = self.refusals.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                conn.settimeout(REFUSE_TIMEOUT)
+                tls = self.ssl_context.wrap_socket(conn, server_side=True)
+                # read the request head first (briefly, bounded): closing with unread data makes
+                # the kernel send a reset that can destroy the 503 before the client reads it
+                tls.settimeout(0.5)
+                seen = b""
+                try:
+                    while b"\r\n\r\n" not in seen and len(seen) < MAX_HEADER_BYTES:
+                        chunk = tls.recv(8192)
+                        if not chunk:
+                            break
+                        seen += chunk
+                except (OSError, ValueError):
+                    pass
+                tls.settimeout(REFUSE_TIMEOUT)
+                tls.sendall(BUSY_RESPONSE)
+                tls.close()
+            except (OSError, ValueError):
+                pass
+            finally:
+                conn.close()
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -377,7 +425,28 @@ def _http_date(sec: float) -> str:
 
 
 def make_ssl_context(pem: str) -> ssl.SSLContext:
+    """TLS context from one PEM file holding the private key and the certificate (chain).
+    Raises ValueError with a one-line, operator-readable reason when the file cannot be used."""
+    try:
+        with open(pem, "rb") as handle:
+            data = handle.read(1 << 20)
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except IsADirectoryError:
+        raise ValueError("is a directory, not a PEM file") from None
+    except OSError as ex:
+        raise ValueError(f"cannot read it ({ex.strerror or ex})") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ValueError("no certificate in it (expected a PEM with the private key and the certificate)")
+    if b"PRIVATE KEY-----" not in data:
+        raise ValueError("no private key in it (expected a PEM with the private key and the certificate)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(pem)
+    try:
+        context.load_cert_chain(pem)
+    except ssl.SSLError as ex:
+        reason = getattr(ex, "reason", None) or str(ex)
+        raise ValueError(f"the key or certificate is not usable ({reason})") from None
+    except OSError as ex:
+        raise ValueError(f"cannot load it ({ex.strerror or ex})") from None
     return context

@@ -11,7 +11,9 @@ With UDP_KEY set, only signed datagrams (`MTS1 …`, core/events/signing.py) are
 Embedded CR/LF become spaces so a datagram can never inject a second line; lines that do not
 start with a quoted timestamp, or hold NUL bytes, are counted as malformed and dropped.
 
-Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF. It drains everything
+Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB asked for; the
+kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; server.py logs the
+effective size at start, see docs/operations-server.md). It drains everything
 queued (up to BATCH datagrams), then writes one buffer per day file with a single write(), so
 the cost per event is a recv plus a few byte operations. While traffic flows the loop sleeps
 2 ms between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it drains the socket once more
@@ -102,6 +104,8 @@ class Intake:
                 break
             except OSError:
                 continue
+        self.requested_rcvbuf = rcvbuf
+        # the effective size (Linux reports twice what it grants: the bookkeeping overhead)
         self.rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         self.sock.bind(sockaddr)
         self.sock.setblocking(False)
