@@ -161,11 +161,12 @@ function anyOf(values, test) {
 
 /** Memoised test over string ids: each distinct string is tested once per compiled query. */
 function memoIds(agg, test) {
-  const memo = new Map();
+  let memo = new Uint8Array(agg.strings.length + 1024);     // 0 unknown, 1 no, 2 yes
   return (id) => {
-    let r = memo.get(id);
-    if (r === undefined) { r = test(agg.strings[id]); memo.set(id, r); }
-    return r;
+    if (id >= memo.length) { const bigger = new Uint8Array(id * 2 + 1024); bigger.set(memo); memo = bigger; }
+    let r = memo[id];
+    if (r === 0) { r = test(agg.strings[id]) ? 2 : 1; memo[id] = r; }
+    return r === 2;
   };
 }
 
