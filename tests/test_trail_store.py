@@ -34,6 +34,7 @@ ROWS = [
     ("0123456789abcdef0123456789abcdef01234567", "cert (test)", "sslbl.abuse.ch"),
     ("1.2.3.4:99999", "bad port (test)", "(static)"),
     ("182.86.133:8880", "bad ip (test)", "(static)"),
+    ("1.2.3.4:" + "9" * 5000, "absurd port (test)", "(static)"),
     (r"dga[0-9]+\.wildcard-test\.com", "dga (test)", "(static)"),
     ("info,with comma", "quoted, \"info\"", "(custom)"),
     ("bücher-evil.de", "idn (test)", "(static)"),
@@ -95,6 +96,7 @@ def test_ip_port_keys(store):
     # a bad ip:port row is kept as a plain string key
     assert store.get("1.2.3.4:99999") == Trail("bad port (test)", "(static)")
     assert store.get("182.86.133:8880") == Trail("bad ip (test)", "(static)")
+    assert store.get("1.2.3.4:" + "9" * 5000) == Trail("absurd port (test)", "(static)")
 
 
 def test_regex_trails(store):

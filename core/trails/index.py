@@ -17,10 +17,10 @@ malformed). Duplicate keys: the last row wins. Keys are classified once, here:
 - anything else (domains, `host/path`, `/path`, `ip/`, SHA-1 hex, bad ip:port) → lower-cased UTF-8
 UTF-8 never contains 0xFE/0xFF, so a text lookup can never reach a binary key.
 
-Index file format (version 2, little-endian):
+Index file format (version 3, little-endian):
     header (256 bytes, zero padded)
-      0  8s  magic b"MTRLIDX2"
-      8  I   format version (2)
+      0  8s  magic b"MTRLIDX3"
+      8  I   format version (3)
      12  I   crc32 of header bytes 16..256
      16  Q   CSV size     24 q CSV mtime_ns     32 Q CSV inode     40 Q CSV device
      48  d   built_at (unix time)               56 Q total file size
@@ -28,7 +28,7 @@ Index file format (version 2, little-endian):
      72  I   table bits (slots = 2**bits)        76 I crc32 of everything after the header
      80  9 x (Q offset, Q length) sections, in this order:
     TABLE    2**bits slots of (u32 fingerprint = crc32(key), u32 record offset); offset 0 = empty.
-             Linear probing from slot crc32(key) & (slots - 1); followed by PROBE_PAD spare
+             Linear probing from slot crc32(key) & (slots - 1); followed by PROBE_PAD (1024) spare
              slots so a probe never wraps. Load factor <= 0.5.
     RECORDS  8 bytes of padding, then per key: u32 pair id, u16 key length, key bytes.
     PAIRS    u32 count, count x u32 offsets (into this section), then per pair:
@@ -58,15 +58,15 @@ from array import array
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
-MAGIC = b"MTRLIDX2"
-VERSION = 2
+MAGIC = b"MTRLIDX3"
+VERSION = 3
 HEADER_SIZE = 256
 HEADER = struct.Struct("<8sII QqQQ dQ IIII 18Q")
 SECTIONS = ("TABLE", "RECORDS", "PAIRS", "IP4", "IP6", "REGEX", "BLOOM", "PORT_IP4", "PORT_IP6")
 TABLE, RECORDS, PAIRS, IP4, IP6, REGEX, BLOOM, PORT_IP4, PORT_IP6 = range(9)
 SLOT = struct.Struct("<II")
 RECORD_HEAD = struct.Struct("<IH")
-PROBE_PAD = 64
+PROBE_PAD = 1024
 RECORDS_PAD = 8
 IP_TAG = b"\xff"
 IPPORT_TAG = b"\xfe"
@@ -79,7 +79,7 @@ _REGEX_SYNTAX = re.compile(r"[\\\[\]*+?(){}^$|]")
 assert HEADER.size <= HEADER_SIZE
 
 
-class IndexError_(Exception):
+class IndexBuildError(Exception):
     """The index could not be built (unreadable CSV, unwritable destination)."""
 
 
@@ -151,7 +151,8 @@ def classify(key: str) -> tuple[str, bytes | str]:
         return "bin", IP_TAG + packed
     if ":" in low and "/" not in low:
         host, _, port = low.rpartition(":")
-        if port.isdigit() and port.isascii() and 0 < int(port) < 65536 and (":" not in host or host.startswith("[")):
+        if port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536 and \
+                (":" not in host or host.startswith("[")):
             packed = _packed_ip(host)
             if packed is not None:
                 return "bin", ip_port_key(packed, int(port))
@@ -217,7 +218,7 @@ class _Builder:
                     return
             j += 2
             if j >= len(table):
-                raise IndexError_("hash table probe overflow")
+                raise IndexBuildError("hash table probe overflow")
         table[j] = h
         table[j + 1] = len(records)
         records += RECORD_HEAD.pack(pid, len(kb))
@@ -320,7 +321,7 @@ class _Builder:
                     break
                 j += 2
                 if j >= limit:
-                    raise IndexError_("hash table probe overflow")
+                    raise IndexBuildError("hash table probe overflow")
         self.keys += inserted
 
     def _quoted(self, line: bytes) -> None:
@@ -408,7 +409,7 @@ def build_index(csv_path: str, idx_path: str) -> BuildResult:
             builder = _Builder(expected)
             builder.feed(f)
     except OSError as ex:
-        raise IndexError_(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
+        raise IndexBuildError(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
     keys, skipped, bits = builder.keys, builder.skipped, builder.bits
     parts = builder.sections()
     del builder
@@ -440,7 +441,7 @@ def build_index(csv_path: str, idx_path: str) -> BuildResult:
             os.unlink(tmp)
         except OSError:
             pass
-        raise IndexError_(f"cannot write trail index {idx_path}: {ex.strerror or ex}") from ex
+        raise IndexBuildError(f"cannot write trail index {idx_path}: {ex.strerror or ex}") from ex
     return BuildResult(keys, skipped, time.perf_counter() - start, total)
 
 
@@ -497,7 +498,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         result = build_index(argv[1], argv[2])
-    except IndexError_ as ex:
+    except IndexBuildError as ex:
         print(str(ex), file=sys.stderr)
         return 1
     usage = resource.getrusage(resource.RUSAGE_SELF)
