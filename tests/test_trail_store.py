@@ -206,6 +206,26 @@ def test_malformed_rows_are_counted(tmp_path):
         store.close()
 
 
+def test_random_bytes_never_break_the_build(tmp_path):
+    import random
+
+    rng = random.Random(1234)
+    alphabet = b'abc.:/[]\\,"\r\n\x00\xff\xc3\xa9*+()|0123456789 '
+    lines = [b"anchor.example,ok,(static)"]
+    for _ in range(3000):
+        lines.append(bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40))))
+    (tmp_path / "trails.csv").write_bytes(b"\n".join(lines) + b"\n")
+    store = TrailStore.open(str(tmp_path / "trails.csv"))
+    try:
+        assert store.get("anchor.example") == Trail("ok", "(static)")
+        assert len(store) > 0 and store.skipped > 0
+        for name in ("a.b", "abc", "1.2.3.4", "a" * 50):
+            store.match_regex(name)
+            store.lookup_key(name)
+    finally:
+        store.close()
+
+
 def test_missing_csv_is_a_clear_error(tmp_path):
     with pytest.raises(TrailStoreError, match="does not exist"):
         TrailStore.open(str(tmp_path / "nope.csv"))

@@ -53,6 +53,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -135,11 +136,18 @@ def is_regex_trail(text: str) -> bool:
     """A key that is a wildcard/regex trail: regex syntax, no `/`, compiles, not a plain literal."""
     if "/" in text or not _REGEX_SYNTAX.search(text):
         return False
-    try:
-        re.compile(text)
-    except (re.error, RecursionError, OverflowError):
-        return False
-    return re.escape(text) != text
+    return compile_trail(text) is not None and re.escape(text) != text
+
+
+def compile_trail(text: str) -> re.Pattern[str] | None:
+    """A regex trail compiled case-insensitively, or None; the re module's FutureWarnings about
+    possible set syntax are not for the operator of a sensor."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return re.compile(text, re.I)
+        except (re.error, RecursionError, OverflowError, ValueError):
+            return None
 
 
 def classify(key: str) -> tuple[str, bytes | str]:

@@ -231,11 +231,7 @@ class _Group:
         self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
         if self.plain:
-            try:
-                self.combined = re.compile("|".join(f"(?:{t})" for _, t, _ in members if not _SOLO.search(t)),
-                                           re.I)
-            except (re.error, RecursionError, OverflowError):
-                self.combined = None
+            self.combined = ix.compile_trail("|".join(f"(?:{t})" for _, t, _ in members if not _SOLO.search(t)))
 
     def first(self, name: str) -> int | None:
         best = None
@@ -261,10 +257,10 @@ class RegexTrails:
         generic: list[int] = []
         compiled: dict[int, re.Pattern[str]] = {}
         for position, (text, _) in enumerate(entries):
-            try:
-                compiled[position] = re.compile(text, re.I)
-            except (re.error, RecursionError, OverflowError):
+            pattern = ix.compile_trail(text)
+            if pattern is None:
                 continue
+            compiled[position] = pattern
             labels = literal_last_labels(text)
             if labels:
                 for label in labels:
@@ -528,7 +524,9 @@ class TrailStore:
 
     # --- reload -----------------------------------------------------------------------------------
     def reopen_if_changed(self) -> bool:
-        """Cheap stat of the CSV; when it changed, map (building if needed) the new index and swap."""
+        """Cheap stat of the CSV; when it changed, map (building if needed) the new index and swap.
+        A CSV that vanished keeps the current mapping (False); a failed build raises TrailStoreError
+        and the current mapping stays in use."""
         try:
             stamp = ix.csv_stamp(self.path)
         except OSError:
