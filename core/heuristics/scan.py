@@ -48,46 +48,103 @@ class ScanHeuristics:
         self.use_udp = enabled("udp_scanning")
         self.use_infection = enabled("infection")
         self.ports = WindowTable("port_scanning", window, config.get("PORT_SCANNING_THRESHOLD", 10),
-                                 SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS)
+                                 SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
         self.udp_ports = WindowTable("udp_scanning", window, config.get("UDP_SCANNING_THRESHOLD", 10),
-                                     SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS)
+                                     SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
         self.infection = WindowTable("infection", window, config.get("INFECTION_SCANNING_THRESHOLD", 32),
                                      SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS)
         # prefix of infection-port SYN sources -> count (the original's inferred local prefix)
         self.prefixes: dict[bytes, int] = {}
         self.prefixes_refused = 0
+        self.tcp = self._tcp_hook()
+        self.udp = self._udp_hook()
 
     def tables(self) -> list[WindowTable]:
         return [self.ports, self.udp_ports, self.infection]
 
-    def tcp(self, sec: int, usec: int, d: Any) -> None:
-        flags = d.flags
-        if flags not in SCAN_FLAGS:
-            return
-        src = d.src
-        dport = d.dport
-        if self.use_port and self.ports.observe(src + d.dst, dport, sec):
-            self._alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
-        if flags == SYN and dport in INFECTION_PORTS and self.use_infection:
-            prefix = src[:2] if len(src) == 4 else src[:4]
-            prefixes = self.prefixes
-            if prefix in prefixes:
-                prefixes[prefix] += 1
-            elif len(prefixes) < PREFIX_MAX_KEYS:
-                prefixes[prefix] = 1
-            else:
-                self.prefixes_refused += 1
-            if self.infection.observe(src + dport.to_bytes(2, "big"), d.dst, sec) and self._local_source(src):
-                self._alert(sec, usec, d, "TCP", TrailType.PORT, str(dport), "potential infection")
+    # The hooks are closures over their tables: the hot path (every SYN, every non-DNS UDP
+    # datagram) is one tuple unpack, one key, one dict lookup, one store and one length test;
+    # the table's slow paths run only for a new key or a key above the threshold.
 
-    def udp(self, sec: int, usec: int, d: Any) -> None:
-        if not self.use_udp:
-            return
-        dport = d.dport
-        if d.sport < 1024 <= dport:
-            return
-        if self.udp_ports.observe(d.src + d.dst, dport, sec):
-            self._alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
+    def _tcp_hook(self) -> Callable[[int, int, Any], None]:
+        ports = self.ports
+        table = ports.table
+        threshold = ports.threshold
+        use_port = self.use_port
+        use_infection = self.use_infection
+        alert = self._alert
+        infection = self._infection
+
+        def tcp(sec: int, usec: int, d: Any) -> None:
+            _, _, src, dst, _, dport, flags, _, _, _ = d
+            if flags not in SCAN_FLAGS:
+                return
+            if use_port:
+                key = src + dst
+                items = table.get(key)
+                if items is None:
+                    if len(table) < ports.max_keys and threshold > 0:
+                        table[key] = sec << 16 | dport
+                    elif ports.add(key, dport, sec):
+                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
+                elif items.__class__ is int:
+                    if items & 0xFFFF == dport:
+                        table[key] = sec << 16 | dport
+                    elif ports.promote(key, items, dport, sec):
+                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
+                else:
+                    items[dport] = sec
+                    if len(items) > threshold and ports.crossed(key, items, sec):
+                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
+            if flags == SYN and dport in INFECTION_PORTS and use_infection:
+                infection(sec, usec, d, src, dport)
+
+        return tcp
+
+
+    def _infection(self, sec: int, usec: int, d: Any, src: bytes, dport: int) -> None:
+        prefix = src[:2] if len(src) == 4 else src[:4]
+        prefixes = self.prefixes
+        if prefix in prefixes:
+            prefixes[prefix] += 1
+        elif len(prefixes) < PREFIX_MAX_KEYS:
+            prefixes[prefix] = 1
+        else:
+            self.prefixes_refused += 1
+        if self.infection.observe(src + dport.to_bytes(2, "big"), d.dst, sec) and self._local_source(src):
+            self._alert(sec, usec, d, "TCP", TrailType.PORT, str(dport), "potential infection")
+
+    def _udp_hook(self) -> Callable[[int, int, Any], None]:
+        ports = self.udp_ports
+        table = ports.table
+        threshold = ports.threshold
+        alert = self._alert
+
+        def udp(sec: int, usec: int, d: Any) -> None:
+            _, _, src, dst, sport, dport, _, _, _, _ = d
+            if sport < 1024 <= dport:
+                return
+            key = src + dst
+            items = table.get(key)
+            if items is None:
+                if len(table) < ports.max_keys and threshold > 0:
+                    table[key] = sec << 16 | dport
+                elif ports.add(key, dport, sec):
+                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
+            elif items.__class__ is int:
+                if items & 0xFFFF == dport:
+                    table[key] = sec << 16 | dport
+                elif ports.promote(key, items, dport, sec):
+                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
+            else:
+                items[dport] = sec
+                if len(items) > threshold and ports.crossed(key, items, sec):
+                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
+
+        def off(sec: int, usec: int, d: Any) -> None:
+            return None
+
+        return udp if self.use_udp else off
 
     def _local_source(self, src: bytes) -> bool:
         if is_local(src):

@@ -18,23 +18,32 @@ Bounds and the rule at the cap (so an attacker cannot flush his own evidence):
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 
 class WindowTable:
-    """key -> {item: last_sec} with a per-key alert hold-off of one window."""
+    """key -> {item: last_sec}; alerted keys hold off for one window (`alerted`: key -> until).
 
-    __slots__ = ("name", "window", "threshold", "per_key", "max_keys", "table", "refused", "evicted",
-                 "trimmed", "alerts", "_last_sweep")
+    The hot path is `table.get(key)` then `items[item] = sec` and a length test: callers on the
+    packet path inline it (see scan.py) and call `add` for a new key and `crossed` once the key
+    holds more than `threshold` items. `observe` is the same thing as one call.
+    """
+
+    __slots__ = ("name", "window", "threshold", "per_key", "max_keys", "packed", "table", "alerted", "refused",
+                 "evicted", "trimmed", "alerts", "_last_sweep")
 
     def __init__(self, name: str, window: int, threshold: int, per_key: int = 1024,
-                 max_keys: int = 50000) -> None:
+                 max_keys: int = 50000, packed: bool = False) -> None:
         self.name = name
         self.window = max(1, int(window))
         self.threshold = int(threshold)
         self.per_key = max(int(per_key), self.threshold + 2)
         self.max_keys = max(1, int(max_keys))
-        # value: [items {item: last_sec}, last_sec, alert_until]
-        self.table: dict[Hashable, list] = {}
+        # packed: items are ints < 65536 (ports) and a key's first observation is stored as the
+        # int `sec << 16 | item` (no dict, nothing for the garbage collector) until a second item
+        self.packed = packed
+        self.table: dict[Hashable, Any] = {}
+        self.alerted: dict[Hashable, int] = {}
         self.refused = 0
         self.evicted = 0
         self.trimmed = 0
@@ -45,58 +54,83 @@ class WindowTable:
         """Record `item` for `key` at `sec`; True exactly when the key crosses the threshold
         (more than `threshold` distinct items inside the window) and has not alerted within
         the last window."""
-        entry = self.table.get(key)
-        if entry is None:
-            if len(self.table) >= self.max_keys and not self._make_room(sec):
-                self.refused += 1
-                return False
-            self.table[key] = [{item: sec}, sec, 0]
-            return self.threshold < 1
-        items = entry[0]
-        if item not in items and len(items) >= self.per_key:
+        items = self.table.get(key)
+        if items is None:
+            return self.add(key, item, sec)
+        if items.__class__ is int:
+            return self.promote(key, items, item, sec)  # type: ignore[arg-type]
+        items[item] = sec
+        if len(items) > self.threshold:
+            return self.crossed(key, items, sec)
+        return False
+
+    def add(self, key: Hashable, item: Hashable, sec: int) -> bool:
+        """A key not in the table yet (refused, and counted, when the table stays full)."""
+        if len(self.table) >= self.max_keys and not self._make_room(sec):
+            self.refused += 1
+            return False
+        self.table[key] = sec << 16 | item if self.packed else {item: sec}  # type: ignore[operator]
+        return self.threshold < 1
+
+    def promote(self, key: Hashable, single: int, item: int, sec: int) -> bool:
+        """A packed key seen again: same item → new time; another item → a real dict."""
+        first = single & 0xFFFF
+        if first == item:
+            self.table[key] = sec << 16 | item
+            return False
+        items = self.table[key] = {first: single >> 16, item: sec}
+        if len(items) > self.threshold:
+            return self.crossed(key, items, sec)
+        return False
+
+    def crossed(self, key: Hashable, items: dict[Hashable, int], sec: int) -> bool:
+        """The slow path once `items` (just updated at `sec`) holds more than `threshold` items."""
+        if len(items) > self.per_key:
             del items[next(iter(items))]
             self.trimmed += 1
-        items[item] = sec
-        entry[1] = sec
-        if len(items) <= self.threshold or sec < entry[2]:
+        if sec < self.alerted.get(key, 0):
             return False
         oldest = sec - self.window
         stale = [old for old, seen in items.items() if seen <= oldest]
         for old in stale:
             del items[old]
         if len(items) > self.threshold:
-            entry[2] = sec + self.window
+            self.alerted[key] = sec + self.window
             self.alerts += 1
             return True
         return False
 
     def count(self, key: Hashable, sec: int) -> int:
         """Distinct items of `key` inside the window ending at `sec` (tests, debugging)."""
-        entry = self.table.get(key)
-        if entry is None:
+        items = _as_dict(self.table.get(key))
+        if items is None:
             return 0
-        return sum(1 for seen in entry[0].values() if seen > sec - self.window)
+        return sum(1 for seen in items.values() if seen > sec - self.window)
 
     def items(self, key: Hashable) -> list[Hashable]:
-        entry = self.table.get(key)
-        return list(entry[0]) if entry else []
+        return list(_as_dict(self.table.get(key)) or ())
 
     def _make_room(self, sec: int) -> bool:
         if sec == self._last_sweep:
             return False
         self._last_sweep = sec
         oldest = sec - self.window
-        doomed = [key for key, (items, last, alert_until) in self.table.items()
-                  if last <= oldest or (len(items) <= 1 and alert_until == 0)]
+        alerted = self.alerted
+        doomed = [key for key, items in self.table.items()
+                  if items.__class__ is int or (len(items) <= 1 and key not in alerted) or _last(items) <= oldest]
         for key in doomed:
             del self.table[key]
+            alerted.pop(key, None)
         self.evicted += len(doomed)
         return len(self.table) < self.max_keys
 
     def expire(self, sec: int) -> None:
-        """Drop keys with no activity inside the window (called from tick)."""
+        """Drop keys with no activity inside the window and ended hold-offs (called from tick)."""
         oldest = sec - self.window
-        doomed = [key for key, entry in self.table.items() if entry[1] <= oldest and entry[2] <= sec]
+        alerted = self.alerted
+        for key in [key for key, until in alerted.items() if until <= sec]:
+            del alerted[key]
+        doomed = [key for key, items in self.table.items() if key not in alerted and _last(items) <= oldest]
         for key in doomed:
             del self.table[key]
 
@@ -137,6 +171,19 @@ class BoundedCache:
 
     def stats(self) -> dict[str, int]:
         return {"keys": len(self.data), "max_keys": self.limit, "resets": self.resets}
+
+
+def _as_dict(items: Any) -> dict[Hashable, int] | None:
+    if items.__class__ is int:
+        return {items & 0xFFFF: items >> 16}
+    return items  # type: ignore[no-any-return]
+
+
+def _last(items: Any) -> int:
+    """The last second a key was seen: its packed single observation or its newest item."""
+    if items.__class__ is int:
+        return items >> 16  # type: ignore[no-any-return]
+    return max(items.values())
 
 
 _MISSING = object()
