@@ -72,7 +72,7 @@ export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, senso
 export class Aggregator {
   constructor() {
     this.threats = [];
-    this.maps = [new Map(), new Map(), new Map(), new Map()];   // per kind: numeric/string key -> Threat
+    this.maps = [new Map(), new Map(), new Map(), new Map()];   // per kind: id -> Map(id -> Threat)
     this.floods = new Map();         // normalized trail id -> flood Threat
     this.trailSources = new Map();   // normalized trail id -> Set of src ids (up to FLOOD_SOURCES + 1)
     this.trailThreats = new Map();   // normalized trail id -> default-kind threats
@@ -170,7 +170,8 @@ export class Aggregator {
     let e = this.tails.get(rec.tail);
     if (e === undefined) {
       const trail = this.intern(rec.trail), info = this.intern(rec.info), ref = this.intern(rec.ref);
-      e = { trail, info, ref, norm: this.norm(trail), kind: this.kindOfIds(info, ref) };
+      e = { trail, info, ref, norm: this.norm(trail), kind: this.kindOfIds(info, ref),
+        proto: this.intern(rec.proto), type: this.intern(rec.type) };
       this.tails.set(detach(rec.tail), e);
     }
     return e;
@@ -179,34 +180,50 @@ export class Aggregator {
   threatFor(rec, ids) {
     const normId = ids.norm;
     const kind = ids.kind;
-    let key, map;
+    // two-level maps with small-integer keys (no key allocation per event)
+    let a, b;
     if (kind === 0) {
       const flood = this.floods.get(normId);
       if (flood !== undefined) return flood;
+      a = normId; b = ids.src;
+    } else if (kind === 1) { a = ids.info; b = normId; }
+    else if (kind === 2) { a = ids.info; b = ids.src; }
+    else { a = ids.trail; b = ids.src; }
+    const outer = this.maps[kind];
+    let inner = outer.get(a);
+    if (inner === undefined) { inner = new Map(); outer.set(a, inner); }
+    let threat;
+    if (kind === 3) {
+      let byInfo = inner.get(b);
+      if (byInfo === undefined) { byInfo = new Map(); inner.set(b, byInfo); }
+      threat = byInfo.get(ids.info);
+      if (threat === undefined) { threat = this.newThreat(rec, ids, kind); byInfo.set(ids.info, threat); }
+      return threat;
+    }
+    threat = inner.get(b);
+    if (threat !== undefined) return threat;
+    if (kind === 0) {
       let sources = this.trailSources.get(normId);
       if (sources === undefined) { sources = new Set(); this.trailSources.set(normId, sources); }
-      if (!sources.has(ids.src)) {
-        sources.add(ids.src);
-        if (sources.size > FLOOD_SOURCES) return this.mergeFlood(normId, rec, ids);
-      }
-      key = ids.src * K + normId;
-    } else if (kind === 1) key = ids.info * K + normId;
-    else if (kind === 2) key = ids.src * K + ids.info;
-    else key = `${ids.src},${ids.trail},${ids.info}`;
-    map = this.maps[kind];
-    let threat = map.get(key);
-    if (threat === undefined) {
-      const s = this.strings;
-      const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
-        : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
-      threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings);
-      this.threats.push(threat);
-      map.set(key, threat);
-      if (kind === 0) {
-        const list = this.trailThreats.get(normId);
-        if (list === undefined) this.trailThreats.set(normId, [threat]); else list.push(threat);
-      }
+      sources.add(ids.src);
+      if (sources.size > FLOOD_SOURCES) return this.mergeFlood(normId, rec, ids);
     }
+    threat = this.newThreat(rec, ids, kind);
+    inner.set(b, threat);
+    if (kind === 0) {
+      const list = this.trailThreats.get(normId);
+      if (list === undefined) this.trailThreats.set(normId, [threat]); else list.push(threat);
+    }
+    return threat;
+  }
+
+  newThreat(rec, ids, kind) {
+    const s = this.strings;
+    const normId = ids.norm;
+    const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
+      : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
+    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings);
+    this.threats.push(threat);
     return threat;
   }
 
@@ -217,7 +234,6 @@ export class Aggregator {
     this.floods.set(normId, flood);
     for (const t of this.trailThreats.get(normId) || []) {
       t.alias = flood.id;
-      this.maps[0].delete(t.src.values().next().value * K + normId);
       flood.count += t.count;
       flood.first = Math.min(flood.first, t.first);
       flood.last = Math.max(flood.last, t.last);
@@ -231,6 +247,7 @@ export class Aggregator {
       flood.sev = Math.max(flood.sev, t.sev);
     }
     this.trailThreats.delete(normId);
+    this.maps[0].delete(normId);
     return flood;
   }
 
@@ -253,9 +270,9 @@ export class Aggregator {
     const ids = this.ids;
     const tail = this.tailIds(rec);
     ids.trail = tail.trail; ids.info = tail.info; ids.ref = tail.ref; ids.norm = tail.norm; ids.kind = tail.kind;
+    ids.proto = tail.proto; ids.type = tail.type;
     ids.sensor = this.intern(rec.sensor); ids.src = this.intern(rec.src); ids.sport = this.port(rec.sport);
-    ids.dst = this.intern(rec.dst); ids.dport = this.port(rec.dport); ids.proto = this.intern(rec.proto);
-    ids.type = this.intern(rec.type);
+    ids.dst = this.intern(rec.dst); ids.dport = this.port(rec.dport);
     const threat = this.threatFor(rec, ids);
     const t = rec.t;
     threat.count++;

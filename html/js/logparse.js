@@ -102,7 +102,7 @@ export function parseRange(buf, start, end, rec = newRecord()) {
     let c = buf.charCodeAt(i);
     if (c === 32) { i++; continue; }
     if (col >= 11) return null;
-    if (col === 8) rec.tail = buf.slice(i, end);   // trail info reference: one key for the aggregator
+    if (col === 6) rec.tail = buf.slice(i, end);   // proto type trail info reference: one key for the aggregator
     let value;
     if (c === 34) {
       let start2 = ++i;
