@@ -63,8 +63,8 @@ class HeuristicEngine(Heuristics):
         self.dns = DnsHeuristics(config, store, whitelist, self._emit, is_on)
         self.http = HttpHeuristics(config, whitelist, self.patterns, self._emit, is_on)
         # bind the hot hooks straight to the family methods: one call, no extra frame
-        self.tcp = self.scan.tcp  # type: ignore[method-assign]
-        self.udp = self.scan.udp  # type: ignore[method-assign]
+        self.tcp = self.scan.tcp  # type: ignore[method-assign,assignment]
+        self.udp = self.scan.udp  # type: ignore[method-assign,assignment]
         self.dns_query = self.dns.query  # type: ignore[method-assign]
         self.dns_response = self.dns.response  # type: ignore[method-assign]
         self.domain = self.dns.domain  # type: ignore[method-assign]

@@ -176,13 +176,13 @@ class BoundedCache:
 def _as_dict(items: Any) -> dict[Hashable, int] | None:
     if items.__class__ is int:
         return {items & 0xFFFF: items >> 16}
-    return items  # type: ignore[no-any-return]
+    return items
 
 
 def _last(items: Any) -> int:
     """The last second a key was seen: its packed single observation or its newest item."""
     if items.__class__ is int:
-        return items >> 16  # type: ignore[no-any-return]
+        return items >> 16
     return max(items.values())
 
 
