@@ -63,24 +63,15 @@ def safe_value(value: object) -> str:
 
 def format_time(sec: int, usec: int) -> str:
     """Sensor-local time as the original writes it: YYYY-MM-DD HH:MM:SS.ffffff."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)) + ".%06d" % usec
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(sec))}.{usec:06d}"
 
 
 def format_line(event: Event, sensor_name: str) -> str:
     """The exact log line (without the trailing newline)."""
-    return '"%s" %s %s %s %s %s %s %s %s %s %s' % (
-        format_time(event.sec, event.usec),
-        safe_value(sensor_name),
-        safe_value(event.src_ip),
-        safe_value(event.src_port),
-        safe_value(event.dst_ip),
-        safe_value(event.dst_port),
-        safe_value(event.proto),
-        safe_value(event.type),
-        safe_value(event.trail),
-        safe_value(event.info),
-        safe_value(event.reference),
-    )
+    return (f'"{format_time(event.sec, event.usec)}" {safe_value(sensor_name)} {safe_value(event.src_ip)} '
+            f"{safe_value(event.src_port)} {safe_value(event.dst_ip)} {safe_value(event.dst_port)} "
+            f"{safe_value(event.proto)} {safe_value(event.type)} {safe_value(event.trail)} "
+            f"{safe_value(event.info)} {safe_value(event.reference)}")
 
 
 def day_of(sec: int) -> str:
