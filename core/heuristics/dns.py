@@ -74,7 +74,8 @@ class DnsHeuristics:
         self.use_sinkhole = enabled("dns_sinkhole")
         self.exhaustion_threshold = int(config.get("DNS_EXHAUSTION_THRESHOLD", 1000))
         self.nxdomain_threshold = int(config.get("NO_SUCH_NAME_PER_HOUR_THRESHOLD", 20))
-        # base -> [window_start, prefixes set, exhausted_until]
+        # base -> [deadline, prefixes set, exhausted]: deadline ends the 60 s counting window,
+        # or the hold while exhausted (queries under the base then skip trail checks)
         self.exhaustion: dict[str, list] = {}
         # key -> [hour, count, prefixes (base keys only), alerted]
         self.nxdomain: dict[str, list] = {}
@@ -96,43 +97,56 @@ class DnsHeuristics:
     # --- queries -------------------------------------------------------------------------------
 
     def query(self, sec: int, usec: int, d: Any, msg: Any) -> bool:
+        # hot path (every DNS query): base domain by two rfind()s, one dict lookup, one set test
         if not self.use_exhaustion:
             return False
         name = msg.qname
-        if name.count(".") < 2:
-            return False
-        prefix, base = base_domain(name)
+        last = name.rfind(".")
+        cut = name.rfind(".", 0, last)
+        if cut < 0:
+            return False  # fewer than three labels
+        if last - cut <= 4:  # second-level label of <= 3 chars: keep three labels when there are 4+
+            third = name.rfind(".", 0, cut)
+            if third >= 0:
+                cut = third
+        base = name[cut + 1:]
         entry = self.exhaustion.get(base)
-        if entry is not None and sec < entry[2]:
-            return True
         if entry is None:
             if len(self.exhaustion) >= EXHAUSTION_MAX_KEYS:
                 self._sweep_exhaustion(sec)
                 if len(self.exhaustion) >= EXHAUSTION_MAX_KEYS:
                     self.refused["dns_exhaustion"] += 1
                     return False
-            entry = self.exhaustion[base] = [sec, set(), 0]
-        elif sec - entry[0] >= EXHAUSTION_WINDOW:
-            entry[0], entry[1], entry[2] = sec, set(), 0
+            entry = self.exhaustion[base] = [sec + EXHAUSTION_WINDOW, set(), False]
+        elif sec >= entry[0]:  # the counting window (or the hold) is over: start a new window
+            entry[0], entry[1], entry[2] = sec + EXHAUSTION_WINDOW, set(), False
+        elif entry[2]:
+            return True
+        prefix = name[:cut]
         prefixes: set[str] = entry[1]
         if prefix in prefixes:
             return False
         prefixes.add(prefix)
         if len(prefixes) < self.exhaustion_threshold:
             return False
+        return self._exhausted(sec, usec, d, name, prefix, base, entry)
+
+    def _exhausted(self, sec: int, usec: int, d: Any, name: str, prefix: str, base: str, entry: list) -> bool:
         entry[1] = set()
+        entry[2] = True
         if (_IPLIKE.match(prefix) or _DNSBL.search(name) or any(skip in name for skip in _EXHAUSTION_SKIP)
                 or self._whitelisted(name)):
-            entry[2] = sec + EXHAUSTION_WINDOW
+            entry[0] = sec + EXHAUSTION_WINDOW
             return False
-        entry[2] = sec + EXHAUSTION_HOLD
+        entry[0] = sec + EXHAUSTION_HOLD
         self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "UDP", TrailType.DNS,
                         f"({prefix}).{base}", "potential dns exhaustion (suspicious)", REFERENCE))
         return True
 
     def _sweep_exhaustion(self, sec: int) -> None:
-        doomed = [base for base, (start, prefixes, until) in self.exhaustion.items()
-                  if (sec - start >= EXHAUSTION_WINDOW or len(prefixes) <= 1) and until <= sec]
+        # entry: [deadline (window end, or hold end when exhausted), prefixes, exhausted]
+        doomed = [base for base, (deadline, prefixes, exhausted) in self.exhaustion.items()
+                  if sec >= deadline or (len(prefixes) <= 1 and not exhausted)]
         for base in doomed:
             del self.exhaustion[base]
 
@@ -183,7 +197,8 @@ class DnsHeuristics:
         if not self.use_nxdomain:
             return
         prefix, base = base_domain(name)
-        if base in self.exhaustion and sec < self.exhaustion[base][2]:
+        held = self.exhaustion.get(base)
+        if held is not None and held[2] and sec < held[0]:
             return
         if self.store.get(name) is not None:
             return
