@@ -53,6 +53,8 @@ class Threat {
     this.ref = strings[ids.ref];
     this.infoId = ids.info;
     this.refId = ids.ref;
+    this.trailId = ids.trail;
+    this.typeId = ids.type;
     this.cls = classOf(rec.info);
     this.sev = severityOf(rec.info, rec.ref);
     this.count = 0;

@@ -206,23 +206,20 @@ function termPredicate(term, agg) {
   switch (field) {
     case 'src': case 'dst': case 'proto': case 'sensor':
       return (t) => anyOf(t[field], anyId);
-    case 'type': return (t) => any(t.type);
-    case 'trail': return (t) => any(t.trail);
-    case 'info': return (t) => any(t.info);
-    case 'ref': return (t) => any(t.ref);
+    case 'type': return (t) => anyId(t.typeId);
+    case 'trail': return (t) => anyId(t.trailId);
+    case 'info': return (t) => anyId(t.infoId);
+    case 'ref': return (t) => anyId(t.refId);
     case 'uid': return (t) => any(t.uid);
     case 'class': return (t) => any(t.cls);
     case 'dir': return (t) => any(direction(t, agg));
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
-    default: { // bare word: any visible text
-      const memoText = new Map();
-      const anyText = (s) => { let r = memoText.get(s); if (r === undefined) { r = any(s); memoText.set(s, r); } return r; };
-      return (t, local) => anyText(t.trail) || anyText(t.info) || any(t.uid) || anyText(t.type) || anyText(t.ref) ||
+    default: // bare word: any visible text
+      return (t, local) => anyId(t.trailId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
         anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
         anyOf(local.tags[t.uid] || [], any) || any(SEV_NAMES[t.sev]);
-    }
   }
 }
 
