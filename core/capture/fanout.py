@@ -14,8 +14,8 @@ and the offline retention benchmark) and in `program()` (kernel):
   land on the client's worker.
 - UDP from port 53 (DNS responses) → destination; other UDP → source.
 - ICMP, other protocols, non-first fragments → source.
-The chosen address (IPv6: the XOR of its four 32-bit words) is folded (x ^= x >> 16; x ^= x >> 8)
-and the kernel takes it modulo the group size. Every heuristic keys its state by a source, a
+The chosen address (IPv6: the XOR of its four 32-bit words) is mixed (x *= 0x9E3779B1;
+x ^= x >> 16) and the kernel takes it modulo the group size. Every heuristic keys its state by a source, a
 (source, destination) pair or a client, and all packets of such a key are routed the same way,
 so N workers raise exactly the alerts one worker raises.
 
@@ -48,7 +48,8 @@ SERVICE_PORTS = (1080, 3128, 8000, 8080, 8118, 8443)
 LD, LDX, ST, ALU, JMP, RET, MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
 W, H, B = 0x00, 0x08, 0x10
 IMM, ABS, IND, MEM = 0x00, 0x20, 0x40, 0x60
-AND, LSH, RSH, XOR = 0x50, 0x60, 0x70, 0xA0
+MUL, AND, LSH, RSH, XOR = 0x20, 0x50, 0x60, 0x70, 0xA0
+GOLDEN = 0x9E3779B1
 JA, JEQ, JGE, JSET = 0x00, 0x10, 0x30, 0x40
 K, X = 0x00, 0x08
 RET_A = 0x10
@@ -77,7 +78,7 @@ class _Assembler:
     def assemble(self) -> list[tuple[int, int, int, int]]:
         out = []
         for index, (code, jt, jf, k) in enumerate(self.code):
-            def target(value: object) -> int:
+            def target(value: object, index: int = index) -> int:
                 if isinstance(value, str):
                     delta = self.labels[value] - index - 1
                     if not 0 <= delta < 256:
@@ -157,13 +158,9 @@ def program() -> list[tuple[int, int, int, int]]:
     a.label("zero")
     a.op(RET | K, 0)
     a.label("fold")
+    a.op(ALU | MUL | K, GOLDEN)
     a.op(ST, 0)
     a.op(ALU | RSH | K, 16)
-    a.op(MISC | TAX)
-    a.op(LD | MEM, 0)
-    a.op(ALU | XOR | X)
-    a.op(ST, 0)
-    a.op(ALU | RSH | K, 8)
     a.op(MISC | TAX)
     a.op(LD | MEM, 0)
     a.op(ALU | XOR | X)
@@ -172,8 +169,10 @@ def program() -> list[tuple[int, int, int, int]]:
 
 
 def fold(value: int) -> int:
-    value ^= value >> 16
-    return value ^ (value >> 8)
+    """Multiplicative mix, then the high half onto the low one: the kernel takes `% workers`, and
+    structured address plans must still spread evenly."""
+    value = (value * GOLDEN) & 0xFFFFFFFF
+    return value ^ (value >> 16)
 
 
 def route_hash(ip: bytes) -> int:
@@ -268,7 +267,7 @@ def run_program(instructions: list[tuple[int, int, int, int]], ip: bytes, ethert
                 operand = x if code & X else k
                 op = code & 0xF0
                 a = {AND: a & operand, LSH: (a << operand) & 0xFFFFFFFF, RSH: a >> operand,
-                     XOR: a ^ operand}[op]
+                     XOR: a ^ operand, MUL: (a * operand) & 0xFFFFFFFF}[op]
             elif cls == JMP:
                 op = code & 0xF0
                 if op == JA:

@@ -213,7 +213,7 @@ class LiveSource:
 
     def _read(self, index: int, handle: Any) -> tuple[bytes, Any]:
         try:
-            return handle.next_batch(BATCH)  # type: ignore[no-any-return]
+            return handle.next_batch(BATCH)
         except pcapy.PcapError as ex:
             if self._stopping:
                 return b"", None

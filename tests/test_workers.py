@@ -1,0 +1,109 @@
+"""Multi-worker routing: the kernel fanout program, its Python twin, and heuristic retention."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.capture import fanout, retention
+from core.capture.workers import worker_count
+from core.config import load_config
+from core.decode.packet import Decoder
+from core.trails.store import TrailStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "tests", "data", "conformance")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trails") / "trails.csv"
+    path.write_bytes(open(os.path.join(CORPUS, "trails.csv"), "rb").read())
+    return TrailStore.open(str(path))
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(os.path.join(ROOT, "maltrail.conf"), env={}).replace(
+        USE_HEURISTICS=True, DISABLE_TRAIL_UPDATES=True, LOG_DIR="/nonexistent")
+
+
+def ip_packets():
+    """(ethertype, ip bytes, decoded) for every decodable Ethernet packet of corpus and generator."""
+    decoder = Decoder(1)
+    packets = [p for p in retention.read_pcaps(retention.corpus_pcaps(CORPUS)) if p[0] == 1]
+    packets += retention.generated_scans(sources=10)
+    for _lt, _sec, _usec, frame in packets:
+        ethertype = int.from_bytes(frame[12:14], "big")
+        if ethertype not in (0x0800, 0x86DD):
+            continue
+        d = decoder.decode(frame, 0, len(frame))
+        if d is not None:
+            yield ethertype, frame[14:], d
+
+
+def test_kernel_program_matches_python_rule():
+    program = fanout.program()
+    checked = 0
+    for ethertype, ip, d in ip_packets():
+        expected = fanout.route_hash(ip)
+        assert fanout.run_program(program, ip, ethertype) == expected
+        assert retention.host_route(d) == expected
+        checked += 1
+    assert checked > 300
+
+
+def test_program_encodes_to_sock_filter_array():
+    code = fanout.program()
+    blob = fanout.encode(code)
+    assert len(blob) == 8 * len(code) and len(code) < 256
+    assert code[-1][0] == fanout.RET | fanout.RET_A
+
+
+def test_requests_and_answers_route_to_the_client():
+    import dpkt
+
+    client, server = bytes([10, 0, 0, 5]), bytes([93, 184, 216, 34])
+
+    def ip(src, dst, l4, proto):
+        pkt = dpkt.ip.IP(src=src, dst=dst, p=proto, data=l4)
+        pkt.len = len(bytes(pkt))
+        return bytes(pkt)
+
+    syn = ip(client, server, dpkt.tcp.TCP(sport=40000, dport=80, flags=0x02), 6)
+    synack = ip(server, client, dpkt.tcp.TCP(sport=80, dport=40000, flags=0x12), 6)
+    response = ip(server, client, dpkt.tcp.TCP(sport=80, dport=40000, flags=0x18, data=b"HTTP/1.1 200"), 6)
+    request = ip(client, server, dpkt.tcp.TCP(sport=40000, dport=80, flags=0x18, data=b"GET /"), 6)
+    query = ip(client, server, dpkt.udp.UDP(sport=5353, dport=53, data=b"q"), 17)
+    answer = ip(server, client, dpkt.udp.UDP(sport=53, dport=5353, data=b"a"), 17)
+    fin_probe = ip(server, client, dpkt.tcp.TCP(sport=80, dport=22, flags=0x01), 6)
+    routes = {fanout.route_hash(p) for p in (syn, synack, response, request, query, answer)}
+    assert routes == {fanout.fold(int.from_bytes(client, "big"))}
+    assert fanout.route_hash(fin_probe) == fanout.fold(int.from_bytes(server, "big"))  # prober owns it
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_corpus_heuristics_fully_retained(config, store, workers):
+    packets = list(retention.read_pcaps(retention.corpus_pcaps(CORPUS)))
+    single, kept = retention.retention(config, store, packets, workers)
+    assert single >= 8
+    assert kept == single
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_generated_scans_fully_retained(config, store, workers):
+    packets = retention.generated_scans()
+    single, kept = retention.retention(config, store, packets, workers)
+    assert single >= 15
+    assert kept == single
+    # the comparison point: per-flow hashing (the original's fanout) loses alerts on the same input
+    _single, flow_kept = retention.retention(config, store, packets, workers, retention.kernel_hash_route)
+    assert flow_kept < single
+
+
+def test_worker_count_from_legacy_fanout(config):
+    assert worker_count(config.replace(CAPTURE_WORKERS=3)) == 3
+    assert worker_count(config.replace(CAPTURE_WORKERS=1, CAPTURE_FANOUT="2")) == 2
+    assert worker_count(config.replace(CAPTURE_WORKERS=1, CAPTURE_FANOUT="auto")) == (os.cpu_count() or 1)
+    assert worker_count(config.replace(CAPTURE_WORKERS=1, CAPTURE_FANOUT="false")) == 1
