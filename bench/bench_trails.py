@@ -177,7 +177,8 @@ def main() -> int:
         build = first["build"] or {}
         print(f"first open (build from CSV): {first['open_s']:.2f} s wall   [child build {build.get('seconds', 0):.2f} s "
           f"wall, {build.get('cpu_seconds', 0):.2f} s CPU, "
-              f"build peak RSS {build.get('peak_rss_kib', 0) / 1024:.0f} MiB, index "
+              f"build peak RSS {build.get('peak_rss_kib', 0) / 1024:.0f} MiB (parse helper "
+              f"{build.get('helper_peak_rss_kib', 0) / 1024:.0f} MiB), index "
               f"{build.get('size', 0) / 2**20:.1f} MiB, {first['keys']:,} keys]")
         warm = [child_open(csv_path) for _ in range(3)]
         assert not any(w["built"] for w in warm)

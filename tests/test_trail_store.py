@@ -3,6 +3,7 @@ concurrent builds, read-only folders, damaged indexes and malformed rows."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -224,6 +225,34 @@ def test_random_bytes_never_break_the_build(tmp_path):
             store.lookup_key(name)
     finally:
         store.close()
+
+
+def test_two_process_parse_gives_the_serial_answers(tmp_path):
+    from core.trails.index import build_index
+
+    rows = []
+    for i in range(6000):
+        family = f"family {i % 37} (malware)" if i < 3000 else f"other {i % 11} (suspicious)"
+        rows.append((f"dup-{i % 1700}.example", family, "(static)"))          # duplicates across the split
+        rows.append((f"10.{i % 7}.{i % 250}.{i % 200}:{1 + i % 900}", family, "(static)"))
+        if i % 500 == 0:
+            rows.append((rf"rx{i % 1000}[0-9]+\.example\.com", family, "(static)"))
+            rows.append((f"[2001:db8::{i:x}]:443", family, "(static)"))
+    serial_dir, parallel_dir = tmp_path / "serial", tmp_path / "parallel"
+    answers = []
+    for folder, min_bytes in ((serial_dir, 1 << 40), (parallel_dir, 0)):
+        folder.mkdir()
+        with open(folder / "trails.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        build_index(str(folder / "trails.csv"), str(folder / "trails.csv.idx"), parallel_min_bytes=min_bytes)
+        store = TrailStore.open(str(folder / "trails.csv"))
+        assert not store.did_build
+        answers.append((len(store), [store.lookup_key(key) for key, _, _ in rows], store.regex_count()))
+        store.close()
+    assert answers[0] == answers[1]
+    last = {classify(key): Trail(info, ref) for key, info, ref in rows}
+    assert answers[1][1] == [last[classify(key)] for key, _, _ in rows]
+    assert answers[1][0] == len(last)
 
 
 def test_missing_csv_is_a_clear_error(tmp_path):

@@ -56,7 +56,7 @@ import time
 import warnings
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
 MAGIC = b"MTRLIDX3"
@@ -72,6 +72,9 @@ RECORDS_PAD = 8
 IP_TAG = b"\xff"
 IPPORT_TAG = b"\xfe"
 MAX_FIELD = 0xFFFF
+PARALLEL_MIN_BYTES = 8 << 20  # CSVs at least this big are parsed by two processes
+PARALLEL_SPLIT = 0.44         # share of the file the parent parses (it also places every key)
+_U32 = struct.Struct("<I")
 
 _DOMAIN_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"
 _IPV4_CHARS = b"0123456789."
@@ -171,27 +174,32 @@ def classify(key: str) -> tuple[str, bytes | str]:
 
 # --- build --------------------------------------------------------------------------------------------
 
-class _Builder:
-    """Single pass over the CSV: classify each key, intern (info, reference), place into the table."""
+class _Part:
+    """The rows of one byte range of the CSV, parsed and classified but not yet placed: per key
+    (in file order) its crc32 and the offset of its record in this part's own `records`."""
 
-    def __init__(self, expected_rows: int) -> None:
-        bits = 3
-        while (1 << bits) < 2 * max(expected_rows, 1):
-            bits += 1
-        self.bits = bits
-        self.mask = (1 << bits) - 1
-        self.table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
-        self.bloom = bytearray(1 << bits)
-        self.bloom_shift = bloom_shift(bits)
-        self.records = bytearray(RECORDS_PAD)
+    def __init__(self) -> None:
+        self.hashes = array("I")
+        self.offsets = array("I")
+        self.records = bytearray()
         self.pair_ids: dict[object, int] = {}
         self.pairs: list[tuple[bytes, bytes]] = []
         self.regex: dict[str, int] = {}
         self.ip4: set[bytes] = set()
         self.ip6: set[bytes] = set()
         self.port_ips: set[bytes] = set()
-        self.keys = 0
         self.skipped = 0
+
+    def state(self) -> tuple:
+        return (self.hashes, self.offsets, self.records, self.pairs, self.regex, self.ip4, self.ip6,
+                self.port_ips, self.skipped)
+
+    @classmethod
+    def from_state(cls, state: tuple) -> _Part:
+        part = cls()
+        (part.hashes, part.offsets, part.records, part.pairs, part.regex, part.ip4, part.ip6,
+         part.port_ips, part.skipped) = state
+        return part
 
     def pair(self, info: bytes, ref: bytes, intern_key: object) -> int:
         pid = self.pair_ids.get(intern_key)
@@ -210,30 +218,10 @@ class _Builder:
             self.pair_ids[intern_key] = pid
         return pid
 
-    def put(self, kb: bytes, pid: int) -> None:
-        """Insert or overwrite (last row wins) one binary/text key."""
-        h = zlib.crc32(kb)
-        table, records = self.table, self.records
-        j = (h & self.mask) << 1
-        while True:
-            off = table[j + 1]
-            if off == 0:
-                break
-            if table[j] == h:
-                klen = RECORD_HEAD.unpack_from(records, off)[1]
-                if records[off + 6:off + 6 + klen] == kb:
-                    RECORD_HEAD.pack_into(records, off, pid, klen)
-                    return
-            j += 2
-            if j >= len(table):
-                raise IndexBuildError("hash table probe overflow")
-        table[j] = h
-        table[j + 1] = len(records)
-        records += RECORD_HEAD.pack(pid, len(kb))
-        records += kb
-        bit = h >> self.bloom_shift
-        self.bloom[bit >> 3] |= 1 << (bit & 7)
-        self.keys += 1
+    def add(self, kb: bytes, pid: int) -> None:
+        self.hashes.append(zlib.crc32(kb))
+        self.offsets.append(len(self.records))
+        self.records += RECORD_HEAD.pack(pid, len(kb)) + kb
 
     def add_slow(self, key: str, pid: int) -> None:
         """One key through `classify` (IPs, v6, regex, odd spellings, non-ASCII)."""
@@ -243,10 +231,7 @@ class _Builder:
         kind, value = classify(key)
         if kind == "regex":
             assert isinstance(value, str)
-            if value in self.regex:
-                del self.regex[value]  # keep CSV order of the last occurrence
-            else:
-                self.keys += 1
+            self.regex.pop(value, None)  # keep the CSV order of the last occurrence
             self.regex[value] = pid
             return
         kb = value if isinstance(value, bytes) else value.encode("utf-8")
@@ -257,23 +242,25 @@ class _Builder:
             (self.ip4 if len(kb) == 5 else self.ip6).add(kb[1:])
         elif kind == "bin":
             self.port_ips.add(kb[1:-2])
-        self.put(kb, pid)
+        self.add(kb, pid)
 
-    def feed(self, f: BinaryIO) -> None:
-        """All rows of an open binary CSV file. The hot path (plain ASCII domains, URLs, IPv4:port)
-        is inlined; anything unusual goes through `classify` (add_slow) or the csv module."""
-        head = f.read(3)
-        if head != b"\xef\xbb\xbf":
-            f.seek(0)
+    def add_non_ascii(self, key: bytes, pid: int) -> None:
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            self.skipped += 1
+            return
+        self.add_slow(text, pid)
+
+    def feed(self, lines: Iterable[bytes]) -> None:
+        """Every line of the range. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
+        anything unusual goes through `classify` (add_slow) or the csv module (_quoted)."""
         add_slow, pair, pair_ids = self.add_slow, self.pair, self.pair_ids
-        table, records, mask = self.table, self.records, self.mask
-        bloom, bloom_shift = self.bloom, self.bloom_shift
-        port_ips = self.port_ips
+        hashes, offsets, records, port_ips = self.hashes, self.offsets, self.records, self.port_ips
         crc32, pack_head, inet_pton, af_inet = zlib.crc32, RECORD_HEAD.pack, socket.inet_pton, socket.AF_INET
-        limit = len(table)
+        add_hash, add_offset = hashes.append, offsets.append
         domain_chars, ipv4_chars, ipv4_port_chars = _DOMAIN_CHARS, _IPV4_CHARS, _IPV4_CHARS + b":"
-        inserted = 0
-        for line in _lines(f):
+        for line in lines:
             key, _, tail = line.partition(b",")
             if tail.count(b",") != 1 or b'"' in line:
                 if line.strip():
@@ -287,7 +274,7 @@ class _Builder:
                 self.skipped += 1
                 continue
             if not key.isascii():
-                add_slow_text(self, key, pid)
+                self.add_non_ascii(key, pid)
                 continue
             kb = key.lower()
             if b"/" in kb or not kb.translate(None, domain_chars):
@@ -298,10 +285,9 @@ class _Builder:
                 host, _, port = kb.partition(b":")
                 try:
                     packed = inet_pton(af_inet, host.decode("ascii"))
-                    number = int(port)
+                    number = int(port) if len(port) <= 5 else 0
                 except (OSError, ValueError):
-                    add_slow(kb.decode("ascii"), pid)
-                    continue
+                    number = 0
                 if not 0 < number < 65536:
                     add_slow(kb.decode("ascii"), pid)
                     continue
@@ -310,27 +296,9 @@ class _Builder:
             else:
                 add_slow(key.decode("ascii"), pid)
                 continue
-            # inlined put(kb, pid)
-            h = crc32(kb)
-            j = (h & mask) << 1
-            while True:
-                off = table[j + 1]
-                if off == 0:
-                    table[j] = h
-                    table[j + 1] = len(records)
-                    records += pack_head(pid, len(kb)) + kb
-                    bit = h >> bloom_shift
-                    bloom[bit >> 3] |= 1 << (bit & 7)
-                    inserted += 1
-                    break
-                if table[j] == h and records[off + 6:off + 6 + len(kb)] == kb and \
-                        RECORD_HEAD.unpack_from(records, off)[1] == len(kb):
-                    RECORD_HEAD.pack_into(records, off, pid, len(kb))
-                    break
-                j += 2
-                if j >= limit:
-                    raise IndexBuildError("hash table probe overflow")
-        self.keys += inserted
+            add_hash(crc32(kb))
+            add_offset(len(records))
+            records += pack_head(pid, len(kb)) + kb
 
     def _quoted(self, line: bytes) -> None:
         import csv
@@ -350,32 +318,21 @@ class _Builder:
             return
         self.add_slow(fields[0], pid)
 
-    def sections(self) -> list[bytes]:
-        table = self.table.tobytes() if sys.byteorder == "little" else _swapped(self.table)
-        pairs_blob = bytearray()
-        offsets = []
-        base = 4 + 4 * len(self.pairs)
-        for info, ref in self.pairs:
-            offsets.append(base + len(pairs_blob))
-            pairs_blob += struct.pack("<H", len(info)) + info + struct.pack("<H", len(ref)) + ref
-        pairs = struct.pack(f"<I{len(offsets)}I", len(offsets), *offsets) + pairs_blob
-        regex = bytearray(struct.pack("<I", len(self.regex)))
-        for text, pid in self.regex.items():
-            tb = text.encode("utf-8")
-            regex += RECORD_HEAD.pack(pid, len(tb)) + tb
-        return [table, bytes(self.records), pairs, b"".join(sorted(self.ip4)), b"".join(sorted(self.ip6)),
-                bytes(regex), bytes(self.bloom),
-                b"".join(sorted(ip for ip in self.port_ips if len(ip) == 4)),
-                b"".join(sorted(ip for ip in self.port_ips if len(ip) == 16))]
 
-
-def _lines(f: BinaryIO, block: int = 4 << 20) -> Iterator[bytes]:
-    """The file's lines without their \\n, read in large blocks (cheaper than line iteration)."""
-    rest = b""
-    while True:
-        data = f.read(block)
+def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[bytes]:
+    """The lines of bytes [start, end) of f without their \\n, read in large blocks."""
+    f.seek(start)
+    pos, rest = start, b""
+    if start == 0:
+        rest = f.read(3)
+        pos = 3
+        if rest == b"\xef\xbb\xbf":
+            rest = b""
+    while pos < end:
+        data = f.read(min(block, end - pos))
         if not data:
             break
+        pos += len(data)
         lines = (rest + data).split(b"\n")
         rest = lines.pop()
         yield from lines
@@ -383,14 +340,155 @@ def _lines(f: BinaryIO, block: int = 4 << 20) -> Iterator[bytes]:
         yield rest
 
 
-def add_slow_text(builder: _Builder, key: bytes, pid: int) -> None:
-    """A non-ASCII key: must be UTF-8, else the row is skipped."""
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        builder.skipped += 1
-        return
-    builder.add_slow(text, pid)
+def _parse_range(csv_path: str, start: int, end: int) -> _Part:
+    part = _Part()
+    with open(csv_path, "rb") as f:
+        part.feed(_lines(f, start, end))
+    return part
+
+
+def _split_point(csv_path: str, size: int, fraction: float) -> int:
+    """The offset just after the first newline at or beyond size * fraction (size when none)."""
+    with open(csv_path, "rb") as f:
+        f.seek(int(size * fraction))
+        chunk = f.read(1 << 16)
+        while chunk:
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                return f.tell() - len(chunk) + nl + 1
+            chunk = f.read(1 << 16)
+    return size
+
+
+def _parse_parallel(csv_path: str, size: int) -> list[_Part]:
+    """Two processes: a forked child parses the tail of the file while we parse the head. The
+    child does not place keys, so it takes the larger share. Any trouble with the child: we parse
+    its range ourselves."""
+    import pickle
+
+    mid = _split_point(csv_path, size, PARALLEL_SPLIT)
+    if mid >= size:
+        return [_parse_range(csv_path, 0, size)]
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        status = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps(_parse_range(csv_path, mid, size).state(), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    head = _parse_range(csv_path, 0, mid)
+    with os.fdopen(read_fd, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(child, 0)
+    tail = None
+    if status == 0 and data:
+        try:
+            tail = _Part.from_state(pickle.loads(data))
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError):
+            tail = None
+    if tail is None:
+        tail = _parse_range(csv_path, mid, size)
+    return [head, tail]
+
+
+class _Placed(NamedTuple):
+    keys: int
+    skipped: int
+    bits: int
+    sections: list[bytes]
+
+
+def _place(parts: list[_Part]) -> _Placed:
+    """Merge the parts in file order: pairs, regex and address sets, then every key into one
+    linear-probing table (last row wins) with its bloom bit."""
+    pairs: list[tuple[bytes, bytes]] = []
+    pair_index: dict[tuple[bytes, bytes], int] = {}
+    regex: dict[str, int] = {}
+    ip4: set[bytes] = set()
+    ip6: set[bytes] = set()
+    port_ips: set[bytes] = set()
+    records = bytearray(RECORDS_PAD)
+    bases, skipped = [], 0
+    for part in parts:
+        remap = []
+        for info_ref in part.pairs:
+            if info_ref not in pair_index:
+                pair_index[info_ref] = len(pairs)
+                pairs.append(info_ref)
+            remap.append(pair_index[info_ref])
+        if remap != list(range(len(remap))):
+            pid_at, pid_set = _U32.unpack_from, _U32.pack_into
+            precords = part.records
+            for off in part.offsets:
+                pid_set(precords, off, remap[pid_at(precords, off)[0]])
+        for text, pid in part.regex.items():
+            regex.pop(text, None)
+            regex[text] = remap[pid]
+        ip4 |= part.ip4
+        ip6 |= part.ip6
+        port_ips |= part.port_ips
+        skipped += part.skipped
+        bases.append(len(records))
+        records += part.records
+        part.records = bytearray()
+
+    count = sum(len(part.hashes) for part in parts)
+    bits = 3
+    while (1 << bits) < 2 * max(count, 1):
+        bits += 1
+    mask, shift = (1 << bits) - 1, bloom_shift(bits)
+    table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
+    bloom = bytearray(1 << bits)
+    limit, placed = len(table), 0
+    head_at, pid_set = RECORD_HEAD.unpack_from, _U32.pack_into
+    for part, base in zip(parts, bases, strict=True):
+        for h, off in zip(part.hashes, part.offsets, strict=True):
+            off += base
+            j = (h & mask) << 1
+            while True:
+                taken = table[j + 1]
+                if taken == 0:
+                    table[j] = h
+                    table[j + 1] = off
+                    bit = h >> shift
+                    bloom[bit >> 3] |= 1 << (bit & 7)
+                    placed += 1
+                    break
+                if table[j] == h:
+                    pid, klen = head_at(records, off)
+                    if head_at(records, taken)[1] == klen and \
+                            records[taken + 6:taken + 6 + klen] == records[off + 6:off + 6 + klen]:
+                        pid_set(records, taken, pid)  # a later duplicate: last row wins
+                        break
+                j += 2
+                if j >= limit:
+                    raise IndexBuildError("hash table probe overflow")
+        part.hashes, part.offsets = array("I"), array("I")
+
+    pairs_blob = bytearray()
+    offsets = []
+    first = 4 + 4 * len(pairs)
+    for info, ref in pairs:
+        offsets.append(first + len(pairs_blob))
+        pairs_blob += struct.pack("<H", len(info)) + info + struct.pack("<H", len(ref)) + ref
+    pairs_section = struct.pack(f"<I{len(offsets)}I", len(offsets), *offsets) + pairs_blob
+    regex_section = bytearray(struct.pack("<I", len(regex)))
+    for text, pid in regex.items():
+        tb = text.encode("utf-8")
+        regex_section += RECORD_HEAD.pack(pid, len(tb)) + tb
+    table_bytes = table.tobytes() if sys.byteorder == "little" else _swapped(table)
+    del table
+    sections = [table_bytes, bytes(records), pairs_section, b"".join(sorted(ip4)), b"".join(sorted(ip6)),
+                bytes(regex_section), bytes(bloom),
+                b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
+                b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
+    return _Placed(placed + len(regex), skipped, bits, sections)
 
 
 def _swapped(a: array) -> bytes:
@@ -406,39 +504,39 @@ class BuildResult(NamedTuple):
     size: int
 
 
-def build_index(csv_path: str, idx_path: str) -> BuildResult:
-    """Read csv_path, write idx_path atomically (temp file in the same folder + os.replace)."""
+def build_index(csv_path: str, idx_path: str, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> BuildResult:
+    """Read csv_path, write idx_path atomically (temp file in the same folder + os.replace).
+    CSVs of at least parallel_min_bytes are parsed by two processes when there are two CPUs."""
     start = time.perf_counter()
     try:
         stamp = csv_stamp(csv_path)
-        with open(csv_path, "rb") as f:
-            expected = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) + 1
-            f.seek(0)
-            builder = _Builder(expected)
-            builder.feed(f)
+        size = stamp.size
+        if size >= parallel_min_bytes and (os.cpu_count() or 1) > 1 and hasattr(os, "fork"):
+            parts = _parse_parallel(csv_path, size)
+        else:
+            parts = [_parse_range(csv_path, 0, size)]
     except OSError as ex:
         raise IndexBuildError(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
-    keys, skipped, bits = builder.keys, builder.skipped, builder.bits
-    parts = builder.sections()
-    del builder
+    keys, skipped, bits, blobs = _place(parts)
+    del parts
     sections: list[int] = []
     offset = HEADER_SIZE
-    for part in parts:
+    for blob in blobs:
         offset += (-offset) % 8
-        sections += [offset, len(part)]
-        offset += len(part)
+        sections += [offset, len(blob)]
+        offset += len(blob)
     total = offset
     tmp = f"{idx_path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "wb") as out:
             out.write(bytes(HEADER_SIZE))
             pos, body_crc = HEADER_SIZE, 0
-            for i, part in enumerate(parts):
+            for i, blob in enumerate(blobs):
                 pad = bytes(sections[2 * i] - pos)
                 out.write(pad)
-                out.write(part)
-                body_crc = zlib.crc32(part, zlib.crc32(pad, body_crc))
-                pos = sections[2 * i] + len(part)
+                out.write(blob)
+                body_crc = zlib.crc32(blob, zlib.crc32(pad, body_crc))
+                pos = sections[2 * i] + len(blob)
             out.seek(0)
             out.write(pack_header(stamp, time.time(), total, keys, skipped, bits, body_crc, sections))
             out.flush()
@@ -509,9 +607,10 @@ def main(argv: list[str]) -> int:
     except IndexBuildError as ex:
         print(str(ex), file=sys.stderr)
         return 1
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({**result._asdict(), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-                      "peak_rss_kib": usage.ru_maxrss}))
+    own, helper = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + helper.ru_utime + helper.ru_stime
+    print(json.dumps({**result._asdict(), "cpu_seconds": round(cpu, 3), "peak_rss_kib": own.ru_maxrss,
+                      "helper_peak_rss_kib": helper.ru_maxrss}))
     return 0
 
 
