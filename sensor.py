@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--console", action="store_true", help="also print events to stderr")
     parser.add_argument("--offline", action="store_true", help="never touch the network (no trail updates)")
     parser.add_argument("--debug", action="store_true", help="show debugging output")
+    parser.add_argument("-T", "--test-config", action="store_true",
+                        help="preflight: check configuration, privileges, interface, filter, trails, log dir")
+    parser.add_argument("--self-test", action="store_true",
+                        help="replay a built-in crafted capture through the detection pipeline")
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     args = parser.parse_args(argv)
     if args.pcap_file:
@@ -168,6 +172,29 @@ def run_live(config: Config, args: argparse.Namespace, store: Any) -> int:
                             offline=args.offline)
 
 
+def run_checks(config: Config, args: argparse.Namespace) -> int:
+    """-T (preflight) and --self-test (core/ops/preflight.py); exit 0 when everything passes."""
+    from core.ops.preflight import preflight, selftest
+    from core.trails.store import TrailStore
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def make_pipeline(cfg: Config, trails: Any) -> tuple[Any, Any]:
+        return build_pipeline(cfg, trails, args)
+
+    status = 0
+    try:
+        if args.test_config:
+            status |= preflight(config, TrailStore.open, say, live=not args.pcap_file)
+        if args.self_test:
+            status |= selftest(config, TrailStore.open, make_pipeline, say)
+    except SensorError as ex:
+        print(f"sensor: {ex}", file=sys.stderr)
+        return 1
+    return status
+
+
 def report(args: argparse.Namespace, pipeline: Any, events: Any) -> None:
     counters = pipeline.decode_counters()
     skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
@@ -186,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(ex)
     for warning in config.warnings:
         info(args, f"[!] {warning}")
+    if args.test_config or args.self_test:
+        return run_checks(config, args)
     try:
         check_log_dir(config)
         store = open_trails(config, args)

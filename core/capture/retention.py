@@ -134,7 +134,7 @@ def generated_scans(seed: int = 7, sources: int = 24) -> list[Packet]:
                                             win=1024, data=payload), 6)
 
     def udp(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes = b"x") -> bytes:
-        return frame(src, dst, dpkt.udp.UDP(sport=sport, dport=dport, data=payload), 17)
+        return frame(src, dst, dpkt.udp.UDP(sport=sport, dport=dport, ulen=8 + len(payload), data=payload), 17)
 
     base = 1_700_000_000.0
     for n in range(sources):

@@ -1,0 +1,140 @@
+"""Preflight (`sensor.py -T`) and the detection self-test (`sensor.py --self-test`).
+
+Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
+ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
+interfaces, the BPF filter, the trail set, the log directory; then prints the effective
+configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
+small built-in trail set, replays a crafted capture through it and reports N/N detections.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
+from core.config import Config
+
+Say = Callable[[str], None]
+
+
+def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: bool = True) -> int:
+    """0 when every check passes, else 1. Each check prints one `[ok]`/`[FAIL]` line."""
+    failures = 0
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        nonlocal failures
+        failures += 0 if ok else 1
+        say(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
+
+    check("configuration", True, f"{config.source or '(built-in defaults)'} parsed"
+          + (f" ({len(config.warnings)} warnings)" if config.warnings else ""))
+    for warning in config.warnings:
+        say(f"       warning: {warning}")
+    settings = CaptureSettings.from_config(config)
+    if live:
+        privileged = can_capture() or bool(config.DISABLE_CHECK_SUDO)
+        check("privileges", privileged, "root or CAP_NET_RAW present" if can_capture() else
+              ("DISABLE_CHECK_SUDO set" if privileged else "needs root or CAP_NET_RAW (and CAP_NET_ADMIN)"))
+        try:
+            check_interfaces(settings.interfaces)
+            check("interface", True, ", ".join(settings.interfaces))
+        except CaptureError as ex:
+            check("interface", False, str(ex))
+        try:
+            check_filter(settings.bpf, snaplen=settings.snaplen)
+            check("capture filter", True, "compiles" if settings.bpf else "none (all packets)")
+        except CaptureError as ex:
+            check("capture filter", False, str(ex))
+    path = config.TRAILS_FILE
+    try:
+        count = len(open_store(path))
+        ok = count > 0 or bool(config.ALLOW_EMPTY_TRAILS)
+        check("trails", ok, f"{count:,} in {path}" + ("" if count else " (empty; ALLOW_EMPTY_TRAILS "
+                                                              + ("set)" if ok else "not set)")))
+    except Exception as ex:  # isolation point: any store failure is one failed check
+        check("trails", False, f"{path}: {ex}")
+    if config.DISABLE_LOCAL_LOG_STORAGE:
+        check("log directory", True, "local log storage disabled")
+    else:
+        check("log directory", *_writable(config.LOG_DIR))
+    if failures == 0:
+        say("effective configuration:")
+        for key, value in config.effective():
+            if value is not None:
+                say(f"  {key} {value}")
+    say(f"preflight: {'passed' if failures == 0 else f'{failures} check(s) failed'}")
+    return 0 if failures == 0 else 1
+
+
+def _writable(folder: str) -> tuple[bool, str]:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight-"):
+            pass
+    except OSError as ex:
+        return False, f"{folder}: {ex.strerror or ex}"
+    return True, f"{folder} writable"
+
+
+# --- detection self-test -------------------------------------------------------------------------
+
+SELFTEST_TRAILS = (
+    "selftest-malware.com,selftest (malware),(static)\n"
+    "203.0.113.250,selftest (malware),(static)\n"
+    "/selftest-dropper.php,selftest (malware),(static)\n"
+)
+
+
+def selftest_packets() -> list[tuple[str, bytes]]:
+    """(what must be detected, Ethernet frame)."""
+    import dpkt
+
+    def frame(src: str, dst: str, l4: Any, proto: int) -> bytes:
+        import socket
+
+        ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=64, data=l4)
+        ip.len = len(bytes(ip))
+        return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=ip))
+
+    query = bytes(dpkt.dns.DNS(id=7, qd=[dpkt.dns.DNS.Q(name="www.selftest-malware.com", type=1, cls=1)]))
+    http = b"GET /selftest-dropper.php HTTP/1.1\r\nHost: files.example.org\r\nUser-Agent: x\r\n\r\n"
+    out = [
+        ("selftest-malware.com", frame("10.0.0.10", "10.0.0.53", dpkt.udp.UDP(sport=40000, dport=53, ulen=8 + len(query),
+                                                                             data=query), 17)),
+        ("203.0.113.250", frame("192.0.2.10", "203.0.113.250", dpkt.tcp.TCP(sport=40001, dport=443, flags=0x02), 6)),
+        ("/selftest-dropper.php", frame("192.0.2.10", "198.51.100.80",
+                                        dpkt.tcp.TCP(sport=40002, dport=80, flags=0x18, data=http), 6)),
+    ]
+    return out
+
+
+def selftest(config: Config, open_store: Callable[[str], Any],
+             make_pipeline: Callable[[Config, Any], tuple[Any, Any]], say: Say) -> int:
+    """Replay the crafted capture through the real pipeline; 0 when N/N are detected."""
+    from core.events.sinks import MemorySink
+
+    with tempfile.TemporaryDirectory(prefix="maltrail-selftest-") as folder:
+        trails = os.path.join(folder, "trails.csv")
+        with open(trails, "w", encoding="utf-8") as handle:
+            handle.write(SELFTEST_TRAILS)
+        store = open_store(trails)
+        local = config.replace(TRAILS_FILE=trails, LOG_DIR=folder, DISABLE_LOCAL_LOG_STORAGE=True,
+                               LOG_SERVER=None, SYSLOG_SERVER=None, LOGSTASH_SERVER=None,
+                               EVENT_THROTTLE_MODE="off", PLUGINS=None)
+        pipeline, events = make_pipeline(local, store)
+        sink = MemorySink()
+        events.sinks = [sink]
+        cases = selftest_packets()
+        for index, (_what, packet) in enumerate(cases):
+            pipeline.process(1, 1_700_000_000 + index, 0, packet)
+        events.close()
+    found = 0
+    for what, _packet in cases:
+        hit = any(what in line for line in sink.lines)
+        found += hit
+        say(f"[{'ok' if hit else 'MISS'}] {what}")
+    say(f"self-test: {found}/{len(cases)} detections")
+    return 0 if found == len(cases) else 1

@@ -1,0 +1,137 @@
+"""Sensor operations: -T preflight, --self-test, metrics exposition, trail reload rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.config import load_config
+from core.ops.metrics import FIELDS, MetricsServer, SharedCounters, render
+from core.ops.reload import TrailReloader, acceptable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENSOR = os.path.join(ROOT, "sensor.py")
+TRAILS = os.path.join(ROOT, "tests", "data", "conformance", "trails.csv")
+
+
+def run_sensor(tmp_path, *args, **env):
+    full = dict(os.environ, MALTRAIL_LOG_DIR=str(tmp_path / "log"), MALTRAIL_DISABLE_TRAIL_UPDATES="true",
+                MALTRAIL_MONITOR_INTERFACE="lo")
+    full.update(env)
+    return subprocess.run([sys.executable, SENSOR, *args], env=full, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def trails(tmp_path):
+    path = tmp_path / "trails.csv"
+    shutil.copy(TRAILS, path)
+    return str(path)
+
+
+def test_preflight_passes_and_prints_effective_configuration(tmp_path, trails):
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "preflight: passed" in proc.stdout
+    assert "  MONITOR_INTERFACE lo" in proc.stdout
+    assert "  USERS <set>" in proc.stdout  # secrets masked
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"MALTRAIL_MONITOR_INTERFACE": "nosuchif9"}, "[FAIL] interface"),
+    ({"MALTRAIL_CAPTURE_FILTER": "tcp port nosuchservice"}, "[FAIL] capture filter"),
+    ({"MALTRAIL_TRAILS_FILE": "/nonexistent/trails.csv"}, "[FAIL] trails"),
+])
+def test_preflight_failures(tmp_path, trails, env, needle):
+    full = {"MALTRAIL_TRAILS_FILE": trails, "MALTRAIL_DISABLE_CHECK_SUDO": "true", **env}
+    proc = run_sensor(tmp_path, "-T", **full)
+    assert proc.returncode == 1
+    assert needle in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_preflight_refuses_empty_trails(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=str(empty), MALTRAIL_DISABLE_CHECK_SUDO="true")
+    assert proc.returncode == 1 and "[FAIL] trails" in proc.stdout
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=str(empty), MALTRAIL_DISABLE_CHECK_SUDO="true",
+                      MALTRAIL_ALLOW_EMPTY_TRAILS="true")
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_preflight_unwritable_log_dir(tmp_path, trails):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true",
+                      MALTRAIL_LOG_DIR=str(blocker / "sub"))
+    assert proc.returncode == 1 and "[FAIL] log directory" in proc.stdout
+
+
+def test_self_test_reports_all_detections(tmp_path):
+    proc = run_sensor(tmp_path, "--self-test")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "self-test: 3/3 detections" in proc.stdout
+
+
+def test_metrics_render_and_promtool(tmp_path):
+    counters = SharedCounters(2)
+    counters.publish(0, heartbeat=time.time(), packets=10, dropped=1, trail_count=20, trail_loaded=time.time() - 5)
+    counters.publish(1, heartbeat=time.time() - 60, packets=3)
+    text = render(counters.rows(), started=time.time())
+    assert "maltrail_up 0" in text  # worker 1 is silent
+    assert 'maltrail_worker_alive{worker="1"} 0' in text
+    assert 'maltrail_packets_total{worker="0"} 10' in text
+    assert 'maltrail_capture_dropped_total{worker="0"} 1' in text
+    assert set(counters.row(0)) == set(FIELDS)
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_metrics_server_serves_http():
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server = MetricsServer(f"127.0.0.1:{free}", lambda: "maltrail_up 1\n")
+    port = server.httpd.server_address[1]
+    server.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+            assert response.read() == b"maltrail_up 1\n"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)  # noqa: S310
+    finally:
+        server.close()
+
+
+def test_reload_rules():
+    config = load_config(os.path.join(ROOT, "maltrail.conf"), env={})
+    assert acceptable(100, 60, config)[0]
+    assert not acceptable(100, 40, config)[0]
+    assert not acceptable(100, 0, config)[0]
+    assert acceptable(0, 0, config.replace(ALLOW_EMPTY_TRAILS=True))[0]
+
+
+def test_reloader_swaps_and_refuses(tmp_path):
+    from core.trails.store import TrailStore
+
+    path = tmp_path / "trails.csv"
+    path.write_text("".join(f"evil{i}.com,malware (x),(static)\n" for i in range(10)))
+    config = load_config(os.path.join(ROOT, "maltrail.conf"), env={}).replace(TRAILS_FILE=str(path))
+    reloader = TrailReloader(config, TrailStore.open(str(path)), TrailStore.open)
+    path.write_text("".join(f"evil{i}.com,malware (x),(static)\n" for i in range(12)))
+    swapped, message = reloader.reload()
+    assert swapped and reloader.generation == 2 and len(reloader.store) == 12, message
+    path.write_text("evil0.com,malware (x),(static)\n")
+    swapped, message = reloader.reload()
+    assert not swapped and "refused" in message and len(reloader.store) == 12
+    assert reloader.rejected == 1
