@@ -17,10 +17,10 @@ malformed). Duplicate keys: the last row wins. Keys are classified once, here:
 - anything else (domains, `host/path`, `/path`, `ip/`, SHA-1 hex, bad ip:port) → lower-cased UTF-8
 UTF-8 never contains 0xFE/0xFF, so a text lookup can never reach a binary key.
 
-Index file format (version 3, little-endian):
+Index file format (version 4, little-endian):
     header (256 bytes, zero padded)
-      0  8s  magic b"MTRLIDX3"
-      8  I   format version (3)
+      0  8s  magic b"MTRLIDX4"
+      8  I   format version (4)
      12  I   crc32 of header bytes 16..256
      16  Q   CSV size     24 q CSV mtime_ns     32 Q CSV inode     40 Q CSV device
      48  d   built_at (unix time)               56 Q total file size
@@ -36,9 +36,10 @@ Index file format (version 3, little-endian):
     IP4      sorted packed IPv4 addresses that have an exact row (prefilter for ip()).
     IP6      sorted packed IPv6 addresses that have an exact row.
     REGEX    u32 count, then per trail in CSV order: u32 pair id, u16 length, text (UTF-8).
-    BLOOM    2**(bits+3) bits, one per key: bit number crc32(key) >> (29 - bits), LSB first (about
-             5% false positives). A clear bit answers a miss from this 4 MiB mapping; the 32 MiB
-             table and the records are only read (pread) after a set bit.
+    BLOOM    2**(bits+3) bits, two per key (h = crc32(key)): bit numbers h >> (29 - bits) and
+             (h * 0x9E3779B1 mod 2**32) >> (29 - bits), LSB first; about 1% false positives. A
+             clear bit answers a miss from this 4 MiB mapping; the 32 MiB table and the records
+             are only read (pread) when both bits are set.
     PORT_IP4 sorted packed IPv4 addresses that have at least one ip:port row (the store turns them
     PORT_IP6 into a small in-memory prefilter keyed by hash(), so most ip_port() misses cost ~0.1 µs).
 A header that does not parse, a size or CRC that does not match, or a section outside the file
@@ -59,8 +60,8 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
-MAGIC = b"MTRLIDX3"
-VERSION = 3
+MAGIC = b"MTRLIDX4"
+VERSION = 4
 HEADER_SIZE = 256
 HEADER = struct.Struct("<8sII QqQQ dQ IIII 18Q")
 SECTIONS = ("TABLE", "RECORDS", "PAIRS", "IP4", "IP6", "REGEX", "BLOOM", "PORT_IP4", "PORT_IP6")
@@ -75,6 +76,7 @@ MAX_FIELD = 0xFFFF
 PARALLEL_MIN_BYTES = 8 << 20  # CSVs at least this big are parsed by two processes
 PARALLEL_SPLIT = 0.44         # share of the file the parent parses (it also places every key)
 _U32 = struct.Struct("<I")
+BLOOM_MIX = 0x9E3779B1        # Fibonacci multiplier: the bloom's second bit from the same crc32
 
 _DOMAIN_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"
 _IPV4_CHARS = b"0123456789."
@@ -111,7 +113,8 @@ class CsvStamp(NamedTuple):
 
 
 def bloom_shift(table_bits: int) -> int:
-    """crc32(key) >> bloom_shift(bits) is the key's bit number in the BLOOM section."""
+    """The key's two bits in the BLOOM section: h >> shift and (h * BLOOM_MIX mod 2**32) >> shift,
+    with h = crc32(key)."""
     return 29 - table_bits
 
 
@@ -457,6 +460,8 @@ def _place(parts: list[_Part]) -> _Placed:
                     table[j] = h
                     table[j + 1] = off
                     bit = h >> shift
+                    bloom[bit >> 3] |= 1 << (bit & 7)
+                    bit = (h * BLOOM_MIX & 0xFFFFFFFF) >> shift
                     bloom[bit >> 3] |= 1 << (bit & 7)
                     placed += 1
                     break

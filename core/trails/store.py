@@ -2,9 +2,9 @@
 
 Where it sits: sensor.py / server.py open one store per process; detect.py, domains.py and the
 HTTP /check endpoint call its lookups. The 1.6M keys stay in the index file, never on the Python
-heap. A miss is answered by a prefilter: the mmap'd 4 MiB BLOOM section (text keys, ip:port),
-an in-memory set of the exact IP trails and a hash() bitmap of the addresses that have ip:port
-rows (a few MB together). Only after a prefilter says "maybe" is the hash table read, with
+heap. A miss is answered by a prefilter: the mmap'd 4 MiB BLOOM section (text keys, ip:port;
+two bits per key, ~1% false positives), an in-memory set of the exact IP trails and a hash()
+bitmap of the addresses that have ip:port rows (a few MB together). Only after a prefilter says "maybe" is the hash table read, with
 pread (page cache shared by every worker, not counted in RSS), behind a small answer cache.
 So the sensor's RSS stays at about its baseline plus 4 MiB however much traffic it looks up.
 
@@ -353,6 +353,7 @@ class _View:
         trail_of = self.trail_of
         ipset = self.ipset
         bloom_off, bloom_shift = header.sections[ix.BLOOM][0], ix.bloom_shift(header.table_bits)
+        mix = ix.BLOOM_MIX
         fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
         table_end = table_off + header.sections[ix.TABLE][1]
         self.fd = fd
@@ -400,6 +401,9 @@ class _View:
             bit = h >> bloom_shift
             if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
                 return None
+            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
             return probe(kb, h)
 
         def ip(packed: bytes) -> Trail | None:
@@ -417,6 +421,9 @@ class _View:
             except (struct.error, TypeError):
                 return None
             bit = h >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
+            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
             if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
                 return None
             return probe(b"\xfe" + packed + pack_port(port), h)
