@@ -2,7 +2,9 @@
 
 import random
 
+from core.config import load_config
 from core.heuristics.dns import base_domain
+from core.heuristics.http import HttpHeuristics
 from core.heuristics.state import WindowTable
 
 
@@ -40,3 +42,26 @@ def test_packed_table_matches_dict_table():
             packed.expire(sec)
         assert plain.count(key, sec) == packed.count(key, sec)
     assert plain.stats() == {**packed.stats()}
+
+
+def test_ua_prefilter_never_hides_a_listed_agent():
+    """Every entry of data/ua.txt still matches through the prefilter, and ordinary browsers skip
+    the full alternation (it costs hundreds of µs on a long User-Agent)."""
+    import re as _re
+
+    from core.heuristics.patterns import UA_FILE, _read_list, load_patterns
+
+    patterns = load_patterns()
+    engine = HttpHeuristics(load_config(), None, patterns, lambda event: None, lambda name: True)
+    samples = ["sqlmap/1.7", "Mozilla/5.0 zgrab/0.x", "Nikto/2.5", "masscan/1.3", "-", "", "Mozilla/5.0",
+               "() { :; }; /bin/bash", "${jndi:ldap://x}", "python-nmap", "Mozilla/5.0 Jorgee"]
+    for ua in samples:
+        if patterns.ua.search(ua):
+            assert engine._ua_candidate(ua), ua
+    for entry in _read_list(UA_FILE):
+        literal = entry.replace("\\b", "")
+        if _re.fullmatch(r"[a-z0-9_ -]+", literal) and patterns.ua.search(f"Mozilla/5.0 ({literal})"):
+            assert engine._ua_candidate(f"Mozilla/5.0 ({literal})"), entry
+    chrome = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+              "Safari/537.36")
+    assert not engine._ua_candidate(chrome)

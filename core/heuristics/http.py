@@ -26,6 +26,7 @@ from urllib.parse import unquote, unquote_plus
 
 from core.addr import ip_packed, ip_text, is_local
 from core.events.event import Event, TrailType
+from core.heuristics.literals import canon
 from core.heuristics.patterns import HttpPatterns
 from core.heuristics.state import MISSING, BoundedCache, WindowTable
 
@@ -37,6 +38,7 @@ PROXY_WORDS = ("probe", "proxy", "echo", "check")
 FORWARD_HEADERS = ("cf-connecting-ip", "true-client-ip", "x-forwarded-for")
 UA_CACHE_ENTRIES = 10000
 WEB_SCAN_MAX_KEYS = 50000
+_WORDS = re.compile(r"\w+")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _TITLE = re.compile(r"<title>([^<]{0,300})</title>", re.IGNORECASE)
 
@@ -176,7 +178,7 @@ class HttpHeuristics:
             return cached  # type: ignore[return-value]
         result: str | None = None
         pattern = self.patterns.ua
-        if pattern is not None:
+        if pattern is not None and self._ua_candidate(ua):
             match = pattern.search(ua)
             whitelist = self.patterns.ua_whitelist
             if match is not None and not (whitelist is not None and whitelist.search(ua)):
@@ -186,6 +188,19 @@ class HttpHeuristics:
                 result = result.replace("\r", " ").replace("\n", " ")
         self.ua_cache.put(ua, result)
         return result
+
+    def _ua_candidate(self, ua: str) -> bool:
+        """False only when the prefilter proves no UA pattern can match (the full alternation
+        costs hundreds of µs on a long UA; an attacker could otherwise send a new one per packet)."""
+        patterns = self.patterns
+        text = canon(ua)
+        if text is None or patterns.ua_gate is None:
+            return True
+        if text in patterns.ua_exact or patterns.ua_gate.search(text) is not None:
+            return True
+        if not patterns.ua_tokens.isdisjoint(_WORDS.findall(text)):
+            return True
+        return patterns.ua_slow is not None and patterns.ua_slow.search(ua) is not None
 
     def _source(self, d: Any, request: Any) -> str:
         src = ip_text(d.src)

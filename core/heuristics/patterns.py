@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from core.config import ROOT_DIR
+from core.heuristics.literals import gate, required_literals
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
 HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
@@ -38,6 +39,13 @@ class HttpPatterns:
     seized: re.Pattern[str] | None = None
     ua: re.Pattern[str] | None = None
     ua_whitelist: re.Pattern[str] | None = None
+    # Prefilter for `ua` (see core/heuristics/literals.py): an unseen User-Agent can only match
+    # when it equals one of `ua_exact`, contains one of the `ua_gate` literals (in canonical
+    # form), or matches `ua_slow` (the few entries without a usable literal).
+    ua_exact: frozenset[str] = frozenset()
+    ua_tokens: frozenset[str] = frozenset()  # entries `\bword\b`: a whole \w+ run of the UA
+    ua_gate: re.Pattern[str] | None = None
+    ua_slow: re.Pattern[str] | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -71,6 +79,41 @@ def _join(patterns: list[str], problems: list[str], where: str, escape_bad: bool
     if not good:
         return None
     return re.compile("|".join(f"(?:{pattern})" for pattern in good), _FLAGS)
+
+
+_EXACT = re.compile(r"\^((?:[^\\^$.|?*+()\[\]{}]|\\[.\-/])*)\$")
+_TOKEN = re.compile(r"\\b(\w+)\\b")
+MIN_GATE_LITERAL = 3
+
+
+def _ua_prefilter(out: HttpPatterns, entries: list[str]) -> None:
+    """Split the UA entries into exact names, gate literals and the rest (run on every new UA)."""
+    exact: set[str] = set()
+    tokens: set[str] = set()
+    literals: set[str] = set()
+    slow: list[str] = []
+    for entry in entries:
+        m = _EXACT.fullmatch(entry)
+        if m:
+            exact.add(re.sub(r"\\(.)", r"\1", m.group(1)).lower())
+            continue
+        m = _TOKEN.fullmatch(entry)
+        if m:
+            tokens.add(m.group(1).lower())
+            continue
+        try:
+            re.compile(entry, _FLAGS)
+        except re.error:
+            entry = re.escape(entry)
+        need = required_literals(entry, _FLAGS)
+        if need is None or not need or min(map(len, need)) < MIN_GATE_LITERAL:
+            slow.append(entry)
+        else:
+            literals |= need
+    out.ua_exact = frozenset(exact)
+    out.ua_tokens = frozenset(tokens)
+    out.ua_gate = gate(frozenset(literals))
+    out.ua_slow = re.compile("|".join(f"(?:{entry})" for entry in slow), _FLAGS) if slow else None
 
 
 def _read_list(path: str) -> list[str]:
@@ -116,6 +159,8 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
     if out.requests and all(gate for _, gate, _ in out.requests):
         words = sorted({word for _, gate, _ in out.requests for word in gate}, key=len, reverse=True)
         out.request_gate = re.compile("|".join(re.escape(word) for word in words))
-    out.ua = _join(_read_list(ua_file), problems, os.path.basename(ua_file), escape_bad=True)
+    ua_entries = _read_list(ua_file)
+    out.ua = _join(ua_entries, problems, os.path.basename(ua_file), escape_bad=True)
+    _ua_prefilter(out, ua_entries)
     out.ua_whitelist = _join(_read_list(ua_whitelist_file), problems, os.path.basename(ua_whitelist_file))
     return out
