@@ -400,14 +400,124 @@ def _parse_parallel(csv_path: str, size: int) -> list[_Part]:
     return [head, tail]
 
 
+class _Grid:
+    """Places every key (in file order, last row wins) into the linear-probing table and sets its
+    two bloom bits. The table is cut in two regions by home slot; with `parallel`, a forked helper
+    fills the upper region while we fill the lower one. Keys of the lower region whose probe runs
+    past the cut are put aside and placed last, after both halves are joined: probing order is
+    all lookups rely on, and every earlier copy of a put-aside key was put aside too."""
+
+    def __init__(self, bits: int, records: bytearray, streams: list[tuple[array, array, int]]) -> None:
+        self.bits, self.records, self.streams = bits, records, streams
+        self.mask, self.shift = (1 << bits) - 1, bloom_shift(bits)
+        self.half = 1 << (bits - 1)
+        self.table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
+        self.bloom = bytearray(1 << bits)
+
+    def place(self, parallel: bool) -> tuple[array, bytearray, int]:
+        import pickle
+
+        if not parallel or not hasattr(os, "fork"):
+            placed, _, spilled = self._region(False)
+            placed_up, fixups, _ = self._region(True)
+            return self._join(placed + placed_up, spilled, fixups)
+        read_fd, write_fd = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            status = 1
+            try:
+                os.close(read_fd)
+                placed_up, fixups, _ = self._region(True)
+                data = pickle.dumps((placed_up, fixups, self.table[2 * self.half:], self.bloom),
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(data)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        placed, _, spilled = self._region(False)
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(child, 0)
+        try:
+            if status != 0 or not data:
+                raise ValueError("helper failed")
+            placed_up, fixups, upper, bloom = pickle.loads(data)
+            self.table[2 * self.half:] = upper
+            merged = int.from_bytes(self.bloom, "little") | int.from_bytes(bloom, "little")
+            self.bloom[:] = merged.to_bytes(len(self.bloom), "little")
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError):
+            placed_up, fixups, _ = self._region(True)  # do the helper's share ourselves
+        return self._join(placed + placed_up, spilled, fixups)
+
+    def _region(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        """Place the keys whose home slot is in one region. Returns (placed, pid fix-ups for
+        earlier copies of duplicate keys, put-aside (h, offset) of the lower region)."""
+        table, bloom, records = self.table, self.bloom, self.records
+        mask, shift, half, mix = self.mask, self.shift, self.half, BLOOM_MIX
+        stop = len(table) if upper else 2 * half
+        head_at = RECORD_HEAD.unpack_from
+        placed, fixups, spilled = 0, [], []
+        for hashes, offsets, base in self.streams:
+            for h, off in zip(hashes, offsets, strict=True):
+                home = h & mask
+                if (home >= half) is not upper:
+                    continue
+                off += base
+                j = home << 1
+                while True:
+                    if j >= stop:
+                        if upper:
+                            raise IndexBuildError("hash table probe overflow")
+                        spilled.append((h, off))
+                        break
+                    taken = table[j + 1]
+                    if taken == 0:
+                        table[j] = h
+                        table[j + 1] = off
+                        bit = h >> shift
+                        bloom[bit >> 3] |= 1 << (bit & 7)
+                        bit = (h * mix & 0xFFFFFFFF) >> shift
+                        bloom[bit >> 3] |= 1 << (bit & 7)
+                        placed += 1
+                        break
+                    if table[j] == h:
+                        pid, klen = head_at(records, off)
+                        if head_at(records, taken)[1] == klen and \
+                                records[taken + 6:taken + 6 + klen] == records[off + 6:off + 6 + klen]:
+                            fixups.append((taken, pid))  # a later duplicate: last row wins
+                            if not upper:
+                                _U32.pack_into(records, taken, pid)
+                            break
+                    j += 2
+        return placed, fixups, spilled
+
+    def _join(self, placed: int, spilled: list[tuple[int, int]],
+              fixups: list[tuple[int, int]]) -> tuple[array, bytearray, int]:
+        records = self.records
+        for taken, pid in fixups:
+            _U32.pack_into(records, taken, pid)
+        if spilled:
+            lower, self.streams = self.streams, [(array("I", [h for h, _ in spilled]),
+                                                  array("I", [off for _, off in spilled]), 0)]
+            self.half = 0  # every put-aside key now counts as "upper": probe to the end of the table
+            more, more_fixups, _ = self._region(True)
+            for taken, pid in more_fixups:
+                _U32.pack_into(records, taken, pid)
+            placed += more
+            self.streams = lower
+        return self.table, self.bloom, placed
+
+
 class _Placed(NamedTuple):
     keys: int
     skipped: int
     bits: int
-    sections: list[bytes]
+    sections: list[bytes | memoryview]
 
 
-def _place(parts: list[_Part]) -> _Placed:
+def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
     """Merge the parts in file order: pairs, regex and address sets, then every key into one
     linear-probing table (last row wins) with its bloom bit."""
     pairs: list[tuple[bytes, bytes]] = []
@@ -445,35 +555,9 @@ def _place(parts: list[_Part]) -> _Placed:
     bits = 3
     while (1 << bits) < 2 * max(count, 1):
         bits += 1
-    mask, shift = (1 << bits) - 1, bloom_shift(bits)
-    table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
-    bloom = bytearray(1 << bits)
-    limit, placed = len(table), 0
-    head_at, pid_set = RECORD_HEAD.unpack_from, _U32.pack_into
-    for part, base in zip(parts, bases, strict=True):
-        for h, off in zip(part.hashes, part.offsets, strict=True):
-            off += base
-            j = (h & mask) << 1
-            while True:
-                taken = table[j + 1]
-                if taken == 0:
-                    table[j] = h
-                    table[j + 1] = off
-                    bit = h >> shift
-                    bloom[bit >> 3] |= 1 << (bit & 7)
-                    bit = (h * BLOOM_MIX & 0xFFFFFFFF) >> shift
-                    bloom[bit >> 3] |= 1 << (bit & 7)
-                    placed += 1
-                    break
-                if table[j] == h:
-                    pid, klen = head_at(records, off)
-                    if head_at(records, taken)[1] == klen and \
-                            records[taken + 6:taken + 6 + klen] == records[off + 6:off + 6 + klen]:
-                        pid_set(records, taken, pid)  # a later duplicate: last row wins
-                        break
-                j += 2
-                if j >= limit:
-                    raise IndexBuildError("hash table probe overflow")
+    grid = _Grid(bits, records, [(part.hashes, part.offsets, base) for part, base in zip(parts, bases, strict=True)])
+    table, bloom, placed = grid.place(parallel)
+    for part in parts:
         part.hashes, part.offsets = array("I"), array("I")
 
     pairs_blob = bytearray()
@@ -487,12 +571,12 @@ def _place(parts: list[_Part]) -> _Placed:
     for text, pid in regex.items():
         tb = text.encode("utf-8")
         regex_section += RECORD_HEAD.pack(pid, len(tb)) + tb
-    table_bytes = table.tobytes() if sys.byteorder == "little" else _swapped(table)
+    table_bytes = memoryview(table).cast("B") if sys.byteorder == "little" else memoryview(_swapped(table))
     del table
-    sections = [table_bytes, bytes(records), pairs_section, b"".join(sorted(ip4)), b"".join(sorted(ip6)),
-                bytes(regex_section), bytes(bloom),
-                b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
-                b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
+    sections: list[bytes | memoryview] = [
+        table_bytes, memoryview(records), memoryview(pairs_section), b"".join(sorted(ip4)), b"".join(sorted(ip6)),
+        memoryview(regex_section), memoryview(bloom), b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
+        b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
     return _Placed(placed + len(regex), skipped, bits, sections)
 
 
@@ -516,20 +600,18 @@ def build_index(csv_path: str, idx_path: str, parallel_min_bytes: int = PARALLEL
     try:
         stamp = csv_stamp(csv_path)
         size = stamp.size
-        if size >= parallel_min_bytes and (os.cpu_count() or 1) > 1 and hasattr(os, "fork"):
-            parts = _parse_parallel(csv_path, size)
-        else:
-            parts = [_parse_range(csv_path, 0, size)]
+        parallel = size >= parallel_min_bytes and (os.cpu_count() or 1) > 1 and hasattr(os, "fork")
+        parts = _parse_parallel(csv_path, size) if parallel else [_parse_range(csv_path, 0, size)]
     except OSError as ex:
         raise IndexBuildError(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
-    keys, skipped, bits, blobs = _place(parts)
+    keys, skipped, bits, blobs = _place(parts, parallel)
     del parts
     sections: list[int] = []
     offset = HEADER_SIZE
     for blob in blobs:
         offset += (-offset) % 8
-        sections += [offset, len(blob)]
-        offset += len(blob)
+        sections += [offset, memoryview(blob).nbytes]
+        offset += memoryview(blob).nbytes
     total = offset
     tmp = f"{idx_path}.tmp.{os.getpid()}"
     try:
@@ -541,7 +623,7 @@ def build_index(csv_path: str, idx_path: str, parallel_min_bytes: int = PARALLEL
                 out.write(pad)
                 out.write(blob)
                 body_crc = zlib.crc32(blob, zlib.crc32(pad, body_crc))
-                pos = sections[2 * i] + len(blob)
+                pos = sections[2 * i] + sections[2 * i + 1]
             out.seek(0)
             out.write(pack_header(stamp, time.time(), total, keys, skipped, bits, body_crc, sections))
             out.flush()
