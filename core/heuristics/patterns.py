@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from core.config import ROOT_DIR
-from core.heuristics.literals import gate, required_literals
+from core.heuristics.literals import gate as literal_gate
+from core.heuristics.literals import required_literals
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
 HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
@@ -112,7 +113,7 @@ def _ua_prefilter(out: HttpPatterns, entries: list[str]) -> None:
             literals |= need
     out.ua_exact = frozenset(exact)
     out.ua_tokens = frozenset(tokens)
-    out.ua_gate = gate(frozenset(literals))
+    out.ua_gate = literal_gate(frozenset(literals))
     out.ua_slow = re.compile("|".join(f"(?:{entry})" for entry in slow), _FLAGS) if slow else None
 
 
@@ -157,8 +158,7 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
             problems.append(f"{where}: unknown section kind")
     out.content_types = frozenset(content_types)
     if out.requests and all(gate for _, gate, _ in out.requests):
-        words = sorted({word for _, gate, _ in out.requests for word in gate}, key=len, reverse=True)
-        out.request_gate = re.compile("|".join(re.escape(word) for word in words))
+        out.request_gate = literal_gate(frozenset(word for _, words, _ in out.requests for word in words))
     ua_entries = _read_list(ua_file)
     out.ua = _join(ua_entries, problems, os.path.basename(ua_file), escape_bad=True)
     _ua_prefilter(out, ua_entries)
