@@ -22,6 +22,25 @@ export const PORT_BASE = 65537;       // port codes above this are string ids (s
 const KIND_SUFFIX = { dns: 'N0', flood: 'F0', dga: 'D0' };
 const KINDS = ['default', 'dns', 'dga', 'heur'];
 
+export const HOURLY_DAYS = 4;         // ranges up to this many days get one bucket per hour
+export const MAX_BINS = 168;          // longer ranges: one bucket per day (or per N days beyond this)
+
+/**
+ * The time buckets of a load: {base, step, bins, days}. `base` is the range's first midnight in
+ * wall-clock seconds (the log's own clock, as logparse.js reads it). A single day is 24 hours;
+ * up to HOURLY_DAYS days one bucket per hour of the whole range; longer ranges one per day, or
+ * per N days when that would exceed MAX_BINS. No argument: one day folded by hour of day.
+ */
+export function timeGrid(from, to) {
+  if (!from) return { base: 0, step: 3600, bins: 24, days: 1, fold: true };
+  const base = Date.parse(from + 'T00:00:00Z') / 1000;
+  const last = Date.parse((to || from) + 'T00:00:00Z') / 1000;
+  const days = Math.max(1, Math.round((last - base) / 86400) + 1);
+  if (days <= HOURLY_DAYS) return { base, step: 3600, bins: days * 24, days, fold: false };
+  const per = Math.ceil(days / MAX_BINS);
+  return { base, step: 86400 * per, bins: Math.ceil(days / per), days, fold: false };
+}
+
 export function normalizeTrail(trail) {
   return trail.toLowerCase().replace(/[()]/g, '').replace(/\s+/g, ' ').trim();
 }
@@ -43,7 +62,7 @@ export function uidOf(key, kind) {
 function detach(s) { return s.length > 12 ? (' ' + s).slice(1) : s; }
 
 class Threat {
-  constructor(id, key, kind, rec, ids, strings) {
+  constructor(id, key, kind, rec, ids, strings, bins) {
     this.id = id;
     this.kind = kind;
     this.uid = uidOf(key, kind);
@@ -60,7 +79,7 @@ class Threat {
     this.count = 0;
     this.first = Infinity;
     this.last = -Infinity;
-    this.hist = new Uint32Array(24);
+    this.hist = new Uint32Array(bins);   // events per time bucket (Aggregator.grid)
     this.src = new Set(); this.sport = new Set(); this.dst = new Set(); this.dport = new Set();
     this.proto = new Set(); this.sensor = new Set();
     this.over = 0;           // bit mask of sets that hit SET_CAP
@@ -72,7 +91,8 @@ class Threat {
 export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
 
 export class Aggregator {
-  constructor() {
+  constructor(grid = timeGrid()) {
+    this.grid = grid;
     this.threats = [];
     this.maps = [new Map(), new Map(), new Map(), new Map()];   // per kind: id -> Map(id -> Threat)
     this.floods = new Map();         // normalized trail id -> flood Threat
@@ -101,6 +121,14 @@ export class Aggregator {
     this.colProto = new Uint32Array(0);
     this.colInfo = new Uint32Array(0);
     this.dropped = 0;
+  }
+
+  /** The time bucket of a wall-clock time; times outside the range land in the first/last bucket. */
+  bucket(t) {
+    const g = this.grid;
+    if (g.fold) return Math.floor((((t % 86400) + 86400) % 86400) / 3600);
+    const b = Math.floor((t - g.base) / g.step);
+    return b < 0 ? 0 : b >= g.bins ? g.bins - 1 : b;
   }
 
   intern(s) {
@@ -224,14 +252,14 @@ export class Aggregator {
     const normId = ids.norm;
     const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
       : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
-    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings);
+    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings, this.grid.bins);
     this.threats.push(threat);
     return threat;
   }
 
   /** A trail crossed FLOOD_SOURCES sources: fold its per-source threats into one flood threat. */
   mergeFlood(normId, rec, ids) {
-    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings);
+    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings, this.grid.bins);
     this.threats.push(flood);
     this.floods.set(normId, flood);
     for (const t of this.trailThreats.get(normId) || []) {
@@ -239,7 +267,7 @@ export class Aggregator {
       flood.count += t.count;
       flood.first = Math.min(flood.first, t.first);
       flood.last = Math.max(flood.last, t.last);
-      for (let h = 0; h < 24; h++) flood.hist[h] += t.hist[h];
+      for (let h = 0; h < flood.hist.length; h++) flood.hist[h] += t.hist[h];
       for (const f of ['src', 'sport', 'dst', 'dport', 'proto', 'sensor']) {
         const set = flood[f];
         for (const v of t[f]) { if (set.size >= SET_CAP) { flood.over |= FIELD_BITS[f]; break; } set.add(v); }
@@ -284,7 +312,7 @@ export class Aggregator {
     }
     if (t < threat.first) threat.first = t;
     if (t > threat.last) threat.last = t;
-    threat.hist[Math.floor((t % 86400) / 3600)]++;
+    threat.hist[this.bucket(t)]++;
     this.addTo(threat, 'src', rec.src, ids.src);
     this.addTo(threat, 'sport', rec.sport, ids.sport);
     this.addTo(threat, 'dst', rec.dst, ids.dst);

@@ -1,4 +1,5 @@
-// Talking to the server: login (challenge scheme), logout, /whoami, /counts, /geo.
+// Talking to the server: login (challenge scheme), logout, /whoami, /counts, /geo, /hunt,
+// /reference and /check.
 // Where it sits: main.js calls these; the event stream itself is fetched by worker.js.
 // Login: POST /login with username, nonce (random) and hash = sha256hex(sha256hex(password) + nonce).
 
@@ -45,3 +46,6 @@ async function json(url) {
 
 export const counts = (from, to) => json(`counts?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
 export const geo = (date) => json(`geo?date=${encodeURIComponent(date)}`);
+export const hunt = (q, from, to) => json(`hunt?q=${encodeURIComponent(q)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+export const reference = (trail) => json(`reference?trail=${encodeURIComponent(trail)}`);
+export const check = (q) => json(`check?q=${encodeURIComponent(q)}`);

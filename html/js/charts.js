@@ -1,5 +1,5 @@
-// Canvas charts: the mini charts of the stat cards and the large interactive chart (events per
-// hour by type, top sources, top trails, threat types, severity split). Every drawn element
+// Canvas charts: the mini charts of the stat cards and the large interactive chart (events over
+// time by type: per hour of a day, per hour of a short range or per day of a long one, top sources, top trails, threat types, severity split). Every drawn element
 // registers a hit region; clicking it hands a search term to main.js, which adds it as a filter.
 // Where it sits: main.js passes the `stats` summary the worker computed for the filtered view.
 
@@ -9,6 +9,34 @@ import { quoteValue } from './query.js';
 
 const SEV_COLOURS = ['#8a99ab', '#f5a524', '#f0435e'];
 const PALETTE = ['#4cc3f0', '#f0435e', '#f5a524', '#2ecc8f', '#8b5cf6', '#e879f9', '#14b8a6', '#eab308', '#64748b', '#94a3b8'];
+
+const DAY = 86400;
+
+/** Axis ticks for a time grid ({base, step, bins, days}): [{i, label, major}] (i = bucket index). */
+export function timeTicks(grid) {
+  const g = grid || { base: 0, step: 3600, bins: 24, days: 1 };
+  const day = (sec) => new Date(sec * 1000).toISOString().slice(5, 10);
+  const ticks = [];
+  if (g.bins === 24 && g.step === 3600) {
+    for (let hr = 0; hr < 24; hr += 4) ticks.push({ i: hr, label: `${String(hr).padStart(2, '0')}h`, major: hr === 0 });
+  } else if (g.step < DAY) {
+    const perDay = DAY / g.step;
+    for (let i = 0; i < g.bins; i += perDay / 2) {
+      const major = i % perDay === 0;
+      if (major || g.days <= 2) ticks.push({ i, label: major ? day(g.base + i * g.step) : '12h', major });
+    }
+  } else {
+    const every = Math.max(1, Math.ceil(g.bins / 10));
+    for (let i = 0; i < g.bins; i += every) ticks.push({ i, label: day(g.base + i * g.step), major: true });
+  }
+  return ticks;
+}
+
+/** "per hour" / "per day" / "per N days" for a time grid. */
+export function stepName(grid) {
+  if (!grid || grid.step <= 3600) return 'per hour';
+  return grid.step === DAY ? 'per day' : `per ${grid.step / DAY} days`;
+}
 
 function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
@@ -45,7 +73,8 @@ export function drawMini(canvases, s) {
   const max = Math.max(1, ...s.types.flatMap((t) => t.hist));
   s.types.slice(0, 5).forEach((t) => {
     ctx.strokeStyle = typeColour(t.type); ctx.lineWidth = 1.2; ctx.beginPath();
-    t.hist.forEach((v, i) => { const x = (i / 23) * (w - 2) + 1, y = h - 2 - (v / max) * (h - 4); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+    const n = Math.max(2, t.hist.length) - 1;
+    t.hist.forEach((v, i) => { const x = (i / n) * (w - 2) + 1, y = h - 2 - (v / max) * (h - 4); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
     ctx.stroke();
   });
   ({ ctx, w, h } = setup(canvases.severity));
@@ -86,10 +115,22 @@ export function drawChart(canvas, kind, s) {
       ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(R, y); ctx.stroke();
       ctx.fillText(fmt(Math.round((max * k) / 4)), 4, y);
     }
-    for (let hr = 0; hr < 24; hr += 4) ctx.fillText(`${String(hr).padStart(2, '0')}h`, L + (hr / 23) * (R - L) - 8, h - 10);
+    const bins = (s.grid && s.grid.bins) || 24;
+    const xOf = (i) => L + (i / Math.max(1, bins - 1)) * (R - L);
+    ctx.textAlign = 'center';
+    for (const tk of timeTicks(s.grid)) {
+      const x = xOf(tk.i);
+      if (tk.major && tk.i > 0 && bins !== 24) {       // day boundaries of a range
+        ctx.strokeStyle = line; ctx.setLineDash([3, 4]);
+        ctx.beginPath(); ctx.moveTo(x, T); ctx.lineTo(x, B); ctx.stroke(); ctx.setLineDash([]);
+      }
+      ctx.fillStyle = muted;
+      ctx.fillText(tk.label, Math.max(L + 12, Math.min(R - 12, x)), h - 10);
+    }
+    ctx.textAlign = 'left';
     types.forEach((t) => {
-      ctx.strokeStyle = typeColour(t.type); ctx.lineWidth = 2; ctx.beginPath();
-      t.hist.forEach((v, i) => { const x = L + (i / 23) * (R - L), y = B - (v / max) * (B - T); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+      ctx.strokeStyle = typeColour(t.type); ctx.lineWidth = bins > 60 ? 1.5 : 2; ctx.beginPath();
+      t.hist.forEach((v, i) => { const x = xOf(i), y = B - (v / max) * (B - T); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
       ctx.stroke();
     });
     ctx.lineWidth = 1;

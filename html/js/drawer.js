@@ -1,11 +1,30 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
-// hints, triage status, tags, notes and its event table (up to 500 rows).
+// hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
+// store), triage status, tags, notes and its event table (up to 500 rows).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
+// Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 
 import { append, el, clear, fmt, hms, stamp, hue } from './dom.js';
 import { SERVICES, SEV_NAMES } from './classify.js';
 import { drawSpark, typeColour } from './grid.js';
 import { quoteValue } from './query.js';
+import { check, reference } from './api.js';
+
+const URLISH = /^([a-z][a-z0-9+.-]*:|www\.)\S/i;
+
+/** A server-supplied value as nodes: its text, plus an external link when it is an http(s) URL. */
+export function valueNodes(value) {
+  const text = value == null ? '' : String(value);
+  const nodes = [el('span.lv', { text })];
+  if (URLISH.test(text)) {
+    let url = null;
+    try { url = new URL(text); } catch { url = null; }
+    if (url && (url.protocol === 'http:' || url.protocol === 'https:')) {
+      nodes.push(el('a.ext', { href: url.href, target: '_blank', rel: 'noopener noreferrer', text: 'open ↗', title: url.href }));
+    }
+  }
+  return nodes;
+}
 
 // A conservative map from info text to ATT&CK techniques (public IDs).
 const MITRE = [
@@ -28,9 +47,60 @@ export class Drawer {
   constructor(box, { store, addFilter, onChange, onClose }) {
     Object.assign(this, { box, store, addFilter, onChange, onClose });
     this.uid = null;
+    this.lookupsFor = '';      // trail whose lookup results are in this.lookupResults
+    this.lookupResults = null;
   }
 
-  close() { this.box.hidden = true; this.uid = null; this.onClose(); }
+  /** Fill the lookup rows for a trail (cached for the open threat; stale answers are dropped). */
+  lookups(box, trail) {
+    const refRow = el('div.lrow', { id: 'd-ref' }, el('span.lk', { text: 'static reference' }), el('span.muted', { text: 'looking up…' }));
+    const chkRow = el('div.lrow', { id: 'd-check' }, el('span.lk', { text: 'trail store' }), el('span.muted', { text: 'looking up…' }));
+    box.append(refRow, chkRow);
+    const q = String(trail || '').slice(0, 256);
+    if (!q) { this.fillFailed(refRow, 'no trail'); this.fillFailed(chkRow, 'no trail'); return; }
+    if (this.lookupsFor !== q || !this.lookupResults) {
+      this.lookupsFor = q;
+      const settle = (p) => p.then((value) => ({ value }), (err) => ({ error: String(err && err.message || err) }));
+      this.lookupResults = [settle(reference(q)), settle(check(q))];
+    }
+    const [refP, chkP] = this.lookupResults;
+    refP.then((r) => { if (this.lookupsFor === q && refRow.isConnected) this.fillReference(refRow, r); });
+    chkP.then((r) => { if (this.lookupsFor === q && chkRow.isConnected) this.fillCheck(chkRow, r); });
+  }
+
+  fillFailed(row, why) {
+    row.lastChild.replaceWith(el('span.muted.lfail', { text: `unavailable (${why})` }));
+    row.dataset.state = 'failed';
+  }
+
+  fillReference(row, r) {
+    if (r.error || !r.value) { this.fillFailed(row, r.error || 'no answer'); return; }
+    const v = r.value;
+    let body;
+    if (v.reference) {
+      body = el('span.lval', null, valueNodes(v.reference), v.source ? el('span.muted', { text: ` · ${v.source}` }) : null);
+    } else {
+      body = el('span.muted', { text: v.partial ? 'not found (scan timed out)' : 'not in trails/static' });
+    }
+    row.lastChild.replaceWith(body);
+    row.dataset.state = v.reference ? 'found' : 'missing';
+  }
+
+  fillCheck(row, r) {
+    if (r.error || !r.value) { this.fillFailed(row, r.error || 'no answer'); return; }
+    const v = r.value;
+    let body;
+    if (v.found) {
+      body = el('span.lval', null, el('span.lv', { text: `${v.trail || ''} — ${v.info || ''}` }),
+        el('span.muted', { text: ' · reference ' }), valueNodes(v.reference));
+    } else {
+      body = el('span.muted', { text: 'not in the trail store' });
+    }
+    row.lastChild.replaceWith(body);
+    row.dataset.state = v.found ? 'found' : 'missing';
+  }
+
+  close() { this.box.hidden = true; this.uid = null; this.lookupsFor = ''; this.lookupResults = null; this.onClose(); }
 
   chips(title, values, field, total, over) {
     if (!values.length) return null;
@@ -62,6 +132,7 @@ export class Drawer {
     const tagInput = el('input', { value: (s.tags[t.uid] || []).join(', '), placeholder: 'tags, comma separated', id: 'd-tags' });
     const note = el('textarea', { value: s.notes[t.uid] || '', placeholder: 'notes (kept in this browser)', id: 'd-note' });
     const ev = reply.events;
+    const lookupBox = el('div.lookups');
     const table = el('table', null,
       el('thead', null, el('tr', null, ['time', 'sensor', 'source', 'destination', 'proto', 'info'].map((h) => el('th', { text: h })))),
       el('tbody', null, ev.map((e) => el('tr', null,
@@ -81,6 +152,7 @@ export class Drawer {
         el('span', { text: 'first seen' }), el('span', { text: stamp(t.first) }),
         el('span', { text: 'last seen' }), el('span', { text: stamp(t.last) }),
         el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats on this trail` })),
+      el('h3', { text: 'Trail lookups' }), lookupBox,
       techniques.length ? el('h3', { text: 'MITRE ATT&CK' }) : null,
       el('div.vals', null, techniques.map(([, id, name]) => el('a.mitre', {
         href: `https://attack.mitre.org/techniques/${id.replace('.', '/')}/`, target: '_blank', rel: 'noopener noreferrer', text: `${id} ${name}` }))),
@@ -103,6 +175,7 @@ export class Drawer {
       el('h3', { text: 'Notes' }), note,
       el('h3', { text: `Events · ${fmt(t.count)}${t.count > ev.length ? ` (showing ${fmt(ev.length)})` : ''}` }), table,
     ]);
+    this.lookups(lookupBox, t.trail);
     tagInput.addEventListener('change', () => { s.setTags(t.uid, tagInput.value.split(',')); this.onChange(); });
     note.addEventListener('change', () => { s.setNote(t.uid, note.value); this.onChange(); });
   }

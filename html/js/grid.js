@@ -1,5 +1,5 @@
 // The threats grid: a virtual-scrolling table (only visible rows exist in the DOM), sortable
-// headers, severity, 24-hour sparkline, LAN markers, ellipsis tooltips and keyboard selection.
+// headers, severity, time sparkline (24 hours, or the whole range), LAN markers, ellipsis tooltips and keyboard selection.
 // Where it sits: main.js gives it the row count of the current view and a fetchRows(from, to)
 // that asks the worker; rows are rendered with createElement/textContent only.
 
@@ -18,6 +18,16 @@ const TYPE_COLOURS = { DNS: '#2f6fd1', IP: '#d6431f', IPORT: '#9b6b52', URL: '#d
 
 export function typeColour(type) { return TYPE_COLOURS[type] || `hsl(${hue(type)} 55% 45%)`; }
 
+/** Sum a histogram into at most `cols` columns (a long range's hourly buckets into pixels). */
+export function fold(hist, cols) {
+  const n = hist.length;
+  if (n <= cols) return Array.from(hist);
+  const out = new Array(cols).fill(0);
+  for (let i = 0; i < n; i++) out[Math.floor((i * cols) / n)] += hist[i];
+  return out;
+}
+
+/** Bars of a threat's time histogram: one per bucket (24 hours of a day, or the whole range). */
 export function drawSpark(canvas, hist, colour) {
   const dpr = window.devicePixelRatio || 1;
   const w = 72, h = 18;
@@ -25,13 +35,14 @@ export function drawSpark(canvas, hist, colour) {
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  const max = Math.max(1, ...hist);
+  const bars = fold(hist, w / 2);
+  const max = Math.max(1, ...bars);
   ctx.fillStyle = colour;
-  const bw = w / 24;
-  for (let i = 0; i < 24; i++) {
-    if (!hist[i]) continue;
-    const bh = Math.max(1, (hist[i] / max) * (h - 1));
-    ctx.fillRect(i * bw, h - bh, Math.max(1, bw - 1), bh);
+  const bw = w / bars.length;
+  for (let i = 0; i < bars.length; i++) {
+    if (!bars[i]) continue;
+    const bh = Math.max(1, (bars[i] / max) * (h - 1));
+    ctx.fillRect(i * bw, h - bh, Math.max(1, bw - (bw > 2 ? 1 : 0)), bh);
   }
 }
 

@@ -5,9 +5,9 @@
 // Where it sits: loaded by index.html as a module; everything heavy runs in worker.js.
 
 import { $, clear, download, el, fmt } from './dom.js';
-import { login, logout, whoami, geo as fetchGeo } from './api.js';
+import { login, logout, whoami, geo as fetchGeo, hunt as fetchHunt } from './api.js';
 import { Calendar, addDays, isoDay } from './calendar.js';
-import { drawChart, drawMini, hitTest } from './charts.js';
+import { drawChart, drawMini, hitTest, stepName } from './charts.js';
 import { Drawer } from './drawer.js';
 import { Grid } from './grid.js';
 import { chipsOf, parseQuery, quoteValue, FIELDS } from './query.js';
@@ -231,7 +231,7 @@ class App {
     $('#c-sev').textContent = worst;
     $('#c-sev-sub').textContent = `${fmt(st.sev[2])} hi · ${fmt(st.sev[1])} md · ${fmt(st.sev[0])} lo`;
     const s = this.state;
-    $('#c-events-sub').textContent = s.from === s.to ? 'across 24h' : `${s.from} … ${s.to}`;
+    $('#c-events-sub').textContent = s.from === s.to ? 'across 24h' : `${stepName(st.grid)} · ${s.from.slice(5)} → ${s.to.slice(5)}`;
     $('#c-threats-sub').textContent = st.allThreats !== st.threats ? `of ${fmt(st.allThreats)} threats` : 'distinct threats';
     $('#p-high').textContent = fmt(st.sevAll[2]);
     $('#p-med').textContent = fmt(st.sevAll[1]);
@@ -242,7 +242,7 @@ class App {
     for (const c of document.querySelectorAll('.card')) c.classList.toggle('active', c.dataset.chart === s.chart);
     $('#chart-panel').hidden = !s.chart;
     if (s.chart) {
-      $('#chart-title').textContent = { events: s.from === s.to ? 'Events per hour by type' : 'Events by hour of day, by type (whole range)', threats: 'Events by threat type', severity: 'Severity split', sources: 'Top sources', trails: 'Top trails' }[s.chart];
+      $('#chart-title').textContent = { events: s.from === s.to ? 'Events per hour by type' : `Events ${stepName(st.grid)} by type, ${s.from} → ${s.to}`, threats: 'Events by threat type', severity: 'Severity split', sources: 'Top sources', trails: 'Top trails' }[s.chart];
       this.hits = drawChart($('#chart'), s.chart, st);
     }
   }
@@ -426,7 +426,7 @@ class App {
     $('#modal').hidden = false;
   }
 
-  closeModal() { $('#modal').hidden = true; }
+  closeModal() { $('#modal').hidden = true; $('#modal-box').classList.remove('wide'); }
 
   aliasDialog(ip) {
     const input = el('input', { value: this.store.aliases[ip] || '', placeholder: 'name for ' + ip });
@@ -454,6 +454,80 @@ class App {
       el('h2', { text: 'Keyboard' }),
       el('table', null, keys.map(([a, b]) => el('tr', null, el('td', null, el('b', { text: a })), el('td', { text: b })))),
       el('p.muted', { text: `Fields: ${FIELDS.join(' ')}` }));
+  }
+
+  /** A term for the retro-hunt box from the search: a single value (`src:1.2.3.4` -> 1.2.3.4). */
+  huntTerm() {
+    const q = this.state.q.trim();
+    const m = /^(?:[a-z]+:)?"?([^\s"]{3,})"?$/i.exec(q);
+    if (m && !q.startsWith('-') && !/[*,<>:]/.test(m[1])) return m[1];
+    const r = this.grid.selectedRow && this.grid.selectedRow();
+    return r ? r.trail : '';
+  }
+
+  /** Retro-hunt (/hunt): per-day match counts (click a day to open it) and escaped sample lines. */
+  huntDialog() {
+    const q = el('input', { value: this.huntTerm(), placeholder: 'IP, CIDR or text (3+ characters)', id: 'hunt-q' });
+    const from = el('input', { type: 'date', value: addDays(this.today, -29), max: this.today, id: 'hunt-from' });
+    const to = el('input', { type: 'date', value: this.today, max: this.today, id: 'hunt-to' });
+    const go = el('button', { text: 'hunt', id: 'hunt-go' });
+    const out = el('div.hunt-out', { id: 'hunt-out' });
+    const run = async () => {
+      clear(out);
+      const term = q.value.trim();
+      if (term.length < 3) { out.append(el('p.error', { text: 'Type at least 3 characters.' })); return; }
+      out.dataset.state = 'running';
+      out.append(el('p.muted', { text: `searching ${from.value} … ${to.value}…` }));
+      go.disabled = true;
+      let r;
+      try {
+        r = await fetchHunt(term, from.value, to.value);
+      } catch (err) {
+        clear(out);
+        out.append(el('p.error', { text: `hunt failed: ${err.message || err}` }));
+        out.dataset.state = 'error';
+        return;
+      } finally {
+        go.disabled = false;
+      }
+      clear(out);
+      this.renderHunt(out, r || {});
+      out.dataset.state = 'done';
+    };
+    go.addEventListener('click', run);
+    q.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') run(); });
+    this.modal('Retro-hunt',
+      el('p.muted', { text: 'Searches the stored logs (newest day first) for an address, a CIDR or any text, within the server\'s time budget.' }),
+      el('div.row2.hunt-form', null, q, el('span.muted', { text: 'from' }), from, el('span.muted', { text: 'to' }), to, go),
+      out);
+    $('#modal-box').classList.add('wide');
+    q.focus();
+    if (q.value.trim().length >= 3) run();
+  }
+
+  renderHunt(out, r) {
+    const counts = Object.entries(r.counts || {}).sort((a, b) => (a[0] < b[0] ? 1 : -1));
+    const total = counts.reduce((a, [, n]) => a + n, 0);
+    const samples = Array.isArray(r.samples) ? r.samples : [];
+    out.append(el('p.hunt-sum', null,
+      el('b', { text: `${fmt(total)} matching lines` }),
+      ` on ${fmt(counts.length)} of ${fmt(r.selected)} days · ${fmt(r.scanned)} lines scanned`));
+    if (r.partial) out.append(el('p.hunt-flag.partial', { text: 'Partial: the server\'s time budget ran out; older days were not (fully) searched. Narrow the dates to search them.' }));
+    if (r.capped_samples) out.append(el('p.hunt-flag.truncated', { text: `Truncated: showing the first ${fmt(samples.length)} sample lines (newest first); the counts are complete for the days searched.` }));
+    if (!counts.length) { out.append(el('p.muted', { text: 'No matches.' })); return; }
+    const max = Math.max(...counts.map(([, n]) => n));
+    const days = el('div.hunt-days');
+    for (const [day, n] of counts) {
+      const bar = el('span.hbar');
+      bar.style.width = `${Math.max(2, Math.round((100 * n) / max))}%`;
+      days.append(el('button.hunt-day', { dataset: { day }, title: `open ${day}`, onclick: () => { this.closeModal(); this.setDays(day, day); } },
+        el('span.hd', { text: day }), el('span.hn', { text: fmt(n) }), el('span.hb', null, bar)));
+    }
+    out.append(el('h3', { text: 'Matches per day (click to open the day)' }), days);
+    out.append(el('h3', { text: `Sample lines · ${fmt(samples.length)}` }));
+    const list = el('div.hunt-samples');
+    for (const smp of samples) list.append(el('div.sample', null, el('span.sd', { text: String(smp.date || '') }), el('span.sl', { text: String(smp.line || '') })));
+    out.append(list);
   }
 
   viewsDialog() {
@@ -557,6 +631,7 @@ class App {
     $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { clearTimeout(this.searchTimer); this.onSearchInput(); } });
     $('#q-clear').addEventListener('click', () => this.setQuery(''));
     $('#q-help').addEventListener('click', () => this.helpDialog());
+    $('#q-hunt').addEventListener('click', () => this.huntDialog());
     $('#shortcuts').addEventListener('click', () => this.helpDialog());
     $('#day-prev').addEventListener('click', () => this.shiftDay(-1));
     $('#day-next').addEventListener('click', () => this.shiftDay(1));

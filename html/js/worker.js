@@ -4,7 +4,7 @@
 // view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
 
-import { Aggregator } from './aggregate.js';
+import { Aggregator, timeGrid } from './aggregate.js';
 import { LineParser } from './logparse.js';
 import { compileQuery, parseQuery } from './query.js';
 import { exportView } from './export.js';
@@ -40,7 +40,8 @@ function progress(extra) {
 async function load(msg) {
   stopLive();
   const loadId = ++state.loadId;
-  state.agg = new Aggregator();
+  const [from, to] = String(msg.date || '').split('_');
+  state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid());
   state.parser = new LineParser();
   state.bytes = 0;
   state.date = msg.date;
@@ -227,7 +228,8 @@ function summarize(view) {
   const byTrail = new Map();
   const sev = [0, 0, 0];
   const sevEvents = [0, 0, 0];
-  const total = new Array(24).fill(0);
+  const bins = state.agg.grid.bins;
+  const total = new Array(bins).fill(0);
   let events = 0;
   for (let k = 0; k < view.length; k++) {
     const t = threats[view[k]];
@@ -235,8 +237,9 @@ function summarize(view) {
     sev[t.sev]++;
     sevEvents[t.sev] += t.count;
     let hist = byType.get(t.type);
-    if (!hist) { hist = new Array(24).fill(0); byType.set(t.type, hist); }
-    for (let h = 0; h < 24; h++) { hist[h] += t.hist[h]; total[h] += t.hist[h]; }
+    if (!hist) { hist = new Array(bins).fill(0); byType.set(t.type, hist); }
+    const th = t.hist;
+    for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
     const src = first(t.src);
     bySrc.set(src, (bySrc.get(src) || 0) + t.count);   // keyed by string id
     byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
@@ -247,7 +250,7 @@ function summarize(view) {
     threats: view.length, events, sev, sevEvents, sources: bySrc.size, trails: byTrail.size,
     hourly: total, types: types.slice(0, 6).map(([type, hist]) => ({ type, hist })),
     topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]), topTrails: top(byTrail, 9),
-    range: [state.agg.minT, state.agg.maxT], allEvents: state.agg.events, allThreats: state.agg.threats.length,
+    range: [state.agg.minT, state.agg.maxT], grid: state.agg.grid, allEvents: state.agg.events, allThreats: state.agg.threats.length,
     dropped: state.agg.dropped, bad: state.parser.bad,
   };
 }
