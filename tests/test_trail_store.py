@@ -255,6 +255,44 @@ def test_two_process_parse_gives_the_serial_answers(tmp_path):
     assert answers[1][0] == len(last)
 
 
+def test_keys_crowding_the_table_region_boundary(tmp_path):
+    """Keys whose probes run from the lower table region into the upper one (put aside by the
+    region-split placement and placed after the join), with duplicates among them."""
+    import zlib
+
+    from core.trails.index import build_index
+
+    rows_wanted = 40                      # -> 128 slots, regions [0, 64) and [64, 128 + pad)
+    mask = 127
+    crowd, upper, i = [], [], 0
+    while len(crowd) < 12 or len(upper) < 8:
+        name = f"k{i}.example"
+        home = zlib.crc32(name.encode()) & mask
+        if home in (62, 63) and len(crowd) < 12:
+            crowd.append(name)
+        elif home in (64, 65) and len(upper) < 8:
+            upper.append(name)
+        i += 1
+    rows = [(name, "first", "(static)") for name in crowd + upper]
+    rows += [(name, "second", "(static)") for name in crowd[::3] + upper[::2]]  # later duplicates win
+    rows += [(f"filler-{j}.example", "filler", "(static)") for j in range(rows_wanted - len(rows))]
+    last = {name: info for name, info, _ in rows}
+    for folder_name, min_bytes in (("serial", 1 << 40), ("parallel", 0)):
+        folder = tmp_path / folder_name
+        folder.mkdir()
+        with open(folder / "trails.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        build_index(str(folder / "trails.csv"), str(folder / "trails.csv.idx"), parallel_min_bytes=min_bytes)
+        store = TrailStore.open(str(folder / "trails.csv"))
+        try:
+            assert not store.did_build and len(store) == len(last)
+            for name, info in last.items():
+                assert store.get(name) == Trail(info, "(static)"), (folder_name, name)
+            assert store.get("k-missing.example") is None
+        finally:
+            store.close()
+
+
 def test_missing_csv_is_a_clear_error(tmp_path):
     with pytest.raises(TrailStoreError, match="does not exist"):
         TrailStore.open(str(tmp_path / "nope.csv"))
