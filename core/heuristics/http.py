@@ -115,21 +115,23 @@ class HttpHeuristics:
         if self.use_download and not dst_local and self._direct_download(alert, path, display_host):
             return
         if self.use_requests:
-            for desc, pattern in self.patterns.paths:
+            text = canon(plain_path)
+            for desc, path_gate, pattern in self.patterns.paths:
+                if text is not None and path_gate is not None and path_gate.search(text) is None:
+                    continue
                 if pattern.search(plain_path):
                     alert(TrailType.URL, f"{display_host}({_encode_trail(plain_path)})", f"{desc} (suspicious)")
                     return
 
     def _suspicious_request(self, alert: Callable[[str, str, str], None], request: Any, path: str, host: str,
                             dst_local: bool) -> bool:
-        patterns = self.patterns
-        skip = patterns.request_skip
-        if skip is not None and skip.search(path):
-            return False
+        skip = self.patterns.request_skip
         decoded = unquote_plus(path) if "%" in path or "+" in path else path
         if any(marker in decoded for marker in REQUEST_MARKERS):
             desc = self._battery(decoded, dst_local)
             if desc is not None:
+                if skip is not None and skip.search(path):  # consulted only when something fires
+                    return False
                 alert(TrailType.URL, f"{host}({_encode_trail(path)})", f"{desc} (suspicious)")
                 return True
         body = request.body
@@ -138,6 +140,8 @@ class HttpHeuristics:
             text = unquote_plus(text) if "%" in text or "+" in text else text
             desc = self._battery(text, dst_local)
             if desc is not None:
+                if skip is not None and skip.search(path):
+                    return False
                 trail = f"{host}({_encode_trail(path)} \\({request.method} {_encode_trail(text[:200])}\\))"
                 alert(TrailType.HTTP, trail, f"{desc} (suspicious)")
                 return True

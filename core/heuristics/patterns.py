@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from core.config import ROOT_DIR
 from core.heuristics.literals import gate as literal_gate
-from core.heuristics.literals import required_literals
+from core.heuristics.literals import required_literals, union
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
 HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
@@ -32,7 +32,8 @@ class HttpPatterns:
     request_skip: re.Pattern[str] | None = None
     # every gate word of every request family in one alternation: no hit = nothing to run
     request_gate: re.Pattern[str] | None = None
-    paths: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    # (description, literal gate or None = always run, regex) for suspicious path names
+    paths: list[tuple[str, re.Pattern[str] | None, re.Pattern[str]]] = field(default_factory=list)
     iot_url: re.Pattern[str] | None = None
     download_skip: re.Pattern[str] | None = None
     content_types: frozenset[str] = frozenset()
@@ -141,7 +142,7 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
         elif kind == "path":
             pattern = _join(lines, problems, where)
             if pattern is not None:
-                out.paths.append((desc, pattern))
+                out.paths.append((desc, literal_gate(union(lines, _FLAGS)), pattern))
         elif kind == "request-skip":
             out.request_skip = _join(lines, problems, where)
         elif kind == "iot-url":
