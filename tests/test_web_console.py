@@ -47,7 +47,10 @@ def env():
     }
     for day, lines in days.items():
         gen_day.write_day(log_dir, day, lines)
-    server = Server(log_dir)
+    trails = os.path.join(log_dir, "trails.csv")      # the drawer's /check lookups need a trail store
+    with open(trails, "w", encoding="utf-8") as handle:
+        handle.write("evil0.example,hostile test (malware),(static)\n")
+    server = Server(log_dir, extra={"TRAILS_FILE": trails})
     server.start()
     os.makedirs(SHOTS, exist_ok=True)
     profile = tempfile.mkdtemp(prefix="mt-web-profile-")
