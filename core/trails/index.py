@@ -1,10 +1,16 @@
 """Trail index builder: trails.csv → one compact, mmap-able index file (format below).
 
-Where it sits: update writes trails.csv; `TrailStore.open` (core/trails/store.py) calls
-`ensure_index`, which (under an fcntl lock, so concurrent processes build once) runs
-`build_index` in a short-lived child process (`python core/trails/index.py CSV IDX`) when the
-index is missing, stale or damaged, writes a temporary file and renames it into place. Workers
-then map the file read-only; nothing of the 1.6M keys lives on their Python heap.
+Where it sits: update writes trails.csv; `TrailStore.open` (core/trails/store.py), under an
+fcntl lock so concurrent processes build once, runs `build_index` in a short-lived child process
+(`python -I core/trails/index.py CSV IDX`) when the index is missing, stale or damaged. The
+build writes a temporary file and renames it into place. Workers then map the file read-only;
+nothing of the 1.6M keys lives on their Python heap.
+
+Build (two CPUs, CSV >= 8 MiB): a forked helper parses the tail of the file while the builder
+parses the head (`_Part`: crc32 + record per key, in file order). Then the table is filled
+region by region: a second helper takes the upper half of the slots, and keys whose probe would
+cross into the other region are placed after the join (`_Grid`). With one CPU, or for small
+files, the same steps run in one process.
 
 CSV rules: rows `trail,info,reference` (Python csv quoting). Rows without exactly three fields,
 with an empty key, fields longer than 65535 bytes, or bytes that are not UTF-8 are skipped and
