@@ -310,17 +310,22 @@ class Pipeline:
             path = path.replace("//", "/")
         body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
         get = self.store.get
-        for candidate in url_candidates(path, body):
-            for key in (candidate, host + candidate):
-                hit = get(key.lower())
+        host = host.lower()
+        post_form = f"{path}?{body}".lower() if body else None
+        for candidate in url_candidates(path.lower(), body.lower()):
+            key = candidate
+            hit = get(key)
+            if hit is None:
+                key = host + candidate
+                hit = get(key)
                 if hit is None:
                     continue
-                if body and candidate == f"{path}?{body}":
-                    trail = f"{host}({path} ({request.method} {body}))"
-                    self._emit(sec, usec, d, TrailType.HTTP, trail, hit)
-                else:
-                    self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, key), hit)
-                return True
+            if candidate == post_form:
+                trail = f"{host}({path} ({request.method} {body}))"
+                self._emit(sec, usec, d, TrailType.HTTP, trail, hit)
+            else:
+                self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, key), hit)
+            return True
         hit = get(host + "/")
         if hit is not None:
             self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, host + "/"), hit)

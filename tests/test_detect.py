@@ -37,6 +37,7 @@ ROWS = [
     ("8.8.4.4:53", "bad resolver (malware)", "(static)"),
     ("7.7.7.7", "phishing (test)", "(static)"),
     ("gate.example/", "malware (test)", "(static)"),
+    ("/panel/gate.php?cmd=ping", "c2 panel (malware)", "(static)"),
     ("whitelisted-but-listed.example", "malware (test)", "(static)"),
 ]
 LOCAL = "10.0.0.66"
@@ -230,6 +231,13 @@ def test_host_domains_only_when_enabled(run):
 
 def test_whitelisted_host_skips_url_trails(run):
     assert run(http("/malicious-login.php", "whitelisted-but-listed.example")) == []
+
+
+def test_post_form_trail(run):
+    frame = http("/panel/gate.php", "c2.example.net", method="POST", body=b"cmd=ping")
+    events = run(frame)
+    assert [(e.type, e.trail) for e in events] == [("HTTP", "c2.example.net(/panel/gate.php (POST cmd=ping))")]
+    assert run(http("/panel/gate.php", "c2.example.net", method="POST", body=b"cmd=pong")) == []
 
 
 def test_url_candidates_order():
