@@ -293,6 +293,28 @@ def test_keys_crowding_the_table_region_boundary(tmp_path):
             store.close()
 
 
+def test_more_ip_rows_than_the_in_memory_set_holds(tmp_path):
+    from core.trails import store as store_module
+
+    count = store_module.IP_SET_CAP + 5000
+    path = tmp_path / "trails.csv"
+    with open(path, "w") as f:
+        for i in range(count):
+            f.write(f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.7,attacker {i % 3},(static)\n")
+    store = TrailStore.open(str(path))
+    try:
+        assert store._view.ipset is None  # the bloom path answers
+        assert len(store) == count
+        for i in (0, 1, 65535, count - 1):
+            ip = packed(f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.7")
+            assert store.ip(ip) == Trail(f"attacker {i % 3}", "(static)")
+        misses = [packed(f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.8") for i in range(0, count, 97)]
+        assert sum(store.ip(m) is not None for m in misses) == 0
+        assert store.ip(b"\x0a") is None and store.ip(None) is None  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
 def test_missing_csv_is_a_clear_error(tmp_path):
     with pytest.raises(TrailStoreError, match="does not exist"):
         TrailStore.open(str(tmp_path / "nope.csv"))

@@ -406,11 +406,31 @@ class _View:
                 return None
             return probe(kb, h)
 
-        def ip(packed: bytes) -> Trail | None:
-            if ipset is not None and packed not in ipset:
+        def ip_in_set(packed: bytes) -> Trail | None:
+            try:
+                if packed not in ipset:  # type: ignore[operator]
+                    return None
+            except TypeError:
                 return None
             kb = b"\xff" + packed
             return probe(kb, crc32(kb))
+
+        def ip_in_bloom(packed: bytes) -> Trail | None:
+            """More exact IP rows than IP_SET_CAP: no in-memory set, the bloom answers misses."""
+            try:
+                kb = b"\xff" + packed
+            except TypeError:
+                return None
+            h = crc32(kb)
+            bit = h >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
+            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
+            return probe(kb, h)
+
+        ip = ip_in_set if ipset is not None else ip_in_bloom
 
         def ip_port(packed: bytes, port: int) -> Trail | None:
             try:
