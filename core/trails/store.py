@@ -41,6 +41,7 @@ from core.trails import index as ix
 IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
 PORT_PREFILTER_CAP = 1 << 20  # addresses with ip:port rows in the in-memory prefilter (2 MiB bitmap)
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
+RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
 INDEX_PY = os.path.abspath(ix.__file__)
@@ -294,12 +295,10 @@ class _View:
         self.mm, self.file, self.header, self.index_path = mapped
         mm, header = self.mm, self.header
         sections = header.sections
-        self.regex_entries: list[tuple[str, int]] | None = None
         self.regex: RegexTrails | None = None
 
         pairs_off = sections[ix.PAIRS][0]
         pair_count = int.from_bytes(mm[pairs_off:pairs_off + 4], "little")
-        self.pair_count = pair_count
 
         @functools.lru_cache(maxsize=TRAIL_CACHE)
         def trail_of(pid: int) -> Trail:
@@ -356,7 +355,6 @@ class _View:
         mix = ix.BLOOM_MIX
         fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
         table_end = table_off + header.sections[ix.TABLE][1]
-        self.fd = fd
         pack_port = _PORT.pack
         port_bits, port_mask = self.port_bits, len(self.port_bits) * 8 - 1
         ipport_seed = crc32(ix.IPPORT_TAG)
@@ -386,10 +384,11 @@ class _View:
             if found is not _MISSING:
                 return found  # type: ignore[return-value]
             found = read_table(kb, h)
-            if len(recent) >= RECENT_CAP:
-                recent.clear()
-                counters["recent_cache_resets"] += 1
-            recent[kb] = found
+            if len(kb) <= RECENT_KEY_MAX:
+                if len(recent) >= RECENT_CAP:
+                    recent.clear()
+                    counters["recent_cache_resets"] += 1
+                recent[kb] = found
             return found
 
         def get(text: str) -> Trail | None:
