@@ -32,6 +32,14 @@ export function timeTicks(grid) {
   return ticks;
 }
 
+/** A round axis maximum >= max whose quarters are whole, round numbers (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 x 10^k each). */
+export function niceMax(max) {
+  const raw = Math.max(1, max) / 4;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((m) => m * mag).find((v) => v >= raw && Number.isInteger(v)) || Math.ceil(raw);
+  return step * 4;
+}
+
 /** "per hour" / "per day" / "per N days" for a time grid. */
 export function stepName(grid) {
   if (!grid || grid.step <= 3600) return 'per hour';
@@ -107,7 +115,7 @@ export function drawChart(canvas, kind, s) {
   };
   if (kind === 'events') {
     const types = s.types.slice(0, 5);
-    const max = Math.max(1, ...types.flatMap((t) => t.hist));
+    const max = niceMax(Math.max(1, ...types.flatMap((t) => t.hist)));
     const L = 56, R = w - 260, T = 12, B = h - 24;
     ctx.strokeStyle = line; ctx.fillStyle = muted;
     for (let k = 0; k <= 4; k++) {
