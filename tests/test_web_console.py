@@ -240,6 +240,8 @@ def test_open_threat_drawer(env):
     page.click("#drawer .triage button[data-status=investigating]")
     page.fill("#d-tags", "case-42, beacon")
     page.press("#d-tags", "Tab")
+    page.eval_on_selector("#drawer", "d => { d.scrollTop = 0; }")      # the shot shows the drawer's head
+    page.wait_for_selector("#d-check[data-state]")
     shot(page, "04-drawer")
     page.keyboard.press("Escape")
     page.wait_for_selector("#drawer", state="hidden")
