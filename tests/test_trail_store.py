@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -349,7 +350,7 @@ def test_reopen_after_csv_change(tmp_path):
     os.utime(tmp_path / "trails.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert store.get("new-trail.example") is None
     assert store.reopen_if_changed() is True
-    assert store.generation != gen and store.did_build
+    assert store.generation != gen and store.did_build and store.build_info["keys"] == len(store)
     assert store.get("new-trail.example") == Trail("fresh (test)", "(static)")
     assert store.ip_port(packed("7.7.7.7"), 53) == Trail("fresh port", "(static)")
     assert store.get("evil-test-domain.com") is not None
@@ -361,6 +362,57 @@ def test_reopen_after_csv_change(tmp_path):
     os.replace(tmp, tmp_path / "trails.csv")
     assert store.reopen_if_changed() is True
     assert store.get("new-trail.example").info == "fresh (tes2)"
+    store.close()
+
+
+def _touch_later(path):
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_background_reload_never_blocks(tmp_path):
+    rows = [(f"bg-{i}.example", "old", "(static)") for i in range(40000)]
+    first = TrailStore.from_rows(rows, str(tmp_path))
+    second = TrailStore.open(str(tmp_path / "trails.csv"))  # another worker of the same sensor
+    with open(tmp_path / "trails.csv", "a") as f:
+        f.write("bg-new.example,new,(static)\n")
+    _touch_later(tmp_path / "trails.csv")
+    assert first.reopen_if_changed(wait=False) is False   # build started in a child
+    assert first._pending is not None
+    assert first.get("bg-1.example") == Trail("old", "(static)")  # old index keeps answering
+    assert first.get("bg-new.example") is None
+    swapped = {"first": False, "second": False}
+    deadline = time.monotonic() + 60
+    while not all(swapped.values()) and time.monotonic() < deadline:
+        for name, store in (("first", first), ("second", second)):
+            if not swapped[name]:
+                swapped[name] = store.reopen_if_changed(wait=False)
+        time.sleep(0.02)
+    assert swapped == {"first": True, "second": True}
+    assert first.did_build and not second.did_build  # the second one waited for the first one's build
+    for store in (first, second):
+        assert store.get("bg-new.example") == Trail("new", "(static)")
+        assert store.get("bg-39999.example") == Trail("old", "(static)")
+        assert store.reopen_if_changed(wait=False) is False
+        store.close()
+
+
+def test_background_reload_reports_a_failed_build(tmp_path):
+    store = TrailStore.from_rows(ROWS, str(tmp_path))
+    (tmp_path / "trails.csv").write_text("x.example,a,(static)\n")
+    _touch_later(tmp_path / "trails.csv")
+    os.unlink(store.index_path)
+    os.mkdir(store.index_path)  # the new index cannot be renamed into place
+    assert store.reopen_if_changed(wait=False) is False
+    deadline = time.monotonic() + 30
+    with pytest.raises(TrailStoreError, match="cannot write trail index"):
+        while time.monotonic() < deadline:
+            store.reopen_if_changed(wait=False)
+            time.sleep(0.02)
+    assert store.get("evil-test-domain.com") is not None  # the old index is still in use
+    os.rmdir(store.index_path)
+    assert store.reopen_if_changed() is True and store.get("x.example") == Trail("a", "(static)")
+    assert store.get("evil-test-domain.com") is None
     store.close()
 
 

@@ -31,6 +31,7 @@ import mmap
 import os
 import re
 import struct
+import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterable
@@ -111,23 +112,84 @@ def _map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> _Mapped | None:
     return mapped
 
 
-def _build_child(csv_path: str, idx_path: str) -> dict[str, object]:
-    """Build the index in a short-lived child process so its memory never inflates ours."""
-    import json
-    import subprocess
+def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
+    """Start the index build in a child process, so its memory never inflates ours."""
     try:
-        proc = subprocess.run([sys.executable, "-I", INDEX_PY, csv_path, idx_path], capture_output=True,
-                              timeout=BUILD_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as ex:
+        return subprocess.Popen([sys.executable, "-I", INDEX_PY, csv_path, idx_path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as ex:
         raise TrailStoreError(f"trail index build failed for {csv_path}: {ex}") from ex
+
+
+def _child_result(proc: subprocess.Popen[bytes], csv_path: str) -> dict[str, object]:
+    """Wait for a build child; its figures (JSON line) or TrailStoreError with its last error line."""
+    import json
+
+    try:
+        out, err = proc.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise TrailStoreError(f"trail index build for {csv_path} took longer than {BUILD_TIMEOUT:.0f} s") from None
     if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        message = err.decode("utf-8", "replace").strip().splitlines()
         raise TrailStoreError(message[-1] if message else f"trail index build failed for {csv_path}")
     try:
-        info = json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
+        info = json.loads(out.decode("utf-8").strip().splitlines()[-1])
         return dict(info) if isinstance(info, dict) else {}
     except (ValueError, IndexError):
         return {}
+
+
+class _BackgroundBuild:
+    """A build running in a child process (holding the index lock) while lookups go on."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], lock_fd: int, csv_path: str, idx_path: str) -> None:
+        self.proc, self.lock_fd, self.csv_path, self.idx_path = proc, lock_fd, csv_path, idx_path
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def finish(self) -> tuple[_Mapped, dict[str, object]]:
+        """Wait for the child, release the lock, map the result."""
+        try:
+            build = _child_result(self.proc, self.csv_path)
+        finally:
+            os.close(self.lock_fd)
+        mapped = _map_valid(self.idx_path, None)
+        if mapped is None:
+            raise TrailStoreError(f"trail index {self.idx_path} is invalid right after its build")
+        return mapped, build
+
+
+def _start_background(csv_path: str, index_dir: str | None,
+                      stamp: ix.CsvStamp) -> _Mapped | _BackgroundBuild | None:
+    """Without blocking: a fresh index (someone built it), a build we started, or None when
+    another process holds the lock (it is building; look again later)."""
+    errors = []
+    for idx_path in index_candidates(csv_path, index_dir):
+        try:
+            os.makedirs(os.path.dirname(idx_path), exist_ok=True)
+            lock_fd = os.open(idx_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as ex:
+            errors.append(f"{idx_path}: {ex.strerror or ex}")
+            continue
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            return None
+        try:
+            mapped = _map_valid(idx_path, stamp)
+            if mapped is not None:
+                os.close(lock_fd)
+                return mapped
+            _remove_stale_temps(idx_path)
+            return _BackgroundBuild(_start_child(csv_path, idx_path), lock_fd, csv_path, idx_path)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+    raise TrailStoreError("no writable location for the trail index: " + "; ".join(errors))
 
 
 def _remove_stale_temps(idx_path: str) -> None:
@@ -166,7 +228,7 @@ def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, ob
             if mapped is not None:
                 return mapped, None
             _remove_stale_temps(idx_path)
-            build = _build_child(csv_path, idx_path)
+            build = _child_result(_start_child(csv_path, idx_path), csv_path)
             mapped = _map_valid(idx_path, None)
             if mapped is None:
                 raise TrailStoreError(f"trail index {idx_path} is invalid right after its build")
@@ -476,6 +538,7 @@ class TrailStore:
         self.generation = 0
         self.build_info = build
         self.did_build = build is not None
+        self._pending: _BackgroundBuild | None = None
         self._install(_View(mapped))
 
     def _install(self, view: _View) -> None:
@@ -549,10 +612,23 @@ class TrailStore:
         return len(self._view.regex_trails().entries)
 
     # --- reload -----------------------------------------------------------------------------------
-    def reopen_if_changed(self) -> bool:
-        """Cheap stat of the CSV; when it changed, map (building if needed) the new index and swap.
-        A CSV that vanished keeps the current mapping (False); a failed build raises TrailStoreError
-        and the current mapping stays in use."""
+    def reopen_if_changed(self, wait: bool = True) -> bool:
+        """Cheap stat of the CSV; when it changed, map the new index (building it if needed) and
+        swap. True when a new index is now in use.
+
+        wait=True blocks while the index is built (seconds for the full set). wait=False never
+        blocks (use it from a packet loop): it starts the build in a child process, or notices
+        that another process is building, and returns False. Lookups keep using the old index,
+        and a later call swaps in the new one. A CSV that vanished keeps the current mapping. A
+        failed build raises TrailStoreError, and the current mapping stays in use."""
+        if self._pending is not None:
+            if not wait and not self._pending.done():
+                return False
+            pending, self._pending = self._pending, None
+            mapped, build = pending.finish()
+            self.build_info, self.did_build = build, True
+            self._install(_View(mapped))
+            return True
         try:
             stamp = ix.csv_stamp(self.path)
         except OSError:
@@ -560,10 +636,25 @@ class TrailStore:
         h = self._view.header
         if (h.csv_size, h.csv_mtime_ns, h.csv_inode, h.csv_dev) == stamp:
             return False
-        mapped, build = _ensure(self.path, self.index_dir)
-        self.build_info = build
-        self._install(_View(mapped))
-        return True
+        if wait:
+            mapped, built = _ensure(self.path, self.index_dir)
+            self.build_info, self.did_build = built, built is not None
+            self._install(_View(mapped))
+            return True
+        for idx_path in index_candidates(self.path, self.index_dir):
+            fresh = _map_valid(idx_path, stamp)
+            if fresh is not None:
+                self.build_info, self.did_build = None, False
+                self._install(_View(fresh))
+                return True
+        started = _start_background(self.path, self.index_dir, stamp)
+        if isinstance(started, _BackgroundBuild):
+            self._pending = started
+        elif started is not None:
+            self.build_info, self.did_build = None, False
+            self._install(_View(started))
+            return True
+        return False
 
     def close(self) -> None:
         """Unmap and close the index; lookups after close() raise ValueError or OSError."""
