@@ -40,7 +40,7 @@ from typing import NamedTuple
 from core.trails import index as ix
 
 IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
-PORT_PREFILTER_CAP = 1 << 20  # addresses with ip:port rows in the in-memory prefilter (2 MiB bitmap)
+PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB)
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
 RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
@@ -381,28 +381,28 @@ class _View:
             blob4, blob6 = mm[off4:off4 + len4], mm[off6:off6 + len6]
             self.ipset = frozenset([blob4[i:i + 4] for i in range(0, len4, 4)]
                                    + [blob6[i:i + 16] for i in range(0, len6, 16)])
-        self.port_bits = self._port_prefilter()
+        self.port_marks = self._port_prefilter()
         self.counters = {"recent_cache_resets": 0}
         self._make_lookups()
 
     def _port_prefilter(self) -> bytearray:
-        """Bitmap over hash(packed IP) of every address with an ip:port row (about 6% false hits).
-        hash() of a bytes object is cached in it, so detect's following ip() call pays nothing."""
+        """One byte per slot, indexed by hash(packed IP) & mask, set for every address that has an
+        ip:port row (8+ slots per address: about 7% false hits). hash() of a bytes object is
+        cached in it, so detect's following ip() call on the same address pays nothing."""
         (off4, len4), (off6, len6) = self.header.sections[ix.PORT_IP4], self.header.sections[ix.PORT_IP6]
         count = len4 // 4 + len6 // 16
         if count > PORT_PREFILTER_CAP:
-            return bytearray(b"\xff")  # every bit set: no prefilter, the bloom and table answer
-        size = 1 << 13
-        while size < 16 * count:
+            return bytearray(b"\x01")  # no prefilter: every address passes to the bloom and table
+        size = 1 << 12
+        while size < 8 * count:
             size <<= 1
-        bits, mask = bytearray(size // 8), size - 1
+        marks, mask = bytearray(size), size - 1
         mm = self.mm
         for off, length, width in ((off4, len4, 4), (off6, len6, 16)):
             blob = mm[off:off + length]
-            for i in range(0, length, width):
-                x = hash(blob[i:i + width]) & mask
-                bits[x >> 3] |= 1 << (x & 7)
-        return bits
+            for x in map(hash, [blob[i:i + width] for i in range(0, length, width)]):
+                marks[x & mask] = 1
+        return marks
 
     def _make_lookups(self) -> None:
         mm, header = self.mm, self.header
@@ -418,7 +418,7 @@ class _View:
         fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
         table_end = table_off + header.sections[ix.TABLE][1]
         pack_port = _PORT.pack
-        port_bits, port_mask = self.port_bits, len(self.port_bits) * 8 - 1
+        port_marks, port_mask = self.port_marks, len(self.port_marks) - 1
         ipport_seed = crc32(ix.IPPORT_TAG)
 
         def read_table(kb: bytes, h: int) -> Trail | None:
@@ -495,8 +495,7 @@ class _View:
 
         def ip_port(packed: bytes, port: int) -> Trail | None:
             try:
-                x = hash(packed) & port_mask
-                if not port_bits[x >> 3] >> (x & 7) & 1:
+                if not port_marks[hash(packed) & port_mask]:
                     return None
                 h = crc32(pack_port(port), crc32(packed, ipport_seed))
             except (struct.error, TypeError):
