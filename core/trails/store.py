@@ -27,6 +27,7 @@ import fcntl
 import functools
 import hashlib
 import io
+import itertools
 import mmap
 import os
 import re
@@ -379,8 +380,8 @@ class _View:
         self.ipset: frozenset[bytes] | None = None
         if len4 // 4 + len6 // 16 <= IP_SET_CAP:
             blob4, blob6 = mm[off4:off4 + len4], mm[off6:off6 + len6]
-            self.ipset = frozenset([blob4[i:i + 4] for i in range(0, len4, 4)]
-                                   + [blob6[i:i + 16] for i in range(0, len6, 16)])
+            self.ipset = frozenset(itertools.chain((blob4[i:i + 4] for i in range(0, len4, 4)),
+                                                   (blob6[i:i + 16] for i in range(0, len6, 16))))
         self.port_marks = self._port_prefilter()
         self.counters = {"recent_cache_resets": 0}
         self._make_lookups()
@@ -400,7 +401,7 @@ class _View:
         mm = self.mm
         for off, length, width in ((off4, len4, 4), (off6, len6, 16)):
             blob = mm[off:off + length]
-            for x in map(hash, [blob[i:i + width] for i in range(0, length, width)]):
+            for x in map(hash, (blob[i:i + width] for i in range(0, length, width))):  # no big temporaries
                 marks[x & mask] = 1
         return marks
 
