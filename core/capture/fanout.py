@@ -266,8 +266,18 @@ def run_program(instructions: list[tuple[int, int, int, int]], ip: bytes, ethert
             elif cls == ALU:
                 operand = x if code & X else k
                 op = code & 0xF0
-                a = {AND: a & operand, LSH: (a << operand) & 0xFFFFFFFF, RSH: a >> operand,
-                     XOR: a ^ operand, MUL: (a * operand) & 0xFFFFFFFF}[op]
+                if op == AND:
+                    a &= operand
+                elif op == LSH:
+                    a = (a << operand) & 0xFFFFFFFF
+                elif op == RSH:
+                    a >>= operand
+                elif op == XOR:
+                    a ^= operand
+                elif op == MUL:
+                    a = (a * operand) & 0xFFFFFFFF
+                else:
+                    raise ValueError(f"ALU op {op:#x} not in the subset")
             elif cls == JMP:
                 op = code & 0xF0
                 if op == JA:
