@@ -171,7 +171,9 @@ def test_regex_bucketing_never_hides_a_match(tmp_path):
             (r"x[0-9]+\.(com|net)$", "tail group", "(static)"),
             (r"t35[0-9].t35.com", "unescaped dots", "(static)"),
             (r"(b)\1[0-9]\.org", "backref", "(static)"),
-            (r"q[0-9]\.org", "plain org", "(static)")]
+            (r"q[0-9]\.org", "plain org", "(static)"),
+            (r"Caps[0-9]\.ORG", "capitals", "(static)"),
+            (r"\Wsep[0-9]\.org", "escape", "(static)")]
     store = TrailStore.from_rows(rows, str(tmp_path))
     try:
         assert store.match_regex("y12")[1].info == "alternation"
@@ -182,6 +184,9 @@ def test_regex_bucketing_never_hides_a_match(tmp_path):
         assert store.match_regex("bb1.org")[1].info == "backref"
         assert store.match_regex("q1.org")[1].info == "plain org"
         assert store.match_regex("ba1.org") is None
+        assert store.match_regex("caps1.org")[1].info == "capitals"  # names arrive lower-case
+        assert store.match_regex("-sep1.org")[1].info == "escape"
+        assert store.match_regex("xsep1.org") is None
     finally:
         store.close()
 

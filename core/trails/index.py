@@ -152,12 +152,14 @@ def is_regex_trail(text: str) -> bool:
 
 
 def compile_trail(text: str) -> re.Pattern[str] | None:
-    """A regex trail compiled case-insensitively, or None; the re module's FutureWarnings about
-    possible set syntax are not for the operator of a sensor."""
+    """A regex trail compiled, or None. Names are matched lower-case, so a pattern with capitals
+    is compiled case-insensitively; an all-lower-case one is not, because IGNORECASE disables
+    the regex engine's first-character skip of alternatives (3x slower misses). The re module's
+    FutureWarnings about possible set syntax are not for the operator of a sensor."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return re.compile(text, re.I)
+            return re.compile(text, 0 if text == text.lower() else re.I)
         except (re.error, RecursionError, OverflowError, ValueError):
             return None
 

@@ -295,7 +295,8 @@ class _Group:
         self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
         if self.plain:
-            self.combined = ix.compile_trail("|".join(f"(?:{t})" for _, t, _ in members if not _SOLO.search(t)))
+            self.combined = ix.compile_trail("|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
+                                                      for _, t, _ in members if not _SOLO.search(t)))
 
     def first(self, name: str) -> int | None:
         best = None
