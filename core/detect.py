@@ -37,7 +37,8 @@ PROTO_NAMES = {
     TCP: "TCP", UDP: "UDP", ICMP: "ICMP", ICMPV6: "ICMPv6", 2: "IGMP", 4: "IPIP", 41: "IPv6", 47: "GRE",
     50: "ESP", 51: "AH", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP",
 }
-HTTP_FIRST_BYTES = frozenset(b"GPHDOCTU")  # GET POST PUT PATCH HEAD DELETE OPTIONS CONNECT TRACE UNLOCK...
+HTTP_FIRST_BYTES = frozenset(method[0] for method in http.METHODS) | {ord("H")}  # requests, "HTTP/" responses
+PARSED_FIRST_BYTES = HTTP_FIRST_BYTES | {0x16}  # + TLS handshake records
 TLS_HANDSHAKE = 0x16
 DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
@@ -82,6 +83,7 @@ class Pipeline:
         self._meta: Any = (0, 0, 0, 0)
         self._mi = 0
         self.packets = 0
+        self.skipped_bulk = 0
         self.errors: dict[str, int] = {}
         self.first_errors: dict[str, str] = {}
 
@@ -94,7 +96,12 @@ class Pipeline:
         return decoder
 
     def process_batch(self, linktype: int, buf: bytes, meta: Any) -> None:
-        """Walk one capture batch: meta holds (sec, usec, offset, caplen) per packet."""
+        """Walk one capture batch: meta holds (sec, usec, offset, caplen) per packet.
+
+        Bulk TCP over Ethernet/IPv4 (the majority of mirrored traffic) is recognised from a few
+        header bytes and skipped before decoding when it provably cannot produce an event: not a
+        scan-flag combination, no payload or a payload whose first byte starts nothing we parse
+        (TLS handshake, HTTP), not port 53, no TLS flow being reassembled, no plugins."""
         if isinstance(meta, (bytes, bytearray)):
             meta = memoryview(meta).cast("I")  # pcapy-ng's packed records: 4 native uint32 each
         decode = self.decoder(linktype).decode
@@ -102,13 +109,28 @@ class Pipeline:
         self._buf, self._meta = buf, meta
         count = len(meta)
         self.packets += count // 4
+        bulk_skip = linktype == 1 and not self.plugins_wanted
+        flights, hellos = self.flights.tracked, self.hellos.tracked
+        parsed_first = PARSED_FIRST_BYTES
+        scan_flags = SCAN_FLAGS
         for i in range(0, count, 4):
             sec = meta[i]
             if sec != self._sec:
                 self._advance(sec)
+            off = meta[i + 2]
+            caplen = meta[i + 3]
+            if (bulk_skip and caplen >= 54 and buf[off + 23] == 6 and buf[off + 14] == 0x45
+                    and buf[off + 12] == 8 and buf[off + 13] == 0 and buf[off + 47] not in scan_flags
+                    and not flights and not hellos):
+                start = off + 34 + ((buf[off + 46] >> 4) << 2)
+                if start >= off + caplen or buf[start] not in parsed_first:
+                    ports = buf[off + 34:off + 38]
+                    if ports[0:2] != b"\x00\x35" and ports[2:4] != b"\x00\x35":
+                        self.skipped_bulk += 1
+                        continue
             try:
                 self._mi = i
-                d = decode(buf, meta[i + 2], meta[i + 3])
+                d = decode(buf, off, caplen)
                 if d is not None:
                     handle(sec, meta[i + 1], d)
             except Exception as ex:  # isolation point: one packet

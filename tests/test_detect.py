@@ -284,3 +284,37 @@ def test_certificate_sha1_across_segments(tmp_path):
     for n, part in enumerate(thirds):
         pipeline2.process(1, T0, n, g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))))
     assert sink2.events == []
+
+
+def test_batch_path_bulk_skip_keeps_every_detection(tmp_path):
+    """The batch walker's bulk-TCP early exit must not hide anything the per-packet path finds:
+    a certificate flight whose later segments start mid-record, DNS over TCP, an uncommon HTTP
+    method and a stealth-scan flag, interleaved with bulk TLS application data."""
+    from core.capture.offline import OfflineSource
+    from core.protocols.tls import cert_sha1
+    from tests.test_tls import ders_of, make_chain, server_flight
+
+    ders = ders_of(make_chain())
+    sha1 = cert_sha1(ders[0])
+    rows = ROWS + [(sha1, "dridex c2 cert (suspicious)", "(static)"), ("/dav/x", "webdav (malware)", "(static)")]
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    flight = server_flight(ders, record_size=700)
+    parts = [flight[:300], flight[300:1400], flight[1400:]]
+    bulk = g.ether(g.ipv4("93.184.216.34", LOCAL, g.tcp(443, 40002, 0x18, b"\x17\x03\x03\x00\x10" + bytes(16))))
+    frames = [bulk]
+    for part in parts:
+        frames += [g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))), bulk]
+    frames += [dnsq("evil-test-domain.com", tcp=True), bulk,
+               g.ether(g.ipv4(LOCAL, "93.184.216.34", g.tcp(40003, 8081, 0x18, g.http_request("MKCOL", "/dav/x", [("Host", "h.example")])))),
+               g.ether(g.ipv4(LOCAL, "66.66.66.66", g.tcp(40004, 443, 0x29)))]
+    path = str(tmp_path / "mix.pcap")
+    g.write_pcap(path, [(T0 + n / 10, frame) for n, frame in enumerate(frames)])
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    sink = MemorySink()
+    pipeline = Pipeline(config, store, EventPipeline([sink], "t"))
+    for linktype, buf, meta in OfflineSource([path], snaplen=65535):
+        pipeline.process_batch(linktype, buf, meta)
+    assert pipeline.errors == {}
+    assert {(e.type, e.trail) for e in sink.events} == {
+        ("CERT", sha1), ("DNS", "evil-test-domain.com"), ("URL", "(h.example)/dav/x")}
+    assert pipeline.skipped_bulk == 3  # not while the certificate flow is being reassembled

@@ -182,3 +182,26 @@ def test_corpus_requests():
     assert post.body == b"q=1 UNION ALL SELECT pwd FROM users"
     trails = [http.parse_request(p) for p in corpus_tcp_payloads("http_trails.pcap")]
     assert [r.path for r in trails if r is not None] == ["/malicious-login.php", "/", "/bad/path"]
+
+
+def test_named_header_lookup_agrees_with_the_full_header_dict():
+    """request.header(name) (the packet path) and request.headers (everything) follow one rule set."""
+    import random
+
+    rng = random.Random(5)
+    names = ["host", "user-agent", "x-forwarded-for", "hostile", "ho st", "Host", "HOST", " host", "x"]
+    for _ in range(3000):
+        lines = []
+        for _ in range(rng.randrange(0, 8)):
+            name = rng.choice(names)
+            sep = rng.choice([":", " :", ":", "", "::"])
+            value = rng.choice(["a.example", " b.example ", "", "1.2.3.4, 5.6.7.8", "x" * 20])
+            lines.append(f"{name}{sep}{value}")
+        end = rng.choice(["\r\n\r\n", "\r\n", "\n\n", ""])
+        payload = ("GET / HTTP/1.1\r\n" + "\r\n".join(lines) + end).encode()
+        req = http.parse_request(payload)
+        assert req is not None
+        full = dict(req.headers)
+        fresh = http.parse_request(payload)
+        for name in ("host", "user-agent", "x-forwarded-for", "hostile", "x"):
+            assert fresh.header(name) == full.get(name), (payload, name)

@@ -208,9 +208,8 @@ class HttpHeuristics:
 
     def _source(self, d: Any, request: Any) -> str:
         src = ip_text(d.src)
-        headers = request.headers
         for name in FORWARD_HEADERS:
-            value = headers.get(name)
+            value = request.header(name)
             if value:
                 first = value.split(",", 1)[0].strip()
                 if _IPV4.fullmatch(first) and ip_packed(first) is not None:

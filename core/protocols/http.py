@@ -42,20 +42,42 @@ METHODS = frozenset((
 _PREFIXES = frozenset((m + b" ")[:4] for m in METHODS)
 
 
-class HttpRequest(NamedTuple):
-    """One HTTP request head as seen in a single segment."""
+class HttpRequest:
+    """One HTTP request head as seen in a single segment.
 
-    method: str
-    target: str
-    path: str
-    version: str
-    headers: dict[str, str]
-    host: str | None
-    port: int | None
-    absolute: bool
-    user_agent: str | None
-    body: bytes
-    complete_headers: bool
+    `headers` (all of them, lower-case names, first occurrence wins) is built on first use; the
+    packet path only needs a few named headers, which `header(name)` finds directly in the raw
+    header block, with the same rules."""
+
+    __slots__ = ("method", "target", "path", "version", "host", "port", "absolute", "user_agent", "body",
+                 "complete_headers", "_block", "_lower", "_headers")
+
+    def __init__(self, method: str, target: str, path: str, version: str, block: bytes, host: str | None,
+                 port: int | None, absolute: bool, user_agent: str | None, body: bytes,
+                 complete_headers: bool, lower: bytes | None = None) -> None:
+        self.method, self.target, self.path, self.version = method, target, path, version
+        self.host, self.port, self.absolute, self.user_agent = host, port, absolute, user_agent
+        self.body, self.complete_headers = body, complete_headers
+        self._block = block
+        self._lower = lower
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = _header_dict(self._block)
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """The first `name:` header (name lower-case), or None."""
+        if self._headers is not None:
+            return self._headers.get(name)
+        if self._lower is None:
+            self._lower = self._block.lower()
+        return _find_header(self._block, self._lower, name.encode("latin-1"))
+
+    def __repr__(self) -> str:
+        return f"HttpRequest({self.method} {self.target!r} host={self.host!r})"
 
 
 class HttpResponse(NamedTuple):
@@ -77,23 +99,24 @@ def _line_end(payload: bytes, start: int) -> tuple[int, int]:
     return (nl - 1 if nl > start and payload[nl - 1] == 13 else nl), nl + 1
 
 
-def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, bool]:
-    """Header block starting at `off` -> (headers, body, complete)."""
-    headers: dict[str, str] = {}
+def _header_block(payload: bytes, off: int) -> tuple[bytes, bytes, bool]:
+    """Header block starting at `off` -> (block of whole lines, body, complete)."""
     head_end = payload.find(b"\r\n\r\n", off - 2) if off >= 2 else -1
     if head_end >= 0:
-        block, body, complete = payload[off:head_end + 2], payload[head_end + 4:], True
-    else:
-        bare = payload.find(b"\n\n", off - 1) if off >= 1 else -1
-        if bare >= 0:  # bare-LF clients
-            block, body, complete = payload[off:bare + 1], payload[bare + 2:], True
-        else:
-            last = payload.rfind(b"\n")
-            block, body, complete = (payload[off:last + 1] if last >= off else b""), b"", False
+        return payload[off:head_end + 2], payload[head_end + 4:], True
+    bare = payload.find(b"\n\n", off - 1) if off >= 1 else -1
+    if bare >= 0:  # bare-LF clients
+        return payload[off:bare + 1], payload[bare + 2:], True
+    last = payload.rfind(b"\n")  # a header line cut by the end of the segment is dropped
+    return (payload[off:last + 1] if last >= off else b""), b"", False
+
+
+def _header_dict(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
     if not block:
-        return headers, body, complete
+        return headers
     lines = block.split(b"\n")
-    lines.pop()  # the element after the final line end (the cut partial line, or empty)
+    lines.pop()  # the element after the final line end
     for line in lines[:MAX_HEADERS]:
         colon = line.find(b":")
         if colon <= 0 or colon > MAX_NAME or line[0] in (32, 9):  # no name, too long, folded
@@ -101,7 +124,44 @@ def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, boo
         name = line[:colon].strip().lower().decode("latin-1")
         if name and name not in headers:
             headers[name] = line[colon + 1:].strip()[:MAX_VALUE].decode("latin-1")
-    return headers, body, complete
+    return headers
+
+
+def _find_header(block: bytes, lower: bytes, name: bytes) -> str | None:
+    """The first header called `name` in `block` (same rules as _header_dict), or None."""
+    want = b"\n" + name
+    start = 0 if lower.startswith(name) else lower.find(want)
+    while start >= 0:
+        begin = start if start == 0 and lower.startswith(name) else start + 1
+        pos = begin + len(name)
+        # optional whitespace between the name and the colon, as strip() allows
+        while pos < len(lower) and lower[pos] in (32, 9):
+            pos += 1
+        if pos < len(lower) and lower[pos] == 58 and pos <= MAX_NAME:
+            end = lower.find(b"\n", pos)
+            if end >= 0 and begin < _nth_line_start(lower, MAX_HEADERS):
+                return block[pos + 1:end].strip()[:MAX_VALUE].decode("latin-1")
+            return None
+        start = lower.find(want, begin)
+    return None
+
+
+def _nth_line_start(block: bytes, n: int) -> int:
+    """Offset where line number n (0-based) of the block starts (len(block) when fewer lines)."""
+    if n >= 64 and block.count(b"\n") < n:
+        return len(block) + 1
+    pos = 0
+    for _ in range(n):
+        pos = block.find(b"\n", pos) + 1
+        if pos == 0:
+            return len(block) + 1
+    return pos
+
+
+def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, bool]:
+    """Header block starting at `off` -> (headers, body, complete) (responses)."""
+    block, body, complete = _header_block(payload, off)
+    return _header_dict(block), body, complete
 
 
 def _split_host(authority: str) -> tuple[str | None, int | None]:
@@ -154,7 +214,8 @@ def parse_request(payload: bytes) -> HttpRequest | None:
     if not rest:
         return None
     target = rest.decode("latin-1")
-    headers, body, complete = _parse_headers(payload, off)
+    block, body, complete = _header_block(payload, off)
+    lower = block.lower()
 
     absolute = False
     path = target
@@ -177,10 +238,12 @@ def parse_request(payload: bytes) -> HttpRequest | None:
         if not path.startswith("/"):
             path = "/" + path
         host, port = _split_host(authority)
-    if host is None and "host" in headers:
-        host, port = _split_host(headers["host"])
-    return HttpRequest(method.decode("latin-1"), target, path, version.decode("latin-1"), headers,
-                       host, port, absolute, headers.get("user-agent"), body, complete)
+    if host is None:
+        value = _find_header(block, lower, b"host")
+        if value is not None:
+            host, port = _split_host(value)
+    return HttpRequest(method.decode("latin-1"), target, path, version.decode("latin-1"), block,
+                       host, port, absolute, _find_header(block, lower, b"user-agent"), body, complete, lower)
 
 
 def parse_response(payload: bytes) -> HttpResponse | None:

@@ -155,6 +155,7 @@ class ClientHellos:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self._flows: OrderedDict[Hashable, tuple[bytearray, float]] = OrderedDict()
+        self.tracked = self._flows  # read-only view for callers' cheap emptiness test
         self.counters: dict[str, int] = dict.fromkeys(
             ("pending", "reassembled", "no_sni", "evicted", "expired", "too_big"), 0)
 
@@ -279,6 +280,7 @@ class ServerFlights:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self._flows: OrderedDict[Hashable, _Flow] = OrderedDict()
+        self.tracked = self._flows  # read-only view for callers' cheap emptiness test
         self.counters: dict[str, int] = dict.fromkeys(
             ("started", "certificates", "evicted", "expired", "too_big", "not_tls", "tls13",
              "no_cert", "out_of_order", "malformed"), 0)
