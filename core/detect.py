@@ -89,6 +89,12 @@ class Pipeline:
 
     # -- entry points ---------------------------------------------------------------------------
 
+    def swap_store(self, store: TrailStore) -> None:
+        """Use a reloaded trail set from the next packet on (called between batches)."""
+        self.store = store
+        self.domains.swap_store(store)
+        self.heuristics.swap_store(store)
+
     def decoder(self, linktype: int) -> Decoder:
         decoder = self._decoders.get(linktype)
         if decoder is None:

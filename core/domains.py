@@ -71,6 +71,12 @@ class DomainChecker:
         self.cache_hits = 0
         self.cache_evictions = 0
 
+    def swap_store(self, store: TrailStore) -> None:
+        """Use a reloaded trail set: cached answers of the old one are dropped."""
+        self.store = store
+        self._cache.clear()
+        self._generation = store.generation
+
     def _remember(self, name: str, hit: DomainHit | None) -> DomainHit | None:
         if self.cache_entries > 0:
             cache = self._cache

@@ -318,3 +318,19 @@ def test_batch_path_bulk_skip_keeps_every_detection(tmp_path):
     assert {(e.type, e.trail) for e in sink.events} == {
         ("CERT", sha1), ("DNS", "evil-test-domain.com"), ("URL", "(h.example)/dav/x")}
     assert pipeline.skipped_bulk == 3  # not while the certificate flow is being reassembled
+
+
+def test_swap_store_drops_cached_answers(tmp_path):
+    """After a trail reload a name cached as clean under the old set is checked again."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old = TrailStore.from_rows([("x.example.net", "malware (test)", "(static)")], str(tmp_path / "a"))
+    new = TrailStore.from_rows([("fresh-evil.net", "malware (test)", "(static)")], str(tmp_path / "b"))
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    sink = MemorySink()
+    pipeline = Pipeline(config, old, EventPipeline([sink], "t"))
+    pipeline.process(1, T0, 0, dnsq("fresh-evil.net"))
+    assert sink.events == []
+    pipeline.swap_store(new)
+    pipeline.process(1, T0 + 1, 0, dnsq("fresh-evil.net", sport=40001))
+    assert trails(sink.events) == ["fresh-evil.net"]

@@ -15,6 +15,8 @@ Hooks (all take packet time `sec, usec` and the `Decoded` packet `d`, see core/d
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.
 - `tick(sec)`: packet time advanced; expire windows.
+- `swap_store(store)`: the trails were reloaded; later lookups use the new store.
+- `stats()`: per-table size and cap counters (metrics).
 """
 
 from __future__ import annotations
@@ -50,3 +52,9 @@ class Heuristics:
 
     def tick(self, sec: int) -> None:
         return None
+
+    def swap_store(self, store: Any) -> None:
+        return None
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {}

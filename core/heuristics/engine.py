@@ -86,6 +86,9 @@ class HeuristicEngine(Heuristics):
             self.dns.expire(sec)
         self._next_tick = sec + TICK_PERIOD
 
+    def swap_store(self, store: Any) -> None:
+        self.dns.store = store
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per-table size, cap and cap counters (for metrics and the bounded-state tests)."""
         out = {table.name: table.stats() for table in self.scan.tables()}

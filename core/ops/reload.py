@@ -60,17 +60,7 @@ def acceptable(current: int, new: int, config: Config) -> tuple[bool, str]:
 
 def swap_store(pipeline: Any, store: Any) -> None:
     """Point a detection pipeline at a new store (between two batches)."""
-    swap = getattr(pipeline, "swap_store", None)
-    if callable(swap):
-        swap(store)
-        return
-    pipeline.store = store
-    domains = getattr(pipeline, "domains", None)
-    if domains is not None and hasattr(domains, "store"):
-        domains.store = store
-        cache = getattr(domains, "cache", None)
-        if cache is not None and hasattr(cache, "clear"):
-            cache.clear()
+    pipeline.swap_store(store)
 
 
 def update_command(config: Config) -> list[str]:
