@@ -340,20 +340,31 @@ class Pipeline:
         get = self.store.get
         host = host.lower()
         post_form = f"{path}?{body}".lower() if body else None
+        # URL markers (core/trails/index.py): a candidate is only looked up bare when a /path trail
+        # shares its first segment, and host-prefixed only when the host has URL trails.
+        store = self.store
+        host_listed = store.url_host(host)
+        markers: dict[str, bool] = {}
         for candidate in url_candidates(path.lower(), body.lower()):
             key = candidate
-            hit = get(key)
-            if hit is None:
+            marker = store.url_marker(candidate)
+            listed = markers.get(marker)
+            if listed is None:
+                listed = markers[marker] = store.has_marker(marker)
+            hit = get(key) if listed else None
+            if hit is None and host_listed:
                 key = host + candidate
                 hit = get(key)
-                if hit is None:
-                    continue
+            if hit is None:
+                continue
             if candidate == post_form:
                 trail = f"{host}({path} ({request.method} {body}))"
                 self._emit(sec, usec, d, TrailType.HTTP, trail, hit)
             else:
                 self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, key), hit)
             return True
+        if not host_listed:
+            return False
         hit = get(host + "/")
         if hit is not None:
             self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, host + "/"), hit)

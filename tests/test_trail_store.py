@@ -528,3 +528,19 @@ def test_conformance_trail_file(tmp_path):
         assert store.skipped == 0
     finally:
         store.close()
+
+
+def test_url_markers_cover_every_url_trail(tmp_path):
+    """Every URL-shaped key leaves a host or first-segment marker; markers are not counted as keys."""
+    from core.trails.store import TrailStore
+
+    rows = [("evil.example/a/b.php", "x (malware)", "(static)"), ("/gate.php?id=", "y (malware)", "(static)"),
+            ("/wp-content/plugins/bad/x.js", "z (malware)", "(static)"), ("1.2.3.4/", "w (malware)", "(static)"),
+            ("plain.example", "v (malware)", "(static)")]
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    assert len(store) == len(rows)
+    assert store.url_host("evil.example") and store.url_host("1.2.3.4")
+    assert not store.url_host("plain.example") and not store.url_host("other.example")
+    for candidate, expected in [("/gate.php?id=", True), ("/gate.php", True), ("/wp-content/x", True),
+                                ("/wp-contents/x", False), ("/a/b.php", False)]:
+        assert store.has_marker(store.url_marker(candidate)) is expected, candidate

@@ -23,10 +23,16 @@ malformed). Duplicate keys: the last row wins. Keys are classified once, here:
 - anything else (domains, `host/path`, `/path`, `ip/`, SHA-1 hex, bad ip:port) → lower-cased UTF-8
 UTF-8 never contains 0xFE/0xFF, so a text lookup can never reach a binary key.
 
-Index file format (version 4, little-endian):
+URL markers: for every URL-shaped text key (one holding `/`) the table also holds a marker key,
+`0x01 + host` for `host/...` keys and `0x02 + first path segment` (up to the next `/` or `?`)
+for `/path` keys (`url_marker`). A request whose host and path segments have no marker cannot
+match any URL trail, so detect.py tries its candidate list only where a marker exists. Markers
+are not counted in `keys`.
+
+Index file format (version 5, little-endian):
     header (256 bytes, zero padded)
-      0  8s  magic b"MTRLIDX4"
-      8  I   format version (4)
+      0  8s  magic b"MTRLIDX5"
+      8  I   format version (5)
      12  I   crc32 of header bytes 16..256
      16  Q   CSV size     24 q CSV mtime_ns     32 Q CSV inode     40 Q CSV device
      48  d   built_at (unix time)               56 Q total file size
@@ -66,8 +72,8 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
-MAGIC = b"MTRLIDX4"
-VERSION = 4
+MAGIC = b"MTRLIDX5"
+VERSION = 5
 HEADER_SIZE = 256
 HEADER = struct.Struct("<8sII QqQQ dQ IIII 18Q")
 SECTIONS = ("TABLE", "RECORDS", "PAIRS", "IP4", "IP6", "REGEX", "BLOOM", "PORT_IP4", "PORT_IP6")
@@ -164,6 +170,23 @@ def compile_trail(text: str) -> re.Pattern[str] | None:
             return None
 
 
+HOST_MARK = "\x01"
+PATH_MARK = "\x02"
+
+
+def url_marker(key: str) -> str:
+    """The marker of a URL-shaped key or candidate: 0x01 + host, or 0x02 + first path segment
+    (up to the next `/` or `?`). The build and the lookups (TrailStore.url_*) share this rule."""
+    if key[:1] == "/":
+        cut = len(key)
+        for sep in ("/", "?"):
+            found = key.find(sep, 1)
+            if 0 < found < cut:
+                cut = found
+        return PATH_MARK + key[:cut]
+    return HOST_MARK + key[:key.find("/")]
+
+
 def classify(key: str) -> tuple[str, bytes | str]:
     """One CSV key → ("bin", binary key) | ("regex", text as written) | ("text", lower-case UTF-8 str)."""
     key = key.strip()
@@ -199,17 +222,18 @@ class _Part:
         self.ip4: set[bytes] = set()
         self.ip6: set[bytes] = set()
         self.port_ips: set[bytes] = set()
+        self.url_marks: set[bytes] = set()
         self.skipped = 0
 
     def state(self) -> tuple:
         return (self.hashes, self.offsets, self.records, self.pairs, self.regex, self.ip4, self.ip6,
-                self.port_ips, self.skipped)
+                self.port_ips, self.url_marks, self.skipped)
 
     @classmethod
     def from_state(cls, state: tuple) -> _Part:
         part = cls()
         (part.hashes, part.offsets, part.records, part.pairs, part.regex, part.ip4, part.ip6,
-         part.port_ips, part.skipped) = state
+         part.port_ips, part.url_marks, part.skipped) = state
         return part
 
     def pair(self, info: bytes, ref: bytes, intern_key: object) -> int:
@@ -253,6 +277,8 @@ class _Part:
             (self.ip4 if len(kb) == 5 else self.ip6).add(kb[1:])
         elif kind == "bin":
             self.port_ips.add(kb[1:-2])
+        elif b"/" in kb:
+            self.url_marks.add(url_marker(kb.decode("utf-8")).encode("utf-8"))
         self.add(kb, pid)
 
     def add_non_ascii(self, key: bytes, pid: int) -> None:
@@ -268,6 +294,7 @@ class _Part:
         anything unusual goes through `classify` (add_slow) or the csv module (_quoted)."""
         add_slow, pair, pair_ids = self.add_slow, self.pair, self.pair_ids
         hashes, offsets, records, port_ips = self.hashes, self.offsets, self.records, self.port_ips
+        add_mark = self.url_marks.add
         crc32, pack_head, inet_pton, af_inet = zlib.crc32, RECORD_HEAD.pack, socket.inet_pton, socket.AF_INET
         add_hash, add_offset = hashes.append, offsets.append
         domain_chars, ipv4_chars, ipv4_port_chars = _DOMAIN_CHARS, _IPV4_CHARS, _IPV4_CHARS + b":"
@@ -310,6 +337,14 @@ class _Part:
             add_hash(crc32(kb))
             add_offset(len(records))
             records += pack_head(pid, len(kb)) + kb
+            if kb[0] != 0xFE and b"/" in kb:
+                add_mark(url_marker(kb.decode("ascii")).encode("ascii"))
+        self.add_marks()
+
+    def add_marks(self) -> None:
+        """The URL markers of this part as keys (pair 0: only their presence matters)."""
+        for mark in sorted(self.url_marks):
+            self.add(mark, 0)
 
     def _quoted(self, line: bytes) -> None:
         import csv
@@ -585,7 +620,8 @@ def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
         table_bytes, memoryview(records), memoryview(pairs_section), b"".join(sorted(ip4)), b"".join(sorted(ip6)),
         memoryview(regex_section), memoryview(bloom), b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
         b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
-    return _Placed(placed + len(regex), skipped, bits, sections)
+    marks = set().union(*(part.url_marks for part in parts))
+    return _Placed(placed + len(regex) - len(marks), skipped, bits, sections)
 
 
 def _swapped(a: array) -> bytes:

@@ -601,6 +601,17 @@ class TrailStore:
         kb = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         return view.probe(kb, zlib.crc32(kb))
 
+    def url_host(self, host: str) -> bool:
+        """Whether any `host/...` URL trail exists for this (lower-case) host."""
+        return self.has_marker(ix.HOST_MARK + host)
+
+    url_marker = staticmethod(ix.url_marker)
+
+    def has_marker(self, marker: str) -> bool:
+        """Whether a URL marker (`url_marker(candidate)`) is in the index: some URL trail shares
+        that host or first path segment."""
+        return self.get(marker) is not None
+
     def match_regex(self, name: str) -> tuple[str, Trail] | None:
         """The first (CSV order) regex/wildcard trail that fully matches `name`."""
         view = self._view
