@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from core.protocols.flows import FlowTable
 from core.protocols.tls import handshake_complete, handshake_sni
 
 VERSION_1 = 0x00000001
@@ -210,7 +210,7 @@ def initial_sni(payload: bytes) -> str | None:
     return handshake_sni(crypto_stream(frames))
 
 
-class Initials:
+class Initials(FlowTable):
     """Bounded reassembly of ClientHellos spread over several client Initial packets.
 
     Browsers' ClientHellos with post-quantum key shares exceed one Initial packet, and the
@@ -222,16 +222,10 @@ class Initials:
     after `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
     """
 
-    def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
-        self.max_flows = max_flows
-        self.max_bytes = max_bytes
-        self.ttl = ttl
-        self._flows: OrderedDict[bytes, tuple[list[tuple[int, bytes]], float]] = OrderedDict()
-        self.counters: dict[str, int] = dict.fromkeys(
-            ("pending", "reassembled", "no_sni", "evicted", "expired", "too_big"), 0)
+    outcomes = ("pending", "reassembled", "no_sni", "too_big")
 
-    def __len__(self) -> int:
-        return len(self._flows)
+    def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
+        super().__init__(max_flows, max_bytes, ttl)
 
     def feed(self, payload: bytes, now: float = 0.0) -> str | None:
         """Add one UDP payload; the SNI once readable, else None (non-Initials cost a fast reject)."""
@@ -253,20 +247,8 @@ class Initials:
             self.counters["too_big"] += 1
             return None
         if entry is None:
-            self._expire_and_bound(now)
+            self._make_room(now)
             self.counters["pending"] += 1
         self._flows[dcid] = (pieces, now)
         return None
 
-    def _expire_and_bound(self, now: float) -> None:
-        flows = self._flows
-        limit = now - self.ttl
-        while flows:
-            oldest_key = next(iter(flows))
-            if flows[oldest_key][1] >= limit:
-                break
-            del flows[oldest_key]
-            self.counters["expired"] += 1
-        if len(flows) >= self.max_flows:
-            flows.popitem(last=False)
-            self.counters["evicted"] += 1

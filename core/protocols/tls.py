@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Any
+
+from core.protocols.flows import FlowTable
 
 MAX_CERTS = 16
 _VALID_HOST = re.compile(rb"[A-Za-z0-9_\-]([A-Za-z0-9_.\-]{0,252})")
@@ -139,7 +141,7 @@ def handshake_complete(hs: bytes) -> bool:
     return len(hs) >= 4 and len(hs) >= 4 + _u24(hs, 1)
 
 
-class ClientHellos:
+class ClientHellos(FlowTable):
     """Bounded reassembly of ClientHellos larger than one TCP segment (big post-quantum key shares).
 
     `feed(flow_key, payload, now)` returns the SNI as soon as it can be read: at once for the
@@ -150,25 +152,10 @@ class ClientHellos:
     `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
     """
 
+    outcomes = ("pending", "reassembled", "no_sni", "too_big")
+
     def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
-        self.max_flows = max_flows
-        self.max_bytes = max_bytes
-        self.ttl = ttl
-        self._flows: OrderedDict[Hashable, tuple[bytearray, float]] = OrderedDict()
-        self.tracked = self._flows  # read-only view for callers' cheap emptiness test
-        self.counters: dict[str, int] = dict.fromkeys(
-            ("pending", "reassembled", "no_sni", "evicted", "expired", "too_big"), 0)
-
-    def __len__(self) -> int:
-        return len(self._flows)
-
-    def __contains__(self, flow_key: object) -> bool:
-        return flow_key in self._flows
-
-    @property
-    def active(self) -> bool:
-        """True while any ClientHello is waiting for more segments."""
-        return bool(self._flows)
+        super().__init__(max_flows, max_bytes, ttl)
 
     def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0) -> str | None:
         """Add one in-order client segment; the SNI once readable, else None."""
@@ -200,18 +187,8 @@ class ClientHellos:
         return None
 
     def _start(self, flow_key: Hashable, data: bytearray, now: float) -> None:
-        flows = self._flows
-        limit = now - self.ttl
-        while flows:
-            oldest_key = next(iter(flows))
-            if flows[oldest_key][1] >= limit:
-                break
-            del flows[oldest_key]
-            self.counters["expired"] += 1
-        if len(flows) >= self.max_flows:
-            flows.popitem(last=False)
-            self.counters["evicted"] += 1
-        flows[flow_key] = (data, now)
+        self._make_room(now)
+        self._flows[flow_key] = (data, now)
         self.counters["pending"] += 1
 
 
@@ -267,7 +244,7 @@ class _Flow:
         self.total = 0
 
 
-class ServerFlights:
+class ServerFlights(FlowTable):
     """Bounded per-flow reassembly of first server flights, yielding the certificate chain.
 
     `flow_key` is any hashable value identifying one direction of one connection (e.g. the
@@ -275,26 +252,14 @@ class ServerFlights:
     stays deterministic); `seq` is the TCP sequence number of the segment, if known.
     """
 
+    outcomes = ("started", "certificates", "too_big", "not_tls", "tls13", "no_cert", "out_of_order",
+                "malformed")
+
     def __init__(self, max_flows: int = 4096, max_bytes: int = 64 * 1024, ttl: float = 30.0) -> None:
-        self.max_flows = max_flows
-        self.max_bytes = max_bytes
-        self.ttl = ttl
-        self._flows: OrderedDict[Hashable, _Flow] = OrderedDict()
-        self.tracked = self._flows  # read-only view for callers' cheap emptiness test
-        self.counters: dict[str, int] = dict.fromkeys(
-            ("started", "certificates", "evicted", "expired", "too_big", "not_tls", "tls13",
-             "no_cert", "out_of_order", "malformed"), 0)
+        super().__init__(max_flows, max_bytes, ttl)
 
-    def __len__(self) -> int:
-        return len(self._flows)
-
-    def __contains__(self, flow_key: object) -> bool:
-        return flow_key in self._flows
-
-    @property
-    def active(self) -> bool:
-        """True while any flow is being reassembled (lets callers skip the per-packet lookup)."""
-        return bool(self._flows)
+    def _last_seen(self, entry: Any) -> float:
+        return float(entry.last)
 
     def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0,
              seq: int | None = None) -> list[bytes] | None:
@@ -332,18 +297,8 @@ class ServerFlights:
         return self._read_messages(flow_key, flow)
 
     def _start(self, flow_key: Hashable, now: float) -> _Flow:
-        flows = self._flows
-        limit = now - self.ttl
-        while flows:
-            oldest_key = next(iter(flows))
-            if flows[oldest_key].last >= limit:
-                break
-            del flows[oldest_key]
-            self.counters["expired"] += 1
-        if len(flows) >= self.max_flows:
-            flows.popitem(last=False)
-            self.counters["evicted"] += 1
-        flow = flows[flow_key] = _Flow(now)
+        self._make_room(now)
+        flow = self._flows[flow_key] = _Flow(now)
         self.counters["started"] += 1
         return flow
 
