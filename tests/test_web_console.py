@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 
 from tests.web import gen_day, reference
-from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser
+from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser, watch_page
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -57,13 +57,7 @@ def env():
     with sync_api.sync_playwright() as p:
         ctx = launch_browser(p, profile)
         page = ctx.new_page()
-        errors: list[str] = []
-        dialogs: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("request", lambda r: errors.append("foreign request " + r.url)
-                if not r.url.startswith(server.url) and not r.url.startswith(("blob:", "data:")) else None)
+        errors, dialogs = watch_page(page, server.url)
         try:
             yield {"page": page, "server": server, "days": days, "log_dir": log_dir, "errors": errors,
                    "dialogs": dialogs, "ctx": ctx}

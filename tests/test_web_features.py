@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.web import gen_day
-from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser
+from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser, watch_page
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -78,12 +78,7 @@ def env():
     with sync_api.sync_playwright() as p:
         ctx = launch_browser(p, profile)
         page = ctx.new_page()
-        errors: list[str] = []
-        dialogs: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("request", lambda r: errors.append("foreign request " + r.url)
-                if not r.url.startswith(server.url) and not r.url.startswith(("blob:", "data:")) else None)
+        errors, dialogs = watch_page(page, server.url, console_errors=False)
         page.goto(server.url)
         page.wait_for_selector("#login:not([hidden])")
         page.fill("#login-user", "admin")

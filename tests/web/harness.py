@@ -87,3 +87,17 @@ def launch_browser(playwright, user_data_dir: str):  # type: ignore[no-untyped-d
     return playwright.chromium.launch_persistent_context(
         user_data_dir, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
         viewport={"width": 1440, "height": 900}, accept_downloads=True)
+
+
+def watch_page(page, server_url: str, console_errors: bool = True) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """Collect page errors (and console errors), requests to any other host, and dismissed
+    dialogs: the tests assert these lists stay empty."""
+    errors: list[str] = []
+    dialogs: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    if console_errors:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: errors.append("foreign request " + r.url)
+            if not r.url.startswith(server_url) and not r.url.startswith(("blob:", "data:")) else None)
+    return errors, dialogs
