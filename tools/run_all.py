@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Run the whole product: server.py in the background, the sensor in the foreground.
 
-Where it sits: the `./setup.sh run` entry point. Builds the trail set first (offline, from the
-bundled static and custom trails) when no trails file exists yet, starts server.py with the same
+Where it sits: the `./setup.sh run` entry point. When no trails file exists yet it builds one
+first (the full update with feeds; if that publishes nothing, offline from the bundled static
+and custom trails), starts server.py with the same
 configuration, prints the web URL and login (and a warning while the default password is in use),
 then runs sensor.py in the foreground. Ctrl-C (or SIGTERM) stops both; the exit status is the
 sensor's (or the server's, if it failed to start).
@@ -57,10 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
 
     trails = config.get("TRAILS_FILE")
-    if trails and not os.path.exists(trails) and os.path.exists(os.path.join(ROOT, "core", "update.py")):
-        print(f"maltrail: no trails file at {trails} yet: building it from the bundled trails (offline)",
-              flush=True)
-        subprocess.run([python, "-m", "core.update", *conf_args, "--offline"], cwd=ROOT, check=False)
+    offline = "--offline" in sensor_args
+    if trails and not os.path.exists(trails) and not config.DISABLE_TRAIL_UPDATES:
+        # First run: the full update (public feeds when USE_FEED_UPDATES is on); when the network
+        # or every feed fails, the bundled static and custom trails at least.
+        if not offline:
+            print(f"maltrail: no trails file at {trails} yet: running the trail update (feeds, static, custom)",
+                  flush=True)
+            subprocess.run([python, "-m", "core.update", *conf_args], cwd=ROOT, check=False)
+        if not os.path.exists(trails):
+            print("maltrail: building the trails from the bundled lists only (offline)", flush=True)
+            subprocess.run([python, "-m", "core.update", *conf_args, "--offline"], cwd=ROOT, check=False)
 
     server = subprocess.Popen([python, os.path.join(ROOT, "server.py"), *conf_args], cwd=ROOT)
     time.sleep(1.0)
