@@ -318,6 +318,19 @@ def add_url_and_host(trails: Trails, url: str, info: str, reference: str) -> Non
         trails.setdefault(host, ("potential malware site", reference))
 
 
+_C2_FRAMEWORK = re.compile(r"Possible (.+?) C2", re.I)
+
+
+def c2intel_rows(text: str, default_info: str, reference: str) -> Iterator[tuple[str, tuple[str, str]]]:
+    """C2IntelFeeds CSV (`indicator,Possible <Framework> C2 ...`) -> (indicator, (info, reference)),
+    the info named after the framework when the description gives one."""
+    for row in csv_rows(text):
+        if len(row) < 2:
+            continue
+        match = _C2_FRAMEWORK.search(row[1])
+        yield row[0], (malware_info(match.group(1), default_info) if match else default_info, reference)
+
+
 def malware_info(family: str | None, default: str = "malware") -> str:
     """`<family> (malware)` from a free-text family name; `default` when the family is unknown."""
     name = re.sub(r"[^a-z0-9 ._-]", "", (family or "").lower()).strip()
