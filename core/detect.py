@@ -27,6 +27,7 @@ from core.domains import DomainChecker, WhitelistLike, ignored_query
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.protocols import dns, http, quic, tls
+from core.trails.index import HOST_MARK, PATH_MARK
 from core.trails.store import Trail, TrailStore
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
@@ -341,17 +342,26 @@ class Pipeline:
         host = host.lower()
         post_form = f"{path}?{body}".lower() if body else None
         # URL markers (core/trails/index.py): a candidate is only looked up bare when a /path trail
-        # shares its first segment, and host-prefixed only when the host has URL trails.
+        # shares its first segment, and host-prefixed only when the host has URL trails. The
+        # marker of a /-candidate (url_marker) is computed inline: `/` + up to the next `/` or `?`.
         store = self.store
-        host_listed = store.url_host(host)
-        markers: dict[str, bool] = {}
+        has_marker = store.has_marker
+        url_marker = store.url_marker
+        host_listed = has_marker(HOST_MARK + host)
         for candidate in url_candidates(path.lower(), body.lower()):
             key = candidate
-            marker = store.url_marker(candidate)
-            listed = markers.get(marker)
-            if listed is None:
-                listed = markers[marker] = store.has_marker(marker)
-            hit = get(key) if listed else None
+            if candidate[:1] == "/":
+                cut = len(candidate)
+                found = candidate.find("/", 1)
+                if 0 < found < cut:
+                    cut = found
+                found = candidate.find("?", 1)
+                if 0 < found < cut:
+                    cut = found
+                marker = PATH_MARK + candidate[:cut]
+            else:
+                marker = url_marker(candidate)
+            hit = get(key) if has_marker(marker) else None
             if hit is None and host_listed:
                 key = host + candidate
                 hit = get(key)
@@ -446,28 +456,33 @@ class Pipeline:
 
 def url_candidates(path: str, body: str = "") -> list[str]:
     """The original's URL candidate list, in order, without duplicates."""
-    out: list[str] = []
-
-    def add(item: str) -> None:
-        if item and item not in out:
-            out.append(item)
-
-    add(path.rstrip("/") if path != "/" else path)
+    first = path.rstrip("/") if path != "/" else path
+    out = [first] if first else []
     base, _, query = path.partition("?")
-    add(base)
+    if base and base not in out:
+        out.append(base)
     if "=" in path:
-        add(path[: path.index("=") + 1])
+        item = path[: path.index("=") + 1]
+        if item not in out:
+            out.append(item)
     if query:
         stripped = base + "?" + "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
-        add(stripped)
-        add(stripped[stripped.rfind("/"):])
+        if stripped not in out:
+            out.append(stripped)
+        item = stripped[stripped.rfind("/"):]
+        if item and item not in out:
+            out.append(item)
     elif body:
-        add(f"{path}?{body}")
+        item = f"{path}?{body}"
+        if item not in out:
+            out.append(item)
     if base.count("/") > 1:
-        add(base[: base.rfind("/") + 1])
+        item = base[: base.rfind("/") + 1]
+        if item not in out:
+            out.append(item)
     last = base[base.rfind("/"):]
-    if last != "/":
-        add(last)
+    if last != "/" and last and last not in out:
+        out.append(last)
     return out
 
 

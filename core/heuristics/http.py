@@ -36,6 +36,7 @@ DOWNLOAD_EXTENSIONS = frozenset(("apk", "bin", "class", "chm", "dll", "egg", "ex
                                  "pif", "ps1", "pyz", "scr", "sct", "vsto", "wbk", "xpi"))
 PROXY_WORDS = ("probe", "proxy", "echo", "check")
 FORWARD_HEADERS = ("cf-connecting-ip", "true-client-ip", "x-forwarded-for")
+FORWARD_TOKENS = (b"-ip", b"x-forwarded-for")  # every FORWARD_HEADERS name holds one of these
 UA_CACHE_ENTRIES = 10000
 WEB_SCAN_MAX_KEYS = 50000
 _WORDS = re.compile(r"\w+")
@@ -208,6 +209,8 @@ class HttpHeuristics:
 
     def _source(self, d: Any, request: Any) -> str:
         src = ip_text(d.src)
+        if not request.may_have(FORWARD_TOKENS):
+            return src
         for name in FORWARD_HEADERS:
             value = request.header(name)
             if value:

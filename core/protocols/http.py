@@ -76,6 +76,19 @@ class HttpRequest:
             self._lower = self._block.lower()
         return _find_header(self._block, self._lower, name.encode("latin-1"))
 
+    def may_have(self, tokens: tuple[bytes, ...]) -> bool:
+        """False only when no header name or value can hold any of the lower-case `tokens`
+        (a cheap test before several `header()` calls)."""
+        if self._headers is not None:
+            return True
+        if self._lower is None:
+            self._lower = self._block.lower()
+        lower = self._lower
+        for token in tokens:
+            if token in lower:
+                return True
+        return False
+
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {self.target!r} host={self.host!r})"
 
@@ -129,33 +142,28 @@ def _header_dict(block: bytes) -> dict[str, str]:
 
 def _find_header(block: bytes, lower: bytes, name: bytes) -> str | None:
     """The first header called `name` in `block` (same rules as _header_dict), or None."""
-    want = b"\n" + name
-    start = 0 if lower.startswith(name) else lower.find(want)
-    while start >= 0:
-        begin = start if start == 0 and lower.startswith(name) else start + 1
-        pos = begin + len(name)
+    if lower.startswith(name):
+        begin = 0
+    else:
+        begin = lower.find(b"\n" + name) + 1
+        if begin == 0:
+            return None
+    size = len(lower)
+    width = len(name)
+    while True:
+        pos = begin + width
         # optional whitespace between the name and the colon, as strip() allows
-        while pos < len(lower) and lower[pos] in (32, 9):
+        while pos < size and lower[pos] in (32, 9):
             pos += 1
-        if pos < len(lower) and lower[pos] == 58 and pos <= MAX_NAME:
+        if pos < size and lower[pos] == 58 and pos <= MAX_NAME:
             end = lower.find(b"\n", pos)
-            if end >= 0 and begin < _nth_line_start(lower, MAX_HEADERS):
+            # the header must be on one of the first MAX_HEADERS lines
+            if end >= 0 and (begin == 0 or lower.count(b"\n", 0, begin) < MAX_HEADERS):
                 return block[pos + 1:end].strip()[:MAX_VALUE].decode("latin-1")
             return None
-        start = lower.find(want, begin)
-    return None
-
-
-def _nth_line_start(block: bytes, n: int) -> int:
-    """Offset where line number n (0-based) of the block starts (len(block) when fewer lines)."""
-    if n >= 64 and block.count(b"\n") < n:
-        return len(block) + 1
-    pos = 0
-    for _ in range(n):
-        pos = block.find(b"\n", pos) + 1
-        if pos == 0:
-            return len(block) + 1
-    return pos
+        begin = lower.find(b"\n" + name, begin) + 1
+        if begin == 0:
+            return None
 
 
 def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, bool]:

@@ -43,6 +43,7 @@ from core.trails import index as ix
 IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
 PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB)
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
+MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) remembered per mapping
 RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
@@ -384,7 +385,8 @@ class _View:
             self.ipset = frozenset(itertools.chain((blob4[i:i + 4] for i in range(0, len4, 4)),
                                                    (blob6[i:i + 16] for i in range(0, len6, 16))))
         self.port_marks = self._port_prefilter()
-        self.counters = {"recent_cache_resets": 0}
+        self.counters = {"recent_cache_resets": 0, "marker_cache_resets": 0}
+        self.markers: dict[str, bool] = {}  # URL marker -> present (bounded by MARKER_CAP)
         self._make_lookups()
 
     def _port_prefilter(self) -> bytearray:
@@ -609,8 +611,18 @@ class TrailStore:
 
     def has_marker(self, marker: str) -> bool:
         """Whether a URL marker (`url_marker(candidate)`) is in the index: some URL trail shares
-        that host or first path segment."""
-        return self.get(marker) is not None
+        that host or first path segment. Answers are remembered per mapping (hosts and first path
+        segments repeat all day); the memo is cleared when it reaches MARKER_CAP entries."""
+        view = self._view
+        markers = view.markers
+        found = markers.get(marker)
+        if found is None:
+            found = self.get(marker) is not None
+            if len(markers) >= MARKER_CAP:
+                markers.clear()
+                view.counters["marker_cache_resets"] += 1
+            markers[marker] = found
+        return found
 
     def match_regex(self, name: str) -> tuple[str, Trail] | None:
         """The first (CSV order) regex/wildcard trail that fully matches `name`."""
