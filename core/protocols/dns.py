@@ -47,6 +47,7 @@ _HEADER = struct.Struct("!HHHHHH")
 _QTAIL = struct.Struct("!HH")
 _RR = struct.Struct("!HHIH")
 _VALID_NAME = re.compile(rb"[A-Za-z0-9_.\-]*")
+_new_tuple = tuple.__new__
 
 
 class DnsAnswer(NamedTuple):
@@ -185,5 +186,6 @@ def parse(payload: bytes, tcp: bool = False) -> DnsMessage | None:
     complete = True
     if is_response and ancount:
         answers, complete = _parse_answers(msg, off, end, qdcount, ancount, qname)
-    return DnsMessage(ident, flags, is_response, (flags >> 11) & 0xF, flags & 0xF, bool(flags & 0x80),
-                      qname, qtype, qclass, bad, answers, complete)
+    # tuple.__new__ skips the generated keyword-handling __new__ (about 0.4 us per message)
+    return _new_tuple(DnsMessage, (ident, flags, is_response, (flags >> 11) & 0xF, flags & 0xF,
+                                   bool(flags & 0x80), qname, qtype, qclass, bad, answers, complete))
