@@ -27,7 +27,6 @@ from core.domains import DomainChecker, WhitelistLike, ignored_query
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.protocols import dns, http, quic, tls
-from core.trails.index import HOST_MARK, PATH_MARK
 from core.trails.store import Trail, TrailStore
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
@@ -341,26 +340,15 @@ class Pipeline:
         get = self.store.get
         host = host.lower()
         post_form = f"{path}?{body}".lower() if body else None
-        # URL markers (core/trails/index.py): a candidate is only looked up bare when a /path trail
-        # shares its first segment, and host-prefixed only when the host has URL trails. The
-        # marker of a /-candidate (url_marker) is computed inline: `/` + up to the next `/` or `?`.
+        # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
+        # shares its marker, and host-prefixed only when the host has URL trails.
         store = self.store
         has_marker = store.has_marker
         url_marker = store.url_marker
-        host_listed = has_marker(HOST_MARK + host)
+        host_listed = store.url_host(host)
         for candidate in url_candidates(path.lower(), body.lower()):
             key = candidate
-            if candidate[:1] == "/":
-                cut = len(candidate)
-                found = candidate.find("/", 1)
-                if 0 < found < cut:
-                    cut = found
-                found = candidate.find("?", 1)
-                if 0 < found < cut:
-                    cut = found
-                marker = PATH_MARK + candidate[:cut]
-            else:
-                marker = url_marker(candidate)
+            marker = url_marker(candidate)
             hit = get(key) if has_marker(marker) else None
             if hit is None and host_listed:
                 key = host + candidate

@@ -541,6 +541,6 @@ def test_url_markers_cover_every_url_trail(tmp_path):
     assert len(store) == len(rows)
     assert store.url_host("evil.example") and store.url_host("1.2.3.4")
     assert not store.url_host("plain.example") and not store.url_host("other.example")
-    for candidate, expected in [("/gate.php?id=", True), ("/gate.php", True), ("/wp-content/x", True),
-                                ("/wp-contents/x", False), ("/a/b.php", False)]:
+    for candidate, expected in [("/gate.php?id=", True), ("/gate.php", True), ("/wp-content/plugins/o.js", True),
+                                ("/wp-content/x", False), ("/wp-contents/x", False), ("/a/b.php", False)]:
         assert store.has_marker(store.url_marker(candidate)) is expected, candidate

@@ -24,15 +24,15 @@ malformed). Duplicate keys: the last row wins. Keys are classified once, here:
 UTF-8 never contains 0xFE/0xFF, so a text lookup can never reach a binary key.
 
 URL markers: for every URL-shaped text key (one holding `/`) the table also holds a marker key,
-`0x01 + host` for `host/...` keys and `0x02 + first path segment` (up to the next `/` or `?`)
-for `/path` keys (`url_marker`). A request whose host and path segments have no marker cannot
-match any URL trail, so detect.py tries its candidate list only where a marker exists. Markers
-are not counted in `keys`.
+`0x01 + host` for `host/...` keys and `0x02 + the first two path segments` (up to the query) for
+`/path` keys (`url_marker`). A candidate equal to a key has that key's marker, so a candidate
+whose marker is absent cannot match; detect.py looks candidates up only where a marker exists.
+Markers are not counted in `keys`.
 
-Index file format (version 5, little-endian):
+Index file format (version 6, little-endian):
     header (256 bytes, zero padded)
-      0  8s  magic b"MTRLIDX5"
-      8  I   format version (5)
+      0  8s  magic b"MTRLIDX6"
+      8  I   format version (6)
      12  I   crc32 of header bytes 16..256
      16  Q   CSV size     24 q CSV mtime_ns     32 Q CSV inode     40 Q CSV device
      48  d   built_at (unix time)               56 Q total file size
@@ -72,8 +72,8 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
-MAGIC = b"MTRLIDX5"
-VERSION = 5
+MAGIC = b"MTRLIDX6"
+VERSION = 6
 HEADER_SIZE = 256
 HEADER = struct.Struct("<8sII QqQQ dQ IIII 18Q")
 SECTIONS = ("TABLE", "RECORDS", "PAIRS", "IP4", "IP6", "REGEX", "BLOOM", "PORT_IP4", "PORT_IP6")
@@ -175,15 +175,20 @@ PATH_MARK = "\x02"
 
 
 def url_marker(key: str) -> str:
-    """The marker of a URL-shaped key or candidate: 0x01 + host, or 0x02 + first path segment
-    (up to the next `/` or `?`). The build and the lookups (TrailStore.url_*) share this rule."""
+    """The marker of a URL-shaped key or candidate: 0x01 + host, or 0x02 + the path up to its
+    second segment's end (`/a/b` of `/a/b/c?q`, `/a` of `/a?q`). Any function of the string
+    would be correct (equal strings, equal markers); two segments make it selective. The build
+    and the lookups (TrailStore.url_marker) share this one rule."""
     if key[:1] == "/":
-        cut = len(key)
-        for sep in ("/", "?"):
-            found = key.find(sep, 1)
-            if 0 < found < cut:
-                cut = found
-        return PATH_MARK + key[:cut]
+        end = key.find("?")
+        if end < 0:
+            end = len(key)
+        first = key.find("/", 1, end)
+        if first >= 0:
+            second = key.find("/", first + 1, end)
+            if second >= 0:
+                end = second
+        return PATH_MARK + key[:end]
     return HOST_MARK + key[:key.find("/")]
 
 
