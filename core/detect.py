@@ -67,6 +67,7 @@ class Pipeline:
         self.store = store
         self.events = events
         self.heuristics = heuristics or Heuristics()
+        self.heuristics.frame = self._frame
         self.whitelist = whitelist
         self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 16384))
         self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)

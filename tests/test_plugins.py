@@ -89,3 +89,18 @@ def test_sensor_refuses_unknown_plugin(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "sensor.py"), "--offline", "-p", "nope",
                              "-r", os.path.join(CORPUS, "icmp.pcap")], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode != 0 and "plugin 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_heuristic_events_reach_plugins_with_their_packet(tmp_path):
+    """A heuristic detection (here a suspicious User-Agent) hands plugins the packet that raised it."""
+    request = g.http_request("GET", "/", [("Host", "www.example.org"), ("User-Agent", "sqlmap/1.7 HEURMARK")])
+    frames = [(1_700_000_000.0, g.ether(g.ipv4("10.0.0.66", "93.184.216.34", g.tcp(50000, 80, flags=0x18,
+                                                                                    payload=request))))]
+    pcap = g.write_pcap(str(tmp_path / "ua.pcap"), frames)
+    env = dict(os.environ, MALTRAIL_TRAILS_FILE=os.path.join(CORPUS, "trails.csv"), MALTRAIL_LOG_DIR=str(tmp_path),
+               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_USE_HEURISTICS="true")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "sensor.py"), "--offline", "-p", "strings", "-r", pcap],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "user agent (suspicious)" in "".join(open(p).read() for p in glob.glob(str(tmp_path / "*.log")))
+    assert "HEURMARK" in result.stderr  # the strings plugin printed the packet's printable runs

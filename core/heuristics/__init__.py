@@ -17,10 +17,13 @@ Hooks (all take packet time `sec, usec` and the `Decoded` packet `d`, see core/d
 - `tick(sec)`: packet time advanced; expire windows.
 - `swap_store(store)`: the trails were reloaded; later lookups use the new store.
 - `stats()`: per-table size and cap counters (metrics).
+`frame` is set by detect.Pipeline to a callable returning the raw frame of the packet being
+handled; engines pass it with their events so plugins see the packet that raised them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -28,6 +31,7 @@ class Heuristics:
     """The disabled heuristic engine: every hook is a no-op. Real engines subclass it."""
 
     enabled = False
+    frame: Callable[[], bytes | None] = staticmethod(lambda: None)
 
     def tcp(self, sec: int, usec: int, d: Any) -> None:
         return None

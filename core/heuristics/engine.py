@@ -75,7 +75,7 @@ class HeuristicEngine(Heuristics):
 
     def _emit(self, event: Event) -> None:
         self.emitted += 1
-        self.events.emit(event, None)
+        self.events.emit(event, self.frame())
 
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:
