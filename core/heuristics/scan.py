@@ -63,16 +63,39 @@ class ScanHeuristics:
         return [self.ports, self.udp_ports, self.infection]
 
     # The hooks are closures over their tables: the hot path (every SYN, every non-DNS UDP
-    # datagram) is one tuple unpack, one key, one dict lookup, one store and one length test;
-    # the table's slow paths run only for a new key or a key above the threshold.
+    # datagram) is one tuple unpack, one key and one counter call (a dict lookup and a store).
 
-    def _tcp_hook(self) -> Callable[[int, int, Any], None]:
-        ports = self.ports
+    def _port_counter(self, ports: WindowTable, proto: str, info: str) -> Callable[[int, int, Any, bytes, int], None]:
+        """Count one destination port for a (src, dst) key of `ports`; alert when it crosses the
+        threshold. A first port is stored as one integer (sec << 16 | port), promoted to a dict
+        on the second; the table's slow paths run only for a new key or one above the threshold."""
         table = ports.table
         threshold = ports.threshold
+        alert = self._alert
+
+        def count(sec: int, usec: int, d: Any, key: bytes, dport: int) -> None:
+            items = table.get(key)
+            if items is None:
+                if len(table) < ports.max_keys and threshold > 0:
+                    table[key] = sec << 16 | dport
+                elif ports.add(key, dport, sec):
+                    alert(sec, usec, d, proto, TrailType.IP, None, info)
+            elif items.__class__ is int:
+                if items & 0xFFFF == dport:
+                    table[key] = sec << 16 | dport
+                elif ports.promote(key, items, dport, sec):
+                    alert(sec, usec, d, proto, TrailType.IP, None, info)
+            else:
+                items[dport] = sec
+                if len(items) > threshold and ports.crossed(key, items, sec):
+                    alert(sec, usec, d, proto, TrailType.IP, None, info)
+
+        return count
+
+    def _tcp_hook(self) -> Callable[[int, int, Any], None]:
+        count = self._port_counter(self.ports, "TCP", "potential port scanning")
         use_port = self.use_port
         use_infection = self.use_infection
-        alert = self._alert
         infection = self._infection
 
         def tcp(sec: int, usec: int, d: Any) -> None:
@@ -80,27 +103,11 @@ class ScanHeuristics:
             if flags not in SCAN_FLAGS:
                 return
             if use_port:
-                key = src + dst
-                items = table.get(key)
-                if items is None:
-                    if len(table) < ports.max_keys and threshold > 0:
-                        table[key] = sec << 16 | dport
-                    elif ports.add(key, dport, sec):
-                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
-                elif items.__class__ is int:
-                    if items & 0xFFFF == dport:
-                        table[key] = sec << 16 | dport
-                    elif ports.promote(key, items, dport, sec):
-                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
-                else:
-                    items[dport] = sec
-                    if len(items) > threshold and ports.crossed(key, items, sec):
-                        alert(sec, usec, d, "TCP", TrailType.IP, None, "potential port scanning")
+                count(sec, usec, d, src + dst, dport)
             if flags == SYN and dport in INFECTION_PORTS and use_infection:
                 infection(sec, usec, d, src, dport)
 
         return tcp
-
 
     def _infection(self, sec: int, usec: int, d: Any, src: bytes, dport: int) -> None:
         prefix = src[:2] if len(src) == 4 else src[:4]
@@ -115,31 +122,13 @@ class ScanHeuristics:
             self._alert(sec, usec, d, "TCP", TrailType.PORT, str(dport), "potential infection")
 
     def _udp_hook(self) -> Callable[[int, int, Any], None]:
-        ports = self.udp_ports
-        table = ports.table
-        threshold = ports.threshold
-        alert = self._alert
+        count = self._port_counter(self.udp_ports, "UDP", "potential udp scanning")
 
         def udp(sec: int, usec: int, d: Any) -> None:
             _, _, src, dst, sport, dport, _, _, _, _ = d
             if sport < 1024 <= dport:
                 return
-            key = src + dst
-            items = table.get(key)
-            if items is None:
-                if len(table) < ports.max_keys and threshold > 0:
-                    table[key] = sec << 16 | dport
-                elif ports.add(key, dport, sec):
-                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
-            elif items.__class__ is int:
-                if items & 0xFFFF == dport:
-                    table[key] = sec << 16 | dport
-                elif ports.promote(key, items, dport, sec):
-                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
-            else:
-                items[dport] = sec
-                if len(items) > threshold and ports.crossed(key, items, sec):
-                    alert(sec, usec, d, "UDP", TrailType.IP, None, "potential udp scanning")
+            count(sec, usec, d, src + dst, dport)
 
         def off(sec: int, usec: int, d: Any) -> None:
             return None
