@@ -457,12 +457,8 @@ class _View:
                 recent[kb] = found
             return found
 
-        def get(text: str) -> Trail | None:
-            try:
-                kb = text.encode()
-            except (UnicodeEncodeError, AttributeError):
-                return None
-            h = crc32(kb)
+        def lookup(kb: bytes, h: int) -> Trail | None:
+            """Both bloom bits of the key's crc32 h, then the table (a clear bit is a miss)."""
             bit = h >> bloom_shift
             if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
                 return None
@@ -470,6 +466,13 @@ class _View:
             if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
                 return None
             return probe(kb, h)
+
+        def get(text: str) -> Trail | None:
+            try:
+                kb = text.encode()
+            except (UnicodeEncodeError, AttributeError):
+                return None
+            return lookup(kb, crc32(kb))
 
         def ip_in_set(packed: bytes) -> Trail | None:
             try:
@@ -486,14 +489,7 @@ class _View:
                 kb = b"\xff" + packed
             except TypeError:
                 return None
-            h = crc32(kb)
-            bit = h >> bloom_shift
-            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
-                return None
-            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
-            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
-                return None
-            return probe(kb, h)
+            return lookup(kb, crc32(kb))
 
         ip = ip_in_set if ipset is not None else ip_in_bloom
 
@@ -504,13 +500,7 @@ class _View:
                 h = crc32(pack_port(port), crc32(packed, ipport_seed))
             except (struct.error, TypeError):
                 return None
-            bit = h >> bloom_shift
-            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
-                return None
-            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
-            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
-                return None
-            return probe(b"\xfe" + packed + pack_port(port), h)
+            return lookup(b"\xfe" + packed + pack_port(port), h)
 
         self.probe, self.get, self.ip, self.ip_port = probe, get, ip, ip_port
 
