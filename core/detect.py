@@ -347,10 +347,14 @@ class Pipeline:
         has_marker = store.has_marker
         url_marker = store.url_marker
         host_listed = store.url_host(host)
+        seen: dict[str, bool] = {}  # most candidates of one request share their marker
         for candidate in url_candidates(path.lower(), body.lower()):
             key = candidate
             marker = url_marker(candidate)
-            hit = get(key) if has_marker(marker) else None
+            listed = seen.get(marker)
+            if listed is None:
+                listed = seen[marker] = has_marker(marker)
+            hit = get(key) if listed else None
             if hit is None and host_listed:
                 key = host + candidate
                 hit = get(key)
