@@ -43,6 +43,7 @@ TLS_HANDSHAKE = 0x16
 DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
+HOST_CACHE_ENTRIES = 8192
 
 
 class EventSink(Protocol):
@@ -77,6 +78,7 @@ class Pipeline:
         self.hellos = tls.ClientHellos()
         self.initials = quic.Initials()
         self._decoders: dict[int, Decoder] = {}
+        self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[Any, ...] | None = None
         self._last_udp: tuple[Any, ...] | None = None
         self._sec = 0
@@ -326,10 +328,20 @@ class Pipeline:
             if hit is not None:
                 self._emit(sec, usec, d, TrailType.IP, f"{ip_text(d.dst)} ({host})", hit)
                 return
-        if method != "CONNECT" and not (host and self.whitelist is not None and self.whitelist.domain(host)):
+        if method != "CONNECT" and not (host and self._host_whitelisted(host)):
             if self._url_trails(sec, usec, d, request, host or ip_text(d.dst)):
                 return
         self.heuristics.http_request(sec, usec, d, request)
+
+    def _host_whitelisted(self, host: str) -> bool:
+        """Whitelist verdict for an HTTP host, remembered (hosts repeat; bounded, cleared when full)."""
+        verdict = self._whitelisted_hosts.get(host)
+        if verdict is None:
+            verdict = self.whitelist is not None and self.whitelist.domain(host)
+            if len(self._whitelisted_hosts) >= HOST_CACHE_ENTRIES:
+                self._whitelisted_hosts.clear()
+            self._whitelisted_hosts[host] = verdict
+        return verdict
 
     def _url_trails(self, sec: int, usec: int, d: Decoded, request: Any, host: str) -> bool:
         path = request.path
