@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from core.addr import ip_text, is_local
@@ -359,14 +359,23 @@ class Pipeline:
         has_marker = store.has_marker
         url_marker = store.url_marker
         host_listed = store.url_host(host)
+        low_path, low_body = path.lower(), body.lower()
         seen: dict[str, bool] = {}  # most candidates of one request share their marker
-        for candidate in url_candidates(path.lower(), body.lower()):
+        if not host_listed:
+            # Most requests stop here: no candidate can hit unless one of their markers is listed.
+            for marker in candidate_markers(low_path, low_body, url_marker):
+                seen[marker] = has_marker(marker)
+                if seen[marker]:
+                    break
+            else:
+                return False
+        for candidate in url_candidates(low_path, low_body):
             key = candidate
             marker = url_marker(candidate)
-            listed = seen.get(marker)
-            if listed is None:
-                listed = seen[marker] = has_marker(marker)
-            hit = get(key) if listed else None
+            known = seen.get(marker)
+            if known is None:
+                known = seen[marker] = has_marker(marker)
+            hit = get(key) if known else None
             if hit is None and host_listed:
                 key = host + candidate
                 hit = get(key)
@@ -488,6 +497,31 @@ def url_candidates(path: str, body: str = "") -> list[str]:
     last = base[base.rfind("/"):]
     if last != "/" and last and last not in out:
         out.append(last)
+    return out
+
+
+def candidate_markers(path: str, body: str, url_marker: Callable[[str], str]) -> set[str]:
+    """A superset of {url_marker(c) for c in url_candidates(path, body)}, without building the
+    candidate list (tests check the superset property on random paths). Markers end at the first
+    `?`, so the query-stripped and POST-form candidates share the base path's marker, and the
+    last-segment candidates share the marker of the base's last segment."""
+    base, _, query = path.partition("?")
+    out = {url_marker(base)}
+    if path != "/" and path.endswith("/"):
+        out.add(url_marker(path.rstrip("/")))
+    if "=" in path:
+        out.add(url_marker(path[: path.index("=") + 1]))
+    slash = base.rfind("/")
+    if slash > 0:
+        out.add(url_marker(base[: slash + 1]))
+    last = base[slash:]
+    if last not in ("", "/") or query:  # the last component, and the stripped form's last segment
+        out.add(url_marker(last))
+    if query:
+        keys = "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
+        if "/" in keys:  # the stripped form's last segment starts inside the query
+            stripped = base + "?" + keys
+            out.add(url_marker(stripped[stripped.rfind("/"):]))
     return out
 
 

@@ -334,3 +334,20 @@ def test_swap_store_drops_cached_answers(tmp_path):
     pipeline.swap_store(new)
     pipeline.process(1, T0 + 1, 0, dnsq("fresh-evil.net", sport=40001))
     assert trails(sink.events) == ["fresh-evil.net"]
+
+
+def test_candidate_markers_cover_every_candidate():
+    """The early exit in URL matching is exact: the markers it checks include the marker of every
+    candidate the full list would try (random paths, queries, bodies, odd separators)."""
+    import random
+
+    from core.detect import candidate_markers
+    from core.trails.index import url_marker
+
+    rng = random.Random(11)
+    alphabet = "ab/?=&.%-x"
+    for _ in range(30000):
+        path = "/" + "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 14)))
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 5))) if rng.random() < 0.3 else ""
+        wanted = {url_marker(candidate) for candidate in url_candidates(path, body)}
+        assert wanted <= candidate_markers(path, body, url_marker), (path, body)
