@@ -40,6 +40,7 @@ FORWARD_TOKENS = (b"-ip", b"x-forwarded-for")  # every FORWARD_HEADERS name hold
 UA_CACHE_ENTRIES = 10000
 WEB_SCAN_MAX_KEYS = 50000
 _WORDS = re.compile(r"\w+")
+_REQUEST_MARKERS = re.compile("|".join(re.escape(marker) for marker in REQUEST_MARKERS))
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _TITLE = re.compile(r"<title>([^<]{0,300})</title>", re.IGNORECASE)
 
@@ -70,9 +71,9 @@ class HttpHeuristics:
     def request(self, sec: int, usec: int, d: Any, request: Any) -> None:
         path = request.path or "/"
         host = (request.host or "").lower()
-        src = self._source(d, request)
 
         def alert(kind: str, trail: str, info: str) -> None:
+            src = self._source(d, request)  # forwarded-for annotation, only when something fires
             self.emit(Event(sec, usec, src, d.sport, ip_text(d.dst), d.dport, "TCP", kind, trail, info, REFERENCE))
 
         if self.use_web_scan and path.startswith("/"):
@@ -92,7 +93,7 @@ class HttpHeuristics:
         plain_path = path.split("?", 1)[0]
         dst_local = is_local(d.dst)
 
-        if host and _IPV4.fullmatch(host) and not dst_local and self.patterns.iot_url is not None:
+        if host[-1:].isdigit() and _IPV4.fullmatch(host) and not dst_local and self.patterns.iot_url is not None:
             if self.patterns.iot_url.search(host + plain_path):
                 alert(TrailType.HTTP, f"({host}){_encode_trail(plain_path)}",
                       "potential iot-malware download (suspicious)")
@@ -117,6 +118,9 @@ class HttpHeuristics:
             return
         if self.use_requests:
             text = canon(plain_path)
+            any_gate = self.patterns.paths_gate
+            if text is not None and any_gate is not None and any_gate.search(text) is None:
+                return
             for desc, path_gate, pattern in self.patterns.paths:
                 if text is not None and path_gate is not None and path_gate.search(text) is None:
                     continue
@@ -128,7 +132,7 @@ class HttpHeuristics:
                             dst_local: bool) -> bool:
         skip = self.patterns.request_skip
         decoded = unquote_plus(path) if "%" in path or "+" in path else path
-        if any(marker in decoded for marker in REQUEST_MARKERS):
+        if _REQUEST_MARKERS.search(decoded) is not None:
             desc = self._battery(decoded, dst_local)
             if desc is not None:
                 if skip is not None and skip.search(path):  # consulted only when something fires

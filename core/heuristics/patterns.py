@@ -34,6 +34,7 @@ class HttpPatterns:
     request_gate: re.Pattern[str] | None = None
     # (description, literal gate or None = always run, regex) for suspicious path names
     paths: list[tuple[str, re.Pattern[str] | None, re.Pattern[str]]] = field(default_factory=list)
+    paths_gate: re.Pattern[str] | None = None  # union of the path families' literals (None: no gate)
     iot_url: re.Pattern[str] | None = None
     download_skip: re.Pattern[str] | None = None
     content_types: frozenset[str] = frozenset()
@@ -129,6 +130,7 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
     out = HttpPatterns()
     problems = out.problems
     content_types: set[str] = set()
+    path_lines: list[str] = []
     for kind, desc, lines in read_sections(http_file):
         where = f"{os.path.basename(http_file)} [{kind}{': ' + desc if desc else ''}]"
         if kind == "request":
@@ -140,6 +142,7 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
             if pattern is not None:
                 out.requests.append((desc, gate, pattern))
         elif kind == "path":
+            path_lines.extend(lines)
             pattern = _join(lines, problems, where)
             if pattern is not None:
                 out.paths.append((desc, literal_gate(union(lines, _FLAGS)), pattern))
@@ -158,6 +161,8 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
         else:
             problems.append(f"{where}: unknown section kind")
     out.content_types = frozenset(content_types)
+    if out.paths and all(path_gate is not None for _, path_gate, _ in out.paths):
+        out.paths_gate = literal_gate(union(path_lines, _FLAGS))
     if out.requests and all(gate for _, gate, _ in out.requests):
         out.request_gate = literal_gate(frozenset(word for _, words, _ in out.requests for word in words))
     ua_entries = _read_list(ua_file)
