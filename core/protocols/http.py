@@ -42,55 +42,49 @@ METHODS = frozenset((
 _PREFIXES = frozenset((m + b" ")[:4] for m in METHODS)
 
 
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """One HTTP request head as seen in a single segment.
 
-    `headers` (all of them, lower-case names, first occurrence wins) is built on first use; the
-    packet path only needs a few named headers, which `header(name)` finds directly in the raw
-    header block, with the same rules."""
+    `headers` (all of them, lower-case names, first occurrence wins) is built on first use and
+    kept in `cache`; the packet path only needs a few named headers, which `header(name)` finds
+    directly in the raw header block `block` (`lower`: the same, lower-cased), with the same rules."""
 
-    __slots__ = ("method", "target", "path", "version", "host", "port", "absolute", "user_agent", "body",
-                 "complete_headers", "_block", "_lower", "_headers")
-
-    def __init__(self, method: str, target: str, path: str, version: str, block: bytes, host: str | None,
-                 port: int | None, absolute: bool, user_agent: str | None, body: bytes,
-                 complete_headers: bool, lower: bytes | None = None) -> None:
-        self.method, self.target, self.path, self.version = method, target, path, version
-        self.host, self.port, self.absolute, self.user_agent = host, port, absolute, user_agent
-        self.body, self.complete_headers = body, complete_headers
-        self._block = block
-        self._lower = lower
-        self._headers: dict[str, str] | None = None
+    method: str
+    target: str
+    path: str
+    version: str
+    host: str | None
+    port: int | None
+    absolute: bool
+    user_agent: str | None
+    body: bytes
+    complete_headers: bool
+    block: bytes
+    lower: bytes
+    cache: list[dict[str, str]]
 
     @property
     def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            self._headers = _header_dict(self._block)
-        return self._headers
+        if not self.cache:
+            self.cache.append(_header_dict(self.block))
+        return self.cache[0]
 
     def header(self, name: str) -> str | None:
         """The first `name:` header (name lower-case), or None."""
-        if self._headers is not None:
-            return self._headers.get(name)
-        if self._lower is None:
-            self._lower = self._block.lower()
-        return _find_header(self._block, self._lower, name.encode("latin-1"))
+        if self.cache:
+            return self.cache[0].get(name)
+        return _find_header(self.block, self.lower, name.encode("latin-1"))
 
     def may_have(self, tokens: tuple[bytes, ...]) -> bool:
         """False only when no header name or value can hold any of the lower-case `tokens`
         (a cheap test before several `header()` calls)."""
-        if self._headers is not None:
+        if self.cache:
             return True
-        if self._lower is None:
-            self._lower = self._block.lower()
-        lower = self._lower
+        lower = self.lower
         for token in tokens:
             if token in lower:
                 return True
         return False
-
-    def __repr__(self) -> str:
-        return f"HttpRequest({self.method} {self.target!r} host={self.host!r})"
 
 
 class HttpResponse(NamedTuple):
@@ -202,6 +196,9 @@ def _split_host(authority: str) -> tuple[str | None, int | None]:
     return (host or None), port
 
 
+_new_request = tuple.__new__  # builds the record without the generated keyword __new__
+
+
 def parse_request(payload: bytes) -> HttpRequest | None:
     """Parse an HTTP request head; None when the payload is not an HTTP request."""
     if payload[:4] not in _PREFIXES:
@@ -250,8 +247,9 @@ def parse_request(payload: bytes) -> HttpRequest | None:
         value = _find_header(block, lower, b"host")
         if value is not None:
             host, port = _split_host(value)
-    return HttpRequest(method.decode("latin-1"), target, path, version.decode("latin-1"), block,
-                       host, port, absolute, _find_header(block, lower, b"user-agent"), body, complete, lower)
+    return _new_request(HttpRequest, (method.decode("latin-1"), target, path, version.decode("latin-1"), host, port,
+                                      absolute, _find_header(block, lower, b"user-agent"), body, complete, block,
+                                      lower, []))
 
 
 def parse_response(payload: bytes) -> HttpResponse | None:
