@@ -27,6 +27,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_trails import generate_gz  # noqa: E402  (the one generator of a same-shape trail set)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TRAILS = os.path.join(os.path.dirname(ROOT), "shared", "bench", "trails.csv.gz")
 MIX = (("tls", 57), ("syn", 14), ("dns", 10), ("http", 10), ("icmp", 5), ("mdns", 5))
@@ -82,25 +85,6 @@ def sample_trails(path: str, count: int = 400) -> dict[str, list[str]]:
             if all(len(v) >= count for v in picked.values()):
                 break
     return picked
-
-
-def generate_trails(path: str, rows: int = 1_597_030) -> None:
-    """A trail set of the bench file's shape (domains, ip:port, URLs, IPv4, IPv6, regex)."""
-    rng = random.Random(1)
-    with gzip.open(path, "wt", encoding="utf-8") as handle:
-        for i in range(rows):
-            r = i % 1000
-            if r < 708:
-                key = f"d{i:x}{rng.randrange(1 << 20):x}.{rng.choice(('com', 'net', 'org', 'info', 'ru', 'xyz'))}"
-            elif r < 880:
-                key = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}:{rng.randrange(1, 65535)}"
-            elif r < 984:
-                key = f"h{i:x}.com/p{rng.randrange(1 << 24):x}/gate.php"
-            elif r < 998:
-                key = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-            else:
-                key = f"2001:db8:{i:x}::{rng.randrange(1 << 16):x}"
-            handle.write(f"{key},generated (malware),(static)\n")
 
 
 def build_traffic(kind: str, count: int, hits: dict[str, list[str]], rng: random.Random) -> list[bytes]:
@@ -211,7 +195,7 @@ def main() -> None:
         if not os.path.exists(trails_gz):
             print(f"[i] {trails_gz} absent: generating a trail set of the same shape")
             trails_gz = os.path.join(work, "generated.csv.gz")
-            generate_trails(trails_gz)
+            generate_gz(trails_gz)
         trails = os.path.join(work, "trails.csv")
         with gzip.open(trails_gz, "rb") as src, open(trails, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)

@@ -103,6 +103,18 @@ def generate(path: str, total: int, seed: int = 7) -> None:
                         "(static)"])
 
 
+def generate_gz(path: str, total: int = sum(SHAPE.values()), seed: int = 7) -> None:
+    """The same synthetic set, gzip-compressed (what the other benchmarks take in place of the real file)."""
+    import gzip
+    import shutil
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".csv") as plain:
+        generate(plain.name, total, seed)
+        with open(plain.name, "rb") as src, gzip.open(path, "wb", compresslevel=1) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
 def child_open(csv_path: str, hits_file: str | None = None) -> dict:
     extra = [hits_file] if hits_file else []
     out = subprocess.run([sys.executable, "-c", OPEN_CHILD, ROOT, csv_path, *extra], capture_output=True,

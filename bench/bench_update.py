@@ -14,10 +14,8 @@ The original's static part alone: 17.6 s and 418 MiB.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -30,27 +28,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from test_update_feedserver import FeedServer  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_trails import generate_gz  # noqa: E402  (the one generator of a same-shape trail set)
+
 DEFAULT_SET = "/work/shared/bench/trails.csv.gz"
-
-
-def generate(path: str, rows: int = 1_597_030) -> None:
-    """A synthetic compilation with the real one's mix of key shapes."""
-    rng = random.Random(7)
-    families = [f"family{i} (malware)" for i in range(2900)] + ["ek router (malicious)", "dynamic domain (suspicious)"]
-    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as handle:
-        for i in range(rows):
-            shape = i % 100
-            name = "".join(rng.choice(letters) for _ in range(rng.randint(6, 16)))
-            if shape < 70:
-                key = f"{name}.{rng.choice(('com', 'net', 'org', 'xyz', 'top'))}"
-            elif shape < 87:
-                key = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}:{rng.randint(1, 65535)}"
-            elif shape < 98:
-                key = f"{name}.com/{name[:5]}/gate.php"
-            else:
-                key = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-            handle.write(f"{key},{rng.choice(families)},(static)\n")
 
 
 def run_once(base_url: str, workdir: str) -> dict[str, float]:
@@ -86,7 +67,7 @@ def main() -> int:
         if not os.path.isfile(source):
             source = os.path.join(workdir, "generated.csv.gz")
             print(f"{args.trails} not found: generating a set of the same shape")
-            generate(source)
+            generate_gz(source)
         os.makedirs(os.path.join(workdir, "custom"))
         with FeedServer(files={"statics": source}) as server:
             results = [run_once(server.base_url, workdir) for _ in range(args.runs)]
