@@ -279,10 +279,10 @@ class Pipeline:
             if self.check_certificates:
                 self._certificates(sec, usec, d, payload)
             return
-        if self.flights.active and (d.src, d.sport, d.dst, d.dport) in self.flights:
+        if self.flights.tracked and (d.src, d.sport, d.dst, d.dport) in self.flights.tracked:
             self._certificates(sec, usec, d, bytes(buf[poff:d.pend]))
             return
-        if self.hellos.active and (d.src, d.sport, d.dst, d.dport) in self.hellos:
+        if self.hellos.tracked and (d.src, d.sport, d.dst, d.dport) in self.hellos.tracked:
             sni = self.hellos.feed((d.src, d.sport, d.dst, d.dport), bytes(buf[poff:d.pend]), sec)
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
