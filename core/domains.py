@@ -129,7 +129,7 @@ class DomainChecker:
         if long_domain is not None:
             return DomainHit(long_domain[0], long_domain[1], HEURISTIC_REFERENCE)
 
-        for i in range(len(parts) - 1):
+        for i in range(len(parts) - 1 if self.store.regex_may_match(name) else 0):
             candidate = name if i == 0 else ".".join(parts[i:])
             found = self.store.match_regex(candidate)
             if found is not None:

@@ -544,3 +544,33 @@ def test_url_markers_cover_every_url_trail(tmp_path):
     for candidate, expected in [("/gate.php?id=", True), ("/gate.php", True), ("/wp-content/plugins/o.js", True),
                                 ("/wp-content/x", False), ("/wp-contents/x", False), ("/a/b.php", False)]:
         assert store.has_marker(store.url_marker(candidate)) is expected, candidate
+
+
+def test_regex_suffix_prefilter_never_hides_a_match(tmp_path):
+    """regex_may_match(name) is False only when no regex trail matches the name or one of its
+    label-boundary suffixes: checked against per-suffix match_regex on matching and random names."""
+    import random
+
+    from core.trails.store import TrailStore
+
+    patterns = [r"dga[0-9]+\.wildcard-test\.com", r"[a-z]{8}\.top", r"^anchored[0-9]\.net", r"x(\d)\1\.org",
+                r"(?P<n>ab)+c\.info", r"[^.]+\.evil-[a-f0-9]{4}\.ru", r"Mixed[0-9]+\.COM", r".*tracker\.biz",
+                r"^[a-z]{1,3}\-shop\.(com|top)$", r"www\.[a-z]{2}\-x\.top$", r"cost\$\.net", r"a^b\.net"]
+    store = TrailStore.from_rows([(p, "x (malware)", "(static)") for p in patterns], str(tmp_path))
+    names = ["dga77.wildcard-test.com", "a.dga77.wildcard-test.com", "abcdefgh.top", "q.abcdefgh.top",
+             "anchored1.net", "b.anchored1.net", "x11.org", "w.x11.org", "ababc.info", "z.ababc.info",
+             "foo.evil-beef.ru", "a.foo.evil-beef.ru", "mixed12.com", "s.mixed12.com", "a.b.tracker.biz",
+             "ab-shop.com", "z.ab-shop.top", "www.ab-x.top", "q.www.ab-x.top"]
+    rng = random.Random(3)
+    alphabet = "abcdefgh0123456789.-"
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(3, 24))) + rng.choice(
+        (".com", ".top", ".net", ".org", ".info", ".ru", ".biz")) for _ in range(5000)]
+    seen_true = 0
+    for name in names:
+        parts = name.split(".")
+        matched = any(store.match_regex(".".join(parts[i:])) is not None for i in range(len(parts) - 1))
+        if matched:
+            seen_true += 1
+            assert store.regex_may_match(name), name
+    assert seen_true >= 18
+    assert not store.regex_may_match("ordinary.example.com")

@@ -246,6 +246,18 @@ def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, ob
 
 _TAIL_LABEL = re.compile(r"(\\*)\\\.([a-z0-9-]+)\Z", re.I)
 _TAIL_GROUP = re.compile(r"(\\*)\\\.\((?:\?:)?([a-z0-9-]+(?:\|[a-z0-9-]+)*)\)\Z", re.I)
+# Anchors inside a member (after its redundant leading ^ / trailing $ are dropped) that would not
+# survive the suffix wrapper; `[^` is a negated class, not an anchor.
+_ANCHORS = re.compile(r"(?<!\[)\^|(?<!\\)\$|\\A|\\Z|\(\?<")
+
+
+def _unanchored(text: str) -> str:
+    """A member without the ^ / $ that full-match semantics make redundant at its very ends."""
+    if text.startswith("^"):
+        text = text[1:]
+    if text.endswith("$") and not text.endswith("\\$"):
+        text = text[:-1]
+    return text
 _SOLO = re.compile(r"\\[1-9]|\(\?P=|\(\?P<|\(\?[aiLmsux-]+\)")
 
 
@@ -295,9 +307,22 @@ class _Group:
         self.plain = [(p, c) for p, t, c in members if not _SOLO.search(t)]
         self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
+        self.suffix: re.Pattern[str] | None = None
         if self.plain:
-            self.combined = ix.compile_trail("|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
-                                                      for _, t, _ in members if not _SOLO.search(t)))
+            alternation = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
+                                   for _, t, _ in members if not _SOLO.search(t))
+            self.combined = ix.compile_trail(alternation)
+            bare = [_unanchored(t) for _, t, _ in members if not _SOLO.search(t)]
+            if not any(_ANCHORS.search(t) for t in bare):
+                suffixable = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})" for t in bare)
+                self.suffix = ix.compile_trail(rf"(?:^|\.)(?:{suffixable})$")
+
+    def may_match_suffix(self, name: str) -> bool:
+        """False only when no member can fully match `name` or any of its label-boundary suffixes
+        (one search instead of one fullmatch per suffix)."""
+        if self.solo or (self.plain and self.suffix is None):
+            return True
+        return self.suffix is not None and self.suffix.search(name) is not None
 
     def first(self, name: str) -> int | None:
         best = None
@@ -339,6 +364,13 @@ class RegexTrails:
 
         self.buckets = {label: group(positions) for label, positions in buckets.items()}
         self.generic = group(generic)
+
+    def may_match_suffix(self, name: str) -> bool:
+        """False only when no trail can match `name` or a suffix of it (see _Group)."""
+        bucket = self.buckets.get(name.rpartition(".")[2])
+        if bucket is not None and bucket.may_match_suffix(name):
+            return True
+        return self.generic.may_match_suffix(name)
 
     def match(self, name: str) -> tuple[str, int] | None:
         best = None
@@ -613,6 +645,11 @@ class TrailStore:
                 view.counters["marker_cache_resets"] += 1
             markers[marker] = found
         return found
+
+    def regex_may_match(self, name: str) -> bool:
+        """False only when no regex/wildcard trail can fully match `name` or any suffix of it that
+        starts at a label boundary (domains.py then skips its per-suffix match_regex calls)."""
+        return self._view.regex_trails().may_match_suffix(name)
 
     def match_regex(self, name: str) -> tuple[str, Trail] | None:
         """The first (CSV order) regex/wildcard trail that fully matches `name`."""
