@@ -169,6 +169,9 @@ def _parse_headers(payload: bytes, off: int) -> tuple[dict[str, str], bytes, boo
 def _split_host(authority: str) -> tuple[str | None, int | None]:
     """`host[:port]`, `[v6][:port]` or `user@host` -> (lower-case host, port or None)."""
     authority = authority.strip()
+    if ":" not in authority and "@" not in authority and "[" not in authority:  # the usual `Host: name`
+        host = authority.lower().rstrip(".")
+        return (host or None), None
     at = authority.rfind("@")
     if at >= 0:
         authority = authority[at + 1:]
@@ -203,10 +206,11 @@ def parse_request(payload: bytes) -> HttpRequest | None:
     """Parse an HTTP request head; None when the payload is not an HTTP request."""
     if payload[:4] not in _PREFIXES:
         return None
-    line_end, off = _line_end(payload, 0)
-    if line_end < 0:
+    newline = payload.find(b"\n")
+    if newline < 0:
         return None
-    line = payload[:line_end]
+    off = newline + 1
+    line = payload[:newline - 1] if newline > 0 and payload[newline - 1] == 13 else payload[:newline]
     sp = line.find(b" ")
     method = line[:sp]
     if sp <= 0 or method not in METHODS:
