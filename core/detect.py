@@ -517,9 +517,9 @@ def candidate_markers(path: str, body: str, url_marker: Callable[[str], str]) ->
     last = base[slash:]
     if last not in ("", "/") or query:  # the last component, and the stripped form's last segment
         out.add(url_marker(last))
-    if query:
+    if "/" in query:  # parameter names may hold a "/": the stripped form's last segment may start there
         keys = "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
-        if "/" in keys:  # the stripped form's last segment starts inside the query
+        if "/" in keys:
             stripped = base + "?" + keys
             out.add(url_marker(stripped[stripped.rfind("/"):]))
     return out
