@@ -16,7 +16,8 @@ import time
 import pytest
 
 from core.trails.index import classify
-from core.trails.store import Trail, TrailStore, TrailStoreError, literal_last_labels
+from core.trails.regex import literal_last_labels
+from core.trails.store import Trail, TrailStore, TrailStoreError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFORMANCE_TRAILS = os.path.join(ROOT, "tests", "data", "conformance", "trails.csv")

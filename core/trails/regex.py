@@ -1,0 +1,153 @@
+"""Regex/wildcard trails: every pattern row of the trail set (no cap), grouped for cheap misses.
+
+Where it sits: under core/trails/store.py, which builds `RegexTrails` from the index's REGEX
+section the first time a name needs it; core/domains.py asks the store `regex_may_match(name)`
+(one suffix-anchored search for all suffixes of a name) and then `match_regex(suffix)`.
+Patterns are bucketed by the literal last label they require (`com`, `top`, ...); each bucket's
+members are tried through one combined alternation, patterns with backreferences, named groups
+or global flags one by one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.trails import index as ix
+
+_TAIL_LABEL = re.compile(r"(\\*)\\\.([a-z0-9-]+)\Z", re.I)
+_TAIL_GROUP = re.compile(r"(\\*)\\\.\((?:\?:)?([a-z0-9-]+(?:\|[a-z0-9-]+)*)\)\Z", re.I)
+# Anchors inside a member (after its redundant leading ^ / trailing $ are dropped) that would not
+# survive the suffix wrapper; `[^` is a negated class, not an anchor.
+_ANCHORS = re.compile(r"(?<!\[)\^|(?<!\\)\$|\\A|\\Z|\(\?<")
+
+
+def _unanchored(text: str) -> str:
+    """A member without the ^ / $ that full-match semantics make redundant at its very ends."""
+    if text.startswith("^"):
+        text = text[1:]
+    if text.endswith("$") and not text.endswith("\\$"):
+        text = text[:-1]
+    return text
+_SOLO = re.compile(r"\\[1-9]|\(\?P=|\(\?P<|\(\?[aiLmsux-]+\)")
+
+
+def _top_level_alternation(text: str) -> bool:
+    depth, i, in_class = 0, 0, False
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if text[i + 1:i + 2] == "]":
+                i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def literal_last_labels(text: str) -> list[str] | None:
+    """The last label(s) every full match of `text` must end with (`\\.com`, `\\.(com|net)`), or None."""
+    body = text
+    if body.endswith("$") and (len(body) - 1 - len(body[:-1].rstrip("\\"))) % 2 == 0:
+        body = body[:-1]  # an unescaped end anchor
+    if _top_level_alternation(body):
+        return None
+    for pattern in (_TAIL_LABEL, _TAIL_GROUP):
+        m = pattern.search(body)
+        if m and len(m.group(1)) % 2 == 0:
+            return [label.lower() for label in m.group(2).split("|")]
+    return None
+
+
+class _Group:
+    """Patterns tried together: one combined alternation rejects misses, then the first hit is found.
+    Patterns that cannot share an alternation (backreferences, named groups, global flags) are
+    tried one by one."""
+
+    def __init__(self, members: list[tuple[int, str, re.Pattern[str]]]) -> None:
+        self.plain = [(p, c) for p, t, c in members if not _SOLO.search(t)]
+        self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
+        self.combined: re.Pattern[str] | None = None
+        self.suffix: re.Pattern[str] | None = None
+        if self.plain:
+            alternation = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
+                                   for _, t, _ in members if not _SOLO.search(t))
+            self.combined = ix.compile_trail(alternation)
+            bare = [_unanchored(t) for _, t, _ in members if not _SOLO.search(t)]
+            if not any(_ANCHORS.search(t) for t in bare):
+                suffixable = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})" for t in bare)
+                self.suffix = ix.compile_trail(rf"(?:^|\.)(?:{suffixable})$")
+
+    def may_match_suffix(self, name: str) -> bool:
+        """False only when no member can fully match `name` or any of its label-boundary suffixes
+        (one search instead of one fullmatch per suffix)."""
+        if self.solo or (self.plain and self.suffix is None):
+            return True
+        return self.suffix is not None and self.suffix.search(name) is not None
+
+    def first(self, name: str) -> int | None:
+        best = None
+        if self.plain and (self.combined is None or self.combined.fullmatch(name) is not None):
+            for position, pattern in self.plain:
+                if pattern.fullmatch(name) is not None:
+                    best = position
+                    break
+        for position, pattern in self.solo:
+            if best is not None and position > best:
+                break
+            if pattern.fullmatch(name) is not None:
+                return position
+        return best
+
+
+class RegexTrails:
+    """Every regex/wildcard trail (no cap), bucketed by the literal last label it requires."""
+
+    def __init__(self, entries: list[tuple[str, int]]) -> None:
+        self.entries = entries
+        buckets: dict[str, list[int]] = {}
+        generic: list[int] = []
+        compiled: dict[int, re.Pattern[str]] = {}
+        for position, (text, _) in enumerate(entries):
+            pattern = ix.compile_trail(text)
+            if pattern is None:
+                continue
+            compiled[position] = pattern
+            labels = literal_last_labels(text)
+            if labels:
+                for label in labels:
+                    buckets.setdefault(label, []).append(position)
+            else:
+                generic.append(position)
+
+        def group(positions: list[int]) -> _Group:
+            return _Group([(p, entries[p][0], compiled[p]) for p in positions])
+
+        self.buckets = {label: group(positions) for label, positions in buckets.items()}
+        self.generic = group(generic)
+
+    def may_match_suffix(self, name: str) -> bool:
+        """False only when no trail can match `name` or a suffix of it (see _Group)."""
+        bucket = self.buckets.get(name.rpartition(".")[2])
+        if bucket is not None and bucket.may_match_suffix(name):
+            return True
+        return self.generic.may_match_suffix(name)
+
+    def match(self, name: str) -> tuple[str, int] | None:
+        best = None
+        bucket = self.buckets.get(name.rpartition(".")[2])
+        if bucket is not None:
+            best = bucket.first(name)
+        other = self.generic.first(name)
+        if other is not None and (best is None or other < best):
+            best = other
+        return None if best is None else self.entries[best]
