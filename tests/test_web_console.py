@@ -23,15 +23,11 @@ import urllib.request
 import pytest
 
 from tests.web import gen_day, reference
-from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser, watch_page
+from tests.web.harness import PASSWORD, SHOTS, Server, launch_browser, require_browser, watch_page
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
+sync_api = require_browser()
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOTS = os.path.join(ROOT, "artifacts", "screenshots")
 TODAY = datetime.date.today()
 YESTERDAY = TODAY - datetime.timedelta(days=1)
 HOSTILE_DAY = TODAY - datetime.timedelta(days=2)

@@ -17,15 +17,19 @@ import time
 import pytest
 
 from tests.web import gen_day
-from tests.web.harness import CHROMIUM, PASSWORD, Server, launch_browser, watch_page
+from tests.web.harness import (
+    PASSWORD,
+    ROOT,
+    SHOTS,
+    Server,
+    launch_browser,
+    require_browser,
+    watch_page,
+)
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
+sync_api = require_browser()
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOTS = os.path.join(ROOT, "artifacts", "screenshots")
 TODAY = datetime.date.today()
 DAYS = [TODAY - datetime.timedelta(days=k) for k in (0, 1, 2, 5, 9)]
 BIG_DAY = TODAY - datetime.timedelta(days=40)      # big enough to run out the hunt time budget

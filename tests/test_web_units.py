@@ -18,12 +18,10 @@ import pytest
 
 from core.events.event import Event, format_line, parse_line
 from tests.web import gen_day
-from tests.web.harness import CHROMIUM, Server, launch_browser
+from tests.web.harness import Server, launch_browser, require_browser
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
+sync_api = require_browser()
 
 TODAY = datetime.date.today().isoformat()
 

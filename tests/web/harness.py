@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = os.environ.get("MALTRAIL_CHROMIUM", "/usr/bin/chromium")
+SHOTS = os.path.join(ROOT, "artifacts", "screenshots")  # screenshots of the main views (git-ignored)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "s3cret-Pass"
@@ -101,3 +102,13 @@ def watch_page(page, server_url: str, console_errors: bool = True) -> tuple[list
     page.on("request", lambda r: errors.append("foreign request " + r.url)
             if not r.url.startswith(server_url) and not r.url.startswith(("blob:", "data:")) else None)
     return errors, dialogs
+
+
+def require_browser():  # type: ignore[no-untyped-def]
+    """Playwright's sync API, or skip the calling test module when Playwright or chromium is missing."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
+    return sync_api
