@@ -69,8 +69,8 @@ import time
 import warnings
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, NamedTuple, cast
 
 MAGIC = b"MTRLIDX6"
 VERSION = 6
@@ -411,37 +411,54 @@ def _split_point(csv_path: str, size: int, fraction: float) -> int:
     return size
 
 
-def _parse_parallel(csv_path: str, size: int) -> list[_Part]:
-    """Two processes: a forked child parses the tail of the file while we parse the head. The
-    child does not place keys, so it takes the larger share. Any trouble with the child: we parse
-    its range ourselves."""
+def _fork_call(work: Callable[[], object]) -> Callable[[], object | None]:
+    """Run work() in a forked child now; the returned collect() waits for it and gives its
+    (pickled) result, or None when the child failed in any way (the caller then does the work)."""
     import pickle
 
-    mid = _split_point(csv_path, size, PARALLEL_SPLIT)
-    if mid >= size:
-        return [_parse_range(csv_path, 0, size)]
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         status = 1
         try:
             os.close(read_fd)
-            data = pickle.dumps(_parse_range(csv_path, mid, size).state(), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_fd, "wb") as out:
                 out.write(data)
             status = 0
         finally:
             os._exit(status)
     os.close(write_fd)
-    head = _parse_range(csv_path, 0, mid)
-    with os.fdopen(read_fd, "rb") as inp:
-        data = inp.read()
-    _, status = os.waitpid(child, 0)
-    tail = None
-    if status == 0 and data:
+
+    def collect() -> object | None:
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(child, 0)
+        if status != 0 or not data:
+            return None
         try:
-            tail = _Part.from_state(pickle.loads(data))
+            return pickle.loads(data)
         except (pickle.UnpicklingError, ValueError, TypeError, EOFError):
+            return None
+
+    return collect
+
+
+def _parse_parallel(csv_path: str, size: int) -> list[_Part]:
+    """Two processes: a forked child parses the tail of the file while we parse the head. The
+    child does not place keys, so it takes the larger share. Any trouble with the child: we parse
+    its range ourselves."""
+    mid = _split_point(csv_path, size, PARALLEL_SPLIT)
+    if mid >= size:
+        return [_parse_range(csv_path, 0, size)]
+    collect = _fork_call(lambda: _parse_range(csv_path, mid, size).state())
+    head = _parse_range(csv_path, 0, mid)
+    state = collect()
+    tail = None
+    if isinstance(state, tuple):
+        try:
+            tail = _Part.from_state(state)
+        except (ValueError, TypeError):
             tail = None
     if tail is None:
         tail = _parse_range(csv_path, mid, size)
@@ -463,39 +480,26 @@ class _Grid:
         self.bloom = bytearray(1 << bits)
 
     def place(self, parallel: bool) -> tuple[array, bytearray, int]:
-        import pickle
-
         if not parallel or not hasattr(os, "fork"):
             placed, _, spilled = self._region(False)
             placed_up, fixups, _ = self._region(True)
             return self._join(placed + placed_up, spilled, fixups)
-        read_fd, write_fd = os.pipe()
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the forked child
-            status = 1
-            try:
-                os.close(read_fd)
-                placed_up, fixups, _ = self._region(True)
-                data = pickle.dumps((placed_up, fixups, self.table[2 * self.half:], self.bloom),
-                                    protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(data)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_fd)
+
+        def upper_half() -> object:
+            placed_up, fixups, _ = self._region(True)
+            return placed_up, fixups, self.table[2 * self.half:], self.bloom
+
+        collect = _fork_call(upper_half)
         placed, _, spilled = self._region(False)
-        with os.fdopen(read_fd, "rb") as inp:
-            data = inp.read()
-        _, status = os.waitpid(child, 0)
+        result = collect()
         try:
-            if status != 0 or not data:
+            if result is None:
                 raise ValueError("helper failed")
-            placed_up, fixups, upper, bloom = pickle.loads(data)
+            placed_up, fixups, upper, bloom = cast(tuple[int, list[tuple[int, int]], array, bytearray], result)
             self.table[2 * self.half:] = upper
             merged = int.from_bytes(self.bloom, "little") | int.from_bytes(bloom, "little")
             self.bloom[:] = merged.to_bytes(len(self.bloom), "little")
-        except (pickle.UnpicklingError, ValueError, TypeError, EOFError):
+        except (ValueError, TypeError):
             placed_up, fixups, _ = self._region(True)  # do the helper's share ourselves
         return self._join(placed + placed_up, spilled, fixups)
 

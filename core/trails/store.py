@@ -164,17 +164,25 @@ class _BackgroundBuild:
         return mapped, build
 
 
+def _open_lock(idx_path: str, errors: list[str]) -> int | None:
+    """The lock file guarding one index location (None, with the reason in errors, when the
+    location cannot be used)."""
+    try:
+        os.makedirs(os.path.dirname(idx_path), exist_ok=True)
+        return os.open(idx_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as ex:
+        errors.append(f"{idx_path}: {ex.strerror or ex}")
+        return None
+
+
 def _start_background(csv_path: str, index_dir: str | None,
                       stamp: ix.CsvStamp) -> _Mapped | _BackgroundBuild | None:
     """Without blocking: a fresh index (someone built it), a build we started, or None when
     another process holds the lock (it is building; look again later)."""
-    errors = []
+    errors: list[str] = []
     for idx_path in index_candidates(csv_path, index_dir):
-        try:
-            os.makedirs(os.path.dirname(idx_path), exist_ok=True)
-            lock_fd = os.open(idx_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as ex:
-            errors.append(f"{idx_path}: {ex.strerror or ex}")
+        lock_fd = _open_lock(idx_path, errors)
+        if lock_fd is None:
             continue
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -216,13 +224,10 @@ def _ensure(csv_path: str, index_dir: str | None) -> tuple[_Mapped, dict[str, ob
         mapped = _map_valid(idx_path, stamp)
         if mapped is not None:
             return mapped, None
-    errors = []
+    errors: list[str] = []
     for idx_path in candidates:
-        try:
-            os.makedirs(os.path.dirname(idx_path), exist_ok=True)
-            lock_fd = os.open(idx_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as ex:
-            errors.append(f"{idx_path}: {ex.strerror or ex}")
+        lock_fd = _open_lock(idx_path, errors)
+        if lock_fd is None:
             continue
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
