@@ -99,24 +99,30 @@ def veth_down() -> None:
     sh("ip", "netns", "del", NS, check=False)
 
 
-def live_steps(workers: int, rates: list[int], seconds: float, pcap: str, count: int, tmp: str) -> int:
+def start_sensor(workers: int, tmp: str, log_name: str, ring: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The live sensor on the veth host end (corpus trails, metrics on a free port), once it is up."""
     port = free_port()
     shutil.copy(os.path.join(CORPUS, "trails.csv"), os.path.join(tmp, "trails.csv"))
-    env = dict(os.environ, MALTRAIL_LOG_DIR=os.path.join(tmp, f"log{workers}"),
+    env = dict(os.environ, MALTRAIL_LOG_DIR=os.path.join(tmp, log_name),
                MALTRAIL_TRAILS_FILE=os.path.join(tmp, "trails.csv"), MALTRAIL_MONITOR_INTERFACE=HOST,
-               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_CAPTURE_BUFFER_SIZE="4MB",
+               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_CAPTURE_BUFFER_SIZE=ring,
                MALTRAIL_CAPTURE_WORKERS=str(workers), MALTRAIL_STATS_ADDRESS=f"127.0.0.1:{port}",
                MALTRAIL_USE_HEURISTICS="true", MALTRAIL_CAPTURE_FILTER="")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "sensor.py"), "-q"], env=env)
+    for _ in range(100):
+        try:
+            if counters(port).get("maltrail_up") == 1:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return proc, port
+
+
+def live_steps(workers: int, rates: list[int], seconds: float, pcap: str, count: int, tmp: str) -> int:
+    proc, port = start_sensor(workers, tmp, f"log{workers}", "4MB")
     best = 0
     try:
-        for _ in range(100):
-            try:
-                if counters(port).get("maltrail_up") == 1:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
         for rate in rates:
             loops = max(1, int(rate * seconds / count))
             before = counters(port)
@@ -146,22 +152,8 @@ def drain_rate(workers: int, pcap: str, count: int, loops: int, tmp: str) -> flo
     """Processing capacity with the generator out of the way: blast the capture into a ring big
     enough to hold it (tcpreplay --topspeed), then time how fast the workers empty it. On a small
     machine the generator itself needs a CPU, so this is the fair 1-vs-2-worker comparison."""
-    port = free_port()
-    env = dict(os.environ, MALTRAIL_LOG_DIR=os.path.join(tmp, f"dlog{workers}"),
-               MALTRAIL_TRAILS_FILE=os.path.join(tmp, "trails.csv"), MALTRAIL_MONITOR_INTERFACE=HOST,
-               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_CAPTURE_BUFFER_SIZE="256MB",
-               MALTRAIL_CAPTURE_WORKERS=str(workers), MALTRAIL_STATS_ADDRESS=f"127.0.0.1:{port}",
-               MALTRAIL_USE_HEURISTICS="true", MALTRAIL_CAPTURE_FILTER="")
-    shutil.copy(os.path.join(CORPUS, "trails.csv"), os.path.join(tmp, "trails.csv"))
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "sensor.py"), "-q"], env=env)
+    proc, port = start_sensor(workers, tmp, f"dlog{workers}", "256MB")
     try:
-        for _ in range(100):
-            try:
-                if counters(port).get("maltrail_up") == 1:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
         sent = loops * count
         began = time.monotonic()
         sh("ip", "netns", "exec", NS, "tcpreplay", "-q", "-i", PEER, "--topspeed", "--loop", str(loops), pcap)
