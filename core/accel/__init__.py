@@ -1,0 +1,38 @@
+"""Optional C accelerators for the sensor's per-packet hot path.
+
+Where it sits: beside the pure-Python code it speeds up. Every accelerator has a pure-Python twin
+that stays the specification: the compiled function must return exactly what the twin returns for
+every input (tests compare both on fuzzed input), so detection never depends on whether the
+modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) compiles each
+`core/accel/_NAME.c` into the module `core.accel._NAME`.
+
+    _decode   batch pre-dispatch: Ethernet/IPv4/IPv6 fast-path decoding and the bulk-TCP skip
+    _http     HTTP/1.x request-head parser (core.protocols.http.parse_request)
+    _dns      DNS message parser (core.protocols.dns.parse)
+
+`load(name)` returns the compiled module, or None when it is not built or when the environment
+sets MALTRAIL_PURE_PYTHON=1 (used by tests to exercise the pure-Python paths end to end).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+MODULES = ("_decode", "_http", "_dns")
+
+
+def load(name: str) -> ModuleType | None:
+    """The compiled accelerator `name` (e.g. "_http"), or None (not built, or disabled)."""
+    if os.environ.get("MALTRAIL_PURE_PYTHON", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    try:
+        return importlib.import_module(f"core.accel.{name}")
+    except ImportError:
+        return None
+
+
+def status() -> dict[str, bool]:
+    """Which accelerators are in use, for `sensor.py -T` and the start-up line."""
+    return {name.lstrip("_"): load(name) is not None for name in MODULES}
