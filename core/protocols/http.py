@@ -128,7 +128,7 @@ def _header_dict(block: bytes) -> dict[str, str]:
         colon = line.find(b":")
         if colon <= 0 or colon > MAX_NAME or line[0] in (32, 9):  # no name, too long, folded
             continue
-        name = line[:colon].strip().lower().decode("latin-1")
+        name = line[:colon].rstrip(b" \t").lower().decode("latin-1")  # as _find_header: only SP/HT before ':'
         if name and name not in headers:
             headers[name] = line[colon + 1:].strip()[:MAX_VALUE].decode("latin-1")
     return headers
@@ -149,7 +149,7 @@ def _find_header(block: bytes, lower: bytes, name: bytes) -> str | None:
         # optional whitespace between the name and the colon, as strip() allows
         while pos < size and lower[pos] in (32, 9):
             pos += 1
-        if pos < size and lower[pos] == 58 and pos <= MAX_NAME:
+        if pos < size and lower[pos] == 58 and pos - begin <= MAX_NAME:  # colon offset within its line
             end = lower.find(b"\n", pos)
             # the header must be on one of the first MAX_HEADERS lines
             if end >= 0 and (begin == 0 or lower.count(b"\n", 0, begin) < MAX_HEADERS):
@@ -181,7 +181,7 @@ def _split_host(authority: str) -> tuple[str | None, int | None]:
         if close < 0:
             return None, None
         host, rest = authority[1:close], authority[close + 1:]
-        if rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6:
+        if rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit() and len(rest) <= 6:
             port = int(rest[1:])
     elif authority.count(":") > 1:  # a bare IPv6 literal: no port can be told apart
         host = authority
@@ -191,7 +191,7 @@ def _split_host(authority: str) -> tuple[str | None, int | None]:
         if colon >= 0:
             digits = authority[colon + 1:]
             host = authority[:colon]
-            if digits.isdigit() and len(digits) <= 5:
+            if digits.isascii() and digits.isdigit() and len(digits) <= 5:  # not '²' (int() rejects it)
                 port = int(digits)
     host = host.lower().rstrip(".")
     if port is not None and not 0 < port < 65536:
