@@ -22,11 +22,18 @@ Rules (never raises):
   else the Host header; CONNECT takes `host:port` from the target. `port` is the explicit port
   from that same source, or None.
 - Everything textual is decoded latin-1 (never fails; bytes map 1:1 to characters).
+
+Implementations: `parse_request_py()` below is the specification. `parse_request` is bound to the
+compiled twin `core.accel._http.parse_request` when it is built (tools/build_accel.py) and not
+disabled by MALTRAIL_PURE_PYTHON=1, else to `parse_request_py`; both return the same record for
+every input (tests/test_accel_http.py compares them on fuzzed payloads).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from core.accel import load
 
 MAX_HEADERS = 100
 MAX_NAME = 256
@@ -202,8 +209,8 @@ def _split_host(authority: str) -> tuple[str | None, int | None]:
 _new_request = tuple.__new__  # builds the record without the generated keyword __new__
 
 
-def parse_request(payload: bytes) -> HttpRequest | None:
-    """Parse an HTTP request head; None when the payload is not an HTTP request."""
+def parse_request_py(payload: bytes) -> HttpRequest | None:
+    """Parse an HTTP request head; None when the payload is not an HTTP request (the specification)."""
     if payload[:4] not in _PREFIXES:
         return None
     newline = payload.find(b"\n")
@@ -269,3 +276,10 @@ def parse_response(payload: bytes) -> HttpResponse | None:
     reason = parts[2].strip().decode("latin-1") if len(parts) == 3 else ""
     headers, body, complete = _parse_headers(payload, off)
     return HttpResponse(parts[0].decode("latin-1"), int(parts[1]), reason, headers, body, complete)
+
+
+parse_request = parse_request_py
+_accel = load("_http")
+if _accel is not None:
+    _accel.init(HttpRequest)
+    parse_request = _accel.parse_request

@@ -1,0 +1,543 @@
+/* core.accel._http: compiled twin of core.protocols.http.parse_request.
+ *
+ * Where it sits: detect.py calls core.protocols.http.parse_request() on every client TCP
+ * payload; that name is bound to this module's parse_request() when the module is built (see
+ * the end of core/protocols/http.py). The pure-Python function stays the specification: for
+ * every bytes input this one returns the same None or the same 13-field HttpRequest record
+ * (same values and types), which tests/test_accel_http.py checks on fuzzed input.
+ *
+ * Text semantics mirrored from Python:
+ *   - bytes.strip() / bytes.lower() are ASCII-only (b" \t\n\r\x0b\x0c", A-Z);
+ *   - text is latin-1, so str.strip() also drops 0x1c-0x1f, 0x85 and 0xa0, and str.lower()
+ *     also maps 0xc0-0xde (except 0xd7) to +0x20; lowering never crosses the ASCII boundary;
+ *   - ports are ASCII digits only (the Python side checks isascii() before isdigit()).
+ * The parser only ever reads inside the payload and raises nothing but MemoryError.
+ *
+ *   init(record_type)          remember the HttpRequest class (a tuple subclass, 13 fields)
+ *   parse_request(payload)     -> HttpRequest | None
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_HEADERS 100
+#define MAX_NAME 256
+#define MAX_VALUE 8192
+#define FIELDS 13
+
+typedef unsigned char uchar;
+
+/* ---- module state: set once by init() and PyInit ------------------------------------------ */
+
+static PyObject *record_type = NULL;  /* the HttpRequest class (strong reference) */
+static PyObject *empty_str = NULL;    /* "" */
+static PyObject *slash_str = NULL;    /* "/" */
+static PyObject *http11_str = NULL;   /* "HTTP/1.1" */
+static PyObject *http10_str = NULL;   /* "HTTP/1.0" */
+
+static uchar text_lower[256];  /* str.lower() on one latin-1 character */
+static uchar text_space[256];  /* str.isspace() on one latin-1 character */
+static uchar bytes_space[256]; /* bytes.strip() whitespace */
+
+typedef struct {
+    const char *name;
+    Py_ssize_t size;
+    PyObject *text;  /* the method as str, shared by every record */
+} Method;
+
+static Method methods[] = {
+    {"GET", 3, NULL}, {"POST", 4, NULL}, {"HEAD", 4, NULL}, {"PUT", 3, NULL}, {"DELETE", 6, NULL},
+    {"OPTIONS", 7, NULL}, {"CONNECT", 7, NULL}, {"PATCH", 5, NULL}, {"TRACE", 5, NULL},
+    {"PROPFIND", 8, NULL}, {"PROPPATCH", 9, NULL}, {"MKCOL", 5, NULL}, {"COPY", 4, NULL},
+    {"MOVE", 4, NULL}, {"LOCK", 4, NULL}, {"UNLOCK", 6, NULL}, {"SEARCH", 6, NULL},
+    {"REPORT", 6, NULL}, {"MKACTIVITY", 10, NULL}, {"CHECKOUT", 8, NULL}, {"MERGE", 5, NULL},
+    {"NOTIFY", 6, NULL}, {"SUBSCRIBE", 9, NULL}, {"UNSUBSCRIBE", 11, NULL}, {"PURGE", 5, NULL},
+    {"ACL", 3, NULL}, {"LINK", 4, NULL}, {"UNLINK", 6, NULL}, {"BIND", 4, NULL},
+    {"REBIND", 6, NULL}, {"UNBIND", 6, NULL}, {"MKCALENDAR", 10, NULL},
+};
+#define METHOD_COUNT ((int)(sizeof(methods) / sizeof(methods[0])))
+#define METHOD_MAX 11
+#define CONNECT_INDEX 6
+
+static void build_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        text_lower[c] = (uchar)c;
+        text_space[c] = 0;
+        bytes_space[c] = 0;
+    }
+    for (int c = 'A'; c <= 'Z'; c++)
+        text_lower[c] = (uchar)(c + 32);
+    for (int c = 0xC0; c <= 0xDE; c++)
+        if (c != 0xD7)
+            text_lower[c] = (uchar)(c + 32);
+    const uchar spaces[] = {9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0x85, 0xA0};
+    for (size_t i = 0; i < sizeof(spaces); i++)
+        text_space[spaces[i]] = 1;
+    const uchar bspaces[] = {9, 10, 11, 12, 13, 32};
+    for (size_t i = 0; i < sizeof(bspaces); i++)
+        bytes_space[bspaces[i]] = 1;
+}
+
+/* ---- byte helpers (half-open ranges, Python find semantics: -1 when absent) ---------------- */
+
+static Py_ssize_t find_byte(const uchar *p, Py_ssize_t start, Py_ssize_t end, uchar c)
+{
+    if (start >= end)
+        return -1;
+    const uchar *hit = memchr(p + start, c, (size_t)(end - start));
+    return hit ? (Py_ssize_t)(hit - p) : -1;
+}
+
+static Py_ssize_t rfind_byte(const uchar *p, Py_ssize_t start, Py_ssize_t end, uchar c)
+{
+    for (Py_ssize_t i = end - 1; i >= start; i--)
+        if (p[i] == c)
+            return i;
+    return -1;
+}
+
+/* First `needle` (size >= 1) starting at or after `start` and ending at or before `end`. */
+static Py_ssize_t find_sub(const uchar *p, Py_ssize_t start, Py_ssize_t end, const uchar *needle,
+                           Py_ssize_t size)
+{
+    Py_ssize_t last = end - size;
+    for (Py_ssize_t i = start; i <= last; i++) {
+        i = find_byte(p, i, last + 1, needle[0]);
+        if (i < 0)
+            return -1;
+        if (memcmp(p + i + 1, needle + 1, (size_t)(size - 1)) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int ascii_digits(const uchar *p, Py_ssize_t start, Py_ssize_t end)
+{
+    for (Py_ssize_t i = start; i < end; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
+static PyObject *latin1(const uchar *p, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end <= start) {
+        Py_INCREF(empty_str);
+        return empty_str;
+    }
+    return PyUnicode_DecodeLatin1((const char *)p + start, end - start, NULL);
+}
+
+/* str(p[start:end], "latin-1").lower(); lowering keeps ASCII ASCII and latin-1 latin-1. */
+static PyObject *latin1_lower(const uchar *p, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_UCS4 maxchar = 127;
+    for (Py_ssize_t i = start; i < end; i++)
+        if (p[i] > 127) {
+            maxchar = 255;
+            break;
+        }
+    PyObject *out = PyUnicode_New(end - start, maxchar);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *data = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = start; i < end; i++)
+        data[i - start] = text_lower[p[i]];
+    return out;
+}
+
+/* ---- the header block ------------------------------------------------------------------------ */
+
+typedef struct {
+    Py_ssize_t block_start, block_end;  /* whole header lines */
+    Py_ssize_t body_start;              /* body is p[body_start:n] */
+    int complete;
+} Head;
+
+static void header_block(const uchar *p, Py_ssize_t n, Py_ssize_t off, Head *head)
+{
+    static const uchar crlf2[] = "\r\n\r\n";
+    static const uchar lf2[] = "\n\n";
+    head->complete = 1;
+    head->block_start = off;
+    Py_ssize_t end = off >= 2 ? find_sub(p, off - 2, n, crlf2, 4) : -1;
+    if (end >= 0) {
+        head->block_end = end + 2;
+        head->body_start = end + 4;
+        return;
+    }
+    end = off >= 1 ? find_sub(p, off - 1, n, lf2, 2) : -1;
+    if (end >= 0) {  /* bare-LF clients */
+        head->block_end = end + 1;
+        head->body_start = end + 2;
+        return;
+    }
+    head->complete = 0;
+    head->body_start = n;
+    Py_ssize_t last = rfind_byte(p, 0, n, '\n');
+    head->block_end = last >= off ? last + 1 : off;
+}
+
+/* The next "\n" + name in low[start:size], as an offset of the "\n", or -1. */
+static Py_ssize_t find_line_with(const uchar *low, Py_ssize_t start, Py_ssize_t size, const char *name,
+                                 Py_ssize_t width)
+{
+    Py_ssize_t last = size - width - 1;
+    for (Py_ssize_t i = start; i <= last; i++) {
+        i = find_byte(low, i, last + 1, '\n');
+        if (i < 0)
+            return -1;
+        if (memcmp(low + i + 1, name, (size_t)width) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* _find_header: the value range of the first `name:` header in the block, as
+ * block[*vs:*ve] (already stripped and cut at MAX_VALUE). Returns 1 when found, else 0.
+ * `blk` and `low` are the block and its lower-case copy, both `size` bytes. */
+static int find_header(const uchar *blk, const uchar *low, Py_ssize_t size, const char *name,
+                       Py_ssize_t width, Py_ssize_t *vs, Py_ssize_t *ve)
+{
+    Py_ssize_t begin;
+    if (size >= width && memcmp(low, name, (size_t)width) == 0)
+        begin = 0;
+    else {
+        begin = find_line_with(low, 0, size, name, width) + 1;
+        if (begin == 0)
+            return 0;
+    }
+    for (;;) {
+        Py_ssize_t pos = begin + width;
+        while (pos < size && (low[pos] == ' ' || low[pos] == '\t'))
+            pos++;
+        if (pos < size && low[pos] == ':' && pos - begin <= MAX_NAME) {
+            Py_ssize_t end = find_byte(low, pos, size, '\n');
+            if (end < 0)
+                return 0;
+            if (begin != 0) {  /* the header must be on one of the first MAX_HEADERS lines */
+                Py_ssize_t lines = 0;
+                for (Py_ssize_t i = find_byte(low, 0, begin, '\n'); i >= 0; i = find_byte(low, i + 1, begin, '\n'))
+                    if (++lines >= MAX_HEADERS)
+                        return 0;
+            }
+            Py_ssize_t a = pos + 1, b = end;
+            while (a < b && bytes_space[blk[a]])
+                a++;
+            while (b > a && bytes_space[blk[b - 1]])
+                b--;
+            if (b - a > MAX_VALUE)
+                b = a + MAX_VALUE;
+            *vs = a;
+            *ve = b;
+            return 1;
+        }
+        begin = find_line_with(low, begin, size, name, width) + 1;
+        if (begin == 0)
+            return 0;
+    }
+}
+
+/* ---- _split_host ------------------------------------------------------------------------------ */
+
+/* `host[:port]`, `[v6][:port]` or `user@host` in s[a:b] -> *host (new str, or NULL for None) and
+ * *port (-1 for None). Returns -1 on MemoryError, else 0. */
+static int split_host(const uchar *s, Py_ssize_t a, Py_ssize_t b, PyObject **host, long *port)
+{
+    *host = NULL;
+    *port = -1;
+    while (a < b && text_space[s[a]])
+        a++;
+    while (b > a && text_space[s[b - 1]])
+        b--;
+    Py_ssize_t hs = a, he = b;
+    int special = 0;
+    for (Py_ssize_t i = a; i < b; i++)
+        if (s[i] == ':' || s[i] == '@' || s[i] == '[') {
+            special = 1;
+            break;
+        }
+    if (special) {
+        Py_ssize_t at = rfind_byte(s, a, b, '@');
+        if (at >= 0)
+            a = at + 1;
+        if (a < b && s[a] == '[') {
+            Py_ssize_t close = find_byte(s, a, b, ']');
+            if (close < 0)
+                return 0;
+            hs = a + 1;
+            he = close;
+            Py_ssize_t rest = b - (close + 1);
+            if (rest >= 2 && rest <= 6 && s[close + 1] == ':' && ascii_digits(s, close + 2, b)) {
+                long value = 0;
+                for (Py_ssize_t i = close + 2; i < b; i++)
+                    value = value * 10 + (s[i] - '0');
+                *port = value;
+            }
+        } else {
+            int colons = 0;
+            for (Py_ssize_t i = a; i < b; i++)
+                colons += s[i] == ':';
+            hs = a;
+            he = b;
+            if (colons == 1) {  /* more than one: a bare IPv6 literal, no port can be told apart */
+                Py_ssize_t colon = rfind_byte(s, a, b, ':');
+                he = colon;
+                Py_ssize_t digits = b - (colon + 1);
+                if (digits >= 1 && digits <= 5 && ascii_digits(s, colon + 1, b)) {
+                    long value = 0;
+                    for (Py_ssize_t i = colon + 1; i < b; i++)
+                        value = value * 10 + (s[i] - '0');
+                    *port = value;
+                }
+            }
+        }
+        if (*port == 0 || *port >= 65536)
+            *port = -1;
+    }
+    while (he > hs && s[he - 1] == '.')  /* lower() never makes or removes a '.' */
+        he--;
+    if (he > hs) {
+        *host = latin1_lower(s, hs, he);
+        if (*host == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- parse_request ---------------------------------------------------------------------------- */
+
+static int match_method(const uchar *p, Py_ssize_t size)
+{
+    for (int i = 0; i < METHOD_COUNT; i++)
+        if (methods[i].size == size && methods[i].name[0] == (char)p[0] &&
+            memcmp(methods[i].name, p, (size_t)size) == 0)
+            return i;
+    return -1;
+}
+
+static PyObject *version_str(const uchar *p, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end - start == 8 && memcmp(p + start, "HTTP/1.", 7) == 0) {
+        if (p[start + 7] == '1') {
+            Py_INCREF(http11_str);
+            return http11_str;
+        }
+        if (p[start + 7] == '0') {
+            Py_INCREF(http10_str);
+            return http10_str;
+        }
+    }
+    return latin1(p, start, end);
+}
+
+static int is_prefix_lower(const uchar *p, Py_ssize_t size, const char *prefix, Py_ssize_t width)
+{
+    if (size < width)
+        return 0;
+    for (Py_ssize_t i = 0; i < width; i++)
+        if (text_lower[p[i]] != (uchar)prefix[i])
+            return 0;
+    return 1;
+}
+
+static PyObject *parse_request(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (record_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "core.accel._http.init(HttpRequest) was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "parse_request() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const uchar *p = (const uchar *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+
+    /* the method: the bytes before the first space, within the first line */
+    Py_ssize_t limit = n < METHOD_MAX + 1 ? n : METHOD_MAX + 1;
+    Py_ssize_t sp = find_byte(p, 0, limit, ' ');
+    if (sp <= 0)
+        return Py_NewRef(Py_None);
+    int method = match_method(p, sp);
+    if (method < 0)
+        return Py_NewRef(Py_None);
+    Py_ssize_t newline = find_byte(p, sp, n, '\n');  /* the method and its space hold no '\n' */
+    if (newline < 0)
+        return Py_NewRef(Py_None);
+    Py_ssize_t off = newline + 1;
+    Py_ssize_t line_end = p[newline - 1] == '\r' ? newline - 1 : newline;
+
+    /* target and version: rest = line[sp + 1:].strip(b" ") */
+    Py_ssize_t ts = sp + 1, te = line_end;
+    while (ts < te && p[ts] == ' ')
+        ts++;
+    while (te > ts && p[te - 1] == ' ')
+        te--;
+    Py_ssize_t vs = 0, ve = 0;
+    Py_ssize_t last = rfind_byte(p, ts, te, ' ');
+    if (last > ts && te - (last + 1) >= 5 && memcmp(p + last + 1, "HTTP/", 5) == 0) {
+        vs = last + 1;
+        ve = te;
+        te = last;
+        while (te > ts && p[te - 1] == ' ')
+            te--;
+    }
+    if (te <= ts)
+        return Py_NewRef(Py_None);
+
+    Head head;
+    header_block(p, n, off, &head);
+    Py_ssize_t bsize = head.block_end - head.block_start;
+    const uchar *blk = p + head.block_start;
+
+    PyObject *fields[FIELDS] = {NULL};
+    PyObject *host = NULL;
+    long port = -1;
+    int absolute = 0;
+    const uchar *t = p + ts;
+    Py_ssize_t tsize = te - ts;
+
+    fields[0] = Py_NewRef(methods[method].text);
+    if ((fields[1] = latin1(p, ts, te)) == NULL)
+        goto fail;
+    if ((fields[3] = version_str(p, vs, ve)) == NULL)
+        goto fail;
+    if ((fields[11] = PyBytes_FromStringAndSize(NULL, bsize)) == NULL)
+        goto fail;
+    uchar *low = (uchar *)PyBytes_AS_STRING(fields[11]);
+    for (Py_ssize_t i = 0; i < bsize; i++) {
+        uchar c = blk[i];
+        low[i] = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
+    }
+
+    if (method == CONNECT_INDEX) {
+        if (split_host(t, 0, tsize, &host, &port) < 0)
+            goto fail;
+        fields[2] = Py_NewRef(empty_str);
+    } else {
+        Py_ssize_t after = is_prefix_lower(t, tsize, "http://", 7) ? 7 : is_prefix_lower(t, tsize, "https://", 8) ? 8 : 0;
+        if (after) {
+            absolute = 1;
+            Py_ssize_t slash = -1;  /* the authority ends at the first '/', '?' or '#' */
+            for (Py_ssize_t i = after; i < tsize; i++)
+                if (t[i] == '/' || t[i] == '?' || t[i] == '#') {
+                    slash = i;
+                    break;
+                }
+            Py_ssize_t auth_end = slash >= 0 ? slash : tsize;
+            if (slash < 0)
+                fields[2] = Py_NewRef(slash_str);
+            else if (t[slash] == '/')
+                fields[2] = latin1(t, slash, tsize);
+            else {
+                PyObject *tail = latin1(t, slash, tsize);
+                if (tail == NULL)
+                    goto fail;
+                fields[2] = PyUnicode_Concat(slash_str, tail);
+                Py_DECREF(tail);
+            }
+            if (fields[2] == NULL)
+                goto fail;
+            if (split_host(t, after, auth_end, &host, &port) < 0)
+                goto fail;
+        } else
+            fields[2] = Py_NewRef(fields[1]);
+    }
+    Py_ssize_t as, ae;
+    if (host == NULL && find_header(blk, low, bsize, "host", 4, &as, &ae)) {
+        if (split_host(blk, as, ae, &host, &port) < 0)
+            goto fail;
+    }
+    fields[4] = host != NULL ? host : Py_NewRef(Py_None);
+    host = NULL;
+    if (port >= 0) {
+        if ((fields[5] = PyLong_FromLong(port)) == NULL)
+            goto fail;
+    } else
+        fields[5] = Py_NewRef(Py_None);
+    fields[6] = Py_NewRef(absolute ? Py_True : Py_False);
+    if (find_header(blk, low, bsize, "user-agent", 10, &as, &ae)) {
+        if ((fields[7] = latin1(blk, as, ae)) == NULL)
+            goto fail;
+    } else
+        fields[7] = Py_NewRef(Py_None);
+    if ((fields[8] = PyBytes_FromStringAndSize((const char *)p + head.body_start, n - head.body_start)) == NULL)
+        goto fail;
+    fields[9] = Py_NewRef(head.complete ? Py_True : Py_False);
+    if ((fields[10] = PyBytes_FromStringAndSize((const char *)blk, bsize)) == NULL)
+        goto fail;
+    if ((fields[12] = PyList_New(0)) == NULL)
+        goto fail;
+
+    /* the record, built as tuple.__new__(HttpRequest, fields) would */
+    PyTypeObject *type = (PyTypeObject *)record_type;
+    PyObject *record = type->tp_alloc(type, FIELDS);
+    if (record == NULL)
+        goto fail;
+#if PY_VERSION_HEX >= 0x030E0000
+    ((PyTupleObject *)record)->ob_hash = -1;  /* tuples cache their hash from 3.14 on */
+#endif
+    for (int i = 0; i < FIELDS; i++)
+        PyTuple_SET_ITEM(record, i, fields[i]);
+    return record;
+
+fail:
+    Py_XDECREF(host);
+    for (int i = 0; i < FIELDS; i++)
+        Py_XDECREF(fields[i]);
+    return NULL;
+}
+
+static PyObject *init(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyType_Check(arg) || !PyType_IsSubtype((PyTypeObject *)arg, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "init() takes the HttpRequest class (a tuple subclass)");
+        return NULL;
+    }
+    PyObject *names = PyObject_GetAttrString(arg, "_fields");
+    if (names == NULL)
+        return NULL;
+    Py_ssize_t count = PyObject_Length(names);
+    Py_DECREF(names);
+    if (count < 0)
+        return NULL;
+    if (count != FIELDS) {
+        PyErr_Format(PyExc_TypeError, "init(): the record type has %zd fields, expected %d", count, FIELDS);
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(record_type, arg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"init", init, METH_O, "init(record_type): remember the HttpRequest class."},
+    {"parse_request", parse_request, METH_O,
+     "parse_request(payload: bytes) -> HttpRequest | None (same as core.protocols.http)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "core.accel._http", "Compiled twin of core.protocols.http.parse_request.",
+    -1, module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__http(void)
+{
+    build_tables();
+    if (empty_str == NULL) {
+        empty_str = PyUnicode_InternFromString("");
+        slash_str = PyUnicode_InternFromString("/");
+        http11_str = PyUnicode_InternFromString("HTTP/1.1");
+        http10_str = PyUnicode_InternFromString("HTTP/1.0");
+        if (!empty_str || !slash_str || !http11_str || !http10_str)
+            return NULL;
+        for (int i = 0; i < METHOD_COUNT; i++)
+            if ((methods[i].text = PyUnicode_InternFromString(methods[i].name)) == NULL)
+                return NULL;
+    }
+    return PyModule_Create(&module_def);
+}

@@ -1,0 +1,6 @@
+"""Typed stub of the C module core.accel._http (source: _http.c), the twin of core.protocols.http.parse_request_py."""
+
+from core.protocols.http import HttpRequest
+
+def init(record_type: type[HttpRequest], /) -> None: ...
+def parse_request(payload: bytes, /) -> HttpRequest | None: ...
