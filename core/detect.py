@@ -9,6 +9,9 @@ and counted by type in `errors` (the first of each kind is kept for the error re
 
 Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
 decode, a flag test and a first-byte test. Text is made only on a hit or where a protocol needs it.
+With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
+is skipped there and the common frames arrive already decoded; the Python loop below is its
+specification and serves every other link type (and builds without a compiler).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from core.accel import load as load_accel
 from core.addr import ip_text, is_local
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
@@ -89,6 +93,11 @@ class Pipeline:
         self.skipped_bulk = 0
         self.errors: dict[str, int] = {}
         self.first_errors: dict[str, str] = {}
+        self._scan: Callable[[Any, Any, bool, int], tuple[list[Any], int]] | None = None
+        accel = load_accel("_decode")
+        if accel is not None:
+            accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
+            self._scan = accel.scan
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -118,6 +127,9 @@ class Pipeline:
         self._buf, self._meta = buf, meta
         count = len(meta)
         self.packets += count // 4
+        if self._scan is not None and linktype == 1:
+            self._process_scanned(buf, meta, decode)
+            return
         bulk_skip = linktype == 1 and not self.plugins_wanted
         flights, hellos = self.flights.tracked, self.hellos.tracked
         parsed_first = PARSED_FIRST_BYTES
@@ -142,6 +154,36 @@ class Pipeline:
                 d = decode(buf, off, caplen)
                 if d is not None:
                     handle(sec, meta[i + 1], d)
+            except Exception as ex:  # isolation point: one packet
+                self._error(ex)
+
+    def _process_scanned(self, buf: bytes, meta: Any, decode: Callable[[bytes, int, int], Decoded | None]) -> None:
+        """The loop above with its skip test and common decoding done by core/accel/_decode.c:
+        records are (sec, usec, meta index, Decoded or None = decode here, bulk); index -1 only
+        moves the packet clock (a packet skipped in C in a new second). Once C has returned a
+        packet that may start flow tracking, it hands bulk packets back flagged and the live
+        tracking state decides here, as in the loop above."""
+        assert self._scan is not None
+        flights, hellos = self.flights.tracked, self.hellos.tracked
+        plugins = self.plugins_wanted
+        records, skipped = self._scan(buf, meta, not plugins and not flights and not hellos, self._sec)
+        self.skipped_bulk += skipped
+        handle = self._handle
+        for sec, usec, i, d, bulk in records:
+            if sec != self._sec:
+                self._advance(sec)
+            if i < 0:
+                continue
+            if bulk and not plugins and not flights and not hellos:
+                self.skipped_bulk += 1
+                continue
+            try:
+                self._mi = i
+                if d is None:
+                    d = decode(buf, meta[i + 2], meta[i + 3])
+                    if d is None:
+                        continue
+                handle(sec, usec, d)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
 
@@ -363,6 +405,8 @@ class Pipeline:
         seen: dict[str, bool] = {}  # most candidates of one request share their marker
         if not host_listed:
             # Most requests stop here: no candidate can hit unless one of their markers is listed.
+            if not store.path_markers_maybe(low_path):
+                return False
             for marker in candidate_markers(low_path, low_body, url_marker):
                 seen[marker] = has_marker(marker)
                 if seen[marker]:
