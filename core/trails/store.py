@@ -14,6 +14,8 @@ Lookups (all return `Trail(info, reference)` or None and never raise on odd inpu
 - `get(text)`             exact lower-case key: domain, `host/path`, `/path`, `ip/`, SHA-1 hex...
 - `lookup_key(csv_key)`   any row exactly as written in the CSV (IPs in any spelling, regex text)
 - `match_regex(name)`     every regex/wildcard trail, full match; -> (trail text, Trail)
+- `path_markers_maybe(p)` False only when no URL marker of request path p is in the bloom (the
+                          compiled prefilter of core/accel/_url.c; always True without it)
 Each hot lookup is a closure over one mapped index, published as an instance attribute, so a
 reload (`reopen_if_changed`) swaps it atomically per call and old mappings die with their last user.
 
@@ -37,6 +39,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from core.accel import load as load_accel
 from core.trails import index as ix
 from core.trails.regex import RegexTrails
 
@@ -51,6 +54,10 @@ INDEX_PY = os.path.abspath(ix.__file__)
 _U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
 _MISSING = object()
+
+
+def _always(_path: str) -> bool:
+    return True
 
 
 class TrailStoreError(Exception):
@@ -399,6 +406,12 @@ class _View:
             return lookup(b"\xfe" + packed + pack_port(port), h)
 
         self.probe, self.get, self.ip, self.ip_port = probe, get, ip, ip_port
+        url_accel = load_accel("_url")
+        # False only when no bare-path candidate of a request path can hit (core/accel/_url.c);
+        # without the compiled prefilter every path is a "maybe" and detect.py checks each marker.
+        self.path_markers_maybe: Callable[[str], bool] = (
+            functools.partial(url_accel.maybe, mm, bloom_off, bloom_shift, mix) if url_accel is not None
+            else _always)
 
     def regex_trails(self) -> RegexTrails:
         if self.regex is None:
@@ -420,6 +433,7 @@ class TrailStore:
     get: Callable[[str], Trail | None]
     ip: Callable[[bytes], Trail | None]
     ip_port: Callable[[bytes, int], Trail | None]
+    path_markers_maybe: Callable[[str], bool]
 
     def __init__(self, csv_path: str, index_dir: str | None, mapped: _Mapped, build: dict[str, object] | None) -> None:
         self.path = csv_path
@@ -433,6 +447,7 @@ class TrailStore:
     def _install(self, view: _View) -> None:
         self._view = view
         self.get, self.ip, self.ip_port = view.get, view.ip, view.ip_port
+        self.path_markers_maybe = view.path_markers_maybe
         self.generation += 1
 
     @classmethod

@@ -1,0 +1,244 @@
+/*
+ * core.accel._url: the URL-trail prefilter of an HTTP request path, in C.
+ *
+ * Where it sits: core/detect.py `_url_trails`, through TrailStore.path_markers_maybe. A request
+ * whose host has no URL trail can only hit a `/path` trail through one of its candidates, and
+ * every candidate's URL marker (core/trails/index.py url_marker) is one of the markers that
+ * core.detect.candidate_markers lists. The index's bloom holds every marker; when none of the
+ * request's markers has both bloom bits set, no candidate can hit and the request is done.
+ *
+ * markers(path) -> list[bytes]
+ *   The UTF-8 markers (0x02 + path prefix; 0x01 alone for a path of slashes only) of candidate_markers(path, ...), in no particular
+ *   order, duplicates possible (tests compare it, as a set, with the Python function).
+ * maybe(bloom, offset, shift, mix, path) -> bool
+ *   False only when no marker of `path` has both of its bloom bits set: bit crc32(m) >> shift and
+ *   bit (crc32(m) * mix mod 2**32) >> shift of the bit array at `bloom[offset:]` (the lookup rule
+ *   of core/trails/store.py). A path that is not a str starting with "/" or cannot be encoded
+ *   answers True (the caller then takes the full path).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define PATH_MARK 0x02
+#define MAX_MARKERS 8
+
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+/* zlib.crc32 of `mark` followed by s[0:n] */
+static uint32_t
+marker_crc(char mark, const char *s, Py_ssize_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    c = crc_table[(c ^ (unsigned char)mark) & 0xFF] ^ (c >> 8);
+    for (Py_ssize_t k = 0; k < n; k++)
+        c = crc_table[(c ^ (unsigned char)s[k]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static Py_ssize_t
+find_char(const char *s, Py_ssize_t from, Py_ssize_t to, char ch)
+{
+    for (Py_ssize_t k = from; k < to; k++)
+        if (s[k] == ch)
+            return k;
+    return -1;
+}
+
+/* Length of url_marker(s[0:n]) without its mark byte; s starts with '/'. */
+static Py_ssize_t
+marker_len(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t end = find_char(s, 0, n, '?');
+    if (end < 0)
+        end = n;
+    Py_ssize_t first = find_char(s, 1, end, '/');
+    if (first >= 0) {
+        Py_ssize_t second = find_char(s, first + 1, end, '/');
+        if (second >= 0)
+            end = second;
+    }
+    return end;
+}
+
+typedef struct {
+    const char *s;
+    Py_ssize_t n;
+    char mark; /* PATH_MARK, or HOST_MARK for url_marker("") */
+} span;
+
+#define HOST_MARK 0x01
+
+/* The candidate_markers of path p[0:n] as spans into p or into `keys` (a scratch buffer for the
+ * query-stripped form); returns the count, or -1 when the scratch buffer cannot be allocated. */
+static int
+collect(const char *p, Py_ssize_t n, span *out, char **keys)
+{
+    int count = 0;
+    Py_ssize_t q = find_char(p, 0, n, '?');
+    Py_ssize_t base_n = q < 0 ? n : q;
+    out[count++] = (span){p, marker_len(p, base_n), PATH_MARK};
+    if (!(n == 1 && p[0] == '/') && n > 0 && p[n - 1] == '/') {
+        Py_ssize_t r = n;
+        while (r > 0 && p[r - 1] == '/')
+            r--;
+        if (r > 0)
+            out[count++] = (span){p, marker_len(p, r), PATH_MARK};
+        else /* a path of slashes only: url_marker("") is the bare host mark */
+            out[count++] = (span){p, 0, HOST_MARK};
+    }
+    Py_ssize_t eq = find_char(p, 0, n, '=');
+    if (eq >= 0)
+        out[count++] = (span){p, marker_len(p, eq + 1), PATH_MARK};
+    Py_ssize_t slash = -1;
+    for (Py_ssize_t k = base_n - 1; k >= 0; k--)
+        if (p[k] == '/') {
+            slash = k;
+            break;
+        }
+    if (slash > 0)
+        out[count++] = (span){p, marker_len(p, slash + 1), PATH_MARK};
+    /* last = base[slash:]; slash >= 0 because the path starts with "/" */
+    Py_ssize_t last_n = base_n - slash;
+    int has_query = q >= 0 && q + 1 < n;
+    if (!(last_n == 0 || (last_n == 1 && p[slash] == '/')) || has_query)
+        out[count++] = (span){p + slash, marker_len(p + slash, last_n), PATH_MARK};
+    if (has_query && find_char(p, q + 1, n, '/') >= 0) {
+        /* keys: every &-part of the query cut after its first "=" (or kept whole) */
+        *keys = PyMem_Malloc((size_t)(n - q) + 1);
+        if (*keys == NULL)
+            return -1;
+        char *k = *keys;
+        Py_ssize_t kn = 0, pos = q + 1;
+        while (1) {
+            Py_ssize_t amp = find_char(p, pos, n, '&');
+            Py_ssize_t part_end = amp < 0 ? n : amp;
+            Py_ssize_t e = find_char(p, pos, part_end, '=');
+            Py_ssize_t take = e < 0 ? part_end - pos : e + 1 - pos;
+            memcpy(k + kn, p + pos, (size_t)take);
+            kn += take;
+            if (amp < 0)
+                break;
+            k[kn++] = '&';
+            pos = amp + 1;
+        }
+        Py_ssize_t ks = -1;
+        for (Py_ssize_t j = kn - 1; j >= 0; j--)
+            if (k[j] == '/') {
+                ks = j;
+                break;
+            }
+        if (ks >= 0) /* stripped[stripped.rfind("/"):] lies inside the keys */
+            out[count++] = (span){k + ks, marker_len(k + ks, kn - ks), PATH_MARK};
+    }
+    return count;
+}
+
+static int
+path_arg(PyObject *obj, const char **p, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(obj))
+        return 0;
+    *p = PyUnicode_AsUTF8AndSize(obj, n);
+    if (*p == NULL) {
+        PyErr_Clear(); /* not encodable (lone surrogates): the caller takes the full path */
+        return 0;
+    }
+    return *n > 0 && (*p)[0] == '/';
+}
+
+static PyObject *
+url_markers(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    const char *p;
+    Py_ssize_t n;
+    if (!path_arg(arg, &p, &n)) {
+        PyErr_SetString(PyExc_ValueError, "path must be a str starting with '/'");
+        return NULL;
+    }
+    span spans[MAX_MARKERS];
+    char *keys = NULL;
+    int count = collect(p, n, spans, &keys);
+    if (count < 0)
+        return PyErr_NoMemory();
+    PyObject *out = PyList_New(count);
+    for (int k = 0; out != NULL && k < count; k++) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, spans[k].n + 1);
+        if (b == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyBytes_AS_STRING(b)[0] = spans[k].mark;
+        memcpy(PyBytes_AS_STRING(b) + 1, spans[k].s, (size_t)spans[k].n);
+        PyList_SET_ITEM(out, k, b);
+    }
+    PyMem_Free(keys);
+    return out;
+}
+
+static PyObject *
+url_maybe(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *bloom_obj, *path_obj;
+    Py_ssize_t offset;
+    unsigned int shift;
+    unsigned long mix;
+    if (!PyArg_ParseTuple(args, "OnIkO", &bloom_obj, &offset, &shift, &mix, &path_obj))
+        return NULL;
+    const char *p;
+    Py_ssize_t n;
+    if (!path_arg(path_obj, &p, &n) || shift > 31)
+        Py_RETURN_TRUE;
+    Py_buffer bloom;
+    if (PyObject_GetBuffer(bloom_obj, &bloom, PyBUF_SIMPLE) < 0)
+        return NULL;
+    span spans[MAX_MARKERS];
+    char *keys = NULL;
+    int count = collect(p, n, spans, &keys);
+    int maybe = count < 0; /* no scratch memory: say "maybe", the full path decides */
+    const unsigned char *bits = (const unsigned char *)bloom.buf + offset;
+    Py_ssize_t limit = bloom.len - offset;
+    for (int k = 0; !maybe && k < count; k++) {
+        uint32_t h = marker_crc(spans[k].mark, spans[k].s, spans[k].n);
+        uint32_t b1 = h >> shift, b2 = (uint32_t)(h * (uint32_t)mix) >> shift;
+        if ((Py_ssize_t)(b1 >> 3) >= limit || (Py_ssize_t)(b2 >> 3) >= limit) {
+            maybe = 1; /* a bloom smaller than the rule implies: never answer "absent" */
+            break;
+        }
+        if ((bits[b1 >> 3] >> (b1 & 7) & 1) && (bits[b2 >> 3] >> (b2 & 7) & 1))
+            maybe = 1;
+    }
+    PyMem_Free(keys);
+    PyBuffer_Release(&bloom);
+    return PyBool_FromLong(maybe);
+}
+
+static PyMethodDef methods[] = {
+    {"markers", url_markers, METH_O, "markers(path) -> list of UTF-8 markers (0x02 + prefix)"},
+    {"maybe", url_maybe, METH_VARARGS, "maybe(bloom, offset, shift, mix, path) -> bool"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_url", "URL-trail prefilter (see core/accel).", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__url(void)
+{
+    crc_init();
+    return PyModule_Create(&module);
+}
