@@ -2,7 +2,8 @@
 # Set-up entry point for a fresh Debian/Ubuntu machine (run as root, or with sudo).
 #   ./setup.sh run    install what the product needs, then start the server and the sensor
 #   ./setup.sh test   install what the test suite needs, then run lint, type checks and every test
-# Installs: Debian packages (apt), a virtual environment in .venv, Python requirements.
+# Installs: Debian packages (apt), a virtual environment in .venv, Python requirements, and builds
+# the sensor's C accelerators in place (tools/build_accel.py).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$(pwd)
@@ -47,12 +48,15 @@ case "$MODE" in
     need_root
     apt_install "${RUNTIME_APT[@]}"
     make_venv requirements.txt
+    .venv/bin/python tools/build_accel.py \
+      || echo "setup.sh: the C accelerators did not build; the sensor runs on its pure-Python paths" >&2
     exec .venv/bin/python tools/run_all.py "$@"
     ;;
   test)
     need_root
     apt_install "${RUNTIME_APT[@]}" "${TEST_APT[@]}"
     make_venv requirements-dev.txt
+    .venv/bin/python tools/build_accel.py  # the tests compare the compiled paths with the Python ones
     export PATH="$ROOT/.venv/bin:$PATH"
     echo "== ruff"; ruff check core sensor.py server.py trails plugins tests bench tools
     echo "== mypy"; mypy

@@ -9,7 +9,8 @@ Syntax (compatible with the original):
 - Keys starting with USE_/SET_/CHECK_/ENABLE_/SHOW_/DISABLE_ are booleans (1/0/true/false/yes/no/on/off).
 - `$VAR` / `${VAR}` expand from built-in variables (SYSTEM_LOG_DIR, HOSTNAME, ROOT_DIR) then the
   environment. `*_DIR` values are resolved against the project root.
-- The environment variable MALTRAIL_<KEY> overrides the file (array entries separated by newlines).
+- The environment variable MALTRAIL_<KEY> overrides the file (array entries separated by newlines);
+  MALTRAIL_PURE_PYTHON is not a key: it switches off the compiled accelerators (core/accel).
 A bad value raises ConfigError naming the key and the value; the CLIs turn it into one line + exit 2.
 """
 
@@ -29,6 +30,7 @@ VERSION = "0.1.0"
 BOOL_PREFIXES = ("USE_", "SET_", "CHECK_", "ENABLE_", "SHOW_", "DISABLE_")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+ENV_ONLY = frozenset(("MALTRAIL_PURE_PYTHON",))  # environment switches that are not configuration keys (core/accel)
 
 
 class ConfigError(Exception):
@@ -384,7 +386,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
         raise ConfigError("config file", path, "not valid UTF-8") from None
     raw, warnings = read_lines(text, path)
     for name, value in env.items():
-        if name.startswith("MALTRAIL_") and len(name) > 9:
+        if name.startswith("MALTRAIL_") and len(name) > 9 and name not in ENV_ONLY:
             key = name[9:]
             kind = SCHEMA.get(key, ("str", None))[0]
             raw[key] = value.splitlines() if kind == "list" or key.startswith("BLACKLIST") else value

@@ -69,3 +69,20 @@ def test_all_cases_share_state_in_one_run(tmp_path):
     for case in cases:
         for expected in case["expect"]:
             assert any(expected in line for line in lines), expected
+
+
+def test_pure_python_paths_write_the_same_events(tmp_path):
+    """The compiled accelerators (core/accel) change speed, never detections: the whole corpus in
+    one run writes the same event lines with MALTRAIL_PURE_PYTHON=1 as with them."""
+    from core.accel import status
+
+    if not any(status().values()):
+        pytest.skip("no accelerator is built (tools/build_accel.py)")
+    pcaps = [os.path.join(CORPUS, c["pcap"]) for c in MANIFEST]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "py").mkdir()
+    fast, fast_lines = replay(pcaps, str(tmp_path / "c"))
+    slow, slow_lines = replay(pcaps, str(tmp_path / "py"), extra_env={"MALTRAIL_PURE_PYTHON": "1"})
+    assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+    assert len(fast_lines) > 30
+    assert sorted(fast_lines) == sorted(slow_lines)

@@ -9,6 +9,7 @@ modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) 
     _decode   batch pre-dispatch: Ethernet/IPv4/IPv6 fast-path decoding and the bulk-TCP skip
     _http     HTTP/1.x request-head parser (core.protocols.http.parse_request)
     _dns      DNS message parser (core.protocols.dns.parse)
+    _url      URL-trail prefilter of request paths (TrailStore.path_markers_maybe)
 
 `load(name)` returns the compiled module, or None when it is not built or when the environment
 sets MALTRAIL_PURE_PYTHON=1 (used by tests to exercise the pure-Python paths end to end).
@@ -20,7 +21,7 @@ import importlib
 import os
 from types import ModuleType
 
-MODULES = ("_decode", "_http", "_dns")
+MODULES = ("_decode", "_http", "_dns", "_url")
 
 
 def load(name: str) -> ModuleType | None:

@@ -2,7 +2,8 @@
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
-interfaces, the BPF filter, the trail set, the log directory; then prints the effective
+interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
+(core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
 configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
 small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
@@ -14,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
 
@@ -56,6 +58,12 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
                                                               + ("set)" if ok else "not set)")))
     except Exception as ex:  # isolation point: any store failure is one failed check
         check("trails", False, f"{path}: {ex}")
+    built = accel_status()
+    missing = [name for name, ok in built.items() if not ok]
+    say(f"[{'ok' if not missing else 'warn'}] accelerators: "
+        + ("all compiled (" + ", ".join(built) + ")" if not missing else
+           "pure Python for " + ", ".join(missing) + " (about half the packet rate; build them with"
+           " `python3 tools/build_accel.py`, or unset MALTRAIL_PURE_PYTHON)"))
     if config.DISABLE_LOCAL_LOG_STORAGE:
         check("log directory", True, "local log storage disabled")
     else:
