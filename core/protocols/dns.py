@@ -19,6 +19,11 @@ Behaviour on hostile or odd input (never raises):
   `answers_complete` is False (a safe partial). Extra questions (QDCOUNT > 1) are skipped.
 - TCP (`tcp=True`): the 2-byte length prefix is honoured and only the first message is parsed;
   a message cut by the end of the segment is parsed as far as the bytes go.
+
+Implementations: `parse_py` below is the specification. When the C accelerator core.accel._dns is
+built (tools/build_accel.py) and not disabled (MALTRAIL_PURE_PYTHON=1), `parse` is bound to its
+`parse`, which returns exactly what `parse_py` returns for every input (tests/test_accel_dns.py
+compares both); otherwise `parse` is `parse_py`. Callers always use `parse`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import re
 import struct
 from typing import NamedTuple
+
+from core.accel import load
 
 MAX_ANSWERS = 32
 MAX_QUESTIONS = 8
@@ -120,7 +127,8 @@ def _read_name(msg: bytes, off: int, end: int) -> tuple[str, int, bool] | None:
             return None
         labels.append(msg[start:off])
     raw = b".".join(labels)
-    bad = _VALID_NAME.fullmatch(raw) is None or raw.count(b".") != len(labels) - 1
+    # the root name (no label) has no bad byte: not flagged
+    bad = _VALID_NAME.fullmatch(raw) is None or raw.count(b".") != max(len(labels) - 1, 0)
     return raw.lower().decode("latin-1"), (after if after >= 0 else off), bad
 
 
@@ -159,7 +167,7 @@ def _parse_answers(msg: bytes, off: int, end: int, qdcount: int, ancount: int,
     return tuple(answers), ancount <= MAX_ANSWERS
 
 
-def parse(payload: bytes, tcp: bool = False) -> DnsMessage | None:
+def parse_py(payload: bytes, tcp: bool = False) -> DnsMessage | None:
     """Parse one DNS message (the first one of a TCP segment when `tcp`); None when malformed."""
     if tcp:
         if len(payload) < 14:
@@ -189,3 +197,10 @@ def parse(payload: bytes, tcp: bool = False) -> DnsMessage | None:
     # tuple.__new__ skips the generated keyword-handling __new__ (about 0.4 us per message)
     return _new_tuple(DnsMessage, (ident, flags, is_response, (flags >> 11) & 0xF, flags & 0xF,
                                    bool(flags & 0x80), qname, qtype, qclass, bad, answers, complete))
+
+
+parse = parse_py
+_accel = load("_dns")
+if _accel is not None:
+    _accel.init(DnsMessage, DnsAnswer)
+    parse = _accel.parse

@@ -1,0 +1,6 @@
+"""Typed stub of the C module core.accel._dns (source: _dns.c), the twin of core.protocols.dns.parse_py."""
+
+from core.protocols.dns import DnsAnswer, DnsMessage
+
+def init(message_type: type[DnsMessage], answer_type: type[DnsAnswer], /) -> None: ...
+def parse(payload: bytes, tcp: bool = False) -> DnsMessage | None: ...
