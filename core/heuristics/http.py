@@ -27,6 +27,7 @@ from urllib.parse import unquote, unquote_plus
 from core.addr import ip_packed, ip_text, is_local
 from core.events.event import Event, TrailType
 from core.heuristics.literals import canon
+from core.heuristics.literals import gate as literal_gate
 from core.heuristics.patterns import HttpPatterns
 from core.heuristics.state import MISSING, BoundedCache, WindowTable
 
@@ -40,7 +41,6 @@ FORWARD_TOKENS = (b"-ip", b"x-forwarded-for")  # every FORWARD_HEADERS name hold
 UA_CACHE_ENTRIES = 10000
 WEB_SCAN_MAX_KEYS = 50000
 _WORDS = re.compile(r"\w+")
-_REQUEST_MARKERS = re.compile("|".join(re.escape(marker) for marker in REQUEST_MARKERS))
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _TITLE = re.compile(r"<title>([^<]{0,300})</title>", re.IGNORECASE)
 
@@ -65,6 +65,7 @@ class HttpHeuristics:
         self.web = WindowTable("web_scanning", int(config.get("SCAN_WINDOW", 30)),
                                int(config.get("WEB_SCANNING_THRESHOLD", 10)), 1024, WEB_SCAN_MAX_KEYS)
         self.ua_cache = BoundedCache("user_agent", UA_CACHE_ENTRIES)
+        self.request_markers = literal_gate(frozenset(REQUEST_MARKERS))
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -132,7 +133,8 @@ class HttpHeuristics:
                             dst_local: bool) -> bool:
         skip = self.patterns.request_skip
         decoded = unquote_plus(path) if "%" in path or "+" in path else path
-        if _REQUEST_MARKERS.search(decoded) is not None:
+        markers = self.request_markers
+        if markers is not None and markers.search(decoded) is not None:
             desc = self._battery(decoded, dst_local)
             if desc is not None:
                 if skip is not None and skip.search(path):  # consulted only when something fires

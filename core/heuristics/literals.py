@@ -25,7 +25,9 @@ from __future__ import annotations
 import re
 from re import _constants as sc  # type: ignore[attr-defined]
 from re import _parser as sp  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Protocol
+
+from core.accel import load as load_accel
 
 MAX_SET = 64
 MAX_RANGE = 16
@@ -57,8 +59,26 @@ def canon(text: str) -> str | None:
     return low if low.isprintable() else low.translate(_CANON)
 
 
-def gate(literals: Strings | None) -> re.Pattern[str] | None:
-    """One search for any of `literals` (None: no literals, nothing to gate).
+class Gate(Protocol):
+    """`search(text)` is truthy when one of the gate's literals occurs in `text`, else None."""
+
+    def search(self, text: str, /) -> object | None: ...
+
+
+def gate(literals: Strings | None) -> Gate | None:
+    """One search for any of `literals` (None: no literals, nothing to gate): the compiled
+    matcher of core/accel/_literals.c when it is built, else `gate_regex` (its specification)."""
+    if not literals:
+        return None
+    accel = load_accel("_literals")
+    if accel is not None:
+        compiled: Gate = accel.Gate(sorted(literals))
+        return compiled
+    return gate_regex(literals)
+
+
+def gate_regex(literals: Strings | None) -> re.Pattern[str] | None:
+    """One regular-expression search for any of `literals` (None: no literals).
 
     The alternation is shaped as a trie (`a(?:bc|d)|x...`): Python's regex engine tries every
     branch of a flat alternation at every position, so a trie is several times faster on the

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from core.config import ROOT_DIR
+from core.heuristics.literals import Gate, required_literals, union
 from core.heuristics.literals import gate as literal_gate
-from core.heuristics.literals import required_literals, union
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
 HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
@@ -31,10 +31,10 @@ class HttpPatterns:
     requests: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = field(default_factory=list)
     request_skip: re.Pattern[str] | None = None
     # every gate word of every request family in one alternation: no hit = nothing to run
-    request_gate: re.Pattern[str] | None = None
+    request_gate: Gate | None = None
     # (description, literal gate or None = always run, regex) for suspicious path names
-    paths: list[tuple[str, re.Pattern[str] | None, re.Pattern[str]]] = field(default_factory=list)
-    paths_gate: re.Pattern[str] | None = None  # union of the path families' literals (None: no gate)
+    paths: list[tuple[str, Gate | None, re.Pattern[str]]] = field(default_factory=list)
+    paths_gate: Gate | None = None  # union of the path families' literals (None: no gate)
     iot_url: re.Pattern[str] | None = None
     download_skip: re.Pattern[str] | None = None
     content_types: frozenset[str] = frozenset()
@@ -47,7 +47,7 @@ class HttpPatterns:
     # form), or matches `ua_slow` (the few entries without a usable literal).
     ua_exact: frozenset[str] = frozenset()
     ua_tokens: frozenset[str] = frozenset()  # entries `\bword\b`: a whole \w+ run of the UA
-    ua_gate: re.Pattern[str] | None = None
+    ua_gate: Gate | None = None
     ua_slow: re.Pattern[str] | None = None
     problems: list[str] = field(default_factory=list)
 
