@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from core.accel import load as load_accel
-from core.addr import ip_text, is_local
+from core.addr import ip_text
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
 from core.domains import DomainChecker, WhitelistLike, ignored_query
@@ -229,19 +229,18 @@ class Pipeline:
     # -- dispatch -------------------------------------------------------------------------------
 
     def _handle(self, sec: int, usec: int, d: Decoded) -> None:
-        proto = d.proto
+        _, proto, _, _, _, _, flags, _, poff, pend = d
         if proto == TCP:
-            flags = d.flags
             if flags == SYN:
                 self._tcp_syn(sec, usec, d)
-            elif d.pend > d.poff:
+            elif pend > poff:
                 self._tcp_payload(sec, usec, d)
             if flags in SCAN_FLAGS:
                 self.heuristics.tcp(sec, usec, d)
         elif proto == UDP:
             self._udp(sec, usec, d)
         elif proto == ICMP or proto == ICMPV6:
-            if d.flags == ECHO_REQUEST[proto]:
+            if flags == ECHO_REQUEST[proto]:
                 self._ip_only(sec, usec, d)
         else:
             self._ip_only(sec, usec, d)
@@ -274,28 +273,29 @@ class Pipeline:
     # -- TCP ------------------------------------------------------------------------------------
 
     def _tcp_syn(self, sec: int, usec: int, d: Decoded) -> None:
-        key = (sec, d.src, d.dst, d.sport, d.dport)
+        _, _, src, dst, sport, dport, _, _, _, _ = d
+        key = (sec, src, dst, sport, dport)
         if key == self._last_syn:
             return
         self._last_syn = key
         store = self.store
-        hit = store.ip_port(d.dst, d.dport)
+        hit = store.ip_port(dst, dport)
         iport = hit is not None
         if hit is None:
-            hit = store.ip(d.dst)
+            hit = store.ip(dst)
         if hit is not None:
             info = hit.info
-            if "attacker" not in info and ("parking site" not in info or d.dport in (80, 443)):
-                self._ip_event(sec, usec, d, d.dst, d.dport, hit, iport)
+            if "attacker" not in info and ("parking site" not in info or dport in (80, 443)):
+                self._ip_event(sec, usec, d, dst, dport, hit, iport)
                 return
-        if is_local(d.dst) and d.dst[:1] == b"\x7f":
+        if dst[0] == 127 and len(dst) == 4:  # IPv4 loopback
             return
-        hit = store.ip_port(d.src, d.sport)
+        hit = store.ip_port(src, sport)
         iport = hit is not None
         if hit is None:
-            hit = store.ip(d.src)
+            hit = store.ip(src)
         if hit is not None and "malware" not in hit.info:
-            self._ip_event(sec, usec, d, d.src, d.sport, hit, iport)
+            self._ip_event(sec, usec, d, src, sport, hit, iport)
 
     def _plugin_feed(self, sec: int, usec: int, d: Decoded) -> None:
         """Plugins see the payload packets of a flow with a listed IP, without extra log lines."""
@@ -309,39 +309,39 @@ class Pipeline:
     def _tcp_payload(self, sec: int, usec: int, d: Decoded) -> None:
         if self.plugins_wanted:
             self._plugin_feed(sec, usec, d)
-        buf, poff = d.buf, d.poff
+        _, _, src, dst, sport, dport, _, buf, poff, pend = d
         first = buf[poff]
         if first == TLS_HANDSHAKE:
-            payload = bytes(buf[poff:d.pend])
+            payload = bytes(buf[poff:pend])
             if len(payload) > 5 and payload[5] == 1:
-                sni = self.hellos.feed((d.src, d.sport, d.dst, d.dport), payload, sec)
+                sni = self.hellos.feed((src, sport, dst, dport), payload, sec)
                 if sni:
                     self._domain(sec, usec, d, sni, "TCP")
                 return
             if self.check_certificates:
                 self._certificates(sec, usec, d, payload)
             return
-        if self.flights.tracked and (d.src, d.sport, d.dst, d.dport) in self.flights.tracked:
-            self._certificates(sec, usec, d, bytes(buf[poff:d.pend]))
+        if self.flights.tracked and (src, sport, dst, dport) in self.flights.tracked:
+            self._certificates(sec, usec, d, bytes(buf[poff:pend]))
             return
-        if self.hellos.tracked and (d.src, d.sport, d.dst, d.dport) in self.hellos.tracked:
-            sni = self.hellos.feed((d.src, d.sport, d.dst, d.dport), bytes(buf[poff:d.pend]), sec)
+        if self.hellos.tracked and (src, sport, dst, dport) in self.hellos.tracked:
+            sni = self.hellos.feed((src, sport, dst, dport), bytes(buf[poff:pend]), sec)
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
             return
         if first in HTTP_FIRST_BYTES:
-            payload = bytes(buf[poff:d.pend])
+            payload = bytes(buf[poff:pend])
             request = http.parse_request(payload)
             if request is not None:
                 self._http_request(sec, usec, d, request)
                 return
         if first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/" (H is also a request first byte)
-            response = http.parse_response(bytes(buf[poff:d.pend]))
+            response = http.parse_response(bytes(buf[poff:pend]))
             if response is not None:
                 self.heuristics.http_response(sec, usec, d, response)
             return
-        if d.dport == DNS_PORT or d.sport == DNS_PORT:
-            msg = dns.parse(bytes(buf[poff:d.pend]), tcp=True)
+        if dport == DNS_PORT or sport == DNS_PORT:
+            msg = dns.parse(bytes(buf[poff:pend]), tcp=True)
             if msg is not None:
                 self._dns(sec, usec, d, msg, "TCP")
 
@@ -442,25 +442,25 @@ class Pipeline:
     # -- UDP / DNS ------------------------------------------------------------------------------
 
     def _udp(self, sec: int, usec: int, d: Decoded) -> None:
-        buf, poff, pend = d.buf, d.poff, d.pend
-        digest = zlib.crc32(buf[poff:pend]) if pend - poff <= 512 else zlib.crc32(buf[poff:poff + 512])
-        key = (sec, d.src, d.dst, d.sport, d.dport, digest)
+        _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        payload = buf[poff:pend] if pend - poff <= 512 else buf[poff:poff + 512]
+        key = (sec, src, dst, sport, dport, zlib.crc32(payload))
         if key == self._last_udp:
             return
         self._last_udp = key
-        if d.dport == DNS_PORT or d.sport == DNS_PORT:
-            msg = dns.parse(bytes(buf[poff:pend]))
+        if dport == DNS_PORT or sport == DNS_PORT:
+            msg = dns.parse(bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend]))
             if msg is not None:
                 self._dns(sec, usec, d, msg, "UDP")
                 return
         store = self.store
-        hit = store.ip(d.dst)
+        hit = store.ip(dst)
         if hit is not None:
-            self._ip_event(sec, usec, d, d.dst, d.dport, hit, False)
+            self._ip_event(sec, usec, d, dst, dport, hit, False)
         else:
-            hit = store.ip(d.src)
+            hit = store.ip(src)
             if hit is not None and "malware" not in hit.info:
-                self._ip_event(sec, usec, d, d.src, d.sport, hit, False)
+                self._ip_event(sec, usec, d, src, sport, hit, False)
         if pend - poff > 20 and buf[poff] & 0xC0 == 0xC0:
             sni = self.initials.feed(bytes(buf[poff:pend]), sec)
             if sni:
@@ -477,19 +477,21 @@ class Pipeline:
         skip = self.heuristics.dns_query(sec, usec, d, msg)
         if not skip and not ignored_query(name):
             self._domain(sec, usec, d, name, proto)
-        if msg.qtype not in (QTYPE_PTR, QTYPE_AAAA) and msg.qclass == QCLASS_IN:
-            hit = self.store.ip_port(d.dst, d.dport)
+        if msg.qtype != QTYPE_PTR and msg.qtype != QTYPE_AAAA and msg.qclass == QCLASS_IN:
+            _, _, src, dst, _, dport, _, _, _, _ = d
+            store = self.store
+            hit = store.ip_port(dst, dport)
             if hit is not None:
-                trail = f"{_port_key_text(ip_text(d.dst), d.dport)} ({name})"
+                trail = f"{_port_key_text(ip_text(dst), dport)} ({name})"
                 self._emit(sec, usec, d, TrailType.IPORT, trail, hit, proto=proto)
                 return
-            hit = self.store.ip(d.dst)
+            hit = store.ip(dst)
             if hit is not None:
-                self._emit(sec, usec, d, TrailType.IP, f"{ip_text(d.dst)} ({name})", hit, proto=proto)
+                self._emit(sec, usec, d, TrailType.IP, f"{ip_text(dst)} ({name})", hit, proto=proto)
                 return
-            hit = self.store.ip(d.src)
+            hit = store.ip(src)
             if hit is not None:
-                self._emit(sec, usec, d, TrailType.IP, ip_text(d.src), hit, proto=proto)
+                self._emit(sec, usec, d, TrailType.IP, ip_text(src), hit, proto=proto)
 
     def _domain(self, sec: int, usec: int, d: Decoded, name: str, proto: str) -> bool:
         hit = self.domains.check(name)
