@@ -47,6 +47,7 @@ TLS_HANDSHAKE = 0x16
 DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
+BULK, CLEAN = 1, 2  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
 
 
@@ -93,7 +94,7 @@ class Pipeline:
         self.skipped_bulk = 0
         self.errors: dict[str, int] = {}
         self.first_errors: dict[str, str] = {}
-        self._scan: Callable[[Any, Any, bool, int], tuple[list[Any], int]] | None = None
+        self._scan: Callable[..., tuple[list[Any], int]] | None = None
         accel = load_accel("_decode")
         if accel is not None:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
@@ -159,22 +160,25 @@ class Pipeline:
 
     def _process_scanned(self, buf: bytes, meta: Any, decode: Callable[[bytes, int, int], Decoded | None]) -> None:
         """The loop above with its skip test and common decoding done by core/accel/_decode.c:
-        records are (sec, usec, meta index, Decoded or None = decode here, bulk); index -1 only
-        moves the packet clock (a packet skipped in C in a new second). Once C has returned a
-        packet that may start flow tracking, it hands bulk packets back flagged and the live
-        tracking state decides here, as in the loop above."""
+        records are (sec, usec, meta index, Decoded or None = decode here, flags); index -1 only
+        moves the packet clock (a packet skipped in C in a new second). Flag BULK: once C has
+        returned a packet that may start flow tracking, it hands bulk packets back flagged and
+        the live tracking state decides here, as in the loop above. Flag CLEAN: neither address
+        passes the store's IP prefilters, so the handlers skip their IP and ip:port lookups."""
         assert self._scan is not None
         flights, hellos = self.flights.tracked, self.hellos.tracked
         plugins = self.plugins_wanted
-        records, skipped = self._scan(buf, meta, not plugins and not flights and not hellos, self._sec)
+        ipset, port_marks = self.store.ip_prefilter()
+        records, skipped = self._scan(buf, meta, not plugins and not flights and not hellos, self._sec,
+                                      ipset, port_marks)
         self.skipped_bulk += skipped
         handle = self._handle
-        for sec, usec, i, d, bulk in records:
+        for sec, usec, i, d, flags in records:
             if sec != self._sec:
                 self._advance(sec)
             if i < 0:
                 continue
-            if bulk and not plugins and not flights and not hellos:
+            if flags & BULK and not plugins and not flights and not hellos:
                 self.skipped_bulk += 1
                 continue
             try:
@@ -183,7 +187,7 @@ class Pipeline:
                     d = decode(buf, meta[i + 2], meta[i + 3])
                     if d is None:
                         continue
-                handle(sec, usec, d)
+                handle(sec, usec, d, flags & CLEAN)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
 
@@ -228,21 +232,23 @@ class Pipeline:
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    def _handle(self, sec: int, usec: int, d: Decoded) -> None:
+    def _handle(self, sec: int, usec: int, d: Decoded, clean: int = 0) -> None:
+        """Dispatch one decoded packet; `clean` (from core/accel/_decode.c) says that neither
+        address can have an IP or ip:port trail, so those lookups are skipped."""
         _, proto, _, _, _, _, flags, _, poff, pend = d
         if proto == TCP:
             if flags == SYN:
-                self._tcp_syn(sec, usec, d)
+                self._tcp_syn(sec, usec, d, clean)
             elif pend > poff:
-                self._tcp_payload(sec, usec, d)
+                self._tcp_payload(sec, usec, d, clean)
             if flags in SCAN_FLAGS:
                 self.heuristics.tcp(sec, usec, d)
         elif proto == UDP:
-            self._udp(sec, usec, d)
+            self._udp(sec, usec, d, clean)
         elif proto == ICMP or proto == ICMPV6:
-            if flags == ECHO_REQUEST[proto]:
+            if flags == ECHO_REQUEST[proto] and not clean:
                 self._ip_only(sec, usec, d)
-        else:
+        elif not clean:
             self._ip_only(sec, usec, d)
 
     def _frame(self) -> bytes:
@@ -272,12 +278,14 @@ class Pipeline:
 
     # -- TCP ------------------------------------------------------------------------------------
 
-    def _tcp_syn(self, sec: int, usec: int, d: Decoded) -> None:
+    def _tcp_syn(self, sec: int, usec: int, d: Decoded, clean: int = 0) -> None:
         _, _, src, dst, sport, dport, _, _, _, _ = d
         key = (sec, src, dst, sport, dport)
         if key == self._last_syn:
             return
         self._last_syn = key
+        if clean:
+            return
         store = self.store
         hit = store.ip_port(dst, dport)
         iport = hit is not None
@@ -306,7 +314,7 @@ class Pipeline:
                 self.events.emit_plugins_only(event, self._frame())
                 return
 
-    def _tcp_payload(self, sec: int, usec: int, d: Decoded) -> None:
+    def _tcp_payload(self, sec: int, usec: int, d: Decoded, clean: int = 0) -> None:
         if self.plugins_wanted:
             self._plugin_feed(sec, usec, d)
         _, _, src, dst, sport, dport, _, buf, poff, pend = d
@@ -333,7 +341,7 @@ class Pipeline:
             payload = bytes(buf[poff:pend])
             request = http.parse_request(payload)
             if request is not None:
-                self._http_request(sec, usec, d, request)
+                self._http_request(sec, usec, d, request, clean)
                 return
         if first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/" (H is also a request first byte)
             response = http.parse_response(bytes(buf[poff:pend]))
@@ -343,7 +351,7 @@ class Pipeline:
         if dport == DNS_PORT or sport == DNS_PORT:
             msg = dns.parse(bytes(buf[poff:pend]), tcp=True)
             if msg is not None:
-                self._dns(sec, usec, d, msg, "TCP")
+                self._dns(sec, usec, d, msg, "TCP", clean)
 
     def _certificates(self, sec: int, usec: int, d: Decoded, payload: bytes) -> None:
         certs = self.flights.feed((d.src, d.sport, d.dst, d.dport), payload, sec)
@@ -357,7 +365,7 @@ class Pipeline:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    def _http_request(self, sec: int, usec: int, d: Decoded, request: Any) -> None:
+    def _http_request(self, sec: int, usec: int, d: Decoded, request: Any, clean: int = 0) -> None:
         host = (request.host or "").lower()
         method = request.method
         if method == "CONNECT" or request.absolute:
@@ -365,7 +373,7 @@ class Pipeline:
                 return
         elif host and self.check_host_domains and self._domain(sec, usec, d, host, "TCP"):
             return
-        if host[:1].isalpha():
+        if host[:1].isalpha() and not clean:
             hit = self.store.ip(d.dst)
             if hit is not None:
                 self._emit(sec, usec, d, TrailType.IP, f"{ip_text(d.dst)} ({host})", hit)
@@ -441,7 +449,7 @@ class Pipeline:
 
     # -- UDP / DNS ------------------------------------------------------------------------------
 
-    def _udp(self, sec: int, usec: int, d: Decoded) -> None:
+    def _udp(self, sec: int, usec: int, d: Decoded, clean: int = 0) -> None:
         _, _, src, dst, sport, dport, _, buf, poff, pend = d
         payload = buf[poff:pend] if pend - poff <= 512 else buf[poff:poff + 512]
         key = (sec, src, dst, sport, dport, zlib.crc32(payload))
@@ -451,23 +459,24 @@ class Pipeline:
         if dport == DNS_PORT or sport == DNS_PORT:
             msg = dns.parse(bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend]))
             if msg is not None:
-                self._dns(sec, usec, d, msg, "UDP")
+                self._dns(sec, usec, d, msg, "UDP", clean)
                 return
-        store = self.store
-        hit = store.ip(dst)
-        if hit is not None:
-            self._ip_event(sec, usec, d, dst, dport, hit, False)
-        else:
-            hit = store.ip(src)
-            if hit is not None and "malware" not in hit.info:
-                self._ip_event(sec, usec, d, src, sport, hit, False)
+        if not clean:
+            store = self.store
+            hit = store.ip(dst)
+            if hit is not None:
+                self._ip_event(sec, usec, d, dst, dport, hit, False)
+            else:
+                hit = store.ip(src)
+                if hit is not None and "malware" not in hit.info:
+                    self._ip_event(sec, usec, d, src, sport, hit, False)
         if pend - poff > 20 and buf[poff] & 0xC0 == 0xC0:
             sni = self.initials.feed(bytes(buf[poff:pend]), sec)
             if sni:
                 self._domain(sec, usec, d, sni, "UDP")
         self.heuristics.udp(sec, usec, d)
 
-    def _dns(self, sec: int, usec: int, d: Decoded, msg: Any, proto: str) -> None:
+    def _dns(self, sec: int, usec: int, d: Decoded, msg: Any, proto: str, clean: int = 0) -> None:
         if msg.is_response:
             self.heuristics.dns_response(sec, usec, d, msg)
             return
@@ -477,7 +486,7 @@ class Pipeline:
         skip = self.heuristics.dns_query(sec, usec, d, msg)
         if not skip and not ignored_query(name):
             self._domain(sec, usec, d, name, proto)
-        if msg.qtype != QTYPE_PTR and msg.qtype != QTYPE_AAAA and msg.qclass == QCLASS_IN:
+        if msg.qtype != QTYPE_PTR and msg.qtype != QTYPE_AAAA and msg.qclass == QCLASS_IN and not clean:
             _, _, src, dst, _, dport, _, _, _, _ = d
             store = self.store
             hit = store.ip_port(dst, dport)

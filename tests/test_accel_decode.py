@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(load("_decode") is None, reason="core/accel/_dec
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 T0 = 1_700_000_000
+LOCAL_ADDR = "10.0.0.5"
 
 
 def replay(paths, store, config, accelerated, batch_size=64):
@@ -109,3 +110,43 @@ def test_bulk_around_tls_handshakes_same_as_python_loop(tmp_path):
     for batch_size in (1, 16, 512):
         lines, skipped, _, _ = assert_same([path], store, config, batch_size)
         assert skipped > 0 and lines  # some bulk was skipped, some SNI was detected
+
+
+def test_ip_prefilter_flag_keeps_every_ip_detection(tmp_path):
+    """Packets whose addresses pass neither IP prefilter are flagged clean in C and skip their IP
+    lookups; every IP, ip:port and resolver detection must still come out, exactly as in the loop,
+    for listed sources and destinations, v4 and v6, SYN, UDP, DNS, ICMP and HTTP."""
+    rows = [("198.51.100.7", "malware (test)", "(static)"), ("203.0.113.9:8443", "c2 (test)", "(static)"),
+            ("2001:db8::66", "malware (test)", "(static)"), ("192.0.2.53", "bad resolver (test)", "(static)"),
+            ("evil-test-domain.com", "malware (test)", "(static)")]
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    assert store.ip_prefilter()[0] is not None
+    rng = random.Random(11)
+    listed = ["198.51.100.7", "203.0.113.9", "192.0.2.53"]
+    frames = []
+    for n in range(3000):
+        other = f"93.184.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        peer = rng.choice(listed) if rng.random() < 0.1 else other
+        kind = rng.randrange(6)
+        port = 40000 + n
+        if kind == 0:
+            frames.append(g.ether(g.ipv4(LOCAL_ADDR, peer, g.tcp(port, rng.choice((80, 443, 8443)), 0x02))))
+        elif kind == 1:
+            frames.append(g.ether(g.ipv4(peer, LOCAL_ADDR, g.tcp(rng.choice((80, 8443)), port, 0x02))))
+        elif kind == 2:
+            frames.append(g.ether(g.ipv4(LOCAL_ADDR, peer, g.udp(port, 5000 + n % 7, b"x" * 30))))
+        elif kind == 3:
+            name = "evil-test-domain.com" if n % 50 == 0 else f"host{n}.example.org"
+            frames.append(g.ether(g.ipv4(LOCAL_ADDR, peer, g.udp(port, 53, g.dns_query(name)))))
+        elif kind == 4:
+            frames.append(g.ether(g.ipv4(LOCAL_ADDR, peer, g.icmp())))
+        else:
+            frames.append(g.ether(g.ipv6("2001:db8::5", rng.choice(("2001:db8::66", "2001:db8::77")),
+                                         g.tcp(port, 443, 0x02))))
+    path = str(tmp_path / "ips.pcap")
+    g.write_pcap(path, [(T0 + n / 100, frame) for n, frame in enumerate(frames)])
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    lines, *_ = assert_same([path], store, config, batch_size=256)
+    text = "\n".join(lines)
+    for trail in ("198.51.100.7", "203.0.113.9:8443", "2001:db8::66", "192.0.2.53", "evil-test-domain.com"):
+        assert trail in text, trail

@@ -11,10 +11,14 @@
  *    returns for them;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec) -> (records, skipped)
- *   records: list of (sec, usec, i, d, bulk), i = index of the packet's first meta word, d =
- *   Decoded or None ("decode it in Python"), bulk = the packet passes the static bulk test (the
- *   caller skips it when nothing is being tracked at that moment); a record with i = -1 only
+ * scan(buf, meta, skip, last_sec[, ipset, port_marks]) -> (records, skipped)
+ *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
+ *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
+ *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
+ *   neither address can have an exact-IP or ip:port trail -- not in `ipset` (the store's frozenset
+ *   of exact IP rows) and a clear slot hash(addr) & (len - 1) in `port_marks` (the store's
+ *   ip:port prefilter), the same tests TrailStore.ip / ip_port start with; without an ipset no
+ *   packet is clean. A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
  *   whole batch is scanned before any packet is handled, C stops skipping at the first returned
@@ -177,10 +181,29 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
     Py_RETURN_NONE;
 }
 
+#define FLAG_BULK 1
+#define FLAG_CLEAN 2
+
+/* 1 when `addr` can have no exact-IP row (not in ipset) and no ip:port row (its slot in the
+ * port marks, hash(addr) & (len - 1), is clear) -- the two prefilters of TrailStore.ip and
+ * TrailStore.ip_port; 0 when it may; -1 on a Python error. */
 static int
-append_record(PyObject *records, unsigned long sec, unsigned long usec, Py_ssize_t i, PyObject *d, int bulk)
+ip_clean(PyObject *addr, PyObject *ipset, const Py_buffer *marks)
 {
-    PyObject *record = Py_BuildValue("(kknNN)", sec, usec, i, d, PyBool_FromLong(bulk));
+    int in = PySet_Contains(ipset, addr);
+    if (in != 0)
+        return in < 0 ? -1 : 0;
+    Py_hash_t h = PyObject_Hash(addr);
+    if (h == -1)
+        return -1;
+    size_t slot = (size_t)h & (size_t)(marks->len - 1);
+    return ((const unsigned char *)marks->buf)[slot] == 0;
+}
+
+static int
+append_record(PyObject *records, unsigned long sec, unsigned long usec, Py_ssize_t i, PyObject *d, int flags)
+{
+    PyObject *record = Py_BuildValue("(kknNi)", sec, usec, i, d, flags);
     if (record == NULL)
         return -1;
     int rc = PyList_Append(records, record);
@@ -191,21 +214,37 @@ append_record(PyObject *records, unsigned long sec, unsigned long usec, Py_ssize
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *metaobj;
+    PyObject *bufobj, *metaobj, *ipset = Py_None, *marksobj = Py_None;
     int skip;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk", &bufobj, &metaobj, &skip, &last_sec))
+    if (!PyArg_ParseTuple(args, "OOpk|OO", &bufobj, &metaobj, &skip, &last_sec, &ipset, &marksobj))
         return NULL;
+    Py_buffer marks = {0};
+    int use_ips = PyFrozenSet_Check(ipset) && marksobj != Py_None;
+    if (use_ips) {
+        if (PyObject_GetBuffer(marksobj, &marks, PyBUF_SIMPLE) < 0)
+            return NULL;
+        if (marks.len < 1 || (marks.len & (marks.len - 1))) {
+            PyBuffer_Release(&marks);
+            PyErr_SetString(PyExc_ValueError, "port marks must be a power-of-two sized buffer");
+            return NULL;
+        }
+    }
     if (decoded_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
         return NULL;
     }
     Py_buffer bview, mview;
-    if (PyObject_GetBuffer(bufobj, &bview, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(bufobj, &bview, PyBUF_SIMPLE) < 0) {
+        if (use_ips)
+            PyBuffer_Release(&marks);
         return NULL;
+    }
     if (PyObject_GetBuffer(metaobj, &mview, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&bview);
+        if (use_ips)
+            PyBuffer_Release(&marks);
         return NULL;
     }
     PyObject *records = NULL;
@@ -249,7 +288,15 @@ decode_scan(PyObject *self, PyObject *args)
         }
         int handshake = 0;
         PyObject *d = fast_decode(p, off, caplen, bufobj, &handshake);
-        if (d == NULL || append_record(records, sec, usec, i, d, bulk) < 0) {
+        int clean = 0;
+        if (d != NULL && d != Py_None && use_ips) {
+            clean = ip_clean(PyTuple_GET_ITEM(d, 2), ipset, &marks) && ip_clean(PyTuple_GET_ITEM(d, 3), ipset, &marks);
+            if (clean < 0) {
+                Py_DECREF(d);
+                d = NULL;
+            }
+        }
+        if (d == NULL || append_record(records, sec, usec, i, d, (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0)) < 0) {
             Py_CLEAR(records);
             goto done;
         }
@@ -261,6 +308,8 @@ decode_scan(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&bview);
     PyBuffer_Release(&mview);
+    if (use_ips)
+        PyBuffer_Release(&marks);
     if (records == NULL)
         return NULL;
     return Py_BuildValue("(Nn)", records, skipped);

@@ -491,6 +491,12 @@ class TrailStore:
         """Bounded-structure counters of the current mapping (cache resets)."""
         return dict(self._view.counters)
 
+    def ip_prefilter(self) -> tuple[frozenset[bytes] | None, bytearray]:
+        """The current mapping's exact-IP set (None beyond IP_SET_CAP) and ip:port marks: the
+        first tests of `ip` and `ip_port`, which core/accel/_decode.c applies to whole batches."""
+        view = self._view
+        return view.ipset, view.port_marks
+
     # --- slower lookups ---------------------------------------------------------------------------
     def lookup_key(self, csv_key: str) -> Trail | None:
         """Any row exactly as written in the CSV (used by /check and the walk test)."""
