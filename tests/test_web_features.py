@@ -272,6 +272,8 @@ def test_short_range_is_hourly_over_real_time(env):
     want = expected_buckets(files, DAYS[2], TODAY, 3600)
     assert g["hourly"] == want
     assert want[:24] != want[24:48]                 # the days really are kept apart (not folded)
+    # the grid fetches its visible rows from the worker after the next animation frame
+    page.wait_for_function("() => window.maltrail.grid.rows.size > 0", timeout=5000)
     row = page.evaluate("""() => { const g = window.maltrail.grid; return g.rows.get(0) || [...g.rows.values()][0]; }""")
     assert len(row["hist"]) == 72 and sum(row["hist"]) == row["count"]
     assert "per hour" in page.text_content("#chart-title").lower()
