@@ -399,22 +399,23 @@ class Pipeline:
             return False
         while "//" in path:
             path = path.replace("//", "/")
-        body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
-        get = self.store.get
         host = host.lower()
-        post_form = f"{path}?{body}".lower() if body else None
         # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
         # shares its marker, and host-prefixed only when the host has URL trails.
         store = self.store
+        host_listed = store.url_host(host)
+        low_path = path.lower()
+        if not host_listed and not store.path_markers_maybe(low_path):
+            return False  # the usual request: no marker of any candidate is in the bloom
+        body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
+        get = store.get
+        post_form = f"{path}?{body}".lower() if body else None
         has_marker = store.has_marker
         url_marker = store.url_marker
-        host_listed = store.url_host(host)
-        low_path, low_body = path.lower(), body.lower()
+        low_body = body.lower()
         seen: dict[str, bool] = {}  # most candidates of one request share their marker
         if not host_listed:
-            # Most requests stop here: no candidate can hit unless one of their markers is listed.
-            if not store.path_markers_maybe(low_path):
-                return False
+            # No candidate can hit unless one of their markers is listed.
             for marker in candidate_markers(low_path, low_body, url_marker):
                 seen[marker] = has_marker(marker)
                 if seen[marker]:

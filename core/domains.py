@@ -31,6 +31,7 @@ VALID_DNS_NAME = re.compile(r"[0-9a-z_-]+(?:\.[0-9a-z_-]+)*\Z")
 NUMERIC_NAME = re.compile(r"[\d.]+\Z")
 SERVICE_PREFIX = re.compile(r"(?:ns|rns|dns|nf|mx|nic)\d*\.")
 HEURISTIC_REFERENCE = "(heuristic)"
+_MISSING = object()
 
 # Query names never checked (hard-coded in the original; `dev` and `int` are real TLDs, not skipped).
 IGNORE_DNS_QUERY_SUFFIXES = frozenset((
@@ -92,10 +93,11 @@ class DomainChecker:
             self._cache.clear()
             self._generation = self.store.generation
         cache = self._cache
-        if name in cache:
+        hit = cache.get(name, _MISSING)
+        if hit is not _MISSING:
             cache.move_to_end(name)
             self.cache_hits += 1
-            return cache[name]
+            return hit  # type: ignore[return-value]
         key = name
         name = name.lower()
         if ":" in name:
@@ -116,19 +118,24 @@ class DomainChecker:
             if trail is not None:
                 return DomainHit(head + "(.ip-adress.com)", trail.info, trail.reference)
 
-        parts = name.split(".")
-        for i in range(len(parts)):
-            candidate = name if i == 0 else ".".join(parts[i:])
+        # the name, then each parent down to the last label (names are valid: no empty labels)
+        candidate, start = name, 0
+        while True:
             trail = get(candidate)
-            if trail is None or self._excluded(name, candidate, trail):
-                continue
-            text = name if i == 0 else "(" + ".".join(parts[:i]) + ")." + candidate
-            return DomainHit(text, trail.info, trail.reference)
+            if trail is not None and not self._excluded(name, candidate, trail):
+                text = name if start == 0 else "(" + name[:start - 1] + ")." + candidate
+                return DomainHit(text, trail.info, trail.reference)
+            dot = name.find(".", start)
+            if dot < 0:
+                break
+            start = dot + 1
+            candidate = name[start:]
 
         long_domain = self.heuristics.domain(name)
         if long_domain is not None:
             return DomainHit(long_domain[0], long_domain[1], HEURISTIC_REFERENCE)
 
+        parts = name.split(".")
         for i in range(len(parts) - 1 if self.store.regex_may_match(name) else 0):
             candidate = name if i == 0 else ".".join(parts[i:])
             found = self.store.match_regex(candidate)
