@@ -7,7 +7,8 @@ Where it sits: outside the product; it drives the real `sensor.py --offline -r` 
 
 Traffic mirrors the reference measurement of the original (bench README): 57% bulk TLS, 14% TCP
 SYN, 10% DNS, 10% HTTP, 5% ICMP, 5% mDNS, ~866-byte average frame, about 1% of packets touching a
-trail. Per class and mixed it prints the sensor's own steady-state figure (CPU time of the replay
+trail. The sensor runs with whatever core/accel modules are built (the first line says which);
+MALTRAIL_PURE_PYTHON=1 in the environment measures the pure-Python paths. Per class and mixed it prints the sensor's own steady-state figure (CPU time of the replay
 loop divided by packets: read + decode + detect + events), plus whole-process wall/CPU time, the
 first start from the CSV alone (index built), the warm start (index present) and peak RSS.
 Trails absent → a generated set of the same shape and size is used.
@@ -95,7 +96,7 @@ def build_traffic(kind: str, count: int, hits: dict[str, list[str]], rng: random
         server = bytes((93, 184, rng.randrange(256), rng.randrange(1, 255)))
         sport = 1024 + n % 60000
         if kind == "tls":
-            size = rng.choice((1200, 1400, 1448, 1000, 600))
+            size = rng.choice((1448, 1448, 1400, 1300, 1200))  # mostly full segments: ~866-byte mixed average
             payload = b"\x17\x03\x03" + struct.pack("!H", size - 5) + bytes(size - 5)
             frames.append(tcp(server, client, 443, sport, 0x18, payload) if n % 2 else
                           tcp(client, server, sport, 443, 0x18, payload))
@@ -206,6 +207,11 @@ def main() -> None:
         log_dir = os.path.join(work, "logs")
         os.makedirs(log_dir)
 
+        sys.path.insert(0, ROOT)
+        from core.accel import status
+        built = status()
+        print("accelerators: " + (", ".join(name for name, ok in built.items() if ok) or "none")
+              + (" compiled" if any(built.values()) else " (pure Python)"))
         first = run_sensor(empty, trails, log_dir)
         warm = min((run_sensor(empty, trails, log_dir) for _ in range(3)), key=lambda r: r["wall"])
         print(f"first start from CSV (index built): {first['wall']:.2f} s wall")
