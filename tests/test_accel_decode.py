@@ -150,3 +150,22 @@ def test_ip_prefilter_flag_keeps_every_ip_detection(tmp_path):
     text = "\n".join(lines)
     for trail in ("198.51.100.7", "203.0.113.9:8443", "2001:db8::66", "192.0.2.53", "evil-test-domain.com"):
         assert trail in text, trail
+
+
+def test_scan_rejects_meta_it_cannot_read():
+    """Meta comes from the capture layer; anything but 4 uint32 per packet inside the buffer is a
+    clear error, never a read outside the batch."""
+    from array import array
+
+    from core.decode.packet import Decoded
+    from core.detect import PARSED_FIRST_BYTES, SCAN_FLAGS
+
+    scan = load("_decode")
+    scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
+    assert scan.scan(b"", array("I"), True, 0) == ([], 0)
+    for meta in (array("f", [0.0] * 4), array("I", [0, 0, 0]), array("I", [1, 0, 0, 99]),
+                 array("I", [1, 0, 5, 0])):
+        with pytest.raises(ValueError):
+            scan.scan(b"abc", meta, True, 0)
+    records, skipped = scan.scan(b"abc", array("I", [7, 8, 0, 3]), True, 0)
+    assert records == [(7, 8, 0, None, 0)] and skipped == 0  # too short: left to the Python decoder

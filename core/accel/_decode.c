@@ -220,6 +220,10 @@ decode_scan(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOpk|OO", &bufobj, &metaobj, &skip, &last_sec, &ipset, &marksobj))
         return NULL;
+    if (decoded_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
+        return NULL;
+    }
     Py_buffer marks = {0};
     int use_ips = PyFrozenSet_Check(ipset) && marksobj != Py_None;
     if (use_ips) {
@@ -230,10 +234,6 @@ decode_scan(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "port marks must be a power-of-two sized buffer");
             return NULL;
         }
-    }
-    if (decoded_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
-        return NULL;
     }
     Py_buffer bview, mview;
     if (PyObject_GetBuffer(bufobj, &bview, PyBUF_SIMPLE) < 0) {
@@ -248,7 +248,9 @@ decode_scan(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *records = NULL;
-    if (mview.itemsize != 4 || mview.len % 16) {
+    const char *fmt = mview.format != NULL ? mview.format : "B";
+    char kind = fmt[0] != '\0' && fmt[1] != '\0' ? fmt[1] : fmt[0]; /* "I", or "=I" / "<I" / "@I" */
+    if (mview.itemsize != 4 || mview.len % 16 || (kind != 'I' && kind != 'L')) {
         PyErr_SetString(PyExc_ValueError, "meta must hold 4 uint32 per packet");
         goto done;
     }
@@ -290,7 +292,9 @@ decode_scan(PyObject *self, PyObject *args)
         PyObject *d = fast_decode(p, off, caplen, bufobj, &handshake);
         int clean = 0;
         if (d != NULL && d != Py_None && use_ips) {
-            clean = ip_clean(PyTuple_GET_ITEM(d, 2), ipset, &marks) && ip_clean(PyTuple_GET_ITEM(d, 3), ipset, &marks);
+            clean = ip_clean(PyTuple_GET_ITEM(d, 2), ipset, &marks);
+            if (clean > 0)
+                clean = ip_clean(PyTuple_GET_ITEM(d, 3), ipset, &marks);
             if (clean < 0) {
                 Py_DECREF(d);
                 d = NULL;
