@@ -17,7 +17,6 @@ specification and serves every other link type (and builds without a compiler).
 from __future__ import annotations
 
 import sys
-import time
 import traceback
 import zlib
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.protocols import dns, http, quic, tls
 from core.trails.store import Trail, TrailStore
+from core.urls import bracket_url, candidate_markers, url_candidates
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 SYN = 0x02
@@ -520,77 +520,3 @@ class Pipeline:
             addr = d.src
         if hit is not None:
             self._ip_event(sec, usec, d, addr, 0, hit, False, ports=False)
-
-
-# -- HTTP helpers (pure functions, tested directly) ---------------------------------------------
-
-def url_candidates(path: str, body: str = "") -> list[str]:
-    """The original's URL candidate list, in order, without duplicates."""
-    first = path.rstrip("/") if path != "/" else path
-    out = [first] if first else []
-    base, _, query = path.partition("?")
-    if base and base not in out:
-        out.append(base)
-    if "=" in path:
-        item = path[: path.index("=") + 1]
-        if item not in out:
-            out.append(item)
-    if query:
-        stripped = base + "?" + "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
-        if stripped not in out:
-            out.append(stripped)
-        item = stripped[stripped.rfind("/"):]
-        if item and item not in out:
-            out.append(item)
-    elif body:
-        item = f"{path}?{body}"
-        if item not in out:
-            out.append(item)
-    if base.count("/") > 1:
-        item = base[: base.rfind("/") + 1]
-        if item not in out:
-            out.append(item)
-    last = base[base.rfind("/"):]
-    if last != "/" and last and last not in out:
-        out.append(last)
-    return out
-
-
-def candidate_markers(path: str, body: str, url_marker: Callable[[str], str]) -> set[str]:
-    """A superset of {url_marker(c) for c in url_candidates(path, body)}, without building the
-    candidate list (tests check the superset property on random paths). Markers end at the first
-    `?`, so the query-stripped and POST-form candidates share the base path's marker, and the
-    last-segment candidates share the marker of the base's last segment."""
-    base, _, query = path.partition("?")
-    out = {url_marker(base)}
-    if path != "/" and path.endswith("/"):
-        out.add(url_marker(path.rstrip("/")))
-    if "=" in path:
-        out.add(url_marker(path[: path.index("=") + 1]))
-    slash = base.rfind("/")
-    if slash > 0:
-        out.add(url_marker(base[: slash + 1]))
-    last = base[slash:]
-    if last not in ("", "/") or query:  # the last component, and the stripped form's last segment
-        out.add(url_marker(last))
-    if "/" in query:  # parameter names may hold a "/": the stripped form's last segment may start there
-        keys = "&".join(part.split("=", 1)[0] + ("=" if "=" in part else "") for part in query.split("&"))
-        if "/" in keys:
-            stripped = base + "?" + keys
-            out.add(url_marker(stripped[stripped.rfind("/"):]))
-    return out
-
-
-def bracket_url(full: str, key: str) -> str:
-    """`(unmatched)matched(unmatched)` rendering of a URL hit."""
-    low = full.lower()
-    index = low.find(key.lower())
-    if index < 0:
-        return f"({full.split('/', 1)[0]}){key}" if not key.startswith(full.split("/", 1)[0]) else key
-    prefix, suffix = full[:index], full[index + len(key):]
-    return (f"({prefix})" if prefix else "") + full[index:index + len(key)] + (f"({suffix})" if suffix else "")
-
-
-def now() -> tuple[int, int]:
-    t = time.time()
-    return int(t), int((t % 1) * 1_000_000)

@@ -7,11 +7,12 @@ import os
 import pytest
 
 from core.config import load_config
-from core.detect import Pipeline, bracket_url, url_candidates
+from core.detect import Pipeline
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.trails.store import TrailStore
 from core.trails.whitelist import Whitelist
+from core.urls import bracket_url, url_candidates
 from tests import pcapgen as g
 
 ROWS = [
@@ -341,8 +342,8 @@ def test_candidate_markers_cover_every_candidate():
     candidate the full list would try (random paths, queries, bodies, odd separators)."""
     import random
 
-    from core.detect import candidate_markers
     from core.trails.index import url_marker
+    from core.urls import candidate_markers
 
     rng = random.Random(11)
     alphabet = "ab/?=&.%-x"

@@ -4,7 +4,7 @@
  * Where it sits: core/detect.py `_url_trails`, through TrailStore.path_markers_maybe. A request
  * whose host has no URL trail can only hit a `/path` trail through one of its candidates, and
  * every candidate's URL marker (core/trails/index.py url_marker) is one of the markers that
- * core.detect.candidate_markers lists. The index's bloom holds every marker; when none of the
+ * core.urls.candidate_markers lists. The index's bloom holds every marker; when none of the
  * request's markers has both bloom bits set, no candidate can hit and the request is done.
  *
  * markers(path) -> list[bytes]
