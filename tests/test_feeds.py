@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_update_feedserver import FeedServer, sample_path  # noqa: E402
 
+from core.feedrun import discover_feeds  # noqa: E402
 from core.feeds import (  # noqa: E402
     FeedContext,
     FeedError,
@@ -22,7 +23,6 @@ from core.feeds import (  # noqa: E402
     strip_scheme,
     urls_in_lines,
 )
-from core.update import discover_feeds  # noqa: E402
 
 FEEDS = discover_feeds()
 KEYS = {"ABUSEIPDB_API_KEY": "test-abuseipdb", "OTX_API_KEY": "test-otx", "PHISHTANK_API_KEY": "test-phishtank"}

@@ -18,15 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_update_feedserver import FeedServer  # noqa: E402
 
 from core.config import ROOT_DIR, build_config  # noqa: E402
-from core.update import (  # noqa: E402
-    MergeStats,
-    Ranges,
-    TrailMerger,
-    discover_feeds,
-    health_path,
-    normalise_key,
-    update,
-)
+from core.feedrun import discover_feeds  # noqa: E402
+from core.merge import MergeStats, Ranges, TrailMerger, normalise_key  # noqa: E402
+from core.publish import health_path  # noqa: E402
+from core.update import update  # noqa: E402
 
 BROKEN = {"greensnow": "timeout", "openphish": "html", "binarydefense": "empty"}
 KEYS = {"ABUSEIPDB_API_KEY": "k1", "OTX_API_KEY": "k2", "PHISHTANK_API_KEY": "k3"}

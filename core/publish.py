@@ -1,0 +1,101 @@
+"""Publication of the trail update: atomic, durable file replacement, the size check and the health report.
+
+Where it sits: feeds/static/custom -> update (core/update.py) -> merge -> **publication** ->
+trails.csv -> trail store (sensor, server /check).
+The update writes TRAILS_FILE through `atomic_write` (a temporary file beside it, fsynced), then
+either `publish_file`s it (`os.replace` plus a directory fsync: readers see the old file or the
+new one, never a part) or deletes it when `publish_refusal` says the result is empty or below
+TRAIL_RELOAD_MIN_RATIO of the previous file (unless forced). The per-run health report goes
+beside it as `<name>.health.json` (`write_health`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+
+def count_rows(path: str) -> int:
+    """Lines in an existing trails file (0 when absent)."""
+    try:
+        with open(path, "rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse directory fsync; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, writer: Callable[[Any], int], mode: int = 0o644) -> tuple[str, int]:
+    """Write through `writer(handle) -> count` into a fsynced temporary file beside `path`.
+
+    Returns (temporary path, count); the caller publishes it with `publish_file` or deletes it.
+    """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            count = writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return tmp, count
+
+
+def publish_file(tmp: str, path: str) -> None:
+    """Atomically replace `path` with the fully written `tmp` and make the rename durable."""
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)) or ".")
+
+
+def health_path(trails_file: str) -> str:
+    return os.path.splitext(trails_file)[0] + ".health.json"
+
+
+def publish_refusal(count: int, previous: int, ratio: float, force: bool) -> str | None:
+    """Why a result of `count` rows must not replace a file of `previous` rows, or None to publish."""
+    if force:
+        return None
+    if count == 0:
+        return "refusing to publish an empty trail set (use --force to override)"
+    if previous and count < previous * ratio:
+        return (f"refusing to publish {count} trails: below TRAIL_RELOAD_MIN_RATIO {ratio:.2f} "
+                f"of the previous {previous} (use --force to override)")
+    return None
+
+
+def write_health(trails_file: str, report: dict[str, Any]) -> str | None:
+    """Publish `report` as JSON at `health_path(trails_file)`; its path, or None when it cannot be written."""
+    target = health_path(trails_file)
+
+    def write(handle: Any) -> int:
+        json.dump(report, handle, indent=1)
+        handle.write("\n")
+        return 1
+
+    try:
+        tmp, _count = atomic_write(target, write)
+        publish_file(tmp, target)
+    except OSError:
+        return None
+    return target
+
