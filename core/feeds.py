@@ -1,9 +1,9 @@
 """Feed fetching and parsing helpers shared by every module in trails/feeds/.
 
 Where it sits: the first stage of the trail update (feeds/static/custom -> update -> trails.csv).
-`core/update.py` builds one `FeedContext` per feed and calls the module's `fetch(ctx)`; the module
-calls `ctx.retrieve(url, check)` (or `ctx.lines(...)` for very large bodies) and one of the parsers
-below, and returns `{trail: (info, reference)}`.
+`core/update.py` builds the base `FeedContext` and `core/feedrun.py` derives one per feed and calls
+the module's `fetch(ctx)`; the module calls `ctx.retrieve(url, check)` (or `ctx.lines(...)` for very
+large bodies) and one of the parsers below, and returns `{trail: (info, reference)}`.
 
 Retrieval: requests with (connect, read) timeouts, an overall deadline, retries with exponential
 backoff on connection errors/timeouts/5xx/429, gzip/deflate, `PROXY_ADDRESS`, a `Maltrail/<version>`

@@ -3,7 +3,7 @@
 Where it sits: the last source of core/update.py, so custom entries win over feed and static
 entries. Same file format as trails/static/ (one indicator a line, `#` comments, CIDRs of at most
 1024 addresses expanded); info is the file name with `_` turned into spaces (no category), the
-reference `(custom)`. Remote lists named by CUSTOM_TRAILS_URL are fetched by core/update.py with
+reference `(custom)`. Remote lists named by CUSTOM_TRAILS_URL are fetched by core/feedrun.py with
 info `blacklisted` and reference `(remote custom)`.
 """
 
