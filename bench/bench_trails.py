@@ -1,6 +1,6 @@
 """Trail store benchmark: index build time and memory, warm open, RSS, ns per lookup.
 
-Where it sits: measures core/trails (index.py builds, store.py looks up) with a real-size trail
+Where it sits: measures core/trails (build.py builds, store.py looks up) with a real-size trail
 set. Usage:
 
     .venv/bin/python bench/bench_trails.py [/work/shared/bench/trails.csv.gz] [--rows N]

@@ -1,5 +1,5 @@
-"""Trail store (core/trails/store.py + index.py) on tiny real trail files: every key shape, reloads,
-concurrent builds, read-only folders, damaged indexes and malformed rows."""
+"""Trail store (core/trails/store.py + index.py + build.py) on tiny real trail files: every key
+shape, reloads, concurrent builds, read-only folders, damaged indexes and malformed rows."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def test_random_bytes_never_break_the_build(tmp_path):
 
 
 def test_two_process_parse_gives_the_serial_answers(tmp_path):
-    from core.trails.index import build_index
+    from core.trails.build import build_index
 
     rows = []
     for i in range(6000):
@@ -267,7 +267,7 @@ def test_keys_crowding_the_table_region_boundary(tmp_path):
     region-split placement and placed after the join), with duplicates among them."""
     import zlib
 
-    from core.trails.index import build_index
+    from core.trails.build import build_index
 
     rows_wanted = 40                      # -> 128 slots, regions [0, 64) and [64, 128 + pad)
     mask = 127

@@ -1,4 +1,4 @@
-"""TrailStore: read-only lookups over the mmap'd trail index (built from trails.csv by index.py).
+"""TrailStore: read-only lookups over the mmap'd trail index (built from trails.csv by build.py).
 
 Where it sits: sensor.py / server.py open one store per process; detect.py, domains.py and the
 HTTP /check endpoint call its lookups. The 1.6M keys stay in the index file, never on the Python
@@ -50,7 +50,11 @@ MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) 
 RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
-INDEX_PY = os.path.abspath(ix.__file__)
+# The build child: `python -I` (no user site, no PYTHONPATH, no script folder on sys.path), so it is
+# told where the `core` package lives and runs core.trails.build.main(["-c", CSV, IDX]).
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(ix.__file__))))
+BUILD_CHILD = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+               "from core.trails.build import main; sys.exit(main(sys.argv))")
 _U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
 _MISSING = object()
@@ -124,7 +128,7 @@ def _map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> _Mapped | None:
 def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
     """Start the index build in a child process, so its memory never inflates ours."""
     try:
-        return subprocess.Popen([sys.executable, "-I", INDEX_PY, csv_path, idx_path],
+        return subprocess.Popen([sys.executable, "-I", "-c", BUILD_CHILD, PROJECT_ROOT, csv_path, idx_path],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as ex:
         raise TrailStoreError(f"trail index build failed for {csv_path}: {ex}") from ex

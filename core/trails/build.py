@@ -1,0 +1,558 @@
+"""Trail index build: trails.csv → the index file whose format core/trails/index.py describes.
+
+Where it sits: update writes trails.csv; `TrailStore.open` (core/trails/store.py), under an
+fcntl lock so concurrent processes build once, runs `build_index` in a short-lived child process
+(`main`: the `core.trails.build` module with the arguments CSV IDX) when the index is missing,
+stale or damaged. The build writes a temporary file and renames it into place. Workers then map
+the file read-only; nothing of the 1.6M keys lives on their Python heap.
+
+Build (two CPUs, CSV >= 8 MiB): a forked helper parses the tail of the file while the builder
+parses the head (`_Part`: crc32 + record per key, in file order). Then the table is filled
+region by region: a second helper takes the upper half of the slots, and keys whose probe would
+cross into the other region are placed after the join (`_Grid`). With one CPU, or for small
+files, the same steps run in one process.
+
+CSV rules: rows `trail,info,reference` (Python csv quoting). Rows without exactly three fields,
+with an empty key, fields longer than 65535 bytes, or bytes that are not UTF-8 are skipped and
+counted. A quoted field spanning several lines is not supported (its lines are counted as
+malformed). Duplicate keys: the last row wins. Keys are classified by `index.classify`; URL-shaped
+text keys also get their marker key (`index.url_marker`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import time
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, NamedTuple, cast
+
+from core.trails.index import (
+    BLOOM_MIX,
+    HEADER_SIZE,
+    IP_TAG,
+    MAX_FIELD,
+    PROBE_PAD,
+    RECORD_HEAD,
+    RECORDS_PAD,
+    IndexBuildError,
+    bloom_shift,
+    classify,
+    csv_stamp,
+    pack_header,
+    url_marker,
+)
+
+PARALLEL_MIN_BYTES = 8 << 20  # CSVs at least this big are parsed by two processes
+PARALLEL_SPLIT = 0.44         # share of the file the parent parses (it also places every key)
+_U32 = struct.Struct("<I")
+
+_DOMAIN_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"
+_IPV4_CHARS = b"0123456789."
+
+
+class _Part:
+    """The rows of one byte range of the CSV, parsed and classified but not yet placed: per key
+    (in file order) its crc32 and the offset of its record in this part's own `records`."""
+
+    def __init__(self) -> None:
+        self.hashes = array("I")
+        self.offsets = array("I")
+        self.records = bytearray()
+        self.pair_ids: dict[object, int] = {}
+        self.pairs: list[tuple[bytes, bytes]] = []
+        self.regex: dict[str, int] = {}
+        self.ip4: set[bytes] = set()
+        self.ip6: set[bytes] = set()
+        self.port_ips: set[bytes] = set()
+        self.url_marks: set[bytes] = set()
+        self.skipped = 0
+
+    def state(self) -> tuple:
+        return (self.hashes, self.offsets, self.records, self.pairs, self.regex, self.ip4, self.ip6,
+                self.port_ips, self.url_marks, self.skipped)
+
+    @classmethod
+    def from_state(cls, state: tuple) -> _Part:
+        part = cls()
+        (part.hashes, part.offsets, part.records, part.pairs, part.regex, part.ip4, part.ip6,
+         part.port_ips, part.url_marks, part.skipped) = state
+        return part
+
+    def pair(self, info: bytes, ref: bytes, intern_key: object) -> int:
+        pid = self.pair_ids.get(intern_key)
+        if pid is None:
+            try:
+                info.decode("utf-8")
+                ref.decode("utf-8")
+            except UnicodeDecodeError:
+                pid = -1
+            else:
+                if len(info) > MAX_FIELD or len(ref) > MAX_FIELD:
+                    pid = -1
+                else:
+                    pid = len(self.pairs)
+                    self.pairs.append((info, ref))
+            self.pair_ids[intern_key] = pid
+        return pid
+
+    def add(self, kb: bytes, pid: int) -> None:
+        self.hashes.append(zlib.crc32(kb))
+        self.offsets.append(len(self.records))
+        self.records += RECORD_HEAD.pack(pid, len(kb)) + kb
+
+    def add_slow(self, key: str, pid: int) -> None:
+        """One key through `classify` (IPs, v6, regex, odd spellings, non-ASCII)."""
+        if not key.strip():
+            self.skipped += 1
+            return
+        kind, value = classify(key)
+        if kind == "regex":
+            assert isinstance(value, str)
+            self.regex.pop(value, None)  # keep the CSV order of the last occurrence
+            self.regex[value] = pid
+            return
+        kb = value if isinstance(value, bytes) else value.encode("utf-8")
+        if len(kb) > MAX_FIELD:
+            self.skipped += 1
+            return
+        if kind == "bin" and kb[0] == IP_TAG[0]:
+            (self.ip4 if len(kb) == 5 else self.ip6).add(kb[1:])
+        elif kind == "bin":
+            self.port_ips.add(kb[1:-2])
+        elif b"/" in kb:
+            self.url_marks.add(url_marker(kb.decode("utf-8")).encode("utf-8"))
+        self.add(kb, pid)
+
+    def add_non_ascii(self, key: bytes, pid: int) -> None:
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            self.skipped += 1
+            return
+        self.add_slow(text, pid)
+
+    def feed(self, lines: Iterable[bytes]) -> None:
+        """Every line of the range. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
+        anything unusual goes through `classify` (add_slow) or the csv module (_quoted)."""
+        add_slow, pair, pair_ids = self.add_slow, self.pair, self.pair_ids
+        hashes, offsets, records, port_ips = self.hashes, self.offsets, self.records, self.port_ips
+        add_mark = self.url_marks.add
+        crc32, pack_head, inet_pton, af_inet = zlib.crc32, RECORD_HEAD.pack, socket.inet_pton, socket.AF_INET
+        add_hash, add_offset = hashes.append, offsets.append
+        domain_chars, ipv4_chars, ipv4_port_chars = _DOMAIN_CHARS, _IPV4_CHARS, _IPV4_CHARS + b":"
+        for line in lines:
+            key, _, tail = line.partition(b",")
+            if tail.count(b",") != 1 or b'"' in line:
+                if line.strip():
+                    self._quoted(line.rstrip(b"\r"))
+                continue
+            pid = pair_ids.get(tail)
+            if pid is None:
+                info, _, ref = tail.partition(b",")
+                pid = pair(info, ref.rstrip(b"\r"), tail)
+            if pid < 0 or not 0 < len(key) <= MAX_FIELD:
+                self.skipped += 1
+                continue
+            if not key.isascii():
+                self.add_non_ascii(key, pid)
+                continue
+            kb = key.lower()
+            if b"/" in kb or not kb.translate(None, domain_chars):
+                if kb[-1] < 58 and not kb.translate(None, ipv4_chars):
+                    add_slow(kb.decode("ascii"), pid)  # looks like an IPv4 address
+                    continue
+            elif not kb.translate(None, ipv4_port_chars) and kb.count(b":") == 1:
+                host, _, port = kb.partition(b":")
+                try:
+                    packed = inet_pton(af_inet, host.decode("ascii"))
+                    number = int(port) if len(port) <= 5 else 0
+                except (OSError, ValueError):
+                    number = 0
+                if not 0 < number < 65536:
+                    add_slow(kb.decode("ascii"), pid)
+                    continue
+                kb = b"\xfe" + packed + number.to_bytes(2, "big")
+                port_ips.add(packed)
+            else:
+                add_slow(key.decode("ascii"), pid)
+                continue
+            add_hash(crc32(kb))
+            add_offset(len(records))
+            records += pack_head(pid, len(kb)) + kb
+            if kb[0] != 0xFE and b"/" in kb:
+                add_mark(url_marker(kb.decode("ascii")).encode("ascii"))
+        self.add_marks()
+
+    def add_marks(self) -> None:
+        """The URL markers of this part as keys (pair 0: only their presence matters)."""
+        for mark in sorted(self.url_marks):
+            self.add(mark, 0)
+
+    def _quoted(self, line: bytes) -> None:
+        import csv
+
+        try:
+            fields = next(csv.reader([line.decode("utf-8")]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            self.skipped += 1
+            return
+        if len(fields) != 3 or not fields[0].strip():
+            self.skipped += 1
+            return
+        info, ref = fields[1].encode("utf-8"), fields[2].encode("utf-8")
+        pid = self.pair(info, ref, (info, ref))
+        if pid < 0:
+            self.skipped += 1
+            return
+        self.add_slow(fields[0], pid)
+
+
+def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[bytes]:
+    """The lines of bytes [start, end) of f without their \\n, read in large blocks."""
+    f.seek(start)
+    pos, rest = start, b""
+    if start == 0:
+        rest = f.read(3)
+        pos = 3
+        if rest == b"\xef\xbb\xbf":
+            rest = b""
+    while pos < end:
+        data = f.read(min(block, end - pos))
+        if not data:
+            break
+        pos += len(data)
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _parse_range(csv_path: str, start: int, end: int) -> _Part:
+    part = _Part()
+    with open(csv_path, "rb") as f:
+        part.feed(_lines(f, start, end))
+    return part
+
+
+def _split_point(csv_path: str, size: int, fraction: float) -> int:
+    """The offset just after the first newline at or beyond size * fraction (size when none)."""
+    with open(csv_path, "rb") as f:
+        f.seek(int(size * fraction))
+        chunk = f.read(1 << 16)
+        while chunk:
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                return f.tell() - len(chunk) + nl + 1
+            chunk = f.read(1 << 16)
+    return size
+
+
+def _fork_call(work: Callable[[], object]) -> Callable[[], object | None]:
+    """Run work() in a forked child now; the returned collect() waits for it and gives its
+    (pickled) result, or None when the child failed in any way (the caller then does the work)."""
+    import pickle
+
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        status = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+
+    def collect() -> object | None:
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(child, 0)
+        if status != 0 or not data:
+            return None
+        try:
+            return pickle.loads(data)
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError):
+            return None
+
+    return collect
+
+
+def _parse_parallel(csv_path: str, size: int) -> list[_Part]:
+    """Two processes: a forked child parses the tail of the file while we parse the head. The
+    child does not place keys, so it takes the larger share. Any trouble with the child: we parse
+    its range ourselves."""
+    mid = _split_point(csv_path, size, PARALLEL_SPLIT)
+    if mid >= size:
+        return [_parse_range(csv_path, 0, size)]
+    collect = _fork_call(lambda: _parse_range(csv_path, mid, size).state())
+    head = _parse_range(csv_path, 0, mid)
+    state = collect()
+    tail = None
+    if isinstance(state, tuple):
+        try:
+            tail = _Part.from_state(state)
+        except (ValueError, TypeError):
+            tail = None
+    if tail is None:
+        tail = _parse_range(csv_path, mid, size)
+    return [head, tail]
+
+
+class _Grid:
+    """Places every key (in file order, last row wins) into the linear-probing table and sets its
+    two bloom bits. The table is cut in two regions by home slot; with `parallel`, a forked helper
+    fills the upper region while we fill the lower one. Keys of the lower region whose probe runs
+    past the cut are put aside and placed last, after both halves are joined: probing order is
+    all lookups rely on, and every earlier copy of a put-aside key was put aside too."""
+
+    def __init__(self, bits: int, records: bytearray, streams: list[tuple[array, array, int]]) -> None:
+        self.bits, self.records, self.streams = bits, records, streams
+        self.mask, self.shift = (1 << bits) - 1, bloom_shift(bits)
+        self.half = 1 << (bits - 1)
+        self.table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
+        self.bloom = bytearray(1 << bits)
+
+    def place(self, parallel: bool) -> tuple[array, bytearray, int]:
+        if not parallel or not hasattr(os, "fork"):
+            placed, _, spilled = self._region(False)
+            placed_up, fixups, _ = self._region(True)
+            return self._join(placed + placed_up, spilled, fixups)
+
+        def upper_half() -> object:
+            placed_up, fixups, _ = self._region(True)
+            return placed_up, fixups, self.table[2 * self.half:], self.bloom
+
+        collect = _fork_call(upper_half)
+        placed, _, spilled = self._region(False)
+        result = collect()
+        try:
+            if result is None:
+                raise ValueError("helper failed")
+            placed_up, fixups, upper, bloom = cast(tuple[int, list[tuple[int, int]], array, bytearray], result)
+            self.table[2 * self.half:] = upper
+            merged = int.from_bytes(self.bloom, "little") | int.from_bytes(bloom, "little")
+            self.bloom[:] = merged.to_bytes(len(self.bloom), "little")
+        except (ValueError, TypeError):
+            placed_up, fixups, _ = self._region(True)  # do the helper's share ourselves
+        return self._join(placed + placed_up, spilled, fixups)
+
+    def _region(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        """Place the keys whose home slot is in one region. Returns (placed, pid fix-ups for
+        earlier copies of duplicate keys, put-aside (h, offset) of the lower region)."""
+        table, bloom, records = self.table, self.bloom, self.records
+        mask, shift, half, mix = self.mask, self.shift, self.half, BLOOM_MIX
+        stop = len(table) if upper else 2 * half
+        head_at = RECORD_HEAD.unpack_from
+        placed, fixups, spilled = 0, [], []
+        for hashes, offsets, base in self.streams:
+            for h, off in zip(hashes, offsets, strict=True):
+                home = h & mask
+                if (home >= half) is not upper:
+                    continue
+                off += base
+                j = home << 1
+                while True:
+                    if j >= stop:
+                        if upper:
+                            raise IndexBuildError("hash table probe overflow")
+                        spilled.append((h, off))
+                        break
+                    taken = table[j + 1]
+                    if taken == 0:
+                        table[j] = h
+                        table[j + 1] = off
+                        bit = h >> shift
+                        bloom[bit >> 3] |= 1 << (bit & 7)
+                        bit = (h * mix & 0xFFFFFFFF) >> shift
+                        bloom[bit >> 3] |= 1 << (bit & 7)
+                        placed += 1
+                        break
+                    if table[j] == h:
+                        pid, klen = head_at(records, off)
+                        if head_at(records, taken)[1] == klen and \
+                                records[taken + 6:taken + 6 + klen] == records[off + 6:off + 6 + klen]:
+                            fixups.append((taken, pid))  # a later duplicate: last row wins
+                            if not upper:
+                                _U32.pack_into(records, taken, pid)
+                            break
+                    j += 2
+        return placed, fixups, spilled
+
+    def _join(self, placed: int, spilled: list[tuple[int, int]],
+              fixups: list[tuple[int, int]]) -> tuple[array, bytearray, int]:
+        records = self.records
+        for taken, pid in fixups:
+            _U32.pack_into(records, taken, pid)
+        if spilled:
+            lower, self.streams = self.streams, [(array("I", [h for h, _ in spilled]),
+                                                  array("I", [off for _, off in spilled]), 0)]
+            self.half = 0  # every put-aside key now counts as "upper": probe to the end of the table
+            more, more_fixups, _ = self._region(True)
+            for taken, pid in more_fixups:
+                _U32.pack_into(records, taken, pid)
+            placed += more
+            self.streams = lower
+        return self.table, self.bloom, placed
+
+
+class _Placed(NamedTuple):
+    keys: int
+    skipped: int
+    bits: int
+    sections: list[bytes | memoryview]
+
+
+def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
+    """Merge the parts in file order: pairs, regex and address sets, then every key into one
+    linear-probing table (last row wins) with its bloom bit."""
+    pairs: list[tuple[bytes, bytes]] = []
+    pair_index: dict[tuple[bytes, bytes], int] = {}
+    regex: dict[str, int] = {}
+    ip4: set[bytes] = set()
+    ip6: set[bytes] = set()
+    port_ips: set[bytes] = set()
+    records = bytearray(RECORDS_PAD)
+    bases, skipped = [], 0
+    for part in parts:
+        remap = []
+        for info_ref in part.pairs:
+            if info_ref not in pair_index:
+                pair_index[info_ref] = len(pairs)
+                pairs.append(info_ref)
+            remap.append(pair_index[info_ref])
+        if remap != list(range(len(remap))):
+            pid_at, pid_set = _U32.unpack_from, _U32.pack_into
+            precords = part.records
+            for off in part.offsets:
+                pid_set(precords, off, remap[pid_at(precords, off)[0]])
+        for text, pid in part.regex.items():
+            regex.pop(text, None)
+            regex[text] = remap[pid]
+        ip4 |= part.ip4
+        ip6 |= part.ip6
+        port_ips |= part.port_ips
+        skipped += part.skipped
+        bases.append(len(records))
+        records += part.records
+        part.records = bytearray()
+
+    count = sum(len(part.hashes) for part in parts)
+    bits = 3
+    while (1 << bits) < 2 * max(count, 1):
+        bits += 1
+    grid = _Grid(bits, records, [(part.hashes, part.offsets, base) for part, base in zip(parts, bases, strict=True)])
+    table, bloom, placed = grid.place(parallel)
+    for part in parts:
+        part.hashes, part.offsets = array("I"), array("I")
+
+    pairs_blob = bytearray()
+    offsets = []
+    first = 4 + 4 * len(pairs)
+    for info, ref in pairs:
+        offsets.append(first + len(pairs_blob))
+        pairs_blob += struct.pack("<H", len(info)) + info + struct.pack("<H", len(ref)) + ref
+    pairs_section = struct.pack(f"<I{len(offsets)}I", len(offsets), *offsets) + pairs_blob
+    regex_section = bytearray(struct.pack("<I", len(regex)))
+    for text, pid in regex.items():
+        tb = text.encode("utf-8")
+        regex_section += RECORD_HEAD.pack(pid, len(tb)) + tb
+    table_bytes = memoryview(table).cast("B") if sys.byteorder == "little" else memoryview(_swapped(table))
+    del table
+    sections: list[bytes | memoryview] = [
+        table_bytes, memoryview(records), memoryview(pairs_section), b"".join(sorted(ip4)), b"".join(sorted(ip6)),
+        memoryview(regex_section), memoryview(bloom), b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
+        b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
+    marks = set().union(*(part.url_marks for part in parts))
+    return _Placed(placed + len(regex) - len(marks), skipped, bits, sections)
+
+
+def _swapped(a: array) -> bytes:
+    b = array(a.typecode, a)
+    b.byteswap()
+    return b.tobytes()
+
+
+class BuildResult(NamedTuple):
+    keys: int
+    skipped: int
+    seconds: float
+    size: int
+
+
+def build_index(csv_path: str, idx_path: str, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> BuildResult:
+    """Read csv_path, write idx_path atomically (temp file in the same folder + os.replace).
+    CSVs of at least parallel_min_bytes are parsed by two processes when there are two CPUs."""
+    start = time.perf_counter()
+    try:
+        stamp = csv_stamp(csv_path)
+        size = stamp.size
+        parallel = size >= parallel_min_bytes and (os.cpu_count() or 1) > 1 and hasattr(os, "fork")
+        parts = _parse_parallel(csv_path, size) if parallel else [_parse_range(csv_path, 0, size)]
+    except OSError as ex:
+        raise IndexBuildError(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
+    keys, skipped, bits, blobs = _place(parts, parallel)
+    del parts
+    sections: list[int] = []
+    offset = HEADER_SIZE
+    for blob in blobs:
+        offset += (-offset) % 8
+        sections += [offset, memoryview(blob).nbytes]
+        offset += memoryview(blob).nbytes
+    total = offset
+    tmp = f"{idx_path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            out.write(bytes(HEADER_SIZE))
+            pos, body_crc = HEADER_SIZE, 0
+            for i, blob in enumerate(blobs):
+                pad = bytes(sections[2 * i] - pos)
+                out.write(pad)
+                out.write(blob)
+                body_crc = zlib.crc32(blob, zlib.crc32(pad, body_crc))
+                pos = sections[2 * i] + sections[2 * i + 1]
+            out.seek(0)
+            out.write(pack_header(stamp, time.time(), total, keys, skipped, bits, body_crc, sections))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, idx_path)
+    except OSError as ex:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise IndexBuildError(f"cannot write trail index {idx_path}: {ex.strerror or ex}") from ex
+    return BuildResult(keys, skipped, time.perf_counter() - start, total)
+
+
+def main(argv: list[str]) -> int:
+    """Child-process entry point (TrailStore runs it; by hand: `python -m core.trails.build CSV IDX` from
+    the project folder): argv [_, CSV, IDX] → one JSON line with the build figures."""
+    import json
+    import resource
+
+    if len(argv) != 3:
+        print("usage: python -m core.trails.build TRAILS_CSV INDEX_FILE", file=sys.stderr)
+        return 2
+    try:
+        result = build_index(argv[1], argv[2])
+    except IndexBuildError as ex:
+        print(str(ex), file=sys.stderr)
+        return 1
+    own, helper = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + helper.ru_utime + helper.ru_stime
+    print(json.dumps({**result._asdict(), "cpu_seconds": round(cpu, 3), "peak_rss_kib": own.ru_maxrss,
+                      "helper_peak_rss_kib": helper.ru_maxrss}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
