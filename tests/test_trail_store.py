@@ -556,12 +556,16 @@ def test_regex_suffix_prefilter_never_hides_a_match(tmp_path):
 
     patterns = [r"dga[0-9]+\.wildcard-test\.com", r"[a-z]{8}\.top", r"^anchored[0-9]\.net", r"x(\d)\1\.org",
                 r"(?P<n>ab)+c\.info", r"[^.]+\.evil-[a-f0-9]{4}\.ru", r"Mixed[0-9]+\.COM", r".*tracker\.biz",
-                r"^[a-z]{1,3}\-shop\.(com|top)$", r"www\.[a-z]{2}\-x\.top$", r"cost\$\.net", r"a^b\.net"]
+                r"^[a-z]{1,3}\-shop\.(com|top)$", r"www\.[a-z]{2}\-x\.top$", r"cost\$\.net", r"a^b\.net",
+                r"(www\.)?opt-evil\.com", r"(foo|bar)baz[0-9]\.top", r"[Tt]rack(er|ing)[0-9]*\.net",
+                r"c2-[0-9]{2,}\.(xyz|top)"]
     store = TrailStore.from_rows([(p, "x (malware)", "(static)") for p in patterns], str(tmp_path))
     names = ["dga77.wildcard-test.com", "a.dga77.wildcard-test.com", "abcdefgh.top", "q.abcdefgh.top",
              "anchored1.net", "b.anchored1.net", "x11.org", "w.x11.org", "ababc.info", "z.ababc.info",
              "foo.evil-beef.ru", "a.foo.evil-beef.ru", "mixed12.com", "s.mixed12.com", "a.b.tracker.biz",
-             "ab-shop.com", "z.ab-shop.top", "www.ab-x.top", "q.www.ab-x.top"]
+             "ab-shop.com", "z.ab-shop.top", "www.ab-x.top", "q.www.ab-x.top", "opt-evil.com", "www.opt-evil.com",
+             "a.www.opt-evil.com", "foobaz1.top", "q.barbaz2.top", "tracking.net", "x.tracker77.net",
+             "c2-123.xyz", "y.c2-99.top"]
     rng = random.Random(3)
     alphabet = "abcdefgh0123456789.-"
     names += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(3, 24))) + rng.choice(
@@ -573,5 +577,8 @@ def test_regex_suffix_prefilter_never_hides_a_match(tmp_path):
         if matched:
             seen_true += 1
             assert store.regex_may_match(name), name
-    assert seen_true >= 18
+    assert seen_true >= 27
     assert not store.regex_may_match("ordinary.example.com")
+    bucket = store._view.regex_trails().buckets["xyz"]  # only c2-[0-9]{2,}: every match holds "c2-"
+    assert bucket.gate is not None and bucket.gate.search("www.site1.xyz") is None
+    assert not store.regex_may_match("www.site1.xyz") and store.regex_may_match("c2-12.xyz")

@@ -1,7 +1,7 @@
 /*
  * core.accel._literals: "does any of these literals occur in this text", in C.
  *
- * Where it sits: the heuristics' literal gates (core/heuristics/literals.py `gate`). A gate is
+ * Where it sits: the heuristics' literal gates (core/literals.py `gate`). A gate is
  * searched on every HTTP request path (and on unseen User-Agents) before any heuristic regex
  * runs; as a trie-shaped regular expression it costs about 1 µs per path, as this matcher a few
  * tens of ns. The regex stays the specification: tests compare both on the shipped pattern sets

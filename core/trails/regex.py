@@ -5,13 +5,16 @@ section the first time a name needs it; core/domains.py asks the store `regex_ma
 (one suffix-anchored search for all suffixes of a name) and then `match_regex(suffix)`.
 Patterns are bucketed by the literal last label they require (`com`, `top`, ...); each bucket's
 members are tried through one combined alternation, patterns with backreferences, named groups
-or global flags one by one.
+or global flags one by one. Before the suffix search a bucket checks the literals every match of
+its members must hold (core/literals.py); a name holding none of them is rejected without the
+regex engine.
 """
 
 from __future__ import annotations
 
 import re
 
+from core.literals import Gate, canon, gate, union
 from core.trails import index as ix
 
 _TAIL_LABEL = re.compile(r"(\\*)\\\.([a-z0-9-]+)\Z", re.I)
@@ -68,16 +71,33 @@ def literal_last_labels(text: str) -> list[str] | None:
     return None
 
 
+def _without_tail(text: str) -> str:
+    """A bucketed member without the literal last label(s) its bucket already guarantees: the
+    literals a name must hold beyond its TLD (`c2-` of `c2-[0-9]+\\.(xyz|top)`)."""
+    body = text[:-1] if text.endswith("$") and not text.endswith("\\$") else text
+    for pattern in (_TAIL_LABEL, _TAIL_GROUP):
+        m = pattern.search(body)
+        if m and len(m.group(1)) % 2 == 0:
+            return body[:m.end(1)]
+    return text
+
+
 class _Group:
     """Patterns tried together: one combined alternation rejects misses, then the first hit is found.
     Patterns that cannot share an alternation (backreferences, named groups, global flags) are
     tried one by one."""
 
-    def __init__(self, members: list[tuple[int, str, re.Pattern[str]]]) -> None:
+    def __init__(self, members: list[tuple[int, str, re.Pattern[str]]], bucketed: bool = False) -> None:
         self.plain = [(p, c) for p, t, c in members if not _SOLO.search(t)]
         self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
         self.suffix: re.Pattern[str] | None = None
+        # Every full match of a plain member holds one of these lower-case literals (None: some
+        # member has none): a name holding none of them cannot match, nor can its suffixes. In a
+        # bucket the last label is common to all names looked at, so it is left out of the proof.
+        heads = [_without_tail(t) if bucketed else t for _, t, _ in members if not _SOLO.search(t)]
+        literals = union(heads) if self.plain else None
+        self.gate: Gate | None = gate(literals) if literals and "" not in literals else None
         if self.plain:
             alternation = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
                                    for _, t, _ in members if not _SOLO.search(t))
@@ -87,12 +107,17 @@ class _Group:
                 suffixable = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})" for t in bare)
                 self.suffix = ix.compile_trail(rf"(?:^|\.)(?:{suffixable})$")
 
-    def may_match_suffix(self, name: str) -> bool:
+    def may_match_suffix(self, name: str, text: str | None) -> bool:
         """False only when no member can fully match `name` or any of its label-boundary suffixes
-        (one search instead of one fullmatch per suffix)."""
+        (one search instead of one fullmatch per suffix). `text` is canon(name): lower case,
+        ASCII only, the form the gate's literals are proven for (None: no gate)."""
         if self.solo or (self.plain and self.suffix is None):
             return True
-        return self.suffix is not None and self.suffix.search(name) is not None
+        if self.suffix is None:
+            return False
+        if text is not None and self.gate is not None and self.gate.search(text) is None:
+            return False
+        return self.suffix.search(name) is not None
 
     def first(self, name: str) -> int | None:
         best = None
@@ -129,18 +154,19 @@ class RegexTrails:
             else:
                 generic.append(position)
 
-        def group(positions: list[int]) -> _Group:
-            return _Group([(p, entries[p][0], compiled[p]) for p in positions])
+        def group(positions: list[int], bucketed: bool) -> _Group:
+            return _Group([(p, entries[p][0], compiled[p]) for p in positions], bucketed)
 
-        self.buckets = {label: group(positions) for label, positions in buckets.items()}
-        self.generic = group(generic)
+        self.buckets = {label: group(positions, True) for label, positions in buckets.items()}
+        self.generic = group(generic, False)
 
     def may_match_suffix(self, name: str) -> bool:
         """False only when no trail can match `name` or a suffix of it (see _Group)."""
+        text = canon(name)
         bucket = self.buckets.get(name.rpartition(".")[2])
-        if bucket is not None and bucket.may_match_suffix(name):
+        if bucket is not None and bucket.may_match_suffix(name, text):
             return True
-        return self.generic.may_match_suffix(name)
+        return self.generic.may_match_suffix(name, text)
 
     def match(self, name: str) -> tuple[str, int] | None:
         best = None

@@ -1,9 +1,10 @@
-"""Required literals of a regular expression: a cheap, provable prefilter for the HTTP heuristics.
+"""Required literals of a regular expression: a cheap, provable prefilter for pattern families.
 
 Where it sits: core/heuristics/patterns.py asks `required_literals(pattern)` for the User-Agent
-patterns at startup; core/heuristics/http.py then searches an unseen User-Agent
-for those literals (one combined scan of the lower-cased text) and runs the full
-alternation only when one of them occurs (or for the few patterns without a usable literal).
+patterns and the request families at startup; core/heuristics/http.py then searches an unseen
+User-Agent or a request path for those literals (one combined scan of the lower-cased text) and
+runs the full alternation only when one of them occurs (or for the few patterns without a usable
+literal). core/trails/regex.py does the same for the regex/wildcard trails tried on DNS names.
 
 `required_literals(pattern, flags)` walks the parsed pattern (Python's own parser) and returns a
 set of lower-case strings such that EVERY match of the pattern contains at least one of them, or
