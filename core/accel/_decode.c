@@ -200,12 +200,36 @@ ip_clean(PyObject *addr, PyObject *ipset, const Py_buffer *marks)
     return ((const unsigned char *)marks->buf)[slot] == 0;
 }
 
+/* Appends (sec, usec, i, d, flags), stealing the reference to d. `sec_obj` caches the int of the
+ * current second (records of one batch mostly share it). */
 static int
-append_record(PyObject *records, unsigned long sec, unsigned long usec, Py_ssize_t i, PyObject *d, int flags)
+append_record(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec, Py_ssize_t i,
+              PyObject *d, int flags)
 {
-    PyObject *record = Py_BuildValue("(kknNi)", sec, usec, i, d, flags);
-    if (record == NULL)
+    if (*sec_obj == NULL || PyLong_AsUnsignedLong(*sec_obj) != sec) {
+        Py_XDECREF(*sec_obj);
+        *sec_obj = PyLong_FromUnsignedLong(sec);
+        if (*sec_obj == NULL) {
+            Py_DECREF(d);
+            return -1;
+        }
+    }
+    PyObject *record = PyTuple_New(5);
+    PyObject *u = PyLong_FromUnsignedLong(usec), *n = PyLong_FromSsize_t(i), *f = PyLong_FromLong(flags);
+    if (record == NULL || u == NULL || n == NULL || f == NULL) {
+        Py_XDECREF(record);
+        Py_XDECREF(u);
+        Py_XDECREF(n);
+        Py_XDECREF(f);
+        Py_DECREF(d);
         return -1;
+    }
+    Py_INCREF(*sec_obj);
+    PyTuple_SET_ITEM(record, 0, *sec_obj);
+    PyTuple_SET_ITEM(record, 1, u);
+    PyTuple_SET_ITEM(record, 2, n);
+    PyTuple_SET_ITEM(record, 3, d);
+    PyTuple_SET_ITEM(record, 4, f);
     int rc = PyList_Append(records, record);
     Py_DECREF(record);
     return rc;
@@ -248,6 +272,7 @@ decode_scan(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *records = NULL;
+    PyObject *sec_obj = NULL; /* the int of the current second, shared by its records */
     const char *fmt = mview.format != NULL ? mview.format : "B";
     char kind = fmt[0] != '\0' && fmt[1] != '\0' ? fmt[1] : fmt[0]; /* "I", or "=I" / "<I" / "@I" */
     if (mview.itemsize != 4 || mview.len % 16 || (kind != 'I' && kind != 'L')) {
@@ -281,7 +306,7 @@ decode_scan(PyObject *self, PyObject *args)
             if (sec != last_sec) {
                 last_sec = sec;
                 Py_INCREF(Py_None);
-                if (append_record(records, sec, usec, -1, Py_None, 0) < 0) {
+                if (append_record(records, &sec_obj, sec, usec, -1, Py_None, 0) < 0) {
                     Py_CLEAR(records);
                     goto done;
                 }
@@ -300,7 +325,7 @@ decode_scan(PyObject *self, PyObject *args)
                 d = NULL;
             }
         }
-        if (d == NULL || append_record(records, sec, usec, i, d, (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0)) < 0) {
+        if (d == NULL || append_record(records, &sec_obj, sec, usec, i, d, (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0)) < 0) {
             Py_CLEAR(records);
             goto done;
         }
@@ -310,6 +335,7 @@ decode_scan(PyObject *self, PyObject *args)
             skip = 0;
     }
 done:
+    Py_XDECREF(sec_obj);
     PyBuffer_Release(&bview);
     PyBuffer_Release(&mview);
     if (use_ips)
