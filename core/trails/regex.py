@@ -82,6 +82,12 @@ def _without_tail(text: str) -> str:
     return text
 
 
+def _alternative(text: str) -> str:
+    """One member inside a combined alternation, case-insensitive only when written with capitals
+    (as compile_trail compiles it alone)."""
+    return f"(?:{text})" if text == text.lower() else f"(?i:{text})"
+
+
 class _Group:
     """Patterns tried together: one combined alternation rejects misses, then the first hit is found.
     Patterns that cannot share an alternation (backreferences, named groups, global flags) are
@@ -92,20 +98,21 @@ class _Group:
         self.solo = [(p, c) for p, t, c in members if _SOLO.search(t)]
         self.combined: re.Pattern[str] | None = None
         self.suffix: re.Pattern[str] | None = None
+        self.gate: Gate | None = None
+        texts = [t for _, t, _ in members if not _SOLO.search(t)]  # the plain members' patterns
+        if not texts:
+            return
+        self.combined = ix.compile_trail("|".join(map(_alternative, texts)))
+        bare = [_unanchored(t) for t in texts]
+        if any(_ANCHORS.search(t) for t in bare):
+            return
+        self.suffix = ix.compile_trail(rf"(?:^|\.)(?:{'|'.join(map(_alternative, bare))})$")
         # Every full match of a plain member holds one of these lower-case literals (None: some
         # member has none): a name holding none of them cannot match, nor can its suffixes. In a
         # bucket the last label is common to all names looked at, so it is left out of the proof.
-        heads = [_without_tail(t) if bucketed else t for _, t, _ in members if not _SOLO.search(t)]
-        literals = union(heads) if self.plain else None
-        self.gate: Gate | None = gate(literals) if literals and "" not in literals else None
-        if self.plain:
-            alternation = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})"
-                                   for _, t, _ in members if not _SOLO.search(t))
-            self.combined = ix.compile_trail(alternation)
-            bare = [_unanchored(t) for _, t, _ in members if not _SOLO.search(t)]
-            if not any(_ANCHORS.search(t) for t in bare):
-                suffixable = "|".join(f"(?:{t})" if t == t.lower() else f"(?i:{t})" for t in bare)
-                self.suffix = ix.compile_trail(rf"(?:^|\.)(?:{suffixable})$")
+        literals = union([_without_tail(t) for t in texts] if bucketed else texts)
+        if literals and "" not in literals:
+            self.gate = gate(literals)
 
     def may_match_suffix(self, name: str, text: str | None) -> bool:
         """False only when no member can fully match `name` or any of its label-boundary suffixes
