@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from core.accel import status as accel_status  # noqa: E402
+from core.accel import fallback_note  # noqa: E402
 from core.config import VERSION, Config, ConfigError, fail, load_config  # noqa: E402
 
 
@@ -214,10 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(ex)
     for warning in config.warnings:
         info(args, f"[!] {warning}")
-    missing = [name for name, built in accel_status().items() if not built]
-    if missing and not (args.test_config or args.self_test):  # -T reports it as a check line
-        info(args, f"[!] pure-Python paths for {', '.join(missing)} (about half the packet rate): build the C "
-                   "accelerators with `python3 tools/build_accel.py`")
+    note = fallback_note()
+    if note and not (args.test_config or args.self_test):  # -T reports it as a check line
+        info(args, f"[!] {note}")
     if args.test_config or args.self_test:
         return run_checks(config, args)
     try:

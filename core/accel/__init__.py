@@ -38,3 +38,13 @@ def load(name: str) -> ModuleType | None:
 def status() -> dict[str, bool]:
     """Which accelerators are in use, for `sensor.py -T` and the start-up line."""
     return {name.lstrip("_"): load(name) is not None for name in MODULES}
+
+
+def fallback_note() -> str | None:
+    """None when every accelerator is in use, else one line naming the pure-Python paths and the
+    way out (the sensor's start-up warning and the preflight's `[warn]` line)."""
+    missing = [name for name, built in status().items() if not built]
+    if not missing:
+        return None
+    return (f"pure-Python paths for {', '.join(missing)} (about half the packet rate): build them with "
+            "`python3 tools/build_accel.py`, or unset MALTRAIL_PURE_PYTHON")

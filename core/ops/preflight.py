@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
@@ -58,12 +59,8 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
                                                               + ("set)" if ok else "not set)")))
     except Exception as ex:  # isolation point: any store failure is one failed check
         check("trails", False, f"{path}: {ex}")
-    built = accel_status()
-    missing = [name for name, ok in built.items() if not ok]
-    say(f"[{'ok' if not missing else 'warn'}] accelerators: "
-        + ("all compiled (" + ", ".join(built) + ")" if not missing else
-           "pure Python for " + ", ".join(missing) + " (about half the packet rate; build them with"
-           " `python3 tools/build_accel.py`, or unset MALTRAIL_PURE_PYTHON)"))
+    note = fallback_note()
+    say(f"[warn] accelerators: {note}" if note else f"[ok] accelerators: all compiled ({', '.join(accel_status())})")
     if config.DISABLE_LOCAL_LOG_STORAGE:
         check("log directory", True, "local log storage disabled")
     else:
