@@ -9,13 +9,11 @@ of tests/test_dns.py.
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
 import struct
 import subprocess
 import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,46 +23,22 @@ from hypothesis import strategies as st
 from core.protocols import dns
 from tests import pcapgen as g
 from tests import test_dns
+from tests.accel_twins import assert_same_record, load_twin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _accel() -> ModuleType | None:
-    try:
-        module = importlib.import_module("core.accel._dns")
-    except ImportError:
-        return None
-    module.init(dns.DnsMessage, dns.DnsAnswer)  # dns.py skips this under MALTRAIL_PURE_PYTHON=1
-    return module
-
-
-accel = _accel()
+accel = load_twin("_dns", dns.DnsMessage, dns.DnsAnswer)
 pytestmark = pytest.mark.skipif(accel is None, reason="core.accel._dns is not built "
                                 "(run .venv/bin/python tools/build_accel.py)")
 FUZZ = settings(max_examples=2500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def assert_same(c: Any, p: Any, payload: bytes, tcp: bool) -> None:
-    """C result `c` equals Python result `p`, field by field, with the same types."""
-    where = f"payload={payload!r} tcp={tcp}"
-    if p is None:
-        assert c is None, where
-        return
-    assert type(c) is dns.DnsMessage, where
-    assert c == p, where
-    for field, cv, pv in zip(dns.DnsMessage._fields, c, p, strict=True):
-        assert type(cv) is type(pv), (field, where)
-    for ca, pa in zip(c.answers, p.answers, strict=True):
-        assert type(ca) is dns.DnsAnswer, where
-        for field, cv, pv in zip(dns.DnsAnswer._fields, ca, pa, strict=True):
-            assert type(cv) is type(pv), (field, where)
-
-
 def same(payload: bytes, tcp: bool = False) -> dns.DnsMessage | None:
     assert accel is not None
     c = accel.parse(payload, tcp)
-    assert_same(c, dns.parse_py(payload, tcp), payload, tcp)
+    assert_same_record(c, dns.parse_py(payload, tcp), f"payload={payload!r} tcp={tcp}")
     return c
 
 

@@ -11,12 +11,10 @@ tests/test_http.py run again on the other implementation.
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 import random
 import subprocess
 import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,21 +23,13 @@ from hypothesis import strategies as st
 
 from core.protocols import http
 from tests import pcapgen as g
+from tests.accel_twins import assert_same_record, load_twin
 from tests.test_http import CORPUS, corpus_tcp_payloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _accel() -> ModuleType | None:
-    try:
-        module = importlib.import_module("core.accel._http")
-    except ImportError:
-        return None
-    module.init(http.HttpRequest)  # http.py skips this under MALTRAIL_PURE_PYTHON=1
-    return module
-
-
-accel = _accel()
+accel = load_twin("_http", http.HttpRequest)
 pytestmark = pytest.mark.skipif(accel is None, reason="core.accel._http is not built "
                                 "(run .venv/bin/python tools/build_accel.py)")
 FUZZ = settings(max_examples=1500, deadline=None, database=None,
@@ -50,15 +40,7 @@ def same(payload: bytes) -> http.HttpRequest | None:
     """Parse with both; require equal results, field by field, with the same types."""
     assert accel is not None
     c = accel.parse_request(payload)
-    p = http.parse_request_py(payload)
-    where = f"payload={payload!r}"
-    if p is None:
-        assert c is None, where
-        return None
-    assert type(c) is http.HttpRequest, where
-    assert c == p, (where, c, p)
-    for field, cv, pv in zip(http.HttpRequest._fields, c, p, strict=True):
-        assert type(cv) is type(pv), (field, where)
+    assert_same_record(c, http.parse_request_py(payload), f"payload={payload!r}")
     return c
 
 
