@@ -68,7 +68,7 @@ def open_trails(config: Config, args: argparse.Namespace) -> Any:
     except TrailStoreError as ex:
         raise SensorError(f"trails: {ex}") from None
     if len(store) == 0 and not config.ALLOW_EMPTY_TRAILS:
-        raise SensorError(f"trails: no trails in {path} (build them with core/update.py, "
+        raise SensorError(f"trails: no trails in {path} (build them with core/update/, "
                           "or set ALLOW_EMPTY_TRAILS true)")
     info(args, f"[i] {len(store):,} trails loaded from {path}")
     return store
@@ -120,7 +120,7 @@ def build_events(config: Config, args: argparse.Namespace, whitelist: Any) -> An
 
 def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     """(detection pipeline, event pipeline) for one capture stream."""
-    from core.detect import Pipeline
+    from core.detect.detector import Detector
     from core.heuristics.engine import build_heuristics
     from core.trails.whitelist import Whitelist
 
@@ -133,7 +133,7 @@ def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tupl
         heuristics = build_heuristics(config, store, whitelist, events)
     except (ConfigError, OSError) as ex:
         raise SensorError(str(ex)) from None
-    pipeline = Pipeline(config, store, events, heuristics=heuristics, whitelist=whitelist,
+    pipeline = Detector(config, store, events, heuristics=heuristics, whitelist=whitelist,
                         plugins_wanted=getattr(events, "plugins", None) is not None)
     return pipeline, events
 

@@ -26,7 +26,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from core.capture import retention  # noqa: E402
+from bench import retention  # noqa: E402
 from core.config import load_config  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tests", "data", "conformance")

@@ -1,9 +1,9 @@
 """Benchmark: a full trail update from local copies of every feed plus the 1.6M-row static compilation.
 
-Where it sits: measures core/update.py (feeds -> merge -> trails.csv). A local HTTP server on
+Where it sits: measures core/update/ (feeds -> merge -> trails.csv). A local HTTP server on
 127.0.0.1 answers for every feed with its saved sample (tests/data/feeds/) and for the `statics`
 feed with the real-size compilation (gzip-encoded, as GitHub serves it); the update runs as a child
-process (`core/update.py --force --feed-base-url ...`) so its wall time and peak RSS are its own.
+process (`core/update/ --force --feed-base-url ...`) so its wall time and peak RSS are its own.
 
     .venv/bin/python bench/bench_update.py [/work/shared/bench/trails.csv.gz] [--runs 3]
 

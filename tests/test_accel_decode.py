@@ -17,7 +17,7 @@ import pytest
 from core.accel import load
 from core.capture.offline import OfflineSource
 from core.config import load_config
-from core.detect import Pipeline
+from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.heuristics.engine import build_heuristics
@@ -37,7 +37,7 @@ def replay(paths, store, config, accelerated, batch_size=64):
     sink = MemorySink()
     events = EventPipeline([sink], "t")
     whitelist = Whitelist.load(config)
-    pipeline = Pipeline(config, store, events, heuristics=build_heuristics(config, store, whitelist, events),
+    pipeline = Detector(config, store, events, heuristics=build_heuristics(config, store, whitelist, events),
                         whitelist=whitelist)
     if not accelerated:
         pipeline._scan = None
@@ -158,7 +158,7 @@ def test_scan_rejects_meta_it_cannot_read():
     from array import array
 
     from core.decode.packet import Decoded
-    from core.detect import PARSED_FIRST_BYTES, SCAN_FLAGS
+    from core.detect.detector import PARSED_FIRST_BYTES, SCAN_FLAGS
 
     scan = load("_decode")
     scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))

@@ -1,5 +1,5 @@
 """The compiled literal gates (core/accel/_literals.c) against their specification, the trie
-regex of core.literals.gate_regex: same answer for every text, on the shipped pattern
+regex of core.trails.literals.gate_regex: same answer for every text, on the shipped pattern
 sets (built once with and once without the accelerator) and on random literal sets."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from core import literals
 from core.accel import load
 from core.heuristics.patterns import load_patterns
+from core.trails import literals
 
 _literals = load("_literals")
 pytestmark = pytest.mark.skipif(_literals is None, reason="core/accel/_literals.c is not built "

@@ -1,6 +1,6 @@
 """The compiled URL-trail prefilter (core/accel/_url.c) against its Python specification.
 
-`markers(path)` must list exactly the markers of core.urls.candidate_markers, and
+`markers(path)` must list exactly the markers of core.detect.urls.candidate_markers, and
 `maybe(...)` must answer exactly what two bloom-bit tests per marker answer in Python (so a
 request it stops could never have hit a `/path` trail).
 """
@@ -13,9 +13,9 @@ import zlib
 import pytest
 
 from core.accel import load
+from core.detect.urls import candidate_markers
 from core.trails import index as ix
 from core.trails.store import TrailStore
-from core.urls import candidate_markers
 
 _url = load("_url")
 pytestmark = pytest.mark.skipif(_url is None, reason="core/accel/_url.c is not built (run tools/build_accel.py)")

@@ -4,7 +4,7 @@ attacker cannot evict his own evidence, and exact trail detection still fires.""
 import random
 
 from core.config import load_config
-from core.detect import Pipeline
+from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.heuristics.engine import HeuristicEngine
@@ -24,7 +24,7 @@ def test_flood_plateaus_tables_and_detection_survives(tmp_path):
     engine = HeuristicEngine(config, store, Whitelist(), events)
     for table in (*engine.scan.tables(), engine.http.web):
         table.max_keys = CAP
-    pipeline = Pipeline(config, store, events, heuristics=engine, whitelist=Whitelist())
+    pipeline = Detector(config, store, events, heuristics=engine, whitelist=Whitelist())
     rng = random.Random(7)
     scanner = "203.0.113.9"
     sizes = []

@@ -1,4 +1,4 @@
-"""Exact-trail detection through the real Pipeline: every rule of spec §1.7, positive and negative."""
+"""Exact-trail detection through the real Detector: every rule of spec §1.7, positive and negative."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import os
 import pytest
 
 from core.config import load_config
-from core.detect import Pipeline
+from core.detect.detector import Detector
+from core.detect.urls import bracket_url, url_candidates
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.trails.store import TrailStore
 from core.trails.whitelist import Whitelist
-from core.urls import bracket_url, url_candidates
 from tests import pcapgen as g
 
 ROWS = [
@@ -60,7 +60,7 @@ def run(store, tmp_path):
         cfg = config if not overrides else load_config(overrides={"LOG_DIR": str(tmp_path), **overrides})
         sink = MemorySink()
         events = EventPipeline([sink], "test-sensor")
-        pipeline = Pipeline(cfg, store, events, whitelist=whitelist)
+        pipeline = Detector(cfg, store, events, whitelist=whitelist)
         for n, frame in enumerate(frames):
             pipeline.process(1, times[n] if times else T0 + n, 0, frame)
         events.close()
@@ -271,7 +271,7 @@ def test_certificate_sha1_across_segments(tmp_path):
     config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     sink = MemorySink()
     events = EventPipeline([sink], "t")
-    pipeline = Pipeline(config, store, events)
+    pipeline = Detector(config, store, events)
     flight = server_flight(ders, record_size=700)
     thirds = [flight[: len(flight) // 3], flight[len(flight) // 3: 2 * len(flight) // 3], flight[2 * len(flight) // 3:]]
     for n, part in enumerate(thirds):
@@ -281,7 +281,7 @@ def test_certificate_sha1_across_segments(tmp_path):
     (tmp_path / "o").mkdir()
     other = TrailStore.from_rows([("00" * 20, "x (suspicious)", "r")], str(tmp_path / "o"))
     sink2 = MemorySink()
-    pipeline2 = Pipeline(config, other, EventPipeline([sink2], "t"))
+    pipeline2 = Detector(config, other, EventPipeline([sink2], "t"))
     for n, part in enumerate(thirds):
         pipeline2.process(1, T0, n, g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))))
     assert sink2.events == []
@@ -312,7 +312,7 @@ def test_batch_path_bulk_skip_keeps_every_detection(tmp_path):
     g.write_pcap(path, [(T0 + n / 10, frame) for n, frame in enumerate(frames)])
     config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     sink = MemorySink()
-    pipeline = Pipeline(config, store, EventPipeline([sink], "t"))
+    pipeline = Detector(config, store, EventPipeline([sink], "t"))
     for linktype, buf, meta in OfflineSource([path], snaplen=65535):
         pipeline.process_batch(linktype, buf, meta)
     assert pipeline.errors == {}
@@ -329,7 +329,7 @@ def test_swap_store_drops_cached_answers(tmp_path):
     new = TrailStore.from_rows([("fresh-evil.net", "malware (test)", "(static)")], str(tmp_path / "b"))
     config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     sink = MemorySink()
-    pipeline = Pipeline(config, old, EventPipeline([sink], "t"))
+    pipeline = Detector(config, old, EventPipeline([sink], "t"))
     pipeline.process(1, T0, 0, dnsq("fresh-evil.net"))
     assert sink.events == []
     pipeline.swap_store(new)
@@ -342,8 +342,8 @@ def test_candidate_markers_cover_every_candidate():
     candidate the full list would try (random paths, queries, bodies, odd separators)."""
     import random
 
+    from core.detect.urls import candidate_markers
     from core.trails.index import url_marker
-    from core.urls import candidate_markers
 
     rng = random.Random(11)
     alphabet = "ab/?=&.%-x"

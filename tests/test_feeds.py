@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_update_feedserver import FeedServer, sample_path  # noqa: E402
 
-from core.feedrun import discover_feeds  # noqa: E402
-from core.feeds import (  # noqa: E402
+from core.update.feedrun import discover_feeds  # noqa: E402
+from core.update.feeds import (  # noqa: E402
     FeedContext,
     FeedError,
     domains_in_lines,

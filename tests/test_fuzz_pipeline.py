@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from core.config import load_config
-from core.detect import Pipeline
+from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.heuristics import Heuristics
@@ -22,7 +22,7 @@ def test_random_and_mutated_frames(tmp_path):
     store = TrailStore.open(CORPUS_TRAILS, index_dir=str(tmp_path))
     sink = MemorySink()
     events = EventPipeline([sink], "fuzz")
-    pipeline = Pipeline(config, store, events, heuristics=Heuristics(), whitelist=Whitelist.load(config))
+    pipeline = Detector(config, store, events, heuristics=Heuristics(), whitelist=Whitelist.load(config))
     total = 0
     for linktype in (g.LINKTYPE_ETHERNET, g.LINKTYPE_LINUX_SLL, g.LINKTYPE_RAW, g.LINKTYPE_NULL, 276, 147):
         base = g.sample_frames(linktype if linktype != 147 else g.LINKTYPE_ETHERNET)

@@ -1,11 +1,11 @@
-"""Heuristics through the real detect Pipeline: a positive and a negative case for every heuristic."""
+"""Heuristics through the real Detector: a positive and a negative case for every heuristic."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.config import ConfigError, load_config
-from core.detect import Pipeline
+from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 from core.events.sinks import MemorySink
 from core.heuristics import Heuristics
@@ -39,7 +39,7 @@ def run(store, tmp_path):
         sink = MemorySink()
         events = EventPipeline([sink], "test")
         engine = build_heuristics(config, store, whitelist, events)
-        pipeline = Pipeline(config, store, events, heuristics=engine, whitelist=whitelist)
+        pipeline = Detector(config, store, events, heuristics=engine, whitelist=whitelist)
         for sec, frame in packets:
             pipeline.process(g.LINKTYPE_ETHERNET, sec, 0, frame)
         events.close()

@@ -301,7 +301,7 @@ def test_keys_crowding_the_table_region_boundary(tmp_path):
 
 
 def test_more_ip_rows_than_the_in_memory_set_holds(tmp_path):
-    from core.trails import store as store_module
+    from core.trails import view as store_module
 
     count = store_module.IP_SET_CAP + 5000
     path = tmp_path / "trails.csv"

@@ -18,10 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_update_feedserver import FeedServer  # noqa: E402
 
 from core.config import ROOT_DIR, build_config  # noqa: E402
-from core.feedrun import discover_feeds  # noqa: E402
-from core.merge import MergeStats, Ranges, TrailMerger, normalise_key  # noqa: E402
-from core.publish import health_path  # noqa: E402
-from core.update import update  # noqa: E402
+from core.update.feedrun import discover_feeds  # noqa: E402
+from core.update.merge import MergeStats, Ranges, TrailMerger, normalise_key  # noqa: E402
+from core.update.orchestrate import update  # noqa: E402
+from core.update.publish import health_path  # noqa: E402
 
 BROKEN = {"greensnow": "timeout", "openphish": "html", "binarydefense": "empty"}
 KEYS = {"ABUSEIPDB_API_KEY": "k1", "OTX_API_KEY": "k2", "PHISHTANK_API_KEY": "k3"}
@@ -263,7 +263,7 @@ def test_cli_offline_and_help(tmp_path):
     conf = tmp_path / "maltrail.conf"
     conf.write_text(f"TRAILS_FILE {tmp_path / 'cli.csv'}\nCUSTOM_TRAILS_DIR {tmp_path}\n")
     env = {**os.environ, "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, os.path.join(ROOT_DIR, "core", "update.py"), "-c", str(conf),
+    done = subprocess.run([sys.executable, os.path.join(ROOT_DIR, "core", "update"), "-c", str(conf),
                            "--offline", "--force", "--no-geo"], capture_output=True, text=True, env=env,
                           timeout=120, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -272,6 +272,52 @@ def test_cli_offline_and_help(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "core.update", "--help"], capture_output=True, text=True,
                             cwd=ROOT_DIR, timeout=60)
     assert helped.returncode == 0 and "--offline" in helped.stdout
-    bad = subprocess.run([sys.executable, os.path.join(ROOT_DIR, "core", "update.py"), "-c",
+    bad = subprocess.run([sys.executable, os.path.join(ROOT_DIR, "core", "update"), "-c",
                           str(tmp_path / "missing.conf")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "configuration error" in bad.stderr
+
+
+def test_update_refreshes_geo_tables_from_the_registries(tmp_path):
+    """The update's geo refresh end to end: saved RIR files served locally (one failing registry)."""
+    from core.update.geo import GeoTable, geo_path
+
+    geo_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "geo")
+    files = {f"geo-{rir}": os.path.join(geo_dir, f"delegated-{rir}-extended-latest")
+             for rir in ("arin", "ripencc", "apnic")}
+    config = make_config(tmp_path, USE_FEED_UPDATES="false")
+    said: list[str] = []
+    with FeedServer(files=files, behaviours={"geo-lacnic": "503", "geo-afrinic": "empty"}) as server:
+        result = update(config, base_url=server.base_url, retries=1, backoff=0.05, printer=said.append)
+    assert result.published, result.message
+    assert not any("not refreshed" in line for line in said), said
+    assert "geo tables: 3 of 5 registries refreshed" in said
+    table = GeoTable(geo_path(config))
+    assert table.available()
+    assert table.lookup("8.8.8.8") == "US"
+
+
+@pytest.mark.parametrize("current,new,allow_empty,refused", [
+    (0, 0, False, True), (0, 0, True, False), (100, 0, True, True), (100, 49, False, True),
+    (100, 50, False, False), (100, 500, False, False), (0, 5, False, False),
+])
+def test_one_size_rule_for_the_update_and_the_sensor_reload(tmp_path, current, new, allow_empty, refused):
+    """The update's publication and a running sensor's reload refuse exactly the same replacements."""
+    from core.ops.reload import acceptable
+    from core.update.orchestrate import publish_refusal
+
+    config = make_config(tmp_path, TRAIL_RELOAD_MIN_RATIO="0.5", ALLOW_EMPTY_TRAILS=str(allow_empty).lower())
+    ok, _why = acceptable(current, new, config)
+    assert ok is not refused
+    if not allow_empty:
+        assert (publish_refusal(config, new, current, force=False) is not None) is refused
+    assert publish_refusal(config, new, current, force=True) is None
+
+
+def test_feed_modules_may_take_the_context_or_not():
+    """The feed runner accepts `fetch(ctx)` (this project's modules) and `fetch()` (no context)."""
+    from core.update.feedrun import call_fetch
+    from core.update.feeds import FeedContext
+
+    ctx = FeedContext()
+    assert call_fetch(lambda c: {"a.example": ("x", c.__class__.__name__)}, ctx) == {"a.example": ("x", "FeedContext")}
+    assert call_fetch(lambda: {"b.example": ("y", "z")}, ctx) == {"b.example": ("y", "z")}

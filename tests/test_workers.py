@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from core.capture import fanout, retention
+from bench import retention
+from core.capture import fanout
 from core.capture.workers import worker_count
 from core.config import load_config
 from core.decode.packet import Decoder

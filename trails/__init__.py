@@ -1,4 +1,4 @@
 """Trail sources: trails/feeds/ (public feeds), trails/static/ (bundled lists), trails/custom/ (user).
 
-Where it sits: read by core/update.py, which merges them into trails.csv (see docs/trails.md).
+Where it sits: read by core/update/, which merges them into trails.csv (see docs/trails.md).
 """

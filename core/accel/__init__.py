@@ -10,7 +10,7 @@ modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) 
     _http     HTTP/1.x request-head parser (core.protocols.http.parse_request)
     _dns      DNS message parser (core.protocols.dns.parse)
     _url      URL-trail prefilter of request paths (TrailStore.path_markers_maybe)
-    _literals any-literal-occurs gates of the heuristics (core.literals.gate)
+    _literals any-literal-occurs gates of the heuristics (core.trails.literals.gate)
 
 `load(name)` returns the compiled module, or None when it is not built or when the environment
 sets MALTRAIL_PURE_PYTHON=1 (used by tests to exercise the pure-Python paths end to end).

@@ -18,7 +18,7 @@ live sources add recv/drop/ifdrop) and `close()` (idempotent; stops iteration).
 
 Implementations: `core/capture/offline.py` (pcap/pcapng files). `core/capture/live.py`
 (interfaces through pcapy-ng open_live/activate, BPF filter, fanout) implements the same
-Protocol, so sensor.py can hand either to `Pipeline.process_batch` unchanged.
+Protocol, so sensor.py can hand either to `Detector.process_batch` unchanged.
 
 Problems that make a source unusable (missing file, not a capture file, unknown interface) raise
 `CaptureError` with a one-line message that the CLI prints before exiting non-zero.

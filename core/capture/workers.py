@@ -1,7 +1,7 @@
 """Live sensing with one or more capture workers, and the supervisor that runs them.
 
 Where it sits: sensor.py's live mode. `run_live()` starts CAPTURE_WORKERS workers; each opens its
-own LiveSource (core/capture/live.py) and runs its own detection Pipeline over the trail store the
+own LiveSource (core/capture/live.py) and runs its own Detector over the trail store the
 supervisor opened before forking (the store maps its index file, so every worker shares the same
 physical pages; nothing is copied). With N > 1 the capture handles of one interface form a kernel
 PACKET_FANOUT group routed by core/capture/fanout.py (by originating host), so per-host heuristic
@@ -81,7 +81,7 @@ class WorkerContext:
 
 
 class Worker:
-    """One capture loop: LiveSource → Pipeline, with signals, reloads and published counters."""
+    """One capture loop: LiveSource → Detector, with signals, reloads and published counters."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx

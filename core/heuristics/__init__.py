@@ -17,7 +17,7 @@ Hooks (all take packet time `sec, usec` and the `Decoded` packet `d`, see core/d
 - `tick(sec)`: packet time advanced; expire windows.
 - `swap_store(store)`: the trails were reloaded; later lookups use the new store.
 - `stats()`: per-table size and cap counters (metrics).
-`frame` is set by detect.Pipeline to a callable returning the raw frame of the packet being
+`frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
 """
 

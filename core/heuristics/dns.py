@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.addr import ip_text, is_local
-from core.domains import ignored_query
+from core.detect.domains import ignored_query
 from core.events.event import Event, TrailType
 from core.heuristics.state import MISSING, BoundedCache
 

@@ -28,8 +28,8 @@ from core.addr import ip_packed, ip_text, is_local
 from core.events.event import Event, TrailType
 from core.heuristics.patterns import HttpPatterns
 from core.heuristics.state import MISSING, BoundedCache, WindowTable
-from core.literals import canon
-from core.literals import gate as literal_gate
+from core.trails.literals import canon
+from core.trails.literals import gate as literal_gate
 
 REFERENCE = "(heuristic)"
 REQUEST_MARKERS = ("?", "..", ".ht", "=", " ", "'")

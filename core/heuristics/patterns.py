@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from core.config import ROOT_DIR
-from core.literals import Gate, required_literals, union
-from core.literals import gate as literal_gate
+from core.trails.literals import Gate, required_literals, union
+from core.trails.literals import gate as literal_gate
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
 HTTP_FILE = os.path.join(DATA_DIR, "http_suspicious.txt")
@@ -42,7 +42,7 @@ class HttpPatterns:
     seized: re.Pattern[str] | None = None
     ua: re.Pattern[str] | None = None
     ua_whitelist: re.Pattern[str] | None = None
-    # Prefilter for `ua` (see core/literals.py): an unseen User-Agent can only match
+    # Prefilter for `ua` (see core/trails/literals.py): an unseen User-Agent can only match
     # when it equals one of `ua_exact`, contains one of the `ua_gate` literals (in canonical
     # form), or matches `ua_slow` (the few entries without a usable literal).
     ua_exact: frozenset[str] = frozenset()

@@ -1,7 +1,7 @@
 """Trail reload and refresh: validated atomic swaps of the trail store in a running sensor.
 
 Where it sits: called by each capture worker (core/capture/workers.py) on SIGHUP, and by the
-supervisor every UPDATE_PERIOD after running the update (core/update.py), which rewrites
+supervisor every UPDATE_PERIOD after running the update (`python3 -m core.update`), which rewrites
 TRAILS_FILE atomically. A new set replaces the current one only when it is non-empty (unless
 ALLOW_EMPTY_TRAILS) and holds at least TRAIL_RELOAD_MIN_RATIO of the current row count; otherwise
 the sensor keeps detecting with the old set and says why.
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import ROOT_DIR, Config
+from core.update.publish import size_refusal
 
 
 class TrailReloader:
@@ -49,13 +50,10 @@ class TrailReloader:
 
 
 def acceptable(current: int, new: int, config: Config) -> tuple[bool, str]:
-    """The swap rule: no empty set (unless allowed), no drop below TRAIL_RELOAD_MIN_RATIO."""
-    if new == 0 and not config.ALLOW_EMPTY_TRAILS:
-        return False, "the new set is empty"
-    ratio = float(config.get("TRAIL_RELOAD_MIN_RATIO", 0.5))
-    if current and new < current * ratio:
-        return False, f"the new set has {new:,} rows, below {ratio:g} of the current {current:,}"
-    return True, ""
+    """The swap rule (core/update/publish.py `size_refusal`, shared with the update)."""
+    why = size_refusal(new, current, float(config.TRAIL_RELOAD_MIN_RATIO or 0),
+                       allow_empty=bool(config.ALLOW_EMPTY_TRAILS))
+    return why is None, why or ""
 
 
 def swap_store(pipeline: Any, store: Any) -> None:
@@ -65,7 +63,7 @@ def swap_store(pipeline: Any, store: Any) -> None:
 
 def update_command(config: Config) -> list[str]:
     """The trail update as a child process (keeps the feed parsers' memory out of the sensor)."""
-    command = [sys.executable, os.path.join(ROOT_DIR, "core", "update.py")]
+    command = [sys.executable, "-m", "core.update"]
     if config.source:
         command += ["-c", config.source]
     return command
@@ -74,7 +72,8 @@ def update_command(config: Config) -> list[str]:
 def run_update(config: Config, timeout: float = 3600) -> tuple[bool, str]:
     started = time.monotonic()
     try:
-        proc = subprocess.run(update_command(config), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(update_command(config), capture_output=True, text=True, timeout=timeout,
+                              cwd=ROOT_DIR)
     except (OSError, subprocess.TimeoutExpired) as ex:
         return False, f"trail update failed: {ex}"
     took = time.monotonic() - started

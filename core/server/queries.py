@@ -17,7 +17,6 @@ from typing import Any
 
 from core.config import Config
 from core.events.event import parse_line
-from core.geo import GeoTable, event_country, geo_path
 from core.server.auth import Session
 from core.server.httpd import HttpError, Request, Response, json_response
 from core.server.storage import (
@@ -30,6 +29,7 @@ from core.server.storage import (
     parse_date,
     parse_day_or_epoch,
 )
+from core.update.geo import GeoTable, event_country, geo_path
 
 EXACT_COUNT_LIMIT = 256 << 20
 HUNT_MAX_SAMPLES = 200

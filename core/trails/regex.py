@@ -1,12 +1,12 @@
 """Regex/wildcard trails: every pattern row of the trail set (no cap), grouped for cheap misses.
 
 Where it sits: under core/trails/store.py, which builds `RegexTrails` from the index's REGEX
-section the first time a name needs it; core/domains.py asks the store `regex_may_match(name)`
+section the first time a name needs it; core/detect/domains.py asks the store `regex_may_match(name)`
 (one suffix-anchored search for all suffixes of a name) and then `match_regex(suffix)`.
 Patterns are bucketed by the literal last label they require (`com`, `top`, ...); each bucket's
 members are tried through one combined alternation, patterns with backreferences, named groups
 or global flags one by one. Before the suffix search a bucket checks the literals every match of
-its members must hold (core/literals.py); a name holding none of them is rejected without the
+its members must hold (core/trails/literals.py); a name holding none of them is rejected without the
 regex engine.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from core.literals import Gate, canon, gate, union
 from core.trails import index as ix
+from core.trails.literals import Gate, canon, gate, union
 
 _TAIL_LABEL = re.compile(r"(\\*)\\\.([a-z0-9-]+)\Z", re.I)
 _TAIL_GROUP = re.compile(r"(\\*)\\\.\((?:\?:)?([a-z0-9-]+(?:\|[a-z0-9-]+)*)\)\Z", re.I)

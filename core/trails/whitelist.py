@@ -1,7 +1,7 @@
 """Whitelist: well-known benign infrastructure that must never raise an event.
 
 Where it sits: loaded once at startup (bundled `data/whitelist.txt` plus the operator's
-`USER_WHITELIST` file) and passed explicitly to the trail store loader, `core/domains.py`
+`USER_WHITELIST` file) and passed explicitly to the trail store loader, `core/detect/domains.py`
 (domain suffix check), the heuristics (scan sources, long domains, NXDOMAIN) and the event
 filters (`core/events/filters.py`: drop an event whose src or dst is whitelisted unless its type
 is DNS).

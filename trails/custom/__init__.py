@@ -1,9 +1,9 @@
 """Loader for custom trails: the `*.txt` files of CUSTOM_TRAILS_DIR (default trails/custom/).
 
-Where it sits: the last source of core/update.py, so custom entries win over feed and static
+Where it sits: the last source of core/update/, so custom entries win over feed and static
 entries. Same file format as trails/static/ (one indicator a line, `#` comments, CIDRs of at most
 1024 addresses expanded); info is the file name with `_` turned into spaces (no category), the
-reference `(custom)`. Remote lists named by CUSTOM_TRAILS_URL are fetched by core/feedrun.py with
+reference `(custom)`. Remote lists named by CUSTOM_TRAILS_URL are fetched by core/update/feedrun.py with
 info `blacklisted` and reference `(remote custom)`.
 """
 

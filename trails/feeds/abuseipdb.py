@@ -6,7 +6,7 @@ Format: one IPv4 a line, optional `# ...` comments.
 Category: `known attacker` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://raw.githubusercontent.com/borestad/blocklist-abuseipdb/main/abuseipdb-s100-1d.ipv4"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: one IPv4/IPv6 address a line.
 Category: `known attacker` trails (IPv4). Skipped (not failed) when ABUSEIPDB_API_KEY is not set.
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://api.abuseipdb.com/api/v2/blacklist"
 __check__ = "."

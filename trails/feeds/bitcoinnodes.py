@@ -6,7 +6,7 @@ Format: FireHOL ipset: `#` header, one IPv4 a line.
 Category: `bad reputation (bitcoin node)` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/bitcoin_nodes_1d.ipset"
 __check__ = "bitcoin_nodes"

@@ -6,7 +6,7 @@ Format: CSV with a header `Domain,Malware,Date added,Source`.
 Category: `<family> (malware)` domain trails.
 """
 
-from core.feeds import csv_rows, domain_of, malware_info
+from core.update.feeds import csv_rows, domain_of, malware_info
 
 __url__ = "https://raw.githubusercontent.com/stamparm/blackbook/master/blackbook.csv"
 __check__ = "Malware"

@@ -6,7 +6,7 @@ Format: one IPv4 (or IPv6) a line.
 Category: `known attacker` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://lists.blocklist.de/lists/all.txt"
 __check__ = "."

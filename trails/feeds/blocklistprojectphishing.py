@@ -6,7 +6,7 @@ Format: one domain a line (no-localhost variant).
 Category: `phishing` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://blocklistproject.github.io/Lists/alt-version/phishing-nl.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: one domain a line (no-localhost variant).
 Category: `ransomware` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://blocklistproject.github.io/Lists/alt-version/ransomware-nl.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: `domain # description` lines.
 Category: `malware` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://www.botvrij.eu/data/ioclist.domain"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: `ip # description` lines.
 Category: `potential malware site` trails (IPv4).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://www.botvrij.eu/data/ioclist.ip-dst"
 __check__ = "."

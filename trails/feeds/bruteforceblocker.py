@@ -6,7 +6,7 @@ Format: tab-separated `IP  # Last Reported  Count  ID`, a `#` header line.
 Category: `known attacker` trails (IPv4).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://danger.rulez.sk/projects/bruteforceblocker/blist.php"
 __check__ = "Last Reported"

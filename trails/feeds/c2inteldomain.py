@@ -6,7 +6,7 @@ Format: CSV `#domain,ioc` (header commented), e.g. `x,Possible Cobalt Strike C2 
 Category: `<framework> (malware)` domain trails (framework taken from the description).
 """
 
-from core.feeds import c2intel_rows, domain_of
+from core.update.feeds import c2intel_rows, domain_of
 
 __url__ = "https://raw.githubusercontent.com/drb-ra/C2IntelFeeds/master/feeds/domainC2s.csv"
 __check__ = ","

@@ -6,7 +6,7 @@ Format: CSV `#ip,ioc` (header commented), e.g. `x,Possible Cobalt Strike C2 ...`
 Category: `<framework> (malware)` IPv4 trails (framework taken from the description).
 """
 
-from core.feeds import c2intel_rows, is_ipv4
+from core.update.feeds import c2intel_rows, is_ipv4
 
 __url__ = "https://raw.githubusercontent.com/drb-ra/C2IntelFeeds/master/feeds/IPC2s.csv"
 __check__ = ","

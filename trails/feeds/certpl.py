@@ -6,7 +6,7 @@ Format: one domain a line.
 Category: `phishing` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://hole.cert.pl/domains/v2/domains.txt"
 __check__ = "."

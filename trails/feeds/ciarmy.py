@@ -6,7 +6,7 @@ Format: one IPv4 a line.
 Category: `known attacker` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://cinsscore.com/list/ci-badguys.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: FireHOL ipset.
 Category: `spammer` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/cleantalk_1d.ipset"
 __check__ = "cleantalk"

@@ -6,7 +6,7 @@ Format: `ASN | ASname | ipaddr | lastseen | category` with `#` comments.
 Category: `known attacker` trails (IPv4). A signal list that fails is skipped; the feed fails only when all do.
 """
 
-from core.feeds import FeedError, content_lines, is_ipv4
+from core.update.feeds import FeedError, content_lines, is_ipv4
 
 __url__ = "https://dataplane.org/sshpwauth.txt"
 __check__ = "DataPlane.org"

@@ -6,7 +6,7 @@ Format: `#` header, one domain a line.
 Category: `malware` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://osint.digitalside.it/Threat-Intel/lists/latestdomains.txt"
 __check__ = "."

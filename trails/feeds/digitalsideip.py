@@ -6,7 +6,7 @@ Format: `#` header, one IPv4 a line.
 Category: `potential malware site` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://osint.digitalside.it/Threat-Intel/lists/latestips.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: `#` header, one domain a line.
 Category: `malvertising (suspicious)` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://s3.amazonaws.com/lists.disconnect.me/simple_malvertising.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: `#` comments, a `Start End Netblock Attacks Name Country email` title li
 Category: `known attacker` trails (every address of each listed network, at most /22).
 """
 
-from core.feeds import content_lines, expand_cidr, is_ipv4
+from core.update.feeds import content_lines, expand_cidr, is_ipv4
 
 __url__ = "https://feeds.dshield.org/block.txt"
 __check__ = "Start"

@@ -6,7 +6,7 @@ Format: `#` header, a `Site` column title, one domain a line.
 Category: `suspicious domain (suspicious)` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://www.dshield.org/feeds/suspiciousdomains_High.txt"
 __check__ = "Site"

@@ -6,7 +6,7 @@ Format: FireHOL ipset.
 Category: `known attacker` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/dshield_top_1000.ipset"
 __check__ = "dshield"

@@ -6,7 +6,7 @@ Format: `#` comments, IPv4 addresses and CIDR networks.
 Category: `known attacker` trails (IPv4 addresses, CIDRs of up to 1024 addresses expanded).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://rules.emergingthreats.net/fwrules/emerging-Block-IPs.txt"
 __check__ = "."

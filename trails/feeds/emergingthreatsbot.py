@@ -8,7 +8,7 @@ Category: `potential malware site` trails (IPv4).
 
 import re
 
-from core.feeds import content_lines, is_ipv4
+from core.update.feeds import content_lines, is_ipv4
 
 __url__ = "https://rules.emergingthreats.net/open/suricata/rules/botcc.rules"
 __check__ = "CnC"

@@ -6,7 +6,7 @@ Format: one IPv4 a line.
 Category: `compromised (suspicious)` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://rules.emergingthreats.net/blockrules/compromised-ips.txt"
 __check__ = "."

@@ -9,7 +9,7 @@ Category: `<family> (malware)` domain trails (family taken from the rule message
 
 import re
 
-from core.feeds import content_lines, domain_of, malware_info
+from core.update.feeds import content_lines, domain_of, malware_info
 
 __url__ = "https://rules.emergingthreats.net/open/suricata/rules/emerging-malware.rules"
 __check__ = "CnC"

@@ -7,7 +7,7 @@ only rows whose status is `online` are used.
 Category: `<malware> (malware)` trails (IPv4).
 """
 
-from core.feeds import csv_rows, is_ipv4, malware_info
+from core.update.feeds import csv_rows, is_ipv4, malware_info
 
 __url__ = "https://feodotracker.abuse.ch/downloads/ipblocklist.csv"
 __check__ = "Feodo"

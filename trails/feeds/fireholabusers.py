@@ -6,7 +6,7 @@ Format: FireHOL netset: `#` header, addresses and CIDRs.
 Category: `bad reputation (abuser)` trails (IPv4 addresses, CIDRs of up to 1024 addresses expanded).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/firehol_abusers_1d.netset"
 __check__ = "firehol_abusers_1d"

@@ -7,7 +7,7 @@ Category: `bad reputation (firehol level4)` trails (IPv4; CIDRs of up to 1024 ad
 networks skipped; bogon networks in level 1 are removed by the update's bogon filter).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/firehol_level4.netset"
 __check__ = "firehol_level4"

@@ -6,7 +6,7 @@ Format: `#` header, one domain a line.
 Category: `bad reputation (threat intelligence)` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://raw.githubusercontent.com/hagezi/dns-blocklists/main/domains/tif.txt"
 __check__ = "Threat"

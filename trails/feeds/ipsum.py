@@ -7,7 +7,7 @@ Format: `#` header, `IP<TAB>number of lists` lines.
 Category: `known attacker` trails (IPv4).
 """
 
-from core.feeds import content_lines, is_ipv4
+from core.update.feeds import content_lines, is_ipv4
 
 __url__ = "https://raw.githubusercontent.com/stamparm/ipsum/master/ipsum.txt"
 __check__ = "IPsum"

@@ -6,7 +6,7 @@ Format: FireHOL ipset.
 Category: `bad reputation (suspicious)` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://iplists.firehol.org/files/maxmind_proxy_fraud.ipset"
 __check__ = "maxmind"

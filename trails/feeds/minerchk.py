@@ -6,7 +6,7 @@ Format: one domain a line.
 Category: `crypto mining (suspicious)` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://raw.githubusercontent.com/Hestat/minerchk/master/hostslist.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: one URL a line.
 Category: `phishing` trails (urls).
 """
 
-from core.feeds import urls_in_lines
+from core.update.feeds import urls_in_lines
 
 __url__ = "https://openphish.com/feed.txt"
 __check__ = "http"

@@ -9,7 +9,7 @@ domain, hostname and URL indicators. Skipped (not failed) when OTX_API_KEY is no
 
 import json
 
-from core.feeds import FeedError, domain_of, is_ipv4, malware_info, strip_scheme
+from core.update.feeds import FeedError, domain_of, is_ipv4, malware_info, strip_scheme
 
 __url__ = "https://otx.alienvault.com/api/v1/pulses/subscribed?limit=50"
 __check__ = "results"

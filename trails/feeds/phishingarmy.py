@@ -6,7 +6,7 @@ Format: `#` header, one domain a line.
 Category: `phishing` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://phishing.army/download/phishing_army_blocklist.txt"
 __check__ = "Phishing Army"

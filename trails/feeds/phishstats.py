@@ -6,7 +6,7 @@ Format: CSV `"date","score","url","ip"` with `#` comments; rows with score >= MI
 Category: `phishing` URL trails (scheme stripped).
 """
 
-from core.feeds import csv_rows, strip_scheme
+from core.update.feeds import csv_rows, strip_scheme
 
 __url__ = "https://phishstats.info/phish_score.csv"
 __check__ = "PhishStats"

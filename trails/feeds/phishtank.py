@@ -7,7 +7,7 @@ Format: CSV with a header `phish_id,url,phish_detail_url,submission_time,verifie
 Category: `phishing` URL trails (scheme stripped).
 """
 
-from core.feeds import csv_rows, strip_scheme
+from core.update.feeds import csv_rows, strip_scheme
 
 __url__ = "https://data.phishtank.com/data/online-valid.csv"
 __check__ = "phish_id"

@@ -6,7 +6,7 @@ Format: one IPv4 a line.
 Category: `bad reputation` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://raw.githubusercontent.com/scriptzteam/badIPS/main/ips.txt"
 __check__ = "."

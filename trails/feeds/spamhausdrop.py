@@ -6,7 +6,7 @@ Format: `;` comments, `CIDR ; SBLnnnn` lines.
 Category: `spamhaus drop (malicious)` trails (IPv4; networks of up to 1024 addresses expanded, larger ones skipped).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://www.spamhaus.org/drop/drop.txt"
 __check__ = "Spamhaus"

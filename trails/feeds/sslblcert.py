@@ -8,7 +8,7 @@ Category: `<family> c2 cert (suspicious)` trails keyed by the lower-case hex SHA
 
 import re
 
-from core.feeds import csv_rows
+from core.update.feeds import csv_rows
 
 __url__ = "https://sslbl.abuse.ch/blacklist/sslblacklist.csv"
 __check__ = "SSL"

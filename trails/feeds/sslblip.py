@@ -6,7 +6,7 @@ Format: CSV `Firstseen,DstIP,DstPort` with `#` comments.
 Category: `c2 server (malware)` trails keyed `ip:port`.
 """
 
-from core.feeds import csv_rows, is_ipv4
+from core.update.feeds import csv_rows, is_ipv4
 
 __url__ = "https://sslbl.abuse.ch/blacklist/sslipblacklist.csv"
 __check__ = "SSL"

@@ -9,7 +9,7 @@ the sensor matches TLS client fingerprints only where it computes them).
 
 import re
 
-from core.feeds import csv_rows
+from core.update.feeds import csv_rows
 
 __url__ = "https://sslbl.abuse.ch/blacklist/ja3_fingerprints.csv"
 __check__ = "ja3"

@@ -6,7 +6,7 @@ Format: one IPv4 CIDR or address a line.
 Category: `spammer` trails (IPv4 addresses, CIDRs of up to 1024 addresses expanded).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://www.stopforumspam.com/downloads/toxic_ip_cidr.txt"
 __check__ = "."

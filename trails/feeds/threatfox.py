@@ -7,7 +7,7 @@ fk_malware, malware_alias, malware_printable, last_seen_utc, confidence_level, r
 Category: `<malware_printable> (malware)` trails for `domain`, `ip:port` and `url` indicators (hashes skipped).
 """
 
-from core.feeds import csv_rows, domain_of, malware_info, strip_scheme
+from core.update.feeds import csv_rows, domain_of, malware_info, strip_scheme
 
 __url__ = "https://threatfox.abuse.ch/export/csv/recent/"
 __check__ = "ThreatFox"

@@ -6,7 +6,7 @@ Format: one domain a line.
 Category: `malware` trails (domains).
 """
 
-from core.feeds import domains_in_lines
+from core.update.feeds import domains_in_lines
 
 __url__ = "https://threatview.io/Downloads/DOMAIN-High-Confidence-Feed.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: one IPv4 a line.
 Category: `bad reputation (threatview)` trails (IPv4 addresses).
 """
 
-from core.feeds import ips_in_lines
+from core.update.feeds import ips_in_lines
 
 __url__ = "https://threatview.io/Downloads/IP-High-Confidence-Feed.txt"
 __check__ = "."

@@ -6,7 +6,7 @@ Format: one URL a line.
 Category: `malware` trails (urls).
 """
 
-from core.feeds import urls_in_lines
+from core.update.feeds import urls_in_lines
 
 __url__ = "https://threatview.io/Downloads/URL-High-Confidence-Feed.txt"
 __check__ = "http"

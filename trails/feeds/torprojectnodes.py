@@ -9,7 +9,7 @@ Category: `bad reputation (tor node)` trails (IPv4 and IPv6 hosts).
 import ipaddress
 import json
 
-from core.feeds import FeedError
+from core.update.feeds import FeedError
 
 __url__ = "https://onionoo.torproject.org/details?type=relay&running=true&fields=or_addresses"
 __check__ = "relays"

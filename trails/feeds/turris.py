@@ -6,7 +6,7 @@ Format: CSV `Address,Tags` after `#` comments.
 Category: `bad reputation` trails (IPv4). The original ships it in DISABLED_FEEDS (noisy).
 """
 
-from core.feeds import csv_rows, is_ipv4
+from core.update.feeds import csv_rows, is_ipv4
 
 __url__ = "https://view.sentinel.turris.cz/greylist-data/greylist-latest.csv"
 __check__ = "Address"

@@ -6,7 +6,7 @@ Format: `#` header, one URL a line.
 Category: `malware` trails (urls).
 """
 
-from core.feeds import urls_in_lines
+from core.update.feeds import urls_in_lines
 
 __url__ = "https://urlhaus.abuse.ch/downloads/text/"
 __check__ = "URLhaus"

@@ -6,7 +6,7 @@ Format: CSV `Family,URL,IP,FirstSeen`.
 Category: `<family> (malware)` trails: the panel URL reduced to its directory (`host/panel/`).
 """
 
-from core.feeds import csv_rows, malware_info, strip_scheme
+from core.update.feeds import csv_rows, malware_info, strip_scheme
 
 __url__ = "https://tracker.viriback.com/dump.php"
 __check__ = "Family"

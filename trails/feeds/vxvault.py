@@ -6,7 +6,7 @@ Format: a title line, then one URL a line.
 Category: `malware` trails (urls).
 """
 
-from core.feeds import urls_in_lines
+from core.update.feeds import urls_in_lines
 
 __url__ = "http://vxvault.net/URL_List.php"
 __check__ = "http"

@@ -1,6 +1,6 @@
 """Loader for the bundled static trails (trails/static/**.txt) and the shared trail-file format.
 
-Where it sits: a source of core/update.py, merged after the feeds (static entries win over feed
+Where it sits: a source of core/update/, merged after the feeds (static entries win over feed
 entries). File format (the original's): `#` comment lines (`# Reference: <url>` headers), one
 indicator a line (domain, IPv4, IPv4 CIDR of at most 1024 addresses, `ip:port`, URL with or without
 scheme, `/path`, or a regular expression), inline ` # comment` stripped. Info is the file name with
@@ -14,7 +14,7 @@ import csv
 import os
 from collections.abc import Iterator
 
-from core.feeds import expand_cidr, strip_scheme
+from core.update.feeds import expand_cidr, strip_scheme
 
 __url__ = "(static)"
 __info__ = "static trails"

@@ -1,7 +1,7 @@
 """Trail merge rules: keys from every source -> one normalised set -> the filtered rows of trails.csv.
 
-Where it sits: feeds/static/custom -> update (core/update.py) -> **merge** -> publication
-(core/publish.py) -> trails.csv. The update adds every source in order to a `TrailMerger`;
+Where it sits: feeds/static/custom -> update (core/update/) -> **merge** -> publication
+(core/update/publish.py) -> trails.csv. The update adds every source in order to a `TrailMerger`;
 later items win by the merge rules below, and `TrailMerger.rows()` streams the final rows through
 the filters while the file is written (docs/trails.md has the rules).
 
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from core.config import Config
-from core.feeds import Trails
 from core.trails.whitelist import Whitelist
+from core.update.feeds import Trails
 
 LOW_PRIORITY_INFO_KEYWORDS = ("reputation", "attacker", "spammer", "abuser", "malicious", "dnspod",
                               "nicru", "crawler", "compromised", "bad history")

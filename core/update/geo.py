@@ -1,6 +1,6 @@
 """Address -> country table built from the RIRs' delegated statistics (no online lookups).
 
-Where it sits: the trail update (core/update.py) calls `update_geo(config, fetch)` which
+Where it sits: the trail update (core/update/) calls `update_geo(config, fetch)` which
 downloads the five RIRs' `delegated-<rir>-extended-latest` files, merges them into one sorted
 range table and writes it atomically beside the trails file (`ip2cc.csv.gz`). The server's /geo
 endpoint (core/server/queries.py) maps event addresses to countries with `GeoTable.lookup`.

@@ -1,9 +1,9 @@
 """Per-packet orchestration: decoded packet → trail lookups and heuristic hooks → Events.
 
 Where it sits: between capture/decode and the event pipeline. A capture source hands batches to
-`Pipeline.process_batch`; each packet is decoded (core/decode), its protocol parsed when one can
+`Detector.process_batch`; each packet is decoded (core/decode), its protocol parsed when one can
 carry an indicator (core/protocols), looked up in the trail store (core/trails/store.py, domains
-through core/domains.py), and every hit becomes an `Event` passed to `events.emit`. Heuristic
+through core/detect/domains.py), and every hit becomes an `Event` passed to `events.emit`. Heuristic
 hooks are called for the packets they are about. Exceptions are caught here, once per packet,
 and counted by type in `errors` (the first of each kind is kept for the error report).
 
@@ -26,12 +26,12 @@ from core.accel import load as load_accel
 from core.addr import ip_text
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
-from core.domains import DomainChecker, WhitelistLike, ignored_query
+from core.detect.domains import DomainChecker, WhitelistLike, ignored_query
+from core.detect.urls import UrlChecker
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.protocols import dns, http, quic, tls
 from core.trails.store import Trail, TrailStore
-from core.urls import bracket_url, candidate_markers, url_candidates
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 SYN = 0x02
@@ -63,7 +63,7 @@ def _port_key_text(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-class Pipeline:
+class Detector:
     """Detection for one capture stream (one worker). State is bounded and owned here."""
 
     def __init__(self, config: Config, store: TrailStore, events: EventSink,
@@ -76,6 +76,7 @@ class Pipeline:
         self.heuristics.frame = self._frame
         self.whitelist = whitelist
         self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 16384))
+        self.urls = UrlChecker(store)
         self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)
         self.check_certificates = config.get("CHECK_TLS_CERTIFICATES", True) is not False
         self.plugins_wanted = plugins_wanted
@@ -105,6 +106,7 @@ class Pipeline:
     def swap_store(self, store: TrailStore) -> None:
         """Use a reloaded trail set from the next packet on (called between batches)."""
         self.store = store
+        self.urls.store = store
         self.domains.swap_store(store)
         self.heuristics.swap_store(store)
 
@@ -394,59 +396,11 @@ class Pipeline:
         return verdict
 
     def _url_trails(self, sec: int, usec: int, d: Decoded, request: Any, host: str) -> bool:
-        path = request.path
-        if not path.startswith("/"):
+        found = self.urls.check(request, host)
+        if found is None:
             return False
-        while "//" in path:
-            path = path.replace("//", "/")
-        host = host.lower()
-        # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
-        # shares its marker, and host-prefixed only when the host has URL trails.
-        store = self.store
-        host_listed = store.url_host(host)
-        low_path = path.lower()
-        if not host_listed and not store.path_markers_maybe(low_path):
-            return False  # the usual request: no marker of any candidate is in the bloom
-        body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
-        get = store.get
-        post_form = f"{path}?{body}".lower() if body else None
-        has_marker = store.has_marker
-        url_marker = store.url_marker
-        low_body = body.lower()
-        seen: dict[str, bool] = {}  # most candidates of one request share their marker
-        if not host_listed:
-            # No candidate can hit unless one of their markers is listed.
-            for marker in candidate_markers(low_path, low_body, url_marker):
-                seen[marker] = has_marker(marker)
-                if seen[marker]:
-                    break
-            else:
-                return False
-        for candidate in url_candidates(low_path, low_body):
-            key = candidate
-            marker = url_marker(candidate)
-            known = seen.get(marker)
-            if known is None:
-                known = seen[marker] = has_marker(marker)
-            hit = get(key) if known else None
-            if hit is None and host_listed:
-                key = host + candidate
-                hit = get(key)
-            if hit is None:
-                continue
-            if candidate == post_form:
-                trail = f"{host}({path} ({request.method} {body}))"
-                self._emit(sec, usec, d, TrailType.HTTP, trail, hit)
-            else:
-                self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, key), hit)
-            return True
-        if not host_listed:
-            return False
-        hit = get(host + "/")
-        if hit is not None:
-            self._emit(sec, usec, d, TrailType.URL, bracket_url(host + path, host + "/"), hit)
-            return True
-        return False
+        self._emit(sec, usec, d, found.kind, found.trail, found.hit)
+        return True
 
     # -- UDP / DNS ------------------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ def split(packets: list[Packet], workers: int, route: Callable[[Any], int]) -> l
 
 def heuristic_alerts(config: Config, store: Any, packets: list[Packet]) -> set[AlertKey]:
     """(src, type, trail, info) of every heuristic event one pipeline raises over `packets`."""
-    from core.detect import Pipeline
+    from core.detect.detector import Detector
     from core.events.filters import build_event_stages
     from core.events.pipeline import EventPipeline
     from core.events.sinks import MemorySink
@@ -97,7 +97,7 @@ def heuristic_alerts(config: Config, store: Any, packets: list[Packet]) -> set[A
     filters, stages = build_event_stages(config, whitelist)
     events = EventPipeline([sink], sensor_name="r", filters=filters, stages=stages)
     heuristics = build_heuristics(config, store, whitelist, events)
-    pipeline = Pipeline(config, store, events, heuristics=heuristics, whitelist=whitelist)
+    pipeline = Detector(config, store, events, heuristics=heuristics, whitelist=whitelist)
     for linktype, sec, usec, frame in packets:
         pipeline.process(linktype, sec, usec, frame)
     events.close()

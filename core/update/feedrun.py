@@ -1,12 +1,12 @@
 """Running the feed modules: discover, select, fetch (isolated, concurrent, cached) -> trails per feed.
 
-Where it sits: feeds -> **feedrun** -> update (core/update.py) -> merge (core/merge.py) -> trails.csv.
+Where it sits: feeds -> **feedrun** -> update (core/update/) -> merge (core/update/merge.py) -> trails.csv.
 The update asks `select_feeds` which modules of trails/feeds/ to run (DISABLED_FEEDS;
 DISABLED_TRAILS_INFO_REGEX on `__info__`) and `run_feeds` runs them FEED_CONCURRENCY at a time,
 each isolated: whatever goes wrong in one feed becomes its `FeedStatus`, never an exception. A
 failed feed falls back to its cached previous trails (`FeedCache`) for FEED_GRACE_PERIOD.
 `fetch_custom_urls` fetches the CUSTOM_TRAILS_URL lists. The HTTP side and the parsers the feed
-modules use are in core/feeds.py.
+modules use are in core/update/feeds.py.
 """
 
 from __future__ import annotations
@@ -14,17 +14,20 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from core.config import ROOT_DIR, Config, split_list
-from core.feeds import FeedContext, FeedError, FeedSkipped, Trails, expand_cidr
+from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails, expand_cidr
 
 FEEDS_DIR = os.path.join(ROOT_DIR, "trails", "feeds")
 
@@ -101,6 +104,16 @@ class FeedCache:
         return trails, age
 
 
+def call_fetch(fetch: Callable[..., Any], ctx: FeedContext) -> Any:
+    """A feed module's `fetch(ctx)`, or a `fetch()` that takes no context (it then fetches on its own,
+    without the update's base URL, proxy and size settings)."""
+    try:
+        takes_context = bool(inspect.signature(fetch).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: pass the context
+        takes_context = True
+    return fetch(ctx) if takes_context else fetch()
+
+
 def _run_feed(name: str, module: ModuleType, base: FeedContext) -> tuple[Trails | None, FeedStatus]:
     """Fetch one feed; every failure is caught here and becomes the feed's status."""
     status = FeedStatus(name=name, status="ok", url=str(getattr(module, "__url__", "")))
@@ -111,7 +124,7 @@ def _run_feed(name: str, module: ModuleType, base: FeedContext) -> tuple[Trails 
         key_name = getattr(module, "__api_key__", None)
         if key_name and not ctx.api_key(key_name):
             raise FeedSkipped(f"{key_name} is not set")
-        result = module.fetch(ctx)
+        result = call_fetch(module.fetch, ctx)
         if not isinstance(result, dict):
             raise FeedError(f"fetch() returned {type(result).__name__}, not a dict")
         if not result:

@@ -1,6 +1,6 @@
 """Publication of the trail update: atomic, durable file replacement, the size check and the health report.
 
-Where it sits: feeds/static/custom -> update (core/update.py) -> merge -> **publication** ->
+Where it sits: feeds/static/custom -> update (core/update/) -> merge -> **publication** ->
 trails.csv -> trail store (sensor, server /check).
 The update writes TRAILS_FILE through `atomic_write` (a temporary file beside it, fsynced), then
 either `publish_file`s it (`os.replace` plus a directory fsync: readers see the old file or the
@@ -71,15 +71,17 @@ def health_path(trails_file: str) -> str:
     return os.path.splitext(trails_file)[0] + ".health.json"
 
 
-def publish_refusal(count: int, previous: int, ratio: float, force: bool) -> str | None:
-    """Why a result of `count` rows must not replace a file of `previous` rows, or None to publish."""
-    if force:
-        return None
-    if count == 0:
-        return "refusing to publish an empty trail set (use --force to override)"
-    if previous and count < previous * ratio:
-        return (f"refusing to publish {count} trails: below TRAIL_RELOAD_MIN_RATIO {ratio:.2f} "
-                f"of the previous {previous} (use --force to override)")
+def size_refusal(new: int, current: int, ratio: float, *, allow_empty: bool = False) -> str | None:
+    """The one "never replace a trail set by a much smaller one" rule, used by the update before it
+    publishes TRAILS_FILE and by a running sensor before it swaps its store (core/ops/reload.py).
+
+    Returns why `new` rows must not replace `current` rows, or None when the replacement is fine:
+    an empty set is refused unless `allow_empty`; a set below `ratio` of a non-empty current one is
+    refused."""
+    if new == 0 and not allow_empty:
+        return "the new set is empty"
+    if current and new < current * ratio:
+        return f"the new set has {new:,} rows, below TRAIL_RELOAD_MIN_RATIO {ratio:g} of the current {current:,}"
     return None
 
 

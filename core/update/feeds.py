@@ -1,7 +1,7 @@
 """Feed fetching and parsing helpers shared by every module in trails/feeds/.
 
 Where it sits: the first stage of the trail update (feeds/static/custom -> update -> trails.csv).
-`core/update.py` builds the base `FeedContext` and `core/feedrun.py` derives one per feed and calls
+`core/update/` builds the base `FeedContext` and `core/update/feedrun.py` derives one per feed and calls
 the module's `fetch(ctx)`; the module calls `ctx.retrieve(url, check)` (or `ctx.lines(...)` for very
 large bodies) and one of the parsers below, and returns `{trail: (info, reference)}`.
 

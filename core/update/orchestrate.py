@@ -1,57 +1,49 @@
 """Trail update: public feeds + static + custom trails -> merged, filtered trails.csv, published atomically.
 
 Where it sits: feeds/static/custom -> **update** -> trails.csv -> trail store (sensor, server /check).
-Run by hand (`python3 core/update.py [-c CONF] [--offline] [--force]`, or `python3 -m core.update`),
+Run by hand (`python3 -m core.update [-c CONF] [--offline] [--force]`, or `python3 -m core.update.orchestrate`),
 by the server (USE_SERVER_UPDATE_TRAILS) or by the sensor's update timer (`update(config,
-scheduled=True)`). This module is the orchestration and the CLI; the jobs it runs live in
-core/feedrun.py (running the feed modules), core/merge.py (merge rules and final filters) and
-core/publish.py (atomic publication and the health report).
+scheduled=True)`). This module is the orchestration; the jobs it runs live beside it in
+core/update/: feedrun.py (running the feed modules), merge.py (merge rules and final filters),
+publish.py (atomic publication, the size rule and the health report) and geo.py (country tables).
 
 Steps (docs/trails.md has the details):
 1. UPDATE_SERVER set: download the server's /trails CSV, validate, publish. Nothing else.
 2. Otherwise rebuild when forced, when the trails file is missing/empty/older than UPDATE_PERIOD,
    or when a file under trails/ or CUSTOM_TRAILS_DIR is newer.
 3. Sources in order, later ones winning by the merge rules: feeds (USE_FEED_UPDATES or --force, not
-   --offline; core/feedrun.py), then trails/static, CUSTOM_TRAILS_DIR, CUSTOM_TRAILS_URL.
-4. Keys are normalised on insert; final filters run while writing (core/merge.py).
+   --offline; core/update/feedrun.py), then trails/static, CUSTOM_TRAILS_DIR, CUSTOM_TRAILS_URL.
+4. Keys are normalised on insert; final filters run while writing (core/update/merge.py).
 5. Written to a temporary file, fsynced, and `os.replace`d over TRAILS_FILE, unless the result is
    empty or below TRAIL_RELOAD_MIN_RATIO of the previous file (then kept aside, unless --force;
-   core/publish.py). A per-feed health report goes beside it as `<name>.health.json`; a summary
+   core/update/publish.py). A per-feed health report goes beside it as `<name>.health.json`; a summary
    is printed.
 """
 
 from __future__ import annotations
 
+import csv
+import enum
 import os
-import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-if __package__ in (None, ""):  # run as `python3 core/update.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterable  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-from core.config import ROOT_DIR, Config, ConfigError, fail, load_config  # noqa: E402
-from core.feedrun import (  # noqa: E402
+from core.config import ROOT_DIR, Config
+from core.trails.whitelist import Whitelist
+from core.update import geo as geo_tables
+from core.update.feedrun import (
     FEEDS_DIR,
     FeedCache,
     FeedStatus,
-    discover_feeds,
     fetch_custom_urls,
-    load_feed,
     run_feeds,
     select_feeds,
 )
-from core.feeds import FeedContext, FeedError  # noqa: E402
-from core.merge import MergeStats, Ranges, TrailMerger  # noqa: E402
-from core.publish import atomic_write, count_rows, publish_file, publish_refusal, write_health  # noqa: E402
-from core.trails.whitelist import Whitelist  # noqa: E402
+from core.update.feeds import FeedContext, FeedError
+from core.update.merge import MergeStats, Ranges, TrailMerger
+from core.update.publish import atomic_write, count_rows, publish_file, size_refusal, write_health
 
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
 DATA_DIR = os.path.join(ROOT_DIR, "data")
@@ -61,6 +53,16 @@ Printer = Callable[[str], None]
 
 
 # --- the update ------------------------------------------------------------------------------------
+
+class UpdateStatus(enum.Enum):
+    """How an update ended; `message` says it in words for people."""
+
+    PUBLISHED = "published"
+    UP_TO_DATE = "up to date"
+    DISABLED = "disabled"
+    REFUSED = "refused"
+    FAILED = "failed"
+
 
 @dataclass
 class UpdateResult:
@@ -75,6 +77,12 @@ class UpdateResult:
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     health_file: str | None = None
+    status: UpdateStatus = UpdateStatus.FAILED
+
+    @property
+    def ok(self) -> bool:
+        """The trails file is current: published now, or already up to date."""
+        return self.status in (UpdateStatus.PUBLISHED, UpdateStatus.UP_TO_DATE)
 
 
 def needs_rebuild(config: Config, path: str, extra_dirs: Iterable[str] = ()) -> bool:
@@ -132,13 +140,14 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False) -> U
         return UpdateResult(False, path, 0, previous, f"cannot write {path}: {ex.strerror or ex}")
     finally:
         server_ctx.close()
-    refusal = publish_refusal(count, previous, float(config.TRAIL_RELOAD_MIN_RATIO or 0), force)
+    refusal = publish_refusal(config, count, previous, force)
     if refusal:
         os.unlink(tmp)
-        return UpdateResult(False, path, count, previous, refusal)
+        return UpdateResult(False, path, count, previous, refusal, status=UpdateStatus.REFUSED)
     publish_file(tmp, path)
     message = f"{count} trails from {config.UPDATE_SERVER}" + (f" ({bad} malformed rows skipped)" if bad else "")
-    return UpdateResult(True, path, count, previous, message, seconds=round(time.monotonic() - started, 3))
+    return UpdateResult(True, path, count, previous, message, seconds=round(time.monotonic() - started, 3),
+                        status=UpdateStatus.PUBLISHED)
 
 
 def update(config: Config, *, force: bool = False, offline: bool = False, scheduled: bool = False,
@@ -149,14 +158,16 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     say: Printer = printer or (lambda _text: None)
     path = config.TRAILS_FILE
     if scheduled and config.DISABLE_TRAIL_UPDATES:
-        return UpdateResult(False, path, message="trail updates disabled (DISABLE_TRAIL_UPDATES)")
+        return UpdateResult(False, path, message="trail updates disabled (DISABLE_TRAIL_UPDATES)",
+                            status=UpdateStatus.DISABLED)
     ctx = make_context(config, base_url, retries, backoff)
     if config.UPDATE_SERVER and not offline:
         result = pull_from_server(config, ctx, force)
         say(("published " if result.published else "not published: ") + result.message)
         return result
     if not force and not needs_rebuild(config, path, (static_dir, feeds_dir)):
-        return UpdateResult(False, path, count_rows(path), count_rows(path), "trails are up to date")
+        current = count_rows(path)
+        return UpdateResult(False, path, current, current, "trails are up to date", status=UpdateStatus.UP_TO_DATE)
 
     started = time.monotonic()
     previous = count_rows(path)
@@ -208,18 +219,18 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     result.rows, result.dropped = count, dict(stats.dropped)
     if merger.invalid:
         result.dropped["invalid key"] = merger.invalid
-    refusal = publish_refusal(count, previous, float(config.TRAIL_RELOAD_MIN_RATIO or 0), force)
+    refusal = publish_refusal(config, count, previous, force)
     if refusal:
         os.unlink(tmp)
-        result.message = refusal
+        result.message, result.status = refusal, UpdateStatus.REFUSED
     else:
         publish_file(tmp, path)
-        result.published = True
+        result.published, result.status = True, UpdateStatus.PUBLISHED
         result.message = f"published {count} trails to {path}"
     result.seconds = round(time.monotonic() - started, 3)
     result.health_file = write_health(result.path, health_report(result))
     if geo and not offline:
-        _update_geo(config, say)
+        _update_geo(config, ctx, say)
     for line in summary(result):
         say(line)
     return result
@@ -250,16 +261,33 @@ def health_report(result: UpdateResult) -> dict[str, Any]:
     }
 
 
-def _update_geo(config: Config, say: Printer) -> None:
-    """Refresh the RIR country tables through core/geo.py when that module exists."""
-    if importlib.util.find_spec("core.geo") is None:
-        say("note: core/geo.py not present; geo tables not refreshed")
-        return
+def publish_refusal(config: Config, count: int, previous: int, force: bool) -> str | None:
+    """Why this update must not publish `count` rows over `previous` (the shared size rule), or None."""
+    if force:
+        return None
+    why = size_refusal(count, previous, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
+    return f"refusing to publish: {why} (use --force to override)" if why else None
+
+
+def _update_geo(config: Config, ctx: FeedContext, say: Printer) -> None:
+    """Refresh the RIR country tables (core/update/geo.py) through the update's own fetcher, so the
+    proxy, timeouts and `--feed-base-url` apply to them as to the feeds (one fetch name per RIR)."""
+    names = {url: f"geo-{rir}" for rir, url in geo_tables.RIR_URLS.items()}
+
+    def fetch(url: str) -> str:
+        rir_ctx = ctx.for_feed(names.get(url, "geo"), max_size=max(ctx.max_size, 256 << 20))
+        try:
+            return rir_ctx.retrieve(url)
+        finally:
+            rir_ctx.close()
+
     try:
-        geo = importlib.import_module("core.geo")
-        geo.update_geo(config)
+        report = geo_tables.update_geo(config, fetch, log=say)
     except Exception as ex:  # isolation point: geo data is optional for the trail update
         say(f"geo tables not refreshed: {type(ex).__name__}: {ex}")
+        return
+    good = sum(1 for rows in report.values() if rows)
+    say(f"geo tables: {good} of {len(report)} registries refreshed")
 
 
 def summary(result: UpdateResult) -> list[str]:
@@ -279,37 +307,3 @@ def summary(result: UpdateResult) -> list[str]:
         lines.append("dropped: " + ", ".join(f"{n} {r}" for r, n in sorted(result.dropped.items())))
     lines.append(f"{result.message} ({result.rows} rows, previous {result.previous_rows}, {result.seconds:.1f} s)")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="core/update.py", description="Rebuild trails.csv from feeds, "
-                                     "static and custom trails (or pull it from UPDATE_SERVER).")
-    parser.add_argument("-c", dest="config", help="configuration file (default: maltrail.conf)")
-    parser.add_argument("--offline", action="store_true", help="static and custom trails only, no network")
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild now, run the feeds even without USE_FEED_UPDATES, publish even a small set")
-    parser.add_argument("--feed-base-url", help="fetch every feed from <URL>/<feed>/<quoted original URL> "
-                        "(local mirrors, tests, benchmarks)")
-    parser.add_argument("--no-geo", action="store_true", help="do not refresh the geo tables")
-    parser.add_argument("--list-feeds", action="store_true", help="print the feed modules and exit")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as ex:
-        return fail(ex)
-    if args.list_feeds:
-        for name in discover_feeds():
-            module = load_feed(name)
-            print(f"{name:28} {getattr(module, '__info__', ''):40} {getattr(module, '__url__', '')}")
-        return 0
-    result = update(config, force=args.force, offline=args.offline, base_url=args.feed_base_url,
-                    geo=not args.no_geo, printer=print, progress=sys.stdout.isatty())
-    if result.published or result.message == "trails are up to date":
-        if result.message == "trails are up to date":
-            print(result.message)
-        return 0
-    return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

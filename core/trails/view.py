@@ -1,0 +1,214 @@
+"""The lookup view of one mapped trail index: the prefilters and the lookup closures.
+
+Where it sits: core/trails/store.py installs one `View` per mapped index (core/trails/lifecycle.py
+maps it) and publishes its closures as the store's lookups. A miss is answered by a prefilter (the
+mapped BLOOM section, an in-memory set of the exact IP trails, an ip:port address bitmap); only after
+a prefilter says "maybe" is the hash table read with pread, behind small answer caches.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+from core.accel import load as load_accel
+from core.trails import index as ix
+from core.trails.lifecycle import Mapped
+from core.trails.regex import RegexTrails
+
+IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
+PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB)
+RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
+MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) remembered per mapping
+RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
+TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
+_U32 = struct.Struct("<I")
+_PORT = struct.Struct(">H")
+_MISSING = object()
+
+
+def _always(_path: str) -> bool:
+    return True
+
+
+class Trail(NamedTuple):
+    info: str
+    reference: str
+
+
+class View:
+    """One mapped index with its lookup closures."""
+
+    def __init__(self, mapped: Mapped) -> None:
+        self.mm, self.file, self.header, self.index_path = mapped
+        mm, header = self.mm, self.header
+        sections = header.sections
+        self.regex: RegexTrails | None = None
+
+        pairs_off = sections[ix.PAIRS][0]
+        pair_count = int.from_bytes(mm[pairs_off:pairs_off + 4], "little")
+
+        @functools.lru_cache(maxsize=TRAIL_CACHE)
+        def trail_of(pid: int) -> Trail:
+            if not 0 <= pid < pair_count:
+                raise ValueError(f"corrupt trail index: pair {pid}")
+            (pos,) = _U32.unpack_from(mm, pairs_off + 4 + 4 * pid)
+            pos += pairs_off
+            n = int.from_bytes(mm[pos:pos + 2], "little")
+            info = mm[pos + 2:pos + 2 + n].decode("utf-8", "replace")
+            pos += 2 + n
+            m = int.from_bytes(mm[pos:pos + 2], "little")
+            return Trail(info, mm[pos + 2:pos + 2 + m].decode("utf-8", "replace"))
+
+        self.trail_of = trail_of
+        (off4, len4), (off6, len6) = sections[ix.IP4], sections[ix.IP6]
+        self.ipset: frozenset[bytes] | None = None
+        if len4 // 4 + len6 // 16 <= IP_SET_CAP:
+            blob4, blob6 = mm[off4:off4 + len4], mm[off6:off6 + len6]
+            self.ipset = frozenset(itertools.chain((blob4[i:i + 4] for i in range(0, len4, 4)),
+                                                   (blob6[i:i + 16] for i in range(0, len6, 16))))
+        self.port_marks = self._port_prefilter()
+        self.counters = {"recent_cache_resets": 0, "marker_cache_resets": 0}
+        self.markers: dict[str, bool] = {}  # URL marker -> present (bounded by MARKER_CAP)
+        self._make_lookups()
+
+    def _port_prefilter(self) -> bytearray:
+        """One byte per slot, indexed by hash(packed IP) & mask, set for every address that has an
+        ip:port row (8+ slots per address: about 7% false hits). hash() of a bytes object is
+        cached in it, so detect's following ip() call on the same address pays nothing."""
+        (off4, len4), (off6, len6) = self.header.sections[ix.PORT_IP4], self.header.sections[ix.PORT_IP6]
+        count = len4 // 4 + len6 // 16
+        if count > PORT_PREFILTER_CAP:
+            return bytearray(b"\x01")  # no prefilter: every address passes to the bloom and table
+        size = 1 << 12
+        while size < 8 * count:
+            size <<= 1
+        marks, mask = bytearray(size), size - 1
+        mm = self.mm
+        for off, length, width in ((off4, len4, 4), (off6, len6, 16)):
+            blob = mm[off:off + length]
+            for x in map(hash, (blob[i:i + width] for i in range(0, length, width))):  # no big temporaries
+                marks[x & mask] = 1
+        return marks
+
+    def _make_lookups(self) -> None:
+        mm, header = self.mm, self.header
+        table_off = header.sections[ix.TABLE][0]
+        records_off = header.sections[ix.RECORDS][0]
+        mask = (1 << header.table_bits) - 1
+        unpack_record = ix.RECORD_HEAD.unpack_from
+        crc32 = zlib.crc32
+        trail_of = self.trail_of
+        ipset = self.ipset
+        bloom_off, bloom_shift = header.sections[ix.BLOOM][0], ix.bloom_shift(header.table_bits)
+        mix = ix.BLOOM_MIX
+        fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
+        table_end = table_off + header.sections[ix.TABLE][1]
+        pack_port = _PORT.pack
+        port_marks, port_mask = self.port_marks, len(self.port_marks) - 1
+        ipport_seed = crc32(ix.IPPORT_TAG)
+
+        def read_table(kb: bytes, h: int) -> Trail | None:
+            # The table and records are read with pread, not through the mapping: page-cache reads
+            # do not count in RSS, and a mapped 32 MiB table would end up fully resident.
+            pos = table_off + ((h & mask) << 3)
+            while pos < table_end:
+                chunk = pread(fd, 64, pos)
+                for fp, off in iter_slots(chunk[:len(chunk) & ~7]):
+                    if off == 0:
+                        return None
+                    if fp == h:
+                        record = pread(fd, 6 + len(kb), records_off + off)
+                        if record[6:] == kb and unpack_record(record)[1] == len(kb):
+                            return trail_of(unpack_record(record)[0])
+                pos += 64
+            return None
+
+        recent: dict[bytes, Trail | None] = {}
+        counters = self.counters
+
+        def probe(kb: bytes, h: int) -> Trail | None:
+            """Table lookup behind a small answer cache (repeated hits and bloom false positives)."""
+            found = recent.get(kb, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]
+            found = read_table(kb, h)
+            if len(kb) <= RECENT_KEY_MAX:
+                if len(recent) >= RECENT_CAP:
+                    recent.clear()
+                    counters["recent_cache_resets"] += 1
+                recent[kb] = found
+            return found
+
+        def lookup(kb: bytes, h: int) -> Trail | None:
+            """Both bloom bits of the key's crc32 h, then the table (a clear bit is a miss)."""
+            bit = h >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
+            bit = (h * mix & 0xFFFFFFFF) >> bloom_shift
+            if not mm[bloom_off + (bit >> 3)] >> (bit & 7) & 1:
+                return None
+            return probe(kb, h)
+
+        def get(text: str) -> Trail | None:
+            try:
+                kb = text.encode()
+            except (UnicodeEncodeError, AttributeError):
+                return None
+            return lookup(kb, crc32(kb))
+
+        def ip_in_set(packed: bytes) -> Trail | None:
+            try:
+                if packed not in ipset:  # type: ignore[operator]
+                    return None
+            except TypeError:
+                return None
+            kb = b"\xff" + packed
+            return probe(kb, crc32(kb))
+
+        def ip_in_bloom(packed: bytes) -> Trail | None:
+            """More exact IP rows than IP_SET_CAP: no in-memory set, the bloom answers misses."""
+            try:
+                kb = b"\xff" + packed
+            except TypeError:
+                return None
+            return lookup(kb, crc32(kb))
+
+        ip = ip_in_set if ipset is not None else ip_in_bloom
+
+        def ip_port(packed: bytes, port: int) -> Trail | None:
+            try:
+                if not port_marks[hash(packed) & port_mask]:
+                    return None
+                h = crc32(pack_port(port), crc32(packed, ipport_seed))
+            except (struct.error, TypeError):
+                return None
+            return lookup(b"\xfe" + packed + pack_port(port), h)
+
+        self.probe, self.get, self.ip, self.ip_port = probe, get, ip, ip_port
+        url_accel = load_accel("_url")
+        # False only when no bare-path candidate of a request path can hit (core/accel/_url.c);
+        # without the compiled prefilter every path is a "maybe" and detect.py checks each marker.
+        self.path_markers_maybe: Callable[[str], bool] = (
+            functools.partial(url_accel.maybe, mm, bloom_off, bloom_shift, mix) if url_accel is not None
+            else _always)
+
+    def regex_trails(self) -> RegexTrails:
+        if self.regex is None:
+            off, length = self.header.sections[ix.REGEX]
+            mm = self.mm
+            count = int.from_bytes(mm[off:off + 4], "little")
+            pos, entries = off + 4, []
+            for _ in range(count):
+                pid, n = ix.RECORD_HEAD.unpack_from(mm, pos)
+                entries.append((mm[pos + 6:pos + 6 + n].decode("utf-8", "replace"), pid))
+                pos += 6 + n
+            self.regex = RegexTrails(entries)
+        return self.regex
+
+
