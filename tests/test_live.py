@@ -290,3 +290,30 @@ def test_sensor_cli_bad_interface_one_line(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "nosuchif0" in proc.stderr and "available" in proc.stderr
+
+
+def _sensor_on(tmp_path, interface: str, *prefix: str) -> subprocess.CompletedProcess[str]:
+    trails = tmp_path / "t.csv"
+    trails.write_text("evil.com,malware (x),(static)\n")
+    env = dict(os.environ, MALTRAIL_LOG_DIR=str(tmp_path), MALTRAIL_TRAILS_FILE=str(trails),
+               MALTRAIL_MONITOR_INTERFACE=interface, MALTRAIL_DISABLE_TRAIL_UPDATES="true",
+               MALTRAIL_CAPTURE_FILTER="udp or tcp")
+    return subprocess.run([*prefix, sys.executable, SENSOR], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_unknown_interface_is_reported_before_any_capturing_line(tmp_path):
+    proc = _sensor_on(tmp_path, "nosuchif0")
+    assert proc.returncode == 1
+    assert "unknown interface nosuchif0" in proc.stderr
+    assert "capturing on" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_root_without_capture_capability_is_told_what_is_missing(tmp_path):
+    """uid 0 with CAP_NET_RAW/CAP_NET_ADMIN dropped (a container or a hardened unit): the message names
+    the missing capability, never the capture filter, and the sensor exits non-zero."""
+    drop = ("setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin", "--")
+    proc = _sensor_on(tmp_path, "lo", *drop)
+    assert proc.returncode == 1, proc.stderr
+    assert "CAP_NET_RAW" in proc.stderr and "CAPTURE_FILTER" not in proc.stderr, proc.stderr
+    assert "capturing on" not in proc.stderr and "Traceback" not in proc.stderr

@@ -85,8 +85,8 @@ def available_interfaces() -> list[str]:
         return []
 
 
-def capabilities() -> int:
-    """The effective capability mask of this process (0 when unknown)."""
+def capabilities() -> int | None:
+    """The effective capability mask of this process (None when it cannot be read)."""
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
@@ -94,11 +94,16 @@ def capabilities() -> int:
                     return int(line.split()[1], 16)
     except (OSError, ValueError):
         pass
-    return 0
+    return None
 
 
 def can_capture() -> bool:
-    return os.geteuid() == 0 or bool(capabilities() & (1 << CAP_NET_RAW))
+    """CAP_NET_RAW is in the effective set. uid 0 alone is not enough: a container or a unit may run
+    as root with its capabilities dropped. Where the mask cannot be read, root is taken to have it."""
+    caps = capabilities()
+    if caps is None:
+        return os.geteuid() == 0
+    return bool(caps & (1 << CAP_NET_RAW))
 
 
 PRIVILEGE_HINT = ("live capture needs root or the CAP_NET_RAW capability (and CAP_NET_ADMIN for "
@@ -129,7 +134,8 @@ def check_filter(bpf: str | None, linktype: int = pcapy.DLT_EN10MB, snaplen: int
 def _explain(name: str, ex: Exception) -> CaptureError:
     text = str(ex)
     low = text.lower()
-    if "permission" in low or "operation not permitted" in low or "eperm" in low:
+    if ("permission" in low or "operation not permitted" in low or "eperm" in low
+            or "not-yet-activated" in low):  # activate() failed quietly: the usual cause is privileges
         return CaptureError(f"cannot capture on {name}: {text}; {PRIVILEGE_HINT}")
     if "no such device" in low or "doesn't exist" in low or "not exist" in low:
         known = available_interfaces()
@@ -139,6 +145,8 @@ def _explain(name: str, ex: Exception) -> CaptureError:
 
 def open_handle(name: str, settings: CaptureSettings) -> Any:
     """One activated pcapy-ng handle with the filter applied."""
+    if not can_capture():
+        raise CaptureError(f"cannot capture on {name}: this process lacks CAP_NET_RAW; {PRIVILEGE_HINT}")
     try:
         handle = pcapy.create(name)
         handle.set_snaplen(settings.snaplen)
@@ -153,6 +161,8 @@ def open_handle(name: str, settings: CaptureSettings) -> Any:
             handle.setfilter(settings.bpf)
         except pcapy.PcapError as ex:
             handle.close()
+            if "not-yet-activated" in str(ex):  # the filter is fine: the handle never opened
+                raise _explain(name, ex) from None
             raise CaptureError(f"CAPTURE_FILTER rejected on {name}: {ex} (filter: {settings.bpf})") from None
     return handle
 

@@ -124,6 +124,8 @@ class Worker:
             report_error(f"sensor: {ex}")
             return 1
         source = self.source
+        if ctx.count == 1:  # said once the interfaces are open, so a failed open is the only line
+            ctx.say(f"[i] capturing on {', '.join(ctx.settings.interfaces)} with 1 worker")
         if self.stop_requested:
             source.stop()
         last_publish = 0.0
@@ -233,7 +235,6 @@ class Supervisor:
         signal.signal(signal.SIGHUP, worker.request_reload)
         if not self._start_services():
             return 1
-        self.say(f"[i] capturing on {', '.join(self.settings.interfaces)} with 1 worker")
         status = worker.run()
         self.stopping = True
         return status
