@@ -228,6 +228,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "TRAILS_FILE": ("str", "~/.maltrail/trails.csv"),
     "ALLOW_EMPTY_TRAILS": ("bool", False),
     "TRAIL_RELOAD_MIN_RATIO": ("float", 0.5),
+    "TRAIL_CIDR_MIN_PREFIX": ("int", 16),
 }
 
 # Numeric ranges enforced after parsing: key -> (min, max). Out of range is an error, not a clamp,
@@ -241,7 +242,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "TRAIL_RELOAD_MIN_RATIO": (0.0, 1.0), "FAST_ADMIT_LEVEL": (0, 3), "PROCESS_COUNT": (1, 1024),
     "HUNT_TIME_BUDGET": (0.1, 600), "ALERT_THROTTLE": (0, 86400 * 7), "FEED_CONCURRENCY": (1, 64),
     "FEED_TIMEOUT": (1, 600), "UDP_MAX_SKEW": (1, 86400), "METRICS_INTERVAL": (1, 86400 * 7),
-    "HOME_LAT": (-90, 90), "HOME_LON": (-180, 180),
+    "HOME_LAT": (-90, 90), "HOME_LON": (-180, 180), "TRAIL_CIDR_MIN_PREFIX": (0, 32),
 }
 CLAMPED = {"SCAN_WINDOW": (1, 3600)}
 CHOICES: dict[str, tuple[str, ...]] = {

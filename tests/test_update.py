@@ -20,8 +20,9 @@ from test_update_feedserver import FeedServer  # noqa: E402
 from core.config import ROOT_DIR, build_config  # noqa: E402
 from core.update.feedrun import discover_feeds  # noqa: E402
 from core.update.merge import MergeStats, Ranges, TrailMerger, normalise_key  # noqa: E402
-from core.update.orchestrate import update  # noqa: E402
+from core.update.orchestrate import DATA_DIR, update  # noqa: E402
 from core.update.publish import health_path  # noqa: E402
+from core.update.sanity import TrailRules  # noqa: E402
 
 BROKEN = {"greensnow": "timeout", "openphish": "html", "binarydefense": "empty"}
 KEYS = {"ABUSEIPDB_API_KEY": "k1", "OTX_API_KEY": "k2", "PHISHTANK_API_KEY": "k3"}
@@ -78,7 +79,8 @@ def test_end_to_end_publishes_merged_trails(first_run):
         assert single not in trails
     # bogons and CDN edges are dropped even with enough feeds behind them
     assert "192.0.2.1" not in trails and "10.0.0.5" not in trails and "104.16.1.1" not in trails
-    assert result.dropped["bogon"] >= 1 and result.dropped["cdn"] >= 1
+    assert result.dropped.get("bogon", 0) + result.dropped.get("private or reserved address", 0) >= 1
+    assert result.dropped["cdn"] >= 1
     # normalisation: scheme, www., query and case
     assert trails["cdn-update-files.com/upd/setup.exe"] == ("malware", "urlhaus.abuse.ch")
     assert trails["malware-drop.net/a.exe"][0] == "malware"
@@ -245,7 +247,7 @@ def test_merge_rules_directly():
     from core.trails.whitelist import Whitelist
 
     rows = {key: (info, ref) for key, info, ref in merger.rows(config, Whitelist(), Ranges(["192.0.2.0/24"]),
-                                                             Ranges(), stats)}
+                                                             Ranges(), stats, TrailRules.load(DATA_DIR))}
     assert rows["1.1.1.1"] == ("asyncrat (malware)", "b.org (+a.org,c.org)")
     assert rows["example.com"][0] == "suspicious thing" and rows["example.com"][1].startswith("(static) (+")
     assert rows["8.8.4.4"][0] == "ipinfo (suspicious)"

@@ -12,6 +12,7 @@ modules use are in core/update/feeds.py.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -28,6 +29,7 @@ from typing import Any
 
 from core.config import ROOT_DIR, Config, split_list
 from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails, expand_cidr
+from core.update.publish import size_refusal
 
 FEEDS_DIR = os.path.join(ROOT_DIR, "trails", "feeds")
 
@@ -37,7 +39,7 @@ class FeedStatus:
     """One line of the health report."""
 
     name: str
-    status: str  # ok | stale | failed | skipped | disabled
+    status: str  # ok | stale | shrunk | failed | skipped | disabled
     rows: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -86,6 +88,14 @@ class FeedCache:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+    def row_count(self, name: str) -> int:
+        """Rows of the last good copy (0 when there is none)."""
+        try:
+            with open(self.path(name), "rb") as handle:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        except OSError:
+            return 0
 
     def load(self, name: str, grace: float) -> tuple[Trails | None, float | None]:
         """(trails, age in seconds); trails is None when there is no copy or it is older than grace."""
@@ -181,22 +191,48 @@ def run_feeds(config: Config, names: list[str], base: FeedContext, cache: FeedCa
         for future in as_completed(futures):
             name = futures[future]
             trails, status = future.result()
-            if trails is not None and cache is not None:
-                try:
-                    cache.save(name, trails)
-                except OSError as ex:
-                    status.error = f"cache not written: {ex.strerror or ex}"
-            elif status.status == "failed" and cache is not None:
-                cached, age = cache.load(name, grace)
-                status.cache_age = None if age is None else round(age)
-                if cached:
-                    trails, status.status, status.rows = cached, "stale", len(cached)
-                elif age is not None:
-                    status.error = f"{status.error}; cached copy older than FEED_GRACE_PERIOD"
+            trails = keep_good_copy(name, trails, status, cache, grace, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
             results[name] = (status, trails)
             bar.step(name)
     bar.close()
     return [results[name] for name in names]
+
+
+def keep_good_copy(name: str, trails: Trails | None, status: FeedStatus, cache: FeedCache | None,
+                   grace: float, ratio: float) -> Trails | None:
+    """The per-source guard. A source that answered saves its answer as the last good copy, unless the
+    answer shrank below `ratio` of that copy (a body cut short, a feed half-served, a poisoned
+    mirror): then, like a failed source, it is served from its last good copy while that copy is
+    younger than FEED_GRACE_PERIOD. The status says which and why, with the numbers."""
+    if cache is None:
+        return trails
+    if trails is not None:
+        last = cache.row_count(name)
+        shrunk = size_refusal(len(trails), last, ratio)
+        if shrunk is None:
+            try:
+                cache.save(name, trails)
+            except OSError as ex:
+                status.error = f"cache not written: {ex.strerror or ex}"
+            return trails
+        status.status, status.error = "shrunk", f"{name}: {shrunk}"
+    elif status.status != "failed":
+        return trails
+    cached, age = cache.load(name, grace)
+    status.cache_age = None if age is None else round(age)
+    if cached:
+        status.rows = len(cached)
+        if status.status == "failed":
+            status.status = "stale"
+        else:
+            status.error = f"{status.error}; its last good copy is used"
+        return cached
+    if status.status == "shrunk":  # no usable copy: the smaller answer is all there is
+        status.error = f"{status.error}; no last good copy within FEED_GRACE_PERIOD, the answer is used"
+        return trails
+    if age is not None:
+        status.error = f"{status.error}; cached copy older than FEED_GRACE_PERIOD"
+    return None
 
 
 def select_feeds(config: Config, feeds_dir: str = FEEDS_DIR) -> tuple[list[str], list[FeedStatus]]:
@@ -230,29 +266,45 @@ def _module_info(path: str) -> str | None:
 
 # --- custom URLs -----------------------------------------------------------------------------------
 
-def fetch_custom_urls(config: Config, base: FeedContext) -> tuple[list[tuple[str, str, str]], list[FeedStatus]]:
-    """CUSTOM_TRAILS_URL lists (`,`/`;` separated): info `blacklisted`, reference `(remote custom)`."""
+def fetch_custom_urls(config: Config, base: FeedContext, cache: FeedCache | None = None,
+                      ) -> tuple[list[tuple[str, str, str]], list[FeedStatus]]:
+    """CUSTOM_TRAILS_URL lists (`,`/`;` separated): info `blacklisted`, reference `(remote custom)`.
+    Each URL is a source of its own for the per-source guard (`keep_good_copy`)."""
     rows: list[tuple[str, str, str]] = []
     statuses: list[FeedStatus] = []
+    grace = float(config.FEED_GRACE_PERIOD or 0)
+    ratio = float(config.TRAIL_RELOAD_MIN_RATIO or 0)
     for url in split_list(config.CUSTOM_TRAILS_URL or ""):
         status = FeedStatus("(remote custom)", "ok", url=url)
         ctx = base.for_feed("custom_url")
         started = time.monotonic()
+        trails: Trails | None = None
         try:
             if "://" not in url:
                 url = "http://" + url
             text = ctx.retrieve(url)
+            trails = {}
             for raw in text.splitlines():
                 line = raw.split("#", 1)[0].strip()
                 if not line:
                     continue
-                for trail in expand_cidr(line) if "/" in line and line[0].isdigit() else [line]:
-                    rows.append((trail, "blacklisted", "(remote custom)"))
-                    status.rows += 1
+                expanded = expand_cidr(line) if "/" in line and line[0].isdigit() else [line]
+                if not expanded:
+                    status.error = "CIDR lists wider than /22 (1,024 addresses) or malformed are skipped"
+                for trail in expanded:
+                    trails[trail] = ("blacklisted", "(remote custom)")
+            if not trails:
+                raise FeedError("no trails in the response")
+            status.rows = len(trails)
         except FeedError as ex:
             status.status, status.error = "failed", str(ex)
+            trails = None
         finally:
             ctx.close()
+        name = "custom-url-" + hashlib.sha1(url.encode("utf-8", "replace")).hexdigest()[:12]
+        trails = keep_good_copy(name, trails, status, cache, grace, ratio)
+        if trails:
+            rows.extend((key, info, reference) for key, (info, reference) in trails.items())
         status.seconds = round(time.monotonic() - started, 3)
         statuses.append(status)
     return rows, statuses

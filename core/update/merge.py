@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from core.config import Config
 from core.trails.whitelist import Whitelist
 from core.update.feeds import Trails
+from core.update.sanity import TrailRules
 
 LOW_PRIORITY_INFO_KEYWORDS = ("reputation", "attacker", "spammer", "abuser", "malicious", "dnspod",
                               "nicru", "crawler", "compromised", "bad history")
@@ -31,7 +32,6 @@ FIXED_REFERENCES = frozenset(("(static)", "(custom)", "(remote custom)"))
 BAD_TRAIL_PREFIXES = ("127.", "192.168.", "localhost")
 _LEADING_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?=$|[:/])")
 _REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
-_BAD_CHARS = re.compile("[\x00-\x20\x7f\ufffd]")
 
 
 # --- address ranges (bogons, CDNs, whitelist CIDRs) ------------------------------------------------
@@ -114,12 +114,19 @@ def normalise_key(key: str) -> str | None:
 
 @dataclass
 class MergeStats:
-    """Why keys did not make it into trails.csv (reported in the summary and the health file)."""
+    """Why keys did not make it into trails.csv (reported in the summary and the health file):
+    `dropped` by reason, and the sanity rejections (core/update/sanity.py) by source and reason."""
 
     dropped: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def reject(self, source: str, reason: str) -> None:
+        self.drop(reason)
+        per_source = self.rejected.setdefault(source, {})
+        per_source[reason] = per_source.get(reason, 0) + 1
 
 
 class TrailMerger:
@@ -175,20 +182,20 @@ class TrailMerger:
         return sorted(extra - {primary}) if extra else []
 
     def rows(self, config: Config, whitelist: Whitelist, bogons: Ranges, cdns: Ranges,
-             stats: MergeStats) -> Iterator[tuple[str, str, str]]:
-        """Final rows with the original's post-processing and filters (streamed while writing)."""
+             stats: MergeStats, rules: TrailRules) -> Iterator[tuple[str, str, str]]:
+        """Final rows with the original's post-processing and filters (streamed while writing); every
+        row passes the sanity rules first (core/update/sanity.py)."""
         minimum = int(config.IP_MINIMUM_FEEDS or 1)
         disabled_info = re.compile(config.DISABLED_TRAILS_INFO_REGEX) if config.DISABLED_TRAILS_INFO_REGEX else None
         extra_map = self.extra
         domains = whitelist.domains  # suffix walk inlined: this loop runs once per trail (1.6M)
-        bad_chars, regex_chars, leading_ipv4 = _BAD_CHARS.search, _REGEX_CHARS.search, _LEADING_IPV4.match
+        regex_chars, leading_ipv4 = _REGEX_CHARS.search, _LEADING_IPV4.match
+        reject = rules.reject
         for key, (info, reference) in self.trails.items():
             fixed = reference in FIXED_REFERENCES
-            if bad_chars(key):
-                stats.drop("malformed")
-                continue
-            if key.isalpha() and not fixed:
-                stats.drop("tld-like")
+            why = reject(key, info, reference)
+            if why is not None:
+                stats.reject(reference, why)
                 continue
             if key.startswith(BAD_TRAIL_PREFIXES):
                 stats.drop("bad prefix")
@@ -198,9 +205,6 @@ class TrailMerger:
             leading = leading_ipv4(key) if key[0].isdigit() else None
             if leading:
                 octets = [int(part) for part in leading.groups()]
-                if max(octets) > 255:
-                    stats.drop("bad octet")
-                    continue
                 value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
                 if "parking" not in info and "sinkhole" not in info:
                     if bogons.contains(value):

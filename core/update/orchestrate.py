@@ -42,8 +42,16 @@ from core.update.feedrun import (
     select_feeds,
 )
 from core.update.feeds import FeedContext, FeedError
-from core.update.merge import MergeStats, Ranges, TrailMerger
-from core.update.publish import atomic_write, count_rows, publish_file, size_refusal, write_health
+from core.update.merge import MergeStats, Ranges, TrailMerger, normalise_key
+from core.update.publish import (
+    PublishHistory,
+    atomic_write,
+    count_rows,
+    publish_file,
+    size_refusal,
+    write_health,
+)
+from core.update.sanity import TrailRules
 
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
 DATA_DIR = os.path.join(ROOT_DIR, "data")
@@ -78,6 +86,7 @@ class UpdateResult:
     seconds: float = 0.0
     health_file: str | None = None
     status: UpdateStatus = UpdateStatus.FAILED
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> sanity reason -> rows
 
     @property
     def ok(self) -> bool:
@@ -112,24 +121,33 @@ def make_context(config: Config, base_url: str | None = None, retries: int = 3, 
                        api_keys={key: config.get(key) for key in API_KEYS}, base_url=base_url)
 
 
-def pull_from_server(config: Config, ctx: FeedContext, force: bool = False) -> UpdateResult:
-    """UPDATE_SERVER mode: fetch the server's trails.csv, validate every row, publish atomically."""
+def pull_from_server(config: Config, ctx: FeedContext, force: bool = False,
+                     data_dir: str = DATA_DIR) -> UpdateResult:
+    """UPDATE_SERVER mode: fetch the server's trails.csv, validate every row with the same sanity
+    rules as every other source, and publish atomically under the same size guard."""
     path = config.TRAILS_FILE
     previous = count_rows(path)
     started = time.monotonic()
     server_ctx = ctx.for_feed("update_server", max_size=max(ctx.max_size, 1 << 30))
-    bad = 0
+    rules = TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX))
+    stats = MergeStats()
+    source = "UPDATE_SERVER"
 
     def write(handle: Any) -> int:
-        nonlocal bad
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
         for row in csv.reader(server_ctx.lines(config.UPDATE_SERVER, ",")):
-            if len(row) == 3 and row[0]:
-                writer.writerow(row)
-                count += 1
-            elif row:
-                bad += 1
+            if len(row) != 3 or not row[0]:
+                if row:
+                    stats.reject(source, "malformed row")
+                continue
+            key = normalise_key(row[0])
+            why = "bad key" if key is None else rules.reject(key, row[1], row[2])
+            if why is not None:
+                stats.reject(source, why)
+                continue
+            writer.writerow((key, row[1], row[2]))
+            count += 1
         return count
 
     try:
@@ -140,14 +158,23 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False) -> U
         return UpdateResult(False, path, 0, previous, f"cannot write {path}: {ex.strerror or ex}")
     finally:
         server_ctx.close()
-    refusal = publish_refusal(config, count, previous, force)
+    history = PublishHistory(path)
+    refusal = publish_refusal(config, count, previous, force, history.baseline(), source)
+    bad = sum(stats.dropped.values())
+    skipped = f" ({bad} rows rejected: {_reasons(stats.dropped)})" if bad else ""
     if refusal:
         os.unlink(tmp)
-        return UpdateResult(False, path, count, previous, refusal, status=UpdateStatus.REFUSED)
+        return UpdateResult(False, path, count, previous, refusal + skipped, status=UpdateStatus.REFUSED,
+                            dropped=dict(stats.dropped), rejected=stats.rejected)
     publish_file(tmp, path)
-    message = f"{count} trails from {config.UPDATE_SERVER}" + (f" ({bad} malformed rows skipped)" if bad else "")
+    history.record(count)
+    message = f"{count} trails from {config.UPDATE_SERVER}{skipped}"
     return UpdateResult(True, path, count, previous, message, seconds=round(time.monotonic() - started, 3),
-                        status=UpdateStatus.PUBLISHED)
+                        status=UpdateStatus.PUBLISHED, dropped=dict(stats.dropped), rejected=stats.rejected)
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
 def update(config: Config, *, force: bool = False, offline: bool = False, scheduled: bool = False,
@@ -162,7 +189,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
                             status=UpdateStatus.DISABLED)
     ctx = make_context(config, base_url, retries, backoff)
     if config.UPDATE_SERVER and not offline:
-        result = pull_from_server(config, ctx, force)
+        result = pull_from_server(config, ctx, force, data_dir)
         say(("published " if result.published else "not published: ") + result.message)
         return result
     if not force and not needs_rebuild(config, path, (static_dir, feeds_dir)):
@@ -192,11 +219,12 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     merger.add_all(static_source.load(static_dir))
     merger.add_all(custom_source.load(config.CUSTOM_TRAILS_DIR))
     if config.CUSTOM_TRAILS_URL and not offline:
-        rows, url_statuses = fetch_custom_urls(config, ctx)
+        rows, url_statuses = fetch_custom_urls(config, ctx, FeedCache(os.path.join(os.path.dirname(path), "feeds")))
         statuses.extend(url_statuses)
         merger.add_all(rows)
 
     stats = MergeStats()
+    rules = TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX))
     whitelist = load_whitelist(config, data_dir, say)
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
@@ -204,7 +232,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     def write(handle: Any) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
-        for row in merger.rows(config, whitelist, bogons, cdns, stats):
+        for row in merger.rows(config, whitelist, bogons, cdns, stats, rules):
             writer.writerow(row)
             count += 1
         return count
@@ -216,15 +244,17 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         result.message = f"cannot write {path}: {ex.strerror or ex}"
         say(result.message)
         return result
-    result.rows, result.dropped = count, dict(stats.dropped)
+    result.rows, result.dropped, result.rejected = count, dict(stats.dropped), stats.rejected
     if merger.invalid:
         result.dropped["invalid key"] = merger.invalid
-    refusal = publish_refusal(config, count, previous, force)
+    history = PublishHistory(path)
+    refusal = publish_refusal(config, count, previous, force, history.baseline())
     if refusal:
         os.unlink(tmp)
         result.message, result.status = refusal, UpdateStatus.REFUSED
     else:
         publish_file(tmp, path)
+        history.record(count)
         result.published, result.status = True, UpdateStatus.PUBLISHED
         result.message = f"published {count} trails to {path}"
     result.seconds = round(time.monotonic() - started, 3)
@@ -257,16 +287,24 @@ def health_report(result: UpdateResult) -> dict[str, Any]:
         "previous_rows": result.previous_rows,
         "seconds": result.seconds,
         "dropped": result.dropped,
+        "rejected": result.rejected,
         "feeds": [asdict(status) for status in result.feeds],
     }
 
 
-def publish_refusal(config: Config, count: int, previous: int, force: bool) -> str | None:
-    """Why this update must not publish `count` rows over `previous` (the shared size rule), or None."""
+def publish_refusal(config: Config, count: int, previous: int, force: bool, baseline: int = 0,
+                    source: str = "the merged set") -> str | None:
+    """Why this update must not publish `count` rows (the shared size rule, measured against the
+    larger of the previous set and the long-term baseline), or None. `--force` overrides it."""
     if force:
         return None
-    why = size_refusal(count, previous, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
-    return f"refusing to publish: {why} (use --force to override)" if why else None
+    reference = max(previous, baseline)
+    why = size_refusal(count, reference, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
+    if why is None:
+        return None
+    if reference > previous:
+        why += f" (the baseline: largest of the last published sets; the previous one had {previous:,})"
+    return f"refusing to publish {source}: {why} (use --force to override)"
 
 
 def _update_geo(config: Config, ctx: FeedContext, say: Printer) -> None:
@@ -296,7 +334,7 @@ def summary(result: UpdateResult) -> list[str]:
     counts: dict[str, int] = {}
     for status in result.feeds:
         counts[status.status] = counts.get(status.status, 0) + 1
-        if status.status in ("failed", "stale"):
+        if status.status in ("failed", "stale", "shrunk"):
             extra = f", cached {status.cache_age}s ago" if status.status == "stale" else ""
             lines.append(f"  {status.status:7} {status.name:28} {status.error}{extra}")
         elif status.status == "skipped":
@@ -304,6 +342,8 @@ def summary(result: UpdateResult) -> list[str]:
     if result.feeds:
         lines.insert(0, "feeds: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if result.dropped:
-        lines.append("dropped: " + ", ".join(f"{n} {r}" for r, n in sorted(result.dropped.items())))
+        lines.append("dropped: " + _reasons(result.dropped))
+    for source, reasons in sorted(result.rejected.items()):
+        lines.append(f"  rejected from {source}: {_reasons(reasons)}")
     lines.append(f"{result.message} ({result.rows} rows, previous {result.previous_rows}, {result.seconds:.1f} s)")
     return lines

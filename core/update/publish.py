@@ -85,6 +85,48 @@ def size_refusal(new: int, current: int, ratio: float, *, allow_empty: bool = Fa
     return None
 
 
+HISTORY_LENGTH = 10  # published sets remembered for the long-term baseline
+
+
+def history_path(trails_file: str) -> str:
+    return os.path.splitext(trails_file)[0] + ".history.json"
+
+
+class PublishHistory:
+    """The row counts of the last HISTORY_LENGTH published trail sets (`<name>.history.json`).
+
+    Its `baseline()` (the largest of them) is what a new set is compared with, so a ratchet of
+    updates that each lose a little less than TRAIL_RELOAD_MIN_RATIO cannot walk the set down to
+    nothing: every one is measured against the largest recent good set, not only the previous one."""
+
+    def __init__(self, trails_file: str) -> None:
+        self.path = history_path(trails_file)
+        self.counts: list[int] = []
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            self.counts = [int(n) for n in data.get("published", []) if int(n) >= 0][-HISTORY_LENGTH:]
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.counts = []  # no history yet (or a damaged file): the previous set is the baseline
+
+    def baseline(self) -> int:
+        return max(self.counts, default=0)
+
+    def record(self, count: int) -> None:
+        self.counts = (self.counts + [count])[-HISTORY_LENGTH:]
+
+        def write(handle: Any) -> int:
+            json.dump({"published": self.counts}, handle)
+            handle.write("\n")
+            return 1
+
+        try:
+            tmp, _count = atomic_write(self.path, write)
+            publish_file(tmp, self.path)
+        except OSError:
+            pass  # the history only strengthens the guard; the published set stands without it
+
+
 def write_health(trails_file: str, report: dict[str, Any]) -> str | None:
     """Publish `report` as JSON at `health_path(trails_file)`; its path, or None when it cannot be written."""
     target = health_path(trails_file)

@@ -1,0 +1,158 @@
+"""Trail sanity: the one validation every row of every source passes before it can be published.
+
+Where it sits: update (core/update/orchestrate.py) -> merge (core/update/merge.py `TrailMerger.rows`,
+which runs every feed, static, custom and CUSTOM_TRAILS_URL row through `TrailRules.reject`) and the
+UPDATE_SERVER pull (every downloaded row, same rules) -> publication. A rejected row is dropped and
+counted by reason and by source (its reference), in the summary and the health file.
+
+What is rejected (docs/trails.md, "Sanity"):
+- control bytes, white space, U+FFFD, markup characters (`<`, `>`, backquote: never in a host or a
+  request path as sent),
+  keys longer than MAX_KEY_LENGTH;
+- regex trails that do not compile or that match an empty name, a bare TLD or an ordinary domain
+  (`.*`, `[a-z]+`): they would fire on everything;
+- addresses that are private, loopback, link-local, multicast, unspecified or reserved (IPv4 and
+  IPv6; answers of sinkholes and parking services keep theirs, as before), octets above 255;
+- `a.b.c.d/n` keys wider than TRAIL_CIDR_MIN_PREFIX (default /16) or covering private, loopback or
+  reserved space;
+- names that are not DNS syntax (empty labels, `*`, `.`, labels over 63 bytes, names over 253);
+- a bare TLD or public suffix (`com`, `co.uk`; ICANN section of the Public Suffix List in
+  data/public_suffixes.txt) — except in the operator's own local lists (static, custom), as the
+  original allows;
+- URL trails whose host fails the rules above, and the bare path `/`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+
+MAX_KEY_LENGTH = 1024
+LOCAL_REFERENCES = frozenset(("(static)", "(custom)"))
+_REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
+_BAD_CHARS = re.compile("[\x00-\x20\x7f-\x9f\ufffd]")
+_MARKUP = re.compile("[<>`]")
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\Z")
+_CIDR = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/\d{1,2}\Z")
+_REGEX_PROBES = ("", "com", "example.com", "www.example.com", "a")
+
+
+class PublicSuffixes:
+    """The ICANN public suffixes with their wildcard (`*.ck`) and exception (`!www.ck`) rules."""
+
+    def __init__(self, rules: set[str]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def load(cls, path: str) -> PublicSuffixes:
+        """One rule a line (`//` and `#` comments); a missing file leaves only the single-label rule."""
+        rules: set[str] = set()
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    text = line.strip().lower()
+                    if text and not text.startswith(("//", "#")):
+                        rules.add(text)
+        return cls(rules)
+
+    def is_suffix(self, name: str) -> bool:
+        if "." not in name or name in self.rules:
+            return True
+        if "!" + name in self.rules:
+            return False
+        return "*." + name.split(".", 1)[1] in self.rules
+
+
+def _bad_address(text: str) -> str | None:
+    """Why an address may not be a trail, or None (a valid public address)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return "bad address"
+    if (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
+            or address.is_unspecified or address.is_reserved):
+        return "private or reserved address"
+    return None
+
+
+@dataclass(frozen=True)
+class TrailRules:
+    """The sanity rules with their data (public suffixes)."""
+
+    suffixes: PublicSuffixes
+    min_cidr_prefix: int = 16
+
+    @classmethod
+    def load(cls, data_dir: str, min_cidr_prefix: int = 16) -> TrailRules:
+        return cls(PublicSuffixes.load(os.path.join(data_dir, "public_suffixes.txt")), min_cidr_prefix)
+
+    def reject(self, key: str, info: str, reference: str) -> str | None:
+        """Why the (normalised) row must not be published, or None to keep it."""
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return "too long" if key else "empty"
+        if _BAD_CHARS.search(key):
+            return "control bytes"
+        if _MARKUP.search(key):
+            return "markup characters"
+        if _REGEX_CHARS.search(key):
+            return self._regex(key)
+        local = reference in LOCAL_REFERENCES
+        if key.startswith("/"):
+            return "bare path" if key == "/" else None
+        host, slash, _path = key.partition("/")
+        if _CIDR.match(key):
+            return self._cidr(key, info)
+        return self._host(host, info, local, url=bool(slash))
+
+    def _host(self, host: str, info: str, local: bool, url: bool) -> str | None:
+        if host.startswith("[") or host.count(":") > 1:  # IPv6, bare or [v6]:port
+            text = host[1:host.index("]")] if host.startswith("[") and "]" in host else host
+            return self._address(text, info)
+        name, colon, port = host.partition(":")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            return "bad port"
+        ipv4 = _IPV4.match(name)
+        if ipv4:
+            if max(int(part) for part in ipv4.groups()) > 255:
+                return "bad octet"
+            return self._address(name, info)
+        if name.replace(".", "").isdigit():
+            return "bad address"
+        if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+            return "bad domain"
+        if not local and not url and self.suffixes.is_suffix(name):
+            return "tld-like" if "." not in name else "public suffix"
+        return None
+
+    def _cidr(self, key: str, info: str) -> str | None:
+        try:
+            network = ipaddress.IPv4Network(key, strict=False)
+        except ValueError:
+            return "bad cidr"
+        if network.prefixlen < self.min_cidr_prefix:
+            return "cidr too wide"
+        if "sinkhole" in info or "parking" in info:
+            return None
+        if (network.is_private or network.is_loopback or network.is_link_local or network.is_multicast
+                or network.is_reserved or network.is_unspecified):
+            return "private or reserved address"
+        return None
+
+    @staticmethod
+    def _address(text: str, info: str) -> str | None:
+        if "sinkhole" in info or "parking" in info:
+            return None if _bad_address(text) != "bad address" else "bad address"
+        return _bad_address(text)
+
+    @staticmethod
+    def _regex(key: str) -> str | None:
+        try:
+            pattern = re.compile(key)
+        except (re.error, RecursionError, OverflowError):
+            return "bad regex"
+        if any(pattern.fullmatch(probe) for probe in _REGEX_PROBES):
+            return "regex too broad"
+        return None
