@@ -10,7 +10,7 @@ import { Calendar, addDays, isoDay } from './calendar.js';
 import { drawChart, drawMini, hitTest, stepName } from './charts.js';
 import { Drawer } from './drawer.js';
 import { Grid } from './grid.js';
-import { chipsOf, parseQuery, quoteValue, FIELDS } from './query.js';
+import { chipsOf, parseQuery, quoteValue, withoutChip, FIELDS } from './query.js';
 import { LocalStore } from './store.js';
 import { drawWorld } from './worldmap.js';
 
@@ -252,16 +252,10 @@ class App {
     clear(box);
     let chips;
     try { chips = chipsOf(this.state.q); } catch { chips = []; }
-    for (const chip of chips) {
-      box.append(el('span.chip', { title: chip }, el('span', { text: chip }),
-        el('button', { text: '×', title: 'remove filter', onclick: () => this.removeChip(chip) })));
-    }
-  }
-
-  removeChip(chip) {
-    const q = this.state.q;
-    const i = q.indexOf(chip);
-    this.setQuery(i >= 0 ? (q.slice(0, i) + q.slice(i + chip.length)).replace(/\s+/g, ' ').trim() : '');
+    chips.forEach((chip, i) => {
+      box.append(el('span.chip', { title: chip.text }, el('span', { text: chip.text }),
+        el('button', { text: '×', title: 'remove filter', onclick: () => this.setQuery(withoutChip(this.state.q, i)) })));
+    });
   }
 
   searchError(text) {
