@@ -163,7 +163,8 @@ class App {
     this.renderDay();
     this.writeHash();
     $('#progress-bar').style.width = '0';
-    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date });
+    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
+      severity: meta('mt-severity') });
     this.grid.setCount(0, true);
     if (!$('#world-panel').hidden) this.showWorld();
   }
