@@ -1,8 +1,9 @@
-"""Browser tests against the real server.py (Playwright, Debian chromium) of two client rules:
+"""Browser tests against the real server.py (Playwright, Debian chromium) of the console's controls:
 removing a search chip removes that chip's term by position (not the first text that looks like
-it), and the grid's severity follows the server's REMOTE_SEVERITY_REGEX, which reaches the page in
-its mt-severity meta tag and is applied by the same rule as the Python side
-(core/events/severity.py).
+it); the grid's severity follows the server's REMOTE_SEVERITY_REGEX, which reaches the page in its
+mt-severity meta tag and is applied by the same rule as the Python side (core/events/severity.py);
+and the dialogs of html/js/dialogs.js (help, whitelist, alias, saved views; the retro-hunt dialog
+is covered by tests/test_web_features.py) open, act and close.
 """
 
 from __future__ import annotations
@@ -120,4 +121,68 @@ def test_grid_severity_follows_the_server_rule(page):
     names = ["low", "medium", "high"]
     for row in rows:          # a threat is at least as severe as the event it shows
         assert row["sev"] >= names.index(rule(row["info"], row["ref"])), row
+    assert page.errors == []
+
+
+def modal_title(page) -> str:
+    return page.inner_text("#modal-box h2")
+
+
+def test_dialogs_open_act_and_close(page):
+    # help: the ? key and the button; Escape and a click beside the box close it
+    page.click("#count")
+    page.keyboard.press("?")
+    page.wait_for_selector("#modal:not([hidden])")
+    assert modal_title(page) == "Search syntax and shortcuts"
+    assert "Fields: src dst port" in page.inner_text("#modal-box")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#modal")
+    page.click("#q-help")
+    assert page.is_visible("#modal") and modal_title(page) == "Search syntax and shortcuts"
+    page.mouse.click(5, 5)                        # the overlay, outside the box
+    assert page.is_hidden("#modal")
+
+    # whitelist (this browser): adding a trail hides its threat, removing it brings it back
+    assert search(page, "trail:phish.example") == 1
+    seq = int(page.evaluate("+document.body.dataset.viewSeq"))
+    page.click("#wl-btn")
+    assert modal_title(page) == "Local whitelist"
+    page.fill("#modal-box input", "phish.example")
+    page.click("#modal-box button:has-text('add')")
+    page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
+    assert page.evaluate("window.maltrail.grid.count") == 0
+    assert "phish.example" in page.inner_text("#modal-box")
+    seq = int(page.evaluate("+document.body.dataset.viewSeq"))
+    page.click("#modal-box .row2:has-text('phish.example') button")
+    page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
+    assert page.evaluate("window.maltrail.grid.count") == 1
+    assert "Empty." in page.inner_text("#modal-box")
+    page.click("#modal-box h2 ~ button")           # the × beside the title
+    assert page.is_hidden("#modal")
+
+    # alias from the context menu: the grid shows the name beside the address
+    page.click("#grid-rows .row", button="right")
+    page.click("#ctx button:has-text('alias source')")
+    assert modal_title(page) == "Alias for 10.5.5.2"
+    page.fill("#modal-box input", "analyst-box")
+    page.click("#modal-box button:has-text('save')")
+    assert page.is_hidden("#modal")
+    page.wait_for_function("() => document.querySelector('#grid-rows .row').textContent.includes('analyst-box (10.5.5.2)')")
+    assert "analyst-box" in page.evaluate("localStorage.getItem('mt_aliases_v2')")
+
+    # saved views: save the current view, change it, open the saved one again
+    search(page, "type:dns")
+    page.click("#views-btn")
+    page.fill("#modal-box input", "dns only")
+    page.click("#modal-box button:has-text('save current')")
+    page.keyboard.press("Escape")
+    search(page, "")
+    seq = int(page.evaluate("+document.body.dataset.loadSeq"))
+    page.click("#views-btn")
+    page.click("#modal-box button:has-text('dns only')")
+    page.wait_for_function("(s) => +document.body.dataset.loadSeq > s", arg=seq)
+    wait_idle(page)
+    assert page.is_hidden("#modal")
+    assert page.input_value("#q") == "type:dns" and page.evaluate("window.maltrail.state.q") == "type:dns"
+    search(page, "")
     assert page.errors == []
