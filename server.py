@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.hash_password:
         return hash_password_cli()
 
+    from core.events.severity import severity_pattern
     from core.server.api import Api
     from core.server.auth import Auth, parse_users
     from core.server.authlog import AuthForwarder
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     forward=AuthForwarder.from_config(config))
         stopping = threading.Event()
         static = StaticFiles(args.html_root, VERSION, config.HEADER_LOGO, config.get("IP_ALIASES", []),
-                             auth.default_password_in_use)
+                             auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX))
         api = Api(config, auth, Storage(config.LOG_DIR), static, stopping)
     except ConfigError as ex:
         return fail(ex)

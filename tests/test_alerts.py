@@ -16,7 +16,7 @@ import pytest
 
 from core.config import build_config
 from core.events.event import parse_line, safe_value
-from core.events.remote import DEFAULT_SEVERITY_REGEX
+from core.events.severity import default_pattern
 from core.server.alerts import Alerts
 from tests.test_server_support import Server, event_line, free_port
 
@@ -72,7 +72,7 @@ class Receiver:
 
 def alert_server(tmp: str, url: str, extra: str = "") -> Server:
     conf = (f"ALERT_WEBHOOK_URL {url}\nALERT_SEVERITY high\nALERT_THROTTLE 300\n"
-            f"REMOTE_SEVERITY_REGEX {DEFAULT_SEVERITY_REGEX}\n" + extra)
+            f"REMOTE_SEVERITY_REGEX {default_pattern()}\n" + extra)
     return Server(tmp, extra=conf)
 
 
@@ -182,7 +182,7 @@ def test_receiver_down_is_counted_and_intake_keeps_writing(tmp_path):
 
 def _alerts(tmp: str, **values: str) -> tuple[Alerts, list[tuple[str, bytes, str]]]:
     config = build_config({"LOG_DIR": tmp, "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/x",
-                           "REMOTE_SEVERITY_REGEX": DEFAULT_SEVERITY_REGEX, **values}, env={})
+                           "REMOTE_SEVERITY_REGEX": default_pattern(), **values}, env={})
     sent: list[tuple[str, bytes, str]] = []
     return Alerts(config, threading.Event(), lambda u, b, c: sent.append((u, b, c)), queue_size=2), sent
 

@@ -12,6 +12,7 @@ import pcapy
 import pytest
 
 from core.config import ROOT_DIR, SCHEMA, ConfigError, load_config
+from core.events.severity import Severity
 
 CONF = os.path.join(ROOT_DIR, "maltrail.conf")
 SETTING_LINE = re.compile(r"^#?([A-Z][A-Z0-9_]*)(?:[ \t]|$)")
@@ -107,16 +108,15 @@ def test_shipped_capture_filter_compiles_for_common_link_types():
         pcapy.compile(dlt, 2000, config.CAPTURE_FILTER, 1, 0)
 
 
-def test_shipped_severity_regex_groups():
+def test_shipped_severity_rule_is_the_default_table():
+    """The shipped config leaves REMOTE_SEVERITY_REGEX unset, so data/severity.json is in force
+    (its cases: tests/test_severity.py); the commented example is a valid rule of its own."""
     config = load_config(CONF, env={})
-    regex = re.compile(config.REMOTE_SEVERITY_REGEX)
-    assert regex.search("emotet (malware)").lastgroup == "high"
-    assert regex.search("ransomware (malware)").lastgroup == "high"
-    assert regex.search("potential malware site").lastgroup == "medium"
-    assert regex.search("malware distribution").lastgroup == "medium"
-    assert regex.search("known attacker").lastgroup == "low"
-    assert regex.search("mass scanner").lastgroup == "low"
-    assert regex.search("something else") is None
+    assert config.REMOTE_SEVERITY_REGEX is None
+    with open(CONF, encoding="utf-8") as handle:
+        example = next(line for line in handle if line.startswith("#REMOTE_SEVERITY_REGEX "))
+    assert Severity(example.split(" ", 1)[1].strip())("ransomware (malware)", "(static)") == "high"
+    assert Severity(example.split(" ", 1)[1].strip())("emotet (malware)", "(static)") == "medium"
 
 
 def test_shipped_fail2ban_regex():

@@ -1,7 +1,8 @@
 """The web client's pure modules run in headless Chromium (served by the real server.py under its
 CSP) and compared with Python references: SHA-256 against hashlib, the log-line parser against
-core.events.event.parse_line, the search language on hand-built threats, CSV formula safety and
-defanging; plus the default-password banner and the live polling fallback.
+core.events.event.parse_line, the search language on hand-built threats, chip removal (a property
+test over random queries), severity against the shared cases file of the Python rule, CSV formula
+safety and defanging; plus the default-password banner and the live polling fallback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import tempfile
 import pytest
 
 from core.events.event import Event, format_line, parse_line
+from core.events.severity import default_pattern
+from tests.test_severity import load_cases
 from tests.web import gen_day
 from tests.web.harness import Server, launch_browser, require_browser
 
@@ -24,6 +27,7 @@ pytestmark = pytest.mark.browser
 sync_api = require_browser()
 
 TODAY = datetime.date.today().isoformat()
+SEVERITY_PATTERNS, SEVERITY_CASES = load_cases()
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +54,13 @@ def page():
 
 
 def js(page, body: str, arg=None):
-    """Run an async function body with the client's modules imported (m.sha, m.parse, m.query, m.exp)."""
+    """Run an async function body with the client's modules imported (m.sha, m.parse, m.query, m.exp,
+    m.agg, m.cls) and m.sevPattern, the severity pattern the server put in the page."""
     return page.evaluate(
         "async ([arg]) => { const m = { sha: await import('/js/sha256.js'), parse: await import('/js/logparse.js'),"
         " query: await import('/js/query.js'), exp: await import('/js/export.js'), agg: await import('/js/aggregate.js'),"
-        " cls: await import('/js/classify.js') }; return (" + body + ")(m, arg); }", [arg])
+        " cls: await import('/js/classify.js'), sevPattern: document.querySelector('meta[name=mt-severity]').content };"
+        " return (" + body + ")(m, arg); }", [arg])
 
 
 def test_sha256_matches_hashlib(page):
@@ -112,7 +118,7 @@ def test_query_language(page):
         "tag:case1": [1], "status:resolved": [2], "status:new": [0, 1], "note:beacon": [1],
     }
     got = js(page, """async (m, queries) => {
-        const agg = new m.agg.Aggregator();
+        const agg = new m.agg.Aggregator(undefined, new m.cls.Severity(m.sevPattern));
         const add = (t, src, sport, dst, dport, proto, type, trail, info, ref, sensor, n) => {
             for (let i = 0; i < n; i++) agg.add({ t: t + i, sensor, src, sport, dst, dport, proto, type, trail, info, ref, tail: trail + info + ref });
         };
@@ -137,6 +143,54 @@ def test_query_language(page):
     assert all(errors), errors
 
 
+CHIP_TERMS = ["port:53", "sport:53", "53", "port", "s", "rt:5", "src:10.0.0.0/8", "-trail:*.biz", 'info:"port scanning"',
+              "type:dns,url", 'trail:a,"b c"', "emotet", '"two  spaces"', "count:>=10", "-53", "(type:dns OR type:ip)",
+              "(port:53 sport:53)", "(-src:1.2.3.4 || port:443)"]
+CHIP_JOINS = [" ", "  ", " AND ", " && ", "\t", " and "]
+
+
+def _chip_query(rnd: random.Random) -> tuple[list[str], list[str]]:
+    """A random chip-able query as its terms and the connectors between them (duplicates and
+    terms that are substrings of others on purpose)."""
+    terms = [rnd.choice(CHIP_TERMS) for _ in range(rnd.randint(1, 6))]
+    return terms, [rnd.choice(CHIP_JOINS) for _ in terms[1:]]
+
+
+def _join(terms: list[str], joins: list[str]) -> str:
+    return terms[0] + "".join(j + t for j, t in zip(joins, terms[1:], strict=True)) if terms else ""
+
+
+def test_removing_a_chip_removes_that_term(page):
+    """Property: for random queries, removing chip i parses the same as the query written without
+    term i (and the chips are the terms, in order)."""
+    rnd = random.Random(15)
+    cases = []
+    for _ in range(400):
+        terms, joins = _chip_query(rnd)
+        pad = rnd.choice(["", " ", "  "])
+        query = pad + _join(terms, joins) + rnd.choice(["", " "])
+        for i in range(len(terms)):
+            rest_terms = terms[:i] + terms[i + 1:]
+            rest_joins = joins[1:] if i == 0 else joins[:i - 1] + joins[i:]
+            cases.append([query, i, terms, _join(rest_terms, rest_joins)])
+    # a top-level OR or NOT is one chip: removing it empties the box
+    cases += [["port:53 OR sport:53", 0, ["port:53 OR sport:53"], ""], [" NOT port:53 ", 0, ["NOT port:53"], ""]]
+    bad = js(page, """async (m, cases) => {
+        const plain = (ast) => JSON.stringify(ast, (k, v) => (k === 'pos' ? undefined : v));
+        const out = [];
+        for (const [q, i, terms, without] of cases) {
+            const chips = m.query.chipsOf(q).map((c) => c.text);
+            const got = m.query.withoutChip(q, i);
+            if (JSON.stringify(chips) !== JSON.stringify(terms) || plain(m.query.parseQuery(got)) !== plain(m.query.parseQuery(without)))
+                out.push({ q, i, chips, got, without });
+        }
+        return out;
+    }""", cases)
+    assert bad == [], bad[:5]
+    assert js(page, "async (m) => m.query.withoutChip('sport:53 port:53', 1)") == "sport:53"
+    assert js(page, "async (m) => m.query.withoutChip('info:\"a  b\" port:53', 1)") == 'info:"a  b"'
+
+
 def test_csv_and_defang(page):
     got = js(page, "async (m, xs) => xs.map((x) => m.exp.csvCell(x))",
              ["=1+1", "+cmd", "-2", "@SUM(A1)", "\t=x", "plain", 'say "hi"', " =1"])
@@ -144,17 +198,35 @@ def test_csv_and_defang(page):
     assert js(page, "async (m, x) => m.exp.defang(x)", "http://evil.example.com/a.php") == "hxxp[://]evil[.]example[.]com/a[.]php"
 
 
-def test_severity_and_uids(page):
+def test_severity_shared_cases(page):
+    """The browser's Severity against the same cases file as the Python rule (tests/test_severity.py);
+    the default cases use the pattern the server put in the page, which is the default table's."""
+    assert js(page, "async (m) => m.sevPattern") == default_pattern()
+    got = js(page, """async (m, doc) => doc.cases.map((c) => {
+        const rule = new m.cls.Severity(c.pattern ? doc.patterns[c.pattern] : m.sevPattern);
+        return m.cls.SEV_NAMES[rule.of(c.info, c.reference)];
+    })""", {"patterns": SEVERITY_PATTERNS, "cases": SEVERITY_CASES})
+    assert got == [c["severity"] for c in SEVERITY_CASES]
+    # a threat takes the highest severity of its events (aggregate.js through the same rule)
+    sev = js(page, """async (m) => {
+        const agg = new m.agg.Aggregator(undefined, new m.cls.Severity(m.sevPattern));
+        const rec = (info, ref) => ({ t: 1, sensor: 'gw', src: '10.0.0.1', sport: '1', dst: '192.0.2.1', dport: '80',
+            proto: 'TCP', type: 'IP', trail: '192.0.2.1', info, ref, tail: '192.0.2.1' + info + ref });
+        agg.add(rec('known attacker', '(static)'));
+        agg.add(rec('known attacker', '(custom)'));
+        return agg.threats.map((t) => t.sev);
+    }""")
+    assert sev == [2]
+
+
+def test_private_addresses_and_uids(page):
     got = js(page, """async (m) => [
-        m.cls.severityOf('emotet (malware)', '(static)'), m.cls.severityOf('potential malware site', 'x'),
-        m.cls.severityOf('known attacker', 'x'), m.cls.severityOf('anything', '(custom)'),
-        m.cls.severityOf('suspicious thing', 'x'), m.cls.severityOf('ransomware', 'x'),
         m.cls.isPrivate('10.1.2.3'), m.cls.isPrivate('172.31.0.1'), m.cls.isPrivate('172.32.0.1'),
         m.cls.isPrivate('fd00::1'), m.cls.isPrivate('8.8.8.8'),
         m.cls.murmur3('', 0), m.cls.murmur3('hello', 0), m.cls.murmur3('hello, world', 13)]""")
-    assert got[:11] == [2, 1, 0, 2, 1, 2, True, True, False, True, False]
-    assert got[11] == 0 and got[12] == 0x248BFA47                 # published MurmurHash3 x86_32 vectors
-    assert got[13] == _murmur3(b"hello, world", 13)
+    assert got[:5] == [True, True, False, True, False]
+    assert got[5] == 0 and got[6] == 0x248BFA47                 # published MurmurHash3 x86_32 vectors
+    assert got[7] == _murmur3(b"hello, world", 13)
 
 
 def _murmur3(data: bytes, seed: int) -> int:

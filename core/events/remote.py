@@ -2,9 +2,8 @@
 
 Where it sits: sinks of the event pipeline, beside the daily log file and LOG_SERVER; built by
 `build_remote_sinks(config)`. Each key takes several endpoints (`host:port`, `[v6]:port`, comma
-separated). Severity comes from REMOTE_SEVERITY_REGEX, whose named groups `high`, `medium`, `low`
-are searched in the event's info (first matching group wins in that order); no match or no
-regex = medium.
+separated). Severity is the one rule of core/events/severity.py (REMOTE_SEVERITY_REGEX or the
+default table data/severity.json, searched in the event's info and reference).
 
 CEF line (one datagram per endpoint):
     <PRI>Mon dd HH:MM:SS <hostname> CEF:0|Maltrail|sensor|<version>|<signature>|<info>|<sev>|src=.. spt=.. dst=.. dpt=.. proto=.. type=.. trail=.. ref=..
@@ -22,42 +21,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 from typing import Any
 
 from core.config import VERSION, parse_endpoints
 from core.events.event import Event
+from core.events.severity import Severity
 from core.events.sinks import Sink
 
-SEVERITIES = ("low", "medium", "high")
 CEF_SEVERITY = {"low": 0, "medium": 1, "high": 2}
 SYSLOG_SEVERITY = {"low": 5, "medium": 4, "high": 2}  # notice, warning, critical
 SIGNATURE_REFRESH = 300
-DEFAULT_SEVERITY_REGEX = (
-    r"(?P<high>(remote )?custom\)|malwaredomainlist|iot-malware|malware(?! (distribution|site))|adversary|ransomware)"
-    r"|(?P<medium>potential malware site|malware distribution|c2 cert)"
-    r"|(?P<low>mass scanner|reputation|attacker|spammer|compromised|crawler|scanning)"
-)
-
-
-class Severity:
-    """info -> low/medium/high from REMOTE_SEVERITY_REGEX named groups."""
-
-    def __init__(self, pattern: str | None) -> None:
-        self.regex = re.compile(pattern, re.IGNORECASE) if pattern else None
-
-    def __call__(self, info: str) -> str:
-        if self.regex is None or not info:
-            return "medium"
-        best = None
-        for match in self.regex.finditer(info):
-            for level in ("high", "medium", "low"):
-                if match.groupdict().get(level):
-                    if best is None or SEVERITIES.index(level) > SEVERITIES.index(best):
-                        best = level
-        return best or "medium"
 
 
 def cef_header(value: object) -> str:
@@ -126,7 +101,7 @@ class CefSyslogSink(_UdpTargets):
         return self._signature
 
     def format(self, event: Event) -> str:
-        level = self.severity(event.info)
+        level = self.severity(event.info, event.reference)
         pri = 8 + SYSLOG_SEVERITY[level]  # facility user (1)
         stamp = time.strftime("%b %d %H:%M:%S", time.localtime(event.sec))
         extension = " ".join(f"{key}={cef_value(value)}" for key, value in (
@@ -152,7 +127,7 @@ class LogstashSink(_UdpTargets):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.sec)) + f".{event.usec:06d}"
         stamp += time.strftime("%z", time.localtime(event.sec))
         record = {
-            "timestamp": stamp, "sensor": self.sensor_name, "severity": self.severity(event.info),
+            "timestamp": stamp, "sensor": self.sensor_name, "severity": self.severity(event.info, event.reference),
             "src_ip": event.src_ip, "src_port": event.src_port, "dst_ip": event.dst_ip,
             "dst_port": event.dst_port, "proto": event.proto, "type": event.type, "trail": event.trail,
             "info": event.info, "reference": event.reference,

@@ -8,8 +8,9 @@ a webhook receiver that is down or slow never holds up the tailer (and the intak
 process, never waits for either). The queue is bounded; alerts that do not fit are counted as
 `dropped`.
 
-Severity: REMOTE_SEVERITY_REGEX named groups high/medium/low searched in the event's info, the
-same rule as the CEF/JSON sinks (core/events/remote.py); no regex or no match = medium.
+Severity: the one rule of core/events/severity.py (REMOTE_SEVERITY_REGEX, else the default table
+data/severity.json, searched in the event's info and reference), as for the CEF/JSON sinks and
+the web client.
 ALERT_THROTTLE seconds suppress repeats per (src_ip, trail); the throttle table holds at most
 10,000 keys (oldest evicted). Body: ALERT_FORMAT, a `%(field)s` template over the line's fields
 (time, sensor, src_ip, src_port, dst_ip, dst_port, proto, type, trail, info, reference) plus
@@ -33,7 +34,7 @@ from collections.abc import Callable
 
 from core.config import Config
 from core.events.event import ParsedLine, parse_line
-from core.events.remote import Severity
+from core.events.severity import Severity
 
 LEVELS = {"low": 0, "medium": 1, "high": 2}
 MAX_THROTTLE_KEYS = 10000
@@ -123,7 +124,7 @@ class Alerts:
         if parsed is None:
             self._count("malformed")
             return
-        severity = self.severity(parsed.info)
+        severity = self.severity(parsed.info, parsed.reference)
         if LEVELS[severity] < self.minimum:
             self._count("below")
             return

@@ -11,7 +11,7 @@
 // numbers built from ids, per-threat sets hold ids, and per-string facts (normalized trail, kind,
 // severity, private address) are computed once per distinct string.
 
-import { classOf, isPrivate, murmur3, severityOf } from './classify.js';
+import { classOf, isPrivate, murmur3, Severity } from './classify.js';
 
 export const SET_CAP = 100;            // distinct values kept per threat and field
 export const FLOOD_SOURCES = 50;
@@ -62,7 +62,7 @@ export function uidOf(key, kind) {
 function detach(s) { return s.length > 12 ? (' ' + s).slice(1) : s; }
 
 class Threat {
-  constructor(id, key, kind, rec, ids, strings, bins) {
+  constructor(id, key, kind, rec, ids, strings, bins, sev) {
     this.id = id;
     this.kind = kind;
     this.uid = uidOf(key, kind);
@@ -75,7 +75,7 @@ class Threat {
     this.trailId = ids.trail;
     this.typeId = ids.type;
     this.cls = classOf(rec.info);
-    this.sev = severityOf(rec.info, rec.ref);
+    this.sev = sev;          // 2 high, 1 medium, 0 low: the highest of its events
     this.count = 0;
     this.first = Infinity;
     this.last = -Infinity;
@@ -91,8 +91,11 @@ class Threat {
 export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
 
 export class Aggregator {
-  constructor(grid = timeGrid()) {
+  /** `severity`: the Severity rule of classify.js (the server's pattern); without one, all medium. */
+  constructor(grid = timeGrid(), severity = new Severity('')) {
     this.grid = grid;
+    this.severity = severity;
+    this.sevOfPair = new Map();      // info id * K + ref id -> severity
     this.threats = [];
     this.maps = [new Map(), new Map(), new Map(), new Map()];   // per kind: id -> Map(id -> Threat)
     this.floods = new Map();         // normalized trail id -> flood Threat
@@ -207,6 +210,14 @@ export class Aggregator {
     return e;
   }
 
+  /** The severity of an (info, reference) pair, computed once per distinct pair. */
+  sevOf(ids) {
+    const key = ids.info * K + ids.ref;
+    let sev = this.sevOfPair.get(key);
+    if (sev === undefined) { sev = this.severity.of(this.strings[ids.info], this.strings[ids.ref]); this.sevOfPair.set(key, sev); }
+    return sev;
+  }
+
   threatFor(rec, ids) {
     const normId = ids.norm;
     const kind = ids.kind;
@@ -252,14 +263,15 @@ export class Aggregator {
     const normId = ids.norm;
     const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
       : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
-    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings, this.grid.bins);
+    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings, this.grid.bins, this.sevOf(ids));
     this.threats.push(threat);
     return threat;
   }
 
   /** A trail crossed FLOOD_SOURCES sources: fold its per-source threats into one flood threat. */
   mergeFlood(normId, rec, ids) {
-    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings, this.grid.bins);
+    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings, this.grid.bins,
+      this.sevOf(ids));
     this.threats.push(flood);
     this.floods.set(normId, flood);
     for (const t of this.trailThreats.get(normId) || []) {
@@ -307,7 +319,7 @@ export class Aggregator {
     const t = rec.t;
     threat.count++;
     if (threat.sev < 2 && (ids.info !== threat.infoId || ids.ref !== threat.refId)) {
-      const sev = severityOf(rec.info, rec.ref);
+      const sev = this.sevOf(ids);
       if (sev > threat.sev) threat.sev = sev;
     }
     if (t < threat.first) threat.first = t;

@@ -1,22 +1,40 @@
 // Per-event classification helpers shared by the worker and the page: severity, class,
 // private-address test, IP parsing for CIDR matching and the murmur3 hash for threat UIDs.
-// Where it sits: aggregate.js calls severityOf/classOf per threat; query.js uses the IP helpers.
+// Where it sits: aggregate.js calls Severity.of/classOf per threat; query.js uses the IP helpers.
 
 export const SEV_NAMES = ['low', 'medium', 'high'];
 
-// The default REMOTE_SEVERITY_REGEX groups of the configuration (spec §4), as three tests.
-const HIGH_REF = /\((remote )?custom\)/i;
-const HIGH = /malwaredomainlist|iot-malware|adversary|ransomware|\(malware\)|malware(?! distribution| site)/i;
-const MEDIUM = /potential malware site|malware distribution|c2 cert/i;
-const LOW = /mass scanner|reputation|attacker|spammer|compromised|crawler|scanning/i;
+/** Python's named-group syntax in the browser's dialect: (?P<name>...) and (?P=name). */
+function browserRegex(pattern) {
+  return pattern.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
+}
 
-/** 2 high, 1 medium, 0 low. */
-export function severityOf(info, reference) {
-  if (HIGH_REF.test(reference)) return 2;
-  if (MEDIUM.test(info)) return 1;
-  if (HIGH.test(info)) return 2;
-  if (LOW.test(info)) return 0;
-  return 1;
+/** The one severity rule (core/events/severity.py). `pattern` is the server's (REMOTE_SEVERITY_REGEX
+ *  or its default table data/severity.json, handed over in the page's mt-severity meta tag): its
+ *  named groups high / medium / low are searched case-insensitively in the info and the reference,
+ *  every match counts, the highest level matched wins; no match (or no pattern) is medium. */
+export class Severity {
+  constructor(pattern) {
+    this.regex = pattern ? new RegExp(browserRegex(pattern), 'gi') : null;
+  }
+
+  /** 2 high, 1 medium, 0 low. */
+  of(info, reference) {
+    const re = this.regex;
+    if (re === null) return 1;
+    let best = -1;
+    for (const text of [info, reference]) {
+      if (!text) continue;
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+        if (m[0] === '') re.lastIndex++;
+        const g = m.groups;
+        if (g) for (let rank = 2; rank > best; rank--) if (g[SEV_NAMES[rank]]) { best = rank; break; }
+        if (best === 2) return 2;
+      }
+    }
+    return best < 0 ? 1 : best;
+  }
 }
 
 /** The trailing "(class)" of an info text: malware, malicious, suspicious, ... or ''. */

@@ -1,16 +1,19 @@
 // The page controller: login and session UI, day/range selection, talking to the data worker,
 // search box and chips, cards and charts, the grid, drawer, context menu, live mode, exports,
-// saved views, whitelist, keyboard shortcuts, theme and text size. State lives in this object
-// and in the URL hash (bookmarkable views); analyst notes live in localStorage (store.js).
-// Where it sits: loaded by index.html as a module; everything heavy runs in worker.js.
+// keyboard shortcuts, theme and text size; the dialogs (help, retro-hunt, saved views, whitelist,
+// aliases) are dialogs.js. State lives in this object and in the URL hash (bookmarkable views);
+// analyst notes live in localStorage (store.js).
+// Where it sits: loaded by index.html as a module; everything heavy runs in worker.js (the
+// messages between the two: docs/web-client.md).
 
 import { $, clear, download, el, fmt } from './dom.js';
-import { login, logout, whoami, geo as fetchGeo, hunt as fetchHunt } from './api.js';
+import { login, logout, whoami, geo as fetchGeo } from './api.js';
 import { Calendar, addDays, isoDay } from './calendar.js';
 import { drawChart, drawMini, hitTest, stepName } from './charts.js';
+import { Dialogs } from './dialogs.js';
 import { Drawer } from './drawer.js';
 import { Grid } from './grid.js';
-import { chipsOf, parseQuery, quoteValue, FIELDS } from './query.js';
+import { chipsOf, parseQuery, quoteValue, withoutChip } from './query.js';
 import { LocalStore } from './store.js';
 import { drawWorld } from './worldmap.js';
 
@@ -163,7 +166,8 @@ class App {
     this.renderDay();
     this.writeHash();
     $('#progress-bar').style.width = '0';
-    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date });
+    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
+      severity: meta('mt-severity') });
     this.grid.setCount(0, true);
     if (!$('#world-panel').hidden) this.showWorld();
   }
@@ -252,16 +256,10 @@ class App {
     clear(box);
     let chips;
     try { chips = chipsOf(this.state.q); } catch { chips = []; }
-    for (const chip of chips) {
-      box.append(el('span.chip', { title: chip }, el('span', { text: chip }),
-        el('button', { text: '×', title: 'remove filter', onclick: () => this.removeChip(chip) })));
-    }
-  }
-
-  removeChip(chip) {
-    const q = this.state.q;
-    const i = q.indexOf(chip);
-    this.setQuery(i >= 0 ? (q.slice(0, i) + q.slice(i + chip.length)).replace(/\s+/g, ' ').trim() : '');
+    chips.forEach((chip, i) => {
+      box.append(el('span.chip', { title: chip.text }, el('span', { text: chip.text }),
+        el('button', { text: '×', title: 'remove filter', onclick: () => this.setQuery(withoutChip(this.state.q, i)) })));
+    });
   }
 
   searchError(text) {
@@ -369,12 +367,21 @@ class App {
     $('#notify').classList.toggle('on', this.notifyOn);
   }
 
-  // --- drawer, context menu, modals ------------------------------------------------------------------
+  // --- drawer, context menu --------------------------------------------------------------------------
 
   async openThreat(uid) {
     const reply = await this.ask({ op: 'detail', uid, limit: 500 });
     if (reply.missing) return;
     this.drawer.show(reply);
+  }
+
+  /** A saved view: its URL hash becomes the state, then the view's days load. */
+  openView(hash) {
+    history.replaceState(null, '', hash);
+    this.readHash();
+    $('#q').value = this.state.q;
+    this.grid.setSort(this.state.sort, this.state.dir);
+    this.load();
   }
 
   localChanged() {
@@ -403,7 +410,7 @@ class App {
       el('hr'),
       src ? item('whitelist source (this browser)', () => { s.addWhitelist(src); this.localChanged(); }) : null,
       item('whitelist trail (this browser)', () => { s.addWhitelist(r.trail); this.localChanged(); }),
-      src ? item('alias source…', () => this.aliasDialog(src)) : null,
+      src ? item('alias source…', () => this.dialogs.alias(src)) : null,
       item('copy row', () => navigator.clipboard && navigator.clipboard.writeText([r.uid, r.src.join(','), r.dst.join(','), r.dport.join(','), r.type, r.trail, r.info].join('\t'))),
       pub ? el('hr') : null,
       pub ? this.extLink('VirusTotal', `https://www.virustotal.com/gui/search/${encodeURIComponent(pub)}`) : null,
@@ -419,43 +426,6 @@ class App {
     return el('button', { text: `lookup on ${name} ↗`, onclick: () => { $('#ctx').hidden = true; window.open(href, '_blank', 'noopener,noreferrer'); } });
   }
 
-  modal(title, ...content) {
-    const box = $('#modal-box');
-    clear(box);
-    box.append(el('div.row2', null, el('h2', { text: title }), el('span.spacer'), el('button.icon', { text: '×', onclick: () => this.closeModal() })), ...content);
-    $('#modal').hidden = false;
-  }
-
-  closeModal() { $('#modal').hidden = true; $('#modal-box').classList.remove('wide'); }
-
-  aliasDialog(ip) {
-    const input = el('input', { value: this.store.aliases[ip] || '', placeholder: 'name for ' + ip });
-    this.modal(`Alias for ${ip}`, el('p.muted', { text: 'Aliases are kept in this browser only.' }), input,
-      el('button', { text: 'save', onclick: () => {
-        if (input.value.trim()) this.store.aliases[ip] = input.value.trim().slice(0, 64); else delete this.store.aliases[ip];
-        this.store.save('aliases');
-        this.grid.aliases = { ...IP_ALIASES, ...this.store.aliases };
-        this.closeModal(); this.grid.schedule();
-      } }));
-  }
-
-  helpDialog() {
-    const rows = [
-      ['src: dst:', 'IP, glob or CIDR — src:10.0.0.0/8  dst:*.7'], ['port: sport:', 'number, list, range or comparison — port:443,>1024  port:8000-8100'],
-      ['type: proto:', 'exact — type:dns,http  proto:udp'], ['trail: info: ref:', 'substring or glob — trail:*.biz  info:"port scanning"'],
-      ['sev:', 'high, medium, low (hi/md/lo)'], ['count: events:', 'count:>=10'], ['uid: sensor: class:', 'uid:1ba34fd0  class:malware'],
-      ['dir:', 'in, out or lan (by private addresses)'], ['tag: note: status:', 'browser-local triage state — status:investigating'],
-      ['-term  NOT  !', 'negation'], ['AND && (space)  OR ||  ( )', 'boolean operators and grouping'], ['a,b,"c d"', 'comma lists match any item'],
-    ];
-    const keys = [['/', 'focus search'], ['Esc', 'close / clear'], ['↑ ↓', 'select row'], ['Enter', 'open threat'], ['← →', 'page up / down'],
-      ['PgUp PgDn', 'previous / next day'], ['t', 'theme'], ['l', 'live mode'], ['h', 'hide selected threat'], ['?', 'this help']];
-    this.modal('Search syntax and shortcuts',
-      el('table', null, rows.map(([a, b]) => el('tr', null, el('td', null, el('b', { text: a })), el('td', { text: b })))),
-      el('h2', { text: 'Keyboard' }),
-      el('table', null, keys.map(([a, b]) => el('tr', null, el('td', null, el('b', { text: a })), el('td', { text: b })))),
-      el('p.muted', { text: `Fields: ${FIELDS.join(' ')}` }));
-  }
-
   /** A term for the retro-hunt box from the search: a single value (`src:1.2.3.4` -> 1.2.3.4). */
   huntTerm() {
     const q = this.state.q.trim();
@@ -463,103 +433,6 @@ class App {
     if (m && !q.startsWith('-') && !/[*,<>:]/.test(m[1])) return m[1];
     const r = this.grid.selectedRow && this.grid.selectedRow();
     return r ? r.trail : '';
-  }
-
-  /** Retro-hunt (/hunt): per-day match counts (click a day to open it) and escaped sample lines. */
-  huntDialog() {
-    const q = el('input', { value: this.huntTerm(), placeholder: 'IP, CIDR or text (3+ characters)', id: 'hunt-q' });
-    const from = el('input', { type: 'date', value: addDays(this.today, -29), max: this.today, id: 'hunt-from' });
-    const to = el('input', { type: 'date', value: this.today, max: this.today, id: 'hunt-to' });
-    const go = el('button', { text: 'hunt', id: 'hunt-go' });
-    const out = el('div.hunt-out', { id: 'hunt-out' });
-    const run = async () => {
-      clear(out);
-      const term = q.value.trim();
-      if (term.length < 3) { out.append(el('p.error', { text: 'Type at least 3 characters.' })); return; }
-      out.dataset.state = 'running';
-      out.append(el('p.muted', { text: `searching ${from.value} … ${to.value}…` }));
-      go.disabled = true;
-      let r;
-      try {
-        r = await fetchHunt(term, from.value, to.value);
-      } catch (err) {
-        clear(out);
-        out.append(el('p.error', { text: `hunt failed: ${err.message || err}` }));
-        out.dataset.state = 'error';
-        return;
-      } finally {
-        go.disabled = false;
-      }
-      clear(out);
-      this.renderHunt(out, r || {});
-      out.dataset.state = 'done';
-    };
-    go.addEventListener('click', run);
-    q.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') run(); });
-    this.modal('Retro-hunt',
-      el('p.muted', { text: 'Searches the stored logs (newest day first) for an address, a CIDR or any text, within the server\'s time budget.' }),
-      el('div.row2.hunt-form', null, q, el('span.muted', { text: 'from' }), from, el('span.muted', { text: 'to' }), to, go),
-      out);
-    $('#modal-box').classList.add('wide');
-    q.focus();
-    if (q.value.trim().length >= 3) run();
-  }
-
-  renderHunt(out, r) {
-    const counts = Object.entries(r.counts || {}).sort((a, b) => (a[0] < b[0] ? 1 : -1));
-    const total = counts.reduce((a, [, n]) => a + n, 0);
-    const samples = Array.isArray(r.samples) ? r.samples : [];
-    out.append(el('p.hunt-sum', null,
-      el('b', { text: `${fmt(total)} matching lines` }),
-      ` on ${fmt(counts.length)} of ${fmt(r.selected)} days · ${fmt(r.scanned)} lines scanned`));
-    if (r.partial) out.append(el('p.hunt-flag.partial', { text: 'Partial: the server\'s time budget ran out; older days were not (fully) searched. Narrow the dates to search them.' }));
-    if (r.capped_samples) out.append(el('p.hunt-flag.truncated', { text: `Truncated: showing the first ${fmt(samples.length)} sample lines (newest first); the counts are complete for the days searched.` }));
-    if (!counts.length) { out.append(el('p.muted', { text: 'No matches.' })); return; }
-    const max = Math.max(...counts.map(([, n]) => n));
-    const days = el('div.hunt-days');
-    for (const [day, n] of counts) {
-      const bar = el('span.hbar');
-      bar.style.width = `${Math.max(2, Math.round((100 * n) / max))}%`;
-      days.append(el('button.hunt-day', { dataset: { day }, title: `open ${day}`, onclick: () => { this.closeModal(); this.setDays(day, day); } },
-        el('span.hd', { text: day }), el('span.hn', { text: fmt(n) }), el('span.hb', null, bar)));
-    }
-    out.append(el('h3', { text: 'Matches per day (click to open the day)' }), days);
-    out.append(el('h3', { text: `Sample lines · ${fmt(samples.length)}` }));
-    const list = el('div.hunt-samples');
-    for (const smp of samples) list.append(el('div.sample', null, el('span.sd', { text: String(smp.date || '') }), el('span.sl', { text: String(smp.line || '') })));
-    out.append(list);
-  }
-
-  viewsDialog() {
-    const s = this.store;
-    const name = el('input', { placeholder: 'name for the current view' });
-    const list = el('div');
-    const render = () => {
-      clear(list);
-      for (const [n, hash] of Object.entries(s.views)) {
-        list.append(el('div.row2', null,
-          el('button', { text: n, title: hash, onclick: () => { history.replaceState(null, '', hash); this.readHash(); $('#q').value = this.state.q; this.grid.setSort(this.state.sort, this.state.dir); this.closeModal(); this.load(); } }),
-          el('button.icon.small', { text: '×', title: 'delete', onclick: () => { s.deleteView(n); render(); } })));
-      }
-      if (!Object.keys(s.views).length) list.append(el('p.muted', { text: 'No saved views yet.' }));
-    };
-    render();
-    this.modal('Saved views', list, el('div.row2', null, name,
-      el('button', { text: 'save current', onclick: () => { if (name.value.trim()) { s.saveView(name.value.trim().slice(0, 60), location.hash); render(); name.value = ''; } } })));
-  }
-
-  whitelistDialog() {
-    const s = this.store;
-    const list = el('div');
-    const input = el('input', { placeholder: 'IP or trail' });
-    const render = () => {
-      clear(list);
-      for (const v of s.whitelist) list.append(el('div.row2', null, el('span', { text: v }), el('button.icon.small', { text: '×', onclick: () => { s.removeWhitelist(v); render(); this.localChanged(); } })));
-      if (!s.whitelist.length) list.append(el('p.muted', { text: 'Empty.' }));
-    };
-    render();
-    this.modal('Local whitelist', el('p.muted', { text: 'This whitelist lives in this browser only: the sensor and the server still record these events.' }),
-      list, el('div.row2', null, input, el('button', { text: 'add', onclick: () => { s.addWhitelist(input.value.trim()); input.value = ''; render(); this.localChanged(); } })));
   }
 
   async doExport(format) {
@@ -624,15 +497,21 @@ class App {
     this.grid.setSort(this.state.sort, this.state.dir);
     this.drawer = new Drawer($('#drawer'), { store: this.store, addFilter: (t) => this.addFilter(t), onChange: () => this.localChanged(), onClose: () => $('#grid').focus() });
     this.calendar = new Calendar($('#calendar'), { today: this.today, onPick: (a, b) => this.setDays(a, b) });
+    this.dialogs = new Dialogs({ store: this.store, today: this.today, on: {
+      openDay: (day) => this.setDays(day, day),
+      openView: (hash) => this.openView(hash),
+      localChanged: () => this.localChanged(),
+      aliasesChanged: () => { this.grid.aliases = { ...IP_ALIASES, ...this.store.aliases }; this.grid.schedule(); },
+    } });
     $('#q').value = this.state.q;
     $('#login-form').addEventListener('submit', (ev) => this.doLogin(ev));
     $('#logout').addEventListener('click', (ev) => this.doLogout(ev));
     $('#q').addEventListener('input', () => this.onSearchInput());
     $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { clearTimeout(this.searchTimer); this.onSearchInput(); } });
     $('#q-clear').addEventListener('click', () => this.setQuery(''));
-    $('#q-help').addEventListener('click', () => this.helpDialog());
-    $('#q-hunt').addEventListener('click', () => this.huntDialog());
-    $('#shortcuts').addEventListener('click', () => this.helpDialog());
+    $('#q-help').addEventListener('click', () => this.dialogs.help());
+    $('#q-hunt').addEventListener('click', () => this.dialogs.hunt(this.huntTerm()));
+    $('#shortcuts').addEventListener('click', () => this.dialogs.help());
     $('#day-prev').addEventListener('click', () => this.shiftDay(-1));
     $('#day-next').addEventListener('click', () => this.shiftDay(1));
     $('#day-face').addEventListener('click', (ev) => { ev.stopPropagation(); if ($('#calendar').hidden) this.calendar.open($('#day-face'), this.state.from, this.state.to); else this.calendar.close(); });
@@ -650,8 +529,8 @@ class App {
     $('#notify').addEventListener('click', () => this.toggleNotify());
     $('#new-pill').addEventListener('click', () => { this.newCount = 0; this.renderNew(); this.worker.postMessage({ op: 'seen' }); });
     $('#show-hidden').addEventListener('click', () => { this.state.hidden = !this.state.hidden; $('#show-hidden').classList.toggle('on', this.state.hidden); this.refresh(true); });
-    $('#wl-btn').addEventListener('click', () => this.whitelistDialog());
-    $('#views-btn').addEventListener('click', () => this.viewsDialog());
+    $('#wl-btn').addEventListener('click', () => this.dialogs.whitelist());
+    $('#views-btn').addEventListener('click', () => this.dialogs.views());
     $('#export-btn').addEventListener('click', (ev) => { ev.stopPropagation(); $('#export-menu').hidden = !$('#export-menu').hidden; });
     for (const b of document.querySelectorAll('#export-menu button')) b.addEventListener('click', () => this.doExport(b.dataset.format));
     for (const b of document.querySelectorAll('#sev-pills .pill')) b.addEventListener('click', () => { this.state.sev = b.dataset.sev; this.writeHash(); this.refresh(true); });
@@ -662,7 +541,6 @@ class App {
       const filter = hitTest(this.hits, ev.clientX - r.left, ev.clientY - r.top);
       if (filter) this.addFilter(filter);
     });
-    $('#modal').addEventListener('click', (ev) => { if (ev.target === $('#modal')) this.closeModal(); });
     document.addEventListener('click', (ev) => {
       if (!ev.target.closest('#ctx')) $('#ctx').hidden = true;
       if (!ev.target.closest('.menuwrap')) $('#export-menu').hidden = true;
@@ -675,7 +553,7 @@ class App {
   onKey(ev) {
     const typing = ev.target.closest && ev.target.closest('input, textarea');
     if (ev.key === 'Escape') {
-      if (!$('#modal').hidden) this.closeModal();
+      if (this.dialogs.isOpen) this.dialogs.close();
       else if (!$('#ctx').hidden) $('#ctx').hidden = true;
       else if (!$('#calendar').hidden) this.calendar.close();
       else if (!$('#drawer').hidden) this.drawer.close();
@@ -685,7 +563,7 @@ class App {
     if (typing || !$('#login').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const g = this.grid;
     const keys = {
-      '/': () => $('#q').focus(), '?': () => this.helpDialog(),
+      '/': () => $('#q').focus(), '?': () => this.dialogs.help(),
       ArrowDown: () => g.move(1), ArrowUp: () => g.move(-1), ArrowRight: () => g.page(1), ArrowLeft: () => g.page(-1),
       PageUp: () => this.shiftDay(-1), PageDown: () => this.shiftDay(1),
       Enter: () => { const r = g.selectedRow(); if (r) this.openThreat(r.uid); },

@@ -243,20 +243,37 @@ export function compileQuery(ast, agg) {
   }
 }
 
-/** Top-level AND terms as chips: [{text, start, end}] for display; nested expressions stay whole. */
+/** Top-level AND terms as chips: [{text, start, end}] (end exclusive, positions in `text`); a
+ *  parenthesised group is one chip; a query with a top-level OR or NOT is a single chip. */
 export function chipsOf(text) {
-  const tokens = lexQuery(text || '');
+  text = text || '';
+  const tokens = lexQuery(text);
   const chips = [];
   let depth = 0, start = -1;
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
     if (t.k === '(') { if (depth === 0) start = t.pos; depth++; continue; }
-    if (t.k === ')') { depth--; if (depth === 0) chips.push(text.slice(start, t.pos + 1)); continue; }
+    if (t.k === ')') { depth--; if (depth === 0) chips.push({ text: text.slice(start, t.pos + 1), start, end: t.pos + 1 }); continue; }
     if (depth > 0) continue;
-    if (t.k === 'TERM') chips.push(text.slice(t.pos, t.end));
-    else if (t.k === 'OR' || t.k === 'NOT') return [text.trim()];
+    if (t.k === 'TERM') chips.push({ text: text.slice(t.pos, t.end), start: t.pos, end: t.end });
+    else if (t.k === 'OR' || t.k === 'NOT') {
+      const lead = text.length - text.trimStart().length;
+      return [{ text: text.trim(), start: lead, end: lead + text.trim().length }];
+    }
   }
   return chips;
+}
+
+/** The query without chip i, cut by position (never by searching its text): the chip and the
+ *  AND connector joining it to its neighbour go; everything else is kept as typed. */
+export function withoutChip(text, i) {
+  const chips = chipsOf(text);
+  if (!(i >= 0 && i < chips.length)) return text;
+  if (chips.length === 1) return '';
+  if (i === 0) return text.slice(chips[1].start).trim();
+  const left = text.slice(0, chips[i - 1].end).trim();
+  const right = text.slice(chips[i].end).trim();
+  return right ? `${left} ${right}` : left;
 }
 
 /** Quote a value for the search box when it holds spaces, parentheses or quotes. */

@@ -5,6 +5,7 @@
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
 
 import { Aggregator, timeGrid } from './aggregate.js';
+import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
 import { compileQuery, parseQuery } from './query.js';
 import { exportView } from './export.js';
@@ -37,11 +38,21 @@ function progress(extra) {
     bad: state.parser.bad, events: a.events, threats: a.threats.length, ...extra });
 }
 
+/** The server's severity pattern as a rule; one the browser cannot compile is reported and rates all medium. */
+function severityRule(pattern) {
+  try {
+    return new Severity(pattern || '');
+  } catch (err) {
+    post({ op: 'error', error: `REMOTE_SEVERITY_REGEX is not usable in the browser (${err.message}): every threat is rated medium` });
+    return new Severity('');
+  }
+}
+
 async function load(msg) {
   stopLive();
   const loadId = ++state.loadId;
   const [from, to] = String(msg.date || '').split('_');
-  state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid());
+  state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
   state.parser = new LineParser();
   state.bytes = 0;
   state.date = msg.date;

@@ -1,5 +1,6 @@
 """An independent Python statement of the client's aggregation rules, used by the browser tests to
-check the threat counts the page shows (same keys as html/js/aggregate.js, written separately).
+check the threat counts the page shows (same keys as html/js/aggregate.js, written separately;
+severity is the one rule of core/events/severity.py, which the browser is tested against).
 
 Where it sits: test oracle only. Reads a day file with core.events.event.parse_line.
 """
@@ -10,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from core.events.event import parse_line
+from core.events.severity import Severity
 
 FLOOD_SOURCES = 50
 
@@ -28,16 +30,12 @@ def kind_of(info: str, ref: str) -> str:
     return "default"
 
 
+RULE = Severity(None)     # the server's default rule (core/events/severity.py), as the test servers run it
+LEVELS = ("low", "medium", "high")
+
+
 def severity(info: str, ref: str) -> int:
-    if re.search(r"\((remote )?custom\)", ref, re.I):
-        return 2
-    if re.search(r"potential malware site|malware distribution|c2 cert", info, re.I):
-        return 1
-    if re.search(r"malwaredomainlist|iot-malware|adversary|ransomware|\(malware\)|malware(?! distribution| site)", info, re.I):
-        return 2
-    if re.search(r"mass scanner|reputation|attacker|spammer|compromised|crawler|scanning", info, re.I):
-        return 0
-    return 1
+    return LEVELS.index(RULE(info, ref))
 
 
 @dataclass
