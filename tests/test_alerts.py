@@ -121,7 +121,8 @@ def test_severity_format_throttle_udp_and_rotation(tmp_path):
             assert docs[2]["raw"]["info"] == 'ransomware "x" \\ y'
             assert docs[2]["text"] == 'high: 10.0.0.4 -> bad.example (ransomware "x" \\ y) [DNS]'
             assert all(d["raw"]["severity"] == "high" and d["raw"]["sensor"] == "s1" for d in docs)
-            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}", docs[0]["raw"]["timestamp"])
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}", docs[0]["raw"]["time"])
+            assert isinstance(docs[0]["raw"]["timestamp"], int)
 
             # rotation: the day file is moved away and a new one (new inode) starts from byte 0
             day = srv.day_file()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -75,8 +76,11 @@ def test_cef_lines_are_received_and_parsed_by_rsyslog(rsyslogd):
     host, severity, msg = lines[0].split("|", 2)
     assert host == "sensor-a" and severity == "2"  # high -> syslog critical
     fields = msg.strip().split("|")
-    assert fields[:3] == ["CEF:0", "Maltrail", "sensor"] and fields[5] == "malware (test)" and fields[6] == "2"
+    assert fields[:3] == ["CEF:0", "Maltrail", "sensor"] and fields[5] == "malware (test)"
+    assert fields[6] == "8"  # high on CEF's 0-10 scale: a SIEM files it as High, not Low
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d|-", fields[4])  # the original's signature id form
     assert "src=10.0.0.66 spt=50000 dst=66.66.66.66 dpt=443" in fields[7] and "trail=66.66.66.66" in fields[7]
+    assert "cs1Label=type cs1=" in fields[7] and " type=" not in fields[7]  # `type` is reserved in CEF
     nasty = lines[1].split("|", 2)[2]
     assert "pipe\\|in info" in nasty and "trail=a\\=b|c\\\\d" in nasty and "ref=x\\ny" in nasty
 
@@ -98,7 +102,8 @@ def test_cef_to_several_endpoints():
         assert "CEF:0|Maltrail|sensor|" in first
         record = json.loads(second)
         assert list(record) == ["timestamp", "sensor", "severity", "src_ip", "src_port", "dst_ip", "dst_port", "proto",
-                                "type", "trail", "info", "reference"]
+                                "type", "trail", "info", "reference", "time"]
+        assert record["timestamp"] == EVENT.sec  # epoch seconds, as the original sends
         assert record["trail"] == "66.66.66.66" and record["dst_port"] == 443
         sock.close()
 
@@ -108,7 +113,8 @@ def test_logstash_json_escapes_and_severity_levels():
     severity = Severity(None)
     sink = LogstashSink("127.0.0.1:9", severity, "s1")
     record = json.loads(sink.format(NASTY))
-    assert record["reference"] == "x\ny" and record["timestamp"].startswith("2023-11-1")
+    assert record["reference"] == "x\ny" and record["time"].startswith("2023-11-1")
+    assert isinstance(record["timestamp"], int)
     assert record["severity"] == severity(NASTY.info, NASTY.reference)
     custom = json.loads(LogstashSink("127.0.0.1:9", Severity("(?P<low>.)"), "s1").format(NASTY))
     assert custom["severity"] == "low"

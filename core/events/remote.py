@@ -6,15 +6,18 @@ separated). Severity is the one rule of core/events/severity.py (REMOTE_SEVERITY
 default table data/severity.json, searched in the event's info and reference).
 
 CEF line (one datagram per endpoint):
-    <PRI>Mon dd HH:MM:SS <hostname> CEF:0|Maltrail|sensor|<version>|<signature>|<info>|<sev>|src=.. spt=.. dst=.. dpt=.. proto=.. type=.. trail=.. ref=..
-<sev> is 0 (low), 1 (medium) or 2 (high) as in the original; <signature> is the trail file's
-modification date (YYYYMMDD), re-read at most every 5 minutes. Header fields escape `\\` and `|`;
+    <PRI>Mon dd HH:MM:SS <hostname> CEF:0|Maltrail|sensor|<version>|<signature>|<info>|<sev>|src=.. spt=.. dst=.. dpt=.. proto=.. cs1Label=type cs1=.. trail=.. ref=..
+<sev> is the event's severity on CEF's 0-10 scale (CEF_SEVERITY: low 3, medium 5, high 8; the
+original sent 0/1/2, which every SIEM reads as Low); <signature> is the trail file's modification
+date in the original's form (YYYY-MM-DD), re-read at most every 5 minutes. The event type travels
+in the custom string extension cs1 (labelled `type`): `type` is a reserved integer key of the
+ArcSight dictionary. Header fields escape `\\` and `|`;
 extension values escape `\\`, `=` and line breaks (CEF rules). The `<PRI>` (facility user, severity
 from the event) makes the datagram a valid RFC 3164 message for any syslog daemon.
 
-Logstash JSON (one object a datagram), keys in this order: timestamp (ISO 8601 with offset),
-sensor, severity (low/medium/high), src_ip, src_port, dst_ip, dst_port, proto, type, trail,
-info, reference.
+Logstash JSON (one object a datagram), keys in this order: timestamp (epoch seconds, as the
+original sends it), sensor, severity (low/medium/high), src_ip, src_port, dst_ip, dst_port, proto,
+type, trail, info, reference, then time (the same instant in ISO 8601 with microseconds and offset).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from core.events.event import Event
 from core.events.severity import Severity
 from core.events.sinks import Sink
 
-CEF_SEVERITY = {"low": 0, "medium": 1, "high": 2}
+CEF_SEVERITY = {"low": 3, "medium": 5, "high": 8}  # CEF 0-10: 0-3 low, 4-6 medium, 7-8 high
 SYSLOG_SEVERITY = {"low": 5, "medium": 4, "high": 2}  # notice, warning, critical
 SIGNATURE_REFRESH = 300
 
@@ -97,7 +100,7 @@ class CefSyslogSink(_UdpTargets):
                 mtime = os.path.getmtime(self.trails_file) if self.trails_file else None
             except OSError:
                 mtime = None
-            self._signature = time.strftime("%Y%m%d", time.localtime(mtime)) if mtime else "-"
+            self._signature = time.strftime("%Y-%m-%d", time.localtime(mtime)) if mtime else "-"
         return self._signature
 
     def format(self, event: Event) -> str:
@@ -106,12 +109,26 @@ class CefSyslogSink(_UdpTargets):
         stamp = time.strftime("%b %d %H:%M:%S", time.localtime(event.sec))
         extension = " ".join(f"{key}={cef_value(value)}" for key, value in (
             ("src", event.src_ip), ("spt", event.src_port), ("dst", event.dst_ip), ("dpt", event.dst_port),
-            ("proto", event.proto), ("type", event.type), ("trail", event.trail), ("ref", event.reference)))
+            ("proto", event.proto), ("cs1Label", "type"), ("cs1", event.type), ("trail", event.trail),
+            ("ref", event.reference)))
         return (f"<{pri}>{stamp} {self.hostname} CEF:0|Maltrail|sensor|{cef_header(VERSION)}|"
                 f"{cef_header(self.signature())}|{cef_header(event.info)}|{CEF_SEVERITY[level]}|{extension}")
 
     def write(self, event: Event, line: str) -> None:
         self._send(self.format(event).encode("utf-8", "replace"))
+
+
+def logstash_json(sec: int, usec: int, sensor: str, severity: str, fields: tuple[object, ...]) -> str:
+    """The Logstash JSON object (LOGSTASH_SERVER, and the alert webhook's `%(json)s`): the keys of the
+    module docstring, in that order. `fields` are the event's src_ip, src_port, dst_ip, dst_port,
+    proto, type, trail, info and reference."""
+    local = time.localtime(sec)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{usec:06d}" + time.strftime("%z", local)
+    record: dict[str, object] = {"timestamp": sec, "sensor": sensor, "severity": severity}
+    record.update(zip(("src_ip", "src_port", "dst_ip", "dst_port", "proto", "type", "trail", "info", "reference"),
+                      fields, strict=True))
+    record["time"] = stamp
+    return json.dumps(record, ensure_ascii=False)
 
 
 class LogstashSink(_UdpTargets):
@@ -124,15 +141,9 @@ class LogstashSink(_UdpTargets):
         self.sensor_name = sensor_name
 
     def format(self, event: Event) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.sec)) + f".{event.usec:06d}"
-        stamp += time.strftime("%z", time.localtime(event.sec))
-        record = {
-            "timestamp": stamp, "sensor": self.sensor_name, "severity": self.severity(event.info, event.reference),
-            "src_ip": event.src_ip, "src_port": event.src_port, "dst_ip": event.dst_ip,
-            "dst_port": event.dst_port, "proto": event.proto, "type": event.type, "trail": event.trail,
-            "info": event.info, "reference": event.reference,
-        }
-        return json.dumps(record, ensure_ascii=False)
+        return logstash_json(event.sec, event.usec, self.sensor_name, self.severity(event.info, event.reference),
+                             (event.src_ip, event.src_port, event.dst_ip, event.dst_port, event.proto, event.type,
+                              event.trail, event.info, event.reference))
 
     def write(self, event: Event, line: str) -> None:
         self._send(self.format(event).encode("utf-8", "replace"))

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from core.config import Config
 from core.events.event import ParsedLine, parse_line
+from core.events.remote import logstash_json
 from core.events.severity import Severity
 
 LEVELS = {"low": 0, "medium": 1, "high": 2}
@@ -47,22 +48,17 @@ FAILURE_REPORT_EVERY = 60.0
 Sender = Callable[[str, bytes, str], None]
 
 
-def iso_time(text: str) -> str:
-    """`YYYY-MM-DD HH:MM:SS.ffffff` (server-local) -> ISO 8601 with the local UTC offset."""
-    try:
-        stamp = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
-    except ValueError:
-        return text
-    return stamp.astimezone().strftime("%Y-%m-%dT%H:%M:%S.%f%z")
-
-
 def as_json(parsed: ParsedLine, severity: str) -> str:
-    """The Logstash JSON object of core/events/remote.py (same keys, same order)."""
-    return json.dumps({"timestamp": iso_time(parsed.time), "sensor": parsed.sensor, "severity": severity,
-                       "src_ip": parsed.src_ip, "src_port": parsed.src_port, "dst_ip": parsed.dst_ip,
-                       "dst_port": parsed.dst_port, "proto": parsed.proto, "type": parsed.type,
-                       "trail": parsed.trail, "info": parsed.info, "reference": parsed.reference},
-                      ensure_ascii=False)
+    """The Logstash JSON object of core/events/remote.py (one builder: same keys, order and types)."""
+    try:
+        stamp = datetime.datetime.strptime(parsed.time, "%Y-%m-%d %H:%M:%S.%f")  # server-local time
+        sec, usec = int(time.mktime(stamp.timetuple())), stamp.microsecond
+    except (ValueError, OverflowError):
+        sec, usec = 0, 0
+    ports = [int(port) if port.isdigit() else None for port in (parsed.src_port, parsed.dst_port)]
+    return logstash_json(sec, usec, parsed.sensor, severity,
+                         (parsed.src_ip, ports[0], parsed.dst_ip, ports[1], parsed.proto, parsed.type,
+                          parsed.trail, parsed.info, parsed.reference))
 
 
 def post(url: str, body: bytes, content_type: str) -> None:
