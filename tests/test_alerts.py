@@ -24,10 +24,12 @@ FORMAT = '{"text": "%(severity)s: %(src_ip)s -> %(trail)s (%(info)s) [%(type)s]"
 
 
 class Receiver:
-    """A webhook receiver that records every POST (body, content type); optionally slow."""
+    """A webhook receiver that records every POST (body, content type); optionally slow, or failing
+    its first `fail_first` POSTs with 503."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, fail_first: int = 0) -> None:
         self.posts: list[tuple[bytes, str]] = []
+        self.refused = 0
         self.lock = threading.Lock()
         outer = self
 
@@ -37,6 +39,12 @@ class Receiver:
                 if delay:
                     time.sleep(delay)
                 with outer.lock:
+                    if outer.refused < fail_first:
+                        outer.refused += 1
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     outer.posts.append((body, self.headers.get("Content-Type", "")))
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
@@ -176,9 +184,25 @@ def test_receiver_down_is_counted_and_intake_keeps_writing(tmp_path):
         assert srv.get("/ping") == (200, b"pong")
         time.sleep(1.0)
     counts = summary(srv.stderr)
-    assert counts["failed"] == 5 and counts["sent"] == 0 and counts["queued"] == 5
+    assert counts["failed"] >= 1 and counts["sent"] == 0 and counts["queued"] == 5
     assert srv.proc is not None and srv.proc.returncode == 0
     assert "Traceback" not in srv.stderr
+
+
+def test_a_failed_post_is_retried_with_backoff(tmp_path):
+    """A receiver that answers 503 twice (restarting, overloaded) still gets the alert, once."""
+    with Receiver(fail_first=2) as receiver:
+        srv = alert_server(str(tmp_path), receiver.url, "ALERT_THROTTLE 0\n")
+        with srv:
+            assert started(srv)
+            now = time.time()
+            line = event_line(now, src="10.3.0.1", trail="evil.example", info="malware", kind="DNS")
+            srv.send_udp([f"{int(now)} {line}".encode()])
+            posts = receiver.wait(1, timeout=15)
+            assert len(posts) == 1 and receiver.refused == 2, srv.read_err()
+            assert b"10.3.0.1" in posts[0][0]
+        counts = summary(srv.stderr)
+    assert counts["sent"] == 1 and counts["failed"] == 0
 
 
 def _alerts(tmp: str, **values: str) -> tuple[Alerts, list[tuple[str, bytes, str]]]:

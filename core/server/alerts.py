@@ -5,7 +5,9 @@ file that the UDP intake (remote sensors) and local sensors append to, so every 
 can alert; it starts at the end of the file on its first pass and follows the day change,
 rotation (a new inode) and truncation (the size shrinks). The sender posts the queued alerts, so
 a webhook receiver that is down or slow never holds up the tailer (and the intake, a separate
-process, never waits for either). The queue is bounded; alerts that do not fit are counted as
+process, never waits for either). A POST that fails by connection error, timeout, 429 or 5xx is
+tried again after 1 s and 2 s (core/ops/retry.py, the feed client's mechanism) before it counts
+as `failed`. The queue is bounded; alerts that do not fit are counted as
 `dropped`.
 
 Severity: the one rule of core/events/severity.py (REMOTE_SEVERITY_REGEX, else the default table
@@ -22,12 +24,14 @@ is sent as application/json. No template (or one that does not apply) sends the 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import queue
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,12 +40,15 @@ from core.config import Config
 from core.events.event import ParsedLine, parse_line
 from core.events.remote import logstash_json
 from core.events.severity import Severity
+from core.ops.retry import Retryable, with_retries
 
 LEVELS = {"low": 0, "medium": 1, "high": 2}
 MAX_THROTTLE_KEYS = 10000
 MAX_QUEUE = 1000
 POLL = 2.0
 SEND_TIMEOUT = 5.0
+SEND_ATTEMPTS = 3     # a failed POST is tried again after 1 s and 2 s (connection errors, 429, 5xx)
+SEND_BACKOFF = 1.0
 READ_LIMIT = 16 << 20
 FAILURE_REPORT_EVERY = 60.0
 
@@ -62,16 +69,25 @@ def as_json(parsed: ParsedLine, severity: str) -> str:
 
 
 def post(url: str, body: bytes, content_type: str) -> None:
+    """One POST. Connection failures, timeouts, 429 and 5xx answers raise `Retryable`."""
     request = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
-    with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:  # noqa: S310 - operator's URL
-        response.read(1024)
+    try:
+        with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:  # noqa: S310 - operator's URL
+            response.read(1024)
+    except urllib.error.HTTPError as ex:
+        if ex.code == 429 or ex.code >= 500:
+            raise Retryable(ex) from None
+        raise
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as ex:
+        raise Retryable(ex) from None
 
 
 class Alerts:
     """The tailer (`run`) and the sender (`send_loop`); counters say what happened to every line."""
 
     def __init__(self, config: Config, stopping: threading.Event, sender: Sender = post,
-                 poll: float = POLL, queue_size: int = MAX_QUEUE) -> None:
+                 poll: float = POLL, queue_size: int = MAX_QUEUE, attempts: int = SEND_ATTEMPTS,
+                 backoff: float = SEND_BACKOFF) -> None:
         self.url: str = config.ALERT_WEBHOOK_URL
         self.log_dir: str = config.LOG_DIR
         self.minimum = LEVELS[config.get("ALERT_SEVERITY", "high") or "high"]
@@ -81,6 +97,7 @@ class Alerts:
         self.stopping = stopping
         self.sender = sender
         self.poll = poll
+        self.attempts, self.backoff = attempts, backoff
         self.queue: queue.Queue[tuple[bytes, str]] = queue.Queue(queue_size)
         self.seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.lock = threading.Lock()
@@ -153,8 +170,12 @@ class Alerts:
             if self.stopping.is_set():
                 return
             try:
-                self.sender(self.url, body, ctype)
+                with_retries(functools.partial(self.sender, self.url, body, ctype), self.attempts,
+                             self.backoff, self.stopping.wait)
                 self._count("sent")
+            except Retryable as ex:  # every attempt failed
+                self._count("failed")
+                self._report_failure(ex.cause)
             except Exception as ex:  # noqa: BLE001 - isolation point: one webhook call
                 self._count("failed")
                 self._report_failure(ex)

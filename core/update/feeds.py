@@ -28,6 +28,7 @@ from urllib.parse import quote
 import requests
 
 from core.config import VERSION
+from core.ops.retry import Retryable, with_retries
 
 Trails = dict[str, tuple[str, str]]
 
@@ -104,24 +105,19 @@ class FeedContext:
     def _open(self, url: str, headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
               html_ok: bool) -> requests.Response:
         target = self.target(url)
-        attempts = max(1, self.retries)
-        last: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
+
+        def attempt() -> requests.Response:
             try:
                 response = self._session().get(
                     target, headers=dict(headers or {}), params=params, stream=True,
                     timeout=(min(10.0, self.timeout), self.timeout))
             except (requests.ConnectionError, requests.Timeout) as ex:
-                last = FeedError(f"connection failed: {type(ex).__name__}")
-                continue
+                raise Retryable(FeedError(f"connection failed: {type(ex).__name__}")) from None
             except requests.RequestException as ex:
                 raise FeedError(f"request failed: {ex}") from None
             if response.status_code in RETRY_STATUS:
                 response.close()
-                last = FeedError(f"HTTP {response.status_code}")
-                continue
+                raise Retryable(FeedError(f"HTTP {response.status_code}"))
             if response.status_code != 200:
                 response.close()
                 raise FeedError(f"HTTP {response.status_code}")
@@ -131,7 +127,11 @@ class FeedContext:
                 raise FeedError(f"body of {int(length)} bytes exceeds the cap of {self.max_size}")
             # Many servers label plain lists as text/html, so HTML is recognised on the body (_chunks).
             return response
-        raise last or FeedError("no attempt made")
+
+        try:
+            return with_retries(attempt, self.retries, self.backoff, time.sleep)
+        except Retryable as ex:
+            raise ex.cause from None
 
     def _chunks(self, response: requests.Response, html_ok: bool) -> Iterator[bytes]:
         deadline = time.monotonic() + self.timeout * 10
