@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "tests", "data", "conformance")
