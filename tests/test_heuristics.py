@@ -98,6 +98,16 @@ def test_port_scan_syn_and_stealth(run, flags):
     assert len(hits) == 1 and hits[0].trail == WAN and hits[0].type == "IP"
 
 
+def test_port_scans_of_two_targets_are_condensed_into_one_line(store, tmp_path):
+    """The production event path condenses scan events per (source, trail): one line, both targets."""
+    kit = SensorKit(store, folder=str(tmp_path), USE_HEURISTICS=True)
+    live = kit.feed_all([(T0 + i, syn(WAN, target, 1000 + i)) for target in (WAN2, LAN) for i in range(12)])
+    assert live == []  # held by the condense stage until its period ends or the sensor closes
+    lines = kit.close()
+    assert len(lines) == 1 and "potential port scanning" in lines[0]
+    assert [(e.trail, e.dst_ip) for e in kit.events] == [(WAN, f"{LAN},{WAN2}")]
+
+
 def test_port_scan_ack_sweep_and_few_ports_are_silent(run):
     assert run([(T0 + i, syn(WAN, WAN2, 1000 + i, flags=0x10)) for i in range(40)]) == []
     assert run([(T0 + i, syn(WAN, WAN2, 1000 + i % 10)) for i in range(40)]) == []
