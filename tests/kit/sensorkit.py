@@ -11,7 +11,8 @@ heuristics as configured), and the event lines land in a memory sink:
 
 Configuration keys are keyword arguments (`USE_HEURISTICS=True`, `EVENT_THROTTLE_MODE="off"`),
 read exactly as maltrail.conf values would be; `whitelist=[...]` entries are written to a
-USER_WHITELIST file (added to the bundled list, as in production).
+USER_WHITELIST file (added to the bundled list, as in production); `plugins=[...]` names plugins
+to load (default: the PLUGINS key, as in production).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class SensorKit:
     folder removed by `close()` when not given)."""
 
     def __init__(self, trails: TrailStore | str | Rows = (), *, folder: str | None = None,
-                 whitelist: Iterable[str] = (), plugins: Iterable[str] = (), **conf: object) -> None:
+                 whitelist: Iterable[str] = (), plugins: Iterable[str] | None = None, **conf: object) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if folder is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sensorkit-")
@@ -62,7 +63,8 @@ class SensorKit:
         self.config: Config = load_config(overrides=overrides)
         self.store = self._store(trails)
         self.sink = MemorySink()
-        self.sensor: Sensor = build_sensor(self.config, self.store, sinks=[self.sink], plugins=list(plugins))
+        self.sensor: Sensor = build_sensor(self.config, self.store, sinks=[self.sink],
+                                           plugins=None if plugins is None else list(plugins))
         self.detector = self.sensor.detector
         self.closed = False
 
