@@ -93,9 +93,9 @@ def build_sensor(config: Config, store: TrailStore, *, sinks: Sequence[Sink] | N
         whitelist = Whitelist.load(config)
     except OSError as ex:
         raise AssemblyError(f"USER_WHITELIST {ex.filename}: {ex.strerror}") from None
-    if sinks is None:
-        sinks = configured_sinks(config)
     try:
+        if sinks is None:
+            sinks = configured_sinks(config)
         filters, stages = build_event_stages(config, whitelist)
         names = plugin_names(None, config.PLUGINS) if plugins is None else list(plugins)
         runner: PluginRunner | None = load_plugins(names) if names else None
