@@ -86,59 +86,19 @@ def check_log_dir(config: Config) -> None:
         raise SensorError(f"LOG_DIR {log_dir}: not writable")
 
 
-def build_events(config: Config, args: argparse.Namespace, whitelist: Any) -> Any:
-    """The event pipeline: filters and stages (whitelist, ignore, condense, throttle), sinks, plugins."""
-    from core.events.pipeline import EventPipeline
-    from core.events.sinks import ConsoleSink, LogFileSink, Sink, UdpSink
+def make_sensor(config: Config, store: Any, args: argparse.Namespace) -> Any:
+    """The sensor for one capture stream (core/assemble.py), with the CLI's console and plugins."""
+    from core.assemble import AssemblyError, build_sensor, configured_sinks
+    from core.events.plugins import plugin_names
 
-    sinks: list[Sink] = []
-    if not config.DISABLE_LOCAL_LOG_STORAGE:
-        sinks.append(LogFileSink(config.LOG_DIR))
-    if config.LOG_SERVER:
-        signer = None
-        if config.UDP_KEY:
-            from core.events.signing import Signer
-
-            signer = Signer(config.UDP_KEY)
-        sinks.append(UdpSink(config.LOG_SERVER, signer=signer))
-    if args.console or (config.DISABLE_LOCAL_LOG_STORAGE and not config.LOG_SERVER and not config.SYSLOG_SERVER):
-        sinks.append(ConsoleSink())
-    from core.events.filters import build_event_stages
-    from core.events.plugins import PluginError, load_plugins, plugin_names
-    from core.events.remote import build_remote_sinks
-
-    sinks.extend(build_remote_sinks(config))
     try:
-        filters, stages = build_event_stages(config, whitelist)
-        names = plugin_names(getattr(args, "plugins", None), config.PLUGINS)
-        plugins = load_plugins(names) if names else None
-    except (ConfigError, PluginError) as ex:
+        return build_sensor(config, store, sinks=configured_sinks(config, console=args.console),
+                            plugins=plugin_names(args.plugins, config.PLUGINS))
+    except AssemblyError as ex:
         raise SensorError(str(ex)) from None
-    return EventPipeline(sinks, sensor_name=config.SENSOR_NAME or "-", filters=filters, stages=stages,
-                         plugins=plugins)
 
 
-def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """(detection pipeline, event pipeline) for one capture stream."""
-    from core.detect.detector import Detector
-    from core.heuristics.engine import build_heuristics
-    from core.trails.whitelist import Whitelist
-
-    try:
-        whitelist = Whitelist.load(config)
-    except OSError as ex:
-        raise SensorError(f"USER_WHITELIST {ex.filename}: {ex.strerror}") from None
-    events = build_events(config, args, whitelist)
-    try:
-        heuristics = build_heuristics(config, store, whitelist, events)
-    except (ConfigError, OSError) as ex:
-        raise SensorError(str(ex)) from None
-    pipeline = Detector(config, store, events, heuristics=heuristics, whitelist=whitelist,
-                        plugins_wanted=getattr(events, "plugins", None) is not None)
-    return pipeline, events
-
-
-def run_offline(config: Config, args: argparse.Namespace, pipeline: Any) -> int:
+def run_offline(config: Config, args: argparse.Namespace, sensor: Any) -> int:
     from core.capture.offline import CaptureError, OfflineSource
 
     started = time.perf_counter()
@@ -147,14 +107,14 @@ def run_offline(config: Config, args: argparse.Namespace, pipeline: Any) -> int:
         source = OfflineSource(args.pcap_file, snaplen=config.get("CAPTURE_SNAPLEN", 2000))
         try:
             for linktype, buf, meta in source:
-                pipeline.process_batch(linktype, buf, meta)
+                sensor.process_batch(linktype, buf, meta)
         finally:
             source.close()
     except CaptureError as ex:
         raise SensorError(str(ex)) from None
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    packets = pipeline.packets
+    packets = sensor.detector.packets
     rate = packets / elapsed if elapsed > 0 else 0.0
     info(args, f"[i] replayed {packets:,} packets in {elapsed:.3f} s ({rate:,.0f} packets/s, "
                f"{(cpu / packets * 1e6) if packets else 0:.2f} µs CPU/packet)")
@@ -166,43 +126,42 @@ def run_live(config: Config, args: argparse.Namespace, store: Any) -> int:
     from core.capture import workers
     from core.trails.store import TrailStore
 
-    def make_pipeline(cfg: Config, trails: Any) -> tuple[Any, Any]:
-        return build_pipeline(cfg, trails, args)
+    def make_worker_sensor(cfg: Config, trails: Any) -> Any:
+        return make_sensor(cfg, trails, args)
 
-    return workers.run_live(config, store, TrailStore.open, make_pipeline, lambda line: info(args, line),
+    return workers.run_live(config, store, TrailStore.open, make_worker_sensor, lambda line: info(args, line),
                             offline=args.offline)
 
 
 def run_checks(config: Config, args: argparse.Namespace) -> int:
     """-T (preflight) and --self-test (core/ops/preflight.py); exit 0 when everything passes."""
+    from core.assemble import AssemblyError
     from core.ops.preflight import preflight, selftest
     from core.trails.store import TrailStore
 
     def say(line: str) -> None:
         print(line, flush=True)
 
-    def make_pipeline(cfg: Config, trails: Any) -> tuple[Any, Any]:
-        return build_pipeline(cfg, trails, args)
-
     status = 0
     try:
         if args.test_config:
             status |= preflight(config, TrailStore.open, say, live=not args.pcap_file)
         if args.self_test:
-            status |= selftest(config, TrailStore.open, make_pipeline, say)
-    except SensorError as ex:
+            status |= selftest(config, TrailStore.open, say)
+    except AssemblyError as ex:
         print(f"sensor: {ex}", file=sys.stderr)
         return 1
     return status
 
 
-def report(args: argparse.Namespace, pipeline: Any, events: Any) -> None:
-    counters = pipeline.decode_counters()
+def report(args: argparse.Namespace, sensor: Any) -> None:
+    detector, events = sensor.detector, sensor.events
+    counters = detector.decode_counters()
     skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
     info(args, f"[i] events: {events.delivered:,} written ({events.emitted:,} detected)"
                + (f"; skipped frames: {skipped}" if skipped else ""))
-    if pipeline.errors:
-        info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in pipeline.errors.items()))
+    if detector.errors:
+        info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in detector.errors.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,16 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_log_dir(config)
         store = open_trails(config, args)
-        pipeline, events = build_pipeline(config, store, args)
+        sensor = make_sensor(config, store, args)
         try:
             if args.pcap_file:
-                status = run_offline(config, args, pipeline)
+                status = run_offline(config, args, sensor)
             else:
                 status = run_live(config, args, store)
         finally:
-            events.close()
+            sensor.close()
         if args.pcap_file:
-            report(args, pipeline, events)
+            report(args, sensor)
         return status
     except SensorError as ex:
         print(f"sensor: {ex}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Decode benchmark: ns/packet of core.decode.Decoder for common frame kinds.
 
-Where it sits: bench/ (measurement only). Frames are built with tests/pcapgen.py and packed into one
+Where it sits: bench/ (measurement only). Frames are built with tests/kit/pcapgen.py and packed into one
 batch buffer the way pcapy-ng next_batch delivers them, then decoded in a tight loop.
 
     .venv/bin/python bench/bench_decode.py [--packets N] [--repeat R]
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.decode import Decoder  # noqa: E402
-from tests import pcapgen as g  # noqa: E402
+from tests.kit import pcapgen as g  # noqa: E402
 
 
 def kinds() -> list[tuple[str, int, bytes]]:

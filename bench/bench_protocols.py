@@ -1,6 +1,6 @@
 """Protocol parser benchmark: ns per call of each parser on typical, hostile and non-matching input.
 
-Where it sits: bench/ (measurement only). Inputs are built with the test builders (tests/pcapgen.py,
+Where it sits: bench/ (measurement only). Inputs are built with the test builders (tests/kit/pcapgen.py,
 tests/test_tls.py, tests/test_quic.py); each case is timed in a tight loop, best of R repeats.
 
     .venv/bin/python bench/bench_protocols.py [--calls N] [--repeat R]
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.protocols import dns, http, quic, tls  # noqa: E402
-from tests import pcapgen as g  # noqa: E402
+from tests.kit import pcapgen as g  # noqa: E402
 from tests.test_quic import crypto_frame, hello, protect  # noqa: E402
 from tests.test_tls import client_hello, ders_of, ext, make_chain, server_flight  # noqa: E402
 

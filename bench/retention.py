@@ -1,8 +1,8 @@
 """Heuristic retention under multi-worker routing, measured offline and deterministically.
 
 Where it sits: beside core/capture/workers.py, for the benchmark (bench/bench_live.py) and the
-tests. It replays packets through one detection pipeline, then splits the same packets over N
-pipelines exactly as the kernel fanout program would (core/capture/fanout.py, checked against
+tests. It replays packets through one sensor (core/assemble.py), then splits the same packets over
+N sensors exactly as the kernel fanout program would (core/capture/fanout.py, checked against
 the kernel in tests/test_live.py and against a cBPF interpreter in tests/test_workers.py), and
 reports the share of the single-worker heuristic alerts that the N workers still raise.
 `kernel_hash_split` gives the comparison point: the kernel's plain flow hash (per 5-tuple), which
@@ -84,23 +84,15 @@ def split(packets: list[Packet], workers: int, route: Callable[[Any], int]) -> l
 
 
 def heuristic_alerts(config: Config, store: Any, packets: list[Packet]) -> set[AlertKey]:
-    """(src, type, trail, info) of every heuristic event one pipeline raises over `packets`."""
-    from core.detect.detector import Detector
-    from core.events.filters import build_event_stages
-    from core.events.pipeline import EventPipeline
+    """(src, type, trail, info) of every heuristic event one sensor (core/assemble.py) raises over `packets`."""
+    from core.assemble import build_sensor
     from core.events.sinks import MemorySink
-    from core.heuristics.engine import build_heuristics
-    from core.trails.whitelist import Whitelist
 
-    whitelist = Whitelist.load(config)
     sink = MemorySink()
-    filters, stages = build_event_stages(config, whitelist)
-    events = EventPipeline([sink], sensor_name="r", filters=filters, stages=stages)
-    heuristics = build_heuristics(config, store, whitelist, events)
-    pipeline = Detector(config, store, events, heuristics=heuristics, whitelist=whitelist)
+    sensor = build_sensor(config, store, sinks=[sink], plugins=())
     for linktype, sec, usec, frame in packets:
-        pipeline.process(linktype, sec, usec, frame)
-    events.close()
+        sensor.process(linktype, sec, usec, frame)
+    sensor.close()
     return {(e.src_ip.split(",")[0], e.type, e.trail, e.info.split(" (+")[0])
             for e in sink.events if e.reference == "(heuristic)"}
 

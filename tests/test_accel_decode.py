@@ -1,8 +1,8 @@
 """The compiled batch pre-dispatch (core/accel/_decode.c) against the pure-Python batch loop.
 
-Two pipelines replay the same capture batches, one with `_scan` (the C walker) and one without
-(the Python loop, its specification): events, bulk-skip counts, decoder counters and errors must be
-equal on the conformance corpus, on random and mutated Ethernet frames, and on bulk TLS
+Two production sensors (tests/kit: build_sensor) replay the same capture batches, one with `_scan`
+(the C walker) and one without (the Python loop, its specification): event lines, bulk-skip
+counts, decoder counters and errors must be equal on the conformance corpus, on random and mutated Ethernet frames, and on bulk TLS
 interleaved with TLS handshakes (the walker's hand-back of bulk packets to the live state).
 """
 
@@ -15,15 +15,9 @@ import random
 import pytest
 
 from core.accel import load
-from core.capture.offline import OfflineSource
-from core.config import load_config
-from core.detect.detector import Detector
-from core.events.pipeline import EventPipeline
-from core.events.sinks import MemorySink
-from core.heuristics.engine import build_heuristics
 from core.trails.store import TrailStore
-from core.trails.whitelist import Whitelist
-from tests import pcapgen as g
+from tests.kit import SensorKit
+from tests.kit import pcapgen as g
 
 pytestmark = pytest.mark.skipif(load("_decode") is None, reason="core/accel/_decode.c is not built "
                                 "(run tools/build_accel.py)")
@@ -33,25 +27,21 @@ T0 = 1_700_000_000
 LOCAL_ADDR = "10.0.0.5"
 
 
-def replay(paths, store, config, accelerated, batch_size=64):
-    sink = MemorySink()
-    events = EventPipeline([sink], "t")
-    whitelist = Whitelist.load(config)
-    pipeline = Detector(config, store, events, heuristics=build_heuristics(config, store, whitelist, events),
-                        whitelist=whitelist)
+def replay(paths, store, folder, accelerated, batch_size=64):
+    kit = SensorKit(store, folder=folder)
+    detector = kit.detector
     if not accelerated:
-        pipeline._scan = None
-    assert (pipeline._scan is not None) == accelerated
+        detector._scan = None
+    assert (detector._scan is not None) == accelerated
     for path in paths:
-        for linktype, buf, meta in OfflineSource([path], batch_size=batch_size):
-            pipeline.process_batch(linktype, buf, meta)
-    events.close()
-    return sink.lines, pipeline.skipped_bulk, pipeline.decode_counters(), pipeline.errors
+        kit.feed_pcap(path, batch_size=batch_size)
+    kit.close()
+    return kit.lines, detector.skipped_bulk, detector.decode_counters(), detector.errors
 
 
-def assert_same(paths, store, config, batch_size=64):
-    fast = replay(paths, store, config, True, batch_size)
-    slow = replay(paths, store, config, False, batch_size)
+def assert_same(paths, store, folder, batch_size=64):
+    fast = replay(paths, store, folder, True, batch_size)
+    slow = replay(paths, store, folder, False, batch_size)
     assert fast[3] == slow[3] == {}
     assert fast[0] == slow[0]
     assert fast[1] == slow[1]
@@ -60,24 +50,22 @@ def assert_same(paths, store, config, batch_size=64):
 
 
 def test_conformance_corpus_same_as_python_loop(tmp_path):
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     store = TrailStore.open(os.path.join(CORPUS, "trails.csv"), index_dir=str(tmp_path))
     paths = sorted(glob.glob(os.path.join(CORPUS, "*.pcap")))
     assert len(paths) >= 25
     for path in paths:  # one at a time: each case starts from fresh state, as in the corpus README
-        lines, *_ = assert_same([path], store, config)
-    total = assert_same(paths, store, config, batch_size=7)  # all in a row, odd batch boundaries
+        lines, *_ = assert_same([path], store, str(tmp_path))
+    total = assert_same(paths, store, str(tmp_path), batch_size=7)  # all in a row, odd batch boundaries
     assert total[0]  # the corpus detects things: the comparison is not between two empty lists
 
 
 def test_random_and_mutated_ethernet_frames_same_as_python_loop(tmp_path):
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     store = TrailStore.open(os.path.join(CORPUS, "trails.csv"), index_dir=str(tmp_path))
     frames = g.random_frames(4_000, seed=3) + g.mutated_frames(g.sample_frames(g.LINKTYPE_ETHERNET), 16_000, seed=4)
     random.Random(5).shuffle(frames)
     path = str(tmp_path / "fuzz.pcap")
     g.write_pcap(path, [(T0 + n / 500, frame) for n, frame in enumerate(frames)])
-    lines, skipped, counters, _ = assert_same([path], store, config, batch_size=512)
+    lines, skipped, counters, _ = assert_same([path], store, str(tmp_path), batch_size=512)
     assert sum(counters.values()) > 0  # the Python decoder still saw and counted the odd frames
 
 
@@ -106,9 +94,8 @@ def test_bulk_around_tls_handshakes_same_as_python_loop(tmp_path):
     g.write_pcap(path, [(T0 + n / 50, frame) for n, frame in enumerate(frames)])
     store = TrailStore.from_rows([(f"site{n}.example", "malware (test)", "(static)") for n in range(0, 600, 3)],
                                  str(tmp_path))
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
     for batch_size in (1, 16, 512):
-        lines, skipped, _, _ = assert_same([path], store, config, batch_size)
+        lines, skipped, _, _ = assert_same([path], store, str(tmp_path), batch_size)
         assert skipped > 0 and lines  # some bulk was skipped, some SNI was detected
 
 
@@ -145,8 +132,7 @@ def test_ip_prefilter_flag_keeps_every_ip_detection(tmp_path):
                                          g.tcp(port, 443, 0x02))))
     path = str(tmp_path / "ips.pcap")
     g.write_pcap(path, [(T0 + n / 100, frame) for n, frame in enumerate(frames)])
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
-    lines, *_ = assert_same([path], store, config, batch_size=256)
+    lines, *_ = assert_same([path], store, str(tmp_path), batch_size=256)
     text = "\n".join(lines)
     for trail in ("198.51.100.7", "203.0.113.9:8443", "2001:db8::66", "192.0.2.53", "evil-test-domain.com"):
         assert trail in text, trail

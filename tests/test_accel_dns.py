@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.protocols import dns
-from tests import pcapgen as g
 from tests import test_dns
 from tests.accel_twins import assert_same_record, load_twin
+from tests.kit import pcapgen as g
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

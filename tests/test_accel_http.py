@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.protocols import http
-from tests import pcapgen as g
 from tests.accel_twins import assert_same_record, load_twin
+from tests.kit import pcapgen as g
 from tests.test_http import CORPUS, corpus_tcp_payloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ import pytest
 
 from core.decode import Decoded, Decoder
 from core.decode.link import MAX_VLAN_DEPTH
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 JUNK = b"\x45\x00\xff\xff" * 16  # IP-looking bytes: reading past the frame would be noticed

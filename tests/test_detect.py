@@ -1,4 +1,5 @@
-"""Exact-trail detection through the real Detector: every rule of spec §1.7, positive and negative."""
+"""Exact-trail detection through the production sensor (tests/kit: build_sensor, with its whitelist,
+ignore, condense and throttle stages): every rule of spec §1.7, positive and negative."""
 
 from __future__ import annotations
 
@@ -6,14 +7,10 @@ import os
 
 import pytest
 
-from core.config import load_config
-from core.detect.detector import Detector
 from core.detect.urls import bracket_url, url_candidates
-from core.events.pipeline import EventPipeline
-from core.events.sinks import MemorySink
 from core.trails.store import TrailStore
-from core.trails.whitelist import Whitelist
-from tests import pcapgen as g
+from tests.kit import SensorKit
+from tests.kit import pcapgen as g
 
 ROWS = [
     ("evil-test-domain.com", "malware (test)", "(static)"),
@@ -35,7 +32,7 @@ ROWS = [
     ("quic-evil.example", "malware (test)", "(static)"),
     ("sinky.net", "sinkhole foo (suspicious)", "(static)"),
     ("dyndns-provider.net", "dynamic domain (suspicious)", "(static)"),
-    ("8.8.4.4:53", "bad resolver (malware)", "(static)"),
+    ("192.0.2.53:53", "bad resolver (malware)", "(static)"),
     ("7.7.7.7", "phishing (test)", "(static)"),
     ("gate.example/", "malware (test)", "(static)"),
     ("/panel/gate.php?cmd=ping", "c2 panel (malware)", "(static)"),
@@ -52,20 +49,14 @@ def store(tmp_path_factory):
 
 @pytest.fixture()
 def run(store, tmp_path):
-    """Feed frames (Ethernet) through a fresh pipeline; return the event list."""
-    config = load_config(overrides={"LOG_DIR": str(tmp_path), "USE_HEURISTICS": "false"})
-    whitelist = Whitelist.from_entries(["whitelisted-but-listed.example", "1.1.1.1"])
+    """Feed frames (Ethernet) through a fresh sensor; return every event the run writes."""
 
     def feed(*frames: bytes, times: list[int] | None = None, **overrides: str):
-        cfg = config if not overrides else load_config(overrides={"LOG_DIR": str(tmp_path), **overrides})
-        sink = MemorySink()
-        events = EventPipeline([sink], "test-sensor")
-        pipeline = Detector(cfg, store, events, whitelist=whitelist)
-        for n, frame in enumerate(frames):
-            pipeline.process(1, times[n] if times else T0 + n, 0, frame)
-        events.close()
-        assert pipeline.errors == {}, pipeline.first_errors
-        return sink.events
+        kit = SensorKit(store, folder=str(tmp_path), whitelist=["whitelisted-but-listed.example", "1.1.1.1"],
+                        USE_HEURISTICS=False, **overrides)
+        events = kit.replay((times[n] if times else T0 + n, frame) for n, frame in enumerate(frames))
+        assert kit.errors == {}
+        return events
 
     return feed
 
@@ -191,9 +182,17 @@ def test_two_different_queries_on_one_socket_same_second(run):
 
 
 def test_resolver_trail(run):
-    events = run(dnsq("clean.example.org", dst="8.8.4.4"))
-    assert [(e.type, e.trail) for e in events] == [("IPORT", "8.8.4.4:53 (clean.example.org)")]
-    assert run(dnsq("clean.example.org", dst="8.8.4.4", qtype="PTR")) == []
+    events = run(dnsq("clean.example.org", dst="192.0.2.53"))
+    assert [(e.type, e.trail) for e in events] == [("IPORT", "192.0.2.53:53 (clean.example.org)")]
+    assert run(dnsq("clean.example.org", dst="192.0.2.53", qtype="PTR")) == []
+
+
+def test_whitelisted_resolver_trail_is_filtered(tmp_path):
+    """A resolver trail on an address of the bundled whitelist (8.8.4.4) is found by detection and
+    dropped by the whitelist filter of the event path: nothing is written."""
+    kit = SensorKit([("8.8.4.4:53", "bad resolver (malware)", "(static)")], folder=str(tmp_path))
+    assert kit.replay([(T0, dnsq("clean.example.org", dst="8.8.4.4"))]) == []
+    assert kit.sensor.events.emitted == 1 and kit.sensor.events.filtered == 1
 
 
 def test_negative_cache_does_not_hide_hits(run):
@@ -267,31 +266,22 @@ def test_certificate_sha1_across_segments(tmp_path):
 
     ders = ders_of(make_chain())
     sha1 = cert_sha1(ders[0])
-    store = TrailStore.from_rows([(sha1, "dridex c2 cert (suspicious)", "sslbl.abuse.ch")], str(tmp_path))
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
-    sink = MemorySink()
-    events = EventPipeline([sink], "t")
-    pipeline = Detector(config, store, events)
     flight = server_flight(ders, record_size=700)
     thirds = [flight[: len(flight) // 3], flight[len(flight) // 3: 2 * len(flight) // 3], flight[2 * len(flight) // 3:]]
-    for n, part in enumerate(thirds):
-        frame = g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part)))
-        pipeline.process(1, T0, n, frame)
-    assert [(e.type, e.trail, e.info) for e in sink.events] == [("CERT", sha1, "dridex c2 cert (suspicious)")]
+    packets = [(T0 + n / 1e6, g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))))
+               for n, part in enumerate(thirds)]
+    (tmp_path / "a").mkdir()
+    kit = SensorKit([(sha1, "dridex c2 cert (suspicious)", "sslbl.abuse.ch")], folder=str(tmp_path / "a"))
+    assert [(e.type, e.trail, e.info) for e in kit.replay(packets)] == [("CERT", sha1, "dridex c2 cert (suspicious)")]
     (tmp_path / "o").mkdir()
-    other = TrailStore.from_rows([("00" * 20, "x (suspicious)", "r")], str(tmp_path / "o"))
-    sink2 = MemorySink()
-    pipeline2 = Detector(config, other, EventPipeline([sink2], "t"))
-    for n, part in enumerate(thirds):
-        pipeline2.process(1, T0, n, g.ether(g.ipv4("198.51.100.7", LOCAL, g.tcp(443, 40000, 0x18, part))))
-    assert sink2.events == []
+    other = SensorKit([("00" * 20, "x (suspicious)", "r")], folder=str(tmp_path / "o"))
+    assert other.replay(packets) == []
 
 
 def test_batch_path_bulk_skip_keeps_every_detection(tmp_path):
     """The batch walker's bulk-TCP early exit must not hide anything the per-packet path finds:
     a certificate flight whose later segments start mid-record, DNS over TCP, an uncommon HTTP
     method and a stealth-scan flag, interleaved with bulk TLS application data."""
-    from core.capture.offline import OfflineSource
     from core.protocols.tls import cert_sha1
     from tests.test_tls import ders_of, make_chain, server_flight
 
@@ -310,15 +300,13 @@ def test_batch_path_bulk_skip_keeps_every_detection(tmp_path):
                g.ether(g.ipv4(LOCAL, "66.66.66.66", g.tcp(40004, 443, 0x29)))]
     path = str(tmp_path / "mix.pcap")
     g.write_pcap(path, [(T0 + n / 10, frame) for n, frame in enumerate(frames)])
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
-    sink = MemorySink()
-    pipeline = Detector(config, store, EventPipeline([sink], "t"))
-    for linktype, buf, meta in OfflineSource([path], snaplen=65535):
-        pipeline.process_batch(linktype, buf, meta)
-    assert pipeline.errors == {}
-    assert {(e.type, e.trail) for e in sink.events} == {
+    kit = SensorKit(store, folder=str(tmp_path))
+    kit.feed_pcap(path)
+    kit.close()
+    assert kit.errors == {}
+    assert {(e.type, e.trail) for e in kit.events} == {
         ("CERT", sha1), ("DNS", "evil-test-domain.com"), ("URL", "(h.example)/dav/x")}
-    assert pipeline.skipped_bulk == 3  # not while the certificate flow is being reassembled
+    assert kit.detector.skipped_bulk == 3  # not while the certificate flow is being reassembled
 
 
 def test_swap_store_drops_cached_answers(tmp_path):
@@ -327,14 +315,11 @@ def test_swap_store_drops_cached_answers(tmp_path):
     (tmp_path / "b").mkdir()
     old = TrailStore.from_rows([("x.example.net", "malware (test)", "(static)")], str(tmp_path / "a"))
     new = TrailStore.from_rows([("fresh-evil.net", "malware (test)", "(static)")], str(tmp_path / "b"))
-    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
-    sink = MemorySink()
-    pipeline = Detector(config, old, EventPipeline([sink], "t"))
-    pipeline.process(1, T0, 0, dnsq("fresh-evil.net"))
-    assert sink.events == []
-    pipeline.swap_store(new)
-    pipeline.process(1, T0 + 1, 0, dnsq("fresh-evil.net", sport=40001))
-    assert trails(sink.events) == ["fresh-evil.net"]
+    kit = SensorKit(old, folder=str(tmp_path))
+    assert kit.feed(dnsq("fresh-evil.net"), T0) == []
+    kit.detector.swap_store(new)
+    kit.feed(dnsq("fresh-evil.net", sport=40001), T0 + 1)
+    assert trails(kit.events) == ["fresh-evil.net"]
 
 
 def test_candidate_markers_cover_every_candidate():

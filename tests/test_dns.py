@@ -10,7 +10,7 @@ import dpkt
 import pytest
 
 from core.protocols import dns
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 

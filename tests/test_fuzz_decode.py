@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.decode import Decoder
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 LINKTYPES = [g.LINKTYPE_ETHERNET, g.LINKTYPE_LINUX_SLL, g.LINKTYPE_LINUX_SLL2, g.LINKTYPE_RAW,
              g.LINKTYPE_NULL, g.LINKTYPE_PPP, g.LINKTYPE_PFLOG, 147]  # 147: unknown, offset inferred

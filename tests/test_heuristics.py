@@ -1,18 +1,16 @@
-"""Heuristics through the real Detector: a positive and a negative case for every heuristic."""
+"""Heuristics through the production sensor (tests/kit: build_sensor with whitelist, ignore,
+condense and throttle stages): a positive and a negative case for every heuristic."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.config import ConfigError, load_config
-from core.detect.detector import Detector
-from core.events.pipeline import EventPipeline
-from core.events.sinks import MemorySink
 from core.heuristics import Heuristics
 from core.heuristics.engine import REGISTRY, HeuristicEngine, build_heuristics
 from core.trails.store import TrailStore
-from core.trails.whitelist import Whitelist
-from tests import pcapgen as g
+from tests.kit import SensorKit
+from tests.kit import pcapgen as g
 
 ROWS = [
     ("66.66.66.66", "malware (test)", "(static)"),
@@ -31,20 +29,13 @@ def store(tmp_path_factory):
 
 @pytest.fixture()
 def run(store, tmp_path):
-    """run(list of (sec, frame), **config) -> list of events written (no condense/throttle)."""
+    """run(list of (sec, frame), **config) -> every event a whole run writes (production path)."""
 
     def feed(packets, **overrides):
-        config = load_config(overrides={"LOG_DIR": str(tmp_path), "USE_HEURISTICS": "true", **overrides})
-        whitelist = Whitelist.load(config)
-        sink = MemorySink()
-        events = EventPipeline([sink], "test")
-        engine = build_heuristics(config, store, whitelist, events)
-        pipeline = Detector(config, store, events, heuristics=engine, whitelist=whitelist)
-        for sec, frame in packets:
-            pipeline.process(g.LINKTYPE_ETHERNET, sec, 0, frame)
-        events.close()
-        assert not pipeline.errors, pipeline.first_errors
-        return sink.events
+        kit = SensorKit(store, folder=str(tmp_path), USE_HEURISTICS=True, **overrides)
+        events = kit.replay(packets)
+        assert not kit.errors, kit.errors
+        return events
 
     return feed
 
@@ -105,6 +96,16 @@ def test_port_scan_syn_and_stealth(run, flags):
     events = run([(T0 + i, syn(WAN, WAN2, 1000 + i, flags=flags)) for i in range(12)])
     hits = [e for e in events if e.info == "potential port scanning"]
     assert len(hits) == 1 and hits[0].trail == WAN and hits[0].type == "IP"
+
+
+def test_port_scans_of_two_targets_are_condensed_into_one_line(store, tmp_path):
+    """The production event path condenses scan events per (source, trail): one line, both targets."""
+    kit = SensorKit(store, folder=str(tmp_path), USE_HEURISTICS=True)
+    live = kit.feed_all([(T0 + i, syn(WAN, target, 1000 + i)) for target in (WAN2, LAN) for i in range(12)])
+    assert live == []  # held by the condense stage until its period ends or the sensor closes
+    lines = kit.close()
+    assert len(lines) == 1 and "potential port scanning" in lines[0]
+    assert [(e.trail, e.dst_ip) for e in kit.events] == [(WAN, f"{LAN},{WAN2}")]
 
 
 def test_port_scan_ack_sweep_and_few_ports_are_silent(run):

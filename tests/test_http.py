@@ -9,7 +9,7 @@ import dpkt
 import pytest
 
 from core.protocols import http
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 

@@ -12,7 +12,7 @@ import pytest
 from core.capture import CaptureError, PacketSource, iter_meta
 from core.capture.offline import OfflineSource
 from core.decode import Decoder
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 

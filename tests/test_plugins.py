@@ -9,7 +9,7 @@ import pytest
 
 from core.events.event import Event
 from core.events.plugins import PluginError, load_plugins, plugin_names
-from tests import pcapgen as g
+from tests.kit import pcapgen as g
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "tests", "data", "conformance")

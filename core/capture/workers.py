@@ -1,11 +1,11 @@
 """Live sensing with one or more capture workers, and the supervisor that runs them.
 
 Where it sits: sensor.py's live mode. `run_live()` starts CAPTURE_WORKERS workers; each opens its
-own LiveSource (core/capture/live.py) and runs its own Detector over the trail store the
-supervisor opened before forking (the store maps its index file, so every worker shares the same
-physical pages; nothing is copied). With N > 1 the capture handles of one interface form a kernel
-PACKET_FANOUT group routed by core/capture/fanout.py (by originating host), so per-host heuristic
-state stays complete. With N == 1 the worker runs in the supervisor's own process.
+own LiveSource (core/capture/live.py) and runs its own `Sensor` (core/assemble.py, built by the
+caller's factory) over the trail store the supervisor opened before forking (the store maps its
+index file, so every worker shares the same physical pages; nothing is copied). With N > 1 the
+capture handles of one interface form a kernel PACKET_FANOUT group routed by core/capture/fanout.py
+(by originating host), so per-host heuristic state stays complete. With N == 1 the worker runs in the supervisor's own process.
 
 The supervisor:
 - forwards SIGTERM/SIGINT (workers flush their events and exit; anything still running after 2 s
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.assemble import Sensor, SensorFactory
 from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
@@ -37,8 +38,6 @@ from core.ops.reload import TrailReloader, run_update, swap_store
 PUBLISH_EVERY = 0.5
 STOP_GRACE = 2.0
 
-# Builds (pipeline, events) for one worker from the config and a trail store.
-PipelineFactory = Callable[[Config, Any], tuple[Any, Any]]
 Say = Callable[[str], None]
 
 
@@ -75,13 +74,13 @@ class WorkerContext:
     settings: CaptureSettings
     reloader: TrailReloader
     counters: SharedCounters
-    make_pipeline: PipelineFactory
+    make_sensor: SensorFactory
     say: Say
     supervisor_pid: int
 
 
 class Worker:
-    """One capture loop: LiveSource → Detector, with signals, reloads and published counters."""
+    """One capture loop: LiveSource → Sensor, with signals, reloads and published counters."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -116,11 +115,11 @@ class Worker:
     def run(self) -> int:
         ctx = self.ctx
         pin_cpu(ctx)
-        pipeline, events = ctx.make_pipeline(ctx.config, ctx.reloader.store)
+        sensor = ctx.make_sensor(ctx.config, ctx.reloader.store)
         try:
             self.source = LiveSource(ctx.settings, on_open=self._join_group)
         except CaptureError as ex:
-            events.close()
+            sensor.close()
             report_error(f"sensor: {ex}")
             return 1
         source = self.source
@@ -129,36 +128,36 @@ class Worker:
         if self.stop_requested:
             source.stop()
         last_publish = 0.0
-        self._publish(pipeline, events, source)
+        self._publish(sensor, source)
         try:
             for linktype, buf, meta in source:
                 if meta:
-                    pipeline.process_batch(linktype, buf, meta)
+                    sensor.process_batch(linktype, buf, meta)
                     now = time.monotonic()
                     if now - last_publish < PUBLISH_EVERY:
                         continue
                 else:
                     now = time.monotonic()
-                    events.tick(int(time.time()))  # idle link: time-driven flushes still happen
+                    sensor.events.tick(int(time.time()))  # idle link: time-driven flushes still happen
                 last_publish = now
-                self._publish(pipeline, events, source)
+                self._publish(sensor, source)
                 if self.reload_requested:
                     self.reload_requested = False
                     swapped, message = ctx.reloader.reload()
                     if swapped:
-                        swap_store(pipeline, ctx.reloader.store)
+                        swap_store(sensor.detector, ctx.reloader.store)
                     ctx.say(("[i] " if swapped else "[!] ") + (f"worker {ctx.index}: " if ctx.count > 1 else "")
                             + message)
         except CaptureError as ex:
             report_error(f"sensor: {ex}")
             return 1
         finally:
-            events.close()  # flushes condensed/throttled events
-            self._publish(pipeline, events, source)
+            sensor.close()  # flushes condensed/throttled events
+            self._publish(sensor, source)
             source.close()
         return 0
 
-    def _publish(self, pipeline: Any, events: Any, source: LiveSource) -> None:
+    def _publish(self, sensor: Sensor, source: LiveSource) -> None:
         ctx = self.ctx
         stats = source.stats()
         ctx.counters.publish(
@@ -166,7 +165,7 @@ class Worker:
             dropped=stats["dropped"], ifdropped=stats["ifdropped"],
             trail_generation=ctx.reloader.generation, trail_count=len(ctx.reloader.store),
             trail_loaded=ctx.reloader.loaded, reload_rejected=ctx.reloader.rejected,
-            **pipeline_totals(pipeline, events))
+            **pipeline_totals(sensor.detector, sensor.events))
 
 
 def pin_cpu(ctx: WorkerContext) -> None:
@@ -181,13 +180,13 @@ class Supervisor:
     """Starts the workers and watches them; see the module docstring."""
 
     def __init__(self, config: Config, store: Any, open_store: Callable[[str], Any],
-                 make_pipeline: PipelineFactory, say: Say, offline: bool = False) -> None:
+                 make_sensor: SensorFactory, say: Say, offline: bool = False) -> None:
         self.config = config
         self.count = worker_count(config)
         self.settings = CaptureSettings.from_config(config)
         self.reloader = TrailReloader(config, store, open_store)
         self.counters = SharedCounters(self.count)
-        self.make_pipeline = make_pipeline
+        self.make_sensor = make_sensor
         self.say = say
         self.offline = offline
         self.started = time.time()
@@ -200,7 +199,7 @@ class Supervisor:
 
     def context(self, index: int) -> WorkerContext:
         return WorkerContext(index, self.count, self.config, self.settings, self.reloader, self.counters,
-                             self.make_pipeline, self.say, self.pid)
+                             self.make_sensor, self.say, self.pid)
 
     def metrics_text(self) -> str:
         return render(self.counters.rows(), self.started)
@@ -358,10 +357,11 @@ def capture_summary(rows: list[dict[str, float]]) -> str:
             f"{total['events_written']:,} events")
 
 
-def run_live(config: Config, store: Any, open_store: Callable[[str], Any], make_pipeline: PipelineFactory,
+def run_live(config: Config, store: Any, open_store: Callable[[str], Any], make_sensor: SensorFactory,
              say: Say, offline: bool = False) -> int:
-    """Entry point for sensor.py's live mode; returns the exit status."""
-    supervisor = Supervisor(config, store, open_store, make_pipeline, say, offline=offline)
+    """Entry point for sensor.py's live mode; returns the exit status. `make_sensor` builds each
+    worker's sensor (sensor.py's factory over core/assemble.build_sensor)."""
+    supervisor = Supervisor(config, store, open_store, make_sensor, say, offline=offline)
     status = supervisor.run()
     say(capture_summary(supervisor.counters.rows()))
     return status

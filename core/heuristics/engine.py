@@ -1,7 +1,7 @@
 """The heuristic engine: one object behind the hooks of `core.heuristics.Heuristics`.
 
-Where it sits: sensor.py builds it with `build_heuristics(config, store, whitelist, events)` and
-hands it to detect.py, which calls the hooks; events go out through `events.emit(event, None)`.
+Where it sits: core/assemble.py builds it with `build_heuristics(config, store, whitelist, events)`
+and hands it to the Detector (core/detect/detector.py), which calls the hooks; events go out through `events.emit(event, None)`.
 USE_HEURISTICS false gives the no-op `Heuristics`.
 
 The registry below is the single explicit list of heuristics: each name can be switched off with

@@ -4,8 +4,8 @@ Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.ser
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
 interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
 (core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
-configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
-small built-in trail set, replays a crafted capture through it and reports N/N detections.
+configuration. The self-test builds the production sensor (core/assemble.py) over a small
+built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
 
 from __future__ import annotations
@@ -116,9 +116,10 @@ def selftest_packets() -> list[tuple[str, bytes]]:
     return out
 
 
-def selftest(config: Config, open_store: Callable[[str], Any],
-             make_pipeline: Callable[[Config, Any], tuple[Any, Any]], say: Say) -> int:
-    """Replay the crafted capture through the real pipeline; 0 when N/N are detected."""
+def selftest(config: Config, open_store: Callable[[str], Any], say: Say) -> int:
+    """Replay the crafted capture through the real sensor; 0 when N/N are detected.
+    Raises AssemblyError when the configuration cannot build one."""
+    from core.assemble import build_sensor
     from core.events.sinks import MemorySink
 
     with tempfile.TemporaryDirectory(prefix="maltrail-selftest-") as folder:
@@ -129,13 +130,12 @@ def selftest(config: Config, open_store: Callable[[str], Any],
         local = config.replace(TRAILS_FILE=trails, LOG_DIR=folder, DISABLE_LOCAL_LOG_STORAGE=True,
                                LOG_SERVER=None, SYSLOG_SERVER=None, LOGSTASH_SERVER=None,
                                EVENT_THROTTLE_MODE="off", PLUGINS=None)
-        pipeline, events = make_pipeline(local, store)
         sink = MemorySink()
-        events.sinks = [sink]
+        sensor = build_sensor(local, store, sinks=[sink], plugins=())
         cases = selftest_packets()
         for index, (_what, packet) in enumerate(cases):
-            pipeline.process(1, 1_700_000_000 + index, 0, packet)
-        events.close()
+            sensor.process(1, 1_700_000_000 + index, 0, packet)
+        sensor.close()
     found = 0
     for what, _packet in cases:
         hit = any(what in line for line in sink.lines)
