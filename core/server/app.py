@@ -11,8 +11,9 @@ and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
 (USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. `serve_forever()` runs the
 accept loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
-`stop()` ends everything, joins the threads and the intake process (which drains its socket and
-flushes first) and returns the exit status: 1 when the intake process failed, else 0.
+`stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
+are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
+and flushes first) and returns the exit status: 1 when the intake process failed, else 0.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from core.server.static import StaticFiles
 from core.server.storage import Storage
 
 Report = Callable[[str], None]
-JOIN_TIMEOUT = 10.0          # per thread, and for the HTTP workers
+JOIN_TIMEOUT = 10.0          # per thread
+HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
                 "-subj /CN=maltrail")
@@ -229,7 +231,7 @@ class ServerApp:
         if self.serving.acquire(timeout=JOIN_TIMEOUT):   # serve_forever has returned
             self.serving.release()
         if self.httpd is not None:
-            self.httpd.join(JOIN_TIMEOUT)
+            self.httpd.join(HTTP_GRACE)
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         process = self.intake_process

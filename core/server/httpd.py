@@ -122,6 +122,7 @@ class HttpServer:
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)     # notified when a worker finishes
         self.active = 0                                # worker threads running
+        self.connections: dict[int, socket.socket] = {}  # their sockets (the TLS one once wrapped)
         self.stopping = threading.Event()
         self.refuser: threading.Thread | None = None
         infos = socket.getaddrinfo(address or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
@@ -167,15 +168,17 @@ class HttpServer:
                 continue
             with self.lock:
                 self.active += 1
+                self.connections[id(conn)] = conn
             try:
                 threading.Thread(target=self._worker, args=(conn, addr), daemon=True).start()
             except RuntimeError:
-                self._finished()
+                self._finished(id(conn))
                 self._refuse(conn)
 
-    def _finished(self) -> None:
+    def _finished(self, key: int) -> None:
         with self.idle:
             self.active -= 1
+            self.connections.pop(key, None)
             self.idle.notify_all()
         self.slots.release()
 
@@ -236,22 +239,33 @@ class HttpServer:
         except OSError:
             pass
 
-    def join(self, timeout: float) -> bool:
-        """After shutdown: wait for the running workers and the refuser; False when some outlive `timeout`."""
-        deadline = time.monotonic() + timeout
-        if self.refuser is not None:
-            self.refuser.join(timeout)
+    def join(self, grace: float) -> bool:
+        """After shutdown: give the running requests `grace` seconds to finish, then cut their
+        connections (a slow client would otherwise hold its worker until REQUEST_TIMEOUT) and wait
+        for the workers and the refuser. False when a worker is still running after that."""
         with self.idle:
-            return self.idle.wait_for(lambda: self.active == 0, max(0.0, deadline - time.monotonic()))
+            if not self.idle.wait_for(lambda: self.active == 0, grace):
+                for sock in list(self.connections.values()):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            done = self.idle.wait_for(lambda: self.active == 0, 2.0)
+        if self.refuser is not None:
+            self.refuser.join(REFUSE_TIMEOUT + 1.0)
+        return done
 
     def _worker(self, conn: socket.socket, addr: tuple[Any, ...]) -> None:
+        sock: socket.socket = conn
         try:
             address, port = client_address(addr)
             deadline = time.monotonic() + self.timeout
             conn.settimeout(self.timeout)
-            sock: socket.socket = conn
             if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(conn, server_side=True)
+                sock = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                with self.lock:
+                    self.connections[id(conn)] = sock      # the TLS socket now owns the descriptor
+                sock.do_handshake()
             self._serve(sock, address, port, deadline)
         except (OSError, ssl.SSLError, ValueError):
             pass
@@ -259,11 +273,12 @@ class HttpServer:
             self._count("errors")
             traceback.print_exc(file=sys.stderr)
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-            self._finished()
+            for owner in (sock, conn):
+                try:
+                    owner.close()
+                except OSError:
+                    pass
+            self._finished(id(conn))
 
     def _serve(self, sock: socket.socket, address: str, port: int, deadline: float) -> None:
         try:
