@@ -1,8 +1,8 @@
 """The HTTP API: the explicit route table and the session, event and live endpoints.
 
-Where it sits: httpd.py parses a request and calls `Api.handle`; this module resolves the
-session (auth.py), dispatches by path through `routes`, and answers from the day files
-(storage.py). The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
+Where it sits: httpd.py reads a request (parsed by messages.py) and calls `Api.handle`; this
+module resolves the session (auth.py), dispatches by path through `routes`, and answers from the
+day files (storage.py; `Range` and `date` parsing in ranges.py). app.py builds it. The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
 (/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py.
 Static files (static.py) answer every other path.
 

@@ -226,7 +226,8 @@ class ServerApp:
             self.httpd.shutdown()
 
     def stop(self) -> int:
-        """Stop, wait for the threads, the HTTP workers and the intake process; the exit status."""
+        """Stop, wait for the threads, the HTTP workers and the intake process; the exit status.
+        Not from a signal handler while serve_forever runs in the same thread (request_stop is)."""
         self.request_stop()
         if self.serving.acquire(timeout=JOIN_TIMEOUT):   # serve_forever has returned
             self.serving.release()

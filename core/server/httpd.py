@@ -2,14 +2,15 @@
 
 Where it sits: between browsers/fail2ban/sensors (clients) and the endpoint handlers (api.py,
 static.py); app.py owns the server. The socket reader hands the request head to the pure parser
-(messages.py `parse_head`). One request per connection (`Connection: close`, as the original). The accept loop
-holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread itself answers
-`503 Retry-After: 1` (plain HTTP) without starting a thread. Under TLS the 503 needs a handshake,
-so refused connections go to one refuser thread through a bounded queue (REFUSE_QUEUE; each
-handshake limited to REFUSE_TIMEOUT); when that queue is full too, the connection is closed.
-Every connection has a deadline for reading the request (REQUEST_TIMEOUT, total, so a client that
-trickles bytes is cut off) and the same timeout on each write; bodies over MAX_POST_SIZE get 413.
-TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in the accept loop.
+(messages.py `parse_head`). One request per connection (`Connection: close`, as the original).
+The accept loop holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread
+itself answers `503 Retry-After: 1` (plain HTTP) without starting a thread. Under TLS the 503
+needs a handshake, so refused connections go to one refuser thread through a bounded queue
+(REFUSE_QUEUE; each handshake limited to REFUSE_TIMEOUT); when that queue is full too, the
+connection is closed. Every connection has a deadline for reading the request (REQUEST_TIMEOUT,
+total, so a client that trickles bytes is cut off) and the same timeout on each write; bodies
+over MAX_POST_SIZE get 413. TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in
+the accept loop. On shutdown, `join` gives running requests a grace period, then cuts them.
 """
 
 from __future__ import annotations
