@@ -26,6 +26,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from core.events.dayfile import day_path  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -48,7 +51,7 @@ def main() -> int:
             f'"known attacker" (static)\n').encode()
     block = line * (4 << 20 // len(line))
     target = args.size_mb << 20
-    path = os.path.join(log_dir, day + ".log")
+    path = day_path(log_dir, day)
     with open(path, "wb") as handle:
         written = 0
         while written < target:

@@ -25,6 +25,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from core.events.dayfile import day_of, day_path  # noqa: E402
+
 
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
@@ -84,8 +86,7 @@ def run_rate(rate: int, seconds: float) -> tuple[int, int, float]:
     child.start()
     sent, took = queue.get()
     child.join()
-    day = time.strftime("%Y-%m-%d") + ".log"
-    path = os.path.join(log_dir, day)
+    path = day_path(log_dir, day_of(time.time()))
     last, stable = -1, 0
     while stable < 5:
         time.sleep(0.2)

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from core.events.dayfile import day_path  # noqa: E402
 from tests.web import gen_day  # noqa: E402
 from tests.web.harness import PASSWORD, Server, launch_browser  # noqa: E402
 
@@ -57,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     day = datetime.date.today().isoformat()
     log_dir = args.keep or tempfile.mkdtemp(prefix="mt-bench-web-")
-    path = os.path.join(log_dir, day + ".log")
+    path = day_path(log_dir, day)
     if not os.path.exists(path) or sum(1 for _ in open(path, "rb")) != args.events:
         t0 = time.monotonic()
         gen_day.write_day(log_dir, day, gen_day.day_lines(day, args.events, seed=7))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from core.events.event import Event, day_of, format_line, parse_line, safe_value
+from core.events.dayfile import day_of
+from core.events.event import Event, format_line, parse_line, safe_value
 
 
 def test_safe_value_rules():

@@ -8,6 +8,7 @@ import re
 import socket
 import time
 
+from core.events.dayfile import day_of, day_path
 from core.events.event import Event
 from core.events.signing import Signer, Verifier
 from core.events.sinks import UdpSink
@@ -49,8 +50,8 @@ def test_both_forms_day_by_event_time_and_flattening(tmp_path):
                 (line + "\r\n").encode()]
     intake = _run(tmp_path, payloads)
     files = _read_all(tmp_path)
-    today_name = time.strftime("%Y-%m-%d", time.localtime(now)) + ".log"
-    yesterday_name = time.strftime("%Y-%m-%d", time.localtime(yesterday)) + ".log"
+    today_name = os.path.basename(day_path(str(tmp_path), day_of(now)))
+    yesterday_name = os.path.basename(day_path(str(tmp_path), day_of(yesterday)))
     assert files[yesterday_name] == [old]
     assert len(files[today_name]) == 4
     assert files[today_name][0] == line and files[today_name][1] == line and files[today_name][3] == line

@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from core.events.dayfile import day_of, day_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 if not os.path.exists(PYTHON):
@@ -167,7 +169,7 @@ class Server:
                 sock.sendto(data, ("127.0.0.1", self.udp_port))
 
     def day_file(self, sec: float | None = None) -> str:
-        return os.path.join(self.log_dir, time.strftime("%Y-%m-%d", time.localtime(sec or time.time())) + ".log")
+        return day_path(self.log_dir, day_of(time.time() if sec is None else sec))
 
     def write_events(self, lines: list[str], sec: float | None = None) -> None:
         with open(self.day_file(sec), "a") as handle:

@@ -74,11 +74,6 @@ def format_line(event: Event, sensor_name: str) -> str:
             f"{safe_value(event.info)} {safe_value(event.reference)}")
 
 
-def day_of(sec: int) -> str:
-    """Local date (YYYY-MM-DD) of an epoch second: the daily log file the event belongs to."""
-    return time.strftime("%Y-%m-%d", time.localtime(sec))
-
-
 class ParsedLine(NamedTuple):
     """A log line split back into its 12 fields (time text first, then sensor, ...)."""
 

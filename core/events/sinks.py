@@ -13,7 +13,8 @@ import sys
 from typing import TextIO
 
 from core.config import parse_endpoints
-from core.events.event import Event, day_of
+from core.events.dayfile import day_of, day_path
+from core.events.event import Event
 
 
 class Sink:
@@ -43,7 +44,7 @@ class Sink:
 
 
 class LogFileSink(Sink):
-    """`LOG_DIR/YYYY-MM-DD.log` by the event's local date; O_APPEND, one whole line per write()."""
+    """The day file of the event's time (core/events/dayfile.py); O_APPEND, one whole line per write()."""
 
     name = "log file"
 
@@ -57,8 +58,7 @@ class LogFileSink(Sink):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        path = os.path.join(self.log_dir, day + ".log")
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(day_path(self.log_dir, day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._day = day
         return self._fd
 

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from core.config import Config
+from core.events.dayfile import day_of, day_path
 from core.events.event import ParsedLine, parse_line
 from core.events.remote import logstash_json
 from core.events.severity import Severity
@@ -203,7 +204,7 @@ class Alerts:
         first = True
         while not self.stopping.is_set():
             try:
-                today = os.path.join(self.log_dir, datetime.date.today().isoformat() + ".log")
+                today = self.day_file(time.time())
                 if today != path:
                     pos = -1 if path is None else 0
                     path, tail = today, b""
@@ -218,6 +219,10 @@ class Alerts:
             self.stopping.wait(self.poll)
         sender.join(SEND_TIMEOUT + 1)
         print("maltrail: " + self.summary(), file=sys.stderr, flush=True)
+
+    def day_file(self, now: float) -> str:
+        """The day file the tailer follows at time `now` (where events of that moment are written)."""
+        return day_path(self.log_dir, day_of(now))
 
     def _read(self, path: str, pos: int, inode: int, tail: bytes) -> tuple[int, int, bytes]:
         try:

@@ -1,8 +1,8 @@
 """The HTTP API: the explicit route table and the session, event and live endpoints.
 
-Where it sits: httpd.py parses a request and calls `Api.handle`; this module resolves the
-session (auth.py), dispatches by path through `routes`, and answers from the day files
-(storage.py). The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
+Where it sits: httpd.py reads a request (parsed by messages.py) and calls `Api.handle`; this
+module resolves the session (auth.py), dispatches by path through `routes`, and answers from the
+day files (storage.py; `Range` and `date` parsing in ranges.py). app.py builds it. The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
 (/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py.
 Static files (static.py) answer every other path.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import select
 import socket
 import threading
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 from core.config import Config
 from core.events.event import parse_line, safe_value
 from core.server.auth import SESSION_COOKIE, Auth, Session
-from core.server.httpd import HttpError, Request, Response, text
+from core.server.messages import HttpError, Request, Response, text
+from core.server.ranges import UNSATISFIABLE, multipart, parse_byte_ranges, parse_date, parse_date_param
 from core.server.static import StaticFiles
-from core.server.storage import Segment, Storage, iter_lines, line_addresses, parse_date, parse_date_param
+from core.server.storage import Storage, iter_lines, line_addresses, read_range
 
-MAX_RANGES = 32
 LIVE_POLL = 0.5
 LIVE_HEARTBEAT = 15.0
 EVENTS_CHUNK = 1 << 20
@@ -76,45 +75,6 @@ def filter_line(line: bytes, session: Session) -> bytes | None:
             out = f'"{fields[0]}" ' + " ".join(safe_value(f) for f in fields[1:])
             return out.encode("utf-8") + b"\n"
     return line
-
-
-def parse_ranges(header: str, total: int) -> list[tuple[int, int]] | None | str:
-    """RFC 7233 byte ranges -> [(first, last)] (coalesced); None = ignore the header; 'unsatisfiable'."""
-    m = re.fullmatch(r"\s*bytes\s*=\s*(.+)", header, re.IGNORECASE)
-    if not m:
-        return None
-    specs = [s.strip() for s in m.group(1).split(",") if s.strip()]
-    if not specs or len(specs) > MAX_RANGES:
-        return None
-    ranges: list[tuple[int, int]] = []
-    for spec in specs:
-        rm = re.fullmatch(r"(\d{0,19})\s*-\s*(\d{0,19})", spec)
-        if not rm or (not rm.group(1) and not rm.group(2)):
-            return None
-        first, last = rm.group(1), rm.group(2)
-        if first:
-            a = int(first)
-            b = int(last) if last else total - 1
-            if last and b < a:
-                return None
-            if a >= total:
-                continue
-            ranges.append((a, min(b, total - 1)))
-        else:
-            suffix = int(last)
-            if suffix == 0 or total == 0:
-                continue
-            ranges.append((max(0, total - suffix), total - 1))
-    if not ranges:
-        return "unsatisfiable"
-    ranges.sort()
-    merged = [ranges[0]]
-    for a, b in ranges[1:]:
-        if a <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
 
 
 class Api:
@@ -230,35 +190,25 @@ class Api:
             return Response(200, filtered(), "text/plain; charset=utf-8")
         total = sum(s.size for s in segments)
         header = request.headers.get("range")
-        ranges = parse_ranges(header, total) if header and "if-range" not in request.headers else None
-        if ranges == "unsatisfiable":
+        ranges = parse_byte_ranges(header, total) if header and "if-range" not in request.headers else None
+        if ranges == UNSATISFIABLE:
             return Response(416, b"", headers=[("Content-Range", f"bytes */{total}")])
         accept = [("Accept-Ranges", "bytes")]
-        if not ranges:
-            return Response(200, _read(segments, 0, total - 1) if total else b"", length=total, headers=accept)
-        assert isinstance(ranges, list)
+        if not isinstance(ranges, list):
+            return Response(200, read_range(segments, 0, total - 1) if total else b"", length=total,
+                            headers=accept)
         if len(ranges) == 1:
             a, b = ranges[0]
-            return Response(206, _read(segments, a, b), length=b - a + 1, compressible=False,
+            return Response(206, read_range(segments, a, b), length=b - a + 1, compressible=False,
                             headers=accept + [("Content-Range", f"bytes {a}-{b}/{total}")])
-        boundary = os.urandom(12).hex()
-        parts = []
-        length = 0
-        for a, b in ranges:
-            head = (f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    f"Content-Range: bytes {a}-{b}/{total}\r\n\r\n").encode()
-            parts.append((head, a, b))
-            length += len(head) + b - a + 1
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        length += len(tail)
+        frame = multipart(ranges, total, os.urandom(12).hex())
 
-        def multipart() -> Iterator[bytes]:
-            for head, a, b in parts:
+        def body() -> Iterator[bytes]:
+            for head, a, b in frame.parts:
                 yield head
-                yield from _read(segments, a, b)
-            yield tail
-        return Response(206, multipart(), f"multipart/byteranges; boundary={boundary}", accept,
-                        length=length, compressible=False)
+                yield from read_range(segments, a, b)
+            yield frame.tail
+        return Response(206, body(), frame.content_type, accept, length=frame.length, compressible=False)
 
     # -- /live (server-sent events) ----------------------------------------------------------------
 
@@ -341,12 +291,6 @@ class Api:
             if _peer_closed(request.sock):
                 return
             self.stopping.wait(LIVE_POLL)
-
-
-def _read(segments: list[Segment], start: int, end: int) -> Iterator[bytes]:
-    from core.server.storage import read_range
-
-    return read_range(segments, start, end)
 
 
 def _peer_closed(sock: socket.socket | None) -> bool:

@@ -1,21 +1,22 @@
-"""HTTP mechanics: listening socket, bounded worker threads, request parsing, response writing.
+"""HTTP mechanics: listening socket, bounded worker threads, reading requests, writing responses.
 
 Where it sits: between browsers/fail2ban/sensors (clients) and the endpoint handlers (api.py,
-static.py). One request per connection (`Connection: close`, as the original). The accept loop
-holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread itself answers
-`503 Retry-After: 1` (plain HTTP) without starting a thread. Under TLS the 503 needs a handshake,
-so refused connections go to one refuser thread through a bounded queue (REFUSE_QUEUE; each
-handshake limited to REFUSE_TIMEOUT); when that queue is full too, the connection is closed.
-Every connection has a deadline for reading the request (REQUEST_TIMEOUT, total, so a client that
-trickles bytes is cut off) and the same timeout on each write; bodies over MAX_POST_SIZE get 413.
-TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in the accept loop.
+static.py); app.py owns the server. The socket reader hands the request head to the pure parser
+(messages.py `parse_head`). One request per connection (`Connection: close`, as the original).
+The accept loop holds a semaphore of MAX_REQUEST_THREADS; when it is exhausted the accept thread
+itself answers `503 Retry-After: 1` (plain HTTP) without starting a thread. Under TLS the 503
+needs a handshake, so refused connections go to one refuser thread through a bounded queue
+(REFUSE_QUEUE; each handshake limited to REFUSE_TIMEOUT); when that queue is full too, the
+connection is closed. Every connection has a deadline for reading the request (REQUEST_TIMEOUT,
+total, so a client that trickles bytes is cut off) and the same timeout on each write; bodies
+over MAX_POST_SIZE get 413. TLS (USE_SSL/SSL_PEM) is negotiated in the worker thread, never in
+the accept loop. On shutdown, `join` gives running requests a grace period, then cuts them.
 """
 
 from __future__ import annotations
 
 import gzip
 import ipaddress
-import json
 import queue
 import socket
 import ssl
@@ -23,15 +24,21 @@ import sys
 import threading
 import time
 import traceback
-import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-MAX_HEADER_BYTES = 32768
-MAX_QUERY_FIELDS = 100
-MAX_HEADERS = 100
+from core.server.messages import (
+    MAX_HEADER_BYTES,
+    REASONS,
+    HttpError,
+    Request,
+    Response,
+    build_request,
+    parse_head,
+    text,
+)
+
 REFUSE_QUEUE = 256
 REFUSE_TIMEOUT = 2.0
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
@@ -50,62 +57,6 @@ SECURITY_HEADERS = [
     ("Cross-Origin-Resource-Policy", "same-origin"),
 ]
 
-REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 302: "Found", 304: "Not Modified",
-           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
-           413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
-           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           501: "Not Implemented", 503: "Service Unavailable"}
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message or REASONS.get(status, "")
-
-
-@dataclass
-class Request:
-    method: str
-    target: str
-    path: str                     # percent-decoded path without the query
-    raw_path: str                 # path as sent (still percent-encoded)
-    params: dict[str, str]
-    headers: dict[str, str]       # lower-case names
-    body: bytes
-    address: str                  # client address (IPv4-mapped IPv6 unwrapped)
-    port: int
-    tls: bool
-    sock: socket.socket | None = None
-    attrs: dict[str, object] = field(default_factory=dict)
-
-    def cookie(self, name: str) -> str | None:
-        for part in self.headers.get("cookie", "").split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                return value
-        return None
-
-
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes | Iterable[bytes] = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    length: int | None = None     # for iterable bodies: the exact byte count when known
-    compressible: bool = True     # may be gzip-encoded when the client accepts it
-    cache: str = "no-store"       # Cache-Control
-
-
-def text(status: int, body: str, **kw: object) -> Response:
-    return Response(status, body.encode("utf-8"), **kw)  # type: ignore[arg-type]
-
-
-def json_response(obj: object, status: int = 200) -> Response:
-    return Response(status, json.dumps(obj, separators=(",", ":")).encode("utf-8"), "application/json")
-
 
 def client_address(addr: tuple[Any, ...]) -> tuple[str, int]:
     host, port = str(addr[0]), int(addr[1]) if len(addr) > 1 else 0
@@ -119,88 +70,39 @@ def client_address(addr: tuple[Any, ...]) -> tuple[str, int]:
     return host, port
 
 
-def parse_request(sock: socket.socket, deadline: float, max_body: int, address: str, port: int,
-                  tls: bool) -> Request:
-    """Read and parse one request. Raises HttpError (answered) or OSError (connection dropped)."""
+def read_request(sock: socket.socket, deadline: float, max_body: int, address: str, port: int,
+                 tls: bool) -> Request:
+    """Read one request off the connection: the head (until the blank line, at most
+    MAX_HEADER_BYTES) through `parse_head`, then the announced body. Raises HttpError (answered)
+    or OSError (the connection dropped)."""
     data = b""
     while b"\r\n\r\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HttpError(408)
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(8192)
-        except TimeoutError:
-            raise HttpError(408) from None
-        if not chunk:
-            raise ConnectionResetError("client closed")
-        data += chunk
+        data += _recv(sock, deadline, 8192)
         if len(data) > MAX_HEADER_BYTES and b"\r\n\r\n" not in data[:MAX_HEADER_BYTES + 4]:
             raise HttpError(431)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise HttpError(400, "Malformed request line")
-    method, target = parts[0], parts[1]
-    if method not in ("GET", "POST", "HEAD"):
-        raise HttpError(405)
-    if len(target) > 8192:
-        raise HttpError(414)
-    if len(lines) > MAX_HEADERS + 1:
-        raise HttpError(431)
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise HttpError(400, "Malformed header")
-        headers[name.lower()] = value.strip()
-    if "transfer-encoding" in headers:
-        raise HttpError(411)
-    length_text = headers.get("content-length", "0") or "0"
-    if not length_text.isdigit() or len(length_text) > 15:
-        raise HttpError(400, "Bad Content-Length")
-    length = int(length_text)
-    if length > max_body:
+    raw_head, _, body = data.partition(b"\r\n\r\n")
+    head = parse_head(raw_head)
+    if head.length > max_body:
         raise HttpError(413)
-    body = rest[:length]
-    while len(body) < length:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HttpError(408)
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(min(65536, length - len(body)))
-        except TimeoutError:
-            raise HttpError(408) from None
-        if not chunk:
-            raise ConnectionResetError("client closed")
-        body += chunk
-    if target.startswith(("http://", "https://")):
-        target = urllib.parse.urlsplit(target).path or "/"
-        target += "?" + urllib.parse.urlsplit(parts[1]).query if "?" in parts[1] else ""
-    if not target.startswith("/"):
-        raise HttpError(400, "Bad request target")
-    raw_path, _, query = target.partition("?")
-    params = _parse_qs(query)
-    if method == "POST" and body:
-        ctype = headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip().lower()
-        if ctype in ("application/x-www-form-urlencoded", "text/plain", ""):
-            params.update(_parse_qs(body.decode("utf-8", "replace")))
-    path = urllib.parse.unquote(raw_path, errors="replace")
-    return Request(method, target, path, raw_path, params, headers, body, address, port, tls)
+    body = body[:head.length]
+    while len(body) < head.length:
+        body += _recv(sock, deadline, min(65536, head.length - len(body)))
+    return build_request(head, body, address, port, tls)
 
 
-def _parse_qs(query: str) -> dict[str, str]:
+def _recv(sock: socket.socket, deadline: float, size: int) -> bytes:
+    """Some bytes before the deadline: HttpError(408) when it passes, ConnectionResetError at EOF."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise HttpError(408)
+    sock.settimeout(remaining)
     try:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS,
-                                       errors="replace")
-    except ValueError:
-        raise HttpError(400, "Too many parameters") from None
-    params: dict[str, str] = {}
-    for key, value in pairs:
-        params.setdefault(key, value)
-    return params
+        chunk = sock.recv(size)
+    except TimeoutError:
+        raise HttpError(408) from None
+    if not chunk:
+        raise ConnectionResetError("client closed")
+    return chunk
 
 
 class HttpServer:
@@ -219,19 +121,27 @@ class HttpServer:
         self.counters = {"requests": 0, "refused_busy": 0, "refused_closed": 0, "errors": 0, "timeouts": 0}
         self.refusals: queue.Queue[socket.socket] = queue.Queue(REFUSE_QUEUE)
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)     # notified when a worker finishes
+        self.active = 0                                # worker threads running
+        self.connections: dict[int, socket.socket] = {}  # their sockets (the TLS one once wrapped)
         self.stopping = threading.Event()
+        self.refuser: threading.Thread | None = None
         infos = socket.getaddrinfo(address or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
                                    socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            try:
-                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            except OSError:
-                pass
-        self.sock.bind(sockaddr)
-        self.sock.listen(1024)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                try:
+                    self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                except OSError:
+                    pass
+            self.sock.bind(sockaddr)
+            self.sock.listen(1024)
+        except OSError:
+            self.sock.close()
+            raise
         self.port = self.sock.getsockname()[1]
 
     def _count(self, key: str) -> None:
@@ -240,7 +150,8 @@ class HttpServer:
 
     def serve_forever(self) -> None:
         if self.ssl_context is not None:
-            threading.Thread(target=self._refuser, name="tls-refuser", daemon=True).start()
+            self.refuser = threading.Thread(target=self._refuser, name="tls-refuser", daemon=True)
+            self.refuser.start()
         self.sock.settimeout(0.5)
         while not self.stopping.is_set():
             try:
@@ -256,11 +167,21 @@ class HttpServer:
                 self._count("refused_busy")
                 self._refuse(conn)
                 continue
+            with self.lock:
+                self.active += 1
+                self.connections[id(conn)] = conn
             try:
                 threading.Thread(target=self._worker, args=(conn, addr), daemon=True).start()
             except RuntimeError:
-                self.slots.release()
+                self._finished(id(conn))
                 self._refuse(conn)
+
+    def _finished(self, key: int) -> None:
+        with self.idle:
+            self.active -= 1
+            self.connections.pop(key, None)
+            self.idle.notify_all()
+        self.slots.release()
 
     def _refuse(self, conn: socket.socket) -> None:
         """Busy: plain HTTP gets its 503 right here; TLS connections are queued for the refuser."""
@@ -312,20 +233,40 @@ class HttpServer:
                 conn.close()
 
     def shutdown(self) -> None:
+        """Stop accepting (serve_forever returns within half a second); workers finish on their own."""
         self.stopping.set()
         try:
             self.sock.close()
         except OSError:
             pass
 
+    def join(self, grace: float) -> bool:
+        """After shutdown: give the running requests `grace` seconds to finish, then cut their
+        connections (a slow client would otherwise hold its worker until REQUEST_TIMEOUT) and wait
+        for the workers and the refuser. False when a worker is still running after that."""
+        with self.idle:
+            if not self.idle.wait_for(lambda: self.active == 0, grace):
+                for sock in list(self.connections.values()):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            done = self.idle.wait_for(lambda: self.active == 0, 2.0)
+        if self.refuser is not None:
+            self.refuser.join(REFUSE_TIMEOUT + 1.0)
+        return done
+
     def _worker(self, conn: socket.socket, addr: tuple[Any, ...]) -> None:
+        sock: socket.socket = conn
         try:
             address, port = client_address(addr)
             deadline = time.monotonic() + self.timeout
             conn.settimeout(self.timeout)
-            sock: socket.socket = conn
             if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(conn, server_side=True)
+                sock = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                with self.lock:
+                    self.connections[id(conn)] = sock      # the TLS socket now owns the descriptor
+                sock.do_handshake()
             self._serve(sock, address, port, deadline)
         except (OSError, ssl.SSLError, ValueError):
             pass
@@ -333,15 +274,16 @@ class HttpServer:
             self._count("errors")
             traceback.print_exc(file=sys.stderr)
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-            self.slots.release()
+            for owner in (sock, conn):
+                try:
+                    owner.close()
+                except OSError:
+                    pass
+            self._finished(id(conn))
 
     def _serve(self, sock: socket.socket, address: str, port: int, deadline: float) -> None:
         try:
-            request = parse_request(sock, deadline, self.max_body, address, port, self.ssl_context is not None)
+            request = read_request(sock, deadline, self.max_body, address, port, self.ssl_context is not None)
         except HttpError as ex:
             if ex.status == 408:
                 self._count("timeouts")

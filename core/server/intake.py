@@ -1,8 +1,8 @@
 """UDP event intake: sensors' datagrams -> the server's daily log files.
 
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
-sends one datagram per event; this loop validates each one and appends its line to
-`LOG_DIR/YYYY-MM-DD.log`, the same files the HTTP API (api.py) reads.
+sends one datagram per event; this loop validates each one and appends its line to its day file
+(`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads.
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
@@ -12,7 +12,7 @@ Embedded CR/LF become spaces so a datagram can never inject a second line; lines
 start with a quoted timestamp, or hold NUL bytes, are counted as malformed and dropped.
 
 Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB asked for; the
-kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; server.py logs the
+kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; app.py logs the
 effective size at start, see docs/operations-server.md). It drains everything
 queued (up to BATCH datagrams), then writes one buffer per day file with a single write(), so
 the cost per event is a recv plus a few byte operations. While traffic flows the loop sleeps
@@ -22,7 +22,6 @@ and flushes, so nothing already received is lost.
 
 from __future__ import annotations
 
-import datetime
 import errno
 import os
 import re
@@ -33,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from core.events.dayfile import LocalDays, day_path
 from core.events.signing import Verifier
 
 BATCH = 20000
@@ -58,7 +58,7 @@ class DayFiles:
                 if len(self.fds) >= MAX_OPEN_DAYS:
                     old_day = next(iter(self.fds))
                     os.close(self.fds.pop(old_day))
-                fd = os.open(os.path.join(self.log_dir, day + ".log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = os.open(day_path(self.log_dir, day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 self.fds[day] = fd
             view = memoryview(data)
             while view:
@@ -113,22 +113,8 @@ class Intake:
         self.files = DayFiles(log_dir)
         self.counters = {"received": 0, "written": 0, "malformed": 0, "signed_without_key": 0,
                          "write_errors": 0}
-        self._day_range = (0, 0, "")
+        self.days = LocalDays()
         self._last_head, self._last_day = b"", ""
-
-    def _day(self, sec: int) -> str:
-        start, end, day = self._day_range
-        if start <= sec < end:
-            return day
-        local = time.localtime(sec)
-        date = datetime.date(local.tm_year, local.tm_mon, local.tm_mday)
-        nxt = date + datetime.timedelta(days=1)
-        start = int(time.mktime((date.year, date.month, date.day, 0, 0, 0, 0, 0, -1)))
-        end = int(time.mktime((nxt.year, nxt.month, nxt.day, 0, 0, 0, 0, 0, -1)))
-        day = date.isoformat()
-        if start <= sec < end:
-            self._day_range = (start, end, day)
-        return day
 
     def parse(self, data: bytes) -> tuple[str, bytes] | None:
         """(day, line with newline) for an acceptable datagram, else None (counted)."""
@@ -162,7 +148,7 @@ class Intake:
                 if not head.isdigit() or len(head) > 11 or not MIN_EPOCH <= int(head) < MAX_EPOCH:
                     self.counters["malformed"] += 1
                     return None
-                day = self._day(int(head))
+                day = self.days.day(int(head))
                 self._last_head, self._last_day = head, day
         return day, line + b"\n"
 
@@ -225,8 +211,12 @@ class Intake:
                 self._flush(pending)
             self._flush(pending)
         finally:
-            self.files.close()
-            self.sock.close()
+            self.close()
+
+    def close(self) -> None:
+        """The socket and the cached day-file descriptors (also what a parent does after forking)."""
+        self.files.close()
+        self.sock.close()
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)

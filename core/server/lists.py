@@ -24,7 +24,7 @@ from typing import Any
 from core.config import Config, ConfigError
 from core.events.event import ParsedLine, parse_line
 from core.server.auth import Session
-from core.server.httpd import Request, Response, text
+from core.server.messages import Request, Response, text
 from core.server.storage import Storage, iter_lines
 
 CACHE_SECONDS = 8.0

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import ROOT_DIR, Config
 from core.server.auth import Session
-from core.server.httpd import HttpError, Request, Response, json_response
+from core.server.messages import HttpError, Request, Response, json_response
 
 REFERENCE_BUDGET = 2.0
 REFERENCE_CACHE = 8192

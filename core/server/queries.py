@@ -18,17 +18,9 @@ from typing import Any
 from core.config import Config
 from core.events.event import parse_line
 from core.server.auth import Session
-from core.server.httpd import HttpError, Request, Response, json_response
-from core.server.storage import (
-    Storage,
-    count_lines,
-    date_span,
-    estimate_lines,
-    iter_lines,
-    line_addresses,
-    parse_date,
-    parse_day_or_epoch,
-)
+from core.server.messages import HttpError, Request, Response, json_response
+from core.server.ranges import date_span, parse_date, parse_day_or_epoch
+from core.server.storage import Storage, count_lines, estimate_lines, iter_lines, line_addresses
 from core.update.geo import GeoTable, event_country, geo_path
 
 EXACT_COUNT_LIMIT = 256 << 20

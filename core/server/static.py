@@ -20,7 +20,7 @@ import re
 import time
 import urllib.parse
 
-from core.server.httpd import Request, Response
+from core.server.messages import Request, Response
 
 REFUSED_EXT = (".py", ".pyc", ".md", ".txt", ".bak", ".conf", ".zip", "~", ".orig", ".swp")
 TYPES = {".js": "application/javascript", ".mjs": "application/javascript", ".css": "text/css",

@@ -1,9 +1,10 @@
 """Day-file storage: where the server's event logs live and how they are read back.
 
-Where it sits: UDP intake appends to `LOG_DIR/YYYY-MM-DD.log` (see intake.py); the HTTP API
-(api.py) reads the same files through this module: date parsing, day ranges, byte-range
-concatenation over several files, fast line counts, line iteration with a scope filter, and the
-remediation marks in `LOG_DIR/cleared.txt`.
+Where it sits: UDP intake appends to the day files (`LOG_DIR/YYYY-MM-DD.log`, the rule in
+core/events/dayfile.py); the HTTP API (api.py) reads the same files through this module: the
+existing files of a day range, byte ranges over their concatenation, fast line counts, line
+iteration, the addresses of a stored line, and the remediation marks in `LOG_DIR/cleared.txt`.
+Parsing the requested days and byte ranges is ranges.py's.
 """
 
 from __future__ import annotations
@@ -15,51 +16,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-MAX_RANGE_DAYS = 366
+from core.events.dayfile import day_of_name, day_path
+
 CHUNK = 1 << 20
 
 # `"time" sensor src sport dst dport ...`: the sensor may be quoted (it may hold a space).
 LINE_ADDR_RE = re.compile(rb'^"[^"]*" (?:"(?:[^"]|"")*"|\S+) (\S+) \S+ (\S+) ')
-
-
-def parse_date(text: str) -> datetime.date | None:
-    """YYYY-MM-DD -> date, or None when malformed or impossible."""
-    if not DATE_RE.fullmatch(text or ""):
-        return None
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def parse_day_or_epoch(text: str) -> datetime.date | None:
-    """A `from`/`to` value: YYYY-MM-DD or epoch seconds (local date)."""
-    text = (text or "").strip()
-    if text.isdigit() and len(text) <= 12:
-        try:
-            return datetime.date.fromtimestamp(int(text))
-        except (OverflowError, OSError, ValueError):
-            return None
-    return parse_date(text)
-
-
-def date_span(start: datetime.date, end: datetime.date) -> list[datetime.date] | None:
-    """Days from start to end inclusive (None when reversed or longer than MAX_RANGE_DAYS)."""
-    if end < start or (end - start).days >= MAX_RANGE_DAYS:
-        return None
-    return [start + datetime.timedelta(days=n) for n in range((end - start).days + 1)]
-
-
-def parse_date_param(text: str) -> list[datetime.date] | None:
-    """`/events` date: `YYYY-MM-DD` or `A_B` (inclusive range)."""
-    text = (text or "").strip()
-    if "_" in text:
-        first, _, last = text.partition("_")
-        a, b = parse_date(first), parse_date(last)
-        return date_span(a, b) if a and b else None
-    day = parse_date(text)
-    return [day] if day else None
 
 
 @dataclass(frozen=True)
@@ -77,8 +39,7 @@ class Storage:
         self.log_dir = log_dir
 
     def day_path(self, day: datetime.date | str) -> str:
-        name = day if isinstance(day, str) else day.isoformat()
-        return os.path.join(self.log_dir, name + ".log")
+        return day_path(self.log_dir, day)
 
     def segments(self, days: list[datetime.date]) -> list[Segment]:
         """Existing day files of the range, with their sizes now (later appends are not included)."""
@@ -98,7 +59,7 @@ class Storage:
             names = os.listdir(self.log_dir)
         except OSError:
             return []
-        return sorted(name[:-4] for name in names if name.endswith(".log") and DATE_RE.fullmatch(name[:-4]))
+        return sorted(day for day in map(day_of_name, names) if day is not None)
 
     def cleared(self) -> dict[str, str]:
         """`cleared.txt`: ip -> 'YYYY-MM-DD HH:MM:SS' mark ('' = everything before now)."""

@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+from core.events.dayfile import day_path
 from core.events.event import safe_value
 
 SENSORS = ["gw", "dmz", "core1", "branch2"]
@@ -111,7 +112,7 @@ def hostile_lines(day: str) -> list[str]:
 
 def write_day(log_dir: str, day: str, lines: list[str]) -> str:
     os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, day + ".log")
+    path = day_path(log_dir, day)
     with open(path, "w", encoding="utf-8") as handle:
         for line in lines:
             handle.write(line + "\n")

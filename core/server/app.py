@@ -1,0 +1,262 @@
+"""The server as one object: `ServerApp(config, html_root)` with start / serve_forever / stop.
+
+Where it sits: the composition root of the server tier. server.py (the CLI) builds a Config and
+runs one ServerApp; tests run it in process on 127.0.0.1. Building it wires the parts that need
+only the configuration (USERS and sessions, the static files, the API with its route table) and
+raises ConfigError for a bad value. `start()` takes the operating-system resources in this
+order: LOG_DIR (created, must be writable), the TLS context (USE_SSL), the soft RLIMIT_NOFILE
+raised to the hard limit, the HTTP listening socket, the UDP intake socket, then the intake
+process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
+and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
+(USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
+2 for an unusable SSL_PEM, else 1) after releasing what was taken. `serve_forever()` runs the
+accept loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
+`stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
+are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
+and flushes first) and returns the exit status: 1 when the intake process failed, else 0.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+
+from core.config import VERSION, Config
+from core.events.severity import severity_pattern
+from core.events.signing import Verifier
+from core.server.alerts import Alerts
+from core.server.api import Api
+from core.server.auth import Auth, parse_users
+from core.server.authlog import AuthForwarder
+from core.server.httpd import HttpServer, make_ssl_context
+from core.server.intake import Intake
+from core.server.static import StaticFiles
+from core.server.storage import Storage
+
+Report = Callable[[str], None]
+JOIN_TIMEOUT = 10.0          # per thread
+HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
+INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
+SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
+                "-subj /CN=maltrail")
+
+
+class StartError(Exception):
+    """The server cannot start: a one-line reason and the process exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def stderr_report(message: str) -> None:
+    print(f"maltrail: {message}", file=sys.stderr, flush=True)
+
+
+def check_log_dir(log_dir: str) -> str | None:
+    """None when LOG_DIR exists (created if needed) and is writable, else the reason."""
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as ex:
+        return f"cannot create LOG_DIR {log_dir}: {ex.strerror}"
+    if not os.access(log_dir, os.W_OK | os.X_OK):
+        return f"LOG_DIR {log_dir} is not writable"
+    return None
+
+
+def raise_nofile_limit() -> str | None:
+    """Soft RLIMIT_NOFILE up to the hard limit; a note when that fails (the server still runs)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as ex:
+        return f"cannot raise the open-file limit from {soft} to {hard}: {ex}"
+    return None
+
+
+def run_intake(intake: Intake, report: Report, report_every: float) -> None:
+    """The intake process: the receive loop until SIGTERM/SIGINT, then drain, flush, report."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    intake.run(stop.is_set, report=report, report_every=report_every)
+    report(intake.summary())
+
+
+class ServerApp:
+    """The UDP intake, the HTTP API and the background threads of one server."""
+
+    def __init__(self, config: Config, html_root: str, report: Report = stderr_report) -> None:
+        self.config = config
+        self.report = report
+        self.stopping = threading.Event()
+        self.auth = Auth(parse_users(config.get("USERS", [])), bool(config.ENABLE_MASK_CUSTOM),
+                         secure_cookie=bool(config.USE_SSL), forward=AuthForwarder.from_config(config))
+        self.static = StaticFiles(html_root, VERSION, config.HEADER_LOGO, config.get("IP_ALIASES", []),
+                                  self.auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX))
+        self.storage = Storage(config.LOG_DIR)
+        self.api = Api(config, self.auth, self.storage, self.static, self.stopping)
+        self.httpd: HttpServer | None = None
+        self.udp_port: int | None = None
+        self.intake_process: BaseProcess | None = None
+        self.threads: list[threading.Thread] = []
+        self.serving = threading.Lock()      # held while serve_forever runs
+
+    @property
+    def port(self) -> int:
+        """The bound HTTP port (after start; HTTP_PORT unless that was 0)."""
+        assert self.httpd is not None, "start() first"
+        return self.httpd.port
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        problem = check_log_dir(config.LOG_DIR)
+        if problem:
+            raise StartError(problem)
+        ssl_context = self._ssl_context()
+        note = raise_nofile_limit()
+        if note:
+            self.report(f"warning: {note}")
+        try:
+            self.httpd = HttpServer(config.HTTP_ADDRESS, config.HTTP_PORT, self.api.handle,
+                                    max_threads=config.get("MAX_REQUEST_THREADS", 100),
+                                    timeout=float(config.get("REQUEST_TIMEOUT", 60)),
+                                    max_body=config.get("MAX_POST_SIZE", 10 << 20), ssl_context=ssl_context,
+                                    server_name=f"Maltrail/{VERSION}")
+        except OSError as ex:
+            hint = " (another instance already running?)" if ex.errno == 98 else ""
+            raise StartError(f"cannot listen on {config.HTTP_ADDRESS}:{config.HTTP_PORT}: "
+                             f"{ex.strerror}{hint}") from None
+        try:
+            self._start_intake()
+        except BaseException:
+            self.httpd.shutdown()
+            raise
+        self._start_threads()
+        scheme = "https" if ssl_context else "http"
+        host = config.HTTP_ADDRESS if ":" not in config.HTTP_ADDRESS else f"[{config.HTTP_ADDRESS}]"
+        self.report(f"server {VERSION} listening on {scheme}://{host}:{self.httpd.port}/")
+        if self.auth.default_password_in_use:
+            self.report("WARNING: the default password (admin / changeme!) is in use: change it in USERS "
+                        "(python3 server.py --hash-password)")
+        if not self.auth.enabled:
+            self.report("WARNING: USERS is empty: the web interface needs no login")
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.USE_SSL:
+            return None
+        pem = self.config.SSL_PEM
+        try:
+            return make_ssl_context(pem)
+        except ValueError as ex:
+            raise StartError(f"configuration error: SSL_PEM = {pem!r}: {ex}. {SSL_PEM_HINT}", 2) from None
+
+    def _start_intake(self) -> None:
+        """Bind the UDP socket here (a failure is a start failure), then fork the receive loop."""
+        config = self.config
+        if not (config.UDP_ADDRESS and config.UDP_PORT is not None):
+            return
+        if 0 < config.UDP_PORT <= 1024 and os.geteuid() != 0 and not config.DISABLE_CHECK_SUDO:
+            raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
+        verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300)) if config.UDP_KEY else None
+        try:
+            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
+        except OSError as ex:
+            raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
+                             f"{ex.strerror or ex}") from None
+        self.udp_port = intake.port
+        signed = "signed only (UDP_KEY)" if verifier else "unsigned"
+        self.report(f"UDP intake on {config.UDP_ADDRESS}:{intake.port} ({signed}, receive buffer "
+                    f"{intake.rcvbuf >> 10} kB)")
+        if intake.rcvbuf < intake.requested_rcvbuf:
+            self.report(f"note: the UDP receive buffer is {intake.rcvbuf >> 10} kB, not the "
+                        f"{intake.requested_rcvbuf >> 10} kB asked for: net.core.rmem_max caps it; raise it "
+                        f"with 'sysctl -w net.core.rmem_max={intake.requested_rcvbuf}' "
+                        "(docs/operations-server.md)")
+        assert self.httpd is not None
+        listening = self.httpd.sock
+        process = multiprocessing.get_context("fork").Process(
+            target=self._intake_child, args=(intake, listening, float(config.get("METRICS_INTERVAL", 3600))),
+            name="maltrail-intake", daemon=False)
+        try:
+            process.start()
+        finally:
+            intake.close()               # the child has its own copy of the socket
+        self.intake_process = process
+
+    def _intake_child(self, intake: Intake, listening: socket.socket, report_every: float) -> None:
+        listening.close()           # the child never accepts HTTP connections
+        run_intake(intake, self.report, report_every)
+
+    def _start_threads(self) -> None:
+        config = self.config
+        if config.ALERT_WEBHOOK_URL:
+            alerts = Alerts(config, self.stopping)
+            self.threads.append(threading.Thread(target=alerts.run, name="alerts", daemon=True))
+        self.threads.append(threading.Thread(target=self._reaper, name="reaper", daemon=True))
+        if config.USE_SERVER_UPDATE_TRAILS:
+            self.threads.append(threading.Thread(target=self._updater, name="updater", daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    # -- run and stop ----------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept and serve connections in the calling thread until a stop is requested."""
+        assert self.httpd is not None, "start() first"
+        with self.serving:
+            self.httpd.serve_forever()
+
+    def request_stop(self) -> None:
+        """Ask everything to stop (returns at once; safe in a signal handler)."""
+        self.stopping.set()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+
+    def stop(self) -> int:
+        """Stop, wait for the threads, the HTTP workers and the intake process; the exit status.
+        Not from a signal handler while serve_forever runs in the same thread (request_stop is)."""
+        self.request_stop()
+        if self.serving.acquire(timeout=JOIN_TIMEOUT):   # serve_forever has returned
+            self.serving.release()
+        if self.httpd is not None:
+            self.httpd.join(HTTP_GRACE)
+        for thread in self.threads:
+            thread.join(JOIN_TIMEOUT)
+        process = self.intake_process
+        if process is None:
+            return 0
+        if process.is_alive() and process.pid:
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(INTAKE_JOIN_TIMEOUT)
+        return 0 if process.exitcode in (0, None) else 1
+
+    # -- background threads ----------------------------------------------------------------------
+
+    def _reaper(self) -> None:
+        while not self.stopping.wait(60):
+            self.auth.reap()
+
+    def _updater(self) -> None:
+        """USE_SERVER_UPDATE_TRAILS: refresh trails (and the geo table) so /trails and /check serve them."""
+        from core.update.orchestrate import update
+
+        while not self.stopping.is_set():
+            try:
+                update(self.config, scheduled=True)
+            except Exception as ex:  # noqa: BLE001 - isolation point: one update run
+                self.report(f"trail update failed: {ex}")
+            self.stopping.wait(float(self.config.get("UPDATE_PERIOD", 86400)))
