@@ -216,11 +216,17 @@ def _reaper(auth: object, stopping: threading.Event) -> None:
 
 def _updater(config: Config, stopping: threading.Event) -> None:
     """USE_SERVER_UPDATE_TRAILS: refresh trails (and the geo table) so /trails and /check serve them."""
-    from core import update
+    from core.deps import install_message, missing_for
+
+    needed = missing_for("update")
+    if needed:  # the server itself runs on the standard library; its trail refresh does not
+        _print("maltrail: no trail updates in this run: " + install_message("USE_SERVER_UPDATE_TRAILS", needed))
+        return
+    from core.update.orchestrate import update
 
     while not stopping.is_set():
         try:
-            update.update(config, scheduled=True)
+            update(config, scheduled=True)
         except Exception as ex:  # noqa: BLE001 - isolation point: one update run
             _print(f"maltrail: trail update failed: {ex}")
         stopping.wait(float(config.get("UPDATE_PERIOD", 86400)))

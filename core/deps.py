@@ -62,6 +62,11 @@ def missing(packages: tuple[Package, ...]) -> list[Package]:
     return [package for package in packages if not installed(package.module)]
 
 
+def missing_for(role: str) -> list[Package]:
+    """The required packages `role` (sensor, update, server) needs and this interpreter lacks."""
+    return [package for package in missing(REQUIRED) if package.module in NEEDS[role]]
+
+
 def in_project_venv() -> bool:
     return os.path.realpath(sys.prefix) == os.path.realpath(VENV_DIR)
 
@@ -75,7 +80,7 @@ def require(role: str) -> None:
         return
     if os.path.exists(VENV_PYTHON) and not in_project_venv() and not os.environ.get(REEXEC_MARKER):
         reexec(absent)
-    needed = [package for package in absent if package.module in NEEDS[role]]
+    needed = missing_for(role)
     if needed:
         refuse(role, needed)
 
