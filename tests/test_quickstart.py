@@ -35,7 +35,8 @@ WHEELS = os.path.join(ROOT, ".venv", "wheels")
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter the wheels were built for
 CONFORMANCE = os.path.join(ROOT, "tests", "data", "conformance")
 STATIC_TRAIL = "iuqerfsodp9ifjaposdfjhgosurijfaewrwergwea.com"  # trails/static/malware/wannacry.txt
-SKIP = shutil.ignore_patterns(".venv", ".git", "__pycache__", "tests", "bench", "*.so", "*.idx*")
+SKIP = shutil.ignore_patterns(".venv", ".git", "*cache*", "tests", "bench", "artifacts", "node_modules", "*.so",
+                              "*.idx*")
 
 
 def copy_tree(dest: str) -> str:
@@ -50,19 +51,32 @@ def bare_venv(dest: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory):
-    """(tree with .venv of exactly the required packages, tree without .venv, bare python)."""
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("quickstart")
+
+
+@pytest.fixture(scope="module")
+def bare(base):
+    """The interpreter without the packages: a bare venv of the base interpreter (no site packages)."""
+    return bare_venv(str(base / "bare"))
+
+
+@pytest.fixture(scope="module")
+def without_venv(base):
+    return copy_tree(str(base / "without-venv"))
+
+
+@pytest.fixture(scope="module")
+def with_venv(base):
+    """A fresh copy whose .venv holds exactly the required packages, installed from the wheel cache."""
     if not os.path.isfile(os.path.join(WHEELS, ".requirements.txt")):
         pytest.skip(f"no wheels in {WHEELS}: `sudo ./setup.sh test` prepares them (pip wheel -r requirements.txt)")
-    base = tmp_path_factory.mktemp("quickstart")
-    with_venv = copy_tree(str(base / "with-venv"))
-    venv_python = bare_venv(os.path.join(with_venv, ".venv"))
+    tree = copy_tree(str(base / "with-venv"))
+    venv_python = bare_venv(os.path.join(tree, ".venv"))
     subprocess.run([sys.executable, "-m", "pip", "--python", venv_python, "install", "-q", "--no-index",
                     "--find-links", WHEELS, *(package.name for package in REQUIRED)],
                    check=True, timeout=120, capture_output=True)
-    without = copy_tree(str(base / "without-venv"))
-    bare = bare_venv(str(base / "bare"))
-    return with_venv, without, bare
+    return tree
 
 
 def env_for(tmp_path, **extra):
@@ -86,8 +100,8 @@ def events(tmp_path) -> str:
 
 # --- a venv with exactly the required packages -------------------------------------------------------
 
-def test_preflight_in_a_venv_without_the_optional_package(trees, tmp_path):
-    tree = trees[0]
+def test_preflight_in_a_venv_without_the_optional_package(with_venv, tmp_path):
+    tree = with_venv
     python = os.path.join(tree, ".venv", "bin", "python")
     for package in OPTIONAL:  # the premise: only the required packages are there
         assert subprocess.run([python, "-c", f"import {package.module}"], capture_output=True).returncode == 1
@@ -100,8 +114,8 @@ def test_preflight_in_a_venv_without_the_optional_package(trees, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_replay_detects_everything_but_quic_sni(trees, tmp_path):
-    tree = trees[0]
+def test_replay_detects_everything_but_quic_sni(with_venv, tmp_path):
+    tree = with_venv
     os.makedirs(tmp_path / "trails")
     shutil.copy(os.path.join(CONFORMANCE, "trails.csv"), tmp_path / "trails" / "trails.csv")
     pcaps = [os.path.join(CONFORMANCE, name) for name in ("dns_queries.pcap", "quic_sni.pcap", "http_trails.pcap")]
@@ -113,8 +127,8 @@ def test_replay_detects_everything_but_quic_sni(trees, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_first_start_builds_the_bundled_trails_then_detects(trees, tmp_path):
-    tree = trees[0]
+def test_first_start_builds_the_bundled_trails_then_detects(with_venv, tmp_path):
+    tree = with_venv
     pcap = str(tmp_path / "wannacry.pcap")
     frame = ether(ipv4("10.0.0.5", "10.0.0.53", udp(40000, 53, dns_query(f"www.{STATIC_TRAIL}"))))
     write_pcap(pcap, [(1_700_000_000.0, frame)], linktype=LINKTYPE_ETHERNET)
@@ -132,7 +146,7 @@ def test_first_start_builds_the_bundled_trails_then_detects(trees, tmp_path):
     assert STATIC_TRAIL in events(tmp_path) and "wannacry" in events(tmp_path)
 
 
-def test_first_start_that_builds_nothing_names_the_command(trees, tmp_path):
+def test_first_start_that_builds_nothing_names_the_command(with_venv, tmp_path):
     """An empty source tree (no bundled lists): the sensor refuses with the exact command."""
     tree = copy_tree(str(tmp_path / "tree"))
     shutil.rmtree(os.path.join(tree, "trails", "static"))
@@ -141,7 +155,7 @@ def test_first_start_that_builds_nothing_names_the_command(trees, tmp_path):
     shutil.rmtree(os.path.join(tree, "trails", "custom"))
     shutil.copytree(os.path.join(ROOT, "trails", "custom"), os.path.join(tree, "trails", "custom"),
                     ignore=shutil.ignore_patterns("*.txt", "__pycache__"))
-    os.symlink(os.path.join(trees[0], ".venv"), os.path.join(tree, ".venv"))
+    os.symlink(os.path.join(with_venv, ".venv"), os.path.join(tree, ".venv"))
     pcap = os.path.join(CONFORMANCE, "dns_queries.pcap")
     proc = run(os.path.join(tree, ".venv", "bin", "python"), tree, ["sensor.py", "--offline", "-r", pcap],
                env_for(tmp_path))
@@ -152,8 +166,8 @@ def test_first_start_that_builds_nothing_names_the_command(trees, tmp_path):
 
 # --- the system python3 without the packages -------------------------------------------------------
 
-def test_system_python_reruns_under_the_venv(trees, tmp_path):
-    tree, _without, bare = trees
+def test_system_python_reruns_under_the_venv(with_venv, bare, tmp_path):
+    tree = with_venv
     proc = run(bare, tree, ["sensor.py", "-T"], env_for(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "running under" in line]
@@ -175,8 +189,8 @@ def test_system_python_reruns_under_the_venv(trees, tmp_path):
     (["sensor.py", "--offline", "-r", "x.pcap"], "pcapy-ng, dpkt, requests"),
     (["-m", "core.update", "--offline"], "requests"),
 ])
-def test_system_python_without_a_venv_says_how_to_install(trees, tmp_path, args, names):
-    _with, tree, bare = trees
+def test_system_python_without_a_venv_says_how_to_install(without_venv, bare, tmp_path, args, names):
+    tree = without_venv
     proc = run(bare, tree, args, env_for(tmp_path))
     assert proc.returncode == 2
     assert f"missing Python packages: {names} (not installed for {bare} (and there is no {tree}/.venv))" \
@@ -187,8 +201,7 @@ def test_system_python_without_a_venv_says_how_to_install(trees, tmp_path, args,
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_a_venv_without_the_packages_is_tried_once(trees, tmp_path):
-    _with, _without, bare = trees
+def test_a_venv_without_the_packages_is_tried_once(bare, tmp_path):
     tree = copy_tree(str(tmp_path / "tree"))
     bare_venv(os.path.join(tree, ".venv"))
     proc = run(bare, tree, ["sensor.py", "-T"], env_for(tmp_path))
@@ -210,9 +223,8 @@ def ping(port: int, deadline: float) -> bytes:
 
 
 @pytest.mark.parametrize("which", ["with .venv", "without .venv"])
-def test_server_answers_ping_as_typed(trees, tmp_path, which):
-    tree = trees[0] if which == "with .venv" else trees[1]
-    bare = trees[2]
+def test_server_answers_ping_as_typed(request, bare, tmp_path, which):
+    tree = request.getfixturevalue("with_venv" if which == "with .venv" else "without_venv")
     port = free_port()
     conf = tmp_path / "server.conf"
     # without .venv, the trail refresh (it needs requests) is switched on: said once, the server runs
@@ -252,3 +264,30 @@ def test_requirements_name_the_same_packages():
     assert set(names) == {package.name for package in REQUIRED + OPTIONAL}
     for package in OPTIONAL:
         assert "optional" in names[package.name]
+
+
+def test_first_start_names_the_source_honestly():
+    from core.config import load_config
+    from core.update.feedrun import FeedStatus
+    from core.update.firstrun import source
+
+    config = load_config(None, env={})
+    feeds = [FeedStatus("a", "ok"), FeedStatus("b", "failed"), FeedStatus("c", "stale"),
+             FeedStatus("d", "disabled"), FeedStatus("e", "skipped")]
+    assert source(config, feeds, False, "") == "2 of 3 feeds plus the bundled static and custom lists"
+    down = [FeedStatus("a", "failed"), FeedStatus("b", "failed")]
+    assert source(config, down, False, "") == \
+        "the bundled static and custom lists only (none of the 2 feeds answered: no network?)"
+    assert source(config, [], False, "") == "the bundled static and custom lists only (USE_FEED_UPDATES is off)"
+    assert source(config, feeds, True, "--offline") == "the bundled static and custom lists only (--offline)"
+
+
+def test_feed_progress_lines_without_a_terminal():
+    from core.update.feedrun import Progress
+
+    lines: list[str] = []
+    bar = Progress(25, False, lines.append)
+    for index in range(25):
+        bar.step(f"feed{index}")
+    bar.close()
+    assert lines[0] == "feeds: 2/25 done" and lines[-1] == "feeds: 25/25 done" and len(lines) == 13
