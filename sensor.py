@@ -3,8 +3,10 @@
 
 Offline: `python3 sensor.py --offline -r a.pcap [b.pcap ...]` replays captures with the packets'
 own timestamps (several files share one state, in order). Live: `sudo python3 sensor.py` captures
-on MONITOR_INTERFACE. Exit status: 0 success, 1 runtime failure (capture, trails, log dir),
-2 bad configuration or arguments.
+on MONITOR_INTERFACE. Either way the first start without a trails file builds it before anything
+else (core/update/firstrun.py), and an interpreter without the packages re-runs this under the
+project's .venv (core/deps.py). Exit status: 0 success, 1 runtime failure (capture, trails, log
+dir), 2 bad configuration or arguments, or missing packages.
 """
 
 from __future__ import annotations
