@@ -79,7 +79,11 @@ def require(role: str) -> None:
         os.environ.pop(REEXEC_MARKER, None)  # children (workers, updates) start clean
         return
     if os.path.exists(VENV_PYTHON) and not in_project_venv() and not os.environ.get(REEXEC_MARKER):
-        reexec(absent)
+        try:
+            reexec(absent)
+        except OSError as ex:  # not executable: say so, then as if there were no .venv
+            os.environ.pop(REEXEC_MARKER, None)
+            print(f"[!] cannot run {VENV_PYTHON}: {ex.strerror or ex}", file=sys.stderr, flush=True)
     needed = missing_for(role)
     if needed:
         refuse(role, needed)
@@ -115,9 +119,9 @@ def install_message(role: str, needed: list[Package]) -> str:
         "      (Debian packages, .venv with requirements.txt, then starts the server and the sensor)\n"
         "  python3 -m venv .venv && .venv/bin/pip install -r requirements.txt\n"
         "      (needs the Debian packages python3-venv, python3-dev, gcc and libpcap-dev)\n"
-        "then run the same command again: it uses .venv by itself. Debian and Ubuntu refuse "
-        "`sudo pip3 install` into the system Python (PEP 668, externally-managed-environment), "
-        "hence the virtual environment."
+        "then run the same command again: it uses .venv by itself.\n"
+        "(Debian and Ubuntu refuse `sudo pip3 install` into the system Python under PEP 668, "
+        "\"externally-managed-environment\": hence the virtual environment.)"
     )
 
 
