@@ -3,8 +3,10 @@
 
 Offline: `python3 sensor.py --offline -r a.pcap [b.pcap ...]` replays captures with the packets'
 own timestamps (several files share one state, in order). Live: `sudo python3 sensor.py` captures
-on MONITOR_INTERFACE. Exit status: 0 success, 1 runtime failure (capture, trails, log dir),
-2 bad configuration or arguments.
+on MONITOR_INTERFACE. Either way the first start without a trails file builds it before anything
+else (core/update/firstrun.py), and an interpreter without the packages re-runs this under the
+project's .venv (core/deps.py). Exit status: 0 success, 1 runtime failure (capture, trails, log
+dir), 2 bad configuration or arguments, or missing packages.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from core.deps import optional_note, require  # noqa: E402 - standard library only
+
+require("sensor")  # re-runs under .venv, or exits 2 naming the missing packages (core/deps.py)
 
 from core.accel import fallback_note  # noqa: E402
 from core.config import VERSION, Config, ConfigError, fail, load_config  # noqa: E402
@@ -55,8 +61,11 @@ def info(args: argparse.Namespace, message: str) -> None:
 
 
 def open_trails(config: Config, args: argparse.Namespace) -> Any:
-    """The trail store for TRAILS_FILE; refuses an empty or missing set unless ALLOW_EMPTY_TRAILS."""
+    """The trail store for TRAILS_FILE. A missing file is built first (the first start, with
+    --offline from the bundled lists only; core/update/firstrun.py), or created empty under
+    ALLOW_EMPTY_TRAILS; an empty set is refused unless ALLOW_EMPTY_TRAILS."""
     from core.trails.store import TrailStore, TrailStoreError
+    from core.update.firstrun import FirstRunError, build_missing_trails, update_command
 
     path = config.TRAILS_FILE
     if not os.path.exists(path) and config.ALLOW_EMPTY_TRAILS:
@@ -64,11 +73,15 @@ def open_trails(config: Config, args: argparse.Namespace) -> Any:
         with open(path, "a", encoding="utf-8"):
             pass
     try:
+        build_missing_trails(config, offline=args.offline, say=lambda line: info(args, f"[i] trails: {line}"))
+    except FirstRunError as ex:
+        raise SensorError(f"trails: {ex}") from None
+    try:
         store = TrailStore.open(path)
     except TrailStoreError as ex:
         raise SensorError(f"trails: {ex}") from None
     if len(store) == 0 and not config.ALLOW_EMPTY_TRAILS:
-        raise SensorError(f"trails: no trails in {path} (build them with core/update/, "
+        raise SensorError(f"trails: no trails in {path} (build them with: {update_command(config)}; "
                           "or set ALLOW_EMPTY_TRAILS true)")
     info(args, f"[i] {len(store):,} trails loaded from {path}")
     return store
@@ -176,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     note = fallback_note()
     if note and not (args.test_config or args.self_test):  # -T reports it as a check line
         info(args, f"[!] {note}")
+    missing_optional = optional_note()
+    if missing_optional and not (args.test_config or args.self_test):  # -T: a check line too
+        info(args, f"[!] {missing_optional}")
     if args.test_config or args.self_test:
         return run_checks(config, args)
     try:

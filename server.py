@@ -17,7 +17,11 @@ import os
 import signal
 import sys
 
-from core.config import ROOT_DIR, VERSION, ConfigError, fail, load_config
+from core.deps import require
+
+require("server")  # standard library only; re-runs under .venv when it exists (core/deps.py)
+
+from core.config import ROOT_DIR, VERSION, ConfigError, fail, load_config  # noqa: E402
 
 
 def _print(message: str) -> None:

@@ -43,6 +43,16 @@ make_venv() {
   fi
 }
 
+# Wheels of the runtime requirements in .venv/wheels: tests/test_quickstart.py builds fresh virtual
+# environments from them (pip --no-index), so the suite needs no package index.
+cache_wheels() {
+  local stamp=.venv/wheels/.requirements.txt
+  if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+    .venv/bin/pip wheel -q -w .venv/wheels -r requirements.txt >/dev/null
+    cp requirements.txt "$stamp"
+  fi
+}
+
 case "$MODE" in
   run)
     need_root
@@ -56,6 +66,7 @@ case "$MODE" in
     need_root
     apt_install "${RUNTIME_APT[@]}" "${TEST_APT[@]}"
     make_venv requirements-dev.txt
+    cache_wheels
     .venv/bin/python tools/build_accel.py  # the tests compare the compiled paths with the Python ones
     export PATH="$ROOT/.venv/bin:$PATH"
     echo "== ruff"; ruff check core sensor.py server.py trails plugins tests bench tools

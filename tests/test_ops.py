@@ -45,7 +45,7 @@ def test_preflight_passes_and_prints_effective_configuration(tmp_path, trails):
 @pytest.mark.parametrize("env,needle", [
     ({"MALTRAIL_MONITOR_INTERFACE": "nosuchif9"}, "[FAIL] interface"),
     ({"MALTRAIL_CAPTURE_FILTER": "tcp port nosuchservice"}, "[FAIL] capture filter"),
-    ({"MALTRAIL_TRAILS_FILE": "/nonexistent/trails.csv"}, "[FAIL] trails"),
+    ({"MALTRAIL_TRAILS_FILE": os.path.dirname(TRAILS)}, "[FAIL] trails"),  # a folder, not a trails file
 ])
 def test_preflight_failures(tmp_path, trails, env, needle):
     full = {"MALTRAIL_TRAILS_FILE": trails, "MALTRAIL_DISABLE_CHECK_SUDO": "true", **env}
@@ -53,6 +53,16 @@ def test_preflight_failures(tmp_path, trails, env, needle):
     assert proc.returncode == 1
     assert needle in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_preflight_missing_trails_file_is_a_warning(tmp_path):
+    """The sensor builds a missing trails file at its first start (core/update/firstrun.py)."""
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=str(tmp_path / "none" / "trails.csv"),
+                      MALTRAIL_DISABLE_CHECK_SUDO="true")
+    assert proc.returncode == 0, proc.stdout
+    assert f"[warn] trails: {tmp_path}/none/trails.csv does not exist yet" in proc.stdout
+    assert "python3 -m core.update" in proc.stdout
+    assert not (tmp_path / "none").exists()  # -T builds nothing
 
 
 def test_preflight_refuses_empty_trails(tmp_path):

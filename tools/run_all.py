@@ -2,8 +2,8 @@
 """Run the whole product: server.py in the background, the sensor in the foreground.
 
 Where it sits: the `./setup.sh run` entry point. When no trails file exists yet it builds one
-first (the full update with feeds; if that publishes nothing, offline from the bundled static
-and custom trails), starts server.py with the same
+first, as the sensor's first start does (core/update/firstrun.py: the full update with feeds; if
+that publishes nothing, the bundled static and custom trails), starts server.py with the same
 configuration, prints the web URL and login (and a warning while the default password is in use),
 then runs sensor.py in the foreground. Ctrl-C (or SIGTERM) stops both; the exit status is the
 sensor's (or the server's, if it failed to start).
@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.config import ConfigError, fail, load_config  # noqa: E402
+from core.update.firstrun import FirstRunError, build_missing_trails  # noqa: E402
 
 DEFAULT_HASH = hashlib.sha256(b"changeme!").hexdigest()
 
@@ -57,18 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     conf_args = ["-c", args.config] if args.config else []
     python = sys.executable
 
-    trails = config.get("TRAILS_FILE")
-    offline = "--offline" in sensor_args
-    if trails and not os.path.exists(trails) and not config.DISABLE_TRAIL_UPDATES:
-        # First run: the full update (public feeds when USE_FEED_UPDATES is on); when the network
-        # or every feed fails, the bundled static and custom trails at least.
-        if not offline:
-            print(f"maltrail: no trails file at {trails} yet: running the trail update (feeds, static, custom)",
-                  flush=True)
-            subprocess.run([python, "-m", "core.update", *conf_args], cwd=ROOT, check=False)
-        if not os.path.exists(trails):
-            print("maltrail: building the trails from the bundled lists only (offline)", flush=True)
-            subprocess.run([python, "-m", "core.update", *conf_args, "--offline"], cwd=ROOT, check=False)
+    try:  # the first run: the sensor's own first-start build, before the server starts
+        build_missing_trails(config, offline="--offline" in sensor_args,
+                             say=lambda line: print(f"maltrail: trails: {line}", flush=True))
+    except FirstRunError as ex:
+        print(f"maltrail: {ex}", file=sys.stderr)
+        return 1
 
     server = subprocess.Popen([python, os.path.join(ROOT, "server.py"), *conf_args], cwd=ROOT)
     time.sleep(1.0)

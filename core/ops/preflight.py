@@ -2,10 +2,11 @@
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
-interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
-(core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
-configuration. The self-test builds the production sensor (core/assemble.py) over a small
-built-in trail set, replays a crafted capture through it and reports N/N detections.
+interfaces, the BPF filter, the trail set (a missing trails file is a warning: the sensor builds it
+at its first start), the log directory; it says which compiled accelerators (core/accel) are in
+use and which optional packages (core/deps.py) are missing (warnings, not failures); then prints
+the effective configuration. The self-test builds the production sensor (core/assemble.py) over a
+small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
+from core.deps import OPTIONAL, optional_note
 
 Say = Callable[[str], None]
 
@@ -52,15 +54,18 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
         except CaptureError as ex:
             check("capture filter", False, str(ex))
     path = config.TRAILS_FILE
-    try:
-        count = len(open_store(path))
-        ok = count > 0 or bool(config.ALLOW_EMPTY_TRAILS)
-        check("trails", ok, f"{count:,} in {path}" + ("" if count else " (empty; ALLOW_EMPTY_TRAILS "
-                                                              + ("set)" if ok else "not set)")))
-    except Exception as ex:  # isolation point: any store failure is one failed check
-        check("trails", False, f"{path}: {ex}")
+    if not os.path.exists(path):  # not a failure: the sensor builds it at its first start
+        from core.update.firstrun import update_command
+
+        say(f"[warn] trails: {path} does not exist yet; the sensor builds it when it starts "
+            f"(or now: {update_command(config)})")
+    else:
+        check_trails(config, open_store, check)
     note = fallback_note()
     say(f"[warn] accelerators: {note}" if note else f"[ok] accelerators: all compiled ({', '.join(accel_status())})")
+    missing_optional = optional_note()
+    say(f"[warn] optional packages: {missing_optional}" if missing_optional else
+        f"[ok] optional packages: {', '.join(package.name for package in OPTIONAL)} installed")
     if config.DISABLE_LOCAL_LOG_STORAGE:
         check("log directory", True, "local log storage disabled")
     else:
@@ -72,6 +77,18 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
                 say(f"  {key} {value}")
     say(f"preflight: {'passed' if failures == 0 else f'{failures} check(s) failed'}")
     return 0 if failures == 0 else 1
+
+
+def check_trails(config: Config, open_store: Callable[[str], Any], check: Callable[[str, bool, str], None]) -> None:
+    """The trails check of an existing TRAILS_FILE: it opens and holds trails (or ALLOW_EMPTY_TRAILS)."""
+    path = config.TRAILS_FILE
+    try:
+        count = len(open_store(path))
+        ok = count > 0 or bool(config.ALLOW_EMPTY_TRAILS)
+        check("trails", ok, f"{count:,} in {path}" + ("" if count else " (empty; ALLOW_EMPTY_TRAILS "
+                                                              + ("set)" if ok else "not set)")))
+    except Exception as ex:  # isolation point: any store failure is one failed check
+        check("trails", False, f"{path}: {ex}")
 
 
 def _writable(folder: str) -> tuple[bool, str]:

@@ -12,8 +12,9 @@ Steps (never raises; None at the first thing that does not fit):
    Only the first packet of a coalesced datagram is read (the client Initial comes first).
 3. Keys: HKDF-Extract(version salt, DCID) -> "client in" -> key/iv/hp ("quic ..." labels for v1,
    "quicv2 ..." for v2), HKDF-Expand-Label done with stdlib HMAC-SHA256.
-4. Header protection removed with AES-128-ECB over the 16-byte sample (`cryptography`), then the
-   payload is decrypted as AES-128-GCM does it: AES-CTR from counter block nonce||2. The 16-byte
+4. Header protection removed with AES-128-ECB over the 16-byte sample (`cryptography`, an optional
+   package: without it `AVAILABLE` is False and every Initial reads as None; core/deps.py says
+   so), then the payload is decrypted as AES-128-GCM does it: AES-CTR from counter block nonce||2. The 16-byte
    GCM tag is deliberately not verified: Initial keys are public (derived from the DCID on the
    wire), so the tag proves nothing against a forger, and real-world generators (including the
    conformance corpus packet) emit Initials whose tag is wrong but whose ClientHello servers and
@@ -30,10 +31,15 @@ from __future__ import annotations
 import hmac
 import struct
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from core.protocols.flows import FlowTable
 from core.protocols.tls import handshake_complete, handshake_sni
+
+try:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    AVAILABLE = True
+except ImportError:  # optional dependency: QUIC Initial SNI is skipped, everything else runs
+    AVAILABLE = False
 
 VERSION_1 = 0x00000001
 VERSION_2 = 0x6B3343CF
@@ -96,7 +102,7 @@ def decrypt_initial(payload: bytes) -> bytes | None:
 def open_initial(payload: bytes) -> tuple[bytes, bytes] | None:
     """(DCID, plaintext frames) of a client Initial packet at the start of a UDP payload, or None."""
     n = len(payload)
-    if n < 64:
+    if n < 64 or not AVAILABLE:
         return None
     first = payload[0]
     if first & 0xC0 != 0xC0:

@@ -154,13 +154,17 @@ def _run_feed(name: str, module: ModuleType, base: FeedContext) -> tuple[Trails 
 
 
 class Progress:
-    """A one-line progress bar, drawn only when the output is a terminal."""
+    """A one-line progress bar, drawn only when the output is a terminal; or, with `lines`, a
+    "feeds: done/total" line about every tenth of the feeds (for a log or a pipe)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, lines: Callable[[str], None] | None = None) -> None:
         self.total, self.done, self.enabled = total, 0, enabled and total > 0
+        self.lines, self.every = lines, max(1, total // 10)
 
     def step(self, label: str) -> None:
         self.done += 1
+        if self.lines is not None and (self.done % self.every == 0 or self.done == self.total):
+            self.lines(f"feeds: {self.done}/{self.total} done")
         if self.enabled:
             width = 30
             filled = width * self.done // self.total
@@ -175,8 +179,10 @@ class Progress:
 
 
 def run_feeds(config: Config, names: list[str], base: FeedContext, cache: FeedCache | None,
-              feeds_dir: str = FEEDS_DIR, progress: bool = False) -> list[tuple[FeedStatus, Trails | None]]:
-    """Fetch the feeds FEED_CONCURRENCY at a time; results in name order (deterministic merge)."""
+              feeds_dir: str = FEEDS_DIR, progress: bool = False,
+              progress_lines: Callable[[str], None] | None = None) -> list[tuple[FeedStatus, Trails | None]]:
+    """Fetch the feeds FEED_CONCURRENCY at a time; results in name order (deterministic merge).
+    `progress` draws a bar on a terminal; `progress_lines` gets a line about every tenth feed."""
     results: dict[str, tuple[FeedStatus, Trails | None]] = {}
     modules: dict[str, ModuleType] = {}
     for name in names:
@@ -184,7 +190,7 @@ def run_feeds(config: Config, names: list[str], base: FeedContext, cache: FeedCa
             modules[name] = load_feed(name, feeds_dir)
         except Exception as ex:  # isolation point: a module that does not import is one failed feed
             results[name] = (FeedStatus(name, "failed", error=f"import failed: {type(ex).__name__}: {ex}"), None)
-    bar = Progress(len(modules), progress)
+    bar = Progress(len(modules), progress, progress_lines)
     grace = float(config.FEED_GRACE_PERIOD or 0)
     with ThreadPoolExecutor(max_workers=int(config.FEED_CONCURRENCY or 8)) as pool:
         futures = {pool.submit(_run_feed, name, module, base): name for name, module in modules.items()}

@@ -180,8 +180,9 @@ def _reasons(counts: dict[str, int]) -> str:
 def update(config: Config, *, force: bool = False, offline: bool = False, scheduled: bool = False,
            base_url: str | None = None, feeds_dir: str = FEEDS_DIR, static_dir: str = STATIC_DIR,
            data_dir: str = DATA_DIR, retries: int = 3, backoff: float = 1.0, geo: bool = True,
-           printer: Printer | None = None, progress: bool = False) -> UpdateResult:
-    """Run one trail update and publish TRAILS_FILE. Never raises for feed/network problems."""
+           printer: Printer | None = None, progress: bool = False, progress_lines: bool = False) -> UpdateResult:
+    """Run one trail update and publish TRAILS_FILE. Never raises for feed/network problems.
+    `progress` draws a feed bar on a terminal; `progress_lines` sends feed progress lines to `printer`."""
     say: Printer = printer or (lambda _text: None)
     path = config.TRAILS_FILE
     if scheduled and config.DISABLE_TRAIL_UPDATES:
@@ -206,7 +207,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         statuses.extend(disabled)
         cache = FeedCache(os.path.join(os.path.dirname(path), "feeds"))
         say(f"fetching {len(names)} feeds ({int(config.FEED_CONCURRENCY or 8)} at a time)")
-        results = run_feeds(config, names, ctx, cache, feeds_dir, progress)
+        results = run_feeds(config, names, ctx, cache, feeds_dir, progress, say if progress_lines else None)
         for index, (status, feed_trails) in enumerate(results):
             statuses.append(status)
             if feed_trails:
