@@ -1,4 +1,4 @@
-"""The quick start as typed (core/deps.py, core/update/firstrun.py): fresh copies of the tree, real processes.
+"""The quick start as typed (core/ops/deps.py, core/update/firstrun.py): fresh copies of the tree, real processes.
 
 - A fresh copy with a .venv holding exactly the required packages (pcapy-ng, dpkt, requests; no
   cryptography): `-T` passes with a line saying QUIC Initial SNI is skipped, a replay detects
@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from core.deps import OPTIONAL, REQUIRED
+from core.ops.deps import OPTIONAL, REQUIRED
 from tests.kit.pcapgen import LINKTYPE_ETHERNET, dns_query, ether, ipv4, udp, write_pcap
 from tests.test_server_support import free_port
 
@@ -257,7 +257,7 @@ def test_server_answers_ping_as_typed(request, bare, tmp_path, which):
 
 
 def test_requirements_name_the_same_packages():
-    """requirements.txt and core/deps.py list the same packages; the optional ones say so."""
+    """requirements.txt and core/ops/deps.py list the same packages; the optional ones say so."""
     lines = [line for line in open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8")
              if line.strip() and not line.startswith("#")]
     names = {line.split()[0].split(">")[0].split("<")[0].split("=")[0]: line for line in lines}

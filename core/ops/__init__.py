@@ -1,1 +1,1 @@
-"""Sensor operations: metrics, preflight (-T), detection self-test, trail reload."""
+"""Operations: start-up dependency checks (deps), metrics, preflight (-T), detection self-test, trail reload, retries."""

@@ -4,7 +4,7 @@ Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.ser
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
 interfaces, the BPF filter, the trail set (a missing trails file is a warning: the sensor builds it
 at its first start), the log directory; it says which compiled accelerators (core/accel) are in
-use and which optional packages (core/deps.py) are missing (warnings, not failures); then prints
+use and which optional packages (core/ops/deps.py) are missing (warnings, not failures); then prints
 the effective configuration. The self-test builds the production sensor (core/assemble.py) over a
 small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
@@ -20,7 +20,7 @@ from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
-from core.deps import OPTIONAL, optional_note
+from core.ops.deps import OPTIONAL, optional_note
 
 Say = Callable[[str], None]
 

@@ -13,7 +13,7 @@ Steps (never raises; None at the first thing that does not fit):
 3. Keys: HKDF-Extract(version salt, DCID) -> "client in" -> key/iv/hp ("quic ..." labels for v1,
    "quicv2 ..." for v2), HKDF-Expand-Label done with stdlib HMAC-SHA256.
 4. Header protection removed with AES-128-ECB over the 16-byte sample (`cryptography`, an optional
-   package: without it `AVAILABLE` is False and every Initial reads as None; core/deps.py says
+   package: without it `AVAILABLE` is False and every Initial reads as None; core/ops/deps.py says
    so), then the payload is decrypted as AES-128-GCM does it: AES-CTR from counter block nonce||2. The 16-byte
    GCM tag is deliberately not verified: Initial keys are public (derived from the DCID on the
    wire), so the tag proves nothing against a forger, and real-world generators (including the

@@ -252,7 +252,7 @@ class ServerApp:
 
     def _updater(self) -> None:
         """USE_SERVER_UPDATE_TRAILS: refresh trails (and the geo table) so /trails and /check serve them."""
-        from core.deps import install_message, missing_for
+        from core.ops.deps import install_message, missing_for
 
         needed = missing_for("update")
         if needed:  # the server itself runs on the standard library; its trail refresh does not

@@ -3,7 +3,7 @@
 Where it sits: the entry of the update stage (core/update/orchestrate.py runs it); also started as a
 child process by the sensor's refresh timer (core/ops/reload.py) and by tools/run_all.py. Exit 0
 when the trails file is current (published now or already up to date), 1 otherwise, 2 on a bad
-configuration (or, from __main__.py, missing packages: core/deps.py).
+configuration (or, from __main__.py, missing packages: core/ops/deps.py).
 """
 
 from __future__ import annotations
