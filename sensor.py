@@ -5,7 +5,7 @@ Offline: `python3 sensor.py --offline -r a.pcap [b.pcap ...]` replays captures w
 own timestamps (several files share one state, in order). Live: `sudo python3 sensor.py` captures
 on MONITOR_INTERFACE. Either way the first start without a trails file builds it before anything
 else (core/update/firstrun.py), and an interpreter without the packages re-runs this under the
-project's .venv (core/deps.py). Exit status: 0 success, 1 runtime failure (capture, trails, log
+project's .venv (core/ops/deps.py). Exit status: 0 success, 1 runtime failure (capture, trails, log
 dir), 2 bad configuration or arguments, or missing packages.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from core.deps import optional_note, require  # noqa: E402 - standard library only
+from core.ops.deps import optional_note, require  # noqa: E402 - standard library only
 
-require("sensor")  # re-runs under .venv, or exits 2 naming the missing packages (core/deps.py)
+require("sensor")  # re-runs under .venv, or exits 2 naming the missing packages (core/ops/deps.py)
 
 from core.accel import fallback_note  # noqa: E402
 from core.config import VERSION, Config, ConfigError, fail, load_config  # noqa: E402

@@ -17,9 +17,9 @@ import os
 import signal
 import sys
 
-from core.deps import require
+from core.ops.deps import require
 
-require("server")  # standard library only; re-runs under .venv when it exists (core/deps.py)
+require("server")  # standard library only; re-runs under .venv when it exists (core/ops/deps.py)
 
 from core.config import ROOT_DIR, VERSION, ConfigError, fail, load_config  # noqa: E402
 

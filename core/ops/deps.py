@@ -23,7 +23,7 @@ import os
 import sys
 from typing import NamedTuple, NoReturn
 
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # core/ops/ -> the root
 VENV_DIR = os.path.join(ROOT_DIR, ".venv")
 VENV_PYTHON = os.path.join(VENV_DIR, "bin", "python")
 REEXEC_MARKER = "_MALTRAIL_REEXEC"  # set for the re-executed process; not a MALTRAIL_<KEY> override
