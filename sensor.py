@@ -144,7 +144,7 @@ def run_offline(config: Config, args: argparse.Namespace, pipeline: Any) -> int:
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
-        source = OfflineSource(args.pcap_file, snaplen=config.get("CAPTURE_SNAPLEN", 2000))
+        source = OfflineSource(args.pcap_file, snaplen=config.CAPTURE_SNAPLEN)
         try:
             for linktype, buf, meta in source:
                 pipeline.process_batch(linktype, buf, meta)

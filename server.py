@@ -34,7 +34,7 @@ def run_intake(config: Config) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300)) if config.UDP_KEY else None
+    verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW) if config.UDP_KEY else None
     try:
         intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
     except OSError as ex:
@@ -47,7 +47,7 @@ def run_intake(config: Config) -> None:
         _print(f"maltrail: note: the UDP receive buffer is {intake.rcvbuf >> 10} kB, not the "
                f"{intake.requested_rcvbuf >> 10} kB asked for: net.core.rmem_max caps it; raise it with "
                f"'sysctl -w net.core.rmem_max={intake.requested_rcvbuf}' (docs/operations-server.md)")
-    intake.run(stop.is_set, report=_print, report_every=float(config.get("METRICS_INTERVAL", 3600)))
+    intake.run(stop.is_set, report=_print, report_every=float(config.METRICS_INTERVAL))
     _print("maltrail: " + intake.summary())
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(args.config)
-        users = parse_users(config.get("USERS", []))
+        users = parse_users(config.USERS)
         for warning in config.warnings:
             _print(f"maltrail: warning: {warning}")
         problem = check_log_dir(config.LOG_DIR)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         auth = Auth(users, bool(config.ENABLE_MASK_CUSTOM), secure_cookie=bool(config.USE_SSL),
                     forward=AuthForwarder.from_config(config))
         stopping = threading.Event()
-        static = StaticFiles(args.html_root, VERSION, config.HEADER_LOGO, config.get("IP_ALIASES", []),
+        static = StaticFiles(args.html_root, VERSION, config.HEADER_LOGO, config.IP_ALIASES,
                              auth.default_password_in_use)
         api = Api(config, auth, Storage(config.LOG_DIR), static, stopping)
     except ConfigError as ex:
@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         _print(f"maltrail: warning: {note}")
     try:
         httpd = HttpServer(config.HTTP_ADDRESS, config.HTTP_PORT, api.handle,
-                           max_threads=config.get("MAX_REQUEST_THREADS", 100),
-                           timeout=float(config.get("REQUEST_TIMEOUT", 60)),
-                           max_body=config.get("MAX_POST_SIZE", 10 << 20), ssl_context=ssl_context,
+                           max_threads=config.MAX_REQUEST_THREADS,
+                           timeout=float(config.REQUEST_TIMEOUT),
+                           max_body=config.MAX_POST_SIZE, ssl_context=ssl_context,
                            server_name=f"Maltrail/{VERSION}")
     except OSError as ex:
         hint = " (another instance already running?)" if ex.errno == 98 else ""
@@ -219,7 +219,7 @@ def _updater(config: Config, stopping: threading.Event) -> None:
             update.update(config, scheduled=True)
         except Exception as ex:  # noqa: BLE001 - isolation point: one update run
             _print(f"maltrail: trail update failed: {ex}")
-        stopping.wait(float(config.get("UPDATE_PERIOD", 86400)))
+        stopping.wait(float(config.UPDATE_PERIOD))
 
 
 if __name__ == "__main__":

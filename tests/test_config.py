@@ -146,7 +146,8 @@ def test_booleans_by_prefix(tmp_path, raw, expected):
     config = load_config(path, env={})
     assert config.USE_HEURISTICS is expected
     assert config.SHOW_DEBUG is expected
-    assert config.ENABLE_SOMETHING_NEW is expected  # unknown key, still a boolean by its prefix
+    assert config.extra["ENABLE_SOMETHING_NEW"] is expected  # unknown key, still a boolean by its prefix
+    assert config.unknown_keys == ["ENABLE_SOMETHING_NEW"]
 
 
 def test_variable_expansion(tmp_path):

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     conf_args = ["-c", args.config] if args.config else []
     python = sys.executable
 
-    trails = config.get("TRAILS_FILE")
+    trails = config.TRAILS_FILE
     offline = "--offline" in sensor_args
     if trails and not os.path.exists(trails) and not config.DISABLE_TRAIL_UPDATES:
         # First run: the full update (public feeds when USE_FEED_UPDATES is on); when the network
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if config.USE_SSL else "http"
-    users = config.get("USERS", [])
+    users = config.USERS
     print(f"\n  Maltrail web interface: {scheme}://{host}:{config.HTTP_PORT}/", flush=True)
     if not users:
         print("  Login: none needed (USERS is empty)")

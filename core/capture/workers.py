@@ -49,7 +49,7 @@ def report_error(line: str) -> None:
 
 def worker_count(config: Config) -> int:
     """CAPTURE_WORKERS, or the original's CAPTURE_FANOUT (true/auto = CPUs, or N) when workers is 1."""
-    count = int(config.get("CAPTURE_WORKERS", 1))
+    count = config.CAPTURE_WORKERS
     legacy = str(config.CAPTURE_FANOUT or "").strip().lower()
     if count == 1 and legacy and legacy not in ("false", "0", "off", "no"):
         if legacy in ("true", "auto", "yes", "on"):
@@ -102,7 +102,7 @@ class Worker:
         if ctx.count <= 1:
             return
         group = fanout_group(ctx.config, interface_index, ctx.supervisor_pid)
-        mode = str(ctx.config.get("CAPTURE_FANOUT_MODE", "hash"))
+        mode = ctx.config.CAPTURE_FANOUT_MODE
         defrag = bool(ctx.config.CAPTURE_FANOUT_DEFRAG)
         try:
             if mode == "hash":
@@ -255,7 +255,7 @@ class Supervisor:
             self._watch()
             return 1
         self.say(f"[i] capturing on {', '.join(self.settings.interfaces)} with {self.count} workers "
-                 f"(fanout by originating host)" if self.config.get("CAPTURE_FANOUT_MODE", "hash") == "hash"
+                 f"(fanout by originating host)" if self.config.CAPTURE_FANOUT_MODE == "hash"
                  else f"[i] capturing with {self.count} workers (kernel fanout mode "
                       f"{self.config.CAPTURE_FANOUT_MODE})")
         return self._watch()
@@ -324,8 +324,8 @@ class Supervisor:
     # --- periodic work -----------------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
-        period = int(self.config.get("UPDATE_PERIOD", 86400))
-        interval = int(self.config.get("METRICS_INTERVAL", 3600))
+        period = self.config.UPDATE_PERIOD
+        interval = self.config.METRICS_INTERVAL
         updates = not (self.config.DISABLE_TRAIL_UPDATES or self.offline)
         next_update = time.monotonic() + period
         next_stats = time.monotonic() + interval

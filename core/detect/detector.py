@@ -75,10 +75,10 @@ class Detector:
         self.heuristics = heuristics or Heuristics()
         self.heuristics.frame = self._frame
         self.whitelist = whitelist
-        self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 16384))
+        self.domains = DomainChecker(store, whitelist, self.heuristics, config.DOMAIN_CACHE_ENTRIES)
         self.urls = UrlChecker(store)
         self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)
-        self.check_certificates = config.get("CHECK_TLS_CERTIFICATES", True) is not False
+        self.check_certificates = config.CHECK_TLS_CERTIFICATES
         self.plugins_wanted = plugins_wanted
         self.flights = tls.ServerFlights()
         self.hellos = tls.ClientHellos()

@@ -118,7 +118,7 @@ class IgnoreTupleFilter:
 def load_ignore_rules(config: Any, bundled: str | None = BUNDLED_IGNORELIST) -> list[tuple[_Field, _Field, _Field, _Field]]:
     rules = []
     paths = [bundled] if bundled and os.path.exists(bundled) else []
-    user = config.get("USER_IGNORELIST") if config is not None else None
+    user = config.USER_IGNORELIST if config is not None else None
     if user:
         path = os.path.expanduser(str(user))
         paths.append(path if os.path.isabs(path) else os.path.join(ROOT_DIR, path))
@@ -135,7 +135,7 @@ def build_filters(config: Any, whitelist: Any) -> list[Filter]:
     filters: list[Filter] = []
     if whitelist is not None and len(whitelist):
         filters.append(WhitelistFilter(whitelist))
-    pattern = config.get("IGNORE_EVENTS_REGEX")
+    pattern = config.IGNORE_EVENTS_REGEX
     if pattern:
         filters.append(RegexFilter(pattern))
     rules = load_ignore_rules(config)

@@ -72,8 +72,8 @@ class DnsHeuristics:
         self.use_dga = enabled("dga")
         self.use_long = enabled("long_domain")
         self.use_sinkhole = enabled("dns_sinkhole")
-        self.exhaustion_threshold = int(config.get("DNS_EXHAUSTION_THRESHOLD", 1000))
-        self.nxdomain_threshold = int(config.get("NO_SUCH_NAME_PER_HOUR_THRESHOLD", 20))
+        self.exhaustion_threshold = config.DNS_EXHAUSTION_THRESHOLD
+        self.nxdomain_threshold = config.NO_SUCH_NAME_PER_HOUR_THRESHOLD
         # base -> [deadline, prefixes set, exhausted]: deadline ends the 60 s counting window,
         # or the hold while exhausted (queries under the base then skip trail checks)
         self.exhaustion: dict[str, list] = {}

@@ -47,7 +47,7 @@ class HeuristicEngine(Heuristics):
     enabled = True
 
     def __init__(self, config: Any, store: Any, whitelist: Any, events: Any) -> None:
-        disabled = {name.lower() for name in split_list(config.get("DISABLED_HEURISTICS", "") or "")}
+        disabled = {name.lower() for name in split_list(config.DISABLED_HEURISTICS)}
         unknown = disabled - set(REGISTRY)
         if unknown:
             raise ConfigError("DISABLED_HEURISTICS", ", ".join(sorted(unknown)),
@@ -101,6 +101,6 @@ class HeuristicEngine(Heuristics):
 
 def build_heuristics(config: Any, store: Any, whitelist: Any, events: Any) -> Heuristics:
     """The engine for this configuration (the no-op `Heuristics` when USE_HEURISTICS is off)."""
-    if not config.get("USE_HEURISTICS", False):
+    if not config.USE_HEURISTICS:
         return Heuristics()
     return HeuristicEngine(config, store, whitelist, events)

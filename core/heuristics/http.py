@@ -56,14 +56,14 @@ class HttpHeuristics:
         self.whitelist = whitelist
         self.patterns = patterns
         self.emit = emit
-        self.check_missing_host = bool(config.get("CHECK_MISSING_HOST", False))
+        self.check_missing_host = config.CHECK_MISSING_HOST
         self.use_web_scan = enabled("web_scanning")
         self.use_requests = enabled("suspicious_request")
         self.use_ua = enabled("user_agent")
         self.use_download = enabled("direct_download")
         self.use_responses = enabled("http_response")
-        self.web = WindowTable("web_scanning", int(config.get("SCAN_WINDOW", 30)),
-                               int(config.get("WEB_SCANNING_THRESHOLD", 10)), 1024, WEB_SCAN_MAX_KEYS)
+        self.web = WindowTable("web_scanning", config.SCAN_WINDOW,
+                               config.WEB_SCANNING_THRESHOLD, 1024, WEB_SCAN_MAX_KEYS)
         self.ua_cache = BoundedCache("user_agent", UA_CACHE_ENTRIES)
         self.request_markers = literal_gate(frozenset(REQUEST_MARKERS))
 

@@ -41,17 +41,17 @@ class ScanHeuristics:
 
     def __init__(self, config: Any, whitelist: Any, emit: Callable[[Event], None],
                  enabled: Callable[[str], bool]) -> None:
-        window = int(config.get("SCAN_WINDOW", 30))
+        window = config.SCAN_WINDOW
         self.whitelist = whitelist
         self.emit = emit
         self.use_port = enabled("port_scanning")
         self.use_udp = enabled("udp_scanning")
         self.use_infection = enabled("infection")
-        self.ports = WindowTable("port_scanning", window, config.get("PORT_SCANNING_THRESHOLD", 10),
+        self.ports = WindowTable("port_scanning", window, config.PORT_SCANNING_THRESHOLD,
                                  SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
-        self.udp_ports = WindowTable("udp_scanning", window, config.get("UDP_SCANNING_THRESHOLD", 10),
+        self.udp_ports = WindowTable("udp_scanning", window, config.UDP_SCANNING_THRESHOLD,
                                      SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
-        self.infection = WindowTable("infection", window, config.get("INFECTION_SCANNING_THRESHOLD", 32),
+        self.infection = WindowTable("infection", window, config.INFECTION_SCANNING_THRESHOLD,
                                      SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS)
         # prefix of infection-port SYN sources -> count (the original's inferred local prefix)
         self.prefixes: dict[bytes, int] = {}

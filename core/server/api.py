@@ -127,8 +127,8 @@ class Api:
         self.storage = storage
         self.static = static
         self.stopping = stopping or threading.Event()
-        self.live_slots = threading.BoundedSemaphore(max(1, config.get("MAX_LIVE_STREAMS", 30)))
-        self.live_enabled = config.get("MAX_LIVE_STREAMS", 30) > 0
+        self.live_slots = threading.BoundedSemaphore(max(1, config.MAX_LIVE_STREAMS))
+        self.live_enabled = config.MAX_LIVE_STREAMS > 0
         from core.server.lists import Lists
         from core.server.lookup import Lookup
         from core.server.queries import Queries

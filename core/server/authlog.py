@@ -62,10 +62,10 @@ class AuthForwarder:
 
     @classmethod
     def from_config(cls, config: Any) -> AuthForwarder | None:
-        syslog, logstash = config.get("SYSLOG_SERVER"), config.get("LOGSTASH_SERVER")
+        syslog, logstash = config.SYSLOG_SERVER, config.LOGSTASH_SERVER
         if not syslog and not logstash:
             return None
-        return cls(syslog, logstash, config.get("SENSOR_NAME"))
+        return cls(syslog, logstash, config.SENSOR_NAME)
 
     def cef(self, ok: bool, user: str, address: str, port: int, message: str, sec: float) -> str:
         pri = 4 * 8 + (6 if ok else 4)          # LOG_AUTH | info / warning

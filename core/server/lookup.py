@@ -34,7 +34,7 @@ def sees_custom(session: Session | None) -> bool:
 class Lookup:
     def __init__(self, config: Config, static_dir: str | None = None) -> None:
         self.config = config
-        self.trails_file: str = config.get("TRAILS_FILE") or os.path.expanduser("~/.maltrail/trails.csv")
+        self.trails_file: str = config.TRAILS_FILE
         self.static_dir = static_dir or os.path.join(ROOT_DIR, "trails", "static")
         self.lock = threading.Lock()
         self.store: Any = None

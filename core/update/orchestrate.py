@@ -47,7 +47,13 @@ from core.update.publish import atomic_write, count_rows, publish_file, size_ref
 
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
 DATA_DIR = os.path.join(ROOT_DIR, "data")
-API_KEYS = ("ABUSEIPDB_API_KEY", "OTX_API_KEY", "PHISHTANK_API_KEY")
+
+
+def api_keys(config: Config) -> dict[str, str | None]:
+    """The feed API keys by name (a feed module names its key in `__api_key__`)."""
+    return {"ABUSEIPDB_API_KEY": config.ABUSEIPDB_API_KEY, "OTX_API_KEY": config.OTX_API_KEY,
+            "PHISHTANK_API_KEY": config.PHISHTANK_API_KEY}
+
 
 Printer = Callable[[str], None]
 
@@ -109,10 +115,10 @@ def needs_rebuild(config: Config, path: str, extra_dirs: Iterable[str] = ()) -> 
 def make_context(config: Config, base_url: str | None = None, retries: int = 3, backoff: float = 1.0) -> FeedContext:
     return FeedContext(timeout=float(config.FEED_TIMEOUT or 30), max_size=int(config.FEED_MAX_SIZE or 64 << 20),
                        retries=retries, backoff=backoff, proxy=config.PROXY_ADDRESS,
-                       api_keys={key: config.get(key) for key in API_KEYS}, base_url=base_url)
+                       api_keys=api_keys(config), base_url=base_url)
 
 
-def pull_from_server(config: Config, ctx: FeedContext, force: bool = False) -> UpdateResult:
+def pull_from_server(config: Config, url: str, ctx: FeedContext, force: bool = False) -> UpdateResult:
     """UPDATE_SERVER mode: fetch the server's trails.csv, validate every row, publish atomically."""
     path = config.TRAILS_FILE
     previous = count_rows(path)
@@ -124,7 +130,7 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False) -> U
         nonlocal bad
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
-        for row in csv.reader(server_ctx.lines(config.UPDATE_SERVER, ",")):
+        for row in csv.reader(server_ctx.lines(url, ",")):
             if len(row) == 3 and row[0]:
                 writer.writerow(row)
                 count += 1
@@ -162,7 +168,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
                             status=UpdateStatus.DISABLED)
     ctx = make_context(config, base_url, retries, backoff)
     if config.UPDATE_SERVER and not offline:
-        result = pull_from_server(config, ctx, force)
+        result = pull_from_server(config, config.UPDATE_SERVER, ctx, force)
         say(("published " if result.published else "not published: ") + result.message)
         return result
     if not force and not needs_rebuild(config, path, (static_dir, feeds_dir)):
