@@ -2,9 +2,9 @@
 """Sensor CLI: arguments → Config → trail store → detection pipeline → capture loop.
 
 Offline: `python3 sensor.py --offline -r a.pcap [b.pcap ...]` replays captures with the packets'
-own timestamps (several files share one state, in order). Live: `sudo python3 sensor.py` captures
-on MONITOR_INTERFACE. Exit status: 0 success, 1 runtime failure (capture, trails, log dir),
-2 bad configuration or arguments.
+own timestamps, or the wall clock with OFFLINE_TIMESTAMPS wallclock (several files share one state,
+in order). Live: `sudo python3 sensor.py` captures on MONITOR_INTERFACE. Exit status: 0 success,
+1 runtime failure (capture, trails, log dir), 2 bad configuration or arguments.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def run_offline(config: Config, args: argparse.Namespace, pipeline: Any) -> int:
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
-        source = OfflineSource(args.pcap_file, snaplen=config.CAPTURE_SNAPLEN)
+        source = OfflineSource(args.pcap_file, snaplen=config.CAPTURE_SNAPLEN,
+                               timestamps=config.OFFLINE_TIMESTAMPS)
         try:
             for linktype, buf, meta in source:
                 pipeline.process_batch(linktype, buf, meta)

@@ -55,6 +55,18 @@ def test_preflight_failures(tmp_path, trails, env, needle):
     assert "Traceback" not in proc.stderr
 
 
+def test_preflight_fails_on_a_misspelt_key_and_names_the_right_one(tmp_path, trails):
+    conf = tmp_path / "maltrail.conf"
+    with open(os.path.join(ROOT, "maltrail.conf"), encoding="utf-8") as handle:
+        conf.write_text(handle.read() + "\nUSE_HEURISTIC true\n")
+    proc = run_sensor(tmp_path, "-T", "-c", str(conf), MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[FAIL] configuration" in proc.stdout and "unknown keys: USE_HEURISTIC" in proc.stdout
+    assert "did you mean USE_HEURISTICS?" in proc.stdout
+    assert "did you mean USE_HEURISTICS?" in proc.stderr  # the start-up warning, also outside -T
+    assert "preflight: 1 check(s) failed" in proc.stdout
+
+
 def test_preflight_refuses_empty_trails(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")

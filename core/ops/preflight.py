@@ -1,9 +1,9 @@
 """Preflight (`sensor.py -T`) and the detection self-test (`sensor.py --self-test`).
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
-ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
-interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
-(core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
+ExecStartPre). The preflight checks what would stop a live start: configuration (an unknown key
+fails it; its warning names the nearest known key), privileges, interfaces, the BPF filter, the
+trail set, the log directory; it says which compiled accelerators (core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
 configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
 small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
@@ -32,8 +32,10 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
         failures += 0 if ok else 1
         say(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
 
-    check("configuration", True, f"{config.source or '(built-in defaults)'} parsed"
-          + (f" ({len(config.warnings)} warnings)" if config.warnings else ""))
+    unknown = config.unknown_keys
+    check("configuration", not unknown, f"{config.source or '(built-in defaults)'} parsed"
+          + (f" ({len(config.warnings)} warnings)" if config.warnings else "")
+          + (f"; unknown keys: {', '.join(unknown)}" if unknown else ""))
     for warning in config.warnings:
         say(f"       warning: {warning}")
     settings = CaptureSettings.from_config(config)
