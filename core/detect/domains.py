@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from core.heuristics import Heuristics
 from core.trails.store import Trail, TrailStore
+from core.trails.whitelist import Whitelist
 
 VALID_DNS_NAME = re.compile(r"[0-9a-z_-]+(?:\.[0-9a-z_-]+)*\Z")
 NUMERIC_NAME = re.compile(r"[\d.]+\Z")
@@ -48,10 +49,6 @@ class DomainHit(NamedTuple):
     reference: str
 
 
-class WhitelistLike(Protocol):
-    def domain(self, name: str) -> bool: ...
-
-
 def ignored_query(name: str) -> bool:
     """DNS query names the sensor never checks (local suffixes, `.intranet.` names)."""
     tld = name.rpartition(".")[2]
@@ -61,7 +58,7 @@ def ignored_query(name: str) -> bool:
 class DomainChecker:
     """Runs the check order against one trail store; holds the negative cache."""
 
-    def __init__(self, store: TrailStore, whitelist: WhitelistLike | None, heuristics: Heuristics,
+    def __init__(self, store: TrailStore, whitelist: Whitelist | None, heuristics: Heuristics,
                  cache_entries: int = 16384) -> None:
         self.store = store
         self.whitelist = whitelist
