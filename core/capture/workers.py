@@ -31,14 +31,17 @@ from typing import Any
 from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
+from core.detect.detector import Detector
+from core.events.pipeline import EventPipeline
 from core.ops.metrics import MetricsServer, SharedCounters, pipeline_totals, render
+from core.ops.preflight import PipelineFactory, StoreOpener
 from core.ops.reload import TrailReloader, run_update, swap_store
+from core.trails.store import TrailStore
 
 PUBLISH_EVERY = 0.5
 STOP_GRACE = 2.0
 
 # Builds (pipeline, events) for one worker from the config and a trail store.
-PipelineFactory = Callable[[Config, Any], tuple[Any, Any]]
 Say = Callable[[str], None]
 
 
@@ -89,12 +92,12 @@ class Worker:
         self.stop_requested = False
         self.reload_requested = False
 
-    def request_stop(self, *_: Any) -> None:
+    def request_stop(self, *_: object) -> None:
         self.stop_requested = True
         if self.source is not None:
             self.source.stop()
 
-    def request_reload(self, *_: Any) -> None:
+    def request_reload(self, *_: object) -> None:
         self.reload_requested = True
 
     def _join_group(self, interface_index: int, name: str, handle: Any) -> None:
@@ -156,7 +159,7 @@ class Worker:
             source.close()
         return 0
 
-    def _publish(self, pipeline: Any, events: Any, source: LiveSource) -> None:
+    def _publish(self, pipeline: Detector, events: EventPipeline, source: LiveSource) -> None:
         ctx = self.ctx
         stats = source.stats()
         ctx.counters.publish(
@@ -178,7 +181,7 @@ def pin_cpu(ctx: WorkerContext) -> None:
 class Supervisor:
     """Starts the workers and watches them; see the module docstring."""
 
-    def __init__(self, config: Config, store: Any, open_store: Callable[[str], Any],
+    def __init__(self, config: Config, store: TrailStore, open_store: StoreOpener,
                  make_pipeline: PipelineFactory, say: Say, offline: bool = False) -> None:
         self.config = config
         self.count = worker_count(config)
@@ -275,12 +278,12 @@ class Supervisor:
             sys.stderr.flush()
         return status
 
-    def _on_stop(self, *_: Any) -> None:
+    def _on_stop(self, *_: object) -> None:
         if not self.stopping:
             self.stopping = True
             self._signal_children(signal.SIGTERM)
 
-    def _on_hup(self, *_: Any) -> None:
+    def _on_hup(self, *_: object) -> None:
         self._signal_children(signal.SIGHUP)
 
     def _signal_children(self, signum: int) -> None:
@@ -357,7 +360,7 @@ def capture_summary(rows: list[dict[str, float]]) -> str:
             f"{total['events_written']:,} events")
 
 
-def run_live(config: Config, store: Any, open_store: Callable[[str], Any], make_pipeline: PipelineFactory,
+def run_live(config: Config, store: TrailStore, open_store: StoreOpener, make_pipeline: PipelineFactory,
              say: Say, offline: bool = False) -> int:
     """Entry point for sensor.py's live mode; returns the exit status."""
     supervisor = Supervisor(config, store, open_store, make_pipeline, say, offline=offline)

@@ -25,9 +25,8 @@ import os
 import re
 import socket
 import time
-from typing import Any
 
-from core.config import VERSION, parse_endpoints
+from core.config import VERSION, Config, parse_endpoints
 from core.events.event import Event
 from core.events.sinks import Sink
 
@@ -163,7 +162,7 @@ class LogstashSink(_UdpTargets):
         self._send(self.format(event).encode("utf-8", "replace"))
 
 
-def build_remote_sinks(config: Any) -> list[Sink]:
+def build_remote_sinks(config: Config) -> list[Sink]:
     """CEF and Logstash sinks for the endpoints configured (none when the keys are unset)."""
     severity = Severity(config.REMOTE_SEVERITY_REGEX)
     sinks: list[Sink] = []

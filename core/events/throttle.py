@@ -16,8 +16,7 @@ counts those closes.
 
 from __future__ import annotations
 
-from typing import Any
-
+from core.config import Config
 from core.events.event import Event
 
 Item = tuple[Event, "bytes | None"]
@@ -119,7 +118,7 @@ class LegacyThrottle:
         return []
 
 
-def build_throttle(config: Any) -> Throttle | LegacyThrottle | None:
+def build_throttle(config: Config) -> Throttle | LegacyThrottle | None:
     mode = config.EVENT_THROTTLE_MODE
     window = config.EVENT_THROTTLE_WINDOW
     max_keys = config.EVENT_THROTTLE_MAX_KEYS

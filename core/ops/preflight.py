@@ -13,17 +13,21 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
+from core.detect.detector import Detector
+from core.events.pipeline import EventPipeline
+from core.trails.store import TrailStore
 
 Say = Callable[[str], None]
+StoreOpener = Callable[[str], TrailStore]
+PipelineFactory = Callable[[Config, TrailStore], tuple[Detector, EventPipeline]]
 
 
-def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: bool = True) -> int:
+def preflight(config: Config, open_store: StoreOpener, say: Say, live: bool = True) -> int:
     """0 when every check passes, else 1. Each check prints one `[ok]`/`[FAIL]` line."""
     failures = 0
 
@@ -40,7 +44,7 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
         say(f"       warning: {warning}")
     settings = CaptureSettings.from_config(config)
     if live:
-        privileged = can_capture() or bool(config.DISABLE_CHECK_SUDO)
+        privileged = can_capture() or config.DISABLE_CHECK_SUDO
         check("privileges", privileged, "root or CAP_NET_RAW present" if can_capture() else
               ("DISABLE_CHECK_SUDO set" if privileged else "needs root or CAP_NET_RAW (and CAP_NET_ADMIN)"))
         try:
@@ -56,7 +60,7 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
     path = config.TRAILS_FILE
     try:
         count = len(open_store(path))
-        ok = count > 0 or bool(config.ALLOW_EMPTY_TRAILS)
+        ok = count > 0 or config.ALLOW_EMPTY_TRAILS
         check("trails", ok, f"{count:,} in {path}" + ("" if count else " (empty; ALLOW_EMPTY_TRAILS "
                                                               + ("set)" if ok else "not set)")))
     except Exception as ex:  # isolation point: any store failure is one failed check
@@ -99,7 +103,7 @@ def selftest_packets() -> list[tuple[str, bytes]]:
     """(what must be detected, Ethernet frame)."""
     import dpkt
 
-    def frame(src: str, dst: str, l4: Any, proto: int) -> bytes:
+    def frame(src: str, dst: str, l4: object, proto: int) -> bytes:
         import socket
 
         ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=64, data=l4)
@@ -118,8 +122,7 @@ def selftest_packets() -> list[tuple[str, bytes]]:
     return out
 
 
-def selftest(config: Config, open_store: Callable[[str], Any],
-             make_pipeline: Callable[[Config, Any], tuple[Any, Any]], say: Say) -> int:
+def selftest(config: Config, open_store: StoreOpener, make_pipeline: PipelineFactory, say: Say) -> int:
     """Replay the crafted capture through the real pipeline; 0 when N/N are detected."""
     from core.events.sinks import MemorySink
 

@@ -19,7 +19,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from core.config import Config
@@ -44,7 +44,7 @@ class Route:
 class Stream:
     """An iterable body that runs `on_close` exactly once, even if iteration never started."""
 
-    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]) -> None:
+    def __init__(self, chunks: Generator[bytes, None, None], on_close: Callable[[], None]) -> None:
         self.chunks = chunks
         self.on_close = on_close
         self.closed = False
@@ -55,9 +55,7 @@ class Stream:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            close = getattr(self.chunks, "close", None)
-            if close is not None:
-                close()
+            self.chunks.close()
             self.on_close()
 
 
@@ -282,7 +280,7 @@ class Api:
         return Response(200, Stream(chunks, self.live_slots.release), "text/event-stream; charset=utf-8",
                         headers, compressible=False)
 
-    def _live_stream(self, request: Request, session: Session, path: str, pos: int) -> Iterator[bytes]:
+    def _live_stream(self, request: Request, session: Session, path: str, pos: int) -> Generator[bytes, None, None]:
         sid = request.cookie(SESSION_COOKIE)
         yield b"retry: 3000\n\n"
         last_sent = time.monotonic()

@@ -19,9 +19,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any
 
-from core.config import VERSION, parse_endpoints
+from core.config import VERSION, Config, parse_endpoints
 from core.events.remote import cef_header, cef_value
 
 MAX_USERNAME = 64
@@ -61,7 +60,7 @@ class AuthForwarder:
         self.counters = {"sent": 0, "failed": 0}
 
     @classmethod
-    def from_config(cls, config: Any) -> AuthForwarder | None:
+    def from_config(cls, config: Config) -> AuthForwarder | None:
         syslog, logstash = config.SYSLOG_SERVER, config.LOGSTASH_SERVER
         if not syslog and not logstash:
             return None

@@ -19,6 +19,7 @@ import ipaddress
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.config import Config, ConfigError
@@ -117,7 +118,7 @@ class Lists:
                 self.cache.clear()
             self.cache[key] = (time.monotonic(), body)
 
-    def _collect(self, match: Any, session: Session | None) -> bytes:
+    def _collect(self, match: Callable[[bytes, ParsedLine], object], session: Session | None) -> bytes:
         marks = self.storage.cleared()
         default_mark = ""
         if marks:

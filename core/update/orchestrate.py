@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from core.config import ROOT_DIR, Config
 from core.trails.whitelist import Whitelist
@@ -126,7 +126,7 @@ def pull_from_server(config: Config, url: str, ctx: FeedContext, force: bool = F
     server_ctx = ctx.for_feed("update_server", max_size=max(ctx.max_size, 1 << 30))
     bad = 0
 
-    def write(handle: Any) -> int:
+    def write(handle: TextIO) -> int:
         nonlocal bad
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
@@ -207,7 +207,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
 
-    def write(handle: Any) -> int:
+    def write(handle: TextIO) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
         for row in merger.rows(config, whitelist, bogons, cdns, stats):
