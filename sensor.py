@@ -110,7 +110,7 @@ def build_events(config: Config, args: argparse.Namespace, whitelist: Any) -> An
     sinks.extend(build_remote_sinks(config))
     try:
         filters, stages = build_event_stages(config, whitelist)
-        names = plugin_names(getattr(args, "plugins", None), config.PLUGINS)
+        names = plugin_names(args.plugins, config.PLUGINS)
         plugins = load_plugins(names) if names else None
     except (ConfigError, PluginError) as ex:
         raise SensorError(str(ex)) from None
@@ -134,7 +134,7 @@ def build_pipeline(config: Config, store: Any, args: argparse.Namespace) -> tupl
     except (ConfigError, OSError) as ex:
         raise SensorError(str(ex)) from None
     pipeline = Detector(config, store, events, heuristics=heuristics, whitelist=whitelist,
-                        plugins_wanted=getattr(events, "plugins", None) is not None)
+                        plugins_wanted=events.plugins is not None)
     return pipeline, events
 
 
