@@ -83,7 +83,7 @@ class DnsHeuristics:
         self.exhaustion: dict[str, list] = {}
         # key -> [hour, count, prefixes (base keys only), alerted]
         self.nxdomain: dict[str, list] = {}
-        self.dga_cache = BoundedCache("dga", DGA_CACHE_ENTRIES)
+        self.dga_cache: BoundedCache[str | None] = BoundedCache("dga", DGA_CACHE_ENTRIES)
         self.refused = {"dns_exhaustion": 0, "nxdomain": 0}
 
     def tables(self) -> dict[str, dict[str, int]]:
@@ -254,7 +254,7 @@ class DnsHeuristics:
             self.dga_cache.put(label, verdict)
         if verdict is not None:
             self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "UDP", TrailType.DNS,
-                            f"({label}).{tld}", str(verdict), REFERENCE))
+                            f"({label}).{tld}", verdict, REFERENCE))
 
     # --- domain check step 5 -------------------------------------------------------------------
 

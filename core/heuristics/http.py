@@ -67,7 +67,7 @@ class HttpHeuristics:
         self.use_responses = enabled("http_response")
         self.web = WindowTable("web_scanning", config.SCAN_WINDOW,
                                config.WEB_SCANNING_THRESHOLD, 1024, WEB_SCAN_MAX_KEYS)
-        self.ua_cache = BoundedCache("user_agent", UA_CACHE_ENTRIES)
+        self.ua_cache: BoundedCache[str | None] = BoundedCache("user_agent", UA_CACHE_ENTRIES)
         self.request_markers = literal_gate(frozenset(REQUEST_MARKERS))
 
     # --- requests ------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class HttpHeuristics:
     def _ua_trail(self, ua: str) -> str | None:
         cached = self.ua_cache.get(ua)
         if cached is not MISSING:
-            return cached  # type: ignore[return-value]
+            return cached
         result: str | None = None
         pattern = self.patterns.ua
         if pattern is not None and self._ua_candidate(ua):

@@ -99,8 +99,8 @@ class Response:
     cache: str = "no-store"       # Cache-Control
 
 
-def text(status: int, body: str, **kw: object) -> Response:
-    return Response(status, body.encode("utf-8"), **kw)  # type: ignore[arg-type]
+def text(status: int, body: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, body.encode("utf-8"), headers=headers or [])
 
 
 def json_response(obj: object, status: int = 200) -> Response:
