@@ -35,7 +35,9 @@ VERSION = "0.1.0"
 BOOL_PREFIXES = ("USE_", "SET_", "CHECK_", "ENABLE_", "SHOW_", "DISABLE_")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-ENV_ONLY = frozenset(("MALTRAIL_PURE_PYTHON",))  # environment switches that are not configuration keys (core/accel)
+# Environment variables with the MALTRAIL_ prefix that are not configuration keys: the accelerator
+# switch (core/accel) and the test suite's and benchmarks' own settings.
+ENV_ONLY = frozenset(("MALTRAIL_PURE_PYTHON", "MALTRAIL_CHROMIUM", "MALTRAIL_BENCH_TRAILS"))
 
 
 class ConfigError(Exception):

@@ -166,7 +166,13 @@ def test_unknown_keys_warn_with_the_nearest_known_key(tmp_path):
     assert config.blacklists == {"": [], "SCANNERS": ["info ~ scan"]}  # a named list is not unknown
 
 
-def test_config_is_frozen_and_replace_gives_a_checked_copy():
+def test_environment_switches_that_are_not_keys_are_not_unknown_keys(tmp_path):
+    env = {"MALTRAIL_PURE_PYTHON": "1", "MALTRAIL_CHROMIUM": "/usr/bin/chromium", "MALTRAIL_USE_HEURISTIC": "1"}
+    config = load_config(write(tmp_path, "HTTP_PORT 8338\n"), env=env)
+    assert config.unknown_keys == ["USE_HEURISTIC"]  # a misspelt override is still caught
+
+
+def test_config_is_frozen_and_replace_gives_a_changed_copy():
     config = build_config({}, env={})
     with pytest.raises(AttributeError):
         config.HTTP_PORT = 1
