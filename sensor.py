@@ -2,11 +2,12 @@
 """Sensor CLI: arguments → Config → trail store → detection pipeline → capture loop.
 
 Offline: `python3 sensor.py --offline -r a.pcap [b.pcap ...]` replays captures with the packets'
-own timestamps (several files share one state, in order). Live: `sudo python3 sensor.py` captures
-on MONITOR_INTERFACE. Either way the first start without a trails file builds it before anything
-else (core/update/firstrun.py), and an interpreter without the packages re-runs this under the
-project's .venv (core/ops/deps.py). Exit status: 0 success, 1 runtime failure (capture, trails, log
-dir), 2 bad configuration or arguments, or missing packages.
+own timestamps, or the wall clock with OFFLINE_TIMESTAMPS wallclock (several files share one state,
+in order). Live: `sudo python3 sensor.py` captures on MONITOR_INTERFACE. Either way the first start
+without a trails file builds it before anything else (core/update/firstrun.py), and an interpreter
+without the packages re-runs this under the project's .venv (core/ops/deps.py). Exit status: 0
+success, 1 runtime failure (capture, trails, log dir), 2 bad configuration or arguments, or missing
+packages.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def run_offline(config: Config, args: argparse.Namespace, sensor: Any) -> int:
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
-        source = OfflineSource(args.pcap_file, snaplen=config.get("CAPTURE_SNAPLEN", 2000))
+        source = OfflineSource(args.pcap_file, snaplen=config.CAPTURE_SNAPLEN,
+                               timestamps=config.OFFLINE_TIMESTAMPS)
         try:
             for linktype, buf, meta in source:
                 sensor.process_batch(linktype, buf, meta)

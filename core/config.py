@@ -11,11 +11,16 @@ Syntax (compatible with the original):
   environment. `*_DIR` values are resolved against the project root.
 - The environment variable MALTRAIL_<KEY> overrides the file (array entries separated by newlines);
   MALTRAIL_PURE_PYTHON is not a key: it switches off the compiled accelerators (core/accel).
+- A key this version does not know is kept in `Config.extra` with a warning naming the nearest known
+  key (`USE_HEURISTIC` -> did you mean USE_HEURISTICS?); `sensor.py -T` fails on it. The server's
+  named lists BLACKLIST_<NAME> are kept there too (without a warning).
 A bad value raises ConfigError naming the key and the value; the CLIs turn it into one line + exit 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 import socket
@@ -30,7 +35,9 @@ VERSION = "0.1.0"
 BOOL_PREFIXES = ("USE_", "SET_", "CHECK_", "ENABLE_", "SHOW_", "DISABLE_")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-ENV_ONLY = frozenset(("MALTRAIL_PURE_PYTHON",))  # environment switches that are not configuration keys (core/accel)
+# Environment variables with the MALTRAIL_ prefix that are not configuration keys: the accelerator
+# switch (core/accel) and the test suite's and benchmarks' own settings.
+ENV_ONLY = frozenset(("MALTRAIL_PURE_PYTHON", "MALTRAIL_CHROMIUM", "MALTRAIL_BENCH_TRAILS"))
 
 
 class ConfigError(Exception):
@@ -118,184 +125,208 @@ def split_list(raw: str) -> list[str]:
 
 
 # --- schema ----------------------------------------------------------------------------------------
-# key -> (kind, default). Kinds: str, int, float, bool, regex, size, list (array of lines), path.
-# Every key here is documented in maltrail.conf (a test keeps the two in step).
+# One declaration per key: its type (the annotation), how its text is read (kind), its default (as it
+# would be written in the file), and its checks. Kinds: str, int, float, bool, regex (kept as text,
+# compiled once to check it), size (bytes), list (array of lines), path (absolute). Every key is
+# documented in maltrail.conf (tests keep the two in step, and check that every key is read by the
+# code unless it is declared accepted-with-no-effect).
 
-SCHEMA: dict[str, tuple[str, Any]] = {
-    # [Server]
-    "HTTP_ADDRESS": ("str", "127.0.0.1"),
-    "HTTP_PORT": ("int", 8338),
-    "HOME_LAT": ("float", None),
-    "HOME_LON": ("float", None),
-    "DISABLE_RIPE_LOOKUPS": ("bool", True),
-    "USE_SSL": ("bool", False),
-    "SSL_PEM": ("str", None),
-    "USERS": ("list", []),
-    "ENABLE_MASK_CUSTOM": ("bool", True),
-    "UDP_ADDRESS": ("str", None),
-    "UDP_PORT": ("int", None),
-    "UDP_KEY": ("str", None),
-    "UDP_MAX_SKEW": ("int", 300),
-    "USE_SERVER_UPDATE_TRAILS": ("bool", False),
-    "MAX_REQUEST_THREADS": ("int", 100),
-    "MAX_LIVE_STREAMS": ("int", 30),
-    "REQUEST_TIMEOUT": ("int", 60),
-    "MAX_POST_SIZE": ("size", 10 << 20),
-    "HUNT_TIME_BUDGET": ("float", 10.0),
-    "IP_ALIASES": ("list", []),
-    "HEADER_LOGO": ("str", None),
-    "FAIL2BAN_REGEX": ("regex", None),
-    "FAIL2BAN_ALLOWLIST": ("str", None),
-    "BLACKLIST_ALLOWLIST": ("str", None),
-    "BLACKLIST": ("list", []),
-    "ALERT_WEBHOOK_URL": ("str", None),
-    "ALERT_SEVERITY": ("str", "high"),
-    "ALERT_FORMAT": ("str", None),
-    "ALERT_THROTTLE": ("int", 300),
-    # [Sensor]
-    "PROCESS_COUNT": ("int", None),
-    "STATS_ADDRESS": ("str", None),
-    "DISABLE_CPU_AFFINITY": ("bool", True),
-    "USE_FEED_UPDATES": ("bool", False),
-    "DISABLED_FEEDS": ("str", ""),
-    "IP_MINIMUM_FEEDS": ("int", 3),
-    "DISABLED_TRAILS_INFO_REGEX": ("regex", None),
-    "UPDATE_PERIOD": ("int", 86400),
-    "FEED_GRACE_PERIOD": ("int", 7 * 86400),
-    "FEED_MAX_SIZE": ("size", 64 << 20),
-    "FEED_TIMEOUT": ("int", 30),
-    "FEED_CONCURRENCY": ("int", 8),
-    "ABUSEIPDB_API_KEY": ("str", None),
-    "OTX_API_KEY": ("str", None),
-    "PHISHTANK_API_KEY": ("str", None),
-    "CUSTOM_TRAILS_URL": ("str", None),
-    "CUSTOM_TRAILS_DIR": ("path", "./trails/custom"),
-    "CAPTURE_BUFFER": ("size", "10%"),
-    "MONITOR_INTERFACE": ("str", "any"),
-    "CAPTURE_FILTER": ("str", None),
-    "USE_FAST_PREFILTER": ("bool", False),
-    "FAST_FLOW_CUTOFF": ("int", 4),
-    "FAST_ADMIT_LEVEL": ("int", 0),
-    "FAST_ADMIT_ADAPTIVE": ("bool", False),
-    "CHECK_TLS_CERTIFICATES": ("bool", True),
-    "CAPTURE_FANOUT": ("str", None),
-    "USE_CONDENSED_STORAGE": ("bool", False),
-    "CAPTURE_WORKERS": ("int", 1),
-    "CAPTURE_BUFFER_SIZE": ("size", None),  # None: CAPTURE_BUFFER capped at 256MB
-    "CAPTURE_SNAPLEN": ("int", 2000),
-    "CAPTURE_TIMEOUT": ("int", 100),
-    "CAPTURE_IMMEDIATE": ("bool", False),
-    "CAPTURE_FANOUT_MODE": ("str", "hash"),
-    "CAPTURE_FANOUT_DEFRAG": ("bool", False),
-    "CAPTURE_FANOUT_GROUP": ("int", None),
-    "OFFLINE_TIMESTAMPS": ("str", "pcap"),
-    "METRICS_INTERVAL": ("int", 3600),
-    "EVENT_THROTTLE_MODE": ("str", "summarize"),
-    "EVENT_THROTTLE_WINDOW": ("int", 60),
-    "EVENT_THROTTLE_BURST": ("int", 3),
-    "EVENT_THROTTLE_MAX_KEYS": ("int", 50000),
-    "DOMAIN_CACHE_ENTRIES": ("int", 16384),
-    "DISABLE_TRAIL_UPDATES": ("bool", False),
-    "REPAIR_TRUNCATED_TRAILS": ("bool", True),
-    "SENSOR_NAME": ("str", "$HOSTNAME"),
-    "LOG_SERVER": ("str", None),
-    "SYSLOG_SERVER": ("str", None),
-    "LOGSTASH_SERVER": ("str", None),
-    "REMOTE_SEVERITY_REGEX": ("regex", None),
-    "DISABLE_LOCAL_LOG_STORAGE": ("bool", False),
-    "UPDATE_SERVER": ("str", None),
-    "USE_HEURISTICS": ("bool", False),
-    "SCAN_WINDOW": ("int", 30),
-    "USE_CAPTURE_AFFINITY": ("bool", False),
-    "DISABLED_HEURISTICS": ("str", ""),
-    "PORT_SCANNING_THRESHOLD": ("int", 10),
-    "UDP_SCANNING_THRESHOLD": ("int", 10),
-    "INFECTION_SCANNING_THRESHOLD": ("int", 32),
-    "WEB_SCANNING_THRESHOLD": ("int", 10),
-    "DNS_EXHAUSTION_THRESHOLD": ("int", 1000),
-    "NO_SUCH_NAME_PER_HOUR_THRESHOLD": ("int", 20),
-    "CHECK_MISSING_HOST": ("bool", False),
-    "CHECK_HOST_DOMAINS": ("bool", False),
-    "USER_WHITELIST": ("str", None),
-    "USER_IGNORELIST": ("str", None),
-    "IGNORE_EVENTS_REGEX": ("regex", None),
-    "PLUGINS": ("str", None),
-    # [All]
-    "SHOW_DEBUG": ("bool", False),
-    "LOG_DIR": ("path", "$SYSTEM_LOG_DIR/maltrail"),
-    "PROXY_ADDRESS": ("str", None),
-    "DISABLE_CHECK_SUDO": ("bool", False),
-    "TRAILS_FILE": ("str", "~/.maltrail/trails.csv"),
-    "ALLOW_EMPTY_TRAILS": ("bool", False),
-    "TRAIL_RELOAD_MIN_RATIO": ("float", 0.5),
-    "TRAIL_CIDR_MIN_PREFIX": ("int", 16),
-}
-
-# Numeric ranges enforced after parsing: key -> (min, max). Out of range is an error, not a clamp,
-# except SCAN_WINDOW which the original clamps (kept for compatibility).
-RANGES: dict[str, tuple[float, float]] = {
-    "HTTP_PORT": (1, 65535), "UDP_PORT": (1, 65535), "MAX_REQUEST_THREADS": (1, 10000),
-    "MAX_LIVE_STREAMS": (0, 10000), "REQUEST_TIMEOUT": (1, 3600), "IP_MINIMUM_FEEDS": (1, 1000),
-    "UPDATE_PERIOD": (60, 365 * 86400), "CAPTURE_WORKERS": (1, 64), "CAPTURE_SNAPLEN": (64, 262144),
-    "CAPTURE_TIMEOUT": (1, 10000), "EVENT_THROTTLE_WINDOW": (1, 86400), "EVENT_THROTTLE_BURST": (1, 1000000),
-    "EVENT_THROTTLE_MAX_KEYS": (1, 10000000), "DOMAIN_CACHE_ENTRIES": (0, 10000000),
-    "TRAIL_RELOAD_MIN_RATIO": (0.0, 1.0), "FAST_ADMIT_LEVEL": (0, 3), "PROCESS_COUNT": (1, 1024),
-    "HUNT_TIME_BUDGET": (0.1, 600), "ALERT_THROTTLE": (0, 86400 * 7), "FEED_CONCURRENCY": (1, 64),
-    "FEED_TIMEOUT": (1, 600), "UDP_MAX_SKEW": (1, 86400), "METRICS_INTERVAL": (1, 86400 * 7),
-    "HOME_LAT": (-90, 90), "HOME_LON": (-180, 180), "TRAIL_CIDR_MIN_PREFIX": (0, 32),
-}
-CLAMPED = {"SCAN_WINDOW": (1, 3600)}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "EVENT_THROTTLE_MODE": ("summarize", "legacy", "off"),
-    "OFFLINE_TIMESTAMPS": ("pcap", "wallclock"),
-    "ALERT_SEVERITY": ("low", "medium", "high"),
-    "CAPTURE_FANOUT_MODE": ("hash", "lb", "cpu", "rollover", "rnd"),
-}
-DEPRECATED = {"USE_MULTIPROCESSING": "ignored; use CAPTURE_WORKERS"}
+KINDS = ("str", "int", "float", "bool", "regex", "size", "list", "path")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Key:
+    """How one configuration key is read and checked."""
+
+    kind: str
+    default: object = None
+    bounds: tuple[float, float] | None = None  # out of range is an error (or clamped when `clamp`)
+    clamp: bool = False
+    choices: tuple[str, ...] = ()  # lower-cased before the check
+    no_effect: str = ""  # accepted for compatibility, changes nothing: why (labelled so in maltrail.conf)
+
+
+def key(kind: str, default: object = None, *, bounds: tuple[float, float] | None = None, clamp: bool = False,
+        choices: tuple[str, ...] = (), no_effect: str = "") -> Any:
+    """A Config field for one key (no dataclass default: `build_config` always gives every key)."""
+    assert kind in KINDS, kind
+    return field(metadata={"key": Key(kind, default, bounds, clamp, choices, no_effect)})
+
+
+PORT = (1, 65535)
+ExtraValue = str | bool | list[str] | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
-    """Parsed configuration. Values are typed per SCHEMA; missing optional keys are None.
+    """The parsed configuration: one typed, read-only attribute per key (`config.LOG_DIR`).
 
-    Access keys as attributes (`config.LOG_DIR`) or with `config.get("KEY")`. Extra array keys of
-    the form BLACKLIST_<NAME> are kept in `blacklists` (the plain BLACKLIST under "").
+    Keys that are not declared here are in `extra` (unknown keys, each with a warning, and the
+    server's named lists BLACKLIST_<NAME>). Build it with `load_config`/`build_config`; a changed
+    copy with `replace(KEY=value, ...)` (values already typed).
     """
 
-    values: dict[str, Any]
+    # [Server]
+    HTTP_ADDRESS: str = key("str", "127.0.0.1")
+    HTTP_PORT: int = key("int", 8338, bounds=PORT)
+    HOME_LAT: float | None = key("float", bounds=(-90, 90))
+    HOME_LON: float | None = key("float", bounds=(-180, 180))
+    DISABLE_RIPE_LOOKUPS: bool = key("bool", True, no_effect="the web client makes no RIPE lookups")
+    USE_SSL: bool = key("bool", False)
+    SSL_PEM: str | None = key("str")
+    USERS: list[str] = key("list", [])
+    ENABLE_MASK_CUSTOM: bool = key("bool", True)
+    UDP_ADDRESS: str | None = key("str")
+    UDP_PORT: int | None = key("int", bounds=PORT)
+    UDP_KEY: str | None = key("str")
+    UDP_MAX_SKEW: int = key("int", 300, bounds=(1, 86400))
+    USE_SERVER_UPDATE_TRAILS: bool = key("bool", False)
+    MAX_REQUEST_THREADS: int = key("int", 100, bounds=(1, 10000))
+    MAX_LIVE_STREAMS: int = key("int", 30, bounds=(0, 10000))
+    REQUEST_TIMEOUT: int = key("int", 60, bounds=(1, 3600))
+    MAX_POST_SIZE: int = key("size", 10 << 20)
+    HUNT_TIME_BUDGET: float = key("float", 10.0, bounds=(0.1, 600))
+    IP_ALIASES: list[str] = key("list", [])
+    HEADER_LOGO: str | None = key("str")
+    FAIL2BAN_REGEX: str | None = key("regex")
+    FAIL2BAN_ALLOWLIST: str | None = key("str")
+    BLACKLIST_ALLOWLIST: str | None = key("str")
+    BLACKLIST: list[str] = key("list", [])
+    ALERT_WEBHOOK_URL: str | None = key("str")
+    ALERT_SEVERITY: str = key("str", "high", choices=("low", "medium", "high"))
+    ALERT_FORMAT: str | None = key("str")
+    ALERT_THROTTLE: int = key("int", 300, bounds=(0, 86400 * 7))
+    # [Sensor]
+    PROCESS_COUNT: int | None = key("int", bounds=(1, 1024),
+                                    no_effect="workers are CAPTURE_WORKERS; the legacy throttle bucket is "
+                                              "EVENT_THROTTLE_WINDOW")
+    STATS_ADDRESS: str | None = key("str")
+    DISABLE_CPU_AFFINITY: bool = key("bool", True)
+    USE_FEED_UPDATES: bool = key("bool", False)
+    DISABLED_FEEDS: str = key("str", "")
+    IP_MINIMUM_FEEDS: int = key("int", 3, bounds=(1, 1000))
+    DISABLED_TRAILS_INFO_REGEX: str | None = key("regex")
+    UPDATE_PERIOD: int = key("int", 86400, bounds=(60, 365 * 86400))
+    FEED_GRACE_PERIOD: int = key("int", 7 * 86400)
+    FEED_MAX_SIZE: int = key("size", 64 << 20)
+    FEED_TIMEOUT: int = key("int", 30, bounds=(1, 600))
+    FEED_CONCURRENCY: int = key("int", 8, bounds=(1, 64))
+    ABUSEIPDB_API_KEY: str | None = key("str")
+    OTX_API_KEY: str | None = key("str")
+    PHISHTANK_API_KEY: str | None = key("str")
+    CUSTOM_TRAILS_URL: str | None = key("str")
+    CUSTOM_TRAILS_DIR: str = key("path", "./trails/custom")
+    CAPTURE_BUFFER: int = key("size", "10%")
+    MONITOR_INTERFACE: str = key("str", "any")
+    CAPTURE_FILTER: str | None = key("str")
+    USE_FAST_PREFILTER: bool = key("bool", False, no_effect="the original's in-C pcapy-ng prefilter; "
+                                                            "the bulk-TCP early exit is always on")
+    FAST_FLOW_CUTOFF: int = key("int", 4, no_effect="setting of USE_FAST_PREFILTER")
+    FAST_ADMIT_LEVEL: int = key("int", 0, bounds=(0, 3), no_effect="setting of USE_FAST_PREFILTER")
+    FAST_ADMIT_ADAPTIVE: bool = key("bool", False, no_effect="setting of USE_FAST_PREFILTER")
+    CHECK_TLS_CERTIFICATES: bool = key("bool", True)
+    CAPTURE_FANOUT: str | None = key("str")
+    USE_CONDENSED_STORAGE: bool = key("bool", False, no_effect="no condensed observable store (meta.sqlite)")
+    CAPTURE_WORKERS: int = key("int", 1, bounds=(1, 64))
+    CAPTURE_BUFFER_SIZE: int | None = key("size")  # None: CAPTURE_BUFFER capped at 256MB
+    CAPTURE_SNAPLEN: int = key("int", 2000, bounds=(64, 262144))
+    CAPTURE_TIMEOUT: int = key("int", 100, bounds=(1, 10000))
+    CAPTURE_IMMEDIATE: bool = key("bool", False)
+    CAPTURE_FANOUT_MODE: str = key("str", "hash", choices=("hash", "lb", "cpu", "rollover", "rnd"))
+    CAPTURE_FANOUT_DEFRAG: bool = key("bool", False)
+    CAPTURE_FANOUT_GROUP: int | None = key("int")
+    OFFLINE_TIMESTAMPS: str = key("str", "pcap", choices=("pcap", "wallclock"))
+    METRICS_INTERVAL: int = key("int", 3600, bounds=(1, 86400 * 7))
+    EVENT_THROTTLE_MODE: str = key("str", "summarize", choices=("summarize", "legacy", "off"))
+    EVENT_THROTTLE_WINDOW: int = key("int", 60, bounds=(1, 86400))
+    EVENT_THROTTLE_BURST: int = key("int", 3, bounds=(1, 1000000))
+    EVENT_THROTTLE_MAX_KEYS: int = key("int", 50000, bounds=(1, 10000000))
+    DOMAIN_CACHE_ENTRIES: int = key("int", 16384, bounds=(0, 10000000))
+    DISABLE_TRAIL_UPDATES: bool = key("bool", False)
+    REPAIR_TRUNCATED_TRAILS: bool = key("bool", True, no_effect="feed trails are kept as the feeds write them")
+    SENSOR_NAME: str = key("str", "$HOSTNAME")
+    LOG_SERVER: str | None = key("str")
+    SYSLOG_SERVER: str | None = key("str")
+    LOGSTASH_SERVER: str | None = key("str")
+    REMOTE_SEVERITY_REGEX: str | None = key("regex")
+    DISABLE_LOCAL_LOG_STORAGE: bool = key("bool", False)
+    UPDATE_SERVER: str | None = key("str")
+    USE_HEURISTICS: bool = key("bool", False)
+    SCAN_WINDOW: int = key("int", 30, bounds=(1, 3600), clamp=True)  # clamped, as the original does
+    USE_CAPTURE_AFFINITY: bool = key("bool", False, no_effect="routing by originating host is always on")
+    DISABLED_HEURISTICS: str = key("str", "")
+    PORT_SCANNING_THRESHOLD: int = key("int", 10)
+    UDP_SCANNING_THRESHOLD: int = key("int", 10)
+    INFECTION_SCANNING_THRESHOLD: int = key("int", 32)
+    WEB_SCANNING_THRESHOLD: int = key("int", 10)
+    DNS_EXHAUSTION_THRESHOLD: int = key("int", 1000)
+    NO_SUCH_NAME_PER_HOUR_THRESHOLD: int = key("int", 20)
+    CHECK_MISSING_HOST: bool = key("bool", False)
+    CHECK_HOST_DOMAINS: bool = key("bool", False)
+    USER_WHITELIST: str | None = key("str")
+    USER_IGNORELIST: str | None = key("str")
+    IGNORE_EVENTS_REGEX: str | None = key("regex")
+    PLUGINS: str | None = key("str")
+    # [All]
+    SHOW_DEBUG: bool = key("bool", False)
+    LOG_DIR: str = key("path", "$SYSTEM_LOG_DIR/maltrail")
+    PROXY_ADDRESS: str | None = key("str")
+    DISABLE_CHECK_SUDO: bool = key("bool", False)
+    TRAILS_FILE: str = key("str", "~/.maltrail/trails.csv")
+    ALLOW_EMPTY_TRAILS: bool = key("bool", False)
+    TRAIL_RELOAD_MIN_RATIO: float = key("float", 0.5, bounds=(0.0, 1.0))
+    TRAIL_CIDR_MIN_PREFIX: int = key("int", 16, bounds=(0, 32))
+
+    # not keys: where the values came from
+    extra: Mapping[str, ExtraValue] = field(default_factory=dict)
     source: str | None = None
-    blacklists: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("values")
-        if values is not None and name in values:
-            return values[name]
-        if name.isupper():
-            return None
-        raise AttributeError(name)
+    @property
+    def blacklists(self) -> dict[str, list[str]]:
+        """The server's named lists: BLACKLIST under "", BLACKLIST_<NAME> under NAME."""
+        named = {name[len("BLACKLIST_"):]: value for name, value in self.extra.items()
+                 if is_named_blacklist(name) and isinstance(value, list)}
+        return {"": self.BLACKLIST, **named}
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.values.get(key)
-        return default if value is None else value
+    @property
+    def unknown_keys(self) -> list[str]:
+        """Keys given that this version does not know (each has a warning; `-T` fails on them)."""
+        return [name for name in self.extra if not is_named_blacklist(name)]
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some keys changed (values given already typed). Used by tests and CLIs."""
-        values = dict(self.values)
-        values.update(changes)
-        return Config(values=values, source=self.source, blacklists=dict(self.blacklists),
-                      warnings=list(self.warnings))
+        return dataclasses.replace(self, **changes)
 
-    def effective(self) -> list[tuple[str, Any]]:
+    def effective(self) -> list[tuple[str, object]]:
         """Sorted (key, value) pairs for printing the effective configuration (secrets masked)."""
         secret = re.compile(r"KEY$|^USERS$|PASSWORD")
-        out = []
-        for key in sorted(self.values):
-            value = self.values[key]
-            if value is not None and secret.search(key):
-                value = "<set>"
-            out.append((key, value))
+        values: dict[str, object] = {name: getattr(self, name) for name in SCHEMA}
+        values.update(self.extra)
+        out: list[tuple[str, object]] = []
+        for name in sorted(values):
+            value = values[name]
+            out.append((name, "<set>" if value is not None and secret.search(name) else value))
         return out
+
+
+SCHEMA: dict[str, Key] = {f.name: f.metadata["key"] for f in dataclasses.fields(Config) if "key" in f.metadata}
+DEPRECATED = {"USE_MULTIPROCESSING": "ignored; use CAPTURE_WORKERS"}
+
+
+def is_named_blacklist(name: str) -> bool:
+    return name.startswith("BLACKLIST_") and name not in SCHEMA
+
+
+def nearest_key(name: str) -> str | None:
+    """The declared key closest to a misspelt one (USE_HEURISTIC -> USE_HEURISTICS), or None."""
+    close = difflib.get_close_matches(name, list(SCHEMA), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_key_warning(name: str) -> str:
+    near = nearest_key(name)
+    return f"unknown configuration key {name}: " + (f"did you mean {near}?" if near else "ignored")
 
 
 def _expand(key: str, raw: str, env: Mapping[str, str]) -> str:
@@ -316,62 +347,84 @@ def _expand(key: str, raw: str, env: Mapping[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, raw)
 
 
-def _convert(key: str, kind: str, raw: Any, env: Mapping[str, str]) -> Any:
+RawValue = str | list[str] | None
+
+
+def _convert(key: str, kind: str, raw: object, env: Mapping[str, str]) -> Any:
+    """The typed value of one key's text (None when empty)."""
     if raw is None:
         return None
     if kind == "list":
-        items = raw if isinstance(raw, list) else [line for line in str(raw).splitlines()]
-        return [_expand(key, item.strip(), env) for item in items if item.strip()]
+        items = raw if isinstance(raw, list) else str(raw).splitlines()
+        return [_expand(key, str(item).strip(), env) for item in items if str(item).strip()]
     text = _expand(key, str(raw), env).strip()
-    if kind == "str":
-        return text or None
     if kind == "bool":
         return _parse_bool(key, text)
+    if not text:
+        return None
+    if kind == "str":
+        return text
     if kind == "int":
-        return _parse_int(key, text) if text else None
+        return _parse_int(key, text)
     if kind == "float":
-        return _parse_float(key, text) if text else None
+        return _parse_float(key, text)
     if kind == "regex":
-        return _parse_regex(key, text) if text else None
+        return _parse_regex(key, text)
     if kind == "size":
-        return parse_size(key, text) if text else None
+        return parse_size(key, text)
     if kind == "path":
-        if not text:
-            return None
         text = os.path.expanduser(text)
         return text if os.path.isabs(text) else os.path.normpath(os.path.join(ROOT_DIR, text))
     raise AssertionError(f"unknown kind {kind}")
 
 
-def read_lines(text: str, source: str) -> tuple[dict[str, Any], list[str]]:
+def _typed(name: str, spec: Key, raw: object, env: Mapping[str, str]) -> Any:
+    """One key's value: the given text converted, the default when absent or empty, then checked."""
+    value = _convert(name, spec.kind, raw, env)
+    if value is None and spec.default is not None:
+        value = "" if spec.default == "" else _convert(name, spec.kind, spec.default, env)
+    if value is None:
+        return None
+    if spec.bounds is not None:
+        low, high = spec.bounds
+        if spec.clamp:
+            value = type(value)(min(max(value, low), high))
+        elif not low <= value <= high:
+            raise ConfigError(name, value, f"must be between {low:g} and {high:g}")
+    if spec.choices:
+        value = str(value).lower()
+        if value not in spec.choices:
+            raise ConfigError(name, value, "expected one of " + ", ".join(spec.choices))
+    return value
+
+
+def read_lines(text: str, source: str) -> dict[str, RawValue]:
     """Raw key -> value (str) or list (arrays) from config text, in file order."""
-    raw: dict[str, Any] = {}
-    warnings: list[str] = []
-    array_key: str | None = None
+    raw: dict[str, RawValue] = {}
+    array: list[str] | None = None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = re.sub(r"(^|\s)#.*", "", line).rstrip()
         if not stripped.strip():
             continue
         if line[:1] in (" ", "\t"):
-            if array_key is None:
+            if array is None:
                 raise ConfigError(f"line {number}", stripped.strip(), f"indented line outside an array in {source}")
-            raw[array_key].append(stripped.strip())
+            array.append(stripped.strip())
             continue
         parts = stripped.split(None, 1)
-        key = parts[0]
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+        name = parts[0]
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
             raise ConfigError(f"line {number}", stripped, f"not a KEY value line in {source}")
         if len(parts) == 1:
-            raw[key] = []
-            array_key = key
+            raw[name] = array = []
         else:
-            raw[key] = parts[1].strip()
-            array_key = None
-    return raw, warnings
+            raw[name] = parts[1].strip()
+            array = None
+    return raw
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> Config:
+                overrides: Mapping[str, RawValue] | None = None) -> Config:
     """Read a config file (None = the shipped maltrail.conf) and apply MALTRAIL_<KEY> overrides.
 
     `overrides` (raw strings, as if they came from the file) win over the environment; tests use them.
@@ -385,74 +438,56 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
         raise ConfigError("config file", path, ex.strerror or str(ex)) from None
     except UnicodeDecodeError:
         raise ConfigError("config file", path, "not valid UTF-8") from None
-    raw, warnings = read_lines(text, path)
+    raw = read_lines(text, path)
     for name, value in env.items():
         if name.startswith("MALTRAIL_") and len(name) > 9 and name not in ENV_ONLY:
-            key = name[9:]
-            kind = SCHEMA.get(key, ("str", None))[0]
-            raw[key] = value.splitlines() if kind == "list" or key.startswith("BLACKLIST") else value
-    for key, value in (overrides or {}).items():
-        raw[key] = value
-    return build_config(raw, env, source=path, warnings=warnings)
+            name = name[9:]
+            spec = SCHEMA.get(name)
+            is_list = spec.kind == "list" if spec is not None else name.startswith("BLACKLIST_")
+            raw[name] = value.splitlines() if is_list else value
+    raw.update(overrides or {})
+    return build_config(raw, env, source=path)
 
 
-def build_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str | None = None,
+def build_config(raw: Mapping[str, RawValue], env: Mapping[str, str] | None = None, source: str | None = None,
                  warnings: list[str] | None = None) -> Config:
     """Typed Config from raw key -> string/list values (defaults for absent keys)."""
     env = os.environ if env is None else env
-    warnings = list(warnings or [])
+    notes = list(warnings or [])
     values: dict[str, Any] = {}
-    blacklists: dict[str, list[str]] = {}
-    for key, value in raw.items():
-        if key in DEPRECATED:
-            warnings.append(f"{key} is deprecated: {DEPRECATED[key]}")
-            continue
-        if key == "BLACKLIST" or (key.startswith("BLACKLIST_") and key != "BLACKLIST_ALLOWLIST"):
-            name = "" if key == "BLACKLIST" else key[len("BLACKLIST_"):]
-            blacklists[name] = _convert(key, "list", value, env) or []
-            continue
-        if key in SCHEMA:
-            kind = SCHEMA[key][0]
-        elif key.startswith(BOOL_PREFIXES):
-            kind = "bool"
+    extra: dict[str, ExtraValue] = {}
+    for name, value in raw.items():
+        spec = SCHEMA.get(name)
+        if name in DEPRECATED:
+            notes.append(f"{name} is deprecated: {DEPRECATED[name]}")
+        elif spec is not None:
+            if spec.kind != "list" and isinstance(value, list):
+                raise ConfigError(name, "(array)", "expected a single value on the key's line")
+            values[name] = _typed(name, spec, value, env)
+        elif is_named_blacklist(name):
+            extra[name] = _convert(name, "list", value, env) or []
         else:
-            kind = "list" if isinstance(value, list) else "str"
-            warnings.append(f"unknown configuration key {key} (kept as given)")
-        if kind != "list" and isinstance(value, list):
-            raise ConfigError(key, "(array)", "expected a single value on the key's line")
-        values[key] = _convert(key, kind, value, env)
-    for key, (kind, default) in SCHEMA.items():
-        if key not in values:
-            values[key] = _convert(key, kind, default, env)
-    _validate(values)
-    return Config(values=values, source=source, blacklists=blacklists, warnings=warnings)
+            notes.append(unknown_key_warning(name))
+            kind = "bool" if name.startswith(BOOL_PREFIXES) else "list" if isinstance(value, list) else "str"
+            extra[name] = _convert(name, kind, value, env)
+    for name, spec in SCHEMA.items():
+        if name not in values:
+            values[name] = _typed(name, spec, None, env)
+    _check_together(values)
+    return Config(**values, extra=extra, source=source, warnings=notes)
 
 
-def _validate(values: dict[str, Any]) -> None:
-    for key, (low, high) in RANGES.items():
-        value = values.get(key)
-        if value is not None and not low <= value <= high:
-            raise ConfigError(key, value, f"must be between {low:g} and {high:g}")
-    for key, (low, high) in CLAMPED.items():
-        value = values.get(key)
-        if value is not None:
-            values[key] = int(min(max(value, low), high))
-    for key, choices in CHOICES.items():
-        value = values.get(key)
-        if value is not None:
-            values[key] = value = str(value).lower()
-            if value not in choices:
-                raise ConfigError(key, value, "expected one of " + ", ".join(choices))
-    for key in ("LOG_SERVER", "SYSLOG_SERVER", "LOGSTASH_SERVER", "STATS_ADDRESS"):
-        if values.get(key):
-            parse_endpoints(key, values[key])
-    if (values.get("UDP_ADDRESS") is None) != (values.get("UDP_PORT") is None):
-        raise ConfigError("UDP_PORT" if values.get("UDP_ADDRESS") else "UDP_ADDRESS", None,
+def _check_together(values: dict[str, Any]) -> None:
+    """Checks across keys, and the few values normalised after parsing."""
+    for name in ("LOG_SERVER", "SYSLOG_SERVER", "LOGSTASH_SERVER", "STATS_ADDRESS"):
+        if values[name]:
+            parse_endpoints(name, values[name])
+    if (values["UDP_ADDRESS"] is None) != (values["UDP_PORT"] is None):
+        raise ConfigError("UDP_PORT" if values["UDP_ADDRESS"] else "UDP_ADDRESS", None,
                           "UDP_ADDRESS and UDP_PORT must be set together")
-    if values.get("USE_SSL") and not values.get("SSL_PEM"):
+    if values["USE_SSL"] and not values["SSL_PEM"]:
         raise ConfigError("SSL_PEM", None, "required when USE_SSL is true")
-    if values.get("TRAILS_FILE"):
-        values["TRAILS_FILE"] = os.path.abspath(os.path.expanduser(values["TRAILS_FILE"]))
+    values["TRAILS_FILE"] = os.path.abspath(os.path.expanduser(values["TRAILS_FILE"]))
 
 
 def fail(error: ConfigError, printer: Callable[[str], None] | None = None) -> int:

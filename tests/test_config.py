@@ -7,11 +7,12 @@ import os
 import re
 import subprocess
 import sys
+import typing
 
 import pcapy
 import pytest
 
-from core.config import ROOT_DIR, SCHEMA, ConfigError, load_config
+from core.config import ROOT_DIR, SCHEMA, Config, ConfigError, build_config, load_config
 from core.events.severity import Severity
 
 CONF = os.path.join(ROOT_DIR, "maltrail.conf")
@@ -102,6 +103,86 @@ def test_every_key_read_in_code_is_in_schema():
     assert unknown == {}
 
 
+def setting_blocks() -> dict[str, str]:
+    """key -> the comment text of the block it sits in (comment lines up to the blank line above)."""
+    with open(CONF, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    blocks, comment, keys = {}, [], []
+    for line in lines + [""]:
+        m = SETTING_LINE.match(line)
+        if m:
+            keys.append(m.group(1))
+        elif line.startswith("# "):
+            comment.append(line[2:])
+        elif not line.strip():
+            blocks.update((key, " ".join(comment)) for key in keys)
+            comment, keys = [], []
+    return blocks
+
+
+def test_every_key_is_read_by_the_code_or_labelled_accepted_with_no_effect():
+    code = ""
+    for path in code_files():
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if os.path.relpath(path, ROOT_DIR) == os.path.join("core", "config.py"):
+            text = re.sub(r"(?m)^    [A-Z][A-Z0-9_]*: .*$", "", text)  # the declarations are not reads
+        code += text
+    blocks = setting_blocks()
+    for key, spec in SCHEMA.items():
+        read = re.search(rf"\.{key}\b", code) is not None
+        labelled = "accepted, no effect" in blocks[key]
+        if spec.no_effect:
+            assert not read, f"{key} is declared with no effect but the code reads it"
+            assert labelled, f"maltrail.conf does not say that {key} is accepted with no effect"
+        else:
+            assert read, f"{key} is never read: wire it or declare it no_effect (and label it)"
+            assert not labelled, f"maltrail.conf says {key} has no effect, but the code reads it"
+
+
+def test_declared_types_match_the_parsed_values(tmp_path):
+    hints = typing.get_type_hints(Config)
+    defaults = build_config({}, env={})
+    given = load_config(CONF, env={})
+    for key in SCHEMA:
+        for config in (defaults, given):
+            value = getattr(config, key)
+            expected = hints[key]
+            if typing.get_origin(expected) is typing.Union or isinstance(expected, type(int | None)):
+                options = typing.get_args(expected)
+            else:
+                options = (expected,)
+            types = tuple(typing.get_origin(t) or t for t in options)
+            assert isinstance(value, types), (key, value, expected)
+
+
+def test_unknown_keys_warn_with_the_nearest_known_key(tmp_path):
+    config = load_config(write(tmp_path, "USE_HEURISTIC true\nCAPTURE_SNAPLN 100\nZZZ_NOTHING_LIKE_IT 1\n"
+                                         "BLACKLIST_SCANNERS\n    info ~ scan\n"), env={})
+    assert config.USE_HEURISTICS is False  # the misspelt key changes nothing
+    assert config.unknown_keys == ["USE_HEURISTIC", "CAPTURE_SNAPLN", "ZZZ_NOTHING_LIKE_IT"]
+    assert config.warnings == ["unknown configuration key USE_HEURISTIC: did you mean USE_HEURISTICS?",
+                               "unknown configuration key CAPTURE_SNAPLN: did you mean CAPTURE_SNAPLEN?",
+                               "unknown configuration key ZZZ_NOTHING_LIKE_IT: ignored"]
+    assert config.blacklists == {"": [], "SCANNERS": ["info ~ scan"]}  # a named list is not unknown
+
+
+def test_environment_switches_that_are_not_keys_are_not_unknown_keys(tmp_path):
+    env = {"MALTRAIL_PURE_PYTHON": "1", "MALTRAIL_CHROMIUM": "/usr/bin/chromium", "MALTRAIL_USE_HEURISTIC": "1"}
+    config = load_config(write(tmp_path, "HTTP_PORT 8338\n"), env=env)
+    assert config.unknown_keys == ["USE_HEURISTIC"]  # a misspelt override is still caught
+
+
+def test_config_is_frozen_and_replace_gives_a_changed_copy():
+    config = build_config({}, env={})
+    with pytest.raises(AttributeError):
+        config.HTTP_PORT = 1
+    changed = config.replace(HTTP_PORT=9000)
+    assert (config.HTTP_PORT, changed.HTTP_PORT) == (8338, 9000)
+    with pytest.raises(TypeError):
+        config.replace(NO_SUCH_KEY=1)
+
+
 def test_shipped_capture_filter_compiles_for_common_link_types():
     config = load_config(CONF, env={})
     for dlt in (pcapy.DLT_EN10MB, pcapy.DLT_LINUX_SLL, pcapy.DLT_RAW):
@@ -146,7 +227,8 @@ def test_booleans_by_prefix(tmp_path, raw, expected):
     config = load_config(path, env={})
     assert config.USE_HEURISTICS is expected
     assert config.SHOW_DEBUG is expected
-    assert config.ENABLE_SOMETHING_NEW is expected  # unknown key, still a boolean by its prefix
+    assert config.extra["ENABLE_SOMETHING_NEW"] is expected  # unknown key, still a boolean by its prefix
+    assert config.unknown_keys == ["ENABLE_SOMETHING_NEW"]
 
 
 def test_variable_expansion(tmp_path):

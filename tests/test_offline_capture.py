@@ -3,8 +3,12 @@ snaplen, batching, damaged and invalid files."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import subprocess
+import sys
+import time
 
 import dpkt
 import pytest
@@ -12,9 +16,11 @@ import pytest
 from core.capture import CaptureError, PacketSource, iter_meta
 from core.capture.offline import OfflineSource
 from core.decode import Decoder
+from core.events.dayfile import day_of
 from tests.kit import pcapgen as g
 
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def frames_of(source) -> list[tuple[int, int, int, bytes]]:
@@ -106,6 +112,33 @@ def test_wallclock_timestamps(tmp_path):
     path = g.write_pcap(str(tmp_path / "w.pcap"), udp_frames(5, 1000.0, "w"))
     got = frames_of(OfflineSource([path], timestamps="wallclock"))
     assert len(got) == 5 and all(sec > 1_600_000_000 for _, sec, _, _ in got)
+
+
+@pytest.mark.parametrize("mode", ["pcap", "wallclock"])
+def test_sensor_replay_writes_events_with_the_configured_timestamps(tmp_path, mode):
+    """OFFLINE_TIMESTAMPS through the real sensor.py -r: pcap time (the default) or the wall clock."""
+    pcap_sec = 1_500_000_000  # 2017: far from today, so the day file tells the two modes apart
+    frames = [(pcap_sec + 0.25, g.ether(g.ipv4("10.0.0.66", "66.66.66.66", g.tcp(50000, 443, flags=g.SYN))))]
+    pcap = g.write_pcap(str(tmp_path / "one.pcap"), frames)
+    logs = tmp_path / "log"
+    env = dict(os.environ, MALTRAIL_TRAILS_FILE=os.path.join(CORPUS, "trails.csv"), MALTRAIL_LOG_DIR=str(logs),
+               MALTRAIL_DISABLE_TRAIL_UPDATES="true", MALTRAIL_OFFLINE_TIMESTAMPS=mode)
+    before = int(time.time())
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "sensor.py"), "--offline", "-r", pcap],
+                          capture_output=True, text=True, env=env, timeout=60)
+    after = int(time.time())
+    assert proc.returncode == 0, proc.stderr
+    files = glob.glob(str(logs / "*.log"))
+    assert len(files) == 1, files
+    with open(files[0], encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    assert len(lines) == 1 and "66.66.66.66" in lines[0]
+    stamp = time.mktime(time.strptime(lines[0][1:20], "%Y-%m-%d %H:%M:%S"))
+    if mode == "pcap":
+        assert os.path.basename(files[0]) == day_of(pcap_sec) + ".log" and stamp == pcap_sec
+    else:
+        assert os.path.basename(files[0]) in (day_of(before) + ".log", day_of(after) + ".log")
+        assert before <= stamp <= after
 
 
 def test_damaged_file_delivers_complete_packets_then_continues(tmp_path):

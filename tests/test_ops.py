@@ -63,6 +63,16 @@ def test_preflight_missing_trails_file_is_a_warning(tmp_path):
     assert f"[warn] trails: {tmp_path}/none/trails.csv does not exist yet" in proc.stdout
     assert "python3 -m core.update" in proc.stdout
     assert not (tmp_path / "none").exists()  # -T builds nothing
+def test_preflight_fails_on_a_misspelt_key_and_names_the_right_one(tmp_path, trails):
+    conf = tmp_path / "maltrail.conf"
+    with open(os.path.join(ROOT, "maltrail.conf"), encoding="utf-8") as handle:
+        conf.write_text(handle.read() + "\nUSE_HEURISTIC true\n")
+    proc = run_sensor(tmp_path, "-T", "-c", str(conf), MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[FAIL] configuration" in proc.stdout and "unknown keys: USE_HEURISTIC" in proc.stdout
+    assert "did you mean USE_HEURISTICS?" in proc.stdout
+    assert "did you mean USE_HEURISTICS?" in proc.stderr  # the start-up warning, also outside -T
+    assert "preflight: 1 check(s) failed" in proc.stdout
 
 
 def test_preflight_refuses_empty_trails(tmp_path):

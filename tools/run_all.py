@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if config.USE_SSL else "http"
-    users = config.get("USERS", [])
+    users = config.USERS
     print(f"\n  Maltrail web interface: {scheme}://{host}:{config.HTTP_PORT}/", flush=True)
     if not users:
         print("  Login: none needed (USERS is empty)")

@@ -61,15 +61,17 @@ NET = -0x100000  # SKF_NET_OFF: loads relative to the network header
 def _net(offset: int) -> int:
     return (NET + offset) & 0xFFFFFFFF
 
+Jump = int | str  # a jump offset, or the name of a label further on
+
 
 class _Assembler:
     """Tiny cBPF assembler with forward labels (jump offsets are 8-bit, the program is short)."""
 
     def __init__(self) -> None:
-        self.code: list[tuple[int, object, object, int]] = []
+        self.code: list[tuple[int, Jump, Jump, int]] = []
         self.labels: dict[str, int] = {}
 
-    def op(self, code: int, k: int = 0, jt: object = 0, jf: object = 0) -> None:
+    def op(self, code: int, k: int = 0, jt: Jump = 0, jf: Jump = 0) -> None:
         self.code.append((code, jt, jf, k & 0xFFFFFFFF))
 
     def label(self, name: str) -> None:
@@ -78,13 +80,13 @@ class _Assembler:
     def assemble(self) -> list[tuple[int, int, int, int]]:
         out = []
         for index, (code, jt, jf, k) in enumerate(self.code):
-            def target(value: object, index: int = index) -> int:
+            def target(value: Jump, index: int = index) -> int:
                 if isinstance(value, str):
                     delta = self.labels[value] - index - 1
                     if not 0 <= delta < 256:
                         raise ValueError(f"jump to {value} out of range")
                     return delta
-                return int(value)  # type: ignore[call-overload]
+                return value
             if code & 0x07 == JMP and code != JMP | JA:
                 out.append((code, target(jt), target(jf), k))
             elif code == JMP | JA:

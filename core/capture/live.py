@@ -53,10 +53,10 @@ class CaptureSettings:
     @classmethod
     def from_config(cls, config: Config) -> CaptureSettings:
         return cls(
-            interfaces=split_interfaces(config.get("MONITOR_INTERFACE", "any")),
-            snaplen=int(config.get("CAPTURE_SNAPLEN", 2000)),
+            interfaces=split_interfaces(config.MONITOR_INTERFACE),
+            snaplen=config.CAPTURE_SNAPLEN,
             # Immediate mode is emulated with the shortest read timeout pcapy-ng offers.
-            timeout_ms=1 if config.CAPTURE_IMMEDIATE else int(config.get("CAPTURE_TIMEOUT", 100)),
+            timeout_ms=1 if config.CAPTURE_IMMEDIATE else config.CAPTURE_TIMEOUT,
             buffer_size=kernel_ring_size(config),
             bpf=(config.CAPTURE_FILTER or "").strip() or None,
         )

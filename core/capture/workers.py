@@ -33,7 +33,9 @@ from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
 from core.ops.metrics import MetricsServer, SharedCounters, pipeline_totals, render
+from core.ops.preflight import StoreOpener
 from core.ops.reload import TrailReloader, run_update, swap_store
+from core.trails.store import TrailStore
 
 PUBLISH_EVERY = 0.5
 STOP_GRACE = 2.0
@@ -48,7 +50,7 @@ def report_error(line: str) -> None:
 
 def worker_count(config: Config) -> int:
     """CAPTURE_WORKERS, or the original's CAPTURE_FANOUT (true/auto = CPUs, or N) when workers is 1."""
-    count = int(config.get("CAPTURE_WORKERS", 1))
+    count = config.CAPTURE_WORKERS
     legacy = str(config.CAPTURE_FANOUT or "").strip().lower()
     if count == 1 and legacy and legacy not in ("false", "0", "off", "no"):
         if legacy in ("true", "auto", "yes", "on"):
@@ -88,12 +90,12 @@ class Worker:
         self.stop_requested = False
         self.reload_requested = False
 
-    def request_stop(self, *_: Any) -> None:
+    def request_stop(self, *_: object) -> None:
         self.stop_requested = True
         if self.source is not None:
             self.source.stop()
 
-    def request_reload(self, *_: Any) -> None:
+    def request_reload(self, *_: object) -> None:
         self.reload_requested = True
 
     def _join_group(self, interface_index: int, name: str, handle: Any) -> None:
@@ -101,7 +103,7 @@ class Worker:
         if ctx.count <= 1:
             return
         group = fanout_group(ctx.config, interface_index, ctx.supervisor_pid)
-        mode = str(ctx.config.get("CAPTURE_FANOUT_MODE", "hash"))
+        mode = ctx.config.CAPTURE_FANOUT_MODE
         defrag = bool(ctx.config.CAPTURE_FANOUT_DEFRAG)
         try:
             if mode == "hash":
@@ -179,7 +181,7 @@ def pin_cpu(ctx: WorkerContext) -> None:
 class Supervisor:
     """Starts the workers and watches them; see the module docstring."""
 
-    def __init__(self, config: Config, store: Any, open_store: Callable[[str], Any],
+    def __init__(self, config: Config, store: TrailStore, open_store: StoreOpener,
                  make_sensor: SensorFactory, say: Say, offline: bool = False) -> None:
         self.config = config
         self.count = worker_count(config)
@@ -255,7 +257,7 @@ class Supervisor:
             self._watch()
             return 1
         self.say(f"[i] capturing on {', '.join(self.settings.interfaces)} with {self.count} workers "
-                 f"(fanout by originating host)" if self.config.get("CAPTURE_FANOUT_MODE", "hash") == "hash"
+                 f"(fanout by originating host)" if self.config.CAPTURE_FANOUT_MODE == "hash"
                  else f"[i] capturing with {self.count} workers (kernel fanout mode "
                       f"{self.config.CAPTURE_FANOUT_MODE})")
         return self._watch()
@@ -275,12 +277,12 @@ class Supervisor:
             sys.stderr.flush()
         return status
 
-    def _on_stop(self, *_: Any) -> None:
+    def _on_stop(self, *_: object) -> None:
         if not self.stopping:
             self.stopping = True
             self._signal_children(signal.SIGTERM)
 
-    def _on_hup(self, *_: Any) -> None:
+    def _on_hup(self, *_: object) -> None:
         self._signal_children(signal.SIGHUP)
 
     def _signal_children(self, signum: int) -> None:
@@ -324,8 +326,8 @@ class Supervisor:
     # --- periodic work -----------------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
-        period = int(self.config.get("UPDATE_PERIOD", 86400))
-        interval = int(self.config.get("METRICS_INTERVAL", 3600))
+        period = self.config.UPDATE_PERIOD
+        interval = self.config.METRICS_INTERVAL
         updates = not (self.config.DISABLE_TRAIL_UPDATES or self.offline)
         next_update = time.monotonic() + period
         next_stats = time.monotonic() + interval
@@ -357,7 +359,7 @@ def capture_summary(rows: list[dict[str, float]]) -> str:
             f"{total['events_written']:,} events")
 
 
-def run_live(config: Config, store: Any, open_store: Callable[[str], Any], make_sensor: SensorFactory,
+def run_live(config: Config, store: TrailStore, open_store: StoreOpener, make_sensor: SensorFactory,
              say: Say, offline: bool = False) -> int:
     """Entry point for sensor.py's live mode; returns the exit status. `make_sensor` builds each
     worker's sensor (sensor.py's factory over core/assemble.build_sensor)."""

@@ -20,18 +20,20 @@ import sys
 import traceback
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
 
 from core.accel import load as load_accel
 from core.addr import ip_text
+from core.capture.source import Meta
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
-from core.detect.domains import DomainChecker, WhitelistLike, ignored_query
+from core.detect.domains import DomainChecker, ignored_query
 from core.detect.urls import UrlChecker
+from core.events import EventSink
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.protocols import dns, http, quic, tls
 from core.trails.store import Trail, TrailStore
+from core.trails.whitelist import Whitelist
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 SYN = 0x02
@@ -49,14 +51,8 @@ QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
 BULK, CLEAN = 1, 2  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
-
-
-class EventSink(Protocol):
-    def emit(self, event: Event, packet: bytes | None = None) -> None: ...
-
-    def emit_plugins_only(self, event: Event, packet: bytes | None = None) -> None: ...
-
-    def tick(self, sec: int) -> None: ...
+Port = int | str  # "-" where an event has no ports
+ScanRecord = tuple[int, int, int, Decoded | None, int]  # sec, usec, meta index, decoded, flags
 
 
 def _port_key_text(addr: str, port: int) -> str:
@@ -67,7 +63,7 @@ class Detector:
     """Detection for one capture stream (one worker). State is bounded and owned here."""
 
     def __init__(self, config: Config, store: TrailStore, events: EventSink,
-                 heuristics: Heuristics | None = None, whitelist: WhitelistLike | None = None,
+                 heuristics: Heuristics | None = None, whitelist: Whitelist | None = None,
                  plugins_wanted: bool = False) -> None:
         self.config = config
         self.store = store
@@ -75,27 +71,27 @@ class Detector:
         self.heuristics = heuristics or Heuristics()
         self.heuristics.frame = self._frame
         self.whitelist = whitelist
-        self.domains = DomainChecker(store, whitelist, self.heuristics, config.get("DOMAIN_CACHE_ENTRIES", 16384))
+        self.domains = DomainChecker(store, whitelist, self.heuristics, config.DOMAIN_CACHE_ENTRIES)
         self.urls = UrlChecker(store)
         self.check_host_domains = bool(config.CHECK_HOST_DOMAINS)
-        self.check_certificates = config.get("CHECK_TLS_CERTIFICATES", True) is not False
+        self.check_certificates = config.CHECK_TLS_CERTIFICATES
         self.plugins_wanted = plugins_wanted
         self.flights = tls.ServerFlights()
         self.hellos = tls.ClientHellos()
         self.initials = quic.Initials()
         self._decoders: dict[int, Decoder] = {}
         self._whitelisted_hosts: dict[str, bool] = {}
-        self._last_syn: tuple[Any, ...] | None = None
-        self._last_udp: tuple[Any, ...] | None = None
+        self._last_syn: tuple[int, bytes, bytes, int, int] | None = None
+        self._last_udp: tuple[int, bytes, bytes, int, int, int] | None = None
         self._sec = 0
-        self._buf: Any = b""
-        self._meta: Any = (0, 0, 0, 0)
+        self._buf: bytes = b""
+        self._meta: Meta | tuple[int, int, int, int] = (0, 0, 0, 0)
         self._mi = 0
         self.packets = 0
         self.skipped_bulk = 0
         self.errors: dict[str, int] = {}
         self.first_errors: dict[str, str] = {}
-        self._scan: Callable[..., tuple[list[Any], int]] | None = None
+        self._scan: Callable[..., tuple[list[ScanRecord], int]] | None = None  # core/accel/_decode.c
         accel = load_accel("_decode")
         if accel is not None:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
@@ -116,7 +112,7 @@ class Detector:
             decoder = self._decoders[linktype] = Decoder(linktype)
         return decoder
 
-    def process_batch(self, linktype: int, buf: bytes, meta: Any) -> None:
+    def process_batch(self, linktype: int, buf: bytes, meta: Meta | bytes) -> None:
         """Walk one capture batch: meta holds (sec, usec, offset, caplen) per packet.
 
         Bulk TCP over Ethernet/IPv4 (the majority of mirrored traffic) is recognised from a few
@@ -160,7 +156,7 @@ class Detector:
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
 
-    def _process_scanned(self, buf: bytes, meta: Any, decode: Callable[[bytes, int, int], Decoded | None]) -> None:
+    def _process_scanned(self, buf: bytes, meta: Meta, decode: Callable[[bytes, int, int], Decoded | None]) -> None:
         """The loop above with its skip test and common decoding done by core/accel/_decode.c:
         records are (sec, usec, meta index, Decoded or None = decode here, flags); index -1 only
         moves the packet clock (a packet skipped in C in a new second). Flag BULK: once C has
@@ -259,13 +255,13 @@ class Detector:
         return bytes(self._buf[meta[i + 2]:meta[i + 2] + meta[i + 3]])
 
     def _event(self, sec: int, usec: int, d: Decoded, type_: str, trail: str, hit: Trail | tuple[str, str],
-               src_port: Any = None, dst_port: Any = None, proto: str | None = None) -> Event:
+               src_port: Port | None = None, dst_port: Port | None = None, proto: str | None = None) -> Event:
         return Event(sec, usec, ip_text(d.src), d.sport if src_port is None else src_port, ip_text(d.dst),
                      d.dport if dst_port is None else dst_port, proto or PROTO_NAMES.get(d.proto, str(d.proto)),
                      type_, trail, hit[0], hit[1])
 
     def _emit(self, sec: int, usec: int, d: Decoded, type_: str, trail: str, hit: Trail | tuple[str, str],
-              src_port: Any = None, dst_port: Any = None, proto: str | None = None) -> None:
+              src_port: Port | None = None, dst_port: Port | None = None, proto: str | None = None) -> None:
         event = self._event(sec, usec, d, type_, trail, hit, src_port, dst_port, proto)
         self.events.emit(event, self._frame())
 
@@ -367,7 +363,7 @@ class Detector:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    def _http_request(self, sec: int, usec: int, d: Decoded, request: Any, clean: int = 0) -> None:
+    def _http_request(self, sec: int, usec: int, d: Decoded, request: http.HttpRequest, clean: int = 0) -> None:
         host = (request.host or "").lower()
         method = request.method
         if method == "CONNECT" or request.absolute:
@@ -395,7 +391,7 @@ class Detector:
             self._whitelisted_hosts[host] = verdict
         return verdict
 
-    def _url_trails(self, sec: int, usec: int, d: Decoded, request: Any, host: str) -> bool:
+    def _url_trails(self, sec: int, usec: int, d: Decoded, request: http.HttpRequest, host: str) -> bool:
         found = self.urls.check(request, host)
         if found is None:
             return False
@@ -431,7 +427,7 @@ class Detector:
                 self._domain(sec, usec, d, sni, "UDP")
         self.heuristics.udp(sec, usec, d)
 
-    def _dns(self, sec: int, usec: int, d: Decoded, msg: Any, proto: str, clean: int = 0) -> None:
+    def _dns(self, sec: int, usec: int, d: Decoded, msg: dns.DnsMessage, proto: str, clean: int = 0) -> None:
         if msg.is_response:
             self.heuristics.dns_response(sec, usec, d, msg)
             return

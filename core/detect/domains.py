@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from core.heuristics import Heuristics
+from core.heuristics.state import MISSING
 from core.trails.store import Trail, TrailStore
+from core.trails.whitelist import Whitelist
 
 VALID_DNS_NAME = re.compile(r"[0-9a-z_-]+(?:\.[0-9a-z_-]+)*\Z")
 NUMERIC_NAME = re.compile(r"[\d.]+\Z")
 SERVICE_PREFIX = re.compile(r"(?:ns|rns|dns|nf|mx|nic)\d*\.")
 HEURISTIC_REFERENCE = "(heuristic)"
-_MISSING = object()
 
 # Query names never checked (hard-coded in the original; `dev` and `int` are real TLDs, not skipped).
 IGNORE_DNS_QUERY_SUFFIXES = frozenset((
@@ -48,10 +49,6 @@ class DomainHit(NamedTuple):
     reference: str
 
 
-class WhitelistLike(Protocol):
-    def domain(self, name: str) -> bool: ...
-
-
 def ignored_query(name: str) -> bool:
     """DNS query names the sensor never checks (local suffixes, `.intranet.` names)."""
     tld = name.rpartition(".")[2]
@@ -61,7 +58,7 @@ def ignored_query(name: str) -> bool:
 class DomainChecker:
     """Runs the check order against one trail store; holds the negative cache."""
 
-    def __init__(self, store: TrailStore, whitelist: WhitelistLike | None, heuristics: Heuristics,
+    def __init__(self, store: TrailStore, whitelist: Whitelist | None, heuristics: Heuristics,
                  cache_entries: int = 16384) -> None:
         self.store = store
         self.whitelist = whitelist
@@ -93,11 +90,11 @@ class DomainChecker:
             self._cache.clear()
             self._generation = self.store.generation
         cache = self._cache
-        hit = cache.get(name, _MISSING)
-        if hit is not _MISSING:
+        hit = cache.get(name, MISSING)
+        if hit is not MISSING:
             cache.move_to_end(name)
             self.cache_hits += 1
-            return hit  # type: ignore[return-value]
+            return hit
         key = name
         name = name.lower()
         if ":" in name:

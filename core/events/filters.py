@@ -17,17 +17,18 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable
-from typing import Any
 
-from core.config import ROOT_DIR, ConfigError
+from core.config import ROOT_DIR, Config, ConfigError
 from core.events.event import Event, TrailType
+from core.events.pipeline import Stage
+from core.trails.whitelist import Whitelist
 
 BUNDLED_IGNORELIST = os.path.join(ROOT_DIR, "data", "ignore_events.txt")
 Filter = Callable[[Event], bool]
 
 
 class WhitelistFilter:
-    def __init__(self, whitelist: Any) -> None:
+    def __init__(self, whitelist: Whitelist) -> None:
         self.whitelist = whitelist
         self.dropped = 0
 
@@ -115,12 +116,12 @@ class IgnoreTupleFilter:
     allow = __call__
 
 
-def load_ignore_rules(config: Any, bundled: str | None = BUNDLED_IGNORELIST) -> list[tuple[_Field, _Field, _Field, _Field]]:
+def load_ignore_rules(config: Config | None, bundled: str | None = BUNDLED_IGNORELIST) -> list[tuple[_Field, _Field, _Field, _Field]]:
     rules = []
     paths = [bundled] if bundled and os.path.exists(bundled) else []
-    user = config.get("USER_IGNORELIST") if config is not None else None
+    user = config.USER_IGNORELIST if config is not None else None
     if user:
-        path = os.path.expanduser(str(user))
+        path = os.path.expanduser(user)
         paths.append(path if os.path.isabs(path) else os.path.join(ROOT_DIR, path))
     for path in paths:
         try:
@@ -131,11 +132,11 @@ def load_ignore_rules(config: Any, bundled: str | None = BUNDLED_IGNORELIST) -> 
     return rules
 
 
-def build_filters(config: Any, whitelist: Any) -> list[Filter]:
+def build_filters(config: Config, whitelist: Whitelist | None) -> list[Filter]:
     filters: list[Filter] = []
     if whitelist is not None and len(whitelist):
         filters.append(WhitelistFilter(whitelist))
-    pattern = config.get("IGNORE_EVENTS_REGEX")
+    pattern = config.IGNORE_EVENTS_REGEX
     if pattern:
         filters.append(RegexFilter(pattern))
     rules = load_ignore_rules(config)
@@ -144,12 +145,12 @@ def build_filters(config: Any, whitelist: Any) -> list[Filter]:
     return filters
 
 
-def build_event_stages(config: Any, whitelist: Any) -> tuple[list[Filter], list[Any]]:
+def build_event_stages(config: Config, whitelist: Whitelist | None) -> tuple[list[Filter], list[Stage]]:
     """(filters, stages) for EventPipeline: whitelist/ignore filters, then condense, then throttle."""
     from core.events.condense import Condenser
     from core.events.throttle import build_throttle
 
-    stages: list[Any] = [Condenser()]
+    stages: list[Stage] = [Condenser()]
     throttle = build_throttle(config)
     if throttle is not None:
         stages.append(throttle)

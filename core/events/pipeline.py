@@ -13,9 +13,10 @@ a filter has `allow(event) -> bool`; a stage with state has `push(event, packet)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from core.events.event import Event, format_line
+from core.events.plugins import PluginRunner
 from core.events.sinks import Sink
 
 
@@ -33,7 +34,7 @@ class EventPipeline:
     def __init__(self, sinks: Sequence[Sink], sensor_name: str,
                  filters: Sequence[Callable[[Event], bool]] = (),
                  stages: Sequence[Stage] = (),
-                 plugins: Any = None) -> None:
+                 plugins: PluginRunner | None = None) -> None:
         self.sinks = list(sinks)
         self.sensor_name = sensor_name
         self.filters = list(filters)

@@ -22,11 +22,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 from core.config import ROOT_DIR
+from core.events.event import Event
 
 PLUGINS_DIR = os.path.join(ROOT_DIR, "plugins")
+
+Plugin = Callable[[tuple[object, ...], bytes | None], object]  # plugin(event_tuple, packet)
 
 
 class PluginError(Exception):
@@ -40,7 +42,7 @@ def _resolve(name: str, plugins_dir: str) -> str:
     raise PluginError(f"plugin {name!r}: not found (tried the path, {plugins_dir}/{name} and {name}.py)")
 
 
-def load_plugin(name: str, plugins_dir: str = PLUGINS_DIR) -> tuple[str, Callable[..., Any]]:
+def load_plugin(name: str, plugins_dir: str = PLUGINS_DIR) -> tuple[str, Plugin]:
     path = _resolve(name, plugins_dir)
     if not path.endswith(".py"):
         raise PluginError(f"plugin {name!r}: {path} is not a .py file")
@@ -71,12 +73,12 @@ def load_plugin(name: str, plugins_dir: str = PLUGINS_DIR) -> tuple[str, Callabl
 class PluginRunner:
     """Calls every loaded plugin, each call isolated."""
 
-    def __init__(self, plugins: list[tuple[str, Callable[..., Any]]]) -> None:
+    def __init__(self, plugins: list[tuple[str, Plugin]]) -> None:
         self.plugins = plugins
         self.calls = 0
         self.errors: dict[str, int] = {name: 0 for name, _ in plugins}
 
-    def call(self, event: Any, packet: bytes | None) -> None:
+    def call(self, event: Event, packet: bytes | None) -> None:
         self.calls += 1
         for name, function in self.plugins:
             try:

@@ -26,9 +26,8 @@ import json
 import os
 import socket
 import time
-from typing import Any
 
-from core.config import VERSION, parse_endpoints
+from core.config import VERSION, Config, parse_endpoints
 from core.events.event import Event
 from core.events.severity import Severity
 from core.events.sinks import Sink
@@ -149,13 +148,13 @@ class LogstashSink(_UdpTargets):
         self._send(self.format(event).encode("utf-8", "replace"))
 
 
-def build_remote_sinks(config: Any) -> list[Sink]:
+def build_remote_sinks(config: Config) -> list[Sink]:
     """CEF and Logstash sinks for the endpoints configured (none when the keys are unset)."""
-    severity = Severity(config.get("REMOTE_SEVERITY_REGEX"))
+    severity = Severity(config.REMOTE_SEVERITY_REGEX)
     sinks: list[Sink] = []
-    if config.get("SYSLOG_SERVER"):
-        sinks.append(CefSyslogSink(config.SYSLOG_SERVER, severity, config.get("TRAILS_FILE"),
-                                   config.get("SENSOR_NAME")))
-    if config.get("LOGSTASH_SERVER"):
-        sinks.append(LogstashSink(config.LOGSTASH_SERVER, severity, config.get("SENSOR_NAME") or "-"))
+    if config.SYSLOG_SERVER:
+        sinks.append(CefSyslogSink(config.SYSLOG_SERVER, severity, config.TRAILS_FILE,
+                                   config.SENSOR_NAME))
+    if config.LOGSTASH_SERVER:
+        sinks.append(LogstashSink(config.LOGSTASH_SERVER, severity, config.SENSOR_NAME))
     return sinks

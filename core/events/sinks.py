@@ -15,6 +15,7 @@ from typing import TextIO
 from core.config import parse_endpoints
 from core.events.dayfile import day_of, day_path
 from core.events.event import Event
+from core.events.signing import Signer
 
 
 class Sink:
@@ -85,7 +86,7 @@ class UdpSink(Sink):
 
     name = "LOG_SERVER"
 
-    def __init__(self, endpoints: str, signer: object | None = None) -> None:
+    def __init__(self, endpoints: str, signer: Signer | None = None) -> None:
         super().__init__()
         self.targets = []
         for host, port in parse_endpoints("LOG_SERVER", endpoints):
@@ -102,9 +103,8 @@ class UdpSink(Sink):
 
     def write(self, event: Event, line: str) -> None:
         data = f"{event.sec} {line}".encode("utf-8", "replace")
-        sign = getattr(self.signer, "sign", None)
-        if sign is not None:
-            data = sign(data)
+        if self.signer is not None:
+            data = self.signer.sign(data)
         for family, address in self.targets:
             try:
                 self._socket(family).sendto(data, address)

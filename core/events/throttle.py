@@ -16,8 +16,7 @@ counts those closes.
 
 from __future__ import annotations
 
-from typing import Any
-
+from core.config import Config
 from core.events.event import Event
 
 Item = tuple[Event, "bytes | None"]
@@ -119,12 +118,12 @@ class LegacyThrottle:
         return []
 
 
-def build_throttle(config: Any) -> Throttle | LegacyThrottle | None:
-    mode = (config.get("EVENT_THROTTLE_MODE") or "summarize").lower()
-    window = config.get("EVENT_THROTTLE_WINDOW", 60)
-    max_keys = config.get("EVENT_THROTTLE_MAX_KEYS", 50000)
+def build_throttle(config: Config) -> Throttle | LegacyThrottle | None:
+    mode = config.EVENT_THROTTLE_MODE
+    window = config.EVENT_THROTTLE_WINDOW
+    max_keys = config.EVENT_THROTTLE_MAX_KEYS
     if mode == "off":
         return None
     if mode == "legacy":
         return LegacyThrottle(window, max_keys)
-    return Throttle(window, config.get("EVENT_THROTTLE_BURST", 3), max_keys)
+    return Throttle(window, config.EVENT_THROTTLE_BURST, max_keys)

@@ -5,7 +5,9 @@ is about; the engine keeps bounded per-host state and emits `Event`s through the
 it was built with. `Heuristics` itself is the disabled engine (USE_HEURISTICS false): every hook
 does nothing, so detect.py never branches on configuration.
 
-Hooks (all take packet time `sec, usec` and the `Decoded` packet `d`, see core/decode):
+Hooks are `Callable` attributes (types below); all take packet time `sec, usec` and the `Decoded`
+packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/`HttpResponse`
+(core/protocols):
 - `tcp(sec, usec, d)`: TCP packets whose flags are SYN only, NULL, FIN only or XMAS (port and
   infection scan counting; ACK traffic never reaches it).
 - `udp(sec, usec, d)`: UDP packets that are not DNS (UDP scan counting).
@@ -14,9 +16,8 @@ Hooks (all take packet time `sec, usec` and the `Decoded` packet `d`, see core/d
 - `dns_response(sec, usec, d, msg)`: every DNS response (NXDOMAIN floods, DGA, sinkhole/parked).
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.
-- `tick(sec)`: packet time advanced; expire windows.
-- `swap_store(store)`: the trails were reloaded; later lookups use the new store.
-- `stats()`: per-table size and cap counters (metrics).
+Methods: `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
+reloaded, later lookups use the new store; `stats()`: per-table size and cap counters (metrics).
 `frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
 """
@@ -24,40 +25,68 @@ handled; engines pass it with their events so plugins see the packet that raised
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from core.decode.packet import Decoded
+from core.protocols.dns import DnsMessage
+from core.protocols.http import HttpRequest, HttpResponse
+from core.trails.store import TrailStore
+
+PacketHook = Callable[[int, int, Decoded], None]
+DnsQueryHook = Callable[[int, int, Decoded, DnsMessage], bool]
+DnsResponseHook = Callable[[int, int, Decoded, DnsMessage], None]
+DomainHook = Callable[[str], tuple[str, str] | None]
+HttpRequestHook = Callable[[int, int, Decoded, HttpRequest], None]
+HttpResponseHook = Callable[[int, int, Decoded, HttpResponse], None]
+
+
+def _no_packet(sec: int, usec: int, d: Decoded) -> None:
+    return None
+
+
+def _no_skip(sec: int, usec: int, d: Decoded, msg: DnsMessage) -> bool:
+    return False
+
+
+def _no_dns(sec: int, usec: int, d: Decoded, msg: DnsMessage) -> None:
+    return None
+
+
+def _no_domain(name: str) -> tuple[str, str] | None:
+    return None
+
+
+def _no_request(sec: int, usec: int, d: Decoded, request: HttpRequest) -> None:
+    return None
+
+
+def _no_response(sec: int, usec: int, d: Decoded, response: HttpResponse) -> None:
+    return None
+
+
+def _no_frame() -> bytes | None:
+    return None
 
 
 class Heuristics:
-    """The disabled heuristic engine: every hook is a no-op. Real engines subclass it."""
+    """The disabled heuristic engine: every hook is a no-op. Engines bind the hooks to their own
+    functions (plain attributes, so detect.py makes one call per hook and nothing more)."""
 
     enabled = False
-    frame: Callable[[], bytes | None] = staticmethod(lambda: None)
 
-    def tcp(self, sec: int, usec: int, d: Any) -> None:
-        return None
-
-    def udp(self, sec: int, usec: int, d: Any) -> None:
-        return None
-
-    def dns_query(self, sec: int, usec: int, d: Any, msg: Any) -> bool:
-        return False
-
-    def dns_response(self, sec: int, usec: int, d: Any, msg: Any) -> None:
-        return None
-
-    def domain(self, name: str) -> tuple[str, str] | None:
-        return None
-
-    def http_request(self, sec: int, usec: int, d: Any, request: Any) -> None:
-        return None
-
-    def http_response(self, sec: int, usec: int, d: Any, response: Any) -> None:
-        return None
+    def __init__(self) -> None:
+        self.tcp: PacketHook = _no_packet
+        self.udp: PacketHook = _no_packet
+        self.dns_query: DnsQueryHook = _no_skip
+        self.dns_response: DnsResponseHook = _no_dns
+        self.domain: DomainHook = _no_domain
+        self.http_request: HttpRequestHook = _no_request
+        self.http_response: HttpResponseHook = _no_response
+        self.frame: Callable[[], bytes | None] = _no_frame
 
     def tick(self, sec: int) -> None:
         return None
 
-    def swap_store(self, store: Any) -> None:
+    def swap_store(self, store: TrailStore) -> None:
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -23,12 +23,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Any
 
 from core.addr import ip_text, is_local
+from core.config import Config
+from core.decode.packet import Decoded
 from core.detect.domains import ignored_query
 from core.events.event import Event, TrailType
 from core.heuristics.state import MISSING, BoundedCache
+from core.protocols.dns import DnsMessage
+from core.trails.store import TrailStore
+from core.trails.whitelist import Whitelist
 
 REFERENCE = "(heuristic)"
 EXHAUSTION_WINDOW = 60
@@ -62,7 +66,7 @@ def entropy(text: str) -> float:
 
 
 class DnsHeuristics:
-    def __init__(self, config: Any, store: Any, whitelist: Any, emit: Callable[[Event], None],
+    def __init__(self, config: Config, store: TrailStore, whitelist: Whitelist | None, emit: Callable[[Event], None],
                  enabled: Callable[[str], bool]) -> None:
         self.store = store
         self.whitelist = whitelist
@@ -72,14 +76,14 @@ class DnsHeuristics:
         self.use_dga = enabled("dga")
         self.use_long = enabled("long_domain")
         self.use_sinkhole = enabled("dns_sinkhole")
-        self.exhaustion_threshold = int(config.get("DNS_EXHAUSTION_THRESHOLD", 1000))
-        self.nxdomain_threshold = int(config.get("NO_SUCH_NAME_PER_HOUR_THRESHOLD", 20))
+        self.exhaustion_threshold = config.DNS_EXHAUSTION_THRESHOLD
+        self.nxdomain_threshold = config.NO_SUCH_NAME_PER_HOUR_THRESHOLD
         # base -> [deadline, prefixes set, exhausted]: deadline ends the 60 s counting window,
         # or the hold while exhausted (queries under the base then skip trail checks)
         self.exhaustion: dict[str, list] = {}
         # key -> [hour, count, prefixes (base keys only), alerted]
         self.nxdomain: dict[str, list] = {}
-        self.dga_cache = BoundedCache("dga", DGA_CACHE_ENTRIES)
+        self.dga_cache: BoundedCache[str | None] = BoundedCache("dga", DGA_CACHE_ENTRIES)
         self.refused = {"dns_exhaustion": 0, "nxdomain": 0}
 
     def tables(self) -> dict[str, dict[str, int]]:
@@ -96,7 +100,7 @@ class DnsHeuristics:
 
     # --- queries -------------------------------------------------------------------------------
 
-    def query(self, sec: int, usec: int, d: Any, msg: Any) -> bool:
+    def query(self, sec: int, usec: int, d: Decoded, msg: DnsMessage) -> bool:
         # hot path (every DNS query): base domain by two rfind()s, one dict lookup, one set test
         if not self.use_exhaustion:
             return False
@@ -131,7 +135,7 @@ class DnsHeuristics:
             return False
         return self._exhausted(sec, usec, d, name, prefix, base, entry)
 
-    def _exhausted(self, sec: int, usec: int, d: Any, name: str, prefix: str, base: str, entry: list) -> bool:
+    def _exhausted(self, sec: int, usec: int, d: Decoded, name: str, prefix: str, base: str, entry: list) -> bool:
         entry[1] = set()
         entry[2] = True
         if (_IPLIKE.match(prefix) or _DNSBL.search(name) or any(skip in name for skip in _EXHAUSTION_SKIP)
@@ -152,7 +156,7 @@ class DnsHeuristics:
 
     # --- responses -----------------------------------------------------------------------------
 
-    def response(self, sec: int, usec: int, d: Any, msg: Any) -> None:
+    def response(self, sec: int, usec: int, d: Decoded, msg: DnsMessage) -> None:
         if not msg.ra:
             return
         rcode = msg.rcode
@@ -161,7 +165,7 @@ class DnsHeuristics:
         elif rcode == 0 and self.use_sinkhole and msg.answers:
             self._answers(sec, usec, d, msg)
 
-    def _answers(self, sec: int, usec: int, d: Any, msg: Any) -> None:
+    def _answers(self, sec: int, usec: int, d: Decoded, msg: DnsMessage) -> None:
         addresses = msg.a_records()
         if not addresses:
             return
@@ -184,7 +188,7 @@ class DnsHeuristics:
         self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "UDP", TrailType.DNS,
                         trail, label, REFERENCE))
 
-    def _nxdomain(self, sec: int, usec: int, d: Any, name: str) -> None:
+    def _nxdomain(self, sec: int, usec: int, d: Decoded, name: str) -> None:
         if not name or "." not in name:
             return
         labels = name.split(".")
@@ -208,7 +212,7 @@ class DnsHeuristics:
         if prefix:
             self._count_nxdomain(sec, usec, d, "*." + base, hour, prefix)
 
-    def _count_nxdomain(self, sec: int, usec: int, d: Any, key: str, hour: int, prefix: str | None) -> None:
+    def _count_nxdomain(self, sec: int, usec: int, d: Decoded, key: str, hour: int, prefix: str | None) -> None:
         table = self.nxdomain
         entry = table.get(key)
         if entry is None or entry[0] != hour:
@@ -237,7 +241,7 @@ class DnsHeuristics:
             self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "UDP", TrailType.DNS,
                             trail, "excessive no such domain (suspicious)", REFERENCE))
 
-    def _dga(self, sec: int, usec: int, d: Any, label: str, tld: str) -> None:
+    def _dga(self, sec: int, usec: int, d: Decoded, label: str, tld: str) -> None:
         if "-" in label or not label:
             return
         verdict = self.dga_cache.get(label)
@@ -250,7 +254,7 @@ class DnsHeuristics:
             self.dga_cache.put(label, verdict)
         if verdict is not None:
             self.emit(Event(sec, usec, ip_text(d.src), d.sport, ip_text(d.dst), d.dport, "UDP", TrailType.DNS,
-                            f"({label}).{tld}", str(verdict), REFERENCE))
+                            f"({label}).{tld}", verdict, REFERENCE))
 
     # --- domain check step 5 -------------------------------------------------------------------
 

@@ -13,15 +13,16 @@ heuristic on).
 
 from __future__ import annotations
 
-from typing import Any
-
-from core.config import ConfigError, split_list
+from core.config import Config, ConfigError, split_list
+from core.events import EventSink
 from core.events.event import Event
 from core.heuristics import Heuristics
 from core.heuristics.dns import DnsHeuristics
 from core.heuristics.http import HttpHeuristics
 from core.heuristics.patterns import load_patterns
 from core.heuristics.scan import ScanHeuristics
+from core.trails.store import TrailStore
+from core.trails.whitelist import Whitelist
 
 REGISTRY: dict[str, str] = {
     "port_scanning": "TCP port scans (SYN, NULL, FIN, XMAS) per (src, dst) over SCAN_WINDOW",
@@ -46,8 +47,9 @@ class HeuristicEngine(Heuristics):
 
     enabled = True
 
-    def __init__(self, config: Any, store: Any, whitelist: Any, events: Any) -> None:
-        disabled = {name.lower() for name in split_list(config.get("DISABLED_HEURISTICS", "") or "")}
+    def __init__(self, config: Config, store: TrailStore, whitelist: Whitelist | None, events: EventSink) -> None:
+        super().__init__()
+        disabled = {name.lower() for name in split_list(config.DISABLED_HEURISTICS)}
         unknown = disabled - set(REGISTRY)
         if unknown:
             raise ConfigError("DISABLED_HEURISTICS", ", ".join(sorted(unknown)),
@@ -63,13 +65,13 @@ class HeuristicEngine(Heuristics):
         self.dns = DnsHeuristics(config, store, whitelist, self._emit, is_on)
         self.http = HttpHeuristics(config, whitelist, self.patterns, self._emit, is_on)
         # bind the hot hooks straight to the family methods: one call, no extra frame
-        self.tcp = self.scan.tcp  # type: ignore[method-assign,assignment]
-        self.udp = self.scan.udp  # type: ignore[method-assign,assignment]
-        self.dns_query = self.dns.query  # type: ignore[method-assign]
-        self.dns_response = self.dns.response  # type: ignore[method-assign]
-        self.domain = self.dns.domain  # type: ignore[method-assign]
-        self.http_request = self.http.request  # type: ignore[method-assign]
-        self.http_response = self.http.response  # type: ignore[method-assign]
+        self.tcp = self.scan.tcp
+        self.udp = self.scan.udp
+        self.dns_query = self.dns.query
+        self.dns_response = self.dns.response
+        self.domain = self.dns.domain
+        self.http_request = self.http.request
+        self.http_response = self.http.response
         self.emitted = 0
         self._next_tick = -1
 
@@ -86,7 +88,7 @@ class HeuristicEngine(Heuristics):
             self.dns.expire(sec)
         self._next_tick = sec + TICK_PERIOD
 
-    def swap_store(self, store: Any) -> None:
+    def swap_store(self, store: TrailStore) -> None:
         self.dns.store = store
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -99,8 +101,9 @@ class HeuristicEngine(Heuristics):
         return out
 
 
-def build_heuristics(config: Any, store: Any, whitelist: Any, events: Any) -> Heuristics:
+def build_heuristics(config: Config, store: TrailStore, whitelist: Whitelist | None,
+                     events: EventSink) -> Heuristics:
     """The engine for this configuration (the no-op `Heuristics` when USE_HEURISTICS is off)."""
-    if not config.get("USE_HEURISTICS", False):
+    if not config.USE_HEURISTICS:
         return Heuristics()
     return HeuristicEngine(config, store, whitelist, events)

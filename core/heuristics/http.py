@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from core.addr import ip_packed, ip_text, is_local
+from core.config import Config
+from core.decode.packet import Decoded
 from core.events.event import Event, TrailType
 from core.heuristics.patterns import HttpPatterns
 from core.heuristics.state import MISSING, BoundedCache, WindowTable
+from core.protocols.http import HttpRequest, HttpResponse
 from core.trails.literals import canon
 from core.trails.literals import gate as literal_gate
+from core.trails.whitelist import Whitelist
 
 REFERENCE = "(heuristic)"
 REQUEST_MARKERS = ("?", "..", ".ht", "=", " ", "'")
@@ -51,25 +54,25 @@ def _encode_trail(text: str) -> str:
 
 
 class HttpHeuristics:
-    def __init__(self, config: Any, whitelist: Any, patterns: HttpPatterns,
+    def __init__(self, config: Config, whitelist: Whitelist | None, patterns: HttpPatterns,
                  emit: Callable[[Event], None], enabled: Callable[[str], bool]) -> None:
         self.whitelist = whitelist
         self.patterns = patterns
         self.emit = emit
-        self.check_missing_host = bool(config.get("CHECK_MISSING_HOST", False))
+        self.check_missing_host = config.CHECK_MISSING_HOST
         self.use_web_scan = enabled("web_scanning")
         self.use_requests = enabled("suspicious_request")
         self.use_ua = enabled("user_agent")
         self.use_download = enabled("direct_download")
         self.use_responses = enabled("http_response")
-        self.web = WindowTable("web_scanning", int(config.get("SCAN_WINDOW", 30)),
-                               int(config.get("WEB_SCANNING_THRESHOLD", 10)), 1024, WEB_SCAN_MAX_KEYS)
-        self.ua_cache = BoundedCache("user_agent", UA_CACHE_ENTRIES)
+        self.web = WindowTable("web_scanning", config.SCAN_WINDOW,
+                               config.WEB_SCANNING_THRESHOLD, 1024, WEB_SCAN_MAX_KEYS)
+        self.ua_cache: BoundedCache[str | None] = BoundedCache("user_agent", UA_CACHE_ENTRIES)
         self.request_markers = literal_gate(frozenset(REQUEST_MARKERS))
 
     # --- requests ------------------------------------------------------------------------------
 
-    def request(self, sec: int, usec: int, d: Any, request: Any) -> None:
+    def request(self, sec: int, usec: int, d: Decoded, request: HttpRequest) -> None:
         path = request.path or "/"
         host = (request.host or "").lower()
 
@@ -129,7 +132,7 @@ class HttpHeuristics:
                     alert(TrailType.URL, f"{display_host}({_encode_trail(plain_path)})", f"{desc} (suspicious)")
                     return
 
-    def _suspicious_request(self, alert: Callable[[str, str, str], None], request: Any, path: str, host: str,
+    def _suspicious_request(self, alert: Callable[[str, str, str], None], request: HttpRequest, path: str, host: str,
                             dst_local: bool) -> bool:
         skip = self.patterns.request_skip
         decoded = unquote_plus(path) if "%" in path or "+" in path else path
@@ -186,7 +189,7 @@ class HttpHeuristics:
     def _ua_trail(self, ua: str) -> str | None:
         cached = self.ua_cache.get(ua)
         if cached is not MISSING:
-            return cached  # type: ignore[return-value]
+            return cached
         result: str | None = None
         pattern = self.patterns.ua
         if pattern is not None and self._ua_candidate(ua):
@@ -213,7 +216,7 @@ class HttpHeuristics:
             return True
         return patterns.ua_slow is not None and patterns.ua_slow.search(ua) is not None
 
-    def _source(self, d: Any, request: Any) -> str:
+    def _source(self, d: Decoded, request: HttpRequest) -> str:
         src = ip_text(d.src)
         if not request.may_have(FORWARD_TOKENS):
             return src
@@ -230,7 +233,7 @@ class HttpHeuristics:
 
     # --- responses -----------------------------------------------------------------------------
 
-    def response(self, sec: int, usec: int, d: Any, response: Any) -> None:
+    def response(self, sec: int, usec: int, d: Decoded, response: HttpResponse) -> None:
         if not self.use_responses:
             return
         payload = bytes(d.buf[d.poff:min(d.pend, d.poff + 2000)]).decode("latin-1")

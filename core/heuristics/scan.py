@@ -21,11 +21,14 @@ per packet).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from core.addr import ip_text, is_local
+from core.config import Config
+from core.decode.packet import Decoded
 from core.events.event import Event, TrailType
+from core.heuristics import PacketHook
 from core.heuristics.state import WindowTable
+from core.trails.whitelist import Whitelist
 
 REFERENCE = "(heuristic)"
 INFECTION_PORTS = frozenset((135, 139, 445, 1433, 3389, 6379, 6892, 6893, 6901))
@@ -39,19 +42,19 @@ PREFIX_MAX_KEYS = 4096
 class ScanHeuristics:
     """Port, UDP and infection scan counting over a sliding window."""
 
-    def __init__(self, config: Any, whitelist: Any, emit: Callable[[Event], None],
+    def __init__(self, config: Config, whitelist: Whitelist | None, emit: Callable[[Event], None],
                  enabled: Callable[[str], bool]) -> None:
-        window = int(config.get("SCAN_WINDOW", 30))
+        window = config.SCAN_WINDOW
         self.whitelist = whitelist
         self.emit = emit
         self.use_port = enabled("port_scanning")
         self.use_udp = enabled("udp_scanning")
         self.use_infection = enabled("infection")
-        self.ports = WindowTable("port_scanning", window, config.get("PORT_SCANNING_THRESHOLD", 10),
+        self.ports = WindowTable("port_scanning", window, config.PORT_SCANNING_THRESHOLD,
                                  SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
-        self.udp_ports = WindowTable("udp_scanning", window, config.get("UDP_SCANNING_THRESHOLD", 10),
+        self.udp_ports = WindowTable("udp_scanning", window, config.UDP_SCANNING_THRESHOLD,
                                      SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS, packed=True)
-        self.infection = WindowTable("infection", window, config.get("INFECTION_SCANNING_THRESHOLD", 32),
+        self.infection = WindowTable("infection", window, config.INFECTION_SCANNING_THRESHOLD,
                                      SCAN_TRACK_PER_KEY, SCAN_MAX_KEYS)
         # prefix of infection-port SYN sources -> count (the original's inferred local prefix)
         self.prefixes: dict[bytes, int] = {}
@@ -65,7 +68,7 @@ class ScanHeuristics:
     # The hooks are closures over their tables: the hot path (every SYN, every non-DNS UDP
     # datagram) is one tuple unpack, one key and one counter call (a dict lookup and a store).
 
-    def _port_counter(self, ports: WindowTable, proto: str, info: str) -> Callable[[int, int, Any, bytes, int], None]:
+    def _port_counter(self, ports: WindowTable, proto: str, info: str) -> Callable[[int, int, Decoded, bytes, int], None]:
         """Count one destination port for a (src, dst) key of `ports`; alert when it crosses the
         threshold. A first port is stored as one integer (sec << 16 | port), promoted to a dict
         on the second; the table's slow paths run only for a new key or one above the threshold."""
@@ -73,7 +76,7 @@ class ScanHeuristics:
         threshold = ports.threshold
         alert = self._alert
 
-        def count(sec: int, usec: int, d: Any, key: bytes, dport: int) -> None:
+        def count(sec: int, usec: int, d: Decoded, key: bytes, dport: int) -> None:
             items = table.get(key)
             if items is None:
                 if len(table) < ports.max_keys and threshold > 0:
@@ -92,13 +95,13 @@ class ScanHeuristics:
 
         return count
 
-    def _tcp_hook(self) -> Callable[[int, int, Any], None]:
+    def _tcp_hook(self) -> PacketHook:
         count = self._port_counter(self.ports, "TCP", "potential port scanning")
         use_port = self.use_port
         use_infection = self.use_infection
         infection = self._infection
 
-        def tcp(sec: int, usec: int, d: Any) -> None:
+        def tcp(sec: int, usec: int, d: Decoded) -> None:
             _, _, src, dst, _, dport, flags, _, _, _ = d
             if flags not in SCAN_FLAGS:
                 return
@@ -109,7 +112,7 @@ class ScanHeuristics:
 
         return tcp
 
-    def _infection(self, sec: int, usec: int, d: Any, src: bytes, dport: int) -> None:
+    def _infection(self, sec: int, usec: int, d: Decoded, src: bytes, dport: int) -> None:
         prefix = src[:2] if len(src) == 4 else src[:4]
         prefixes = self.prefixes
         if prefix in prefixes:
@@ -121,16 +124,16 @@ class ScanHeuristics:
         if self.infection.observe(src + dport.to_bytes(2, "big"), d.dst, sec) and self._local_source(src):
             self._alert(sec, usec, d, "TCP", TrailType.PORT, str(dport), "potential infection")
 
-    def _udp_hook(self) -> Callable[[int, int, Any], None]:
+    def _udp_hook(self) -> PacketHook:
         count = self._port_counter(self.udp_ports, "UDP", "potential udp scanning")
 
-        def udp(sec: int, usec: int, d: Any) -> None:
+        def udp(sec: int, usec: int, d: Decoded) -> None:
             _, _, src, dst, sport, dport, _, _, _, _ = d
             if sport < 1024 <= dport:
                 return
             count(sec, usec, d, src + dst, dport)
 
-        def off(sec: int, usec: int, d: Any) -> None:
+        def off(sec: int, usec: int, d: Decoded) -> None:
             return None
 
         return udp if self.use_udp else off
@@ -143,7 +146,7 @@ class ScanHeuristics:
             return False
         return max(self.prefixes.items(), key=lambda pair: pair[1])[0] == prefix
 
-    def _alert(self, sec: int, usec: int, d: Any, proto: str, kind: str, trail: str | None, info: str) -> None:
+    def _alert(self, sec: int, usec: int, d: Decoded, proto: str, kind: str, trail: str | None, info: str) -> None:
         if self.whitelist is not None and self.whitelist.ip(d.src):
             return
         src = ip_text(d.src)

@@ -17,8 +17,21 @@ Bounds and the rule at the cap (so an attacker cannot flush his own evidence):
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
+
+V = TypeVar("V")
+
+
+class Missing(enum.Enum):
+    """`MISSING`: what `BoundedCache.get` returns for an absent key (an enum member, so that
+    `is MISSING` narrows the type)."""
+
+    MISSING = 0
+
+
+MISSING = Missing.MISSING
 
 
 class WindowTable:
@@ -58,7 +71,7 @@ class WindowTable:
         if items is None:
             return self.add(key, item, sec)
         if items.__class__ is int:
-            return self.promote(key, items, item, sec)  # type: ignore[arg-type]
+            return self.promote(key, items, item, sec)
         items[item] = sec
         if len(items) > self.threshold:
             return self.crossed(key, items, sec)
@@ -69,14 +82,14 @@ class WindowTable:
         if len(self.table) >= self.max_keys and not self._make_room(sec):
             self.refused += 1
             return False
-        self.table[key] = sec << 16 | item if self.packed else {item: sec}  # type: ignore[operator]
+        self.table[key] = sec << 16 | item if self.packed and isinstance(item, int) else {item: sec}
         return self.threshold < 1
 
-    def promote(self, key: Hashable, single: int, item: int, sec: int) -> bool:
+    def promote(self, key: Hashable, single: int, item: Hashable, sec: int) -> bool:
         """A packed key seen again: same item → new time; another item → a real dict."""
         first = single & 0xFFFF
         if first == item:
-            self.table[key] = sec << 16 | item
+            self.table[key] = sec << 16 | first
             return False
         items = self.table[key] = {first: single >> 16, item: sec}
         if len(items) > self.threshold:
@@ -142,7 +155,7 @@ class WindowTable:
                 "evicted": self.evicted, "trimmed": self.trimmed, "alerts": self.alerts}
 
 
-class BoundedCache:
+class BoundedCache(Generic[V]):
     """A small memo (key -> value) that is cleared when full; `resets` counts the clears.
 
     Used for pure functions of the input (UA verdicts, DGA label scores): clearing only costs
@@ -154,13 +167,13 @@ class BoundedCache:
     def __init__(self, name: str, limit: int) -> None:
         self.name = name
         self.limit = max(1, limit)
-        self.data: dict[Hashable, object] = {}
+        self.data: dict[Hashable, V] = {}
         self.resets = 0
 
-    def get(self, key: Hashable) -> object:
-        return self.data.get(key, _MISSING)
+    def get(self, key: Hashable) -> V | Literal[Missing.MISSING]:
+        return self.data.get(key, MISSING)
 
-    def put(self, key: Hashable, value: object) -> None:
+    def put(self, key: Hashable, value: V) -> None:
         if len(self.data) >= self.limit:
             self.data.clear()
             self.resets += 1
@@ -185,6 +198,3 @@ def _last(items: Any) -> int:
         return items >> 16
     return max(items.values())
 
-
-_MISSING = object()
-MISSING = _MISSING

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from core.config import VERSION, parse_endpoint
+from core.detect.detector import Detector
+from core.events.pipeline import EventPipeline
 
 FIELDS = ("heartbeat", "pid", "packets", "received", "dropped", "ifdropped", "events_detected",
           "events_written", "log_write_errors", "state_saturation", "packet_errors",
@@ -44,23 +46,17 @@ class SharedCounters:
         return [self.row(i) for i in range(self.workers)]
 
 
-def pipeline_totals(pipeline: Any, events: Any) -> dict[str, float]:
+def pipeline_totals(pipeline: Detector, events: EventPipeline) -> dict[str, float]:
     """What a worker publishes, read from its detection and event pipelines."""
-    sinks = getattr(events, "sinks", [])
-    saturation = 0
-    stats = getattr(getattr(pipeline, "heuristics", None), "stats", None)
-    if callable(stats):
-        for table in stats().values():
-            if isinstance(table, dict):
-                saturation += int(table.get("refused", 0)) + int(table.get("evicted", 0))
-    errors = getattr(pipeline, "errors", {}) or {}
+    saturation = sum(table.get("refused", 0) + table.get("evicted", 0)
+                     for table in pipeline.heuristics.stats().values())
     return {
-        "packets": getattr(pipeline, "packets", 0),
-        "events_detected": getattr(events, "emitted", 0),
-        "events_written": getattr(events, "delivered", 0),
-        "log_write_errors": sum(getattr(sink, "errors", 0) for sink in sinks),
+        "packets": pipeline.packets,
+        "events_detected": events.emitted,
+        "events_written": events.delivered,
+        "log_write_errors": sum(sink.errors for sink in events.sinks),
         "state_saturation": saturation,
-        "packet_errors": sum(errors.values()) if isinstance(errors, dict) else 0,
+        "packet_errors": sum(pipeline.errors.values()),
     }
 
 

@@ -1,11 +1,12 @@
 """Preflight (`sensor.py -T`) and the detection self-test (`sensor.py --self-test`).
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
-ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
-interfaces, the BPF filter, the trail set (a missing trails file is a warning: the sensor builds it
-at its first start), the log directory; it says which compiled accelerators (core/accel) are in
-use and which optional packages (core/ops/deps.py) are missing (warnings, not failures); then prints
-the effective configuration. The self-test builds the production sensor (core/assemble.py) over a
+ExecStartPre). The preflight checks what would stop a live start: configuration (an unknown key
+fails it; its warning names the nearest known key), privileges, interfaces, the BPF filter, the
+trail set (a missing trails file is a warning: the sensor builds it at its first start), the log
+directory; it says which compiled accelerators (core/accel) are in use and which optional packages
+(core/ops/deps.py) are missing (warnings, not failures); then prints the effective configuration.
+The self-test builds the production sensor (core/assemble.py) over a
 small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
 
@@ -14,18 +15,19 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
 from core.ops.deps import OPTIONAL, optional_note
+from core.trails.store import TrailStore
 
 Say = Callable[[str], None]
+StoreOpener = Callable[[str], TrailStore]
 
 
-def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: bool = True) -> int:
+def preflight(config: Config, open_store: StoreOpener, say: Say, live: bool = True) -> int:
     """0 when every check passes, else 1. Each check prints one `[ok]`/`[FAIL]` line."""
     failures = 0
 
@@ -34,13 +36,15 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
         failures += 0 if ok else 1
         say(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
 
-    check("configuration", True, f"{config.source or '(built-in defaults)'} parsed"
-          + (f" ({len(config.warnings)} warnings)" if config.warnings else ""))
+    unknown = config.unknown_keys
+    check("configuration", not unknown, f"{config.source or '(built-in defaults)'} parsed"
+          + (f" ({len(config.warnings)} warnings)" if config.warnings else "")
+          + (f"; unknown keys: {', '.join(unknown)}" if unknown else ""))
     for warning in config.warnings:
         say(f"       warning: {warning}")
     settings = CaptureSettings.from_config(config)
     if live:
-        privileged = can_capture() or bool(config.DISABLE_CHECK_SUDO)
+        privileged = can_capture() or config.DISABLE_CHECK_SUDO
         check("privileges", privileged, "root or CAP_NET_RAW present" if can_capture() else
               ("DISABLE_CHECK_SUDO set" if privileged else "needs root or CAP_NET_RAW (and CAP_NET_ADMIN)"))
         try:
@@ -79,7 +83,7 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
     return 0 if failures == 0 else 1
 
 
-def check_trails(config: Config, open_store: Callable[[str], Any], check: Callable[[str, bool, str], None]) -> None:
+def check_trails(config: Config, open_store: StoreOpener, check: Callable[[str, bool, str], None]) -> None:
     """The trails check of an existing TRAILS_FILE: it opens and holds trails (or ALLOW_EMPTY_TRAILS)."""
     path = config.TRAILS_FILE
     try:
@@ -114,7 +118,7 @@ def selftest_packets() -> list[tuple[str, bytes]]:
     """(what must be detected, Ethernet frame)."""
     import dpkt
 
-    def frame(src: str, dst: str, l4: Any, proto: int) -> bytes:
+    def frame(src: str, dst: str, l4: object, proto: int) -> bytes:
         import socket
 
         ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=64, data=l4)
@@ -133,7 +137,7 @@ def selftest_packets() -> list[tuple[str, bytes]]:
     return out
 
 
-def selftest(config: Config, open_store: Callable[[str], Any], say: Say) -> int:
+def selftest(config: Config, open_store: StoreOpener, say: Say) -> int:
     """Replay the crafted capture through the real sensor; 0 when N/N are detected.
     Raises AssemblyError when the configuration cannot build one."""
     from core.assemble import build_sensor

@@ -14,16 +14,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from core.config import ROOT_DIR, Config
+from core.detect.detector import Detector
+from core.trails.store import TrailStore
 from core.update.publish import size_refusal
 
 
 class TrailReloader:
     """Keeps the current store, its generation and load time; `reload()` swaps after checks."""
 
-    def __init__(self, config: Config, store: Any, open_store: Callable[[str], Any]) -> None:
+    def __init__(self, config: Config, store: TrailStore, open_store: Callable[[str], TrailStore]) -> None:
         self.config = config
         self.path: str = config.TRAILS_FILE
         self.store = store
@@ -51,12 +52,11 @@ class TrailReloader:
 
 def acceptable(current: int, new: int, config: Config) -> tuple[bool, str]:
     """The swap rule (core/update/publish.py `size_refusal`, shared with the update)."""
-    why = size_refusal(new, current, float(config.TRAIL_RELOAD_MIN_RATIO or 0),
-                       allow_empty=bool(config.ALLOW_EMPTY_TRAILS))
+    why = size_refusal(new, current, config.TRAIL_RELOAD_MIN_RATIO, allow_empty=config.ALLOW_EMPTY_TRAILS)
     return why is None, why or ""
 
 
-def swap_store(pipeline: Any, store: Any) -> None:
+def swap_store(pipeline: Detector, store: TrailStore) -> None:
     """Point a detection pipeline at a new store (between two batches)."""
     pipeline.swap_store(store)
 

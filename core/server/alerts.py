@@ -89,11 +89,13 @@ class Alerts:
     def __init__(self, config: Config, stopping: threading.Event, sender: Sender = post,
                  poll: float = POLL, queue_size: int = MAX_QUEUE, attempts: int = SEND_ATTEMPTS,
                  backoff: float = SEND_BACKOFF) -> None:
-        self.url: str = config.ALERT_WEBHOOK_URL
+        if not config.ALERT_WEBHOOK_URL:
+            raise ValueError("alerts need ALERT_WEBHOOK_URL")
+        self.url = config.ALERT_WEBHOOK_URL
         self.log_dir: str = config.LOG_DIR
-        self.minimum = LEVELS[config.get("ALERT_SEVERITY", "high") or "high"]
+        self.minimum = LEVELS[config.ALERT_SEVERITY]
         self.template: str | None = config.ALERT_FORMAT
-        self.throttle = int(config.get("ALERT_THROTTLE", 300) or 0)
+        self.throttle = config.ALERT_THROTTLE
         self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
         self.stopping = stopping
         self.sender = sender

@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from core.config import Config
@@ -43,7 +43,7 @@ class Route:
 class Stream:
     """An iterable body that runs `on_close` exactly once, even if iteration never started."""
 
-    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None]) -> None:
+    def __init__(self, chunks: Generator[bytes, None, None], on_close: Callable[[], None]) -> None:
         self.chunks = chunks
         self.on_close = on_close
         self.closed = False
@@ -54,9 +54,7 @@ class Stream:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            close = getattr(self.chunks, "close", None)
-            if close is not None:
-                close()
+            self.chunks.close()
             self.on_close()
 
 
@@ -87,8 +85,8 @@ class Api:
         self.storage = storage
         self.static = static
         self.stopping = stopping or threading.Event()
-        self.live_slots = threading.BoundedSemaphore(max(1, config.get("MAX_LIVE_STREAMS", 30)))
-        self.live_enabled = config.get("MAX_LIVE_STREAMS", 30) > 0
+        self.live_slots = threading.BoundedSemaphore(max(1, config.MAX_LIVE_STREAMS))
+        self.live_enabled = config.MAX_LIVE_STREAMS > 0
         from core.server.lists import Lists
         from core.server.lookup import Lookup
         from core.server.queries import Queries
@@ -232,7 +230,7 @@ class Api:
         return Response(200, Stream(chunks, self.live_slots.release), "text/event-stream; charset=utf-8",
                         headers, compressible=False)
 
-    def _live_stream(self, request: Request, session: Session, path: str, pos: int) -> Iterator[bytes]:
+    def _live_stream(self, request: Request, session: Session, path: str, pos: int) -> Generator[bytes, None, None]:
         sid = request.cookie(SESSION_COOKIE)
         yield b"retry: 3000\n\n"
         last_sent = time.monotonic()

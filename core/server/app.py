@@ -101,9 +101,9 @@ class ServerApp:
         self.config = config
         self.report = report
         self.stopping = threading.Event()
-        self.auth = Auth(parse_users(config.get("USERS", [])), bool(config.ENABLE_MASK_CUSTOM),
+        self.auth = Auth(parse_users(config.USERS), bool(config.ENABLE_MASK_CUSTOM),
                          secure_cookie=bool(config.USE_SSL), forward=AuthForwarder.from_config(config))
-        self.static = StaticFiles(html_root, VERSION, config.HEADER_LOGO, config.get("IP_ALIASES", []),
+        self.static = StaticFiles(html_root, VERSION, config.HEADER_LOGO, config.IP_ALIASES,
                                   self.auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX))
         self.storage = Storage(config.LOG_DIR)
         self.api = Api(config, self.auth, self.storage, self.static, self.stopping)
@@ -132,9 +132,9 @@ class ServerApp:
             self.report(f"warning: {note}")
         try:
             self.httpd = HttpServer(config.HTTP_ADDRESS, config.HTTP_PORT, self.api.handle,
-                                    max_threads=config.get("MAX_REQUEST_THREADS", 100),
-                                    timeout=float(config.get("REQUEST_TIMEOUT", 60)),
-                                    max_body=config.get("MAX_POST_SIZE", 10 << 20), ssl_context=ssl_context,
+                                    max_threads=config.MAX_REQUEST_THREADS,
+                                    timeout=float(config.REQUEST_TIMEOUT),
+                                    max_body=config.MAX_POST_SIZE, ssl_context=ssl_context,
                                     server_name=f"Maltrail/{VERSION}")
         except OSError as ex:
             hint = " (another instance already running?)" if ex.errno == 98 else ""
@@ -158,7 +158,7 @@ class ServerApp:
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.USE_SSL:
             return None
-        pem = self.config.SSL_PEM
+        pem = self.config.SSL_PEM or ""
         try:
             return make_ssl_context(pem)
         except ValueError as ex:
@@ -171,7 +171,7 @@ class ServerApp:
             return
         if 0 < config.UDP_PORT <= 1024 and os.geteuid() != 0 and not config.DISABLE_CHECK_SUDO:
             raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
-        verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300)) if config.UDP_KEY else None
+        verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW) if config.UDP_KEY else None
         try:
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
         except OSError as ex:
@@ -189,7 +189,7 @@ class ServerApp:
         assert self.httpd is not None
         listening = self.httpd.sock
         process = multiprocessing.get_context("fork").Process(
-            target=self._intake_child, args=(intake, listening, float(config.get("METRICS_INTERVAL", 3600))),
+            target=self._intake_child, args=(intake, listening, float(config.METRICS_INTERVAL)),
             name="maltrail-intake", daemon=False)
         try:
             process.start()
@@ -265,4 +265,4 @@ class ServerApp:
                 update(self.config, scheduled=True)
             except Exception as ex:  # noqa: BLE001 - isolation point: one update run
                 self.report(f"trail update failed: {ex}")
-            self.stopping.wait(float(self.config.get("UPDATE_PERIOD", 86400)))
+            self.stopping.wait(float(self.config.UPDATE_PERIOD))

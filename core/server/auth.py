@@ -113,9 +113,8 @@ class Scope:
         except ValueError:
             result = False
         else:
-            mapped = getattr(addr, "ipv4_mapped", None)
-            if mapped is not None:
-                addr = mapped
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
             nets = self.v4 if addr.version == 4 else self.v6
             result = any(addr in n for n in nets)
         with self._lock:

@@ -19,9 +19,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any
 
-from core.config import VERSION, parse_endpoints
+from core.config import VERSION, Config, parse_endpoints
 from core.events.remote import cef_header, cef_value
 
 MAX_USERNAME = 64
@@ -61,11 +60,11 @@ class AuthForwarder:
         self.counters = {"sent": 0, "failed": 0}
 
     @classmethod
-    def from_config(cls, config: Any) -> AuthForwarder | None:
-        syslog, logstash = config.get("SYSLOG_SERVER"), config.get("LOGSTASH_SERVER")
+    def from_config(cls, config: Config) -> AuthForwarder | None:
+        syslog, logstash = config.SYSLOG_SERVER, config.LOGSTASH_SERVER
         if not syslog and not logstash:
             return None
-        return cls(syslog, logstash, config.get("SENSOR_NAME"))
+        return cls(syslog, logstash, config.SENSOR_NAME)
 
     def cef(self, ok: bool, user: str, address: str, port: int, message: str, sec: float) -> str:
         pri = 4 * 8 + (6 if ok else 4)          # LOG_AUTH | info / warning

@@ -62,9 +62,8 @@ def client_address(addr: tuple[Any, ...]) -> tuple[str, int]:
     host, port = str(addr[0]), int(addr[1]) if len(addr) > 1 else 0
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if mapped is not None:
-            host = str(mapped)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            host = str(ip.ipv4_mapped)
     except ValueError:
         pass
     return host, port
@@ -390,7 +389,7 @@ def make_ssl_context(pem: str) -> ssl.SSLContext:
     try:
         context.load_cert_chain(pem)
     except ssl.SSLError as ex:
-        reason = getattr(ex, "reason", None) or str(ex)
+        reason = ex.reason or str(ex)
         raise ValueError(f"the key or certificate is not usable ({reason})") from None
     except OSError as ex:
         raise ValueError(f"cannot load it ({ex.strerror or ex})") from None

@@ -19,6 +19,7 @@ import ipaddress
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.config import Config, ConfigError
@@ -95,10 +96,10 @@ class Lists:
     def __init__(self, config: Config, storage: Storage) -> None:
         self.config = config
         self.storage = storage
-        regex = config.get("FAIL2BAN_REGEX")
+        regex = config.FAIL2BAN_REGEX
         self.fail2ban_regex = re.compile(regex, re.IGNORECASE) if regex else None
-        self.fail2ban_allow = parse_allowlist("FAIL2BAN_ALLOWLIST", config.get("FAIL2BAN_ALLOWLIST"))
-        blacklist_allow = parse_allowlist("BLACKLIST_ALLOWLIST", config.get("BLACKLIST_ALLOWLIST"))
+        self.fail2ban_allow = parse_allowlist("FAIL2BAN_ALLOWLIST", config.FAIL2BAN_ALLOWLIST)
+        blacklist_allow = parse_allowlist("BLACKLIST_ALLOWLIST", config.BLACKLIST_ALLOWLIST)
         self.blacklist_allow = blacklist_allow if blacklist_allow is not None else self.fail2ban_allow
         self.rules = {name.upper(): parse_rules(name, lines) for name, lines in config.blacklists.items()}
         self.cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
@@ -117,7 +118,7 @@ class Lists:
                 self.cache.clear()
             self.cache[key] = (time.monotonic(), body)
 
-    def _collect(self, match: Any, session: Session | None) -> bytes:
+    def _collect(self, match: Callable[[bytes, ParsedLine], object], session: Session | None) -> bytes:
         marks = self.storage.cleared()
         default_mark = ""
         if marks:

@@ -16,11 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.config import ROOT_DIR, Config
 from core.server.auth import Session
 from core.server.messages import HttpError, Request, Response, json_response
+
+if TYPE_CHECKING:  # imported when first used: the server starts without the detect stage
+    from core.trails.store import Trail, TrailStore
 
 REFERENCE_BUDGET = 2.0
 REFERENCE_CACHE = 8192
@@ -34,16 +37,16 @@ def sees_custom(session: Session | None) -> bool:
 class Lookup:
     def __init__(self, config: Config, static_dir: str | None = None) -> None:
         self.config = config
-        self.trails_file: str = config.get("TRAILS_FILE") or os.path.expanduser("~/.maltrail/trails.csv")
+        self.trails_file: str = config.TRAILS_FILE
         self.static_dir = static_dir or os.path.join(ROOT_DIR, "trails", "static")
         self.lock = threading.Lock()
-        self.store: Any = None
+        self.store: TrailStore | None = None
         self.store_mtime = -1.0
         self.references: OrderedDict[str, dict[str, str | None]] = OrderedDict()
 
     # -- /check ----------------------------------------------------------------------------------
 
-    def _store(self) -> Any:
+    def _store(self) -> TrailStore | None:
         try:
             mtime = os.stat(self.trails_file).st_mtime
         except OSError:
@@ -74,7 +77,7 @@ class Lookup:
         return json_response({"query": query, "found": False, "trail": None, "info": None, "reference": None})
 
     @staticmethod
-    def _candidates(store: Any, query: str) -> Iterator[tuple[str, Any]]:
+    def _candidates(store: TrailStore, query: str) -> Iterator[tuple[str, Trail | None]]:
         text = query
         for scheme in ("http://", "https://"):
             if text.startswith(scheme):

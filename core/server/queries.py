@@ -127,7 +127,7 @@ class Queries:
             prefix = _network_prefix(network).encode()
         else:
             pattern = re.compile(re.escape(query.encode("utf-8", "replace")), re.IGNORECASE)
-        budget = float(self.config.get("HUNT_TIME_BUDGET", 10.0))
+        budget = self.config.HUNT_TIME_BUDGET
         deadline = time.monotonic() + budget
         counts: dict[str, int] = {}
         samples: list[dict[str, str]] = []
@@ -212,7 +212,7 @@ class Queries:
                 offset += cut + 1 if cut >= 0 else 0
                 self.geo_cache.put(key, (offset, dict(counts), mapped, unmapped))
         home = None
-        lat, lon = self.config.get("HOME_LAT"), self.config.get("HOME_LON")
+        lat, lon = self.config.HOME_LAT, self.config.HOME_LON
         if lat is not None and lon is not None:
             home = {"lat": lat, "lon": lon}
         return json_response({"counts": counts, "mapped": mapped, "unmapped": unmapped, "home": home,

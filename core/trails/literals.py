@@ -170,7 +170,7 @@ def _element(op: Any, av: Any) -> tuple[Strings | None, Strings | None]:
             else:
                 required |= need
         return (frozenset(exacts) if exact_ok else None), (frozenset(required) if required_ok else None)
-    if op in (sc.MAX_REPEAT, sc.MIN_REPEAT, getattr(sc, "POSSESSIVE_REPEAT", None)):
+    if op in (sc.MAX_REPEAT, sc.MIN_REPEAT, sc.POSSESSIVE_REPEAT):
         low, high, body = av
         if low < 1:
             return None, None
@@ -178,7 +178,7 @@ def _element(op: Any, av: Any) -> tuple[Strings | None, Strings | None]:
         if low == high == 1:
             return exact, need
         return (None, need) if exact is None else (_Repeat(exact), need)
-    if op is getattr(sc, "ATOMIC_GROUP", None):
+    if op is sc.ATOMIC_GROUP:
         return _sequence(av)
     return None, None
 

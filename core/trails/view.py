@@ -8,6 +8,7 @@ a prefilter says "maybe" is the hash table read with pread, behind small answer 
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import os
@@ -29,7 +30,15 @@ RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 _U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
-_MISSING = object()
+
+
+class _Missing(enum.Enum):
+    """The answer cache's "not cached" (an enum member, so that `is not _MISSING` narrows the type)."""
+
+    MISSING = 0
+
+
+_MISSING = _Missing.MISSING
 
 
 def _always(_path: str) -> bool:
@@ -136,7 +145,7 @@ class View:
             """Table lookup behind a small answer cache (repeated hits and bloom false positives)."""
             found = recent.get(kb, _MISSING)
             if found is not _MISSING:
-                return found  # type: ignore[return-value]
+                return found
             found = read_table(kb, h)
             if len(kb) <= RECENT_KEY_MAX:
                 if len(recent) >= RECENT_CAP:
@@ -162,9 +171,11 @@ class View:
                 return None
             return lookup(kb, crc32(kb))
 
+        members = ipset if ipset is not None else frozenset()
+
         def ip_in_set(packed: bytes) -> Trail | None:
             try:
-                if packed not in ipset:  # type: ignore[operator]
+                if packed not in members:
                     return None
             except TypeError:
                 return None

@@ -22,9 +22,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from typing import Any
 
-from core.config import ROOT_DIR
+from core.config import ROOT_DIR, Config
 
 BUNDLED_WHITELIST = os.path.join(ROOT_DIR, "data", "whitelist.txt")
 _MAX_PROBLEMS = 10
@@ -46,14 +45,14 @@ class Whitelist:
     # --- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, config: Any = None, bundled: str | None = BUNDLED_WHITELIST) -> Whitelist:
+    def load(cls, config: Config | None = None, bundled: str | None = BUNDLED_WHITELIST) -> Whitelist:
         """The bundled list plus `config.USER_WHITELIST` (a file path; missing file = error)."""
         whitelist = cls()
         if bundled:
             whitelist.add_file(bundled)
-        user = getattr(config, "USER_WHITELIST", None) if config is not None else None
+        user = config.USER_WHITELIST if config is not None else None
         if user:
-            path = os.path.expanduser(str(user))
+            path = os.path.expanduser(user)
             if not os.path.isabs(path):
                 path = os.path.join(ROOT_DIR, path)
             whitelist.add_file(path)

@@ -38,7 +38,7 @@ IP_IN_TRAIL = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
 
 
 def geo_path(config: Config) -> str:
-    trails = config.get("TRAILS_FILE") or os.path.expanduser("~/.maltrail/trails.csv")
+    trails = config.TRAILS_FILE
     return os.path.join(os.path.dirname(os.path.abspath(trails)), TABLE_NAME)
 
 

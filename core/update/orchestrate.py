@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from core.config import ROOT_DIR, Config
 from core.trails.whitelist import Whitelist
@@ -55,7 +55,13 @@ from core.update.sanity import TrailRules
 
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
 DATA_DIR = os.path.join(ROOT_DIR, "data")
-API_KEYS = ("ABUSEIPDB_API_KEY", "OTX_API_KEY", "PHISHTANK_API_KEY")
+
+
+def api_keys(config: Config) -> dict[str, str | None]:
+    """The feed API keys by name (a feed module names its key in `__api_key__`)."""
+    return {"ABUSEIPDB_API_KEY": config.ABUSEIPDB_API_KEY, "OTX_API_KEY": config.OTX_API_KEY,
+            "PHISHTANK_API_KEY": config.PHISHTANK_API_KEY}
+
 
 Printer = Callable[[str], None]
 
@@ -118,10 +124,10 @@ def needs_rebuild(config: Config, path: str, extra_dirs: Iterable[str] = ()) -> 
 def make_context(config: Config, base_url: str | None = None, retries: int = 3, backoff: float = 1.0) -> FeedContext:
     return FeedContext(timeout=float(config.FEED_TIMEOUT or 30), max_size=int(config.FEED_MAX_SIZE or 64 << 20),
                        retries=retries, backoff=backoff, proxy=config.PROXY_ADDRESS,
-                       api_keys={key: config.get(key) for key in API_KEYS}, base_url=base_url)
+                       api_keys=api_keys(config), base_url=base_url)
 
 
-def pull_from_server(config: Config, ctx: FeedContext, force: bool = False,
+def pull_from_server(config: Config, url: str, ctx: FeedContext, force: bool = False,
                      data_dir: str = DATA_DIR) -> UpdateResult:
     """UPDATE_SERVER mode: fetch the server's trails.csv, validate every row with the same sanity
     rules as every other source, and publish atomically under the same size guard."""
@@ -133,10 +139,10 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False,
     stats = MergeStats()
     source = "UPDATE_SERVER"
 
-    def write(handle: Any) -> int:
+    def write(handle: TextIO) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
-        for row in csv.reader(server_ctx.lines(config.UPDATE_SERVER, ",")):
+        for row in csv.reader(server_ctx.lines(url, ",")):
             if len(row) != 3 or not row[0]:
                 if row:
                     stats.reject(source, "malformed row")
@@ -153,7 +159,7 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False,
     try:
         tmp, count = atomic_write(path, write)
     except (FeedError, csv.Error) as ex:
-        return UpdateResult(False, path, 0, previous, f"UPDATE_SERVER {config.UPDATE_SERVER}: {ex}")
+        return UpdateResult(False, path, 0, previous, f"UPDATE_SERVER {url}: {ex}")
     except OSError as ex:
         return UpdateResult(False, path, 0, previous, f"cannot write {path}: {ex.strerror or ex}")
     finally:
@@ -168,7 +174,7 @@ def pull_from_server(config: Config, ctx: FeedContext, force: bool = False,
                             dropped=dict(stats.dropped), rejected=stats.rejected)
     publish_file(tmp, path)
     history.record(count)
-    message = f"{count} trails from {config.UPDATE_SERVER}{skipped}"
+    message = f"{count} trails from {url}{skipped}"
     return UpdateResult(True, path, count, previous, message, seconds=round(time.monotonic() - started, 3),
                         status=UpdateStatus.PUBLISHED, dropped=dict(stats.dropped), rejected=stats.rejected)
 
@@ -190,7 +196,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
                             status=UpdateStatus.DISABLED)
     ctx = make_context(config, base_url, retries, backoff)
     if config.UPDATE_SERVER and not offline:
-        result = pull_from_server(config, ctx, force, data_dir)
+        result = pull_from_server(config, config.UPDATE_SERVER, ctx, force, data_dir)
         say(("published " if result.published else "not published: ") + result.message)
         return result
     if not force and not needs_rebuild(config, path, (static_dir, feeds_dir)):
@@ -230,7 +236,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
 
-    def write(handle: Any) -> int:
+    def write(handle: TextIO) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         count = 0
         for row in merger.rows(config, whitelist, bogons, cdns, stats, rules):

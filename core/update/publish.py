@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 
 def count_rows(path: str) -> int:
@@ -40,7 +40,7 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, writer: Callable[[Any], int], mode: int = 0o644) -> tuple[str, int]:
+def atomic_write(path: str, writer: Callable[[TextIO], int], mode: int = 0o644) -> tuple[str, int]:
     """Write through `writer(handle) -> count` into a fsynced temporary file beside `path`.
 
     Returns (temporary path, count); the caller publishes it with `publish_file` or deletes it.
@@ -131,7 +131,7 @@ def write_health(trails_file: str, report: dict[str, Any]) -> str | None:
     """Publish `report` as JSON at `health_path(trails_file)`; its path, or None when it cannot be written."""
     target = health_path(trails_file)
 
-    def write(handle: Any) -> int:
+    def write(handle: TextIO) -> int:
         json.dump(report, handle, indent=1)
         handle.write("\n")
         return 1
