@@ -270,6 +270,7 @@ class Config:
     # [All]
     SHOW_DEBUG: bool = key("bool", False)
     LOG_DIR: str = key("path", "$SYSTEM_LOG_DIR/maltrail")
+    LOG_RETENTION_DAYS: int = key("int", 0, bounds=(0, 36500))
     PROXY_ADDRESS: str | None = key("str")
     DISABLE_CHECK_SUDO: bool = key("bool", False)
     TRAILS_FILE: str = key("str", "~/.maltrail/trails.csv")

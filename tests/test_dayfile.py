@@ -140,3 +140,40 @@ def test_day_of_name_refuses_other_files():
     for name in ("2024-01-01.log.1", "error.log", "cleared.txt", "2024-1-01.log", "x2024-01-01.log",
                  "2024-01-01.LOG", "2024-01-01"):
         assert day_of_name(name) is None, name
+
+
+@pytest.mark.parametrize("keep, kept", [
+    (0, {"2026-01-01", "2026-03-08", "2026-03-09", "2026-03-10"}),   # 0: retention off
+    (1, {"2026-03-10"}),                                             # today only
+    (2, {"2026-03-09", "2026-03-10"}),
+    (70, {"2026-01-01", "2026-03-08", "2026-03-09", "2026-03-10"}),
+])
+def test_retention_removes_only_old_day_files(tmp_path, keep, kept):
+    from core.events.dayfile import prune_day_files
+
+    days = ["2026-01-01", "2026-03-08", "2026-03-09", "2026-03-10"]
+    for day in days:
+        (tmp_path / f"{day}.log").write_text("x\n")
+    for other in ("error.log", "2026-01-01.log.1", "notes.txt", "2026-13-45.log"):
+        (tmp_path / other).write_text("keep\n")
+    removed = prune_day_files(str(tmp_path), keep, datetime.date(2026, 3, 10))
+    left = {name[:-4] for name in os.listdir(tmp_path) if day_of_name(name)}
+    assert left == kept | {"2026-13-45"} and len(removed) == len(days) - len(kept)
+    assert all((tmp_path / other).exists() for other in ("error.log", "2026-01-01.log.1", "notes.txt"))
+
+
+def test_server_applies_log_retention(tmp_path):
+    """A real server with LOG_RETENTION_DAYS 3 removes the older day files when it starts."""
+    from tests.test_server_support import Server
+
+    srv = Server(str(tmp_path), extra="LOG_RETENTION_DAYS 3")
+    today = datetime.date.today()
+    for age in (0, 2, 3, 10):
+        with open(day_path(srv.log_dir, today - datetime.timedelta(days=age)), "w") as handle:
+            handle.write("x\n")
+    with srv:
+        deadline = time.time() + 10
+        while time.time() < deadline and len(os.listdir(srv.log_dir)) > 2 + ("error.log" in os.listdir(srv.log_dir)):
+            time.sleep(0.1)
+    left = sorted(name for name in os.listdir(srv.log_dir) if day_of_name(name))
+    assert left == sorted(os.path.basename(day_path("", today - datetime.timedelta(days=age))) for age in (0, 2))

@@ -32,6 +32,7 @@ from core.assemble import Sensor, SensorFactory
 from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
+from core.events.dayfile import prune_day_files
 from core.ops.metrics import MetricsServer, SharedCounters, pipeline_totals, render
 from core.ops.preflight import StoreOpener
 from core.ops.reload import TrailReloader, run_update, swap_store
@@ -331,9 +332,15 @@ class Supervisor:
         updates = not (self.config.DISABLE_TRAIL_UPDATES or self.offline)
         next_update = time.monotonic() + period
         next_stats = time.monotonic() + interval
+        prunes = self.config.LOG_RETENTION_DAYS > 0 and not self.config.DISABLE_LOCAL_LOG_STORAGE
+        next_prune = time.monotonic()
         while not self.stopping:
             time.sleep(0.5)
             now = time.monotonic()
+            if prunes and now >= next_prune:
+                next_prune = now + 3600
+                for path in prune_day_files(self.config.LOG_DIR, self.config.LOG_RETENTION_DAYS):
+                    self.say(f"[i] LOG_RETENTION_DAYS {self.config.LOG_RETENTION_DAYS}: removed {path}")
             if now >= next_stats:
                 next_stats = now + interval
                 self.say(capture_summary(self.counters.rows()))

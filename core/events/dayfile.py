@@ -1,5 +1,8 @@
 """Daily log files: the one rule for which file an event line is stored in.
 
+`prune_day_files` applies LOG_RETENTION_DAYS (the server's housekeeping thread and a standalone
+sensor's supervisor call it).
+
 Where it sits: shared by the sensor's log file sink (core/events/sinks.py), the server's UDP
 intake (core/server/intake.py), the day-file reader of the HTTP API (core/server/storage.py) and
 the alert tailer (core/server/alerts.py). An event belongs to `LOG_DIR/YYYY-MM-DD.log` where the
@@ -55,3 +58,29 @@ class LocalDays:
         if start <= sec < end:
             self._range = (start, end, day)
         return day
+
+
+def prune_day_files(log_dir: str, keep_days: int, today: datetime.date | None = None) -> list[str]:
+    """Delete the day files (and only day files: `YYYY-MM-DD.log`) dated `keep_days` days or more
+    before `today`; the paths removed. `keep_days` 0 keeps everything (the default: no retention).
+    A file that cannot be removed is left and tried again next time."""
+    if keep_days <= 0:
+        return []
+    oldest = (today or datetime.date.today()) - datetime.timedelta(days=keep_days - 1)
+    removed = []
+    try:
+        names = os.listdir(log_dir)
+    except OSError:
+        return []
+    for name in names:
+        day = day_of_name(name)
+        if day is None:
+            continue
+        try:
+            if datetime.date.fromisoformat(day) >= oldest:
+                continue
+            os.unlink(os.path.join(log_dir, name))
+        except (ValueError, OSError):
+            continue
+        removed.append(os.path.join(log_dir, name))
+    return sorted(removed)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from core.config import VERSION, Config
+from core.events.dayfile import prune_day_files
 from core.events.severity import severity_pattern
 from core.events.signing import Verifier
 from core.server.alerts import Alerts
@@ -247,7 +248,15 @@ class ServerApp:
     # -- background threads ----------------------------------------------------------------------
 
     def _reaper(self) -> None:
-        while not self.stopping.wait(60):
+        """Every minute: expired sessions; every hour (and at start): LOG_RETENTION_DAYS."""
+        minutes = 0
+        while True:
+            if minutes % 60 == 0:
+                for path in prune_day_files(self.config.LOG_DIR, self.config.LOG_RETENTION_DAYS):
+                    self.report(f"LOG_RETENTION_DAYS {self.config.LOG_RETENTION_DAYS}: removed {path}")
+            if self.stopping.wait(60):
+                return
+            minutes += 1
             self.auth.reap()
 
     def _updater(self) -> None:
