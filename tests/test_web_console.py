@@ -23,7 +23,21 @@ import urllib.request
 import pytest
 
 from tests.web import gen_day, reference
-from tests.web.harness import PASSWORD, SHOTS, Server, launch_browser, require_browser, watch_page
+from tests.web.harness import (
+    PASSWORD,
+    SHOTS,
+    Server,
+    launch_browser,
+    load_hash,
+    load_seq,
+    require_browser,
+    search,
+    shot,
+    view_seq,
+    wait_loaded,
+    wait_new_load,
+    watch_page,
+)
 
 pytestmark = pytest.mark.browser
 sync_api = require_browser()
@@ -64,27 +78,12 @@ def env():
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def shot(page, name: str) -> None:
-    page.screenshot(path=os.path.join(SHOTS, name + ".png"))
 
 
-def view_seq(page) -> int:
-    return int(page.evaluate("+document.body.dataset.viewSeq || 0"))
 
 
-def wait_loaded(page) -> None:
-    page.wait_for_function("() => document.body.dataset.ready === 'done' && document.body.dataset.busy === '0'",
-                           timeout=20000)
 
 
-def search(page, q: str) -> int:
-    seq = view_seq(page)
-    page.fill("#q", q)
-    page.press("#q", "Enter")
-    page.wait_for_function(
-        "([q, seq]) => window.maltrail.state.q === q && +document.body.dataset.viewSeq > seq"
-        " && document.body.dataset.busy === '0'", arg=[q, seq], timeout=10000)
-    return int(page.evaluate("window.maltrail.grid.count"))
 
 
 def visible_rows(page) -> list[dict]:
@@ -93,19 +92,10 @@ def visible_rows(page) -> list[dict]:
         .map((r) => ({uid: r.dataset.uid, cells: [...r.children].map((c) => c.textContent)}))""")
 
 
-def load_seq(page) -> int:
-    return int(page.evaluate("+document.body.dataset.loadSeq || 0"))
 
 
-def wait_new_load(page, seq: int) -> None:
-    page.wait_for_function("(s) => +document.body.dataset.loadSeq > s", arg=seq, timeout=5000)
-    wait_loaded(page)
 
 
-def load_hash(page, fragment: str) -> None:
-    seq = load_seq(page)
-    page.evaluate("(h) => { location.hash = h; }", fragment)
-    wait_new_load(page, seq)
 
 
 def test_login(env):

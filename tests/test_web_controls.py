@@ -17,7 +17,15 @@ import pytest
 
 from core.events.severity import Severity
 from tests.web import gen_day
-from tests.web.harness import PASSWORD, Server, launch_browser, require_browser, watch_page
+from tests.web.harness import (
+    PASSWORD,
+    Server,
+    launch_browser,
+    require_browser,
+    search,
+    wait_loaded,
+    watch_page,
+)
 
 pytestmark = pytest.mark.browser
 sync_api = require_browser()
@@ -55,7 +63,7 @@ def page():
         pg.fill("#login-pass", PASSWORD)
         pg.click("#login-submit")
         pg.wait_for_selector("#login", state="hidden")
-        wait_idle(pg)
+        wait_loaded(pg)
         pg.errors = errors
         try:
             yield pg
@@ -66,19 +74,8 @@ def page():
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_idle(page) -> None:
-    page.wait_for_function("() => document.body.dataset.ready === 'done' && document.body.dataset.busy === '0'",
-                           timeout=30000)
 
 
-def search(page, q: str) -> int:
-    seq = int(page.evaluate("+document.body.dataset.viewSeq || 0"))
-    page.fill("#q", q)
-    page.press("#q", "Enter")
-    page.wait_for_function(
-        "([q, seq]) => window.maltrail.state.q === q && +document.body.dataset.viewSeq > seq"
-        " && document.body.dataset.busy === '0'", arg=[q, seq], timeout=10000)
-    return int(page.evaluate("window.maltrail.grid.count"))
 
 
 def chips(page) -> list[str]:
@@ -181,7 +178,7 @@ def test_dialogs_open_act_and_close(page):
     page.click("#views-btn")
     page.click("#modal-box button:has-text('dns only')")
     page.wait_for_function("(s) => +document.body.dataset.loadSeq > s", arg=seq)
-    wait_idle(page)
+    wait_loaded(page)
     assert page.is_hidden("#modal")
     assert page.input_value("#q") == "type:dns" and page.evaluate("window.maltrail.state.q") == "type:dns"
     search(page, "")

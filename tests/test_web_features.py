@@ -23,7 +23,11 @@ from tests.web.harness import (
     SHOTS,
     Server,
     launch_browser,
+    load_hash,
     require_browser,
+    search,
+    shot,
+    wait_loaded,
     watch_page,
 )
 
@@ -101,30 +105,12 @@ def env():
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def shot(page, name: str) -> None:
-    page.screenshot(path=os.path.join(SHOTS, name + ".png"))
 
 
-def wait_loaded(page) -> None:
-    page.wait_for_function("() => document.body.dataset.ready === 'done' && document.body.dataset.busy === '0'",
-                           timeout=30000)
 
 
-def load_hash(page, fragment: str) -> None:
-    seq = int(page.evaluate("+document.body.dataset.loadSeq || 0"))
-    page.evaluate("(h) => { location.hash = h; }", fragment)
-    page.wait_for_function("(s) => +document.body.dataset.loadSeq > s", arg=seq, timeout=5000)
-    wait_loaded(page)
 
 
-def search(page, q: str) -> int:
-    seq = int(page.evaluate("+document.body.dataset.viewSeq || 0"))
-    page.fill("#q", q)
-    page.press("#q", "Enter")
-    page.wait_for_function(
-        "([q, seq]) => window.maltrail.state.q === q && +document.body.dataset.viewSeq > seq"
-        " && document.body.dataset.busy === '0'", arg=[q, seq], timeout=10000)
-    return int(page.evaluate("window.maltrail.grid.count"))
 
 
 def line_time(line: str) -> int:

@@ -112,3 +112,46 @@ def require_browser():  # type: ignore[no-untyped-def]
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
     return sync_api
+
+
+# --- page helpers shared by the browser tests --------------------------------------------------------
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.screenshot(path=os.path.join(SHOTS, name + ".png"))
+
+
+def view_seq(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.evaluate("+document.body.dataset.viewSeq || 0"))
+
+
+def load_seq(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.evaluate("+document.body.dataset.loadSeq || 0"))
+
+
+def wait_loaded(page, timeout: int = 30000) -> None:  # type: ignore[no-untyped-def]
+    """The day is loaded and the worker idle."""
+    page.wait_for_function("() => document.body.dataset.ready === 'done' && document.body.dataset.busy === '0'",
+                           timeout=timeout)
+
+
+def wait_new_load(page, seq: int) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function("(s) => +document.body.dataset.loadSeq > s", arg=seq, timeout=5000)
+    wait_loaded(page)
+
+
+def load_hash(page, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    seq = load_seq(page)
+    page.evaluate("(h) => { location.hash = h; }", fragment)
+    wait_new_load(page, seq)
+
+
+def search(page, q: str) -> int:  # type: ignore[no-untyped-def]
+    """Type a query, press Enter, wait for the new view; the grid's row count."""
+    seq = view_seq(page)
+    page.fill("#q", q)
+    page.press("#q", "Enter")
+    page.wait_for_function(
+        "([q, seq]) => window.maltrail.state.q === q && +document.body.dataset.viewSeq > seq"
+        " && document.body.dataset.busy === '0'", arg=[q, seq], timeout=10000)
+    return int(page.evaluate("window.maltrail.grid.count"))
+
