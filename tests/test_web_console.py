@@ -15,7 +15,6 @@ import io
 import ipaddress
 import json
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -25,9 +24,7 @@ import pytest
 from tests.web import gen_day, reference
 from tests.web.harness import (
     PASSWORD,
-    SHOTS,
-    Server,
-    launch_browser,
+    browser_page,
     load_hash,
     load_seq,
     require_browser,
@@ -36,7 +33,6 @@ from tests.web.harness import (
     view_seq,
     wait_loaded,
     wait_new_load,
-    watch_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -60,42 +56,15 @@ def env():
     trails = os.path.join(log_dir, "trails.csv")      # the drawer's /check lookups need a trail store
     with open(trails, "w", encoding="utf-8") as handle:
         handle.write("evil0.example,hostile test (malware),(static)\n")
-    server = Server(log_dir, extra={"TRAILS_FILE": trails})
-    server.start()
-    os.makedirs(SHOTS, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="mt-web-profile-")
-    with sync_api.sync_playwright() as p:
-        ctx = launch_browser(p, profile)
-        page = ctx.new_page()
-        errors, dialogs = watch_page(page, server.url)
-        try:
-            yield {"page": page, "server": server, "days": days, "log_dir": log_dir, "errors": errors,
-                   "dialogs": dialogs, "ctx": ctx}
-        finally:
-            ctx.close()
-            server.stop()
-            shutil.rmtree(log_dir, ignore_errors=True)
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-
-
-
-
-
-
+    with browser_page(log_dir, extra={"TRAILS_FILE": trails}) as (page, server, errors, dialogs):
+        yield {"page": page, "server": server, "days": days, "log_dir": log_dir, "errors": errors,
+               "dialogs": dialogs, "ctx": page.context}
 
 
 def visible_rows(page) -> list[dict]:
     return page.evaluate("""() => [...document.querySelectorAll('#grid-rows .row')]
         .sort((a, b) => a.dataset.index - b.dataset.index)
         .map((r) => ({uid: r.dataset.uid, cells: [...r.children].map((c) => c.textContent)}))""")
-
-
-
-
-
-
 
 
 def test_login(env):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import shutil
 import tempfile
 
 import pytest
@@ -18,13 +17,11 @@ import pytest
 from core.events.severity import Severity
 from tests.web import gen_day
 from tests.web.harness import (
-    PASSWORD,
-    Server,
-    launch_browser,
+    browser_page,
+    login,
     require_browser,
     search,
     wait_loaded,
-    watch_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -50,32 +47,11 @@ def page():
               for i, (trail, info, ref) in enumerate(MARKED)]
     lines.sort(key=lambda line: line[1:27])
     gen_day.write_day(log_dir, TODAY, lines)
-    server = Server(log_dir, extra={"REMOTE_SEVERITY_REGEX": RULE})
-    server.start()
-    profile = tempfile.mkdtemp(prefix="mt-webs-profile-")
-    with sync_api.sync_playwright() as p:
-        ctx = launch_browser(p, profile)
-        pg = ctx.new_page()
-        errors, _dialogs = watch_page(pg, server.url)
+    with browser_page(log_dir, extra={"REMOTE_SEVERITY_REGEX": RULE}) as (pg, server, errors, _dialogs):
         pg.goto(server.url)
-        pg.wait_for_selector("#login:not([hidden])")
-        pg.fill("#login-user", "admin")
-        pg.fill("#login-pass", PASSWORD)
-        pg.click("#login-submit")
-        pg.wait_for_selector("#login", state="hidden")
-        wait_loaded(pg)
+        login(pg)
         pg.errors = errors
-        try:
-            yield pg
-        finally:
-            ctx.close()
-            server.stop()
-            shutil.rmtree(log_dir, ignore_errors=True)
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-
-
+        yield pg
 
 
 def chips(page) -> list[str]:

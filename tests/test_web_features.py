@@ -10,7 +10,6 @@ from __future__ import annotations
 import calendar
 import datetime
 import os
-import shutil
 import tempfile
 import time
 
@@ -18,17 +17,14 @@ import pytest
 
 from tests.web import gen_day
 from tests.web.harness import (
-    PASSWORD,
     ROOT,
-    SHOTS,
-    Server,
-    launch_browser,
+    browser_page,
     load_hash,
+    login,
     require_browser,
     search,
     shot,
     wait_loaded,
-    watch_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -79,38 +75,12 @@ def env():
     with open(trails, "w", encoding="utf-8") as handle:
         handle.write(f"{WANNACRY},wannacry (malware),https://example.org/feeds/wannacry?a=1&b=<2>\n")
         handle.write(f'{HOSTILE_TRAIL},"{HOSTILE_INFO}",{HOSTILE_REF}\n')
-    server = Server(log_dir, extra={"TRAILS_FILE": trails, "HUNT_TIME_BUDGET": "0.1"})
-    server.start()
-    os.makedirs(SHOTS, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="mt-webf-profile-")
-    with sync_api.sync_playwright() as p:
-        ctx = launch_browser(p, profile)
-        page = ctx.new_page()
-        errors, dialogs = watch_page(page, server.url, console_errors=False)
+    with browser_page(log_dir, cleanup=(work,), console_errors=False,
+                      extra={"TRAILS_FILE": trails, "HUNT_TIME_BUDGET": "0.1"}) as (page, server, errors, dialogs):
         page.goto(server.url)
-        page.wait_for_selector("#login:not([hidden])")
-        page.fill("#login-user", "admin")
-        page.fill("#login-pass", PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_selector("#login", state="hidden")
-        wait_loaded(page)
-        try:
-            yield {"page": page, "server": server, "files": files, "trails": trails, "errors": errors,
-                   "dialogs": dialogs}
-        finally:
-            ctx.close()
-            server.stop()
-            shutil.rmtree(log_dir, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-
-
-
-
-
-
+        login(page)
+        yield {"page": page, "server": server, "files": files, "trails": trails, "errors": errors,
+               "dialogs": dialogs}
 
 
 def line_time(line: str) -> int:

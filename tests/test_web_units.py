@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import tempfile
 
 import pytest
@@ -21,7 +20,7 @@ from core.events.event import Event, format_line, parse_line
 from core.events.severity import default_pattern
 from tests.test_severity import load_cases
 from tests.web import gen_day
-from tests.web.harness import Server, launch_browser, require_browser
+from tests.web.harness import browser_page, require_browser
 
 pytestmark = pytest.mark.browser
 sync_api = require_browser()
@@ -34,23 +33,12 @@ SEVERITY_PATTERNS, SEVERITY_CASES = load_cases()
 def page():
     log_dir = tempfile.mkdtemp(prefix="mt-web-units-")
     gen_day.write_day(log_dir, TODAY, gen_day.day_lines(TODAY, 300, seed=3))
-    server = Server(log_dir, password="changeme!")       # the original's default password
-    server.start()
-    profile = tempfile.mkdtemp(prefix="mt-web-units-profile-")
-    with sync_api.sync_playwright() as p:
-        ctx = launch_browser(p, profile)
-        pg = ctx.new_page()
+    with browser_page(log_dir, password="changeme!") as (pg, server, _errors, _dialogs):  # the original's default
         pg.goto(server.url)
         pg.wait_for_selector("#login:not([hidden])")
         pg.server = server
         pg.log_dir = log_dir
-        try:
-            yield pg
-        finally:
-            ctx.close()
-            server.stop()
-            shutil.rmtree(log_dir, ignore_errors=True)
-            shutil.rmtree(profile, ignore_errors=True)
+        yield pg
 
 
 def js(page, body: str, arg=None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -112,6 +113,42 @@ def require_browser():  # type: ignore[no-untyped-def]
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"chromium not installed at {CHROMIUM}", allow_module_level=True)
     return sync_api
+
+
+@contextmanager
+def browser_page(log_dir: str, *, cleanup: tuple[str, ...] = (), console_errors: bool = True,
+                 **server_kw: object) -> Iterator[tuple[object, Server, list[str], list[str]]]:
+    """The real server.py over `log_dir` and a fresh headless chromium page watching it:
+    (page, server, errors, dialogs). On exit the browser, the server and the folders (`log_dir`, the
+    profile and `cleanup`) go away."""
+    sync_api = require_browser()
+    server = Server(log_dir, **server_kw)  # type: ignore[arg-type]
+    server.start()
+    os.makedirs(SHOTS, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="mt-web-profile-")
+    try:
+        with sync_api.sync_playwright() as p:
+            ctx = launch_browser(p, profile)
+            page = ctx.new_page()
+            errors, dialogs = watch_page(page, server.url, console_errors=console_errors)
+            try:
+                yield page, server, errors, dialogs
+            finally:
+                ctx.close()
+    finally:
+        server.stop()
+        for folder in (log_dir, profile, *cleanup):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def login(page, password: str = PASSWORD) -> None:  # type: ignore[no-untyped-def]
+    """Open the console, log in as admin through the form, wait for the day to load."""
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#login-user", "admin")
+    page.fill("#login-pass", password)
+    page.click("#login-submit")
+    page.wait_for_selector("#login", state="hidden")
+    wait_loaded(page)
 
 
 # --- page helpers shared by the browser tests --------------------------------------------------------
