@@ -260,3 +260,25 @@ def test_default_password_banner_and_polling_live(page):
                            arg=before, timeout=15000)
     page.click("#live")
     assert json.loads(json.dumps(page.evaluate("window.maltrail.stats.allEvents"))) == before + 1
+
+
+LOOKUPS = [  # event trail -> what the context lookups ask about (never the resolver or another address)
+    ("evil.example", {"kind": "domain", "value": "evil.example"}),
+    ("(evil.example)/gate.php", {"kind": "domain", "value": "evil.example"}),
+    ("evil.example(/gate.php (POST a=1))", {"kind": "domain", "value": "evil.example"}),
+    ("evil.example/x/y.php(?id=1)", {"kind": "domain", "value": "evil.example"}),
+    ("93.184.216.34", {"kind": "ip", "value": "93.184.216.34"}),
+    ("93.184.216.34:4444", {"kind": "ip", "value": "93.184.216.34"}),
+    ("(93.184.216.34)/shell.php", {"kind": "ip", "value": "93.184.216.34"}),
+    ("[2a00:1450::1]:443", {"kind": "ip", "value": "2a00:1450::1"}),
+    ("da39a3ee5e6b4b0d3255bfef95601890afd80709", {"kind": "hash", "value": "da39a3ee5e6b4b0d3255bfef95601890afd80709"}),
+    ("10.0.0.1", None), ("Mozilla/5.0 (compatible; evil)", None), ("potential port scanning", None), ("", None),
+]
+
+
+def test_context_lookups_ask_about_the_trail(page):
+    got = js(page, "async (m, xs) => xs.map((x) => m.cls.lookupTarget(x))", [t for t, _ in LOOKUPS])
+    assert got == [expected for _, expected in LOOKUPS]
+    links = js(page, "async (m) => m.cls.lookupLinks(m.cls.lookupTarget('(evil.example)/gate.php'))")
+    assert [name for name, _ in links] == ["VirusTotal", "AbuseIPDB", "Shodan", "urlscan"]
+    assert all("evil.example" in href for _, href in links)

@@ -125,6 +125,45 @@ export function isPrivate(ip) {
   return low === '::1' || /^f[cd][0-9a-f]{0,2}:/.test(low) || /^fe[89ab][0-9a-f]?:/.test(low);
 }
 
+/**
+ * What a context lookup (VirusTotal, AbuseIPDB, Shodan, urlscan) should ask about for a threat: its
+ * trail, never the first public address (a DNS threat's first public address is its resolver).
+ * `{kind: 'ip'|'domain'|'hash', value}` or null when the trail names nothing to look up (a UA, a
+ * heuristic's description). URL/HTTP trails (`(host)/path`, `host(/path ...)`) give their host;
+ * `ip:port` and `[v6]:port` give the address.
+ */
+export function lookupTarget(trail) {
+  let text = String(trail || '').trim();
+  if (!text) return null;
+  if (/^[0-9a-f]{40}$/i.test(text) || /^[0-9a-f]{64}$/i.test(text)) return { kind: 'hash', value: text.toLowerCase() };
+  const bracketed = /^\(([^()\s]+)\)/.exec(text);            // (host)/path: the host is bracketed
+  if (bracketed) text = bracketed[1];
+  else text = text.split(/[(/\s]/)[0];                      // host(/path ...), host/path, ip
+  const v6 = /^\[([0-9a-f:.]+)\](?::\d+)?$/i.exec(text);
+  if (v6) return { kind: 'ip', value: v6[1].toLowerCase() };
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?$/.exec(text);
+  if (v4) return ipv4ToInt(v4[1]) >= 0 && !isPrivate(v4[1]) ? { kind: 'ip', value: v4[1] } : null;
+  if (/^[0-9a-f:]+$/i.test(text) && text.includes('::')) return isPrivate(text) ? null : { kind: 'ip', value: text.toLowerCase() };
+  const host = text.replace(/:\d+$/, '').toLowerCase();
+  if (/^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$/.test(host)) return { kind: 'domain', value: host };
+  return null;
+}
+
+/** The lookup links [name, href] for a target of `lookupTarget`. */
+export function lookupLinks(target) {
+  if (!target) return [];
+  const v = encodeURIComponent(target.value);
+  if (target.kind === 'ip') {
+    return [['VirusTotal', `https://www.virustotal.com/gui/ip-address/${v}`], ['AbuseIPDB', `https://www.abuseipdb.com/check/${v}`],
+      ['Shodan', `https://www.shodan.io/host/${v}`], ['urlscan', `https://urlscan.io/search/#ip:${v}`]];
+  }
+  if (target.kind === 'domain') {
+    return [['VirusTotal', `https://www.virustotal.com/gui/domain/${v}`], ['AbuseIPDB', `https://www.abuseipdb.com/check/${v}`],
+      ['Shodan', `https://www.shodan.io/domain/${v}`], ['urlscan', `https://urlscan.io/search/#domain:${v}`]];
+  }
+  return [['VirusTotal', `https://www.virustotal.com/gui/search/${v}`]];
+}
+
 /** MurmurHash3 x86 32-bit of a string's UTF-16 code units (low byte each), as the public algorithm. */
 export function murmur3(key, seed) {
   let h = seed >>> 0;

@@ -13,6 +13,7 @@ import { drawChart, drawMini, hitTest, stepName } from './charts.js';
 import { Dialogs } from './dialogs.js';
 import { Drawer } from './drawer.js';
 import { Grid } from './grid.js';
+import { lookupLinks, lookupTarget } from './classify.js';
 import { chipsOf, parseQuery, quoteValue, withoutChip } from './query.js';
 import { LocalStore } from './store.js';
 import { drawWorld } from './worldmap.js';
@@ -395,7 +396,7 @@ class App {
     const src = r.src[0] || '';
     const item = (text, fn) => el('button', { text, onclick: () => { m.hidden = true; fn(); } });
     const s = this.store;
-    const pub = [...r.src, ...r.dst].find((ip) => ip && !/^(10|127|192\.168|172\.(1[6-9]|2\d|3[01]))\./.test(ip));
+    const links = lookupLinks(lookupTarget(r.trail));
     m.append(
       item('open details', () => this.openThreat(r.uid)),
       item(s.hidden[r.uid] ? 'unhide threat' : 'hide threat', () => { s.toggleHidden(r.uid); this.localChanged(); }),
@@ -412,10 +413,8 @@ class App {
       item('whitelist trail (this browser)', () => { s.addWhitelist(r.trail); this.localChanged(); }),
       src ? item('alias source…', () => this.dialogs.alias(src)) : null,
       item('copy row', () => navigator.clipboard && navigator.clipboard.writeText([r.uid, r.src.join(','), r.dst.join(','), r.dport.join(','), r.type, r.trail, r.info].join('\t'))),
-      pub ? el('hr') : null,
-      pub ? this.extLink('VirusTotal', `https://www.virustotal.com/gui/search/${encodeURIComponent(pub)}`) : null,
-      pub ? this.extLink('AbuseIPDB', `https://www.abuseipdb.com/check/${encodeURIComponent(pub)}`) : null,
-      pub ? this.extLink('Shodan', `https://www.shodan.io/host/${encodeURIComponent(pub)}`) : null,
+      links.length ? el('hr') : null,
+      ...links.map(([name, href]) => this.extLink(name, href)),
     );
     m.hidden = false;
     m.style.left = `${Math.min(ev.clientX, window.innerWidth - 240)}px`;
