@@ -186,6 +186,22 @@ def test_open_threat_drawer(env):
     page.wait_for_selector("#drawer:not([hidden]) table tbody tr")
     assert uid in page.inner_text("#drawer .dhead")
     assert page.eval_on_selector_all("#drawer tbody tr", "r => r.length") == min(count, 500)
+    # every event row names its own trail; triage and quick actions come before the value chips
+    heads = page.eval_on_selector_all("#drawer thead th", "hs => hs.map((h) => h.textContent)")
+    trail = page.eval_on_selector("#drawer .kv", "kv => kv.children[1].textContent")
+    cells = page.eval_on_selector_all("#drawer tbody tr", f"rs => rs.map((r) => r.children[{heads.index('trail')}].textContent)")
+    assert all(cells) and trail in cells  # a grouped threat lists each member's trail
+    titles = page.eval_on_selector_all("#drawer h3", "hs => hs.map((h) => h.textContent.split(' ')[0])")
+    assert titles.index("Triage") < titles.index("Sources")
+    # a drawer scrolled down and then given another threat opens at its top
+    page.eval_on_selector("#drawer", "d => { d.scrollTop = d.scrollHeight; }")
+    assert page.eval_on_selector("#drawer", "d => d.scrollTop") > 0
+    second = page.query_selector("#grid-rows .row[data-index='1']")
+    second.click()
+    page.wait_for_function("(u) => !document.querySelector('#drawer .dhead').textContent.includes(u)", arg=uid)
+    assert page.eval_on_selector("#drawer", "d => d.scrollTop") == 0
+    first.click()
+    page.wait_for_function("(u) => document.querySelector('#drawer .dhead').textContent.includes(u)", arg=uid)
     page.click("#drawer .triage button[data-status=investigating]")
     page.fill("#d-tags", "case-42, beacon")
     page.press("#d-tags", "Tab")

@@ -123,6 +123,7 @@ export class Aggregator {
     this.colDport = new Uint32Array(0);
     this.colProto = new Uint32Array(0);
     this.colInfo = new Uint32Array(0);
+    this.colTrail = new Uint32Array(0);   // each event's own trail (a grouped threat holds many)
     this.dropped = 0;
   }
 
@@ -162,7 +163,7 @@ export class Aggregator {
     const cap = Math.min(Math.max(this.cap * 2, 65536), EVENT_CAP);
     const g = (old, Type) => { const a = new Type(cap); a.set(old); return a; };
     this.colT = g(this.colT, Float64Array);
-    for (const name of ['colThreat', 'colSensor', 'colSrc', 'colSport', 'colDst', 'colDport', 'colProto', 'colInfo']) {
+    for (const name of ['colThreat', 'colSensor', 'colSrc', 'colSport', 'colDst', 'colDport', 'colProto', 'colInfo', 'colTrail']) {
       this[name] = g(this[name], Uint32Array);
     }
     this.cap = cap;
@@ -349,6 +350,7 @@ export class Aggregator {
     this.colDport[i] = ids.dport;
     this.colProto[i] = ids.proto;
     this.colInfo[i] = ids.info;
+    this.colTrail[i] = ids.trail;
   }
 
   /** Text values of a threat's id set (src, dst, proto, sensor) or port set (sport, dport). */
@@ -379,6 +381,7 @@ export class Aggregator {
       out.push({
         t: this.colT[i], sensor: s[this.colSensor[i]], src: s[this.colSrc[i]], sport: this.portText(this.colSport[i]),
         dst: s[this.colDst[i]], dport: this.portText(this.colDport[i]), proto: s[this.colProto[i]], info: s[this.colInfo[i]],
+        trail: s[this.colTrail[i]],
       });
       if (out.length >= limit) break;
     }

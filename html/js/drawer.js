@@ -1,6 +1,7 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
 // hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
-// store), triage status, tags, notes and its event table (up to 500 rows).
+// store), triage status, tags, notes (first, under the summary) and its event table (up to 500
+// rows, each with its own trail: a grouped threat holds many).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 // Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 
@@ -117,6 +118,8 @@ export class Drawer {
 
   show(reply) {
     const t = reply.threat;
+    const again = this.uid === t.uid;   // re-drawn after a triage click: keep the reader's place
+    const scroll = this.box.scrollTop;
     this.uid = t.uid;
     const s = this.store;
     clear(this.box);
@@ -134,12 +137,12 @@ export class Drawer {
     const ev = reply.events;
     const lookupBox = el('div.lookups');
     const table = el('table', null,
-      el('thead', null, el('tr', null, ['time', 'sensor', 'source', 'destination', 'proto', 'info'].map((h) => el('th', { text: h })))),
+      el('thead', null, el('tr', null, ['time', 'sensor', 'source', 'destination', 'proto', 'trail', 'info'].map((h) => el('th', { text: h })))),
       el('tbody', null, ev.map((e) => el('tr', null,
         el('td', { text: hms(e.t), title: stamp(e.t) }), el('td', { text: e.sensor }),
         el('td', { text: e.sport ? `${e.src}:${e.sport}` : e.src, title: e.src }),
         el('td', { text: e.dport ? `${e.dst}:${e.dport}` : e.dst, title: e.dst }),
-        el('td', { text: e.proto }), el('td', { text: e.info, title: e.info })))));
+        el('td', { text: e.proto }), el('td', { text: e.trail, title: e.trail }), el('td', { text: e.info, title: e.info })))));
     append(this.box, [
       el('div.dhead', null, el('span.sev.sev' + t.sev, { text: SEV_NAMES[t.sev] }), uid, typ, spark,
         el('span.muted', { text: t.kind !== 'default' ? t.kind : '' }),
@@ -152,19 +155,6 @@ export class Drawer {
         el('span', { text: 'first seen' }), el('span', { text: stamp(t.first) }),
         el('span', { text: 'last seen' }), el('span', { text: stamp(t.last) }),
         el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats on this trail` })),
-      el('h3', { text: 'Trail lookups' }), lookupBox,
-      techniques.length ? el('h3', { text: 'MITRE ATT&CK' }) : null,
-      el('div.vals', null, techniques.map(([, id, name]) => el('a.mitre', {
-        href: `https://attack.mitre.org/techniques/${id.replace('.', '/')}/`, target: '_blank', rel: 'noopener noreferrer', text: `${id} ${name}` }))),
-      el('div.vals', null,
-        el('button', { text: 'only this trail', onclick: () => this.addFilter(`trail:${quoteValue(t.trail)}`) }),
-        el('button', { text: 'exclude this trail', onclick: () => this.addFilter(`-trail:${quoteValue(t.trail)}`) })),
-      this.chips('Sources', t.src, 'src', t.srcN, t.over & 1),
-      this.chips('Destinations', t.dst, 'dst', t.dstN, t.over & 4),
-      this.chips('Destination ports', t.dport, 'port', t.dportN, t.over & 8),
-      this.chips('Source ports', t.sport.slice(0, 60), 'sport', t.sport.length, t.over & 2),
-      this.chips('Protocols', t.proto, 'proto'),
-      this.chips('Sensors', t.sensor, 'sensor'),
       el('h3', { text: 'Triage' }),
       el('div.triage', null, TRIAGE.map((st) => {
         const b = el('button', { text: st, dataset: { status: st }, onclick: () => { s.setTriage(t.uid, st); this.onChange(); this.show(reply); } });
@@ -173,9 +163,23 @@ export class Drawer {
       })),
       el('h3', { text: 'Tags' }), tagInput,
       el('h3', { text: 'Notes' }), note,
+      el('div.vals', null,
+        el('button', { text: 'only this trail', onclick: () => this.addFilter(`trail:${quoteValue(t.trail)}`) }),
+        el('button', { text: 'exclude this trail', onclick: () => this.addFilter(`-trail:${quoteValue(t.trail)}`) })),
+      el('h3', { text: 'Trail lookups' }), lookupBox,
+      techniques.length ? el('h3', { text: 'MITRE ATT&CK' }) : null,
+      el('div.vals', null, techniques.map(([, id, name]) => el('a.mitre', {
+        href: `https://attack.mitre.org/techniques/${id.replace('.', '/')}/`, target: '_blank', rel: 'noopener noreferrer', text: `${id} ${name}` }))),
+      this.chips('Sources', t.src, 'src', t.srcN, t.over & 1),
+      this.chips('Destinations', t.dst, 'dst', t.dstN, t.over & 4),
+      this.chips('Destination ports', t.dport, 'port', t.dportN, t.over & 8),
+      this.chips('Source ports', t.sport.slice(0, 60), 'sport', t.sport.length, t.over & 2),
+      this.chips('Protocols', t.proto, 'proto'),
+      this.chips('Sensors', t.sensor, 'sensor'),
       el('h3', { text: `Events · ${fmt(t.count)}${t.count > ev.length ? ` (showing ${fmt(ev.length)})` : ''}` }), table,
     ]);
     this.lookups(lookupBox, t.trail);
+    this.box.scrollTop = again ? scroll : 0;   // a newly opened threat starts at its top
     tagInput.addEventListener('change', () => { s.setTags(t.uid, tagInput.value.split(',')); this.onChange(); });
     note.addEventListener('change', () => { s.setNote(t.uid, note.value); this.onChange(); });
   }
