@@ -38,6 +38,10 @@ MARKED = [  # trail, info, reference: each its own threat; the default table wou
 ]
 
 
+LOGO = ('<img id="acme-logo" alt="acme" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" style="width: 20px">'
+        ' ACME SOC')
+
+
 @pytest.fixture(scope="module")
 def page():
     log_dir = tempfile.mkdtemp(prefix="mt-webs-logs-")
@@ -47,7 +51,8 @@ def page():
               for i, (trail, info, ref) in enumerate(MARKED)]
     lines.sort(key=lambda line: line[1:27])
     gen_day.write_day(log_dir, TODAY, lines)
-    with browser_page(log_dir, extra={"REMOTE_SEVERITY_REGEX": RULE}) as (pg, server, errors, _dialogs):
+    extra = {"REMOTE_SEVERITY_REGEX": RULE, "HEADER_LOGO": LOGO}
+    with browser_page(log_dir, extra=extra) as (pg, server, errors, _dialogs):
         pg.goto(server.url)
         login(pg)
         pg.errors = errors
@@ -159,3 +164,11 @@ def test_dialogs_open_act_and_close(page):
     assert page.input_value("#q") == "type:dns" and page.evaluate("window.maltrail.state.q") == "type:dns"
     search(page, "")
     assert page.errors == []
+
+
+def test_header_logo_replaces_the_brand(page):
+    """HEADER_LOGO (documented, and the original's) is shown in the header instead of the built-in name."""
+    assert page.inner_text("#top .brand").strip() == "ACME SOC"
+    assert page.eval_on_selector("#top .brand img#acme-logo", "i => i.alt") == "acme"
+    assert not page.errors
+

@@ -64,7 +64,15 @@ class App {
 
   // --- boot and session --------------------------------------------------------------------------
 
+  /** HEADER_LOGO (operator HTML, put in the page by the server) replaces the built-in brand. The
+   * page's Content-Security-Policy still applies: images from html/ or data: URLs, no scripts. */
+  applyLogo() {
+    const logo = $('#header-logo');
+    if (logo && logo.innerHTML.trim()) $('#top .brand').replaceChildren(logo.content.cloneNode(true));
+  }
+
   async boot() {
+    this.applyLogo();
     this.applyPrefs();
     this.readHash();
     this.bindUi();
