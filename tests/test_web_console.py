@@ -94,11 +94,29 @@ def test_day_loaded_and_aggregated(env):
     assert stats["allEvents"] == len(lines)
     assert stats["events"] == len(lines)
     assert stats["threats"] == len(ref)
+    # with no filter every count on screen agrees with the grid: grouped members are not extra threats
+    assert stats["allThreats"] == stats["threats"] == page.evaluate("window.maltrail.grid.count")
+    assert page.inner_text("#c-threats-sub") == "distinct threats"
     assert stats["sev"] == [sum(1 for t in ref if t.sev == k) for k in range(3)]
     assert page.inner_text("#c-events") == f"{len(lines):,}"
     rows = visible_rows(page)
     assert rows and len(rows) < 80                      # virtual: only the visible window exists
     shot(page, "02-dashboard")
+
+
+def test_hiding_says_how_many_it_removed(env):
+    page = env["page"]
+    uid = page.get_attribute("#grid-rows .row[data-index='0']", "data-uid")
+    total = page.evaluate("window.maltrail.stats.allThreats")
+    seq = page.evaluate("+document.body.dataset.viewSeq || 0")
+    page.evaluate("(u) => { window.maltrail.store.toggleHidden(u); window.maltrail.localChanged(); }", uid)
+    page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
+    assert page.evaluate("window.maltrail.stats.threats") == total - 1
+    assert page.inner_text("#c-threats-sub") == f"of {total:,} threats (1 hidden)"
+    seq = page.evaluate("+document.body.dataset.viewSeq || 0")
+    page.evaluate("(u) => { window.maltrail.store.toggleHidden(u); window.maltrail.localChanged(); }", uid)
+    page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
+    assert page.inner_text("#c-threats-sub") == "distinct threats"
 
 
 REF_FILTERS = {

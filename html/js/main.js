@@ -245,7 +245,10 @@ class App {
     $('#c-sev-sub').textContent = `${fmt(st.sev[2])} hi · ${fmt(st.sev[1])} md · ${fmt(st.sev[0])} lo`;
     const s = this.state;
     $('#c-events-sub').textContent = s.from === s.to ? 'across 24h' : `${stepName(st.grid)} · ${s.from.slice(5)} → ${s.to.slice(5)}`;
-    $('#c-threats-sub').textContent = st.allThreats !== st.threats ? `of ${fmt(st.allThreats)} threats` : 'distinct threats';
+    const removed = [st.hidden ? `${fmt(st.hidden)} hidden` : '', st.whitelisted ? `${fmt(st.whitelisted)} whitelisted` : '']
+      .filter(Boolean).join(', ');
+    $('#c-threats-sub').textContent = (st.allThreats !== st.threats ? `of ${fmt(st.allThreats)} threats` : 'distinct threats')
+      + (removed ? ` (${removed})` : '');
     $('#p-high').textContent = fmt(st.sevAll[2]);
     $('#p-med').textContent = fmt(st.sevAll[1]);
     $('#p-low').textContent = fmt(st.sevAll[0]);

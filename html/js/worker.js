@@ -214,12 +214,13 @@ function computeView(msg) {
   const order = sortedOrder(msg.sort, msg.dir);
   const ids = [];
   const sevAll = [0, 0, 0];
+  let hiddenN = 0, whitelistedN = 0;
   for (let k = 0; k < order.length; k++) {
     const i = order[k];
     const t = threats[i];
     if (t.alias >= 0) continue;
-    if (!msg.showHidden && hidden[t.uid]) continue;
-    if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) continue;
+    if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
+    if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) { whitelistedN++; continue; }
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
@@ -228,6 +229,9 @@ function computeView(msg) {
   state.view = Int32Array.from(ids);
   const stats = summarize(state.view);
   stats.sevAll = sevAll;
+  stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
+  stats.hidden = hiddenN;
+  stats.whitelisted = whitelistedN;
   return { op: 'view', reqId: msg.reqId, count: ids.length, stats, ms: performance.now() - started,
     loading: state.loading };
 }
