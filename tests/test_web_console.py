@@ -154,7 +154,9 @@ def test_search_errors_and_chips(env):
     page.press("#q", "Enter")
     page.wait_for_function("() => document.querySelector('.searchbox').classList.contains('bad')")
     assert "missing )" in page.inner_text("#status")
-    assert view_seq(page) == seq                         # the view was not replaced
+    # no stale results under a parse error: the grid empties until the query parses again
+    page.wait_for_function("(s) => +document.body.dataset.viewSeq > s", arg=seq)
+    assert page.evaluate("window.maltrail.grid.count") == 0
     n = search(page, "type:dns port:53")
     chips = page.eval_on_selector_all("#chips .chip span", "els => els.map(e => e.textContent)")
     assert chips == ["type:dns", "port:53"]
@@ -165,6 +167,15 @@ def test_search_errors_and_chips(env):
     assert page.evaluate("window.maltrail.grid.count") >= n
     shot(page, "03-search")
     search(page, "")
+
+
+def test_sort_arrow_follows_the_url_hash(env):
+    page = env["page"]
+    load_hash(page, f"date={TODAY.isoformat()}&sort=count&dir=asc")
+    head = page.eval_on_selector("#grid-head .sorted", "e => e.textContent")
+    assert head.endswith("▲"), head
+    load_hash(page, f"date={TODAY.isoformat()}")
+    assert page.eval_on_selector("#grid-head .sorted", "e => e.textContent").endswith("▼")
 
 
 def test_sort_by_events(env):

@@ -221,7 +221,7 @@ class App {
     const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden });
     this.busy--;
     document.body.dataset.busy = String(this.busy);
-    if (reply.error) { this.searchError(reply.error); document.body.dataset.viewSeq = String((+document.body.dataset.viewSeq || 0) + 1); return; }
+    if (reply.error) { this.badQuery(reply.error); return; }
     this.searchError('');
     this.stats = reply.stats;
     this.grid.nowWall = this.serverNowWall();
@@ -274,6 +274,13 @@ class App {
     });
   }
 
+  /** A query that does not parse: say why, and show no rows rather than the previous query's. */
+  badQuery(text) {
+    this.searchError(text);
+    this.grid.setCount(0, true);
+    document.body.dataset.viewSeq = String((+document.body.dataset.viewSeq || 0) + 1);
+  }
+
   searchError(text) {
     $('.searchbox').classList.toggle('bad', !!text);
     if (text) this.setStatus(`search: ${text}`); else this.renderStatus();
@@ -297,7 +304,7 @@ class App {
     clearTimeout(this.searchTimer);
     this.searchTimer = setTimeout(() => {
       const q = $('#q').value;
-      try { parseQuery(q); } catch (err) { this.searchError(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
+      try { parseQuery(q); } catch (err) { this.badQuery(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
       this.state.q = q;
       this.writeHash();
       this.refresh(true);
@@ -556,7 +563,12 @@ class App {
       if (!ev.target.closest('.menuwrap')) $('#export-menu').hidden = true;
       if (!ev.target.closest('#calendar') && !ev.target.closest('#day-face')) this.calendar.close();
     });
-    window.addEventListener('hashchange', () => { this.readHash(); $('#q').value = this.state.q; this.load(); });
+    window.addEventListener('hashchange', () => {
+      this.readHash();
+      $('#q').value = this.state.q;
+      this.grid.setSort(this.state.sort, this.state.dir);   // the arrow follows the hash's sort
+      this.load();
+    });
     document.addEventListener('keydown', (ev) => this.onKey(ev));
   }
 
