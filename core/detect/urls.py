@@ -93,6 +93,9 @@ def url_candidates(path: str, body: str = "") -> list[str]:
     base, _, query = path.partition("?")
     if base and base not in out:
         out.append(base)
+    trimmed = base.rstrip("/")  # `/dir/?q` must reach a `host/dir` trail
+    if trimmed and trimmed not in out:
+        out.append(trimmed)
     if "=" in path:
         item = path[: path.index("=") + 1]
         if item not in out:
@@ -127,6 +130,8 @@ def candidate_markers(path: str, body: str, url_marker: Callable[[str], str]) ->
     out = {url_marker(base)}
     if path != "/" and path.endswith("/"):
         out.add(url_marker(path.rstrip("/")))
+    if base != path and base.endswith("/") and base.rstrip("/"):  # the base without its trailing slashes
+        out.add(url_marker(base.rstrip("/")))
     if "=" in path:
         out.add(url_marker(path[: path.index("=") + 1]))
     slash = base.rfind("/")
