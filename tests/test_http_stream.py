@@ -240,3 +240,24 @@ def test_request_in_a_fast_open_syn(tmp_path):
     s = g.TcpSession(sport=41001)
     frames = [s.fast_open(LISTED[:9]), s.client(LISTED[9:])]  # a head begun in the SYN
     assert sensor_events(tmp_path, frames) == [LISTED_EVENT]
+# -- 6. a request target with a space -----------------------------------------------------------------
+
+def test_target_with_a_space_is_checked_in_both_readings(store, tmp_path):
+    s = g.TcpSession()
+    request = b"GET /uri afterspace HTTP/1.1\r\nHost: h.example\r\n\r\n"
+    assert detect(store, tmp_path, s.handshake() + [s.client(request)])[0] == [("URL", "(h.example)/uri( afterspace)")]
+    s = g.TcpSession()
+    assert detect(store, tmp_path, s.handshake() + [s.client(b"GET /urinal x HTTP/1.1\r\nHost: h.example\r\n\r\n")])[0] == []
+
+
+# -- 5. a DNS flood never hides exact trails -----------------------------------------------------------
+
+def test_dns_flood_keeps_exact_trail_lookups(tmp_path):
+    threshold = 50
+    frames = [g.ether(g.ipv4("10.0.0.5", "8.8.8.8", g.udp(40000 + n, 53, g.dns_query(f"r{n:04d}x.example-dyn.net"))))
+              for n in range(threshold + 20)]
+    frames.append(g.ether(g.ipv4("10.0.0.5", "8.8.8.8", g.udp(39999, 53, g.dns_query("c2-under-dyn.example-dyn.net")))))
+    events = sensor_events(tmp_path, frames, heuristics=True, extra={"MALTRAIL_DNS_EXHAUSTION_THRESHOLD": str(threshold)})
+    assert events[-1] == ("DNS", "c2-under-dyn.example-dyn.net")
+    assert [t for t, _ in events].count("DNS") == 2  # the exhaustion alert and the trail, nothing per name
+    assert "dns exhaustion" not in events[-1][1]

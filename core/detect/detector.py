@@ -523,9 +523,14 @@ class Detector:
         name = msg.qname
         if not name:
             return
-        skip = self.heuristics.dns_query(sec, usec, d, msg)
-        if not skip and not ignored_query(name):
-            self._domain(sec, usec, d, name, proto)
+        flooded = self.heuristics.dns_query(sec, usec, d, msg)
+        if not ignored_query(name):
+            if not flooded:
+                self._domain(sec, usec, d, name, proto)
+            else:  # under a base domain in a DNS-exhaustion hold: only the name's own trail
+                exact = self.domains.exact(name)
+                if exact is not None:
+                    self._emit(sec, usec, d, TrailType.DNS, exact.trail, (exact.info, exact.reference), proto=proto)
         if msg.qtype != QTYPE_PTR and msg.qtype != QTYPE_AAAA and msg.qclass == QCLASS_IN and not clean:
             _, _, src, dst, _, dport, _, _, _, _ = d
             store = self.store

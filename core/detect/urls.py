@@ -34,12 +34,20 @@ class UrlChecker:
         self.store = store
 
     def check(self, request: HttpRequest, host: str) -> UrlHit | None:
-        """The first URL trail the request hits, in the original's candidate order, or None."""
+        """The first URL trail the request hits, in the original's candidate order, or None. A
+        target with a space (`GET /uri afterspace HTTP/1.1`) is read both ways servers read it:
+        the whole target first, then its first word."""
         path = request.path
         if not path.startswith("/"):
             return None
         while "//" in path:
             path = path.replace("//", "/")
+        found = self._check_path(request, path, host, path)
+        if found is None and " " in path:  # the hit is rendered on the whole target
+            found = self._check_path(request, path.split(" ", 1)[0], host, path)
+        return found
+
+    def _check_path(self, request: HttpRequest, path: str, host: str, shown: str) -> UrlHit | None:
         host = host.lower()
         # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
         # shares its marker, and host-prefixed only when the host has URL trails.
@@ -77,12 +85,12 @@ class UrlChecker:
                 continue
             if candidate == post_form:
                 return UrlHit(TrailType.HTTP, f"{host}({path} ({request.method} {body}))", hit)
-            return UrlHit(TrailType.URL, bracket_url(host + path, key), hit)
+            return UrlHit(TrailType.URL, bracket_url(host + shown, key), hit)
         if not host_listed:
             return None
         hit = get(host + "/")
         if hit is not None:
-            return UrlHit(TrailType.URL, bracket_url(host + path, host + "/"), hit)
+            return UrlHit(TrailType.URL, bracket_url(host + shown, host + "/"), hit)
         return None
 
 
