@@ -50,6 +50,7 @@ MAX_ERROR_KINDS = 100
 BULK, CLEAN = 1, 2  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
 BODY_HEADERS = (b"content-length", b"transfer-encoding")  # a body may follow the head
+BODILESS = frozenset(("GET", "HEAD"))  # methods whose later segments are not searched for a declared body
 
 
 class EventSink(Protocol):
@@ -354,16 +355,19 @@ class Detector:
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
             return
-        pending = self.heads.tracked
+        pending, resume = self.heads.tracked, self.heads.resume
         if pending and (src, sport, dst, dport) in pending:
             self._http_continued(sec, usec, d, clean)
+            return
+        if resume and (src, sport, dst, dport) in resume:  # body, retransmission or the next request
+            self._http_segment(sec, usec, d, bytes(buf[poff:pend]), None, clean)
             return
         if first in HTTP_FIRST_BYTES:
             payload = bytes(buf[poff:pend])
             request = http.parse_request(payload)
             if request is not None:
-                if (request.complete_headers and not request.body and not self.heads.resume
-                        and not request.may_have(BODY_HEADERS)):
+                if (request.complete_headers and not request.body
+                        and (request.method in BODILESS or not request.may_have(BODY_HEADERS))):
                     self._http_request(sec, usec, d, request, clean)  # the usual: one whole head, nothing after
                 else:
                     self._http_segment(sec, usec, d, payload, request, clean)

@@ -33,21 +33,18 @@ class UrlChecker:
     def __init__(self, store: TrailStore) -> None:
         self.store = store
 
-    def check(self, request: HttpRequest, host: str) -> UrlHit | None:
+    def check(self, request: HttpRequest, host: str, word: bool = False) -> UrlHit | None:
         """The first URL trail the request hits, in the original's candidate order, or None. A
         target with a space (`GET /uri afterspace HTTP/1.1`) is read both ways servers read it:
-        the whole target first, then its first word."""
+        the whole target first, then (`word`) its first word; a hit is rendered on the whole."""
         path = request.path
         if not path.startswith("/"):
             return None
         while "//" in path:
             path = path.replace("//", "/")
-        found = self._check_path(request, path, host, path)
-        if found is None and " " in path:  # the hit is rendered on the whole target
-            found = self._check_path(request, path.split(" ", 1)[0], host, path)
-        return found
-
-    def _check_path(self, request: HttpRequest, path: str, host: str, shown: str) -> UrlHit | None:
+        shown = path
+        if word:
+            path = path.split(" ", 1)[0]
         host = host.lower()
         # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
         # shares its marker, and host-prefixed only when the host has URL trails.
@@ -55,7 +52,8 @@ class UrlChecker:
         host_listed = store.url_host(host)
         low_path = path.lower()
         if not host_listed and not store.path_markers_maybe(low_path):
-            return None  # the usual request: no marker of any candidate is in the bloom
+            # the usual request: no marker of any candidate is in the bloom
+            return self.check(request, host, True) if " " in path and not word else None
         body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
         get = store.get
         post_form = f"{path}?{body}".lower() if body else None
@@ -70,7 +68,7 @@ class UrlChecker:
                 if seen[marker]:
                     break
             else:
-                return None
+                return self.check(request, host, True) if " " in path and not word else None
         for candidate in url_candidates(low_path, low_body):
             key = candidate
             marker = url_marker(candidate)
@@ -86,12 +84,10 @@ class UrlChecker:
             if candidate == post_form:
                 return UrlHit(TrailType.HTTP, f"{host}({path} ({request.method} {body}))", hit)
             return UrlHit(TrailType.URL, bracket_url(host + shown, key), hit)
-        if not host_listed:
-            return None
-        hit = get(host + "/")
+        hit = get(host + "/") if host_listed else None
         if hit is not None:
             return UrlHit(TrailType.URL, bracket_url(host + shown, host + "/"), hit)
-        return None
+        return self.check(request, host, True) if " " in path and not word else None
 
 
 def url_candidates(path: str, body: str = "") -> list[str]:

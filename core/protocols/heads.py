@@ -22,7 +22,7 @@ Rules (docs/decoding.md, "HTTP request reassembly", says the same for operators)
 - `resume` remembers, per connection, the sequence number where the next request starts (after a
   body whose end lies in a later segment, or after a reassembled head); a later segment that
   starts before it is body or a retransmission and is read only from that point on. It holds at
-  most `max_flows` connections for `ttl` seconds.
+  most `max_flows` connections, each for `resume_ttl` seconds after it was set.
 """
 
 from __future__ import annotations
@@ -77,11 +77,13 @@ class RequestHeads(FlowTable):
     """Bounded per-connection reassembly of HTTP request heads (see the module docstring)."""
 
     outcomes = ("pending", "completed", "truncated", "gap", "not_http", "retransmitted", "overlap",
-                "reordered", "resumed")
+                "reordered", "resumed", "resume_expired", "resume_evicted")
 
-    def __init__(self, max_flows: int = 4096, max_bytes: int = 8192, ttl: float = 10.0, max_ahead: int = 8) -> None:
+    def __init__(self, max_flows: int = 4096, max_bytes: int = 8192, ttl: float = 10.0, max_ahead: int = 8,
+                 resume_ttl: float = 60.0) -> None:
         super().__init__(max_flows, max_bytes, ttl)
         self.max_ahead = max_ahead
+        self.resume_ttl = resume_ttl
         self.resume: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
 
     def _last_seen(self, entry: Any) -> float:
@@ -156,16 +158,16 @@ class RequestHeads(FlowTable):
     def remember(self, flow_key: Hashable, next_seq: int, now: float) -> None:
         """The connection's next request starts at `next_seq` (bytes before it are body or seen)."""
         resume = self.resume
-        limit = now - self.ttl
+        limit = now - self.resume_ttl
         while resume:
             oldest = next(iter(resume))
             if resume[oldest][1] >= limit:
                 break
             del resume[oldest]
-            self.counters["expired"] += 1
+            self.counters["resume_expired"] += 1
         if flow_key not in resume and len(resume) >= self.max_flows:
             resume.popitem(last=False)
-            self.counters["evicted"] += 1
+            self.counters["resume_evicted"] += 1
         resume[flow_key] = (next_seq, now)
         resume.move_to_end(flow_key)
 
