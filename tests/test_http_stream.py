@@ -68,12 +68,16 @@ def store(tmp_path_factory):
     return TrailStore.from_rows(ROWS, str(tmp_path_factory.mktemp("store")))
 
 
-def detect(store, tmp_path, frames: list[bytes], batch: bool = False) -> tuple[list[tuple[str, str]], Detector]:
-    """In-process: per packet (`process`) or through the batch walker over a written pcap."""
+def detect(store, tmp_path, frames: list[bytes], batch: bool = False,
+           compiled: bool = True) -> tuple[list[tuple[str, str]], Detector]:
+    """In-process: per packet (`process`) or through the batch walker over a written pcap (with
+    the compiled pre-dispatch when built, or `compiled=False`: the Python loop)."""
     config = load_config(overrides={"LOG_DIR": str(tmp_path), "USE_HEURISTICS": "false"})
     sink = MemorySink()
     events = EventPipeline([sink], "t")
     detector = Detector(config, store, events)
+    if not compiled:
+        detector._scan = None
     if batch:
         path = g.write_pcap(str(tmp_path / "b.pcap"), [(T0 + n / 1000, f) for n, f in enumerate(frames)])
         for linktype, buf, meta in OfflineSource([path], snaplen=65535, batch_size=64):
@@ -163,6 +167,19 @@ def test_every_cut_of_one_head_gives_one_event(store, tmp_path):
             events, detector = detect(store, tmp_path, frames, batch)
             assert events == [LISTED_EVENT], (cut, batch, detector.heads.counters)
             assert len(detector.heads) == 0
+
+
+def test_batch_walkers_skip_the_same_bulk_packets(store, tmp_path):
+    """A head cut mid-batch: the compiled pre-dispatch had already skipped the bulk packets after
+    it, so the rest of the batch is walked again; both walkers see the same packets."""
+    frames: list[bytes] = []
+    for cut in (1, 9, 30, 60):
+        s = g.TcpSession(sport=22000 + cut)
+        frames += bulk(2) + s.handshake() + [s.client(LISTED[:cut])] + bulk(3) + [s.client(LISTED[cut:]), s.ack()]
+    fast, fast_detector = detect(store, tmp_path, frames, batch=True)
+    slow, slow_detector = detect(store, tmp_path, frames, batch=True, compiled=False)
+    assert fast == slow == [LISTED_EVENT] * 4
+    assert fast_detector.skipped_bulk == slow_detector.skipped_bulk == 4 * 5  # 2 bulk, SYN-ACK, ACK, server ACK
 
 
 def test_every_cut_through_the_real_sensor(tmp_path):

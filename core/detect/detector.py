@@ -86,6 +86,7 @@ class Detector:
         self.hellos = tls.ClientHellos()
         self.initials = quic.Initials()
         self.heads = heads.RequestHeads()
+        self._pending, self._resume = self.heads.tracked, self.heads.resume  # same objects for its lifetime
         self._decoders: dict[int, Decoder] = {}
         self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[Any, ...] | None = None
@@ -183,7 +184,7 @@ class Detector:
         records, skipped = self._scan(buf, meta, skipping, self._sec, ipset, port_marks)
         self.skipped_bulk += skipped
         handle = self._handle
-        for n, (sec, usec, i, d, flags) in enumerate(records):
+        for sec, usec, i, d, flags in records:
             if sec != self._sec:
                 self._advance(sec)
             if i < 0:
@@ -204,7 +205,7 @@ class Detector:
                 # An HTTP head cut by its segment's end started tracking while C was still skipping
                 # bulk packets (C stops only at TLS handshakes): its next segments may be among
                 # them, so the rest of the batch is walked again by the Python loop.
-                later = sum(1 for record in records[n + 1:] if record[2] >= 0)
+                later = sum(1 for record in records if record[2] > i)
                 self.skipped_bulk -= (len(meta) - i - 4) // 4 - later
                 self._process_python(buf, meta, decode, i + 4, not plugins)
                 return
@@ -355,7 +356,7 @@ class Detector:
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
             return
-        pending, resume = self.heads.tracked, self.heads.resume
+        pending, resume = self._pending, self._resume
         if pending and (src, sport, dst, dport) in pending:
             self._http_continued(sec, usec, d, clean)
             return
