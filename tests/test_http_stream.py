@@ -200,6 +200,14 @@ def test_tiny_segments_of_one_to_sixteen_bytes(tmp_path):
     assert sensor_events(tmp_path, frames) == [LISTED_EVENT] * 5
 
 
+def test_a_continuation_starting_like_a_tls_record_stays_with_its_head(store, tmp_path):
+    request = b"GET /bad/path HTTP/1.1\r\nX-A: \x16\x03\x01\r\nHost: evil-url.example\r\n\r\n"
+    cut = request.index(b"\x16")
+    s = g.TcpSession()
+    events, _ = detect(store, tmp_path, s.handshake() + [s.client(request[:cut]), s.client(request[cut:])])
+    assert events == [LISTED_EVENT]
+
+
 def test_reordered_pairs(store, tmp_path):
     for first, second in ((10, 30), (4, 40), (25, 26)):
         s = g.TcpSession()

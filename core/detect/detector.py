@@ -337,6 +337,10 @@ class Detector:
         if self.plugins_wanted:
             self._plugin_feed(sec, usec, d)
         _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        pending, resume = self._pending, self._resume
+        if pending and (src, sport, dst, dport) in pending:  # before TLS: any byte may go on a head
+            self._http_continued(sec, usec, d, clean)
+            return
         first = buf[poff]
         if first == TLS_HANDSHAKE:
             payload = bytes(buf[poff:pend])
@@ -355,10 +359,6 @@ class Detector:
             sni = self.hellos.feed((src, sport, dst, dport), bytes(buf[poff:pend]), sec)
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
-            return
-        pending, resume = self._pending, self._resume
-        if pending and (src, sport, dst, dport) in pending:
-            self._http_continued(sec, usec, d, clean)
             return
         if resume and (src, sport, dst, dport) in resume:  # body, retransmission or the next request
             self._http_segment(sec, usec, d, bytes(buf[poff:pend]), None, clean)
@@ -450,8 +450,9 @@ class Detector:
             if length is not None and len(body) > length:
                 request = request._replace(body=body[:length])
             self._http_request(sec, usec, d, request, clean)
-            if length is None:
-                return  # the framing cannot be read: nothing after this head is read as a request
+            if length is None:  # the framing cannot be read: nothing after this head is read as a request
+                off = size
+                break
             off += len(chunk) - len(body) + length
             request = None
         if seq is not None and (off > size or reassembled):
