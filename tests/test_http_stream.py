@@ -241,6 +241,25 @@ def test_overlapping_segments_with_different_bytes_first_copy_wins(store, tmp_pa
     assert detect(store, tmp_path, frames)[0] == []
 
 
+def test_held_segments_keep_their_bytes_against_later_copies(store, tmp_path):
+    """First copy wins also for bytes held ahead of a hole: a later segment over them, held too or
+    arriving in order, only adds the bytes nobody sent before."""
+    other = LISTED.replace(b"/bad/path", b"/bad/xxxx")
+    for first, later, expected in ((LISTED, other, [LISTED_EVENT]), (other, LISTED, [])):
+        s = g.TcpSession()
+        frames = s.handshake() + [s.client(LISTED[:5]), s.client(first[10:20], at=10),  # held, first copy
+                                  s.client(LISTED[8:10] + later[10:15], at=8),  # held too, over it: 8..10 is new
+                                  s.client(LISTED[5:8], at=5), s.client(LISTED[20:], at=20)]
+        events, detector = detect(store, tmp_path, frames)
+        assert events == expected
+        assert detector.heads.counters["reordered"] == 2
+        s = g.TcpSession()
+        frames = s.handshake() + [s.client(LISTED[:5]), s.client(first[10:20], at=10),
+                                  s.client(LISTED[5:10] + later[10:25], at=5),  # in order, over it
+                                  s.client(LISTED[25:], at=25)]
+        assert detect(store, tmp_path, frames)[0] == expected
+
+
 def test_stream_picked_up_mid_connection_is_silent(tmp_path):
     s = g.TcpSession()
     s.handshake()

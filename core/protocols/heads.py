@@ -11,10 +11,11 @@ Rules (docs/decoding.md, "HTTP request reassembly", says the same for operators)
 - A connection is tracked from a client segment that starts a request whose head is not complete
   in it (`start`); the bytes are kept from the request's first byte, keyed by TCP sequence number.
 - In-order bytes are appended; a segment ahead of the expected sequence number is held (at most
-  `max_ahead` segments, all within `max_bytes` of the head's start) until the gap is filled;
-  anything further ahead abandons the connection (`gap`).
-- Retransmitted and overlapping bytes: the first copy wins. Bytes already held are never replaced,
-  only the part of a segment beyond them is used (`retransmitted`, `overlap`).
+  `max_ahead` pieces, all within `max_bytes` of the head's start) until the hole before it is
+  filled; a segment starting further ahead, or more pieces, abandon the connection (`gap`).
+- Retransmitted and overlapping bytes: the first copy wins. Bytes already held, contiguous or
+  ahead, are never replaced; only the parts of a segment that no earlier segment covered are used
+  (`retransmitted`, `overlap`).
 - The head is handed back once the blank line ending it is in the contiguous bytes (`completed`),
   or when `max_bytes` are held without it (`truncated`: what is held is evaluated). A connection
   idle for `ttl` seconds of packet time, or the least recently fed one when `max_flows` are
@@ -62,7 +63,8 @@ def seq_diff(a: int, b: int) -> int:
 
 class _Head:
     """One head being reassembled: its bytes from the request's first byte, that byte's sequence
-    number, the segments held ahead of the contiguous bytes, and the packet time last fed."""
+    number, the pieces held beyond the contiguous bytes (offset from the first byte -> bytes; they
+    never overlap each other or the contiguous bytes), and the packet time last fed."""
 
     __slots__ = ("data", "seq", "ahead", "seen")
 
@@ -71,6 +73,25 @@ class _Head:
         self.seq = seq
         self.ahead: dict[int, bytes] = {}
         self.seen = seen
+
+
+def _uncovered(start: int, payload: bytes, held: dict[int, bytes]) -> list[tuple[int, bytes]]:
+    """The parts of `payload` (at offset `start`) that no held piece covers."""
+    pieces = [(start, payload)]
+    for offset, piece in held.items():
+        end = offset + len(piece)
+        kept: list[tuple[int, bytes]] = []
+        for at, part in pieces:
+            stop = at + len(part)
+            if stop <= offset or at >= end:
+                kept.append((at, part))
+                continue
+            if at < offset:
+                kept.append((at, part[:offset - at]))
+            if stop > end:
+                kept.append((end, part[end - at:]))
+        pieces = kept
+    return pieces
 
 
 class RequestHeads(FlowTable):
@@ -101,27 +122,28 @@ class RequestHeads(FlowTable):
         head: _Head = self._flows[flow_key]
         data = head.data
         before = len(data)
-        offset = seq_diff(seq, (head.seq + before) & MASK)
-        if offset > 0:  # ahead of the contiguous bytes: hold it (reordering), or give up on a gap
-            if before + offset >= self.max_bytes or len(head.ahead) >= self.max_ahead:
+        start = seq_diff(seq, head.seq)  # offset of the segment from the request's first byte
+        head.seen = now
+        self._flows.move_to_end(flow_key)
+        if start >= self.max_bytes:  # far ahead: a lost segment, or another connection on these ports
+            self._drop(flow_key, "gap")
+            return None
+        payload = payload[:self.max_bytes - start]
+        if start < before:  # the first copy wins: only bytes beyond those held are used
+            self.counters["retransmitted" if start + len(payload) <= before else "overlap"] += 1
+            payload = payload[before - start:]
+            start = before
+        pieces = [piece for piece in _uncovered(start, payload, head.ahead) if piece[1]]
+        if start > before:  # a hole before it: hold its pieces until the hole is filled
+            if len(head.ahead) + len(pieces) > self.max_ahead:
                 self._drop(flow_key, "gap")
                 return None
-            if seq not in head.ahead:  # the first copy wins
-                head.ahead[seq] = payload
             self.counters["reordered"] += 1
-            head.seen = now
-            self._flows.move_to_end(flow_key)
-            return None
-        self._append(head, offset, payload)
-        while head.ahead:  # held segments that now touch the contiguous bytes
-            end = (head.seq + len(data)) & MASK
-            ready = [s for s in head.ahead if seq_diff(s, end) <= 0]
-            if not ready:
-                break
-            for s in sorted(ready, key=lambda s: seq_diff(s, end)):
-                self._append(head, seq_diff(s, (head.seq + len(data)) & MASK), head.ahead.pop(s))
+        for offset, piece in pieces:
+            head.ahead[offset] = piece
+        while len(data) in head.ahead:
+            data += head.ahead.pop(len(data))
         if len(data) == before:
-            head.seen = now
             return None
         if not could_start_request(bytes(data[:8])):
             self._drop(flow_key, "not_http")
@@ -134,20 +156,8 @@ class RequestHeads(FlowTable):
         if len(data) >= self.max_bytes:
             del self._flows[flow_key]
             self.counters["truncated"] += 1
-            return head.seq, bytes(data[:self.max_bytes])
-        head.seen = now
-        self._flows.move_to_end(flow_key)
+            return head.seq, bytes(data)
         return None
-
-    def _append(self, head: _Head, offset: int, payload: bytes) -> None:
-        """Append the part of a segment starting `offset` bytes from the contiguous end (<= 0) that
-        lies beyond it; bytes already held are kept (the first copy wins)."""
-        if offset < 0:
-            self.counters["retransmitted" if offset + len(payload) <= 0 else "overlap"] += 1
-            payload = payload[-offset:]
-        room = self.max_bytes - len(head.data)
-        if payload and room > 0:
-            head.data += payload[:room]
 
     def _drop(self, flow_key: Hashable, outcome: str) -> None:
         del self._flows[flow_key]
