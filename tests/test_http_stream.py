@@ -321,3 +321,39 @@ def test_dns_flood_keeps_exact_trail_lookups(tmp_path):
     assert events[-1] == ("DNS", "c2-under-dyn.example-dyn.net")
     assert [t for t, _ in events].count("DNS") == 2  # the exhaustion alert and the trail, nothing per name
     assert "dns exhaustion" not in events[-1][1]
+
+
+def test_random_segmentation_reordering_and_duplication(store, tmp_path):
+    """A pipelined stream (a POST whose body holds a listed request, then the listed request) cut
+    at random points, each segment sent once or twice, neighbours swapped: never an error, the
+    real request at most once (exactly once when nothing was swapped), and the request inside the
+    body never, unless a segment of the body arrived before the end of the POST head (nothing can
+    tell such a segment from a request then: docs/decoding.md)."""
+    import random
+
+    inner = g.http_request("GET", "/malicious-login.php", [("Host", "inner.example")])
+    post = g.http_request("POST", "/form", [("Host", "h.example")], body=inner)
+    head_end = len(post) - len(inner)
+    stream = post + LISTED
+    rng = random.Random(5)
+    for _ in range(400):
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randrange(1, 12)))
+        bounds = list(zip([0] + cuts, cuts + [len(stream)], strict=True))
+        order = list(range(len(bounds)))
+        for k in range(len(order) - 1):
+            if rng.random() < 0.2:
+                order[k], order[k + 1] = order[k + 1], order[k]
+        s = g.TcpSession(sport=rng.randrange(1024, 65535))
+        frames = s.handshake()
+        for k in order:
+            start, end = bounds[k]
+            frame = s.client(stream[start:end], at=start)
+            frames += [frame, frame] if rng.random() < 0.2 else [frame]
+        events, _ = detect(store, tmp_path, frames)
+        head_at = next(k for k, (start, end) in enumerate(bounds) if start < head_end <= end)
+        early = any(head_end <= bounds[k][0] < len(post) for k in order[:order.index(head_at)])
+        inner_event = ("URL", "(inner.example)/malicious-login.php")
+        assert [e for e in events if e != inner_event] in ([], [LISTED_EVENT]), (bounds, order)
+        assert early or inner_event not in events, (bounds, order)
+        if order == sorted(order):
+            assert events == [LISTED_EVENT], bounds
