@@ -244,6 +244,13 @@ def test_url_candidates_order():
     assert url_candidates("/a/b/c.php?x=1&y=2") == [
         "/a/b/c.php?x=1&y=2", "/a/b/c.php", "/a/b/c.php?x=", "/a/b/c.php?x=&y=", "/c.php?x=&y=", "/a/b/", "/c.php"]
     assert bracket_url("h.example/p?q", "/p") == "(h.example)/p(?q)"
+    # the base without its trailing slash: `/dir/?query` reaches a `host/dir` trail
+    assert url_candidates("/bad/path/?id=7") == ["/bad/path/?id=7", "/bad/path/", "/bad/path", "/bad/path/?id=", "/?id="]
+
+
+def test_directory_with_query_hits_host_dir_trail(run):
+    events = run(http("/bad/path/?id=7", "evil-url.example"))
+    assert [(e.type, e.trail) for e in events] == [("URL", "evil-url.example/bad/path(/?id=7)")]
 
 
 # -- TLS and QUIC ---------------------------------------------------------------------------------

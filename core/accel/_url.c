@@ -98,6 +98,13 @@ collect(const char *p, Py_ssize_t n, span *out, char **keys)
         else /* a path of slashes only: url_marker("") is the bare host mark */
             out[count++] = (span){p, 0, HOST_MARK};
     }
+    if (q >= 0 && base_n > 0 && p[base_n - 1] == '/') { /* the base without its trailing slashes */
+        Py_ssize_t r = base_n;
+        while (r > 0 && p[r - 1] == '/')
+            r--;
+        if (r > 0)
+            out[count++] = (span){p, marker_len(p, r), PATH_MARK};
+    }
     Py_ssize_t eq = find_char(p, 0, n, '=');
     if (eq >= 0)
         out[count++] = (span){p, marker_len(p, eq + 1), PATH_MARK};

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import traceback
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from core.accel import load as load_accel
 from core.addr import ip_text
@@ -31,7 +31,7 @@ from core.detect.urls import UrlChecker
 from core.events import EventSink
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
-from core.protocols import dns, http, quic, tls
+from core.protocols import dns, heads, http, quic, tls
 from core.trails.store import Trail, TrailStore
 from core.trails.whitelist import Whitelist
 
@@ -53,6 +53,8 @@ BULK, CLEAN = 1, 2  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
 Port = int | str  # "-" where an event has no ports
 ScanRecord = tuple[int, int, int, Decoded | None, int]  # sec, usec, meta index, decoded, flags
+BODY_HEADERS = (b"content-length", b"transfer-encoding")  # a body may follow the head
+BODILESS = frozenset(("GET", "HEAD"))  # methods whose later segments are not searched for a declared body
 
 
 def _port_key_text(addr: str, port: int) -> str:
@@ -79,6 +81,8 @@ class Detector:
         self.flights = tls.ServerFlights()
         self.hellos = tls.ClientHellos()
         self.initials = quic.Initials()
+        self.heads = heads.RequestHeads()
+        self._pending, self._resume = self.heads.tracked, self.heads.resume  # same objects for its lifetime
         self._decoders: dict[int, Decoder] = {}
         self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[int, bytes, bytes, int, int] | None = None
@@ -118,22 +122,27 @@ class Detector:
         Bulk TCP over Ethernet/IPv4 (the majority of mirrored traffic) is recognised from a few
         header bytes and skipped before decoding when it provably cannot produce an event: not a
         scan-flag combination, no payload or a payload whose first byte starts nothing we parse
-        (TLS handshake, HTTP), not port 53, no TLS flow being reassembled, no plugins."""
+        (TLS handshake, HTTP), not port 53, no TLS flow or HTTP request head being reassembled, no
+        plugins."""
         if isinstance(meta, (bytes, bytearray)):
             meta = memoryview(meta).cast("I")  # pcapy-ng's packed records: 4 native uint32 each
         decode = self.decoder(linktype).decode
-        handle = self._handle
         self._buf, self._meta = buf, meta
         count = len(meta)
         self.packets += count // 4
         if self._scan is not None and linktype == 1:
             self._process_scanned(buf, meta, decode)
             return
-        bulk_skip = linktype == 1 and not self.plugins_wanted
-        flights, hellos = self.flights.tracked, self.hellos.tracked
+        self._process_python(buf, meta, decode, 0, linktype == 1 and not self.plugins_wanted)
+
+    def _process_python(self, buf: bytes, meta: Meta | bytes, decode: Callable[[bytes, int, int], Decoded | None],
+                        start: int, bulk_skip: bool) -> None:
+        """The batch loop from meta word `start` on (also the rest of a compiled scan, see below)."""
+        handle = self._handle
+        flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         parsed_first = PARSED_FIRST_BYTES
         scan_flags = SCAN_FLAGS
-        for i in range(0, count, 4):
+        for i in range(start, len(meta), 4):
             sec = meta[i]
             if sec != self._sec:
                 self._advance(sec)
@@ -141,9 +150,9 @@ class Detector:
             caplen = meta[i + 3]
             if (bulk_skip and caplen >= 54 and buf[off + 23] == 6 and buf[off + 14] == 0x45
                     and buf[off + 12] == 8 and buf[off + 13] == 0 and buf[off + 47] not in scan_flags
-                    and not flights and not hellos):
-                start = off + 34 + ((buf[off + 46] >> 4) << 2)
-                if start >= off + caplen or buf[start] not in parsed_first:
+                    and not flights and not hellos and not pending):
+                first = off + 34 + ((buf[off + 46] >> 4) << 2)
+                if first >= off + caplen or buf[first] not in parsed_first:
                     ports = buf[off + 34:off + 38]
                     if ports[0:2] != b"\x00\x35" and ports[2:4] != b"\x00\x35":
                         self.skipped_bulk += 1
@@ -164,11 +173,11 @@ class Detector:
         the live tracking state decides here, as in the loop above. Flag CLEAN: neither address
         passes the store's IP prefilters, so the handlers skip their IP and ip:port lookups."""
         assert self._scan is not None
-        flights, hellos = self.flights.tracked, self.hellos.tracked
+        flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         plugins = self.plugins_wanted
         ipset, port_marks = self.store.ip_prefilter()
-        records, skipped = self._scan(buf, meta, not plugins and not flights and not hellos, self._sec,
-                                      ipset, port_marks)
+        skipping = not plugins and not flights and not hellos and not pending
+        records, skipped = self._scan(buf, meta, skipping, self._sec, ipset, port_marks)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -176,7 +185,7 @@ class Detector:
                 self._advance(sec)
             if i < 0:
                 continue
-            if flags & BULK and not plugins and not flights and not hellos:
+            if flags & BULK and not plugins and not flights and not hellos and not pending:
                 self.skipped_bulk += 1
                 continue
             try:
@@ -188,6 +197,14 @@ class Detector:
                 handle(sec, usec, d, flags & CLEAN)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
+            if skipping and pending:
+                # An HTTP head cut by its segment's end started tracking while C was still skipping
+                # bulk packets (C stops only at TLS handshakes): its next segments may be among
+                # them, so the rest of the batch is walked again by the Python loop.
+                later = sum(1 for record in records if record[2] > i)
+                self.skipped_bulk -= (len(meta) - i - 4) // 4 - later
+                self._process_python(buf, meta, decode, i + 4, not plugins)
+                return
 
     def process(self, linktype: int, sec: int, usec: int, frame: bytes) -> None:
         """One packet (tests, the self-test, plugins' callers)."""
@@ -237,7 +254,7 @@ class Detector:
         if proto == TCP:
             if flags == SYN:
                 self._tcp_syn(sec, usec, d, clean)
-            elif pend > poff:
+            if pend > poff:  # a SYN's data too (TCP Fast Open)
                 self._tcp_payload(sec, usec, d, clean)
             if flags in SCAN_FLAGS:
                 self.heuristics.tcp(sec, usec, d)
@@ -316,6 +333,10 @@ class Detector:
         if self.plugins_wanted:
             self._plugin_feed(sec, usec, d)
         _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        pending, resume = self._pending, self._resume
+        if pending and (src, sport, dst, dport) in pending:  # before TLS: any byte may go on a head
+            self._http_continued(sec, usec, d, clean)
+            return
         first = buf[poff]
         if first == TLS_HANDSHAKE:
             payload = bytes(buf[poff:pend])
@@ -335,11 +356,21 @@ class Detector:
             if sni:
                 self._domain(sec, usec, d, sni, "TCP")
             return
+        if resume and (src, sport, dst, dport) in resume:  # body, retransmission or the next request
+            self._http_segment(sec, usec, d, bytes(buf[poff:pend]), None, clean)
+            return
         if first in HTTP_FIRST_BYTES:
             payload = bytes(buf[poff:pend])
             request = http.parse_request(payload)
             if request is not None:
-                self._http_request(sec, usec, d, request, clean)
+                if (request.complete_headers and not request.body
+                        and (request.method in BODILESS or not request.may_have(BODY_HEADERS))):
+                    self._http_request(sec, usec, d, request, clean)  # the usual: one whole head, nothing after
+                else:
+                    self._http_segment(sec, usec, d, payload, request, clean)
+                return
+            if http.could_start_request(payload[:4]):  # a request line cut after a few bytes
+                self._http_segment(sec, usec, d, payload, None, clean)
                 return
         if first == 0x48 and buf[poff:poff + 5] == b"HTTP/":  # "HTTP/" (H is also a request first byte)
             response = http.parse_response(bytes(buf[poff:pend]))
@@ -362,6 +393,66 @@ class Detector:
                 self._emit(sec, usec, d, TrailType.CERT, sha1, hit)
 
     # -- HTTP -----------------------------------------------------------------------------------
+
+    def _http_segment(self, sec: int, usec: int, d: Decoded, payload: bytes, request: http.HttpRequest | None, clean: int) -> None:
+        """A client segment starting like a request that is not the usual single whole head: more
+        requests or a body after it, a head it does not complete, or a connection whose next
+        request is known to start further on (bytes before that are body or retransmitted)."""
+        _, _, src, dst, sport, dport, _, buf, poff, _ = d
+        key = (src, sport, dst, dport)
+        seq = heads.payload_seq(buf, poff, sport, dport)
+        start = 0
+        if seq is not None and key in self.heads.resume:
+            start = self.heads.skip(key, seq, len(payload))
+            if start >= len(payload):
+                return
+            if start:
+                request = None
+        self._http_stream(sec, usec, d, key, payload, seq, start, request, clean)
+
+    def _http_continued(self, sec: int, usec: int, d: Decoded, clean: int) -> None:
+        """A segment of a connection whose request head is being reassembled."""
+        _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        key = (src, sport, dst, dport)
+        seq = heads.payload_seq(buf, poff, sport, dport)
+        done = self.heads.feed(key, seq, bytes(buf[poff:pend]), sec) if seq is not None else None
+        if done is not None:
+            start_seq, data = done
+            self._http_stream(sec, usec, d, key, data, start_seq, 0, None, clean, reassembled=True)
+
+    def _http_stream(self, sec: int, usec: int, d: Decoded, key: Hashable, data: bytes, seq: int | None,
+                     off: int, request: http.HttpRequest | None, clean: int, reassembled: bool = False) -> None:
+        """Every request in `data` (client bytes from sequence number `seq`, None when unknown)
+        from `off` on, stepping over each body by its framing (http.body_length), so a
+        request-shaped text inside a body is never read as a request. A head cut by the end of
+        `data` starts its reassembly; when a body continues past `data`, or after a reassembled
+        head, the connection's next request start is remembered."""
+        size = len(data)
+        table = self.heads
+        while off < size:
+            chunk = data[off:] if off else data
+            if request is None:
+                request = http.parse_request(chunk)
+            cut = seq is not None and len(chunk) < table.max_bytes
+            if request is None:
+                if cut and b"\n" not in chunk and http.could_start_request(chunk[:4]):
+                    table.start(key, (seq + off) & heads.MASK, chunk, sec)  # type: ignore[operator]
+                return
+            if cut and not request.complete_headers and request.version:
+                table.start(key, (seq + off) & heads.MASK, chunk, sec)  # type: ignore[operator]
+                return
+            body = request.body
+            length = http.body_length(request) if request.complete_headers else None
+            if length is not None and len(body) > length:
+                request = request._replace(body=body[:length])
+            self._http_request(sec, usec, d, request, clean)
+            if length is None:  # the framing cannot be read: nothing after this head is read as a request
+                off = size
+                break
+            off += len(chunk) - len(body) + length
+            request = None
+        if seq is not None and (off > size or reassembled):
+            table.remember(key, (seq + off) & heads.MASK, sec)
 
     def _http_request(self, sec: int, usec: int, d: Decoded, request: http.HttpRequest, clean: int = 0) -> None:
         host = (request.host or "").lower()
@@ -434,9 +525,14 @@ class Detector:
         name = msg.qname
         if not name:
             return
-        skip = self.heuristics.dns_query(sec, usec, d, msg)
-        if not skip and not ignored_query(name):
-            self._domain(sec, usec, d, name, proto)
+        flooded = self.heuristics.dns_query(sec, usec, d, msg)
+        if not ignored_query(name):
+            if not flooded:
+                self._domain(sec, usec, d, name, proto)
+            else:  # under a base domain in a DNS-exhaustion hold: only the name's own trail
+                exact = self.domains.exact(name)
+                if exact is not None:
+                    self._emit(sec, usec, d, TrailType.DNS, exact.trail, (exact.info, exact.reference), proto=proto)
         if msg.qtype != QTYPE_PTR and msg.qtype != QTYPE_AAAA and msg.qclass == QCLASS_IN and not clean:
             _, _, src, dst, _, dport, _, _, _, _ = d
             store = self.store

@@ -55,6 +55,14 @@ def ignored_query(name: str) -> bool:
     return tld in IGNORE_DNS_QUERY_SUFFIXES or ".intranet." in name
 
 
+def _normal(name: str) -> str:
+    """Lower case, without `:port` and trailing dots."""
+    name = name.lower()
+    if ":" in name:
+        name = name.split(":", 1)[0]
+    return name.rstrip(".")
+
+
 class DomainChecker:
     """Runs the check order against one trail store; holds the negative cache."""
 
@@ -96,16 +104,27 @@ class DomainChecker:
             self.cache_hits += 1
             return hit
         key = name
-        name = name.lower()
-        if ":" in name:
-            name = name.split(":", 1)[0]
-        name = name.rstrip(".")
+        name = _normal(name)
         if not name or NUMERIC_NAME.match(name):
             return None
-        if len(name) > 255 or not VALID_DNS_NAME.match(name) or (
-                self.whitelist is not None and self.whitelist.domain(name)):
+        if not self._checkable(name):
             return self._remember(key, None)
         return self._remember(key, self._lookup(name))
+
+    def exact(self, name: str) -> DomainHit | None:
+        """Only the name's own trail (no parent, heuristic or regex step, no cache): what a DNS
+        query under a flooded base domain still gets (core/heuristics/dns.py, exhaustion)."""
+        name = _normal(name)
+        if not name or NUMERIC_NAME.match(name) or not self._checkable(name):
+            return None
+        trail = self.store.get(name)
+        if trail is None or self._excluded(name, name, trail):
+            return None
+        return DomainHit(name, trail.info, trail.reference)
+
+    def _checkable(self, name: str) -> bool:
+        return len(name) <= 255 and VALID_DNS_NAME.match(name) is not None and not (
+            self.whitelist is not None and self.whitelist.domain(name))
 
     def _lookup(self, name: str) -> DomainHit | None:
         get = self.store.get

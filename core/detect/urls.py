@@ -33,13 +33,18 @@ class UrlChecker:
     def __init__(self, store: TrailStore) -> None:
         self.store = store
 
-    def check(self, request: HttpRequest, host: str) -> UrlHit | None:
-        """The first URL trail the request hits, in the original's candidate order, or None."""
+    def check(self, request: HttpRequest, host: str, word: bool = False) -> UrlHit | None:
+        """The first URL trail the request hits, in the original's candidate order, or None. A
+        target with a space (`GET /uri afterspace HTTP/1.1`) is read both ways servers read it:
+        the whole target first, then (`word`) its first word; a hit is rendered on the whole."""
         path = request.path
         if not path.startswith("/"):
             return None
         while "//" in path:
             path = path.replace("//", "/")
+        shown = path
+        if word:
+            path = path.split(" ", 1)[0]
         host = host.lower()
         # URL markers (core/trails/index.py): a candidate is looked up bare only when a /path trail
         # shares its marker, and host-prefixed only when the host has URL trails.
@@ -47,7 +52,8 @@ class UrlChecker:
         host_listed = store.url_host(host)
         low_path = path.lower()
         if not host_listed and not store.path_markers_maybe(low_path):
-            return None  # the usual request: no marker of any candidate is in the bloom
+            # the usual request: no marker of any candidate is in the bloom
+            return self.check(request, host, True) if " " in path and not word else None
         body = request.body.decode("latin-1", "replace") if request.method == "POST" and request.body else ""
         get = store.get
         post_form = f"{path}?{body}".lower() if body else None
@@ -62,7 +68,7 @@ class UrlChecker:
                 if seen[marker]:
                     break
             else:
-                return None
+                return self.check(request, host, True) if " " in path and not word else None
         for candidate in url_candidates(low_path, low_body):
             key = candidate
             marker = url_marker(candidate)
@@ -77,13 +83,11 @@ class UrlChecker:
                 continue
             if candidate == post_form:
                 return UrlHit(TrailType.HTTP, f"{host}({path} ({request.method} {body}))", hit)
-            return UrlHit(TrailType.URL, bracket_url(host + path, key), hit)
-        if not host_listed:
-            return None
-        hit = get(host + "/")
+            return UrlHit(TrailType.URL, bracket_url(host + shown, key), hit)
+        hit = get(host + "/") if host_listed else None
         if hit is not None:
-            return UrlHit(TrailType.URL, bracket_url(host + path, host + "/"), hit)
-        return None
+            return UrlHit(TrailType.URL, bracket_url(host + shown, host + "/"), hit)
+        return self.check(request, host, True) if " " in path and not word else None
 
 
 def url_candidates(path: str, body: str = "") -> list[str]:
@@ -93,6 +97,9 @@ def url_candidates(path: str, body: str = "") -> list[str]:
     base, _, query = path.partition("?")
     if base and base not in out:
         out.append(base)
+    trimmed = base.rstrip("/")  # `/dir/?q` must reach a `host/dir` trail
+    if trimmed and trimmed not in out:
+        out.append(trimmed)
     if "=" in path:
         item = path[: path.index("=") + 1]
         if item not in out:
@@ -127,6 +134,8 @@ def candidate_markers(path: str, body: str, url_marker: Callable[[str], str]) ->
     out = {url_marker(base)}
     if path != "/" and path.endswith("/"):
         out.add(url_marker(path.rstrip("/")))
+    if base != path and base.endswith("/") and base.rstrip("/"):  # the base without its trailing slashes
+        out.add(url_marker(base.rstrip("/")))
     if "=" in path:
         out.add(url_marker(path[: path.index("=") + 1]))
     slash = base.rfind("/")

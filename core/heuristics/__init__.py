@@ -11,8 +11,8 @@ packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/
 - `tcp(sec, usec, d)`: TCP packets whose flags are SYN only, NULL, FIN only or XMAS (port and
   infection scan counting; ACK traffic never reaches it).
 - `udp(sec, usec, d)`: UDP packets that are not DNS (UDP scan counting).
-- `dns_query(sec, usec, d, msg) -> bool`: every DNS query; True means "skip trail checks for this
-  name" (the DNS exhaustion rule).
+- `dns_query(sec, usec, d, msg) -> bool`: every DNS query; True means "only the name's own exact
+  trail for this name" (the DNS exhaustion rule).
 - `dns_response(sec, usec, d, msg)`: every DNS response (NXDOMAIN floods, DGA, sinkhole/parked).
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.

@@ -7,7 +7,10 @@ sinkhole or a parking site".
 
 - dns_exhaustion: >= DNS_EXHAUSTION_THRESHOLD distinct prefixes under one base domain inside 60 s
   → `DNS` `(prefix).base` `potential dns exhaustion (suspicious)`, once per domain per hour;
-  while exhausted, queries under it skip trail checks (`dns_query` returns True).
+  while exhausted, queries under it skip the per-name checks (`dns_query` returns True): the
+  detector then looks up only the name's own trail, never the parent walk, the long-domain
+  heuristic or regex trails, so a burst of random prefixes is quiet but a listed name under the
+  flooded domain is still reported.
 - nxdomain: RA+NXDOMAIN responses. Per exact name (clients outside RFC1918/loopback, as the
   original) and per base domain counting DISTINCT failing prefixes (every client: retransmits
   and a resolver seen on both sides count once, so internal clients are covered too), in hour
@@ -79,7 +82,7 @@ class DnsHeuristics:
         self.exhaustion_threshold = config.DNS_EXHAUSTION_THRESHOLD
         self.nxdomain_threshold = config.NO_SUCH_NAME_PER_HOUR_THRESHOLD
         # base -> [deadline, prefixes set, exhausted]: deadline ends the 60 s counting window,
-        # or the hold while exhausted (queries under the base then skip trail checks)
+        # or the hold while exhausted (queries under the base then get their exact lookup only)
         self.exhaustion: dict[str, list] = {}
         # key -> [hour, count, prefixes (base keys only), alerted]
         self.nxdomain: dict[str, list] = {}

@@ -1,7 +1,7 @@
 """Bounded per-flow state for the reassembling parsers (TLS ClientHellos and server flights,
-QUIC Initials).
+QUIC Initials, HTTP request heads).
 
-Where it sits: under core/protocols/tls.py and quic.py. A table keeps at most `max_flows` entries
+Where it sits: under core/protocols/tls.py, quic.py and heads.py. A table keeps at most `max_flows` entries
 in least-recently-fed order; before a new flow is admitted, entries idle for more than `ttl`
 seconds of packet time are expired and, at the cap, the oldest is evicted. Both are counted in
 `counters` next to the parser's own outcome counters.

@@ -2,8 +2,10 @@
 
 Where it sits: detect.py calls `parse_request()` on client payloads (Host/URL/path/UA trails,
 CONNECT and absolute-URI proxy requests, the HTTP heuristics) and `parse_response()` on server
-payloads (sinkhole, seized-domain and content-type heuristics). One segment at a time: there is
-no stream reassembly, so a request is parsed from the first segment only.
+payloads (sinkhole, seized-domain and content-type heuristics). The parsers read bytes at hand;
+a head cut over several segments is put together first by core/protocols/heads.py, and
+`body_length` (Content-Length, chunked framing) lets the detector step from one request to the
+next of a pipelined run.
 
 Rules (never raises):
 - Fast reject: the first four bytes must be the start of a known method (requests) or `HTTP`
@@ -47,6 +49,9 @@ METHODS = frozenset((
 ))
 # The first four bytes of every method followed by a space (or of the method itself when longer).
 _PREFIXES = frozenset((m + b" ")[:4] for m in METHODS)
+# Every shorter start of those (a request line cut after one to three bytes).
+_SHORT_PREFIXES = frozenset(p[:k] for p in _PREFIXES for k in range(1, 4))
+MAX_CHUNKS = 1000
 
 
 class HttpRequest(NamedTuple):
@@ -261,6 +266,64 @@ def parse_request_py(payload: bytes) -> HttpRequest | None:
     return _new_request(HttpRequest, (method.decode("latin-1"), target, path, version.decode("latin-1"), host, port,
                                       absolute, _find_header(block, lower, b"user-agent"), body, complete, block,
                                       lower, []))
+
+
+def could_start_request(payload: bytes) -> bool:
+    """True when `payload` can be the start of a request line: its first four bytes start a
+    method and a space, or it is shorter and a start of those."""
+    if len(payload) >= 4:
+        return payload[:4] in _PREFIXES
+    return payload in _SHORT_PREFIXES
+
+
+def chunked_length(body: bytes) -> int | None:
+    """Length of the chunked encoding (RFC 9112 §7.1) at the start of `body`, last chunk and
+    trailer section included; None when it does not end within `body` or is malformed."""
+    off = 0
+    for _ in range(MAX_CHUNKS):
+        end, nxt = _line_end(body, off)
+        if end < 0:
+            return None
+        digits = body[off:end].split(b";", 1)[0].strip(b" \t")
+        if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+            return None
+        size = int(digits, 16)
+        if size == 0:
+            while True:  # trailer lines up to the empty one
+                end, after = _line_end(body, nxt)
+                if end < 0:
+                    return None
+                if end == nxt:
+                    return after
+                nxt = after
+        off = nxt + size
+        end, nxt = _line_end(body, off)  # the line end after the chunk's data
+        if end != off:
+            return None
+        off = nxt
+    return None
+
+
+def body_length(request: HttpRequest) -> int | None:
+    """How many bytes of body follow a request head (RFC 9112 §6.3): the chunked encoding's length
+    when `Transfer-Encoding` ends in chunked (None until it ends within `request.body`), else
+    `Content-Length`, else 0. None when the framing cannot be read: another transfer coding, or
+    a Content-Length that is not one number (repeated equal values are accepted)."""
+    coding = request.header("transfer-encoding")
+    if coding is not None:
+        if coding.lower().rsplit(",", 1)[-1].strip() != "chunked":
+            return None
+        return chunked_length(request.body)
+    length = request.header("content-length")
+    if length is None:
+        return 0
+    values = {value.strip() for value in length.split(",")}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    if not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return int(value)
 
 
 def parse_response(payload: bytes) -> HttpResponse | None:

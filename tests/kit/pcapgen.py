@@ -386,6 +386,58 @@ def http_response(status: int = 200, reason: str = "OK", headers: Iterable[tuple
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+class TcpSession:
+    """One client-server TCP connection with real sequence numbers, as Ethernet frames.
+
+    `handshake()` gives SYN, SYN-ACK, ACK; `client(data, at=None)` one client segment carrying
+    `data` at stream offset `at` (default: right after the bytes sent so far, so a retransmission
+    or a reordered segment is `client(data, at=earlier_offset)`), followed by nothing: `ack()`
+    gives the server's ACK of everything sent. Timestamp options (12 bytes, a 32-byte TCP header)
+    ride on every segment like Linux peers send them; `fast_open(data, cookie)` is a SYN carrying
+    data with a TFO cookie option (RFC 7413)."""
+
+    def __init__(self, client: str = "10.0.0.5", server: str = "93.184.216.34", sport: int = 41000,
+                 dport: int = 80, isn: int = 0xFFFFFF00, server_isn: int = 0x12345678) -> None:
+        self.client_addr, self.server_addr, self.sport, self.dport = client, server, sport, dport
+        self.isn, self.server_isn = isn, server_isn
+        self.sent = 0  # client stream bytes sent so far (highest offset reached)
+        self.options = b"\x01\x01\x08\x0a" + struct.pack("!II", 1000, 0)
+
+    def _ip(self, src: str, dst: str, payload: bytes) -> bytes:
+        return ether(ipv6(src, dst, payload) if ":" in src else ipv4(src, dst, payload))
+
+    def handshake(self) -> list[bytes]:
+        return [self._ip(self.client_addr, self.server_addr,
+                         tcp(self.sport, self.dport, SYN, seq=self.isn, options=self.options)),
+                self._ip(self.server_addr, self.client_addr,
+                         tcp(self.dport, self.sport, SYN | ACK, seq=self.server_isn, ack=(self.isn + 1) & 0xFFFFFFFF,
+                             options=self.options)),
+                self._ack_from_client()]
+
+    def _ack_from_client(self) -> bytes:
+        return self._ip(self.client_addr, self.server_addr,
+                        tcp(self.sport, self.dport, ACK, seq=(self.isn + 1 + self.sent) & 0xFFFFFFFF,
+                            ack=(self.server_isn + 1) & 0xFFFFFFFF, options=self.options))
+
+    def fast_open(self, data: bytes, cookie: bytes = b"\x5a" * 8) -> bytes:
+        self.sent = len(data)
+        option = bytes([34, 2 + len(cookie)]) + cookie  # TCP Fast Open cookie
+        return self._ip(self.client_addr, self.server_addr,
+                        tcp(self.sport, self.dport, SYN, data, seq=self.isn, options=self.options + option))
+
+    def client(self, data: bytes, at: int | None = None) -> bytes:
+        at = self.sent if at is None else at
+        self.sent = max(self.sent, at + len(data))
+        return self._ip(self.client_addr, self.server_addr,
+                        tcp(self.sport, self.dport, PSH | ACK, data, seq=(self.isn + 1 + at) & 0xFFFFFFFF,
+                            ack=(self.server_isn + 1) & 0xFFFFFFFF, options=self.options))
+
+    def ack(self) -> bytes:
+        return self._ip(self.server_addr, self.client_addr,
+                        tcp(self.dport, self.sport, ACK, seq=(self.server_isn + 1) & 0xFFFFFFFF,
+                            ack=(self.isn + 1 + self.sent) & 0xFFFFFFFF, options=self.options))
+
+
 # --- pcap files -------------------------------------------------------------------------------------
 
 def write_pcap(path: str, packets: Iterable[tuple[float, bytes]], linktype: int = LINKTYPE_ETHERNET,
