@@ -197,10 +197,14 @@ def run_checks(config: Config, args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace, pipeline: Any, events: Any) -> None:
+    from core.decode.packet import decapsulated, skipped
+
     counters = pipeline.decode_counters()
-    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
+    skips = ", ".join(f"{k} {v:,}" for k, v in sorted(skipped(counters).items()) if v)
+    tunnels = ", ".join(f"{k} {v:,}" for k, v in sorted(decapsulated(counters).items()) if v)
     info(args, f"[i] events: {events.delivered:,} written ({events.emitted:,} detected)"
-               + (f"; skipped frames: {skipped}" if skipped else ""))
+               + (f"; skipped frames: {skips}" if skips else "")
+               + (f"; tunnels opened: {tunnels}" if tunnels else ""))
     if pipeline.errors:
         info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in pipeline.errors.items()))
 

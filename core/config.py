@@ -117,6 +117,16 @@ def split_list(raw: str) -> list[str]:
     return [item.strip() for item in re.split(r"[,;]", raw) if item.strip()]
 
 
+def parse_ports(key: str, raw: str | None) -> frozenset[int]:
+    """Comma/space separated UDP or TCP port numbers (TUNNEL_VXLAN_PORTS...); empty: none."""
+    ports = set()
+    for item in (raw or "").replace(",", " ").split():
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise ConfigError(key, raw, "expected port numbers (1-65535) separated by commas")
+        ports.add(int(item))
+    return frozenset(ports)
+
+
 # --- schema ----------------------------------------------------------------------------------------
 # key -> (kind, default). Kinds: str, int, float, bool, regex, size, list (array of lines), path.
 # Every key here is documented in maltrail.conf (a test keeps the two in step).
@@ -188,6 +198,8 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "CAPTURE_FANOUT_MODE": ("str", "hash"),
     "CAPTURE_FANOUT_DEFRAG": ("bool", False),
     "CAPTURE_FANOUT_GROUP": ("int", None),
+    "TUNNEL_VXLAN_PORTS": ("str", "4789"),
+    "TUNNEL_GENEVE_PORTS": ("str", "6081"),
     "OFFLINE_TIMESTAMPS": ("str", "pcap"),
     "METRICS_INTERVAL": ("int", 3600),
     "EVENT_THROTTLE_MODE": ("str", "summarize"),
@@ -448,6 +460,8 @@ def _validate(values: dict[str, Any]) -> None:
     if (values.get("UDP_ADDRESS") is None) != (values.get("UDP_PORT") is None):
         raise ConfigError("UDP_PORT" if values.get("UDP_ADDRESS") else "UDP_ADDRESS", None,
                           "UDP_ADDRESS and UDP_PORT must be set together")
+    for key in ("TUNNEL_VXLAN_PORTS", "TUNNEL_GENEVE_PORTS"):
+        parse_ports(key, values.get(key))
     if values.get("USE_SSL") and not values.get("SSL_PEM"):
         raise ConfigError("SSL_PEM", None, "required when USE_SSL is true")
     if values.get("TRAILS_FILE"):

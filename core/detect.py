@@ -26,6 +26,7 @@ from core.accel import load as load_accel
 from core.addr import ip_text
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
+from core.decode.tunnel import port_bytes, udp_tunnels
 from core.domains import DomainChecker, WhitelistLike, ignored_query
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
@@ -83,6 +84,7 @@ class Pipeline:
         self.hellos = tls.ClientHellos()
         self.initials = quic.Initials()
         self._decoders: dict[int, Decoder] = {}
+        self._udp_tunnels = udp_tunnels(config)
         self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[Any, ...] | None = None
         self._last_udp: tuple[Any, ...] | None = None
@@ -97,7 +99,8 @@ class Pipeline:
         self._scan: Callable[..., tuple[list[Any], int]] | None = None
         accel = load_accel("_decode")
         if accel is not None:
-            accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
+            accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
+                       port_bytes(self._udp_tunnels))
             self._scan = accel.scan
 
     # -- entry points ---------------------------------------------------------------------------
@@ -111,7 +114,7 @@ class Pipeline:
     def decoder(self, linktype: int) -> Decoder:
         decoder = self._decoders.get(linktype)
         if decoder is None:
-            decoder = self._decoders[linktype] = Decoder(linktype)
+            decoder = self._decoders[linktype] = Decoder(linktype, self._udp_tunnels)
         return decoder
 
     def process_batch(self, linktype: int, buf: bytes, meta: Any) -> None:

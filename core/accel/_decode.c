@@ -9,7 +9,10 @@
  *  - decodes the common frames (Ethernet + IPv4 IHL 5 TCP/UDP/ICMP, Ethernet + IPv6 TCP/UDP
  *    without extension headers) into the same Decoded record core.decode.packet.Decoder.decode
  *    returns for them;
- *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
+ *  - leaves every other frame to the Python decoder (d = None), which keeps its counters; tunnels
+ *    are among them: UDP to a VXLAN/GENEVE port (the `tunnel_ports` of init) is handed back, and
+ *    GRE, IP-in-IP, IPv6-in-IP and MPLS never reach the fast path, so the Python decoder opens
+ *    every tunnel (core/decode/tunnel.py) and both paths see the same inner packets.
  *
  * scan(buf, meta, skip, last_sec[, ipset, port_marks]) -> (records, skipped)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
@@ -25,8 +28,9 @@
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
  *   frame left to the Python decoder) and from there returns bulk packets flagged, so the caller
  *   decides on its live state exactly as the pure-Python loop does.
- * init(decoded_type, parsed_first, scan_flags): the Decoded class and the two byte sets
- *   (first payload bytes the sensor parses; TCP flag values of scans), from core/detect.py.
+ * init(decoded_type, parsed_first, scan_flags[, tunnel_ports]): the Decoded class and the two byte
+ *   sets (first payload bytes the sensor parses; TCP flag values of scans), from core/detect.py,
+ *   and the UDP tunnel destination ports as big-endian 16-bit numbers (core/decode/tunnel.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,18 +39,25 @@
 static PyObject *decoded_type = NULL;
 static unsigned char parsed_first[256];
 static unsigned char scan_flags[256];
+static unsigned char tunnel_ports[65536 / 8];
 
 static PyObject *
 decode_init(PyObject *self, PyObject *args)
 {
     PyObject *type;
-    Py_buffer first, flags;
+    Py_buffer first, flags, ports = {0};
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!y*y*", &PyType_Type, &type, &first, &flags))
+    if (!PyArg_ParseTuple(args, "O!y*y*|y*", &PyType_Type, &type, &first, &flags, &ports))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
+    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) || ports.len % 2) {
         PyBuffer_Release(&first);
         PyBuffer_Release(&flags);
+        if (ports.obj != NULL)
+            PyBuffer_Release(&ports);
+        if (ports.len % 2) {
+            PyErr_SetString(PyExc_ValueError, "tunnel_ports must hold 16-bit port numbers");
+            return NULL;
+        }
         PyErr_SetString(PyExc_TypeError, "decoded_type must be a tuple subclass");
         return NULL;
     }
@@ -56,8 +67,15 @@ decode_init(PyObject *self, PyObject *args)
         parsed_first[((unsigned char *)first.buf)[k]] = 1;
     for (Py_ssize_t k = 0; k < flags.len; k++)
         scan_flags[((unsigned char *)flags.buf)[k]] = 1;
+    memset(tunnel_ports, 0, sizeof tunnel_ports);
+    for (Py_ssize_t k = 0; k + 1 < ports.len; k += 2) {
+        unsigned port = ((unsigned)((unsigned char *)ports.buf)[k] << 8) | ((unsigned char *)ports.buf)[k + 1];
+        tunnel_ports[port >> 3] |= (unsigned char)(1u << (port & 7));
+    }
     PyBuffer_Release(&first);
     PyBuffer_Release(&flags);
+    if (ports.obj != NULL)
+        PyBuffer_Release(&ports);
     Py_INCREF(type);
     Py_XSETREF(decoded_type, type);
     Py_RETURN_NONE;
@@ -67,6 +85,13 @@ static inline unsigned
 u16(const unsigned char *p)
 {
     return ((unsigned)p[0] << 8) | p[1];
+}
+
+/* 1 when UDP to this destination port is a tunnel the Python decoder opens */
+static inline int
+is_tunnel_port(unsigned port)
+{
+    return (tunnel_ports[port >> 3] >> (port & 7)) & 1;
 }
 
 /* Decoded(family, proto, src, dst, sport, dport, flags, buf, poff, pend) */
@@ -131,7 +156,7 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
         } else if (proto == 17) {
             if (l4 + 8 <= end) {
                 unsigned ulen = u16(p + l4 + 4);
-                if (ulen >= 8) {
+                if (ulen >= 8 && !is_tunnel_port(u16(p + l4 + 2))) {
                     Py_ssize_t uend = l4 + (Py_ssize_t)ulen;
                     return make_decoded(4, 17, p + 26, p + 30, 4, u16(p + l4), u16(p + l4 + 2), 0, buf,
                                         off + l4 + 8, off + (uend < end ? uend : end));
@@ -166,7 +191,7 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
             return make_decoded(6, 6, p + 22, p + 38, 16, u16(p + l4), u16(p + l4 + 2), p[l4 + 13], buf,
                                 off + poff, off + end);
         }
-        if (l4 + 8 > end)
+        if (l4 + 8 > end || is_tunnel_port(u16(p + l4 + 2)))
             Py_RETURN_NONE;
         unsigned ulen = u16(p + l4 + 4);
         if (ulen) {
@@ -346,7 +371,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags)"},
+    {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, tunnel_ports])"},
     {"scan", decode_scan, METH_VARARGS, "scan(buf, meta, skip, last_sec) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},
 };
