@@ -169,3 +169,53 @@ def test_scan_rejects_meta_it_cannot_read():
             scan.scan(b"abc", meta, True, 0)
     records, skipped = scan.scan(b"abc", array("I", [7, 8, 0, 3]), True, 0)
     assert records == [(7, 8, 0, None, 0)] and skipped == 0  # too short: left to the Python decoder
+
+
+def test_tunnelled_frames_same_as_python_loop(tmp_path):
+    """Tunnels are opened by the Python decoder only: C hands UDP to the VXLAN/GENEVE ports back and
+    never fast-decodes GRE, IP-in-IP or MPLS, so the wrapped corpus (every encapsulation of
+    tests/tunnelgen.py) and mutated tunnel frames give the loop's events, skips and counters."""
+    from core.decode.packet import decapsulated
+    from tests import tunnelgen as t
+
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    store = TrailStore.open(os.path.join(CORPUS, "trails.csv"), index_dir=str(tmp_path))
+    paths = sorted(glob.glob(os.path.join(CORPUS, "*.pcap")))
+    for kind in t.KINDS:
+        (tmp_path / kind).mkdir()
+        wrapped = [t.wrap_pcap(kind, path, str(tmp_path / kind / os.path.basename(path))) for path in paths]
+        lines, _, counters, _ = assert_same(wrapped, store, config, batch_size=7)
+        assert lines and decapsulated(counters), kind
+    inner = g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)))
+    frames = [t.wrap(kind, inner, 1) for kind in t.KINDS]
+    mutated = g.mutated_frames(frames, 8_000, seed=15)
+    path = str(tmp_path / "tunnels.pcap")
+    g.write_pcap(path, [(T0 + n / 500, frame) for n, frame in enumerate(frames * 20 + mutated)])
+    lines, _, counters, _ = assert_same([path], store, config, batch_size=512)
+    assert lines and counters.get("tunnel_malformed") and counters.get("decap_vxlan")
+
+
+def test_scan_hands_udp_tunnel_ports_back():
+    from array import array
+
+    from core.decode.packet import Decoded
+    from core.detect import PARSED_FIRST_BYTES, SCAN_FLAGS
+    from tests import tunnelgen as t
+
+    scan = load("_decode")
+    inner = g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)))
+    frames = [g.ether(g.ipv4(t.OUTER_A, t.OUTER_B, g.udp(1, port, t.vxlan(inner)))) for port in (4789, 4790)]
+    frames.append(g.ether(g.ipv6(t.OUTER6_A, t.OUTER6_B, g.udp(1, 4789, t.vxlan(inner)))))
+    buf = b"".join(frames)
+    meta, off = array("I"), 0
+    for frame in frames:
+        meta.extend((T0, 0, off, len(frame)))
+        off += len(frame)
+    scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12\xb5")  # 4789
+    records, _ = scan.scan(buf, meta, True, 0)
+    assert [d is None for _, _, _, d, _ in records] == [True, False, True]
+    scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))  # no tunnel ports
+    records, _ = scan.scan(buf, meta, True, 0)
+    assert [d is None for _, _, _, d, _ in records] == [False, False, False]
+    with pytest.raises(ValueError):
+        scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12")

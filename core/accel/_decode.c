@@ -49,12 +49,13 @@ decode_init(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "O!y*y*|y*", &PyType_Type, &type, &first, &flags, &ports))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) || ports.len % 2) {
+    int odd_ports = ports.len % 2 != 0;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) || odd_ports) {
         PyBuffer_Release(&first);
         PyBuffer_Release(&flags);
         if (ports.obj != NULL)
             PyBuffer_Release(&ports);
-        if (ports.len % 2) {
+        if (odd_ports) {
             PyErr_SetString(PyExc_ValueError, "tunnel_ports must hold 16-bit port numbers");
             return NULL;
         }
