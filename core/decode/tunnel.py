@@ -24,6 +24,8 @@ ETHERNET, IPV4, IPV6, IP, MPLS = 1, 4, 6, 2, 3
 MALFORMED, TOO_DEEP, UNSUPPORTED = -1, -2, -3
 
 MAX_MPLS_LABELS = 8
+# every kind a decoder counts as decap_<kind> (core/decode/packet.py), for metrics
+KINDS = ("vxlan", "geneve", "gre", "gre_teb", "erspan1", "erspan2", "erspan3", "ip_in_ip", "ipv6_in_ip", "mpls")
 
 ETH_IPV4, ETH_IPV6, ETH_TEB = 0x0800, 0x86DD, 0x6558
 ETH_MPLS = frozenset((0x8847, 0x8848))  # unicast, multicast

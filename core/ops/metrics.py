@@ -17,10 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from core.config import VERSION, parse_endpoint
+from core.decode.packet import decapsulated
+from core.decode.tunnel import KINDS as TUNNEL_KINDS
 
 FIELDS = ("heartbeat", "pid", "packets", "received", "dropped", "ifdropped", "events_detected",
           "events_written", "log_write_errors", "state_saturation", "packet_errors",
-          "trail_generation", "trail_count", "trail_loaded", "reload_rejected")
+          "trail_generation", "trail_count", "trail_loaded", "reload_rejected",
+          "tunnel_malformed", "tunnel_too_deep") + tuple(f"decap_{kind}" for kind in TUNNEL_KINDS)
 _ROW = struct.Struct(f"={len(FIELDS)}d")
 
 
@@ -54,7 +57,12 @@ def pipeline_totals(pipeline: Any, events: Any) -> dict[str, float]:
             if isinstance(table, dict):
                 saturation += int(table.get("refused", 0)) + int(table.get("evicted", 0))
     errors = getattr(pipeline, "errors", {}) or {}
+    decode_counters = getattr(pipeline, "decode_counters", dict)()
+    tunnels = decapsulated(decode_counters)
     return {
+        "tunnel_malformed": decode_counters.get("tunnel_malformed", 0),
+        "tunnel_too_deep": decode_counters.get("tunnel_too_deep", 0),
+        **{f"decap_{kind}": tunnels.get(kind, 0) for kind in TUNNEL_KINDS},
         "packets": getattr(pipeline, "packets", 0),
         "events_detected": getattr(events, "emitted", 0),
         "events_written": getattr(events, "delivered", 0),
@@ -110,6 +118,12 @@ def render(rows: list[dict[str, float]], started: float, now: float | None = Non
     family("maltrail_trail_age_seconds", "gauge", "Age of the loaded trail file.",
            [(f'{{worker="{i}"}}', round(max(now - row["trail_loaded"], 0.0), 3) if row["trail_loaded"] else 0.0)
             for i, row in enumerate(rows)])
+    family("maltrail_tunnel_decapsulated_total", "counter", "Tunnel headers opened, per kind (docs/decoding.md).",
+           [(f'{{worker="{i}",kind="{kind}"}}', row[f"decap_{kind}"]) for i, row in enumerate(rows)
+            for kind in TUNNEL_KINDS])
+    family("maltrail_tunnel_skipped_total", "counter", "Tunnelled packets skipped: malformed or too deeply nested.",
+           [(f'{{worker="{i}",reason="{reason}"}}', row[f"tunnel_{reason}"]) for i, row in enumerate(rows)
+            for reason in ("malformed", "too_deep")])
     family("maltrail_trail_reload_rejected_total", "counter",
            "Trail reloads refused (empty set or below TRAIL_RELOAD_MIN_RATIO).", per_worker("reload_rejected"))
     return "\n".join(out) + "\n"

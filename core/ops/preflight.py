@@ -5,7 +5,8 @@ ExecStartPre). The preflight checks what would stop a live start: configuration,
 interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
 (core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
 configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
-small built-in trail set, replays a crafted capture through it and reports N/N detections.
+small built-in trail set, replays a crafted capture through it (one packet inside a VXLAN tunnel,
+as cloud packet mirroring delivers it) and reports N/N detections and the tunnels it opened.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def _writable(folder: str) -> tuple[bool, str]:
 SELFTEST_TRAILS = (
     "selftest-malware.com,selftest (malware),(static)\n"
     "203.0.113.250,selftest (malware),(static)\n"
+    "203.0.113.251,selftest (malware),(static)\n"
     "/selftest-dropper.php,selftest (malware),(static)\n"
 )
 
@@ -113,12 +115,17 @@ def selftest_packets() -> list[tuple[str, bytes]]:
         ("/selftest-dropper.php", frame("192.0.2.10", "198.51.100.80",
                                         dpkt.tcp.TCP(sport=40002, dport=80, flags=0x18, data=http), 6)),
     ]
+    mirrored = frame("192.0.2.11", "203.0.113.251", dpkt.tcp.TCP(sport=40003, dport=443, flags=0x02), 6)
+    vxlan = b"\x08\x00\x00\x00\x00\x00\x2a\x00" + mirrored  # VNI 42, the frame inside
+    out.append(("203.0.113.251", frame("198.18.0.1", "198.18.0.2", dpkt.udp.UDP(
+        sport=49152, dport=4789, ulen=8 + len(vxlan), data=vxlan), 17)))
     return out
 
 
 def selftest(config: Config, open_store: Callable[[str], Any],
              make_pipeline: Callable[[Config, Any], tuple[Any, Any]], say: Say) -> int:
     """Replay the crafted capture through the real pipeline; 0 when N/N are detected."""
+    from core.decode.packet import decapsulated
     from core.events.sinks import MemorySink
 
     with tempfile.TemporaryDirectory(prefix="maltrail-selftest-") as folder:
@@ -136,10 +143,12 @@ def selftest(config: Config, open_store: Callable[[str], Any],
         for index, (_what, packet) in enumerate(cases):
             pipeline.process(1, 1_700_000_000 + index, 0, packet)
         events.close()
+        tunnels = decapsulated(pipeline.decode_counters())
     found = 0
     for what, _packet in cases:
         hit = any(what in line for line in sink.lines)
         found += hit
         say(f"[{'ok' if hit else 'MISS'}] {what}")
-    say(f"self-test: {found}/{len(cases)} detections")
+    say(f"self-test: {found}/{len(cases)} detections; tunnels opened: "
+        + (", ".join(f"{kind} {count}" for kind, count in sorted(tunnels.items())) or "none"))
     return 0 if found == len(cases) else 1
