@@ -57,7 +57,7 @@ def pipeline_totals(pipeline: Any, events: Any) -> dict[str, float]:
             if isinstance(table, dict):
                 saturation += int(table.get("refused", 0)) + int(table.get("evicted", 0))
     errors = getattr(pipeline, "errors", {}) or {}
-    decode_counters = getattr(pipeline, "decode_counters", dict)()
+    decode_counters: dict[str, int] = getattr(pipeline, "decode_counters", dict)()
     tunnels = decapsulated(decode_counters)
     return {
         "tunnel_malformed": decode_counters.get("tunnel_malformed", 0),
