@@ -31,6 +31,7 @@ from typing import Any
 from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
+from core.decode.tunnel import udp_tunnels
 from core.ops.metrics import MetricsServer, SharedCounters, pipeline_totals, render
 from core.ops.reload import TrailReloader, run_update, swap_store
 
@@ -106,7 +107,7 @@ class Worker:
         defrag = bool(ctx.config.CAPTURE_FANOUT_DEFRAG)
         try:
             if mode == "hash":
-                fanout.join_cbpf(handle.getfd(), group, defrag)
+                fanout.join_cbpf(handle.getfd(), group, defrag, udp_tunnels(ctx.config))
             else:
                 fanout.join_kernel_mode(handle.getfd(), group, mode, defrag)
         except OSError as ex:
