@@ -8,7 +8,8 @@ hooks are called for the packets they are about. Exceptions are caught here, onc
 and counted by type in `errors` (the first of each kind is kept for the error report).
 
 Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
-decode, a flag test and a first-byte test. Text is made only on a hit or where a protocol needs it.
+decode, a flag test and a first-byte test (`bulk_record`; plain Ethernet/IPv4 bulk is recognised
+from its header bytes before decoding, tunnelled and IPv6 bulk right after). Text is made only on a hit or where a protocol needs it.
 With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
 is skipped there and the common frames arrive already decoded; the Python loop below is its
 specification and serves every other link type (and builds without a compiler).
@@ -60,6 +61,14 @@ class EventSink(Protocol):
     def tick(self, sec: int) -> None: ...
 
 
+def bulk_record(d: Decoded) -> bool:
+    """A decoded TCP packet that provably cannot produce an event (nothing tracked, no plugins):
+    not a scan flag combination, no payload or a payload whose first byte starts nothing the
+    sensor parses, neither port 53. core/accel/_decode.c applies the same test to its records."""
+    return (d[1] == TCP and d[6] not in SCAN_FLAGS and (d[8] >= d[9] or d[7][d[8]] not in PARSED_FIRST_BYTES)
+            and d[4] != DNS_PORT and d[5] != DNS_PORT)
+
+
 def _port_key_text(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
@@ -100,7 +109,7 @@ class Pipeline:
         accel = load_accel("_decode")
         if accel is not None:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
-                       port_bytes(self._udp_tunnels))
+                       *port_bytes(self._udp_tunnels))
             self._scan = accel.scan
 
     # -- entry points ---------------------------------------------------------------------------
@@ -157,6 +166,9 @@ class Pipeline:
                 self._mi = i
                 d = decode(buf, off, caplen)
                 if d is not None:
+                    if bulk_skip and d[1] == TCP and not flights and not hellos and bulk_record(d):
+                        self.skipped_bulk += 1
+                        continue
                     handle(sec, meta[i + 1], d)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
@@ -173,7 +185,7 @@ class Pipeline:
         plugins = self.plugins_wanted
         ipset, port_marks = self.store.ip_prefilter()
         records, skipped = self._scan(buf, meta, not plugins and not flights and not hellos, self._sec,
-                                      ipset, port_marks)
+                                      ipset, port_marks, self.decoder(1).counters)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -189,6 +201,9 @@ class Pipeline:
                 if d is None:
                     d = decode(buf, meta[i + 2], meta[i + 3])
                     if d is None:
+                        continue
+                    if d[1] == TCP and not plugins and not flights and not hellos and bulk_record(d):
+                        self.skipped_bulk += 1
                         continue
                 handle(sec, usec, d, flags & CLEAN)
             except Exception as ex:  # isolation point: one packet

@@ -219,3 +219,36 @@ def test_scan_hands_udp_tunnel_ports_back():
     assert [d is None for _, _, _, d, _ in records] == [False, False, False]
     with pytest.raises(ValueError):
         scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12")
+
+
+def test_bulk_inside_tunnels_and_ipv6_same_as_python_loop(tmp_path):
+    """The bulk test on decoded records (core.detect.bulk_record): bulk TLS carried by tunnels and
+    over IPv6, interleaved with ClientHellos, is skipped in C exactly when the Python loop skips
+    it, and the SNI detections inside the tunnels all come out."""
+    from tests import tunnelgen as t
+    from tests.test_tls import client_hello
+
+    rng = random.Random(21)
+    kinds = ["vxlan", "geneve", "gre_ip", "erspan3", "ip_in_ip", "mpls_ip", "mpls_pw_cw", "vlan_gre_vxlan", None]
+    frames = []
+    for n in range(900):
+        kind = rng.choice(kinds)
+        port = 40000 + n % 40
+        if rng.random() < 0.05:
+            frame = g.ether(g.ipv4("10.0.0.5", "93.184.216.34", g.tcp(port, 443, 0x18,
+                                                                      client_hello(f"site{n}.example".encode()))))
+        elif rng.random() < 0.3:
+            frame = g.ether(g.ipv6("2001:db8::5", "2001:db8::34", g.tcp(port, 443, 0x18,
+                                                                        b"\x17\x03\x03\x00\x10" + bytes(16))))
+        else:
+            frame = g.ether(g.ipv4("93.184.216.34", "10.0.0.5", g.tcp(443, port, 0x18,
+                                                                      b"\x17\x03\x03\x00\x10" + bytes(16))))
+        frames.append(frame if kind is None else t.wrap(kind, frame, 1))
+    path = str(tmp_path / "tunnelled-tls.pcap")
+    g.write_pcap(path, [(T0 + n / 50, frame) for n, frame in enumerate(frames)])
+    store = TrailStore.from_rows([(f"site{n}.example", "malware (test)", "(static)") for n in range(900)],
+                                 str(tmp_path))
+    config = load_config(overrides={"LOG_DIR": str(tmp_path)})
+    for batch_size in (1, 16, 512):
+        lines, skipped, counters, _ = assert_same([path], store, config, batch_size)
+        assert skipped > 400 and len(lines) >= 20 and counters.get("decap_vxlan")

@@ -160,6 +160,7 @@ def udp_tunnels(config: Config | None = None) -> dict[int, UdpTunnel]:
     return ports
 
 
-def port_bytes(ports: dict[int, UdpTunnel]) -> bytes:
-    """The tunnel ports as big-endian 16-bit numbers (what core/accel/_decode.c init() takes)."""
-    return b"".join(port.to_bytes(2, "big") for port in sorted(ports))
+def port_bytes(ports: dict[int, UdpTunnel]) -> tuple[bytes, bytes]:
+    """The VXLAN and the GENEVE ports as big-endian 16-bit numbers (core/accel/_decode.c init())."""
+    return (b"".join(port.to_bytes(2, "big") for port in sorted(ports) if ports[port] is vxlan),
+            b"".join(port.to_bytes(2, "big") for port in sorted(ports) if ports[port] is geneve))
