@@ -248,3 +248,18 @@ def test_wrapped_corpus_writes_the_plain_events(kind, pure_python, corpus_pcaps,
     lines = sensor_lines(wrapped, str(tmp_path / "logs"), pure_python)
     assert sorted(lines) == sorted(plain_lines)
     assert not any(outer in line for line in lines for outer in (t.OUTER_A, t.OUTER_B, t.OUTER6_A, t.MID_A))
+
+
+def test_sensor_exit_line_names_the_tunnels_opened(tmp_path):
+    frames = [(1_700_000_000 + n, t.wrap(kind, INNER_V4, g.LINKTYPE_ETHERNET))
+              for n, kind in enumerate(("vxlan", "vxlan", "gre_ip", "mpls_ip"))]
+    frames.append((1_700_000_010, g.ether(g.ipv4(t.OUTER_A, t.OUTER_B, g.udp(1, 4789, b"\x00" * 8)))))
+    pcap = g.write_pcap(str(tmp_path / "t.pcap"), frames)
+    env = dict(os.environ, MALTRAIL_TRAILS_FILE=str(tmp_path / "trails.csv"), MALTRAIL_LOG_DIR=str(tmp_path / "log"),
+               MALTRAIL_DISABLE_TRAIL_UPDATES="true")
+    (tmp_path / "trails.csv").write_text("66.66.66.66,malware (test),(static)\n")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "sensor.py"), "--offline", "-r", pcap],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "skipped frames: tunnel_malformed 1" in result.stderr
+    assert "tunnels opened: gre 1, mpls 1, vxlan 2" in result.stderr
