@@ -110,22 +110,26 @@ def test_worker_count_from_legacy_fanout(config):
     assert worker_count(config.replace(CAPTURE_WORKERS=1, CAPTURE_FANOUT="false")) == 1
 
 
-SINGLE_LEVEL = [kind for kind in tunnelgen.KINDS if kind not in ("vlan_gre_vxlan", "gre_mpls_geneve")]
+ROUTED_KINDS = [kind for kind in tunnelgen.KINDS if kind != "vlan_gre_vxlan"]  # an outer tag: the kernel's view
 
 
 def wrapped(kind, packets):
     return [(1, sec, usec, tunnelgen.wrap(kind, frame, linktype)) for linktype, sec, usec, frame in packets]
 
 
-@pytest.mark.parametrize("kind", SINGLE_LEVEL)
+@pytest.mark.parametrize("kind", ROUTED_KINDS + ["gre_vxlan"])
 def test_kernel_program_routes_tunnels_on_the_carried_packet(kind):
-    """One level of every encapsulation: the program, its Python twin and the decoded packet's
-    route agree, and equal the route of the same packet captured plain."""
+    """Every encapsulation, and two levels (GRE > MPLS > GENEVE, VXLAN inside GRE): the program,
+    its Python twin and the decoded packet's route agree, and equal the route of the same packet
+    captured plain."""
     program = fanout.program()
     decoder = Decoder(1)
     checked = 0
     for ethertype, ip, _d in ip_packets():
-        frame = tunnelgen.wrap(kind, ip, 12)
+        if kind == "gre_vxlan":
+            frame = tunnelgen.wrap("gre_ip", tunnelgen.wrap("vxlan", ip, 12)[14:], 12)
+        else:
+            frame = tunnelgen.wrap(kind, ip, 12)
         outer_type, net = int.from_bytes(frame[12:14], "big"), frame[14:]
         expected = fanout.route_hash(ip, ethertype)
         assert fanout.route_hash(net, outer_type) == expected
@@ -135,6 +139,18 @@ def test_kernel_program_routes_tunnels_on_the_carried_packet(kind):
             assert retention.host_route(d) == expected
         checked += 1
     assert checked > 300
+
+
+def test_third_tunnel_level_routes_on_the_second():
+    from tests import pcapgen as g
+
+    plain = g.ipv4("10.1.2.3", "10.9.9.9", g.tcp(40000, 22, flags=g.SYN))
+    third = g.ipv4("192.0.2.77", "192.0.2.78", plain, proto=4)
+    second = g.ipv4("192.0.2.55", "192.0.2.56", g.udp(40000, 4789, tunnelgen.vxlan(g.ether(third))))
+    net = g.ipv4("192.0.2.33", "192.0.2.34", tunnelgen.gre(second, 0x0800), proto=47)
+    expected = fanout.fold(int.from_bytes(bytes([192, 0, 2, 77]), "big"))  # IP-in-IP: by its source
+    assert fanout.route_hash(net, 0x0800) == fanout.run_program(fanout.program(), net, 0x0800) == expected
+    assert fanout.route_hash(third) != expected != fanout.route_hash(plain)
 
 
 def test_tunnel_ports_follow_the_configuration(config):

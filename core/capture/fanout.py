@@ -14,14 +14,16 @@ and the offline retention benchmark) and in `program()` (kernel):
   land on the client's worker.
 - UDP from port 53 (DNS responses) → destination; other UDP → source.
 - ICMP, other protocols, non-first fragments → source.
-- Tunnels (the encapsulations core/decode/tunnel.py opens, one level deep): the rule above is
+- Tunnels (the encapsulations core/decode/tunnel.py opens, two levels deep): the rule above is
   applied to the carried packet, so one inner host stays on one worker whichever tunnel endpoints
   carry it: IP-in-IP and IPv6-in-IP, GRE (checksum/key/sequence words skipped) carrying IP,
   Ethernet or MPLS, ERSPAN I/II/III, VXLAN and GENEVE on the configured UDP ports (GENEVE options
   skipped by length), MPLS stacks of up to MAX_MPLS_LABELS labels (IP, or an Ethernet pseudowire
-  with or without control word); a carried Ethernet frame may hold one VLAN tag. A tunnel inside
-  a tunnel routes on the first carried packet; anything the program cannot follow routes on the
-  outer packet as before. Offsets are kept in scratch memory (`program()` documents them).
+  with or without control word); a carried Ethernet frame may hold one VLAN tag. The code that
+  follows one level (`_follow`) is emitted twice (cBPF has no loops): a tunnel inside a tunnel
+  (VXLAN inside GRE, GENEVE inside GRE with MPLS) routes on its carried packet, a third level on
+  the second; anything the program cannot follow routes on the last packet it could, the outer
+  one when no tunnel is followed. Offsets are kept in scratch memory (`program()` lists them).
 The chosen address (IPv6: the XOR of its four 32-bit words) is mixed (x *= 0x9E3779B1;
 x ^= x >> 16) and the kernel takes it modulo the group size. Every heuristic keys its state by a source, a
 (source, destination) pair or a client, and all packets of such a key are routed the same way,
@@ -128,47 +130,45 @@ def _jump_table(a: _Assembler, cases: list[tuple[int, str]], default: str) -> No
         a.op(JMP | JEQ | K, value, jt=target, jf=default if i == len(cases) - 1 else 0)
 
 
-def program(tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> list[tuple[int, int, int, int]]:
-    """The fanout program as (code, jt, jf, k) instructions; `tunnels` maps UDP destination ports
-    to their tunnel parser (core/decode/tunnel.py udp_tunnels(), its defaults when None).
-
-    Scratch memory: M[1] outer L4 offset, M[2] offset of the IP header routed on, M[3]/M[4]
-    offsets inside tunnel headers, M[5] IPv4 protocol, M[6] IPv6 address fold."""
-    vxlan_ports, geneve_ports = _tunnel_ports(tunnels)
-    a = _Assembler()
-    a.op(LD | W | ABS, SKF_AD_PROTOCOL)
-    _jump_table(a, [(0x0800, "out4"), (0x86DD, "out6"), (0x8847, "mpls0"), (0x8848, "mpls0")], "not_ip")
-    a.label("not_ip")
-    a.op(RET | K, 0)
-    # -- outer header: is it a tunnel? (A = protocol, M[1] = its payload offset) --
-    a.label("out4")
-    a.op(LD | H | ABS, _net(6))
-    a.op(JMP | JSET | K, 0x1FFF, jt="plain", jf=0)          # non-first fragment: no tunnel header
-    a.op(LD | B | ABS, _net(0))
+def _follow(a: _Assembler, p: str, vxlan_ports: list[int], geneve_ports: list[int], found: str,
+            fail: str) -> None:
+    """One tunnel level (labels prefixed `p`). Entry `{p}ip`: X = offset of an IP header; entry
+    `{p}mpls`: A = offset of an MPLS label stack. Jumps to `found` with A = offset of the carried IP
+    header, or to `fail` when the packet is no tunnel followed here."""
+    a.label(f"{p}ip")
+    a.op(LD | B | IND, _net(0))
+    a.op(ALU | RSH | K, 4)
+    _jump_table(a, [(4, f"{p}v4"), (6, f"{p}v6")], f"{p}fail")
+    a.label(f"{p}v4")
+    a.op(LD | H | IND, _net(6))
+    a.op(JMP | JSET | K, 0x1FFF, jt=f"{p}fail", jf=0)      # non-first fragment: no tunnel header
+    a.op(LD | B | IND, _net(0))
     a.op(ALU | AND | K, 0x0F)
     a.op(ALU | LSH | K, 2)
+    a.op(ALU | ADD | X)
+    a.op(ST, 1)                                               # M[1] = its payload offset
+    a.op(LD | B | IND, _net(9))
+    a.op(JMP | JA, jt=f"{p}proto")
+    a.label(f"{p}v6")
+    a.op(MISC | TXA)
+    a.op(ALU | ADD | K, 40)
     a.op(ST, 1)
-    a.op(LD | B | ABS, _net(9))
-    a.op(JMP | JA, jt="outer_proto")
-    a.label("out6")
-    a.op(LD | IMM, 40)
-    a.op(ST, 1)
-    a.op(LD | B | ABS, _net(6))
-    a.label("outer_proto")
-    _jump_table(a, [(4, "at_l4"), (41, "at_l4"), (47, "gre"), (17, "udp")], "plain")
-    a.label("at_l4")                                          # IP-in-IP, IPv6-in-IP
+    a.op(LD | B | IND, _net(6))
+    a.label(f"{p}proto")
+    _jump_table(a, [(4, f"{p}at_l4"), (41, f"{p}at_l4"), (47, f"{p}gre"), (17, f"{p}udp")], f"{p}fail")
+    a.label(f"{p}at_l4")                                      # IP-in-IP, IPv6-in-IP
     a.op(LD | MEM, 1)
-    a.op(JMP | JA, jt="inner")
-    a.label("udp")
+    a.op(JMP | JA, jt=found)
+    a.label(f"{p}udp")
     a.op(LDX | MEM, 1)
     a.op(LD | H | IND, _net(2))
-    _jump_table(a, [(port, "vxlan") for port in vxlan_ports] + [(port, "geneve") for port in geneve_ports],
-                "plain")
-    a.label("vxlan")
+    _jump_table(a, [(port, f"{p}vxlan") for port in vxlan_ports] + [(port, f"{p}geneve") for port in geneve_ports],
+                f"{p}fail")
+    a.label(f"{p}vxlan")
     a.op(LD | MEM, 1)
     a.op(ALU | ADD | K, 16)
-    a.op(JMP | JA, jt="ether")
-    a.label("geneve")                                         # options skipped by their length
+    a.op(JMP | JA, jt=f"{p}ether")
+    a.label(f"{p}geneve")                                     # options skipped by their length
     a.op(LD | B | IND, _net(8))
     a.op(ALU | AND | K, 0x3F)
     a.op(ALU | LSH | K, 2)
@@ -176,13 +176,13 @@ def program(tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> list[tuple[in
     a.op(ALU | ADD | X)
     a.op(ST, 3)
     a.op(LD | H | IND, _net(10))
-    a.op(JMP | JA, jt="by_type")
-    a.label("gre")                                            # RFC 2784/2890, version 0
+    a.op(JMP | JA, jt=f"{p}by_type")
+    a.label(f"{p}gre")                                        # RFC 2784/2890, version 0
     a.op(LDX | MEM, 1)
     a.op(LD | B | IND, _net(0))
-    a.op(JMP | JSET | K, tunnel.GRE_MUST_BE_ZERO, jt="plain", jf=0)
+    a.op(JMP | JSET | K, tunnel.GRE_MUST_BE_ZERO, jt=f"{p}fail", jf=0)
     a.op(LD | B | IND, _net(1))
-    a.op(JMP | JSET | K, 0x07, jt="plain", jf=0)
+    a.op(JMP | JSET | K, 0x07, jt=f"{p}fail", jf=0)
     a.op(LD | MEM, 1)
     a.op(ALU | ADD | K, 4)
     a.op(ST, 3)
@@ -193,17 +193,17 @@ def program(tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> list[tuple[in
         a.op(ALU | ADD | K, 4)
         a.op(ST, 3)
     a.op(LD | H | IND, _net(2))
-    a.op(JMP | JEQ | K, tunnel.ETH_ERSPAN_1_2, jt="erspan12", jf=0)
-    a.op(JMP | JEQ | K, tunnel.ETH_ERSPAN_3, jt="erspan3", jf="by_type")
-    a.label("erspan12")                                       # type II has a sequence number
+    a.op(JMP | JEQ | K, tunnel.ETH_ERSPAN_1_2, jt=f"{p}erspan12", jf=0)
+    a.op(JMP | JEQ | K, tunnel.ETH_ERSPAN_3, jt=f"{p}erspan3", jf=f"{p}by_type")
+    a.label(f"{p}erspan12")                                   # type II has a sequence number
     a.op(LD | B | IND, _net(0))
     a.op(JMP | JSET | K, tunnel.GRE_S, jt=0, jf=3)
     a.op(LD | MEM, 3)
     a.op(ALU | ADD | K, 8)
-    a.op(JMP | JA, jt="ether")
+    a.op(JMP | JA, jt=f"{p}ether")
     a.op(LD | MEM, 3)
-    a.op(JMP | JA, jt="ether")
-    a.label("erspan3")                                        # 12 bytes, + 8 with the O bit
+    a.op(JMP | JA, jt=f"{p}ether")
+    a.label(f"{p}erspan3")                                    # 12 bytes, + 8 with the O bit
     a.op(LDX | MEM, 3)
     a.op(LD | B | IND, _net(11))
     a.op(ALU | AND | K, 1)
@@ -216,62 +216,90 @@ def program(tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> list[tuple[in
     a.op(ALU | AND | K, 0x1F)
     a.op(JMP | JEQ | K, 0, jt=0, jf=2)                        # frame type 0: Ethernet
     a.op(LD | MEM, 4)
-    a.op(JMP | JA, jt="ether")
-    a.op(JMP | JEQ | K, 2, jt=0, jf="plain")                  # frame type 2: IP
+    a.op(JMP | JA, jt=f"{p}ether")
+    a.op(JMP | JEQ | K, 2, jt=0, jf=f"{p}fail")               # frame type 2: IP
     a.op(LD | MEM, 4)
-    a.op(JMP | JA, jt="inner")
-    a.label("by_type")                                        # A = EtherType, M[3] = what follows
-    _jump_table(a, [(0x0800, "bt_ip"), (0x86DD, "bt_ip"), (tunnel.ETH_TEB, "bt_eth"), (0x8847, "bt_mpls"),
-                    (0x8848, "bt_mpls")], "plain")
-    a.label("bt_mpls")
+    a.op(JMP | JA, jt=found)
+    a.label(f"{p}by_type")                                    # A = EtherType, M[3] = what follows
+    _jump_table(a, [(0x0800, f"{p}bt_ip"), (0x86DD, f"{p}bt_ip"), (tunnel.ETH_TEB, f"{p}bt_eth"),
+                    (0x8847, f"{p}bt_mpls"), (0x8848, f"{p}bt_mpls")], f"{p}fail")
+    a.label(f"{p}bt_mpls")
     a.op(LD | MEM, 3)
-    a.op(JMP | JA, jt="mpls")
-    a.label("mpls0")
-    a.op(LD | IMM, 0)
-    a.label("mpls")                                           # A = label stack offset
+    a.label(f"{p}mpls")                                       # A = label stack offset
     a.op(MISC | TAX)
     for _ in range(tunnel.MAX_MPLS_LABELS):
         a.op(LD | B | IND, _net(2))
-        a.op(JMP | JSET | K, 1, jt="bos", jf=0)
+        a.op(JMP | JSET | K, 1, jt=f"{p}bos", jf=0)
         a.op(MISC | TXA)
         a.op(ALU | ADD | K, 4)
         a.op(MISC | TAX)
-    a.op(JMP | JA, jt="plain")
-    a.label("bos")
+    a.op(JMP | JA, jt=f"{p}fail")
+    a.label(f"{p}bos")
     a.op(MISC | TXA)
     a.op(ALU | ADD | K, 4)
     a.op(ST, 3)
     a.op(MISC | TAX)
     a.op(LD | B | IND, _net(0))
     a.op(ALU | RSH | K, 4)
-    _jump_table(a, [(4, "bt_ip"), (6, "bt_ip"), (0, "pw_cw")], "bt_eth")
-    a.label("pw_cw")                                          # control word when Ethernet follows it
+    _jump_table(a, [(4, f"{p}bt_ip"), (6, f"{p}bt_ip"), (0, f"{p}pw_cw")], f"{p}bt_eth")
+    a.label(f"{p}pw_cw")                                      # control word when Ethernet follows it
     a.op(LD | H | IND, _net(16))
-    _jump_table(a, [(value, "pw_cw_yes") for value in (0x0800, 0x86DD, 0x8100, 0x88A8)], "bt_eth")
-    a.label("bt_ip")
+    _jump_table(a, [(value, f"{p}pw_cw_yes") for value in (0x0800, 0x86DD, 0x8100, 0x88A8)], f"{p}bt_eth")
+    a.label(f"{p}bt_ip")
     a.op(LD | MEM, 3)
-    a.op(JMP | JA, jt="inner")
-    a.label("bt_eth")
+    a.op(JMP | JA, jt=found)
+    a.label(f"{p}bt_eth")
     a.op(LD | MEM, 3)
-    a.op(JMP | JA, jt="ether")
-    a.label("pw_cw_yes")
+    a.op(JMP | JA, jt=f"{p}ether")
+    a.label(f"{p}pw_cw_yes")
     a.op(LD | MEM, 3)
     a.op(ALU | ADD | K, 4)
-    a.label("ether")                                          # A = Ethernet header offset, one VLAN tag
+    a.label(f"{p}ether")                                      # A = Ethernet header offset, one VLAN tag
     a.op(ST, 3)
     a.op(MISC | TAX)
     a.op(LD | H | IND, _net(12))
-    _jump_table(a, [(0x0800, "e_ip"), (0x86DD, "e_ip"), (0x8100, "e_vlan"), (0x88A8, "e_vlan")], "plain")
-    a.label("e_vlan")
+    _jump_table(a, [(0x0800, f"{p}e_ip"), (0x86DD, f"{p}e_ip"), (0x8100, f"{p}e_vlan"), (0x88A8, f"{p}e_vlan")],
+                f"{p}fail")
+    a.label(f"{p}e_vlan")
     a.op(LD | H | IND, _net(16))
     a.op(JMP | JEQ | K, 0x0800, jt=1, jf=0)
-    a.op(JMP | JEQ | K, 0x86DD, jt=0, jf="plain")
+    a.op(JMP | JEQ | K, 0x86DD, jt=0, jf=f"{p}fail")
     a.op(LD | MEM, 3)
     a.op(ALU | ADD | K, 18)
-    a.op(JMP | JA, jt="inner")
-    a.label("e_ip")
+    a.op(JMP | JA, jt=found)
+    a.label(f"{p}e_ip")
     a.op(LD | MEM, 3)
     a.op(ALU | ADD | K, 14)
+    a.op(JMP | JA, jt=found)
+    a.label(f"{p}fail")
+    a.op(JMP | JA, jt=fail)
+
+
+def program(tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> list[tuple[int, int, int, int]]:
+    """The fanout program as (code, jt, jf, k) instructions; `tunnels` maps UDP destination ports
+    to their tunnel parser (core/decode/tunnel.py udp_tunnels(), its defaults when None).
+
+    Scratch memory: M[1] payload offset of the IP header being followed, M[2] offset of the IP
+    header routed on, M[3]/M[4] offsets inside tunnel headers, M[5] IPv4 protocol, M[6] IPv6
+    address fold, M[7] the first carried IP header (routed on when no second tunnel follows)."""
+    vxlan_ports, geneve_ports = _tunnel_ports(tunnels)
+    a = _Assembler()
+    a.op(LD | W | ABS, SKF_AD_PROTOCOL)
+    _jump_table(a, [(0x0800, "outer"), (0x86DD, "outer"), (0x8847, "outer_mpls"), (0x8848, "outer_mpls")], "not_ip")
+    a.label("not_ip")
+    a.op(RET | K, 0)
+    a.label("outer_mpls")
+    a.op(LD | IMM, 0)
+    a.op(JMP | JA, jt="t1_mpls")
+    a.label("outer")
+    a.op(LDX | IMM, 0)
+    _follow(a, "t1_", vxlan_ports, geneve_ports, found="carried", fail="plain")   # the first tunnel
+    a.label("carried")
+    a.op(ST, 7)
+    a.op(MISC | TAX)
+    _follow(a, "t2_", vxlan_ports, geneve_ports, found="inner", fail="first")     # a tunnel inside it
+    a.label("first")
+    a.op(LD | MEM, 7)
     a.label("inner")                                          # A = carried IP header: route on it
     a.op(ST, 2)
     a.op(MISC | TAX)
@@ -438,19 +466,16 @@ def _after_gre(net: bytes, l4: int) -> int | None:
     return _by_type(net, ethertype, start)
 
 
-def carried_ip(net: bytes, ethertype: int, tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> int | None:
-    """Offset of the IP header carried by a tunnel starting at the network header, one level deep
-    (what `program()` routes on), or None when the packet is no tunnel the program follows."""
-    vxlan_ports, geneve_ports = _tunnel_ports(tunnels)
-    if ethertype in tunnel.ETH_MPLS:
-        return _after_mpls(net, 0)
-    if ethertype == 0x0800:
-        if _u16(net, 6) & 0x1FFF:
+def _follow_one(net: bytes, base: int, vxlan_ports: list[int], geneve_ports: list[int]) -> int | None:
+    """`_follow()` in Python: the carried IP header of a tunnel whose outer IP header is at `base`."""
+    version = _u8(net, base) >> 4
+    if version == 4:
+        if _u16(net, base + 6) & 0x1FFF:
             return None
-        l4 = (_u8(net, 0) & 0x0F) << 2
-        proto = _u8(net, 9)
-    elif ethertype == 0x86DD:
-        l4, proto = 40, _u8(net, 6)
+        l4 = base + ((_u8(net, base) & 0x0F) << 2)
+        proto = _u8(net, base + 9)
+    elif version == 6:
+        l4, proto = base + 40, _u8(net, base + 6)
     else:
         return None
     if proto in (4, 41):
@@ -465,6 +490,23 @@ def carried_ip(net: bytes, ethertype: int, tunnels: dict[int, tunnel.UdpTunnel] 
             start = l4 + 16 + ((_u8(net, l4 + 8) & 0x3F) << 2)
             return _by_type(net, _u16(net, l4 + 10), start)
     return None
+
+
+def carried_ip(net: bytes, ethertype: int, tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> int | None:
+    """Offset of the IP header `program()` routes on for a packet whose network header starts at
+    net[0]: the packet carried by a tunnel, or by a tunnel inside it (two levels), or None when the
+    packet is no tunnel the program follows."""
+    vxlan_ports, geneve_ports = _tunnel_ports(tunnels)
+    if ethertype in tunnel.ETH_MPLS:
+        first = _after_mpls(net, 0)
+    elif ethertype in (0x0800, 0x86DD):
+        first = _follow_one(net, 0, vxlan_ports, geneve_ports)
+    else:
+        return None
+    if first is None:
+        return None
+    second = _follow_one(net, first, vxlan_ports, geneve_ports)
+    return first if second is None else second
 
 
 def _route_ip(net: bytes, base: int) -> int:
