@@ -40,6 +40,14 @@ def test_preflight_passes_and_prints_effective_configuration(tmp_path, trails):
     assert "preflight: passed" in proc.stdout
     assert "  MONITOR_INTERFACE lo" in proc.stdout
     assert "  USERS <set>" in proc.stdout  # secrets masked
+    assert "[warn] tunnels" not in proc.stdout  # the shipped filter admits every tunnel
+
+
+def test_preflight_warns_when_the_filter_drops_tunnels(tmp_path, trails):
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true",
+                      MALTRAIL_CAPTURE_FILTER="udp or icmp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[warn] tunnels: the capture filter drops GRE, ERSPAN, IP-in-IP, MPLS mirrors" in proc.stdout
 
 
 @pytest.mark.parametrize("env,needle", [

@@ -263,3 +263,24 @@ def test_sensor_exit_line_names_the_tunnels_opened(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skipped frames: tunnel_malformed 1" in result.stderr
     assert "tunnels opened: gre 1, mpls 1, vxlan 2" in result.stderr
+
+
+def test_preflight_probe_frames_and_filter_check(tmp_path):
+    """The -T check: the probe frames are tunnels the decoder opens (to the configured ports), the
+    shipped CAPTURE_FILTER admits them all and a filter without GRE/MPLS is reported."""
+    from core.decode.tunnel import probe_frames
+    from core.ops.preflight import tunnels_dropped
+
+    config = load_config(overrides={"LOG_DIR": str(tmp_path), "TUNNEL_GENEVE_PORTS": "6082"})
+    tunnels = udp_tunnels(config)
+    probes = probe_frames(tunnels)
+    assert set(probes) == {"GRE", "ERSPAN", "IP-in-IP", "MPLS", "VXLAN", "GENEVE"}
+    for name, frame in probes.items():
+        d, decoder = decode(frame, Decoder(1, tunnels))
+        assert d is not None and (d.proto, d.dport) == (6, 80), name
+        assert len(decapsulated(decoder.counters)) == 1, name
+    assert tunnels_dropped(config.CAPTURE_FILTER, 2000, tunnels) == []
+    assert tunnels_dropped("udp or (tcp and port 80)", 2000, tunnels) == ["GRE", "ERSPAN", "IP-in-IP", "MPLS"]
+    assert tunnels_dropped("udp and not port 6082", 2000, tunnels)[-1] == "GENEVE"
+    off = load_config(overrides={"LOG_DIR": str(tmp_path), "TUNNEL_VXLAN_PORTS": "", "TUNNEL_GENEVE_PORTS": ""})
+    assert "VXLAN" not in probe_frames(udp_tunnels(off))

@@ -164,3 +164,33 @@ def port_bytes(ports: dict[int, UdpTunnel]) -> tuple[bytes, bytes]:
     """The VXLAN and the GENEVE ports as big-endian 16-bit numbers (core/accel/_decode.c init())."""
     return (b"".join(port.to_bytes(2, "big") for port in sorted(ports) if ports[port] is vxlan),
             b"".join(port.to_bytes(2, "big") for port in sorted(ports) if ports[port] is geneve))
+
+
+def probe_frames(tunnels: dict[int, UdpTunnel]) -> dict[str, bytes]:
+    """One Ethernet frame per encapsulation, each carrying the same TCP SYN, for checking that a
+    capture filter lets tunnelled mirrors through (`sensor.py -T`). UDP kinds use their first port."""
+    def ipv4(proto: int, payload: bytes) -> bytes:
+        return bytes((0x45, 0, (20 + len(payload)) >> 8, (20 + len(payload)) & 0xFF, 0, 0, 0, 0, 64, proto, 0, 0,
+                      198, 18, 0, 1, 198, 18, 0, 2)) + payload
+
+    def ether(ethertype: int, payload: bytes) -> bytes:
+        return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01" + ethertype.to_bytes(2, "big") + payload
+
+    def udp(port: int, payload: bytes) -> bytes:
+        return ipv4(17, b"\xc0\x00" + port.to_bytes(2, "big") + (8 + len(payload)).to_bytes(2, "big") + b"\0\0"
+                    + payload)
+
+    syn = ipv4(6, b"\x9c\x40\x00\x50" + bytes(8) + b"\x50\x02\xff\xff" + bytes(4))
+    frame = ether(ETH_IPV4, syn)
+    probes = {
+        "GRE": ether(ETH_IPV4, ipv4(47, b"\x00\x00\x08\x00" + syn)),
+        "ERSPAN": ether(ETH_IPV4, ipv4(47, b"\x10\x00\x88\xbe" + bytes(4) + b"\x10\x00\x00\x01" + bytes(4) + frame)),
+        "IP-in-IP": ether(ETH_IPV4, ipv4(4, syn)),
+        "MPLS": ether(0x8847, b"\x00\x06\x41\x40" + syn),
+    }
+    for name, parser in (("VXLAN", vxlan), ("GENEVE", geneve)):
+        ports = sorted(port for port, kind in tunnels.items() if kind is parser)
+        if ports:
+            header = b"\x08\x00\x00\x00\x00\x00\x2a\x00" if parser is vxlan else b"\x00\x00\x65\x58\x00\x00\x2a\x00"
+            probes[name] = ether(ETH_IPV4, udp(ports[0], header + frame))
+    return probes

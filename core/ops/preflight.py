@@ -2,9 +2,9 @@
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
-interfaces, the BPF filter, the trail set, the log directory; it says which compiled accelerators
-(core/accel) are in use (a warning, not a failure, when some are missing); then prints the effective
-configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
+interfaces, the BPF filter (and warns when it drops tunnelled mirrors the decoder would open), the
+trail set, the log directory; it says which compiled accelerators (core/accel) are in use (a
+warning, not a failure, when some are missing); then prints the effective configuration. The self-test builds the installed detection pipeline (the caller's factory) over a
 small built-in trail set, replays a crafted capture through it (one packet inside a VXLAN tunnel,
 as cloud packet mirroring delivers it) and reports N/N detections and the tunnels it opened.
 """
@@ -20,6 +20,7 @@ from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
+from core.decode.tunnel import probe_frames, udp_tunnels
 
 Say = Callable[[str], None]
 
@@ -50,6 +51,9 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
         try:
             check_filter(settings.bpf, snaplen=settings.snaplen)
             check("capture filter", True, "compiles" if settings.bpf else "none (all packets)")
+            dropped = tunnels_dropped(settings.bpf, settings.snaplen, udp_tunnels(config))
+            if dropped:
+                say(f"[warn] tunnels: the capture filter drops {', '.join(dropped)} mirrors (docs/decoding.md)")
         except CaptureError as ex:
             check("capture filter", False, str(ex))
     path = config.TRAILS_FILE
@@ -73,6 +77,16 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
                 say(f"  {key} {value}")
     say(f"preflight: {'passed' if failures == 0 else f'{failures} check(s) failed'}")
     return 0 if failures == 0 else 1
+
+
+def tunnels_dropped(bpf: str | None, snaplen: int, tunnels: dict[int, Any]) -> list[str]:
+    """The encapsulations (core/decode/tunnel.py probe frames) an Ethernet capture filter drops."""
+    if not bpf:
+        return []
+    import pcapy
+
+    program = pcapy.compile(1, snaplen, bpf, 1, 0)
+    return [name for name, frame in probe_frames(tunnels).items() if not program.filter(frame)]
 
 
 def _writable(folder: str) -> tuple[bool, str]:
