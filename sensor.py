@@ -170,11 +170,15 @@ def run_checks(config: Config, args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace, sensor: Any) -> None:
+    from core.decode.packet import decapsulated, skipped
+
     detector, events = sensor.detector, sensor.events
     counters = detector.decode_counters()
-    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
+    skips = ", ".join(f"{k} {v:,}" for k, v in sorted(skipped(counters).items()) if v)
+    tunnels = ", ".join(f"{k} {v:,}" for k, v in sorted(decapsulated(counters).items()) if v)
     info(args, f"[i] events: {events.delivered:,} written ({events.emitted:,} detected)"
-               + (f"; skipped frames: {skipped}" if skipped else ""))
+               + (f"; skipped frames: {skips}" if skips else "")
+               + (f"; tunnels opened: {tunnels}" if tunnels else ""))
     if detector.errors:
         info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in detector.errors.items()))
 

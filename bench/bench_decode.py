@@ -18,6 +18,7 @@ sys.path.insert(0, ROOT)
 
 from core.decode import Decoder  # noqa: E402
 from tests.kit import pcapgen as g  # noqa: E402
+from tests.kit import tunnelgen  # noqa: E402
 
 
 def kinds() -> list[tuple[str, int, bytes]]:
@@ -45,7 +46,9 @@ def kinds() -> list[tuple[str, int, bytes]]:
         ("eth/arp (not ip)", 1, g.ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\x00" * 20, ethertype=0x0806)),
         ("eth/ipv4 later fragment", 1, g.ether(g.ipv4("10.0.0.1", "10.0.0.2", b"x" * 40, proto=17,
                                                       frag_offset=1480))),
-    ]
+    ] + [(f"{kind} > eth/ipv4/tcp syn", 1, tunnelgen.wrap(kind, g.ether(v4syn), 1))
+         for kind in ("vxlan", "geneve", "gre_ip", "erspan2", "erspan3", "ip_in_ip", "mpls_ip", "mpls_pw_cw",
+                      "vlan_gre_vxlan")]
 
 
 def run(frame: bytes, linktype: int, packets: int, repeat: int) -> float:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Live-capture benchmark: highest packet rate without kernel drops for 1 and 2 workers, and the
-share of single-worker heuristic alerts kept with 2 and 4 workers.
+share of single-worker heuristic alerts kept with 2, 4 and 8 workers (plain and tunnelled scans).
 
 Run as root (it creates a veth pair into a private network namespace, replays a generated
 capture into it with tcpreplay at rising rates, and reads the real sensor's Prometheus counters):
@@ -44,8 +44,14 @@ def retention_figures() -> None:
     shutil.copy(os.path.join(CORPUS, "trails.csv"), os.path.join(tmp, "trails.csv"))
     store = TrailStore.open(os.path.join(tmp, "trails.csv"))
     config = load_config(os.path.join(ROOT, "maltrail.conf"), env={}).replace(USE_HEURISTICS=True)
+    from tests.kit import tunnelgen
+
+    scans = retention.generated_scans(sources=60)
     inputs = {"conformance corpus": list(retention.read_pcaps(retention.corpus_pcaps(CORPUS))),
-              "generated scans": retention.generated_scans(sources=60)}
+              "generated scans": scans}
+    for kind in ("vxlan", "gre_ip", "erspan3", "mpls_ip"):  # the same scans mirrored through a tunnel
+        inputs[f"scans in {kind}"] = [(1, sec, usec, tunnelgen.wrap(kind, frame, linktype))
+                                      for linktype, sec, usec, frame in scans]
     for name, packets in inputs.items():
         for workers in (2, 4, 8):
             single, kept = retention.retention(config, store, packets, workers)

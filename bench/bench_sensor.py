@@ -14,6 +14,10 @@ first start from the CSV alone (index built), the warm start (index present) and
 mixed replay runs 5 times, each followed by a floor measurement on the same capture, and the
 median of the 5 sensor/floor ratios is the figure compared with the original.
 Trails absent → a generated set of the same shape and size is used.
+`--tunnel KIND` (a kind of tests/kit/tunnelgen.py: vxlan, geneve, gre_ip, erspan2, ip_in_ip, mpls_ip,
+...) also replays the same mixed traffic with every frame inside that encapsulation, alternating
+with plain runs, and prints its per-packet figure and the median tunnelled/plain ratio of 5 pairs
+(the tunnelled-traffic cost, docs/decoding.md).
 """
 
 from __future__ import annotations
@@ -191,6 +195,8 @@ def main() -> None:
     parser.add_argument("--trails", default=DEFAULT_TRAILS, help="trails.csv.gz (default: ../shared/bench)")
     parser.add_argument("--packets", type=int, default=300_000)
     parser.add_argument("--classes", action="store_true", help="also measure each traffic class alone")
+    parser.add_argument("--tunnel", action="append", default=[], metavar="KIND",
+                        help="also measure the mixed traffic inside this encapsulation (repeatable)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-sensor-")
     try:
@@ -251,6 +257,18 @@ def main() -> None:
               f"{floor * 1000:.0f} ns/packet; mixed = {ratio:.1f} x floor (median of the 5 paired ratios, "
               f"{ratios[0]:.1f}-{ratios[-1]:.1f}); the original: 15.1 / 0.9 = {15.1 / 0.9:.1f} x floor, "
               f"so {15.1 / 0.9 / ratio:.1f} times less CPU per packet")
+        if args.tunnel:
+            from tests.kit import tunnelgen
+        for kind in args.tunnel:
+            wrapped = os.path.join(work, f"mixed-{kind}.pcap")
+            write_pcap(wrapped, [(t0 + i * 1e-4, tunnelgen.wrap(kind, f, 1)) for i, f in enumerate(mixed)])
+            # plain and tunnelled runs alternate; the median of the 5 paired ratios is reported
+            tunnel_pairs = [(run_sensor(path, trails, log_dir), run_sensor(wrapped, trails, log_dir)) for _ in range(5)]
+            tunnel_ratios = sorted(inside["per_packet_us"] / plain["per_packet_us"] for plain, inside in tunnel_pairs)
+            inside = sorted((inside for _, inside in tunnel_pairs), key=lambda r: r["per_packet_us"])[2]
+            print(f"mixed inside {kind}: {inside['per_packet_us'] * 1000:8.0f} ns/packet steady state (median of 5; "
+                  f"{inside['events']:.0f} events) = {tunnel_ratios[2]:.2f} x plain (median of 5 paired ratios, "
+                  f"{tunnel_ratios[0]:.2f}-{tunnel_ratios[-1]:.2f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

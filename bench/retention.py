@@ -5,6 +5,8 @@ tests. It replays packets through one sensor (core/assemble.py), then splits the
 N sensors exactly as the kernel fanout program would (core/capture/fanout.py, checked against
 the kernel in tests/test_live.py and against a cBPF interpreter in tests/test_workers.py), and
 reports the share of the single-worker heuristic alerts that the N workers still raise.
+Tunnelled packets route on the decoded (carried) packet, which is what the kernel program does for
+up to two tunnel levels (core/capture/fanout.py; a third level routes on the second there).
 `kernel_hash_split` gives the comparison point: the kernel's plain flow hash (per 5-tuple), which
 is what the original's fanout used.
 """

@@ -124,6 +124,20 @@ def split_list(raw: str) -> list[str]:
     return [item.strip() for item in re.split(r"[,;]", raw) if item.strip()]
 
 
+def parse_ports(key: str, raw: str | None) -> frozenset[int]:
+    """Comma/space separated UDP or TCP port numbers (TUNNEL_VXLAN_PORTS...); `none`: no port (an
+    empty value means the key's default, as for every key)."""
+    ports = set()
+    text = (raw or "").strip()
+    if text.lower() == "none":
+        return frozenset()
+    for item in text.replace(",", " ").split():
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise ConfigError(key, raw, "expected port numbers (1-65535) separated by commas, or none")
+        ports.add(int(item))
+    return frozenset(ports)
+
+
 # --- schema ----------------------------------------------------------------------------------------
 # One declaration per key: its type (the annotation), how its text is read (kind), its default (as it
 # would be written in the file), and its checks. Kinds: str, int, float, bool, regex (kept as text,
@@ -235,6 +249,8 @@ class Config:
     CAPTURE_FANOUT_MODE: str = key("str", "hash", choices=("hash", "lb", "cpu", "rollover", "rnd"))
     CAPTURE_FANOUT_DEFRAG: bool = key("bool", False)
     CAPTURE_FANOUT_GROUP: int | None = key("int")
+    TUNNEL_VXLAN_PORTS: str = key("str", "4789")
+    TUNNEL_GENEVE_PORTS: str = key("str", "6081")
     OFFLINE_TIMESTAMPS: str = key("str", "pcap", choices=("pcap", "wallclock"))
     METRICS_INTERVAL: int = key("int", 3600, bounds=(1, 86400 * 7))
     EVENT_THROTTLE_MODE: str = key("str", "summarize", choices=("summarize", "legacy", "off"))
@@ -486,6 +502,8 @@ def _check_together(values: dict[str, Any]) -> None:
     if (values["UDP_ADDRESS"] is None) != (values["UDP_PORT"] is None):
         raise ConfigError("UDP_PORT" if values["UDP_ADDRESS"] else "UDP_ADDRESS", None,
                           "UDP_ADDRESS and UDP_PORT must be set together")
+    for name in ("TUNNEL_VXLAN_PORTS", "TUNNEL_GENEVE_PORTS"):
+        parse_ports(name, values[name])
     if values["USE_SSL"] and not values["SSL_PEM"]:
         raise ConfigError("SSL_PEM", None, "required when USE_SSL is true")
     values["TRAILS_FILE"] = os.path.abspath(os.path.expanduser(values["TRAILS_FILE"]))

@@ -155,3 +155,86 @@ def test_scan_rejects_meta_it_cannot_read():
             scan.scan(b"abc", meta, True, 0)
     records, skipped = scan.scan(b"abc", array("I", [7, 8, 0, 3]), True, 0)
     assert records == [(7, 8, 0, None, 0)] and skipped == 0  # too short: left to the Python decoder
+
+
+def test_tunnelled_frames_same_as_python_loop(tmp_path):
+    """Tunnels are opened by the Python decoder only: C hands UDP to the VXLAN/GENEVE ports back and
+    never fast-decodes GRE, IP-in-IP or MPLS, so the wrapped corpus (every encapsulation of
+    tests/kit/tunnelgen.py) and mutated tunnel frames give the loop's events, skips and counters."""
+    from core.decode.packet import decapsulated
+    from tests.kit import tunnelgen as t
+
+    folder = str(tmp_path)
+    store = TrailStore.open(os.path.join(CORPUS, "trails.csv"), index_dir=str(tmp_path))
+    paths = sorted(glob.glob(os.path.join(CORPUS, "*.pcap")))
+    for kind in t.KINDS:
+        (tmp_path / kind).mkdir()
+        wrapped = [t.wrap_pcap(kind, path, str(tmp_path / kind / os.path.basename(path))) for path in paths]
+        lines, _, counters, _ = assert_same(wrapped, store, folder, batch_size=7)
+        assert lines and decapsulated(counters), kind
+    inner = g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)))
+    frames = [t.wrap(kind, inner, 1) for kind in t.KINDS]
+    mutated = g.mutated_frames(frames, 8_000, seed=15)
+    path = str(tmp_path / "tunnels.pcap")
+    g.write_pcap(path, [(T0 + n / 500, frame) for n, frame in enumerate(frames * 20 + mutated)])
+    lines, _, counters, _ = assert_same([path], store, folder, batch_size=512)
+    assert lines and counters.get("tunnel_malformed") and counters.get("decap_vxlan")
+
+
+def test_scan_hands_udp_tunnel_ports_back():
+    from array import array
+
+    from core.decode.packet import Decoded
+    from core.detect.detector import PARSED_FIRST_BYTES, SCAN_FLAGS
+    from tests.kit import tunnelgen as t
+
+    scan = load("_decode")
+    inner = g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)))
+    frames = [g.ether(g.ipv4(t.OUTER_A, t.OUTER_B, g.udp(1, port, t.vxlan(inner)))) for port in (4789, 4790)]
+    frames.append(g.ether(g.ipv6(t.OUTER6_A, t.OUTER6_B, g.udp(1, 4789, t.vxlan(inner)))))
+    buf = b"".join(frames)
+    meta, off = array("I"), 0
+    for frame in frames:
+        meta.extend((T0, 0, off, len(frame)))
+        off += len(frame)
+    scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12\xb5")  # 4789
+    records, _ = scan.scan(buf, meta, True, 0)
+    assert [d is None for _, _, _, d, _ in records] == [True, False, True]
+    scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))  # no tunnel ports
+    records, _ = scan.scan(buf, meta, True, 0)
+    assert [d is None for _, _, _, d, _ in records] == [False, False, False]
+    with pytest.raises(ValueError):
+        scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12")
+
+
+def test_bulk_inside_tunnels_and_ipv6_same_as_python_loop(tmp_path):
+    """The bulk test on decoded records (core.detect.bulk_record): bulk TLS carried by tunnels and
+    over IPv6, interleaved with ClientHellos, is skipped in C exactly when the Python loop skips
+    it, and the SNI detections inside the tunnels all come out."""
+    from tests.kit import tunnelgen as t
+    from tests.test_tls import client_hello
+
+    rng = random.Random(21)
+    kinds = ["vxlan", "geneve", "gre_ip", "erspan3", "ip_in_ip", "mpls_ip", "mpls_pw_cw", "vlan_gre_vxlan", None]
+    frames = []
+    for n in range(900):
+        kind = rng.choice(kinds)
+        port = 40000 + n % 40
+        if rng.random() < 0.05:
+            frame = g.ether(g.ipv4("10.0.0.5", "93.184.216.34", g.tcp(port, 443, 0x18,
+                                                                      client_hello(f"site{n}.example".encode()))))
+        elif rng.random() < 0.3:
+            frame = g.ether(g.ipv6("2001:db8::5", "2001:db8::34", g.tcp(port, 443, 0x18,
+                                                                        b"\x17\x03\x03\x00\x10" + bytes(16))))
+        else:
+            frame = g.ether(g.ipv4("93.184.216.34", "10.0.0.5", g.tcp(443, port, 0x18,
+                                                                      b"\x17\x03\x03\x00\x10" + bytes(16))))
+        frames.append(frame if kind is None else t.wrap(kind, frame, 1))
+    path = str(tmp_path / "tunnelled-tls.pcap")
+    g.write_pcap(path, [(T0 + n / 50, frame) for n, frame in enumerate(frames)])
+    store = TrailStore.from_rows([(f"site{n}.example", "malware (test)", "(static)") for n in range(900)],
+                                 str(tmp_path))
+    folder = str(tmp_path)
+    for batch_size in (1, 16, 512):
+        lines, skipped, counters, _ = assert_same([path], store, folder, batch_size)
+        assert skipped > 400 and len(lines) >= 20 and counters.get("decap_vxlan")

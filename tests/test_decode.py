@@ -287,9 +287,14 @@ def test_icmp_types_and_other_protocols(linktype, frame):
     assert d is not None and d.flags == 0
     d, _ = decode(linktype, frame(g.ipv6("2001:db8::1", "2001:db8::2", g.icmpv6(129))))
     assert d is not None and (d.proto, d.flags) == (58, 129)
-    gre = g.ipv4("10.0.0.1", "198.51.100.66", b"\x00\x00\x08\x00" + b"x" * 20, proto=47)
-    d, _ = decode(linktype, frame(gre))
+    esp = g.ipv4("10.0.0.1", "198.51.100.66", b"\x00\x00\x10\x01" + b"x" * 20, proto=50)
+    d, _ = decode(linktype, frame(esp))
+    assert d is not None and (d.proto, d.dst, d.sport, d.dport, payload(d)) == (50, ip("198.51.100.66"), 0, 0, b"")
+    # PPTP's enhanced GRE (version 1, PPP inside) is no tunnel the decoder opens: the outer packet
+    pptp = g.ipv4("10.0.0.1", "198.51.100.66", b"\x30\x01\x88\x0b\x00\x10\x00\x01" + b"x" * 20, proto=47)
+    d, decoder = decode(linktype, frame(pptp))
     assert d is not None and (d.proto, d.dst, d.sport, d.dport, payload(d)) == (47, ip("198.51.100.66"), 0, 0, b"")
+    assert decoder.counters == {"tunnel_unsupported": 1}
 
 
 # --- truncation and buffer discipline -----------------------------------------------------------------

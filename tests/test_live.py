@@ -317,3 +317,33 @@ def test_root_without_capture_capability_is_told_what_is_missing(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "CAP_NET_RAW" in proc.stderr and "CAPTURE_FILTER" not in proc.stderr, proc.stderr
     assert "capturing on" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_live_tunnelled_scans_keep_every_alert(tmp_path, veth, workers):
+    """Scans mirrored through VXLAN, GRE and ERSPAN II between one pair of tunnel endpoints: the
+    kernel program spreads them over the workers by inner host (the endpoints alone would put
+    everything on one worker) and the workers raise every event one offline replay raises."""
+    from bench import retention
+    from tests.kit import pcapgen, tunnelgen
+
+    packets = retention.generated_scans(sources=24)
+    kinds = ("vxlan", "gre_ip", "erspan2")
+    frames = [(sec + usec / 1e6, tunnelgen.wrap(kinds[n % 3], frame, linktype))
+              for n, (linktype, sec, usec, frame) in enumerate(packets)]
+    pcap = pcapgen.write_pcap(str(tmp_path / "tunnelled.pcap"), frames)
+    sensor = LiveSensor(tmp_path, veth, workers, {"MALTRAIL_EVENT_THROTTLE_MODE": "off"})
+    try:
+        veth.replay([pcap], pps=2000)
+        time.sleep(1.5)
+        metrics = sensor.metrics()
+    finally:
+        status, err, _took = sensor.stop()
+    assert status == 0, err
+    live = {event_key(line) for line in sensor.lines()}
+    offline = offline_keys(tmp_path, pcap)
+    assert offline and offline <= live, sorted(offline - live)
+    assert not any(tunnelgen.OUTER_A in key or tunnelgen.OUTER_B in key for key in live)
+    busy = [line for line in metrics.splitlines() if line.startswith("maltrail_packets_total{") and not line.endswith(" 0")]
+    assert len(busy) >= 2, metrics
+    assert 'maltrail_tunnel_decapsulated_total{worker="0",kind="vxlan"}' in metrics

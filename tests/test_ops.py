@@ -40,6 +40,14 @@ def test_preflight_passes_and_prints_effective_configuration(tmp_path, trails):
     assert "preflight: passed" in proc.stdout
     assert "  MONITOR_INTERFACE lo" in proc.stdout
     assert "  USERS <set>" in proc.stdout  # secrets masked
+    assert "[warn] tunnels" not in proc.stdout  # the shipped filter admits every tunnel
+
+
+def test_preflight_warns_when_the_filter_drops_tunnels(tmp_path, trails):
+    proc = run_sensor(tmp_path, "-T", MALTRAIL_TRAILS_FILE=trails, MALTRAIL_DISABLE_CHECK_SUDO="true",
+                      MALTRAIL_CAPTURE_FILTER="udp or icmp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[warn] tunnels: the capture filter drops GRE, ERSPAN, IP-in-IP, MPLS mirrors" in proc.stdout
 
 
 @pytest.mark.parametrize("env,needle", [
@@ -96,7 +104,7 @@ def test_preflight_unwritable_log_dir(tmp_path, trails):
 def test_self_test_reports_all_detections(tmp_path):
     proc = run_sensor(tmp_path, "--self-test")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "self-test: 3/3 detections" in proc.stdout
+    assert "self-test: 4/4 detections; tunnels opened: vxlan 1" in proc.stdout
 
 
 def test_metrics_render_and_promtool(tmp_path):
@@ -108,6 +116,10 @@ def test_metrics_render_and_promtool(tmp_path):
     assert 'maltrail_worker_alive{worker="1"} 0' in text
     assert 'maltrail_packets_total{worker="0"} 10' in text
     assert 'maltrail_capture_dropped_total{worker="0"} 1' in text
+    counters.publish(0, decap_vxlan=5, tunnel_malformed=2)
+    text = render(counters.rows(), started=time.time())
+    assert 'maltrail_tunnel_decapsulated_total{worker="0",kind="vxlan"} 5' in text
+    assert 'maltrail_tunnel_skipped_total{worker="0",reason="malformed"} 2' in text
     assert set(counters.row(0)) == set(FIELDS)
     if shutil.which("promtool"):
         check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)

@@ -5,13 +5,20 @@
  * next_batch and its (sec, usec, offset, caplen) uint32 records) it walks every packet and
  *  - skips bulk TCP exactly as the Python loop does (Ethernet + IPv4 with IHL 5, TCP, flags not
  *    a scan combination, no payload or a payload whose first byte starts nothing the sensor
- *    parses, neither port 53) while skipping is allowed;
+ *    parses, neither port 53) while skipping is allowed, and applies the same test to every TCP
+ *    record it decodes (core.detect.bulk_record: IPv6, and packets carried by a tunnel);
  *  - decodes the common frames (Ethernet + IPv4 IHL 5 TCP/UDP/ICMP, Ethernet + IPv6 TCP/UDP
  *    without extension headers) into the same Decoded record core.decode.packet.Decoder.decode
  *    returns for them;
+ *  - with a `counters` dict, opens one tunnel level the way core/decode/tunnel.py does (VXLAN and
+ *    GENEVE on the init ports, GRE, GRE-TEB, ERSPAN I/II/III, IP-in-IP, IPv6-in-IP, MPLS carrying
+ *    IP) when the frame is plain Ethernet + IPv4 IHL 5 / IPv6 or Ethernet + MPLS and the carried
+ *    packet is Ethernet (no tag) + IPv4 IHL 5 / IPv6 TCP or UDP (not to a tunnel port), or IPv4
+ *    ICMP; it returns the carried packet's record and adds 1 to counters["decap_<kind>"], as the
+ *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ipset, port_marks]) -> (records, skipped)
+ * scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
@@ -25,8 +32,10 @@
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
  *   frame left to the Python decoder) and from there returns bulk packets flagged, so the caller
  *   decides on its live state exactly as the pure-Python loop does.
- * init(decoded_type, parsed_first, scan_flags): the Decoded class and the two byte sets
- *   (first payload bytes the sensor parses; TCP flag values of scans), from core/detect.py.
+ * init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports]): the Decoded class and
+ *   the two byte sets (first payload bytes the sensor parses; TCP flag values of scans), from
+ *   core/detect.py, and the VXLAN and GENEVE UDP destination ports as big-endian 16-bit numbers
+ *   (core/decode/tunnel.py); UDP to these ports is never decoded as plain UDP here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,18 +44,47 @@
 static PyObject *decoded_type = NULL;
 static unsigned char parsed_first[256];
 static unsigned char scan_flags[256];
+static unsigned char vxlan_ports[65536 / 8];
+static unsigned char geneve_ports[65536 / 8];
+
+/* decapsulation kinds, named as the Python decoder's counters */
+enum { K_VXLAN, K_GENEVE, K_GRE, K_GRE_TEB, K_ERSPAN1, K_ERSPAN2, K_ERSPAN3, K_IPIP, K_IPV6IP, K_MPLS, N_KINDS };
+static const char *const kind_keys[N_KINDS] = {
+    "decap_vxlan", "decap_geneve", "decap_gre", "decap_gre_teb", "decap_erspan1", "decap_erspan2",
+    "decap_erspan3", "decap_ip_in_ip", "decap_ipv6_in_ip", "decap_mpls",
+};
+static PyObject *kind_names[N_KINDS];
+
+static void
+set_ports(unsigned char *bitmap, const Py_buffer *ports)
+{
+    memset(bitmap, 0, 65536 / 8);
+    for (Py_ssize_t k = 0; k + 1 < ports->len; k += 2) {
+        unsigned port = ((unsigned)((unsigned char *)ports->buf)[k] << 8) | ((unsigned char *)ports->buf)[k + 1];
+        bitmap[port >> 3] |= (unsigned char)(1u << (port & 7));
+    }
+}
 
 static PyObject *
 decode_init(PyObject *self, PyObject *args)
 {
     PyObject *type;
-    Py_buffer first, flags;
+    Py_buffer first, flags, vports = {0}, gports = {0};
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!y*y*", &PyType_Type, &type, &first, &flags))
+    if (!PyArg_ParseTuple(args, "O!y*y*|y*y*", &PyType_Type, &type, &first, &flags, &vports, &gports))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
+    int odd_ports = vports.len % 2 != 0 || gports.len % 2 != 0;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) || odd_ports) {
         PyBuffer_Release(&first);
         PyBuffer_Release(&flags);
+        if (vports.obj != NULL)
+            PyBuffer_Release(&vports);
+        if (gports.obj != NULL)
+            PyBuffer_Release(&gports);
+        if (odd_ports) {
+            PyErr_SetString(PyExc_ValueError, "tunnel_ports must hold 16-bit port numbers");
+            return NULL;
+        }
         PyErr_SetString(PyExc_TypeError, "decoded_type must be a tuple subclass");
         return NULL;
     }
@@ -56,8 +94,18 @@ decode_init(PyObject *self, PyObject *args)
         parsed_first[((unsigned char *)first.buf)[k]] = 1;
     for (Py_ssize_t k = 0; k < flags.len; k++)
         scan_flags[((unsigned char *)flags.buf)[k]] = 1;
+    set_ports(vxlan_ports, &vports);
+    set_ports(geneve_ports, &gports);
     PyBuffer_Release(&first);
     PyBuffer_Release(&flags);
+    if (vports.obj != NULL)
+        PyBuffer_Release(&vports);
+    if (gports.obj != NULL)
+        PyBuffer_Release(&gports);
+    for (int k = 0; k < N_KINDS; k++) {
+        if (kind_names[k] == NULL && (kind_names[k] = PyUnicode_InternFromString(kind_keys[k])) == NULL)
+            return NULL;
+    }
     Py_INCREF(type);
     Py_XSETREF(decoded_type, type);
     Py_RETURN_NONE;
@@ -67,6 +115,26 @@ static inline unsigned
 u16(const unsigned char *p)
 {
     return ((unsigned)p[0] << 8) | p[1];
+}
+
+static inline int
+port_in(const unsigned char *bitmap, unsigned port)
+{
+    return (bitmap[port >> 3] >> (port & 7)) & 1;
+}
+
+/* 1 when UDP to this destination port is a tunnel the decoder opens */
+static inline int
+is_tunnel_port(unsigned port)
+{
+    return port_in(vxlan_ports, port) | port_in(geneve_ports, port);
+}
+
+/* core.detect.bulk_record on a TCP record of frame p: provably no event */
+static inline int
+record_bulk(const unsigned char *p, Py_ssize_t poff, Py_ssize_t pend, unsigned flags, unsigned sport, unsigned dport)
+{
+    return !scan_flags[flags] && (poff >= pend || !parsed_first[p[poff]]) && sport != 53 && dport != 53;
 }
 
 /* Decoded(family, proto, src, dst, sport, dport, flags, buf, poff, pend) */
@@ -103,10 +171,185 @@ make_decoded(int family, int proto, const unsigned char *src, const unsigned cha
     return d;
 }
 
-/* The fast-path decode of the frame p[0:len] (buffer offset `off`): a new Decoded, Py_None
- * (new reference) when the Python decoder must look at it, or NULL on a Python error. */
+/* A packet carried by a tunnel, its IP header at p[ip], bounded by `end`, decoded with the
+ * general-path rules of the Python decoder (core/decode/packet.py _ipv4/_ipv6/_transport) for
+ * the cases handled here: IPv4 IHL 5 (not a later fragment) TCP/UDP/ICMP, IPv6 without extension
+ * headers TCP/UDP. Py_None for anything else (the Python decoder decodes the whole frame again). */
 static PyObject *
-fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *buf, int *handshake)
+decode_carried_ip(const unsigned char *p, Py_ssize_t off, Py_ssize_t ip, Py_ssize_t end, PyObject *buf,
+                  int *handshake, int *rbulk)
+{
+    int family;
+    unsigned proto;
+    Py_ssize_t l4, alen;
+    const unsigned char *src, *dst;
+    if ((p[ip] >> 4) == 4) {
+        if (ip + 20 > end || p[ip] != 0x45 || (u16(p + ip + 6) & 0x1FFF))
+            Py_RETURN_NONE;
+        Py_ssize_t tl = (Py_ssize_t)u16(p + ip + 2);
+        if (tl < 20)
+            Py_RETURN_NONE;
+        if (ip + tl < end)
+            end = ip + tl;
+        family = 4, proto = p[ip + 9], l4 = ip + 20, alen = 4, src = p + ip + 12, dst = p + ip + 16;
+        if (l4 > end)
+            Py_RETURN_NONE;
+    } else {
+        if (ip + 40 > end)
+            Py_RETURN_NONE;
+        Py_ssize_t plen = (Py_ssize_t)u16(p + ip + 4);
+        if (plen && ip + 40 + plen < end)
+            end = ip + 40 + plen;
+        family = 6, proto = p[ip + 6], l4 = ip + 40, alen = 16, src = p + ip + 8, dst = p + ip + 24;
+    }
+    if (proto == 6) {
+        if (l4 + 20 > end || p[l4 + 12] < 0x50)
+            Py_RETURN_NONE;
+        Py_ssize_t poff = l4 + ((p[l4 + 12] >> 4) << 2);
+        if (poff > end)
+            poff = end;
+        unsigned sport = u16(p + l4), dport = u16(p + l4 + 2), flags = p[l4 + 13];
+        *handshake = poff < end && p[poff] == 0x16;
+        *rbulk = record_bulk(p, poff, end, flags, sport, dport);
+        return make_decoded(family, 6, src, dst, alen, sport, dport, flags, buf, off + poff, off + end);
+    }
+    if (proto == 17) {
+        if (l4 + 8 > end)
+            Py_RETURN_NONE;
+        unsigned ulen = u16(p + l4 + 4), dport = u16(p + l4 + 2);
+        if (ulen < 8 || is_tunnel_port(dport))
+            Py_RETURN_NONE;
+        if (l4 + (Py_ssize_t)ulen < end)
+            end = l4 + (Py_ssize_t)ulen;
+        return make_decoded(family, 17, src, dst, alen, u16(p + l4), dport, 0, buf, off + l4 + 8, off + end);
+    }
+    if (proto == 1 && family == 4 && l4 + 4 <= end)
+        return make_decoded(4, 1, src, dst, 4, 0, 0, p[l4], buf, off + l4 + 4, off + end);
+    Py_RETURN_NONE;
+}
+
+#define CARRIES_ETHERNET 1
+#define CARRIES_IP 2
+
+/* One tunnel level of frame p (core/decode/tunnel.py): `proto` 17 (UDP to a tunnel port), 4, 41,
+ * 47 at l4, or 0 for an MPLS stack at l4; `end` bounds the tunnel payload. The carried packet's
+ * record (and counters["decap_<kind>"] + 1), Py_None to hand the frame back, NULL on error. */
+static PyObject *
+decode_tunnel(const unsigned char *p, Py_ssize_t off, Py_ssize_t l4, Py_ssize_t end, unsigned proto,
+              PyObject *buf, int *handshake, int *rbulk, PyObject *counters)
+{
+    int kind, what = CARRIES_IP;
+    unsigned want = 0; /* required IP version (0: any) */
+    Py_ssize_t inner;
+    if (proto == 17) {
+        if (l4 + 8 > end || u16(p + l4 + 4) < 8)
+            Py_RETURN_NONE;
+        Py_ssize_t uend = l4 + (Py_ssize_t)u16(p + l4 + 4), pos = l4 + 8;
+        if (uend < end)
+            end = uend;
+        if (pos + 8 > end)
+            Py_RETURN_NONE;
+        if (port_in(vxlan_ports, u16(p + l4 + 2))) {
+            if (!(p[pos] & 0x08))
+                Py_RETURN_NONE;
+            kind = K_VXLAN, what = CARRIES_ETHERNET, inner = pos + 8;
+        } else {
+            if (p[pos] >> 6)
+                Py_RETURN_NONE;
+            inner = pos + 8 + ((p[pos] & 0x3F) << 2);
+            unsigned type = u16(p + pos + 2);
+            kind = K_GENEVE;
+            if (inner > end)
+                Py_RETURN_NONE;
+            if (type == 0x6558)
+                what = CARRIES_ETHERNET;
+            else if (type == 0x0800 || type == 0x86DD)
+                want = type == 0x0800 ? 4 : 6;
+            else
+                Py_RETURN_NONE;
+        }
+    } else if (proto == 4 || proto == 41) {
+        kind = proto == 4 ? K_IPIP : K_IPV6IP, want = proto == 4 ? 4 : 6, inner = l4;
+    } else if (proto == 47) {
+        if (l4 + 4 > end || (p[l4] & 0x4C) || (p[l4 + 1] & 0x07))
+            Py_RETURN_NONE;
+        unsigned flags = p[l4], type = u16(p + l4 + 2);
+        Py_ssize_t start = l4 + 4 + ((flags & 0x80) ? 4 : 0) + ((flags & 0x20) ? 4 : 0) + ((flags & 0x10) ? 4 : 0);
+        if (start > end)
+            Py_RETURN_NONE;
+        if (type == 0x88BE) {
+            if (!(flags & 0x10)) {
+                kind = K_ERSPAN1, what = CARRIES_ETHERNET, inner = start;
+            } else {
+                if (start + 8 > end || (p[start] >> 4) != 1)
+                    Py_RETURN_NONE;
+                kind = K_ERSPAN2, what = CARRIES_ETHERNET, inner = start + 8;
+            }
+        } else if (type == 0x22EB) {
+            if (start + 12 > end || (p[start] >> 4) != 2)
+                Py_RETURN_NONE;
+            unsigned frame_type = (p[start + 10] >> 2) & 0x1F;
+            inner = start + ((p[start + 11] & 1) ? 20 : 12);
+            if (inner > end || (frame_type != 0 && frame_type != 2))
+                Py_RETURN_NONE;
+            kind = K_ERSPAN3, what = frame_type == 0 ? CARRIES_ETHERNET : CARRIES_IP;
+        } else if (type == 0x0800 || type == 0x86DD) {
+            kind = K_GRE, want = type == 0x0800 ? 4 : 6, inner = start;
+        } else if (type == 0x6558) {
+            kind = K_GRE_TEB, what = CARRIES_ETHERNET, inner = start;
+        } else {
+            Py_RETURN_NONE;
+        }
+    } else { /* MPLS label stack to the bottom of stack, IP under it */
+        Py_ssize_t pos = l4;
+        int labels = 0, bottom = 0;
+        while (!bottom) {
+            if (labels++ == 8 || pos + 4 > end) /* core/decode/tunnel.py MAX_MPLS_LABELS */
+                Py_RETURN_NONE;
+            bottom = p[pos + 2] & 1;
+            pos += 4;
+        }
+        if (pos >= end || ((p[pos] >> 4) != 4 && (p[pos] >> 4) != 6))
+            Py_RETURN_NONE;
+        kind = K_MPLS, inner = pos;
+    }
+    Py_ssize_t ip = inner;
+    if (what == CARRIES_ETHERNET) {
+        if (inner + 14 > end)
+            Py_RETURN_NONE;
+        unsigned type = u16(p + inner + 12);
+        if (type != 0x0800 && type != 0x86DD)
+            Py_RETURN_NONE;
+        ip = inner + 14;
+    }
+    if (ip >= end)
+        Py_RETURN_NONE;
+    unsigned version = p[ip] >> 4;
+    if ((version != 4 && version != 6) || (want && version != want))
+        Py_RETURN_NONE;
+    PyObject *d = decode_carried_ip(p, off, ip, end, buf, handshake, rbulk);
+    if (d == NULL || d == Py_None)
+        return d;
+    PyObject *key = kind_names[kind];
+    PyObject *count = PyDict_GetItemWithError(counters, key);
+    long n = count != NULL ? PyLong_AsLong(count) : 0;
+    PyObject *next = PyErr_Occurred() ? NULL : PyLong_FromLong(n + 1);
+    if (next == NULL || PyDict_SetItem(counters, key, next) < 0) {
+        Py_XDECREF(next);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(next);
+    return d;
+}
+
+/* The fast-path decode of the frame p[0:len] (buffer offset `off`): a new Decoded, Py_None
+ * (new reference) when the Python decoder must look at it, or NULL on a Python error.
+ * *rbulk: the record is TCP and passes core.detect.bulk_record. With `counters` (a dict, else
+ * NULL) one tunnel level is opened (decode_tunnel). */
+static PyObject *
+fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *buf, int *handshake, int *rbulk,
+            PyObject *counters)
 {
     if (len < 34)
         Py_RETURN_NONE;
@@ -124,6 +367,7 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
                 Py_ssize_t poff = l4 + ((doff >> 4) << 2);
                 if (doff >= 0x50 && poff <= end) {
                     *handshake = poff < end && p[poff] == 0x16;
+                    *rbulk = record_bulk(p, poff, end, p[l4 + 13], u16(p + l4), u16(p + l4 + 2));
                     return make_decoded(4, 6, p + 26, p + 30, 4, u16(p + l4), u16(p + l4 + 2), p[l4 + 13], buf,
                                         off + poff, off + end);
                 }
@@ -131,7 +375,10 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
         } else if (proto == 17) {
             if (l4 + 8 <= end) {
                 unsigned ulen = u16(p + l4 + 4);
-                if (ulen >= 8) {
+                if (is_tunnel_port(u16(p + l4 + 2))) {
+                    if (counters != NULL && u16(p + 16) >= 20)
+                        return decode_tunnel(p, off, l4, end, 17, buf, handshake, rbulk, counters);
+                } else if (ulen >= 8) {
                     Py_ssize_t uend = l4 + (Py_ssize_t)ulen;
                     return make_decoded(4, 17, p + 26, p + 30, 4, u16(p + l4), u16(p + l4 + 2), 0, buf,
                                         off + l4 + 8, off + (uend < end ? uend : end));
@@ -141,18 +388,25 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
             /* the general path: total length >= IHL, then type/code/checksum must fit */
             if (u16(p + 16) >= 20 && l4 + 4 <= end)
                 return make_decoded(4, 1, p + 26, p + 30, 4, 0, 0, p[l4], buf, off + l4 + 4, off + end);
+        } else if ((proto == 4 || proto == 41 || proto == 47) && counters != NULL && u16(p + 16) >= 20
+                   && l4 <= end) {
+            return decode_tunnel(p, off, l4, end, proto, buf, handshake, rbulk, counters);
         }
         Py_RETURN_NONE;
     }
+    if ((et == 0x8847 || et == 0x8848) && counters != NULL)
+        return decode_tunnel(p, off, 14, len, 0, buf, handshake, rbulk, counters);
     if (et == 0x86DD && len >= 54 && (p[14] >> 4) == 6) {
         unsigned nh = p[20];
-        if (nh != 6 && nh != 17)
-            Py_RETURN_NONE;
         Py_ssize_t end = len;
         Py_ssize_t plen = (Py_ssize_t)u16(p + 18);
         if (plen && 54 + plen < end)
             end = 54 + plen;
         Py_ssize_t l4 = 54;
+        if ((nh == 4 || nh == 41 || nh == 47) && counters != NULL)
+            return decode_tunnel(p, off, l4, end, nh, buf, handshake, rbulk, counters);
+        if (nh != 6 && nh != 17)
+            Py_RETURN_NONE;
         if (nh == 6) {
             if (l4 + 20 > end)
                 Py_RETURN_NONE; /* truncated: counted by the Python decoder */
@@ -163,11 +417,17 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
             if (poff > end)
                 poff = end;
             *handshake = poff < end && p[poff] == 0x16;
+            *rbulk = record_bulk(p, poff, end, p[l4 + 13], u16(p + l4), u16(p + l4 + 2));
             return make_decoded(6, 6, p + 22, p + 38, 16, u16(p + l4), u16(p + l4 + 2), p[l4 + 13], buf,
                                 off + poff, off + end);
         }
         if (l4 + 8 > end)
             Py_RETURN_NONE;
+        if (is_tunnel_port(u16(p + l4 + 2))) {
+            if (counters != NULL)
+                return decode_tunnel(p, off, l4, end, 17, buf, handshake, rbulk, counters);
+            Py_RETURN_NONE;
+        }
         unsigned ulen = u16(p + l4 + 4);
         if (ulen) {
             if (ulen < 8)
@@ -238,12 +498,16 @@ append_record(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *metaobj, *ipset = Py_None, *marksobj = Py_None;
+    PyObject *bufobj, *metaobj, *ipset = Py_None, *marksobj = Py_None, *counters = Py_None;
     int skip;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk|OO", &bufobj, &metaobj, &skip, &last_sec, &ipset, &marksobj))
+    if (!PyArg_ParseTuple(args, "OOpk|OOO", &bufobj, &metaobj, &skip, &last_sec, &ipset, &marksobj, &counters))
         return NULL;
+    if (counters != Py_None && !PyDict_CheckExact(counters)) {
+        PyErr_SetString(PyExc_TypeError, "counters must be a dict");
+        return NULL;
+    }
     if (decoded_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
         return NULL;
@@ -313,8 +577,25 @@ decode_scan(PyObject *self, PyObject *args)
             }
             continue;
         }
-        int handshake = 0;
-        PyObject *d = fast_decode(p, off, caplen, bufobj, &handshake);
+        int handshake = 0, rbulk = 0;
+        PyObject *d = fast_decode(p, off, caplen, bufobj, &handshake, &rbulk, counters == Py_None ? NULL : counters);
+        if (d != NULL && d != Py_None && rbulk && !bulk) {
+            /* a decoded TCP record that provably cannot produce an event (IPv6, carried by a tunnel) */
+            if (skip) {
+                Py_DECREF(d);
+                skipped++;
+                if (sec != last_sec) {
+                    last_sec = sec;
+                    Py_INCREF(Py_None);
+                    if (append_record(records, &sec_obj, sec, usec, -1, Py_None, 0) < 0) {
+                        Py_CLEAR(records);
+                        goto done;
+                    }
+                }
+                continue;
+            }
+            bulk = 1;
+        }
         int clean = 0;
         if (d != NULL && d != Py_None && use_ips) {
             clean = ip_clean(PyTuple_GET_ITEM(d, 2), ipset, &marks);
@@ -346,8 +627,9 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags)"},
-    {"scan", decode_scan, METH_VARARGS, "scan(buf, meta, skip, last_sec) -> (records, skipped)"},
+    {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
+    {"scan", decode_scan, METH_VARARGS,
+     "scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,6 +32,7 @@ from core.assemble import Sensor, SensorFactory
 from core.capture import fanout
 from core.capture.live import CaptureError, CaptureSettings, LiveSource
 from core.config import Config
+from core.decode.tunnel import udp_tunnels
 from core.events.dayfile import prune_day_files
 from core.ops.metrics import MetricsServer, SharedCounters, pipeline_totals, render
 from core.ops.preflight import StoreOpener
@@ -108,7 +109,7 @@ class Worker:
         defrag = bool(ctx.config.CAPTURE_FANOUT_DEFRAG)
         try:
             if mode == "hash":
-                fanout.join_cbpf(handle.getfd(), group, defrag)
+                fanout.join_cbpf(handle.getfd(), group, defrag, udp_tunnels(ctx.config))
             else:
                 fanout.join_kernel_mode(handle.getfd(), group, mode, defrag)
         except OSError as ex:

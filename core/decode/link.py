@@ -11,6 +11,8 @@ order; both byte orders accepted for all three), 1 EN10MB (Ethernet II and 802.3
 117 PFLOG (header length from its first byte, word aligned; 48 when implausible), 12/14/101 RAW,
 228 IPV4, 229 IPV6, 113 LINUX_SLL, 276 LINUX_SLL2. Ethernet-like links (EN10MB, SLL, SLL2) walk
 802.1Q/802.1ad/QinQ tags (0x8100, 0x88a8, 0x9100) up to MAX_VLAN_DEPTH and PPPoE sessions (0x8864).
+An MPLS EtherType (0x8847 unicast, 0x8848 multicast) ends the walk: the offset of the label stack
+is returned with MPLS_AT added, and the decoder walks the stack (core/decode/tunnel.py).
 Link types not in the table are handled by `core/decode/guess.py`.
 """
 
@@ -29,6 +31,8 @@ MAX_VLAN_DEPTH = 4
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_PPPOE_SESSION = 0x8864
+ETH_MPLS_UNICAST, ETH_MPLS_MULTICAST = 0x8847, 0x8848
+MPLS_AT = 1 << 48  # added to the offset of an MPLS label stack (offsets are far below it)
 VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
@@ -40,7 +44,7 @@ LinkParser = Callable[[bytes, int, int], int]
 
 def after_ethertype(buf: bytes, ethertype: int, pos: int, end: int) -> int:
     """IP offset for a payload of type `ethertype` starting at `pos`, walking VLAN tags, PPPoE and
-    one LLC/SNAP header (802.3 length field)."""
+    one LLC/SNAP header (802.3 length field); MPLS_AT + offset for an MPLS label stack."""
     depth = 0
     snap = False
     while ethertype != ETH_IPV4 and ethertype != ETH_IPV6:
@@ -69,6 +73,8 @@ def after_ethertype(buf: bytes, ethertype: int, pos: int, end: int) -> int:
             ethertype = (buf[pos + 6] << 8) | buf[pos + 7]
             pos += 8
             snap = True
+        elif ethertype == ETH_MPLS_UNICAST or ethertype == ETH_MPLS_MULTICAST:
+            return MPLS_AT + pos
         else:
             return NOT_IP
     return pos

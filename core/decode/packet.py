@@ -17,6 +17,18 @@ is ever read and the frame is never copied). The result is a `Decoded` tuple who
     offset_unknown   unknown link type, IP offset not locked yet (see guess.py)
     unsupported_linktype  unknown link type and no plausible IP header in the frame
     linktype_offset_locked  (set to 1) the IP offset of an unknown link type was inferred
+    tunnel_malformed impossible or truncated tunnel header (VXLAN, GENEVE, GRE, ERSPAN, MPLS)
+    tunnel_too_deep  more than MAX_TUNNEL_DEPTH nested tunnels, or an MPLS stack over its limit
+
+Tunnels (core/decode/tunnel.py): VXLAN and GENEVE (UDP to the configured ports), GRE with IP,
+Ethernet (TEB), MPLS or ERSPAN I/II/III inside, IP-in-IP (4), IPv6-in-IP (41) and MPLS label
+stacks are opened and the carried packet is decoded in their place, so `Decoded` describes the
+inner packet (its offsets still point into the same buffer). Each opened header counts
+`decap_<kind>` (vxlan, geneve, gre, gre_teb, erspan1, erspan2, erspan3, ip_in_ip, ipv6_in_ip,
+mpls); a well-formed tunnel carrying something else (PPTP's GRE version 1, a GENEVE or GRE
+protocol type other than IP/Ethernet/MPLS) counts `tunnel_unsupported` and the outer packet is
+returned as before (an MPLS stack with nothing recognisable under it is `not_ip`). `skipped()`
+and `decapsulated()` split a counters dict into the skip reasons and the decapsulations per kind.
 
 Payload rules: TCP payload after the data offset (clipped to the captured end when only options
 are cut); UDP payload bounded by the UDP length; ICMP/ICMPv6 `flags` is the type and the payload is
@@ -33,7 +45,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from core.decode import link
+from core.decode import link, tunnel
 from core.decode.guess import OffsetGuesser
 
 
@@ -56,8 +68,10 @@ class Decoded(NamedTuple):
 
 
 MAX_IPV6_EXT = 8
+MAX_TUNNEL_DEPTH = 4
 IPV6_EXT_GENERIC = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options: (len + 1) * 8
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
+IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE = 4, 41, 47
 
 # EtherType .. IPv4 destination, from frame offset 12: type, ver/IHL, total length, fragment, proto, src, dst
 _ETH_IPV4 = struct.Struct(">HBxH2xHxB2x4s4s").unpack_from
@@ -67,14 +81,27 @@ _TCP = struct.Struct(">HH8xBB").unpack_from
 _UDP = struct.Struct(">HHH").unpack_from
 _U16 = struct.Struct(">H").unpack_from
 _new = tuple.__new__  # builds Decoded without the NamedTuple __new__ call overhead
+DECAP = "decap_"
+NOT_SKIPS = frozenset(("linktype_offset_locked", "tunnel_unsupported"))  # counted beside a record
+
+
+def skipped(counters: dict[str, int]) -> dict[str, int]:
+    """The counters that each stand for a frame decoded to None (reason -> frames)."""
+    return {k: v for k, v in counters.items() if k not in NOT_SKIPS and not k.startswith(DECAP)}
+
+
+def decapsulated(counters: dict[str, int]) -> dict[str, int]:
+    """Tunnel headers opened, per kind (vxlan, gre, mpls, ...)."""
+    return {k[len(DECAP):]: v for k, v in counters.items() if k.startswith(DECAP)}
 
 
 class Decoder:
     """Decodes frames of one link type. Keeps only counters (and, for unknown link types, the
     inferred IP offset); safe to reuse for every packet of a capture."""
 
-    def __init__(self, linktype: int) -> None:
+    def __init__(self, linktype: int, udp_tunnels: dict[int, tunnel.UdpTunnel] | None = None) -> None:
         self.linktype = linktype
+        self._udp_tunnels = tunnel.udp_tunnels() if udp_tunnels is None else udp_tunnels
         self.counters: dict[str, int] = {}
         self._ethernet = linktype == 1
         self._link = link.LINK_PARSERS.get(linktype)
@@ -104,8 +131,11 @@ class Decoder:
                         sport, dport, ulen = _UDP(buf, l4)
                         if ulen >= 8:
                             uend = l4 + ulen
-                            return _new(Decoded, (4, 17, src, dst, sport, dport, 0, buf, l4 + 8,
-                                                  uend if uend < end else end))
+                            if uend > end:
+                                uend = end
+                            if dport in self._udp_tunnels:
+                                return self._udp_tunnel(4, src, dst, sport, dport, buf, l4 + 8, uend, 0)
+                            return _new(Decoded, (4, 17, src, dst, sport, dport, 0, buf, l4 + 8, uend))
             elif et == 0x86DD and length >= 54 and buf[offset + 14] >> 4 == 6:
                 plen, nh, src, dst = _IPV6(buf, offset + 14)
                 if nh == 6 or nh == 17:  # no extension headers
@@ -123,18 +153,23 @@ class Decoder:
             if ip < 0:
                 self._count(link.REASONS[ip])
                 return None
+            if ip >= link.MPLS_AT:
+                return self._carried(tunnel.mpls(buf, ip - link.MPLS_AT, end), buf, end, 0)
         else:
             ip = self._guess(buf, offset, end)
             if ip < 0:
                 return None
+        return self._ip_at(buf, ip, end, 0)
+
+    def _ip_at(self, buf: bytes, ip: int, end: int, depth: int) -> Decoded | None:
         if ip >= end:
             self._count("truncated")
             return None
         version = buf[ip] >> 4
         if version == 4:
-            return self._ipv4(buf, ip, end)
+            return self._ipv4(buf, ip, end, depth)
         if version == 6:
-            return self._ipv6(buf, ip, end)
+            return self._ipv6(buf, ip, end, depth)
         self._count("not_ip")
         return None
 
@@ -150,7 +185,7 @@ class Decoder:
             self.counters["linktype_offset_locked"] = 1
         return offset + rel
 
-    def _ipv4(self, buf: bytes, ip: int, end: int) -> Decoded | None:
+    def _ipv4(self, buf: bytes, ip: int, end: int, depth: int = 0) -> Decoded | None:
         if ip + 20 > end:
             self._count("truncated")
             return None
@@ -168,9 +203,9 @@ class Decoder:
         if l4 > end:
             self._count("truncated")
             return None
-        return self._transport(4, proto, src, dst, buf, l4, end)
+        return self._transport(4, proto, src, dst, buf, l4, end, depth)
 
-    def _ipv6(self, buf: bytes, ip: int, end: int) -> Decoded | None:
+    def _ipv6(self, buf: bytes, ip: int, end: int, depth: int = 0) -> Decoded | None:
         if ip + 40 > end:
             self._count("truncated")
             return None
@@ -202,10 +237,10 @@ class Decoder:
         if pos > end:
             self._count("truncated")
             return None
-        return self._transport(6, nh, src, dst, buf, pos, end)
+        return self._transport(6, nh, src, dst, buf, pos, end, depth)
 
     def _transport(self, family: int, proto: int, src: bytes, dst: bytes, buf: bytes,
-                   l4: int, end: int) -> Decoded | None:
+                   l4: int, end: int, depth: int = 0) -> Decoded | None:
         if proto == IPPROTO_TCP:
             if l4 + 20 > end:
                 self._count("truncated")
@@ -228,10 +263,58 @@ class Decoder:
                     return None
                 if l4 + ulen < end:
                     end = l4 + ulen
+            if dport in self._udp_tunnels:
+                return self._udp_tunnel(family, src, dst, sport, dport, buf, l4 + 8, end, depth)
             return _new(Decoded, (family, 17, src, dst, sport, dport, 0, buf, l4 + 8, end))
         if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
             if l4 + 4 > end:
                 self._count("truncated")
                 return None
             return _new(Decoded, (family, proto, src, dst, 0, 0, buf[l4], buf, l4 + 4, end))
+        if proto == IPPROTO_IPIP:
+            return self._carried(("ip_in_ip", tunnel.IPV4, l4), buf, end, depth)
+        if proto == IPPROTO_IPV6:
+            return self._carried(("ipv6_in_ip", tunnel.IPV6, l4), buf, end, depth)
+        if proto == IPPROTO_GRE:
+            verdict = tunnel.gre(buf, l4, end)
+            if verdict[1] != tunnel.UNSUPPORTED:
+                return self._carried(verdict, buf, end, depth)
+            self._count("tunnel_unsupported")
         return _new(Decoded, (family, proto, src, dst, 0, 0, 0, buf, l4, l4))
+
+    # --- tunnels (core/decode/tunnel.py) ------------------------------------------------------------
+
+    def _udp_tunnel(self, family: int, src: bytes, dst: bytes, sport: int, dport: int, buf: bytes,
+                    poff: int, pend: int, depth: int) -> Decoded | None:
+        verdict = self._udp_tunnels[dport](buf, poff, pend)
+        if verdict[1] != tunnel.UNSUPPORTED:
+            return self._carried(verdict, buf, pend, depth)
+        self._count("tunnel_unsupported")
+        return _new(Decoded, (family, 17, src, dst, sport, dport, 0, buf, poff, pend))
+
+    def _carried(self, verdict: tunnel.Verdict, buf: bytes, end: int, depth: int) -> Decoded | None:
+        """Decode what a tunnel header carries (`verdict` from core/decode/tunnel.py), one level deeper."""
+        kind, carried, start = verdict
+        if carried < 0:  # (UNSUPPORTED only comes from an MPLS stack: its callers have no outer packet)
+            self._count("not_ip" if carried == tunnel.UNSUPPORTED else
+                        "tunnel_too_deep" if carried == tunnel.TOO_DEEP else "tunnel_malformed")
+            return None
+        depth += 1
+        if depth > MAX_TUNNEL_DEPTH:
+            self._count("tunnel_too_deep")
+            return None
+        self._count(DECAP + kind)
+        if carried == tunnel.ETHERNET:
+            ip = link.ethernet(buf, start, end)
+            if ip < 0:
+                self._count(link.REASONS[ip])
+                return None
+            if ip >= link.MPLS_AT:
+                return self._carried(tunnel.mpls(buf, ip - link.MPLS_AT, end), buf, end, depth)
+            return self._ip_at(buf, ip, end, depth)
+        if carried == tunnel.MPLS:
+            return self._carried(tunnel.mpls(buf, start, end), buf, end, depth)
+        if carried != tunnel.IP and start < end and buf[start] >> 4 != carried:
+            self._count("tunnel_malformed")  # e.g. IP protocol 4 with an IPv6 header inside
+            return None
+        return self._ip_at(buf, start, end, depth)

@@ -8,7 +8,8 @@ hooks are called for the packets they are about. Exceptions are caught here, onc
 and counted by type in `errors` (the first of each kind is kept for the error report).
 
 Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
-decode, a flag test and a first-byte test. Text is made only on a hit or where a protocol needs it.
+decode, a flag test and a first-byte test (`bulk_record`; plain Ethernet/IPv4 bulk is recognised
+from its header bytes before decoding, tunnelled and IPv6 bulk right after). Text is made only on a hit or where a protocol needs it.
 With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
 is skipped there and the common frames arrive already decoded; the Python loop below is its
 specification and serves every other link type (and builds without a compiler).
@@ -26,6 +27,7 @@ from core.addr import ip_text
 from core.capture.source import Meta
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
+from core.decode.tunnel import port_bytes, udp_tunnels
 from core.detect.domains import DomainChecker, ignored_query
 from core.detect.urls import UrlChecker
 from core.events import EventSink
@@ -57,6 +59,14 @@ BODY_HEADERS = (b"content-length", b"transfer-encoding")  # a body may follow th
 BODILESS = frozenset(("GET", "HEAD"))  # methods whose later segments are not searched for a declared body
 
 
+def bulk_record(d: Decoded) -> bool:
+    """A decoded TCP packet that provably cannot produce an event (nothing tracked, no plugins):
+    not a scan flag combination, no payload or a payload whose first byte starts nothing the
+    sensor parses, neither port 53. core/accel/_decode.c applies the same test to its records."""
+    return (d[1] == TCP and d[6] not in SCAN_FLAGS and (d[8] >= d[9] or d[7][d[8]] not in PARSED_FIRST_BYTES)
+            and d[4] != DNS_PORT and d[5] != DNS_PORT)
+
+
 def _port_key_text(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
@@ -84,6 +94,7 @@ class Detector:
         self.heads = heads.RequestHeads()
         self._pending, self._resume = self.heads.tracked, self.heads.resume  # same objects for its lifetime
         self._decoders: dict[int, Decoder] = {}
+        self._udp_tunnels = udp_tunnels(config)
         self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[int, bytes, bytes, int, int] | None = None
         self._last_udp: tuple[int, bytes, bytes, int, int, int] | None = None
@@ -98,7 +109,8 @@ class Detector:
         self._scan: Callable[..., tuple[list[ScanRecord], int]] | None = None  # core/accel/_decode.c
         accel = load_accel("_decode")
         if accel is not None:
-            accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
+            accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
+                       *port_bytes(self._udp_tunnels))
             self._scan = accel.scan
 
     # -- entry points ---------------------------------------------------------------------------
@@ -113,7 +125,7 @@ class Detector:
     def decoder(self, linktype: int) -> Decoder:
         decoder = self._decoders.get(linktype)
         if decoder is None:
-            decoder = self._decoders[linktype] = Decoder(linktype)
+            decoder = self._decoders[linktype] = Decoder(linktype, self._udp_tunnels)
         return decoder
 
     def process_batch(self, linktype: int, buf: bytes, meta: Meta | bytes) -> None:
@@ -161,6 +173,9 @@ class Detector:
                 self._mi = i
                 d = decode(buf, off, caplen)
                 if d is not None:
+                    if bulk_skip and d[1] == TCP and not flights and not hellos and not pending and bulk_record(d):
+                        self.skipped_bulk += 1
+                        continue
                     handle(sec, meta[i + 1], d)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
@@ -177,7 +192,7 @@ class Detector:
         plugins = self.plugins_wanted
         ipset, port_marks = self.store.ip_prefilter()
         skipping = not plugins and not flights and not hellos and not pending
-        records, skipped = self._scan(buf, meta, skipping, self._sec, ipset, port_marks)
+        records, skipped = self._scan(buf, meta, skipping, self._sec, ipset, port_marks, self.decoder(1).counters)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -193,6 +208,9 @@ class Detector:
                 if d is None:
                     d = decode(buf, meta[i + 2], meta[i + 3])
                     if d is None:
+                        continue
+                    if d[1] == TCP and not plugins and not flights and not hellos and not pending and bulk_record(d):
+                        self.skipped_bulk += 1
                         continue
                 handle(sec, usec, d, flags & CLEAN)
             except Exception as ex:  # isolation point: one packet

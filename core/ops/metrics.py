@@ -17,12 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from core.config import VERSION, parse_endpoint
+from core.decode.packet import decapsulated
+from core.decode.tunnel import KINDS as TUNNEL_KINDS
 from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 
 FIELDS = ("heartbeat", "pid", "packets", "received", "dropped", "ifdropped", "events_detected",
           "events_written", "log_write_errors", "state_saturation", "packet_errors",
-          "trail_generation", "trail_count", "trail_loaded", "reload_rejected")
+          "trail_generation", "trail_count", "trail_loaded", "reload_rejected",
+          "tunnel_malformed", "tunnel_too_deep") + tuple(f"decap_{kind}" for kind in TUNNEL_KINDS)
 _ROW = struct.Struct(f"={len(FIELDS)}d")
 
 
@@ -50,7 +53,12 @@ def pipeline_totals(pipeline: Detector, events: EventPipeline) -> dict[str, floa
     """What a worker publishes, read from its detection and event pipelines."""
     saturation = sum(table.get("refused", 0) + table.get("evicted", 0)
                      for table in pipeline.heuristics.stats().values())
+    decode_counters = pipeline.decode_counters()
+    tunnels = decapsulated(decode_counters)
     return {
+        "tunnel_malformed": decode_counters.get("tunnel_malformed", 0),
+        "tunnel_too_deep": decode_counters.get("tunnel_too_deep", 0),
+        **{f"decap_{kind}": tunnels.get(kind, 0) for kind in TUNNEL_KINDS},
         "packets": pipeline.packets,
         "events_detected": events.emitted,
         "events_written": events.delivered,
@@ -106,6 +114,12 @@ def render(rows: list[dict[str, float]], started: float, now: float | None = Non
     family("maltrail_trail_age_seconds", "gauge", "Age of the loaded trail file.",
            [(f'{{worker="{i}"}}', round(max(now - row["trail_loaded"], 0.0), 3) if row["trail_loaded"] else 0.0)
             for i, row in enumerate(rows)])
+    family("maltrail_tunnel_decapsulated_total", "counter", "Tunnel headers opened, per kind (docs/decoding.md).",
+           [(f'{{worker="{i}",kind="{kind}"}}', row[f"decap_{kind}"]) for i, row in enumerate(rows)
+            for kind in TUNNEL_KINDS])
+    family("maltrail_tunnel_skipped_total", "counter", "Tunnelled packets skipped: malformed or too deeply nested.",
+           [(f'{{worker="{i}",reason="{reason}"}}', row[f"tunnel_{reason}"]) for i, row in enumerate(rows)
+            for reason in ("malformed", "too_deep")])
     family("maltrail_trail_reload_rejected_total", "counter",
            "Trail reloads refused (empty set or below TRAIL_RELOAD_MIN_RATIO).", per_worker("reload_rejected"))
     return "\n".join(out) + "\n"

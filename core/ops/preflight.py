@@ -2,12 +2,14 @@
 
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
 ExecStartPre). The preflight checks what would stop a live start: configuration (an unknown key
-fails it; its warning names the nearest known key), privileges, interfaces, the BPF filter, the
-trail set (a missing trails file is a warning: the sensor builds it at its first start), the log
-directory; it says which compiled accelerators (core/accel) are in use and which optional packages
-(core/ops/deps.py) are missing (warnings, not failures); then prints the effective configuration.
-The self-test builds the production sensor (core/assemble.py) over a
-small built-in trail set, replays a crafted capture through it and reports N/N detections.
+fails it; its warning names the nearest known key), privileges, interfaces, the BPF filter (and
+warns when it drops tunnelled mirrors the decoder would open), the trail set (a missing trails file
+is a warning: the sensor builds it at its first start), the log directory; it says which compiled
+accelerators (core/accel) are in use and which optional packages (core/ops/deps.py) are missing
+(warnings, not failures); then prints the effective configuration. The self-test builds the
+production sensor (core/assemble.py) over a small built-in trail set, replays a crafted capture
+through it (one packet inside a VXLAN tunnel, as cloud packet mirroring delivers it) and reports N/N
+detections and the tunnels it opened.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from core.accel import fallback_note
 from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
+from core.decode.tunnel import UdpTunnel, probe_frames, udp_tunnels
 from core.ops.deps import OPTIONAL, optional_note
 from core.trails.store import TrailStore
 
@@ -55,6 +58,9 @@ def preflight(config: Config, open_store: StoreOpener, say: Say, live: bool = Tr
         try:
             check_filter(settings.bpf, snaplen=settings.snaplen)
             check("capture filter", True, "compiles" if settings.bpf else "none (all packets)")
+            dropped = tunnels_dropped(settings.bpf, settings.snaplen, udp_tunnels(config))
+            if dropped:
+                say(f"[warn] tunnels: the capture filter drops {', '.join(dropped)} mirrors (docs/decoding.md)")
         except CaptureError as ex:
             check("capture filter", False, str(ex))
     path = config.TRAILS_FILE
@@ -95,6 +101,16 @@ def check_trails(config: Config, open_store: StoreOpener, check: Callable[[str, 
         check("trails", False, f"{path}: {ex}")
 
 
+def tunnels_dropped(bpf: str | None, snaplen: int, tunnels: dict[int, UdpTunnel]) -> list[str]:
+    """The encapsulations (core/decode/tunnel.py probe frames) an Ethernet capture filter drops."""
+    if not bpf:
+        return []
+    import pcapy
+
+    program = pcapy.compile(1, snaplen, bpf, 1, 0)
+    return [name for name, frame in probe_frames(tunnels).items() if not program.filter(frame)]
+
+
 def _writable(folder: str) -> tuple[bool, str]:
     try:
         os.makedirs(folder, exist_ok=True)
@@ -110,6 +126,7 @@ def _writable(folder: str) -> tuple[bool, str]:
 SELFTEST_TRAILS = (
     "selftest-malware.com,selftest (malware),(static)\n"
     "203.0.113.250,selftest (malware),(static)\n"
+    "203.0.113.251,selftest (malware),(static)\n"
     "/selftest-dropper.php,selftest (malware),(static)\n"
 )
 
@@ -134,6 +151,10 @@ def selftest_packets() -> list[tuple[str, bytes]]:
         ("/selftest-dropper.php", frame("192.0.2.10", "198.51.100.80",
                                         dpkt.tcp.TCP(sport=40002, dport=80, flags=0x18, data=http), 6)),
     ]
+    mirrored = frame("192.0.2.11", "203.0.113.251", dpkt.tcp.TCP(sport=40003, dport=443, flags=0x02), 6)
+    vxlan = b"\x08\x00\x00\x00\x00\x00\x2a\x00" + mirrored  # VNI 42, the frame inside
+    out.append(("203.0.113.251", frame("198.18.0.1", "198.18.0.2", dpkt.udp.UDP(
+        sport=49152, dport=4789, ulen=8 + len(vxlan), data=vxlan), 17)))
     return out
 
 
@@ -141,6 +162,7 @@ def selftest(config: Config, open_store: StoreOpener, say: Say) -> int:
     """Replay the crafted capture through the real sensor; 0 when N/N are detected.
     Raises AssemblyError when the configuration cannot build one."""
     from core.assemble import build_sensor
+    from core.decode.packet import decapsulated
     from core.events.sinks import MemorySink
 
     with tempfile.TemporaryDirectory(prefix="maltrail-selftest-") as folder:
@@ -157,10 +179,12 @@ def selftest(config: Config, open_store: StoreOpener, say: Say) -> int:
         for index, (_what, packet) in enumerate(cases):
             sensor.process(1, 1_700_000_000 + index, 0, packet)
         sensor.close()
+        tunnels = decapsulated(sensor.detector.decode_counters())
     found = 0
     for what, _packet in cases:
         hit = any(what in line for line in sink.lines)
         found += hit
         say(f"[{'ok' if hit else 'MISS'}] {what}")
-    say(f"self-test: {found}/{len(cases)} detections")
+    say(f"self-test: {found}/{len(cases)} detections; tunnels opened: "
+        + (", ".join(f"{kind} {count}" for kind, count in sorted(tunnels.items())) or "none"))
     return 0 if found == len(cases) else 1
