@@ -1,0 +1,218 @@
+"""Login abuse against the real server.py on real sockets (distinct 127.x source addresses stand
+for distinct clients): replayed challenge logins, throttling per account, per address and by a
+global budget that a flood cannot flush, a NAT neighbour who fails continuously, login CSRF, and
+the start-up warning for a network address without TLS."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from core.server.app import clear_text_warning
+from tests.test_server_support import Server, sha
+
+PASSWORD = "changeme!"
+
+
+def addresses(count: int, first: int = 1) -> list[str]:
+    """`count` distinct loopback source addresses 127.<a>.<b>.<c> (all route to lo)."""
+    return [f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(first, first + count)]
+
+
+def post(server: Server, path: str, body: str, source: str = "127.0.0.1",
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """POST a form; the status and every cookie the answer sets."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("POST", path, body=body.encode(),
+                     headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+        resp = conn.getresponse()
+        resp.read()
+        cookies = {}
+        for value in resp.headers.get_all("Set-Cookie") or []:
+            name, _, rest = value.partition("=")
+            cookies[name] = rest.split(";", 1)[0]
+        return resp.status, cookies
+    finally:
+        conn.close()
+
+
+def challenge_body(server: Server, user: str, password: str, source: str) -> str:
+    nonce = server.challenge(source)
+    return f"username={user}&nonce={nonce}&hash={sha(sha(password) + nonce)}"
+
+
+def wrong(n: int, user: str = "admin") -> str:
+    return urllib.parse.urlencode({"username": user, "password": f"wrong-{n}"})
+
+
+@pytest.fixture
+def server(tmp_path):
+    with Server(str(tmp_path), udp=False) as srv:
+        yield srv
+
+
+def test_a_sniffed_challenge_login_never_gives_a_session_again(server):
+    sniffed = challenge_body(server, "admin", PASSWORD, "127.0.0.2")
+    status, cookies = post(server, "/login", sniffed, "127.0.0.2")
+    assert status == 200 and "maltrail_sessid" in cookies
+    assert post(server, "/login", sniffed, "127.0.0.2")[0] == 401
+    # a nonce the client chose itself is refused outright, even with the right password
+    nonce = "abcdefgh12345678"
+    assert post(server, "/login", f"username=admin&nonce={nonce}&hash={sha(sha(PASSWORD) + nonce)}",
+                "127.0.0.4")[0] == 401
+    # the issue's replay: 10,050 junk challenge logins from other addresses (four each, under the
+    # old per-address limit) pushed the sniffed nonce out of the server's memory
+    junk = addresses(2513, first=1 << 16)
+
+    def spam(n: int) -> int:
+        nonce = f"junk{n:012d}"
+        body = f"username=admin&nonce={nonce}&hash={sha(sha('guess') + nonce)}"
+        return post(server, "/login", body, junk[n // 4])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(spam, range(10_050)))
+    assert set(statuses) <= {401, 429}
+    for source in ("127.0.0.2", "127.0.0.3"):
+        status, cookies = post(server, "/login", sniffed, source)
+        assert status in (401, 429) and "maltrail_sessid" not in cookies
+
+
+def test_300_addresses_get_a_handful_of_verdicts_on_one_account(server):
+    """The issue: 300 addresses got 300 verdicts in 0.45 s. The account's own back-off stops that."""
+    status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.5"), "127.0.0.5")
+    assert status == 200
+    device = {"Cookie": f"maltrail_device={cookies['maltrail_device']}"}
+    sources = addresses(300, first=1 << 8)
+
+    def attempt(n: int) -> int:
+        return post(server, "/login", wrong(n), sources[n])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(attempt, range(300)))
+    verdicts = statuses.count(401)
+    assert verdicts + statuses.count(429) == 300
+    assert verdicts <= 20, verdicts
+    # the account is locked for clients it does not know; a browser that logged in before is not held
+    assert post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.6"), "127.0.0.6")[0] == 429
+    assert post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.5"), "127.0.0.5",
+                device)[0] == 200
+
+
+def test_4100_failures_cannot_flush_a_lock(server):
+    """The issue: 4,100 failures flushed the 4,096-entry table and unlocked a locked address."""
+    locked = "127.0.0.200"
+    for n in range(20):                      # refused attempts count too: the lock reaches its cap
+        post(server, "/login", wrong(n), locked)
+    assert post(server, "/login", challenge_body(server, "admin", PASSWORD, locked), locked)[0] == 429
+    sources = addresses(4100, first=2 << 16)
+
+    def attempt(n: int) -> int:
+        return post(server, "/login", wrong(n, f"nobody{n}"), sources[n])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(attempt, range(4100)))
+    assert statuses.count(401) == 4100           # every one of them was a counted failure
+    assert post(server, "/login", challenge_body(server, "admin", PASSWORD, locked), locked)[0] == 429
+    assert post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.201"), "127.0.0.201")[0] == 200
+
+
+def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(server):
+    """The issue: an attacker on the user's address let 2 of 60 correct logins through in 30 s.
+    The user's browser logged in before (its trusted-browser cookie); 60 logins in 15 s all pass."""
+    nat = "127.0.0.77"
+    status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)
+    assert status == 200 and cookies.get("maltrail_device")
+    device = {"Cookie": f"maltrail_device={cookies['maltrail_device']}"}
+    stop = threading.Event()
+    attacker: list[int] = []
+
+    def attack(offset: int) -> None:
+        n = offset
+        while not stop.is_set():
+            attacker.append(post(server, "/login", wrong(n), nat)[0])
+            n += 4
+
+    threads = [threading.Thread(target=attack, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        results = []
+        for _ in range(60):
+            started = time.monotonic()
+            status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat, device)
+            results.append((status, "maltrail_sessid" in cookies, time.monotonic() - started))
+            time.sleep(0.25)
+        # a client without that cookie on the same address is held by the attacker's lock ...
+        fresh = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)[0]
+        # ... and one on another address is not (the attacker's refused attempts lock only its own keys)
+        other = post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.78"), "127.0.0.78")[0]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert [r[:2] for r in results] == [(200, True)] * 60
+    assert max(r[2] for r in results) < 3.0
+    assert attacker.count(429) > attacker.count(401) and len(attacker) > 100
+    assert (fresh, other) == (429, 200)
+
+
+def test_login_csrf_post_only_and_cross_site_refused(server):
+    # GET never logs in (passwords would sit in proxy logs and history)
+    status, headers, _ = server.request("GET", "/login?username=admin&password=changeme%21")
+    assert status == 405 and headers["allow"] == "POST" and "set-cookie" not in headers
+    assert server.request("HEAD", "/login?username=admin&password=changeme%21")[0] == 405
+    body = urllib.parse.urlencode({"username": "admin", "password": PASSWORD})
+    # the issue's cross-site form: another site's Origin, text/plain
+    for hostile in ({"Origin": "http://evil.example", "Content-Type": "text/plain"},
+                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {"Origin": "null"}):
+        status, cookies = post(server, "/login", body, "127.0.0.30", hostile)
+        assert status == 403 and not cookies, hostile
+    # the same site's own page, and scripts that send neither header, log in
+    host = f"127.0.0.1:{server.port}"
+    for friendly in ({"Origin": f"http://{host}", "Host": host}, {"Sec-Fetch-Site": "same-origin"}, {}):
+        status, cookies = post(server, "/login", body, "127.0.0.31", friendly)
+        assert status == 200 and cookies.get("maltrail_sessid"), friendly
+    # logout changes state too: POST only, same rule
+    sid = cookies["maltrail_sessid"]
+    assert server.request("GET", "/logout", cookie=sid)[0] == 405
+    status, _, _ = server.request("POST", "/logout", cookie=sid, headers={"Sec-Fetch-Site": "cross-site"})
+    assert status == 403
+    assert server.get("/whoami", cookie=sid, source="127.0.0.31") == (200, b"admin")
+    assert server.request("POST", "/logout", cookie=sid, source="127.0.0.31")[0] == 302
+    assert server.get("/whoami", cookie=sid, source="127.0.0.31") == (200, b"")
+    # reads stay GET-able from anywhere (a cross-site GET carries no SameSite=Strict cookie)
+    assert server.request("GET", "/ping", headers={"Sec-Fetch-Site": "cross-site"})[0] == 200
+
+
+def start_on_all_addresses(tmp: str) -> Server:
+    """A server on 0.0.0.0: the free port was checked on 127.0.0.1 only, so retry on a clash."""
+    for attempt in range(5):
+        srv = Server(f"{tmp}/{attempt}", udp=False, extra="HTTP_ADDRESS 0.0.0.0")
+        try:
+            return srv.start()
+        except RuntimeError as ex:
+            srv.stop()
+            if "Address already in use" not in str(ex):
+                raise
+    raise RuntimeError("no free port on 0.0.0.0")
+
+
+def test_clear_text_warning_on_a_network_address_without_tls(tmp_path):
+    srv = start_on_all_addresses(str(tmp_path / "a"))
+    srv.stop()
+    assert "cross the network in clear" in srv.stderr and "USE_SSL true" in srv.stderr
+    assert "openssl req -new -x509" in srv.stderr
+    with Server(str(tmp_path / "b"), udp=False) as srv:
+        pass
+    assert "in clear" not in srv.stderr
+    for address in ("127.0.0.1", "::1", "localhost", "127.1.2.3"):
+        assert clear_text_warning(address, False) is None
+    for address in ("0.0.0.0", "", "::", "10.0.0.5", "sensor.example.org"):
+        assert clear_text_warning(address, False) and clear_text_warning(address, True) is None
