@@ -122,6 +122,22 @@ def test_4100_failures_cannot_flush_a_lock(server):
     assert post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.201"), "127.0.0.201")[0] == 200
 
 
+def test_a_global_failure_budget_stops_spraying_over_accounts_and_addresses(tmp_path):
+    """One wrong password per account, each from its own address: no account or address limit is
+    reached, the global budget (100 failures, then exponential back-off) is."""
+    users = [f"user{n}:{sha(f'pw{n}')}:0:" for n in range(150)]
+    with Server(str(tmp_path), users=users, udp=False) as srv:
+        status, cookies = post(srv, "/login", challenge_body(srv, "user0", "pw0", "127.0.0.9"), "127.0.0.9")
+        assert status == 200
+        device = {"Cookie": f"maltrail_device={cookies['maltrail_device']}"}
+        sources = addresses(150, first=3 << 16)
+        statuses = [post(srv, "/login", wrong(n, f"user{n}"), sources[n])[0] for n in range(150)]
+        assert statuses[:100] == [401] * 100 and statuses.count(429) >= 45
+        # untrusted clients of every account wait; the browser that logged in before does not
+        assert post(srv, "/login", challenge_body(srv, "user1", "pw1", "127.0.0.10"), "127.0.0.10")[0] == 429
+        assert post(srv, "/login", challenge_body(srv, "user0", "pw0", "127.0.0.9"), "127.0.0.9", device)[0] == 200
+
+
 def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(server):
     """The issue: an attacker on the user's address let 2 of 60 correct logins through in 30 s.
     The user's browser logged in before (its trusted-browser cookie); 60 logins in 15 s all pass."""

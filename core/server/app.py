@@ -9,7 +9,9 @@ raised to the hard limit, the HTTP listening socket, the UDP intake socket, then
 process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
 and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
 (USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
-2 for an unusable SSL_PEM, else 1) after releasing what was taken. `serve_forever()` runs the
+2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
+address and its warnings: the default password, no USERS, and logins crossing the network in clear
+(HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
 accept loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
 `stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
 are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
