@@ -51,7 +51,8 @@ class Event:
         if self.custom:
             self.info, self.reference = f"SECRET{n:04d} internal note", "(custom)"
         else:
-            self.info = rng.choice(["known attacker", "malware", "mass scanner", "secretive botnet"])
+            self.info = rng.choice(["known attacker", "malware", "mass scanner", "secretive botnet",
+                                    "looks (custom) but is not"])
             self.reference = rng.choice(["(static)", "abuse.example", "feeds.example"])
         self.time = f"{day.isoformat()} {n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000000"
         self.sensor = rng.choice(["s1", "s2"])

@@ -195,15 +195,20 @@ class Session:
         return self.user.scope if self.user else Scope([])
 
 
+def in_scope(line: bytes, session: Session) -> bool:
+    """The stored line is inside the session's network filter (source or destination)."""
+    if session.user is None or not session.user.scope.restricted:
+        return True
+    addrs = line_addresses(line)
+    return addrs is not None and session.user.scope.allows_pair(*addrs)
+
+
 def visible_line(line: bytes, session: Session) -> bytes | None:
     """A stored line as this session may see it: None when out of its network scope, else the line
-    with custom-trail info masked (`-`) when the session masks it. The one rule every data route
-    applies before it shows, searches or counts a line."""
-    scope = session.scope
-    if scope.restricted:
-        addrs = line_addresses(line)
-        if addrs is None or not scope.allows_pair(*addrs):
-            return None
+    with custom-trail info masked (`-`) when the session masks it (the same object when nothing
+    changes). The one rule every data route applies before it shows, searches or counts a line."""
+    if not in_scope(line, session):
+        return None
     if session.mask_custom and b"(custom)" in line:
         parsed = parse_line(line.decode("utf-8", "replace"))
         if parsed is not None and parsed.reference.strip().lower() == "(custom)":

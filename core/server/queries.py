@@ -18,7 +18,7 @@ from typing import Any
 
 from core.config import Config
 from core.events.event import parse_line
-from core.server.auth import Session, visible_line
+from core.server.auth import Session, in_scope, visible_line
 from core.server.messages import HttpError, Request, Response, json_response
 from core.server.ranges import date_span, parse_date, parse_day_or_epoch
 from core.server.storage import Storage, count_lines, estimate_lines, iter_lines, line_addresses
@@ -96,7 +96,7 @@ class Queries:
             value = self.counts_cache.get(key)
             if value is None:
                 if scope.restricted:
-                    value = sum(1 for line in iter_lines(segments) if visible_line(line, session) is not None)
+                    value = sum(1 for line in iter_lines(segments) if in_scope(line, session))
                 elif seg.size <= EXACT_COUNT_LIMIT:
                     value = count_lines(seg.path, seg.size)
                 else:
@@ -140,16 +140,23 @@ class Queries:
                 if scanned & 1023 == 0 and time.monotonic() > deadline:
                     partial = True
                     break
+                # cheap tests on the stored line first: addresses are never masked, and a line
+                # that masking leaves alone matches exactly when the stored one does
+                matched = True
+                if network is not None:
+                    if prefix not in line:
+                        continue
+                    addrs = line_addresses(line)
+                    if addrs is None or not (_in(addrs[0], network) or _in(addrs[1], network)):
+                        continue
+                elif not pattern.search(line):
+                    if not (session.mask_custom and b"(custom)" in line):
+                        continue
+                    matched = False
                 seen = visible_line(line, session)
                 if seen is None:
                     continue
-                if network is not None:
-                    if prefix not in seen:
-                        continue
-                    addrs = line_addresses(seen)
-                    if addrs is None or not (_in(addrs[0], network) or _in(addrs[1], network)):
-                        continue
-                elif not pattern.search(seen):
+                if network is None and (seen is not line or not matched) and not pattern.search(seen):
                     continue
                 counts[label] = counts.get(label, 0) + 1
                 if len(samples) < HUNT_MAX_SAMPLES:
