@@ -130,6 +130,7 @@ class Queries:
         samples: list[dict[str, str]] = []
         scanned = 0
         partial = capped = False
+        filtered = session.mask_custom or session.scope.restricted    # else every line is seen as stored
         for day in sorted(days, reverse=True):
             segments = self.storage.segments([day])
             if not segments:
@@ -153,7 +154,7 @@ class Queries:
                     if not (session.mask_custom and b"(custom)" in line):
                         continue
                     matched = False
-                seen = visible_line(line, session)
+                seen = visible_line(line, session) if filtered else line
                 if seen is None:
                     continue
                 if network is None and (seen is not line or not matched) and not pattern.search(seen):
