@@ -147,6 +147,14 @@ def test_throttle_per_pair_account_address_and_trusted_browser(syslog):
     for n in range(20):
         auth.login("viewer", "", "", f"wrong{n}", f"198.51.100.{n}", 1)
     assert auth.login("viewer", "", "", "s3cret", "203.0.113.9", 1)[0] == "throttled"
+    # an address: made-up usernames lock it for new clients, unless someone logged in from it lately
+    for n in range(12):
+        auth.login(f"guest{n}", "", "", "pw", "192.0.2.50", 1)
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.50", 1)[0] == "throttled"
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.51", 1)[0] == "ok"
+    for n in range(12):
+        auth.login(f"guest{n}", "", "", "pw", "192.0.2.51", 1)
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.51", 1)[0] == "ok"
     # a browser that logged in before carries a cookie that is throttled on its own
     ok = auth.login("admin", "", "", "changeme!", "192.0.2.3", 1)
     assert ok.session is not None

@@ -179,6 +179,44 @@ def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(se
     assert (fresh, other) == (429, 200)
 
 
+def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tmp_path):
+    """Someone logged in from the shared address before; a neighbour there then fails continuously
+    on another account and on made-up usernames. A client with no cookie at all still logs in
+    60 times in 15 s, each within 3 s (the address lock does not hold an address with a recent
+    success; the attacker's own account+address pair does hold the attacker)."""
+    users = [f"admin:{sha(PASSWORD)}:0:", f"ops:{sha('ops-pw')}:0:"]
+    nat = "127.0.0.90"
+    with Server(str(tmp_path), users=users, udp=False) as srv:
+        assert post(srv, "/login", urllib.parse.urlencode({"username": "ops", "password": "ops-pw"}), nat)[0] == 200
+        stop = threading.Event()
+        attacker: list[int] = []
+
+        def attack(offset: int) -> None:
+            n = offset
+            while not stop.is_set():
+                attacker.append(post(srv, "/login", wrong(n, "ops" if n % 2 else f"guest{n}"), nat)[0])
+                n += 4
+
+        threads = [threading.Thread(target=attack, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)
+            results = []
+            for _ in range(60):
+                started = time.monotonic()
+                status, cookies = post(srv, "/login", challenge_body(srv, "admin", PASSWORD, nat), nat)
+                results.append((status, "maltrail_sessid" in cookies, time.monotonic() - started))
+                time.sleep(0.25)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    assert [r[:2] for r in results] == [(200, True)] * 60
+    assert max(r[2] for r in results) < 3.0
+    assert attacker.count(429) > 0 and len(attacker) > 100
+
+
 def test_login_csrf_post_only_and_cross_site_refused(server):
     # GET never logs in (passwords would sit in proxy logs and history)
     status, headers, _ = server.request("GET", "/login?username=admin&password=changeme%21")

@@ -17,9 +17,12 @@ Login forms:
 Throttling (backoff.py): every failure counts against the account+address pair, the address,
 the account and a global budget (the last two for existing accounts only), each with its own
 exponential back-off; an attempt is refused while any of them is locked, and an attempt that is
-refused counts against the keys that refused it. A browser that logged in before carries a
-trusted-browser cookie (`maltrail_device`, signed for one username): its attempts for that
-username are throttled by that cookie alone, so other people's failures never lock its user out.
+refused counts against the keys that refused it. An address with a successful login in the last
+KNOWN_ADDRESS_TTL (a shared NAT or VPN) is not held by the address key, only by the others, so a
+neighbour guessing other accounts does not lock its users out. A browser that logged in before
+carries a trusted-browser cookie (`maltrail_device`, signed for one username): its attempts for
+that username are throttled by that cookie alone, so other people's failures never lock its
+user out.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ DEVICE_TTL = 30 * 24 * 3600
 MAX_SESSIONS = 10000
 CHALLENGE_TTL = 60
 MAX_USED_CHALLENGES = 100_000
+KNOWN_ADDRESS_TTL = 24 * 3600          # an address with a successful login is not held by its own lock
+MAX_KNOWN_ADDRESSES = 10_000
 PAIR_POLICY = Policy(free=5, leak=1 / 300, base=1.0, cap=900.0)      # one account from one address
 ADDRESS_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # any username from one address
 ACCOUNT_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # one account from anywhere
@@ -269,6 +274,7 @@ class Auth:
         self.accounts = Backoff(ACCOUNT_POLICY)
         self.budget = Backoff(GLOBAL_POLICY, width=1, rows=1)
         self.devices = Backoff(DEVICE_POLICY)
+        self.known: OrderedDict[str, float] = OrderedDict()   # address key -> last successful login
         self.lock = threading.Lock()
         self.counters = {"login_ok": 0, "login_failed": 0, "login_throttled": 0, "syslog_errors": 0}
         self.anonymous = Session("?", None, "", float("inf"), False)
@@ -372,10 +378,18 @@ class Auth:
         if device is not None:
             return [(self.devices, device)]
         where = address_key(address)
-        keys = [(self.pairs, f"{username}\0{where}"), (self.addresses, where)]
+        keys = [(self.pairs, f"{username}\0{where}")]
+        if not self._known(where):
+            keys.append((self.addresses, where))
         if username in self.users:
             keys += [(self.accounts, username), (self.budget, "")]
         return keys
+
+    def _known(self, where: str) -> bool:
+        """Someone logged in from this address within KNOWN_ADDRESS_TTL (a shared NAT or VPN)."""
+        with self.lock:
+            last = self.known.get(where)
+        return last is not None and time.monotonic() - last < KNOWN_ADDRESS_TTL
 
     def _throttled(self, keys: list[tuple[Backoff, str]]) -> float:
         """Seconds until every key's lock has ended (0: not throttled); a refused attempt counts
@@ -432,6 +446,10 @@ class Auth:
         session = Session(secrets.token_hex(16), user, address, time.time() + SESSION_TTL,
                           self.mask_custom_enabled and user.uid >= 1000)
         with self.lock:
+            self.known.pop(address_key(address), None)
+            self.known[address_key(address)] = time.monotonic()
+            while len(self.known) > MAX_KNOWN_ADDRESSES:
+                self.known.popitem(last=False)
             self.sessions[session.sid] = session
             while len(self.sessions) > MAX_SESSIONS:
                 self.sessions.pop(next(iter(self.sessions)))
