@@ -70,7 +70,7 @@ def test_session_is_bound_to_the_client_address(server, admin):
 
 
 def test_login_cookie_attributes_and_logout(server):
-    nonce = "abcdefgh" + os.urandom(4).hex()
+    nonce = server.challenge()
     body = f"username=admin&nonce={nonce}&hash={sha(sha('changeme!') + nonce)}"
     status, headers, data = server.request("POST", "/login", body)
     assert status == 200 and data == b"Login success\n"
@@ -79,7 +79,7 @@ def test_login_cookie_attributes_and_logout(server):
     # the same nonce is never accepted twice
     assert server.request("POST", "/login", body)[0] == 401
     sid = cookie.split("=", 1)[1].split(";")[0]
-    status, headers, _ = server.request("GET", "/logout", cookie=sid)
+    status, headers, _ = server.request("POST", "/logout", cookie=sid)
     assert status == 302 and headers["location"] == "/"
     assert server.get("/events", cookie=sid)[0] == 401
 

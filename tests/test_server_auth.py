@@ -1,6 +1,7 @@
-"""core/server/auth.py in process: USERS entries, network scopes, both login forms, nonce reuse,
-the failed-login throttle, sessions bound to an address, cookies, and the sshd-style line on a
-real syslog datagram socket (a Unix socket in the test's folder)."""
+"""core/server/auth.py in process: USERS entries, network scopes, both login forms, server-issued
+single-use challenges, the failed-login throttle (backoff.py), trusted-browser cookies, the
+cross-site rule, sessions bound to an address, cookies, and the sshd-style line on a real syslog
+datagram socket (a Unix socket in the test's folder)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import pytest
 
 from core.config import ConfigError
 from core.server.auth import (
+    PAIR_POLICY,
     SESSION_COOKIE,
-    THROTTLE_FAILURES,
     Auth,
     Scope,
+    cross_site,
     hash_password,
     parse_users,
 )
+from core.server.backoff import Backoff, Policy
 
 
 def sha(text: str) -> str:
@@ -67,18 +70,26 @@ def make_auth(syslog_path: str, **kw) -> tuple[Auth, list[tuple]]:
     return Auth(users, syslog_path=syslog_path, forward=lambda *a: forwarded.append(a), **kw), forwarded
 
 
-def test_challenge_login_and_nonce_reuse(syslog):
+def test_challenge_login_is_server_issued_and_single_use(syslog):
     auth, forwarded = make_auth(syslog[0])
-    nonce = "abcdefgh1234"
-    result, session = auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000)
+    nonce = auth.challenge()
+    result, session, _ = auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000)
     assert result == "ok" and session is not None and not session.mask_custom
     assert syslog[1].recv(4096).decode().endswith("Accepted password for admin from 127.0.0.1 port 5000")
-    # the same nonce never works twice, even with the right hash
-    assert auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000) == ("failed", None)
-    for nonce in ("short", "has space!", "x" * 65):
-        assert auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.2", 1)[0] == "failed"
+    # the same challenge never works twice, even with the right hash
+    assert auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000)[:2] == ("failed", None)
+    # a nonce the client made up, a forged or altered challenge, an expired one: refused
+    forged = nonce[:24] + "0" * 32
+    expired = auth._token("challenge", -5)
+    for n, bad in enumerate(("abcdefgh1234", "x" * 56, forged, nonce[:-1] + ("0" if nonce[-1] != "0" else "1"),
+                             expired)):
+        assert auth.login("admin", bad, challenge("changeme!", bad), None, f"127.0.1.{n}", 1)[0] == "failed"
+    # another server's (or a restarted one's) challenges are worthless here
+    other = Auth(auth.users, syslog_path=syslog[0]).challenge()
+    assert auth.login("admin", other, challenge("changeme!", other), None, "127.0.0.2", 1)[0] == "failed"
+    assert auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.2", 1)[0] == "failed"
     # the challenge form cannot work for a salted entry (the client cannot know the salt)
-    nonce = "zyxwvuts9876"
+    nonce = auth.challenge()
     assert auth.login("viewer", nonce, challenge("s3cret", nonce), None, "127.0.0.3", 1)[0] == "failed"
     assert forwarded[0] == (True, "admin", "127.0.0.1", 5000, "Accepted password for admin from 127.0.0.1 port 5000")
     assert auth.default_password_in_use
@@ -86,9 +97,9 @@ def test_challenge_login_and_nonce_reuse(syslog):
 
 def test_password_login_both_hash_forms_and_masking(syslog):
     auth, _ = make_auth(syslog[0])
-    result, session = auth.login("viewer", "", "", "s3cret", "10.1.1.1", 1)
+    result, session, _ = auth.login("viewer", "", "", "s3cret", "10.1.1.1", 1)
     assert result == "ok" and session is not None and session.mask_custom and session.scope.restricted
-    assert auth.login("viewer", "", "", "wrong", "10.1.1.2", 1) == ("failed", None)
+    assert auth.login("viewer", "", "", "wrong", "10.1.1.2", 1)[:2] == ("failed", None)
     assert auth.login("admin", "", "", "changeme!", "10.1.1.3", 1)[0] == "ok"
     assert auth.login("nobody", "", "", "changeme!", "10.1.1.4", 1)[0] == "failed"
 
@@ -102,18 +113,76 @@ def test_hostile_usernames_reach_syslog_clean(syslog):
     assert len(forwarded[0][1]) == 64
 
 
-def test_throttle_is_per_address(syslog):
+def test_backoff_doubles_caps_and_leaks():
+    policy = Policy(free=3, leak=1.0, base=1.0, cap=8.0)
+    table = Backoff(policy, width=64, rows=2)
+    assert [table.failed("k", 100.0) - 100.0 for _ in range(7)] == [0, 0, 1, 2, 4, 8, 8]
+    assert table.level("k", 100.0) == policy.top == 6 and table.level("other", 100.0) == 0
+    assert table.level("k", 103.0) == 3 and table.level("k", 200.0) == 0
+    assert table.locked_until("k") == 108.0 and table.locked_until("other") == 0
+
+
+def test_backoff_flood_never_unlocks_a_locked_key():
+    """The table is fixed-size: 100,000 other keys failing never shorten a locked key's lock."""
+    table = Backoff(PAIR_POLICY)
+    for _ in range(20):
+        table.failed("admin\0192.0.2.1", 1000.0)
+    until = table.locked_until("admin\0192.0.2.1")
+    assert until == 1000.0 + PAIR_POLICY.cap
+    for n in range(100_000):
+        table.failed(f"user{n}\0198.18.{n >> 8 & 255}.{n & 255}", 1001.0 + n / 1000)
+        assert n % 10_000 or table.locked_until("admin\0192.0.2.1") >= until
+    assert table.locked_until("admin\0192.0.2.1") >= until
+    assert len(table.until) == table.width * table.rows
+
+
+def test_throttle_per_pair_account_address_and_trusted_browser(syslog):
     auth, _ = make_auth(syslog[0])
-    for _ in range(THROTTLE_FAILURES):
+    for _ in range(PAIR_POLICY.free):
         assert auth.login("admin", "", "", "wrong", "192.0.2.1", 1)[0] == "failed"
-    assert auth.login("admin", "", "", "changeme!", "192.0.2.1", 1) == ("throttled", None)
+    result, session, retry = auth.login("admin", "", "", "changeme!", "192.0.2.1", 1)
+    assert (result, session) == ("throttled", None) and 0 < retry <= 2.5
     assert auth.login("admin", "", "", "changeme!", "192.0.2.2", 1)[0] == "ok"
-    assert auth.counters["login_throttled"] == 1 and auth.counters["login_failed"] == THROTTLE_FAILURES
+    # the account: failures from many addresses lock it for every untrusted client
+    for n in range(20):
+        auth.login("viewer", "", "", f"wrong{n}", f"198.51.100.{n}", 1)
+    assert auth.login("viewer", "", "", "s3cret", "203.0.113.9", 1)[0] == "throttled"
+    # an address: made-up usernames lock it for new clients, unless someone logged in from it lately
+    for n in range(12):
+        auth.login(f"guest{n}", "", "", "pw", "192.0.2.50", 1)
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.50", 1)[0] == "throttled"
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.51", 1)[0] == "ok"
+    for n in range(12):
+        auth.login(f"guest{n}", "", "", "pw", "192.0.2.51", 1)
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.51", 1)[0] == "ok"
+    # a browser that logged in before carries a cookie that is throttled on its own
+    ok = auth.login("admin", "", "", "changeme!", "192.0.2.3", 1)
+    assert ok.session is not None
+    device = auth.device_cookie(ok.session).split("=", 1)[1].split(";", 1)[0]
+    for n in range(30):
+        auth.login("admin", "", "", f"wrong{n}", "192.0.2.3", 1)
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.3", 1)[0] == "throttled"
+    assert auth.login("admin", "", "", "changeme!", "192.0.2.3", 1, device)[0] == "ok"
+    # the cookie is signed for one username and cannot be made up
+    assert auth.trusted(device, "admin") and not auth.trusted(device, "viewer")
+    assert not auth.trusted("0" * 56, "admin") and not auth.trusted(None, "admin")
+    assert auth.counters["login_throttled"] >= 3
+
+
+def test_cross_site_rule():
+    assert not cross_site({}) and not cross_site({"host": "h:8338"})
+    assert not cross_site({"sec-fetch-site": "same-origin", "origin": "http://evil.example"})
+    assert not cross_site({"sec-fetch-site": "none"})
+    assert cross_site({"sec-fetch-site": "cross-site"}) and cross_site({"sec-fetch-site": "same-site"})
+    assert not cross_site({"origin": "http://h:8338", "host": "h:8338"})
+    assert not cross_site({"origin": "https://H:8338", "host": "h:8338"})
+    for origin in ("http://evil.example", "null", "http://h:8339", "garbage"):
+        assert cross_site({"origin": origin, "host": "h:8338"}), origin
 
 
 def test_sessions_are_bound_to_the_address_and_expire(syslog):
     auth, _ = make_auth(syslog[0], secure_cookie=True)
-    _, session = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
+    _, session, _ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
     assert session is not None
     assert auth.session_for(session.sid, "127.0.0.1") is session
     assert auth.session_for(session.sid, "127.0.0.2") is None
@@ -123,7 +192,7 @@ def test_sessions_are_bound_to_the_address_and_expire(syslog):
     assert "; HttpOnly; Secure; SameSite=Strict" in cookie and "; Secure" in auth.clear_cookie()
     session.expires = 0
     assert auth.reap() == 1 and auth.session_for(session.sid, "127.0.0.1") is None
-    _, other = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
+    _, other, _ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
     assert other is not None
     auth.logout(other.sid)
     assert auth.session_for(other.sid, "127.0.0.1") is None

@@ -142,10 +142,10 @@ def test_login_flood_keeps_threads_bounded_and_other_addresses_log_in(server):
     assert set(statuses) <= {401, 429, 503, "reset"}
     assert 429 in statuses
     assert peak[0] <= 40 + 8, peak
-    # the flooding address is throttled, but only for a few seconds
+    # the flooding address stays throttled: its refused attempts extend its back-off (a browser
+    # that logged in before is not held by it: test_server_login.py)
+    time.sleep(1.2)
     assert server.login("admin", "s3cret-pass", source="127.0.0.9", challenge=False) is None
-    time.sleep(5.2)
-    assert server.login("admin", "s3cret-pass", source="127.0.0.9", challenge=False)
 
 
 def test_live_stream_cap(server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -151,7 +152,7 @@ class Server:
     def login(self, user: str = "admin", password: str = "changeme!", source: str = "127.0.0.1",
               challenge: bool = True) -> str | None:
         if challenge:
-            nonce = os.urandom(8).hex()
+            nonce = self.challenge(source)
             body = f"username={user}&nonce={nonce}&hash={sha(sha(password) + nonce)}"
         else:
             import urllib.parse
@@ -162,6 +163,12 @@ class Server:
             return None
         cookie = headers.get("set-cookie", "")
         return cookie.split("maltrail_sessid=", 1)[1].split(";", 1)[0] if "maltrail_sessid=" in cookie else None
+
+    def challenge(self, source: str = "127.0.0.1") -> str:
+        """A server-issued login challenge (GET /challenge)."""
+        status, data = self.get("/challenge", source=source)
+        assert status == 200, status
+        return json.loads(data)["nonce"]
 
     def send_udp(self, payloads: list[bytes]) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

@@ -6,13 +6,18 @@ day files (storage.py; `Range` and `date` parsing in ranges.py). app.py builds i
 (/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py.
 Static files (static.py) answer every other path.
 
-Scope rule: every endpoint that returns events or addresses filters them by the session's network
-filter (auth.Scope) and masks custom-trail info for UID >= 1000 (ENABLE_MASK_CUSTOM).
+Scope rule: every endpoint that returns, searches or counts events or addresses works on the
+lines as the session sees them (auth.visible_line: the session's network filter, and custom-trail
+info masked for UID >= 1000 under ENABLE_MASK_CUSTOM), never on the stored lines.
+Request rules: /login and /logout change state and take POST only (405 otherwise); every POST
+that a browser marks as cross-site (`Sec-Fetch-Site`, else an `Origin` that is not the `Host`)
+gets 403 (auth.cross_site); requests with neither header (scripts, fail2ban) are served.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import select
 import socket
@@ -22,12 +27,19 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from core.config import Config
-from core.events.event import parse_line, safe_value
-from core.server.auth import SESSION_COOKIE, Auth, Session
-from core.server.messages import HttpError, Request, Response, text
+from core.server.auth import (
+    CHALLENGE_TTL,
+    DEVICE_COOKIE,
+    SESSION_COOKIE,
+    Auth,
+    Session,
+    cross_site,
+    visible_line,
+)
+from core.server.messages import HttpError, Request, Response, json_response, text
 from core.server.ranges import UNSATISFIABLE, multipart, parse_byte_ranges, parse_date, parse_date_param
 from core.server.static import StaticFiles
-from core.server.storage import Storage, iter_lines, line_addresses, read_range
+from core.server.storage import Storage, iter_lines, read_range
 
 LIVE_POLL = 0.5
 LIVE_HEARTBEAT = 15.0
@@ -38,6 +50,7 @@ EVENTS_CHUNK = 1 << 20
 class Route:
     handler: Callable[[Request, Session | None], Response]
     auth: bool                 # a logged-in session is required
+    post_only: bool = False    # changes state: POST only (405 for GET/HEAD)
 
 
 class Stream:
@@ -56,23 +69,6 @@ class Stream:
             self.closed = True
             self.chunks.close()
             self.on_close()
-
-
-def filter_line(line: bytes, session: Session) -> bytes | None:
-    """A stored line as this session may see it: None when out of scope, custom info masked."""
-    scope = session.scope
-    if scope.restricted:
-        addrs = line_addresses(line)
-        if addrs is None or not scope.allows_pair(*addrs):
-            return None
-    if session.mask_custom and b"(custom)" in line:
-        parsed = parse_line(line.decode("utf-8", "replace"))
-        if parsed is not None and parsed.reference.strip().lower() == "(custom)":
-            fields = list(parsed)
-            fields[9] = "-"
-            out = f'"{fields[0]}" ' + " ".join(safe_value(f) for f in fields[1:])
-            return out.encode("utf-8") + b"\n"
-    return line
 
 
 class Api:
@@ -95,8 +91,9 @@ class Api:
         self.lists = Lists(config, storage)
         self.lookup = Lookup(config)
         self.routes: dict[str, Route] = {
-            "/login": Route(self.login, False),
-            "/logout": Route(self.logout, False),
+            "/challenge": Route(self.challenge, False),
+            "/login": Route(self.login, False, post_only=True),
+            "/logout": Route(self.logout, False, post_only=True),
             "/whoami": Route(self.whoami, False),
             "/ping": Route(self.ping, False),
             "/events": Route(self.events, True),
@@ -114,6 +111,8 @@ class Api:
     # -- dispatch --------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.method == "POST" and cross_site(request.headers):
+            return text(403, "Cross-site request refused\n")
         path = request.path
         name = path.rstrip("/") or "/"
         if name.startswith("/blacklist/"):
@@ -121,6 +120,8 @@ class Api:
         route = self.routes.get(name)
         if route is None:
             return self.static.serve(request)
+        if route.post_only and request.method != "POST":
+            return text(405, "Use POST\n", headers=[("Allow", "POST")])
         session = self.auth.session_for(request.cookie(SESSION_COOKIE), request.address)
         if route.auth and session is None:
             return text(401, "Unauthorized\n")
@@ -131,6 +132,9 @@ class Api:
 
     # -- session endpoints -----------------------------------------------------------------------
 
+    def challenge(self, request: Request, session: Session | None) -> Response:
+        return json_response({"nonce": self.auth.challenge(), "ttl": CHALLENGE_TTL})
+
     def login(self, request: Request, session: Session | None) -> Response:
         if not self.auth.enabled:
             return text(200, "Login success\n", headers=self._warning_headers())
@@ -139,14 +143,16 @@ class Api:
         password = params.get("password")
         if password is not None:
             password = password[:1024]
-        result, new = self.auth.login(username, params.get("nonce", "")[:128], params.get("hash", "")[:128],
-                                      password, request.address, request.port)
-        if result == "throttled":
-            return text(429, "Too many failed logins; try again in a few seconds\n", headers=[("Retry-After", "5")])
+        outcome = self.auth.login(username, params.get("nonce", "")[:128], params.get("hash", "")[:128],
+                                  password, request.address, request.port, request.cookie(DEVICE_COOKIE))
+        if outcome.result == "throttled":
+            wait = max(1, math.ceil(outcome.retry))
+            return text(429, f"Too many failed logins; try again in {wait} s\n", headers=[("Retry-After", str(wait))])
+        new = outcome.session
         if new is None:
             return text(401, "Login failed\n")
-        headers = [("Set-Cookie", self.auth.cookie(new))] + self._warning_headers()
-        return text(200, "Login success\n", headers=headers)
+        headers = [("Set-Cookie", self.auth.device_cookie(new)), ("Set-Cookie", self.auth.cookie(new))]
+        return text(200, "Login success\n", headers=headers + self._warning_headers())
 
     def logout(self, request: Request, session: Session | None) -> Response:
         self.auth.logout(request.cookie(SESSION_COOKIE))
@@ -176,7 +182,7 @@ class Api:
                 out: list[bytes] = []
                 size = 0
                 for line in iter_lines(segments):
-                    kept = filter_line(line, session)
+                    kept = visible_line(line, session)
                     if kept is not None:
                         out.append(kept)
                         size += len(kept)
@@ -276,7 +282,7 @@ class Api:
                 for line in data[: cut + 1].split(b"\n")[:-1] if cut >= 0 else []:
                     line += b"\n"
                     offset += len(line)
-                    kept = filter_line(line, session)
+                    kept = visible_line(line, session)
                     if kept is not None:
                         out.append(b"id: %d\ndata: %s\n\n" % (offset, kept.rstrip(b"\r\n")))
             now = time.monotonic()

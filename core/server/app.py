@@ -9,7 +9,9 @@ raised to the hard limit, the HTTP listening socket, the UDP intake socket, then
 process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
 and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
 (USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
-2 for an unusable SSL_PEM, else 1) after releasing what was taken. `serve_forever()` runs the
+2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
+address and its warnings: the default password, no USERS, and logins crossing the network in clear
+(HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
 accept loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
 `stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
 are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
@@ -18,6 +20,7 @@ and flushes first) and returns the exit status: 1 when the intake process failed
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 import os
 import signal
@@ -70,6 +73,26 @@ def check_log_dir(log_dir: str) -> str | None:
     if not os.access(log_dir, os.W_OK | os.X_OK):
         return f"LOG_DIR {log_dir} is not writable"
     return None
+
+
+def is_loopback(address: str) -> bool:
+    """HTTP_ADDRESS reaches only this machine: a loopback address or `localhost`."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def clear_text_warning(http_address: str, tls: bool) -> str | None:
+    """The start-up warning when logins and sessions cross the network without TLS, else None."""
+    if tls or is_loopback(http_address):
+        return None
+    return (f"WARNING: HTTP_ADDRESS {http_address or '(all)'} is reachable from the network and USE_SSL is "
+            "off: passwords (password form), login exchanges and session cookies cross the network in clear, "
+            "so anyone on the path can read them and take over a session. Turn TLS on: USE_SSL true and "
+            f"SSL_PEM /path/server.pem. {SSL_PEM_HINT} (docs/operations-server.md#tls)")
 
 
 def raise_nofile_limit() -> str | None:
@@ -155,6 +178,9 @@ class ServerApp:
                         "(python3 server.py --hash-password)")
         if not self.auth.enabled:
             self.report("WARNING: USERS is empty: the web interface needs no login")
+        clear = clear_text_warning(config.HTTP_ADDRESS, ssl_context is not None)
+        if clear:
+            self.report(clear)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.USE_SSL:

@@ -1,16 +1,28 @@
-"""Authentication: USERS entries, password checks, sessions, login throttling, per-user scope.
+"""Authentication: USERS entries, password checks, login challenges, sessions, login throttling,
+per-user scope.
 
 Where it sits: the HTTP layer (httpd.py) asks `Auth` who a request belongs to (cookie + client
-address) and the endpoints (api.py) ask the session's `Scope` which event lines the user may see.
+address) and the endpoints (api.py, queries.py, lists.py) ask `visible_line` what of a stored
+event line a session may see.
 
 USERS entries are `username:hash:UID:netfilter` (split on the first three colons, so IPv6 `::`
 works in the filter). `hash` is either the original's `sha256hex(password)` or our salted slow
 form `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>` (`server.py --hash-password` prints one).
 Login forms:
-- challenge (the original's): `username`, `nonce` (8-64 alphanumerics, never reused),
-  `hash = sha256hex(sha256hex(password) + nonce)`; works for SHA-256 entries;
-- password: `username`, `password`; works for every entry (the client sends it only over TLS or
-  to a loopback address).
+- challenge: `username`, `nonce` = a challenge from `GET /challenge` (server-issued, valid for
+  CHALLENGE_TTL seconds, accepted once), `hash = sha256hex(sha256hex(password) + nonce)`; works
+  for SHA-256 entries. A captured request never logs in again;
+- password: `username`, `password`; works for every entry (scripts; over TLS or loopback only).
+
+Throttling (backoff.py): every failure counts against the account+address pair, the address,
+the account and a global budget (the last two for existing accounts only), each with its own
+exponential back-off; an attempt is refused while any of them is locked, and an attempt that is
+refused counts against the keys that refused it. An address with a successful login in the last
+KNOWN_ADDRESS_TTL (a shared NAT or VPN) is not held by the address key, only by the others, so a
+neighbour guessing other accounts does not lock its users out. A browser that logged in before
+carries a trusted-browser cookie (`maltrail_device`, signed for one username): its attempts for
+that username are throttled by that cookie alone, so other people's failures never lock its
+user out.
 """
 
 from __future__ import annotations
@@ -24,22 +36,34 @@ import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.config import ConfigError
+from core.events.event import parse_line, safe_value
+from core.server.backoff import Backoff, Policy
+from core.server.storage import line_addresses
 
 SESSION_COOKIE = "maltrail_sessid"
+DEVICE_COOKIE = "maltrail_device"
 SESSION_TTL = 24 * 3600
+DEVICE_TTL = 30 * 24 * 3600
 MAX_SESSIONS = 10000
-MAX_NONCES = 10000
-THROTTLE_FAILURES = 5
-THROTTLE_WINDOW = 5.0
-THROTTLE_MAX_ADDRESSES = 4096
+CHALLENGE_TTL = 60
+MAX_USED_CHALLENGES = 100_000
+KNOWN_ADDRESS_TTL = 24 * 3600          # an address with a successful login is not held by its own lock
+MAX_KNOWN_ADDRESSES = 10_000
+PAIR_POLICY = Policy(free=5, leak=1 / 300, base=1.0, cap=900.0)      # one account from one address
+ADDRESS_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # any username from one address
+ACCOUNT_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # one account from anywhere
+GLOBAL_POLICY = Policy(free=100, leak=1 / 10, base=1.0, cap=300.0)   # every account from anywhere
+DEVICE_POLICY = Policy(free=5, leak=1 / 300, base=1.0, cap=900.0)    # one trusted browser
 PBKDF2_ITERATIONS = 200_000
 DEFAULT_PASSWORD_SHA256 = hashlib.sha256(b"changeme!").hexdigest()
-NONCE_RE = re.compile(r"[A-Za-z0-9]{8,64}")
+TOKEN_RE = re.compile(r"[0-9a-f]{56}")          # 8 expiry + 16 random + 32 MAC hex digits
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 PBKDF2_RE = re.compile(r"pbkdf2_sha256\$(\d{1,7})\$([0-9a-f]{16,128})\$([0-9a-f]{64})")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -175,8 +199,63 @@ class Session:
         return self.user.scope if self.user else Scope([])
 
 
+def in_scope(line: bytes, session: Session) -> bool:
+    """The stored line is inside the session's network filter (source or destination)."""
+    if session.user is None or not session.user.scope.restricted:
+        return True
+    addrs = line_addresses(line)
+    return addrs is not None and session.user.scope.allows_pair(*addrs)
+
+
+def visible_line(line: bytes, session: Session) -> bytes | None:
+    """A stored line as this session may see it: None when out of its network scope, else the line
+    with custom-trail info masked (`-`) when the session masks it (the same object when nothing
+    changes). The one rule every data route applies before it shows, searches or counts a line."""
+    if not in_scope(line, session):
+        return None
+    if session.mask_custom and b"(custom)" in line:
+        parsed = parse_line(line.decode("utf-8", "replace"))
+        if parsed is not None and parsed.reference.strip().lower() == "(custom)":
+            fields = list(parsed)
+            fields[9] = "-"
+            out = f'"{fields[0]}" ' + " ".join(safe_value(f) for f in fields[1:])
+            return out.encode("utf-8") + b"\n"
+    return line
+
+
+def cross_site(headers: dict[str, str]) -> bool:
+    """True when a browser says the request comes from another site: `Sec-Fetch-Site` other than
+    same-origin/none, or (older browsers) an `Origin` whose host is not the `Host` asked for.
+    Requests with neither header (scripts, fail2ban, curl) are not cross-site."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site.strip().lower() not in ("same-origin", "none")
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    netloc = urllib.parse.urlsplit(origin.strip()).netloc if "://" in origin else ""
+    return not netloc or netloc.lower() != headers.get("host", "").strip().lower()
+
+
+def address_key(address: str) -> str:
+    """The throttling key of a client address: the address (IPv4) or its /64 (IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class Outcome(NamedTuple):
+    result: str                  # 'ok' | 'failed' | 'throttled'
+    session: Session | None
+    retry: float = 0.0           # throttled: seconds until the lock that refused ends
+
+
 class Auth:
-    """Users, sessions, nonces and the failed-login throttle. Thread-safe."""
+    """Users, sessions, login challenges and the failed-login throttle. Thread-safe."""
 
     def __init__(self, users: dict[str, User], mask_custom_enabled: bool = True, secure_cookie: bool = False,
                  syslog_path: str = "/dev/log",
@@ -186,9 +265,15 @@ class Auth:
         self.mask_custom_enabled = mask_custom_enabled
         self.secure_cookie = secure_cookie
         self.syslog_path = syslog_path
+        self.secret = os.urandom(32)      # signs challenges and trusted-browser cookies (this process)
         self.sessions: dict[str, Session] = {}
-        self.nonces: OrderedDict[str, None] = OrderedDict()
-        self.failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.used: OrderedDict[str, float] = OrderedDict()   # accepted challenges -> their expiry
+        self.pairs = Backoff(PAIR_POLICY)
+        self.addresses = Backoff(ADDRESS_POLICY)
+        self.accounts = Backoff(ACCOUNT_POLICY)
+        self.budget = Backoff(GLOBAL_POLICY, width=1, rows=1)
+        self.devices = Backoff(DEVICE_POLICY)
+        self.known: OrderedDict[str, float] = OrderedDict()   # address key -> last successful login
         self.lock = threading.Lock()
         self.counters = {"login_ok": 0, "login_failed": 0, "login_throttled": 0, "syslog_errors": 0}
         self.anonymous = Session("?", None, "", float("inf"), False)
@@ -243,35 +328,81 @@ class Auth:
         secure = "; Secure" if self.secure_cookie else ""
         return f"{SESSION_COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; path=/; HttpOnly{secure}; SameSite=Strict"
 
+    # -- signed tokens: challenges and trusted-browser cookies -----------------------------------
+
+    def _token(self, purpose: str, ttl: float) -> str:
+        head = f"{int(time.time() + ttl) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+        return head + self._mac(purpose, head)
+
+    def _mac(self, purpose: str, head: str) -> str:
+        return hmac.new(self.secret, f"{purpose}\0{head}".encode("utf-8", "replace"), "sha256").hexdigest()[:32]
+
+    def _token_valid(self, purpose: str, token: str) -> bool:
+        if not TOKEN_RE.fullmatch(token):
+            return False
+        head, mac = token[:24], token[24:]
+        return hmac.compare_digest(self._mac(purpose, head), mac) and int(head[:8], 16) >= int(time.time())
+
+    def challenge(self) -> str:
+        """A fresh login challenge: signed, valid CHALLENGE_TTL seconds, accepted by one login only.
+        Nothing is stored until a login uses it."""
+        return self._token("challenge", CHALLENGE_TTL)
+
+    def _use_challenge(self, nonce: str) -> bool:
+        """True once per valid challenge (remembered until it expires); False for anything else."""
+        if not self._token_valid("challenge", nonce):
+            return False
+        now = time.time()
+        with self.lock:
+            while self.used and next(iter(self.used.values())) < now:
+                self.used.popitem(last=False)
+            if nonce in self.used or len(self.used) >= MAX_USED_CHALLENGES:
+                return False
+            self.used[nonce] = float(int(nonce[:8], 16))
+            return True
+
+    def device_cookie(self, session: Session) -> str:
+        """Set-Cookie for the trusted-browser cookie of a successful login (its username signed in)."""
+        token = self._token("device\0" + session.name, DEVICE_TTL)
+        secure = "; Secure" if self.secure_cookie else ""
+        return f"{DEVICE_COOKIE}={token}; Max-Age={DEVICE_TTL}; path=/; HttpOnly{secure}; SameSite=Strict"
+
+    def trusted(self, device: str | None, username: str) -> bool:
+        return bool(device) and username in self.users and self._token_valid("device\0" + username, device or "")
+
     # -- login -----------------------------------------------------------------------------------
 
-    def throttled(self, address: str) -> bool:
-        with self.lock:
-            entry = self.failures.get(address)
-            if entry is None:
-                return False
-            count, last = entry
-            if time.monotonic() - last >= THROTTLE_WINDOW:
-                if count >= THROTTLE_FAILURES:
-                    del self.failures[address]
-                return False
-            return count >= THROTTLE_FAILURES
+    def _keys(self, username: str, address: str, device: str | None) -> list[tuple[Backoff, str]]:
+        """The throttling keys of an attempt (see the module docstring)."""
+        if device is not None:
+            return [(self.devices, device)]
+        where = address_key(address)
+        keys = [(self.pairs, f"{username}\0{where}")]
+        if not self._known(where):
+            keys.append((self.addresses, where))
+        if username in self.users:
+            keys += [(self.accounts, username), (self.budget, "")]
+        return keys
 
-    def _failed(self, address: str) -> None:
+    def _known(self, where: str) -> bool:
+        """Someone logged in from this address within KNOWN_ADDRESS_TTL (a shared NAT or VPN)."""
         with self.lock:
-            count, _ = self.failures.pop(address, (0, 0.0))
-            self.failures[address] = (count + 1, time.monotonic())
-            while len(self.failures) > THROTTLE_MAX_ADDRESSES:
-                self.failures.popitem(last=False)
+            last = self.known.get(where)
+        return last is not None and time.monotonic() - last < KNOWN_ADDRESS_TTL
 
-    def _use_nonce(self, nonce: str) -> bool:
+    def _throttled(self, keys: list[tuple[Backoff, str]]) -> float:
+        """Seconds until every key's lock has ended (0: not throttled); a refused attempt counts
+        as one more failure of the keys that refused it."""
+        now = time.monotonic()
         with self.lock:
-            if nonce in self.nonces:
-                return False
-            self.nonces[nonce] = None
-            while len(self.nonces) > MAX_NONCES:
-                self.nonces.popitem(last=False)
-            return True
+            locked = [(table, key) for table, key in keys if table.locked_until(key) > now]
+            return max((table.failed(key, now) for table, key in locked), default=now) - now
+
+    def _failed(self, keys: list[tuple[Backoff, str]]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for table, key in keys:
+                table.failed(key, now)
 
     def _check(self, user: User, nonce: str, digest: str, password: str | None) -> bool:
         secret = user.secret
@@ -283,41 +414,47 @@ class Auth:
                                               bytes.fromhex(m.group(2)), int(m.group(1)))
                 return hmac.compare_digest(derived.hex(), m.group(3))
             return hmac.compare_digest(hashlib.sha256(password.encode("utf-8", "replace")).hexdigest(), secret)
-        if secret.startswith("pbkdf2_sha256$") or not NONCE_RE.fullmatch(nonce) or not SHA256_RE.fullmatch(digest):
+        if secret.startswith("pbkdf2_sha256$") or not SHA256_RE.fullmatch(digest):
             return False
-        if not self._use_nonce(nonce):
+        if not self._use_challenge(nonce):
             return False
         expected = hashlib.sha256((secret + nonce).encode("ascii")).hexdigest()
         return hmac.compare_digest(expected, digest.lower())
 
     def login(self, username: str, nonce: str, digest: str, password: str | None,
-              address: str, port: int) -> tuple[str, Session | None]:
-        """('ok', session) | ('failed', None) | ('throttled', None). Never sleeps."""
-        if self.throttled(address):
+              address: str, port: int, device: str | None = None) -> Outcome:
+        """Outcome('ok', session) | ('failed', None) | ('throttled', None, retry seconds). Never
+        sleeps. `device` is the trusted-browser cookie the request carried, if any."""
+        keys = self._keys(username, address, device if self.trusted(device, username) else None)
+        retry = self._throttled(keys)
+        if retry > 0:
             with self.lock:
                 self.counters["login_throttled"] += 1
-            return "throttled", None
+            return Outcome("throttled", None, retry)
         user = self.users.get(username)
         ok = False
         if user is not None and (password is not None or (nonce and digest)):
             ok = self._check(user, nonce, digest, password)
         if not ok:
-            self._failed(address)
+            self._failed(keys)
             with self.lock:
                 self.counters["login_failed"] += 1
             self.log_auth(False, username, address, port)
-            return "failed", None
+            return Outcome("failed", None)
         assert user is not None
         session = Session(secrets.token_hex(16), user, address, time.time() + SESSION_TTL,
                           self.mask_custom_enabled and user.uid >= 1000)
         with self.lock:
-            self.failures.pop(address, None)
+            self.known.pop(address_key(address), None)
+            self.known[address_key(address)] = time.monotonic()
+            while len(self.known) > MAX_KNOWN_ADDRESSES:
+                self.known.popitem(last=False)
             self.sessions[session.sid] = session
             while len(self.sessions) > MAX_SESSIONS:
                 self.sessions.pop(next(iter(self.sessions)))
             self.counters["login_ok"] += 1
         self.log_auth(True, username, address, port)
-        return "ok", session
+        return Outcome("ok", session)
 
     def log_auth(self, ok: bool, username: str, address: str, port: int) -> None:
         """sshd-style line to the local syslog (LOG_AUTH), through the /dev/log socket: no subprocess;

@@ -4,8 +4,9 @@ Where it sits: called by api.py's route table. Both endpoints read **today's** d
 a newline list of source addresses, one per line, first-seen order, no duplicates:
 - /fail2ban: lines matching FAIL2BAN_REGEX (case-insensitive); only callers inside
   FAIL2BAN_ALLOWLIST (IPv4 or IPv6 CIDRs); everyone else gets 404.
-- /blacklist[/NAME]: lines matching any rule of BLACKLIST[_NAME]; a logged-in session (its scope
-  applies) or a caller inside BLACKLIST_ALLOWLIST (falling back to FAIL2BAN_ALLOWLIST).
+- /blacklist[/NAME]: lines matching any rule of BLACKLIST[_NAME]; a logged-in session (rules see
+  the lines as that session does: auth.visible_line) or a caller inside BLACKLIST_ALLOWLIST
+  (falling back to FAIL2BAN_ALLOWLIST).
 Rule syntax: clauses `<field> <~|!~> <regex>` joined with ` and `; fields src_ip, src_port,
 dst_ip, dst_port, protocol, type, trail, filter (= info + " " + reference).
 Remediation: `LOG_DIR/cleared.txt` lines `<ip> [YYYY-MM-DD HH:MM:SS]` hide that address's events
@@ -24,7 +25,7 @@ from typing import Any
 
 from core.config import Config, ConfigError
 from core.events.event import ParsedLine, parse_line
-from core.server.auth import Session
+from core.server.auth import Session, visible_line
 from core.server.messages import Request, Response, text
 from core.server.storage import Storage, iter_lines
 
@@ -124,12 +125,10 @@ class Lists:
         if marks:
             default_mark = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.storage.cleared_mtime()))
         seen: dict[str, None] = {}
-        for line in iter_lines(self.storage.segments([datetime.date.today()])):
-            parsed = parse_line(line.decode("utf-8", "replace"))
-            if parsed is None or parsed.src_ip in seen:
-                continue
-            if session is not None and session.scope.restricted and \
-                    not session.scope.allows_pair(parsed.src_ip, parsed.dst_ip):
+        for stored in iter_lines(self.storage.segments([datetime.date.today()])):
+            line = visible_line(stored, session) if session is not None else stored
+            parsed = parse_line(line.decode("utf-8", "replace")) if line is not None else None
+            if line is None or parsed is None or parsed.src_ip in seen:
                 continue
             if not match(line, parsed):
                 continue
@@ -166,8 +165,8 @@ class Lists:
         rules = self.rules.get(name)
         if not rules:
             return text(404, f"BLACKLIST{'_' + name if name else ''} is not set\n")
-        scope_key = session.scope.key if session is not None else ""
-        key = ("blacklist", name, datetime.date.today(), self.storage.cleared_mtime(), scope_key)
+        view = (session.scope.key, session.mask_custom) if session is not None else ("", False)
+        key = ("blacklist", name, datetime.date.today(), self.storage.cleared_mtime(), view)
         body = self._cached(key)
         if body is None:
             body = self._collect(lambda line, parsed: rule_matches(rules, parsed), session)

@@ -1,7 +1,8 @@
 """Query endpoints over the day files: /counts, /hunt and /geo.
 
 Where it sits: called by api.py's route table with the request and the caller's session; reads
-the day files through storage.py and applies the session's scope (network filter) to every line.
+the day files through storage.py and searches and counts each line as the session sees it
+(auth.visible_line: out-of-scope lines dropped, custom-trail info masked), never the stored line.
 Results are cached per (file, size, scope) so repeated client polls cost a stat() per day.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from core.config import Config
 from core.events.event import parse_line
-from core.server.auth import Session
+from core.server.auth import Session, in_scope, visible_line
 from core.server.messages import HttpError, Request, Response, json_response
 from core.server.ranges import date_span, parse_date, parse_day_or_epoch
 from core.server.storage import Storage, count_lines, estimate_lines, iter_lines, line_addresses
@@ -95,11 +96,7 @@ class Queries:
             value = self.counts_cache.get(key)
             if value is None:
                 if scope.restricted:
-                    value = 0
-                    for line in iter_lines(segments):
-                        addrs = line_addresses(line)
-                        if addrs is not None and scope.allows_pair(*addrs):
-                            value += 1
+                    value = sum(1 for line in iter_lines(segments) if in_scope(line, session))
                 elif seg.size <= EXACT_COUNT_LIMIT:
                     value = count_lines(seg.path, seg.size)
                 else:
@@ -133,7 +130,7 @@ class Queries:
         samples: list[dict[str, str]] = []
         scanned = 0
         partial = capped = False
-        scope = session.scope
+        filtered = session.mask_custom or session.scope.restricted    # else every line is seen as stored
         for day in sorted(days, reverse=True):
             segments = self.storage.segments([day])
             if not segments:
@@ -144,6 +141,9 @@ class Queries:
                 if scanned & 1023 == 0 and time.monotonic() > deadline:
                     partial = True
                     break
+                # cheap tests on the stored line first: addresses are never masked, and a line
+                # that masking leaves alone matches exactly when the stored one does
+                matched = True
                 if network is not None:
                     if prefix not in line:
                         continue
@@ -151,16 +151,17 @@ class Queries:
                     if addrs is None or not (_in(addrs[0], network) or _in(addrs[1], network)):
                         continue
                 elif not pattern.search(line):
-                    continue
-                if scope.restricted:
-                    addrs = line_addresses(line)
-                    if addrs is None or not scope.allows_pair(*addrs):
+                    if not (session.mask_custom and b"(custom)" in line):
                         continue
+                    matched = False
+                seen = visible_line(line, session) if filtered else line
+                if seen is None:
+                    continue
+                if network is None and (seen is not line or not matched) and not pattern.search(seen):
+                    continue
                 counts[label] = counts.get(label, 0) + 1
                 if len(samples) < HUNT_MAX_SAMPLES:
-                    shown = line.rstrip(b"\r\n").decode("utf-8", "replace")
-                    if session.mask_custom and "(custom)" in shown:
-                        continue
+                    shown = seen.rstrip(b"\r\n").decode("utf-8", "replace")
                     samples.append({"date": label, "line": shown[:HUNT_MAX_LINE]})
                 else:
                     capped = True
@@ -196,11 +197,10 @@ class Queries:
                     handle.seek(offset)
                     data = handle.read(seg.size - offset)
                 cut = data.rfind(b"\n")
-                for line in data[: cut + 1].splitlines() if cut >= 0 else []:
-                    parsed = parse_line(line.decode("utf-8", "replace"))
+                for line in data[: cut + 1].splitlines(keepends=True) if cut >= 0 else []:
+                    seen = visible_line(line, session)
+                    parsed = parse_line(seen.decode("utf-8", "replace")) if seen is not None else None
                     if parsed is None:
-                        continue
-                    if scope.restricted and not scope.allows_pair(parsed.src_ip, parsed.dst_ip):
                         continue
                     address = event_country(parsed.type, parsed.trail, parsed.src_ip, parsed.dst_ip)
                     cc = table.lookup(address) if address else None

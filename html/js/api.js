@@ -1,21 +1,16 @@
 // Talking to the server: login (challenge scheme), logout, /whoami, /counts, /geo, /hunt,
 // /reference and /check.
 // Where it sits: main.js calls these; the event stream itself is fetched by worker.js.
-// Login: POST /login with username, nonce (random) and hash = sha256hex(sha256hex(password) + nonce).
+// Login: GET /challenge gives a server-issued nonce (valid for a minute, accepted once); then
+// POST /login with username, that nonce and hash = sha256hex(sha256hex(password) + nonce).
 
 import { sha256hexAsync } from './sha256.js';
 
-const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-
-export function nonce(length = 16) {
-  const bytes = new Uint8Array(length);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => ALNUM[b % ALNUM.length]).join('');
-}
-
 /** -> {ok, status, message, defaultPassword} */
 export async function login(username, password) {
-  const n = nonce();
+  const issued = await fetch('challenge', { credentials: 'same-origin', cache: 'no-store' });
+  if (!issued.ok) throw new Error(`challenge: HTTP ${issued.status}`);
+  const n = (await issued.json()).nonce;
   const hash = await sha256hexAsync((await sha256hexAsync(password)) + n);
   const body = new URLSearchParams({ username, nonce: n, hash });
   const resp = await fetch('login', { method: 'POST', body, credentials: 'same-origin', cache: 'no-store' });
@@ -34,7 +29,7 @@ export async function whoami() {
 }
 
 export async function logout() {
-  await fetch('logout', { credentials: 'same-origin', cache: 'no-store', redirect: 'manual' });
+  await fetch('logout', { method: 'POST', credentials: 'same-origin', cache: 'no-store', redirect: 'manual' });
 }
 
 async function json(url) {
