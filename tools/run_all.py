@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.config import ConfigError, fail, load_config  # noqa: E402
+from core.update.firstrun import build_missing_trails  # noqa: E402
 
 DEFAULT_HASH = hashlib.sha256(b"changeme!").hexdigest()
 
@@ -57,18 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     conf_args = ["-c", args.config] if args.config else []
     python = sys.executable
 
-    trails = config.get("TRAILS_FILE")
-    offline = "--offline" in sensor_args
-    if trails and not os.path.exists(trails) and not config.DISABLE_TRAIL_UPDATES:
-        # First run: the full update (public feeds when USE_FEED_UPDATES is on); when the network
-        # or every feed fails, the bundled static and custom trails at least.
-        if not offline:
-            print(f"maltrail: no trails file at {trails} yet: running the trail update (feeds, static, custom)",
-                  flush=True)
-            subprocess.run([python, "-m", "core.update", *conf_args], cwd=ROOT, check=False)
-        if not os.path.exists(trails):
-            print("maltrail: building the trails from the bundled lists only (offline)", flush=True)
-            subprocess.run([python, "-m", "core.update", *conf_args, "--offline"], cwd=ROOT, check=False)
+    build_missing_trails(config, conf_args, "--offline" in sensor_args, lambda line: print(line, flush=True))
 
     server = subprocess.Popen([python, os.path.join(ROOT, "server.py"), *conf_args], cwd=ROOT)
     time.sleep(1.0)
