@@ -16,6 +16,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAPTURE_PYTHON = os.path.join(os.path.dirname(sys.executable), "python-capture")
+CAPTURE_CAPABILITIES = (("NET_RAW", 13), ("NET_ADMIN", 12))  # the file capabilities of CAPTURE_PYTHON
 
 
 def config_args(args: list[str]) -> list[str]:
@@ -37,8 +38,23 @@ def command(service: str, args: list[str]) -> list[str]:
     return [service, *args]
 
 
+def missing_capture_capabilities() -> list[str]:
+    """The capture capabilities this container cannot hold (its bounding set lacks them)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            bounding = next(int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return []  # unknown: the exec below reports a refusal
+    return [name for name, bit in CAPTURE_CAPABILITIES if not bounding & (1 << bit)]
+
+
 def main(argv: list[str]) -> int:
     service, args = (argv[0], argv[1:]) if argv else ("server", [])
+    missing = missing_capture_capabilities() if service == "sensor" else []
+    if missing:
+        print(f"maltrail: the sensor needs {' and '.join(missing)}: start the container with "
+              "cap_add NET_RAW and NET_ADMIN (docker run --cap-add NET_RAW --cap-add NET_ADMIN)", file=sys.stderr)
+        return 1
     if service == "sensor" and not {"-T", "--test-config", "--self-test", "-r", "-i"} & set(args):
         sys.path.insert(0, ROOT)
         from core.config import ConfigError, fail, load_config
