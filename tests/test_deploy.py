@@ -178,4 +178,5 @@ def test_healthcheck_reads_the_port_where_the_server_reads_it(tmp_path):
         assert check("server", "-c", str(conf), MALTRAIL_HTTP_PORT=str(closed)) == 1  # the variable wins, as in server.py
     finally:
         httpd.shutdown()
-    assert check("server", "-c", str(conf)) == 1
+        httpd.server_close()
+    assert check("server", "-c", str(conf)) == 1  # nothing listens there any more

@@ -317,6 +317,7 @@ def test_compose_stack_detects_stores_once_restarts_and_cleans_up(docker, tmp_pa
         assert os.path.getsize(os.path.join(state_dir, "trails.csv")) > 0
         assert not [name for name in os.listdir(state_dir) if name.endswith(".log")]  # the sensor stores no events
 
+        assert docker.inspect("container", sensor)["RestartCount"] == 0  # still the first run, after all that
         compose.run("restart", timeout=300)
         deadline = time.monotonic() + 60
         while True:

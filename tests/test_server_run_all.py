@@ -28,3 +28,22 @@ def test_run_all_with_an_offline_replay(tmp_path):
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_first_start_builds_missing_trails_from_the_bundled_lists(tmp_path):
+    """core/update/firstrun.py (run_all and the container's sensor): no trails file -> one is built."""
+    from core.config import load_config
+    from core.update.firstrun import build_missing_trails
+
+    trails = tmp_path / "state" / "trails.csv"
+    conf = tmp_path / "maltrail.conf"
+    conf.write_text(f"TRAILS_FILE {trails}\n")
+    config = load_config(str(conf))
+    said: list[str] = []
+    build_missing_trails(config, ["-c", str(conf)], True, said.append)
+    assert said == ["maltrail: building the trails from the bundled lists only (offline)"]
+    rows = trails.read_text().splitlines()
+    assert len(rows) > 1000 and any(row.startswith("iuqerfsodp9ifjaposdfjhgosurijfaewrwergwea.com,") for row in rows)
+    said.clear()
+    build_missing_trails(config, ["-c", str(conf)], False, said.append)  # present: nothing to do
+    assert said == []
