@@ -11,7 +11,6 @@ network). Needs root, docker.io, docker-compose and debootstrap (`./setup.sh tes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import dpkt
@@ -247,15 +247,10 @@ def dns_query(name: str) -> None:
         sock.sendto(query, ("127.0.0.1", 53))
 
 
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def events_today(http_port: int) -> str:
     """The server's /events for today, logged in with the shipped default account."""
     base = f"http://127.0.0.1:{http_port}"
-    nonce = os.urandom(8).hex()
-    body = f"username=admin&nonce={nonce}&hash={sha(sha('changeme!') + nonce)}".encode()
+    body = urllib.parse.urlencode({"username": "admin", "password": "changeme!"}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{base}/login", data=body), timeout=10) as reply:
         cookie = reply.headers["Set-Cookie"].split(";", 1)[0]
     day = time.strftime("%Y-%m-%d", time.gmtime())
