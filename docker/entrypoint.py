@@ -60,11 +60,12 @@ def main(argv: list[str]) -> int:
         from core.config import ConfigError, fail, load_config
         from core.update.firstrun import build_missing_trails
 
+        conf = config_args(args)
         try:
-            config = load_config(config_args(args)[1] if config_args(args) else None)
+            config = load_config(conf[1] if conf else None)
         except ConfigError as ex:
             return fail(ex)
-        build_missing_trails(config, config_args(args), "--offline" in args, lambda line: print(line, flush=True))
+        build_missing_trails(config, conf, "--offline" in args, lambda line: print(line, flush=True))
     argv_out = command(service, args)
     os.chdir(ROOT)
     try:
