@@ -113,6 +113,11 @@ class Docker:
                 self.proc.kill()
                 self.proc.wait()
         if self.run_dir:
+            # dockerd leaves its bind mount of the host's network namespace behind (exec/netns/default)
+            for line in open("/proc/self/mounts", encoding="utf-8").read().splitlines():
+                target = line.split()[1]
+                if target.startswith(self.run_dir + os.sep):
+                    subprocess.run(["umount", target], check=False, timeout=30)
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
