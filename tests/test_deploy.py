@@ -68,33 +68,55 @@ def test_server_unit_has_no_capabilities():
     assert "AF_PACKET" not in d["RestrictAddressFamilies"][0]
 
 
-def test_compose_file_structure():
+def load_compose() -> dict:
     with open(os.path.join(ROOT, "docker", "docker-compose.yml"), encoding="utf-8") as handle:
-        compose = yaml.safe_load(handle)
+        return yaml.safe_load(handle)
+
+
+def test_compose_file_structure():
+    compose = load_compose()
     services = compose["services"]
     assert set(services) == {"server", "sensor"}
     server, sensor = services["server"], services["sensor"]
     assert server["build"]["dockerfile"] == "docker/Dockerfile"
     assert os.path.isfile(os.path.join(ROOT, "docker", server["build"]["context"], server["build"]["dockerfile"]))
     assert {"8338:8338/tcp", "8337:8337/udp"} <= set(server["ports"])
-    assert "/opt/maltrail/docker/healthcheck.py" in server["healthcheck"]["test"]
+    assert server["command"] == ["server"] and sensor["command"] == ["sensor"]
+    assert server["cap_drop"] == ["ALL"] and "cap_add" not in server
     assert sensor["network_mode"] == "host"
     assert set(sensor["cap_add"]) == {"NET_RAW", "NET_ADMIN"}
     assert sensor["cap_drop"] == ["ALL"]
-    assert not sensor.get("privileged", False)
-    assert "-T" in sensor["healthcheck"]["test"]
+    assert not sensor.get("privileged", False) and "user" not in sensor  # the image's unprivileged user
+    for name, service in services.items():
+        assert service["healthcheck"]["test"] == ["CMD", "python", "/opt/maltrail/docker/healthcheck.py", name]
     assert sensor["depends_on"] == ["server"]
     for service in (server, sensor):
         targets = {volume.split(":")[1] for volume in service["volumes"]}
-        assert {"/var/log/maltrail", "/var/lib/maltrail", "/opt/maltrail/maltrail.conf"} <= targets
+        assert {"/var/lib/maltrail", "/opt/maltrail/maltrail.conf"} <= targets
         for volume in service["volumes"]:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert os.path.exists(os.path.join(ROOT, "docker", source)), source
             else:
                 assert source in compose["volumes"], source
-    for key, value in sensor["environment"].items():
-        assert key.startswith("MALTRAIL_") and isinstance(value, str)
+        for key, value in service["environment"].items():
+            assert key.startswith("MALTRAIL_") and isinstance(value, str)
+
+
+def test_compose_stores_every_event_once():
+    """Each event is written once: only one service stores events in a log folder, and a service that
+    sends its events to a server stores none itself."""
+    services = load_compose()["services"]
+    storing = []
+    for name, service in services.items():
+        env = service.get("environment", {})
+        local = env.get("MALTRAIL_DISABLE_LOCAL_LOG_STORAGE", "false").lower() not in ("true", "1", "yes", "on")
+        if env.get("MALTRAIL_LOG_SERVER"):
+            assert not local, f"{name} sends to LOG_SERVER and also stores locally"
+        log_mounts = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == "/var/log/maltrail"]
+        if log_mounts:
+            storing.extend(log_mounts)
+    assert storing == ["maltrail-logs"]  # the server's, and nobody else's
 
 
 def test_dockerfile_structure():
@@ -105,11 +127,19 @@ def test_dockerfile_structure():
     assert re.search(r"^EXPOSE 8338/tcp 8337/udp$", text, re.M)
     assert re.search(r'^VOLUME \["/var/log/maltrail", "/var/lib/maltrail"\]$', text, re.M)
     assert re.search(r"^USER maltrail$", text, re.M)
-    for copied in re.findall(r"^COPY (\S+) ", text, re.M):
+    for copied in re.findall(r"^COPY (?!--from=)(\S+) ", text, re.M):
         assert copied == "." or os.path.exists(os.path.join(ROOT, copied)), copied
 
 
-def test_healthcheck_script_against_a_real_ping_endpoint():
+def test_dockerignore_keeps_local_state_out():
+    patterns = open(os.path.join(ROOT, ".dockerignore"), encoding="utf-8").read().split()
+    for kept_out in (".git", ".venv", "**/__pycache__", "**/*.so", "tests", "bench", ".pytest_cache"):
+        assert kept_out in patterns, kept_out
+
+
+def test_healthcheck_reads_the_port_where_the_server_reads_it(tmp_path):
+    """docker/healthcheck.py finds the server's port in the configuration file (as mounted in the
+    container) or in MALTRAIL_HTTP_PORT, like server.py does; a closed port is unhealthy."""
     import http.server
     import socket
     import sys
@@ -129,14 +159,24 @@ def test_healthcheck_script_against_a_real_ping_endpoint():
     httpd = http.server.HTTPServer(("127.0.0.1", 0), Pong)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     port = httpd.server_address[1]
-    script = os.path.join(ROOT, "docker", "healthcheck.py")
-    try:
-        ok = subprocess.run([sys.executable, script], env=dict(os.environ, MALTRAIL_HTTP_PORT=str(port)), timeout=30)
-        assert ok.returncode == 0
-    finally:
-        httpd.shutdown()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    down = subprocess.run([sys.executable, script], env=dict(os.environ, MALTRAIL_HTTP_PORT=str(closed)), timeout=30)
-    assert down.returncode == 1
+    script = os.path.join(ROOT, "docker", "healthcheck.py")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALTRAIL_")}
+
+    def check(*args: str, **variables: str) -> int:
+        return subprocess.run([sys.executable, script, *args], env=dict(env, **variables), timeout=30).returncode
+
+    conf, conf_closed = tmp_path / "port.conf", tmp_path / "closed.conf"
+    conf.write_text(f"HTTP_PORT {port}\n")
+    conf_closed.write_text(f"HTTP_PORT {closed}\n")
+    try:
+        assert check("server", "-c", str(conf)) == 0
+        assert check("server", MALTRAIL_HTTP_PORT=str(port)) == 0
+        assert check("server", "-c", str(conf_closed)) == 1
+        assert check("server", "-c", str(conf), MALTRAIL_HTTP_PORT=str(closed)) == 1  # the variable wins, as in server.py
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert check("server", "-c", str(conf)) == 1  # nothing listens there any more
