@@ -257,7 +257,8 @@ def events_today(http_port: int) -> str:
     base = f"http://127.0.0.1:{http_port}"
     body = urllib.parse.urlencode({"username": "admin", "password": "changeme!"}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{base}/login", data=body), timeout=10) as reply:
-        cookie = reply.headers["Set-Cookie"].split(";", 1)[0]
+        cookies = [value.split(";", 1)[0] for value in reply.headers.get_all("Set-Cookie") or []]
+    cookie = next(value for value in cookies if value.startswith("maltrail_sessid="))
     day = time.strftime("%Y-%m-%d", time.gmtime())
     request = urllib.request.Request(f"{base}/events?date={day}", headers={"Cookie": cookie})
     with urllib.request.urlopen(request, timeout=10) as reply:
