@@ -136,6 +136,8 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "UDP_PORT": ("int", None),
     "UDP_KEY": ("str", None),
     "UDP_MAX_SKEW": ("int", 300),
+    "UDP_DAY_WINDOW": ("int", 2),
+    "UDP_NEW_DAYS_PER_MINUTE": ("int", 10),
     "USE_SERVER_UPDATE_TRAILS": ("bool", False),
     "MAX_REQUEST_THREADS": ("int", 100),
     "MAX_LIVE_STREAMS": ("int", 30),
@@ -241,7 +243,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "EVENT_THROTTLE_MAX_KEYS": (1, 10000000), "DOMAIN_CACHE_ENTRIES": (0, 10000000),
     "TRAIL_RELOAD_MIN_RATIO": (0.0, 1.0), "FAST_ADMIT_LEVEL": (0, 3), "PROCESS_COUNT": (1, 1024),
     "HUNT_TIME_BUDGET": (0.1, 600), "ALERT_THROTTLE": (0, 86400 * 7), "FEED_CONCURRENCY": (1, 64),
-    "FEED_TIMEOUT": (1, 600), "UDP_MAX_SKEW": (1, 86400), "METRICS_INTERVAL": (1, 86400 * 7),
+    "FEED_TIMEOUT": (1, 600), "UDP_MAX_SKEW": (1, 86400), "UDP_DAY_WINDOW": (0, 36500),
+    "UDP_NEW_DAYS_PER_MINUTE": (1, 100000), "METRICS_INTERVAL": (1, 86400 * 7),
     "HOME_LAT": (-90, 90), "HOME_LON": (-180, 180), "TRAIL_CIDR_MIN_PREFIX": (0, 32),
 }
 CLAMPED = {"SCAN_WINDOW": (1, 3600)}

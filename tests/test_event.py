@@ -1,11 +1,22 @@
-"""The event line: the original's exact format, quoting rules and the parse round trip."""
+"""The event line: the original's exact format, quoting rules, the parse round trip and the grammar
+of a valid line (the shared table of tests/event_lines.py)."""
 
 from __future__ import annotations
 
+import random
 import time
 
 from core.events.dayfile import day_of
-from core.events.event import Event, format_line, parse_line, safe_value
+from core.events.event import (
+    LINE_PROBLEMS,
+    TRAIL_TYPES,
+    Event,
+    check_line,
+    format_line,
+    parse_line,
+    safe_value,
+)
+from tests.event_lines import TABLE
 
 
 def test_safe_value_rules():
@@ -17,6 +28,8 @@ def test_safe_value_rules():
     assert safe_value('say "hi"') == '"say ""hi"""'
     assert safe_value("x\r\ny") == '"x  y"'
     assert safe_value("plain") == "plain"
+    assert safe_value("a\x00b\tc\x1bd\x7fe\x85f") == '"a b c d e f"'
+    assert safe_value("é€") == "é€"
 
 
 def test_line_format_and_round_trip():
@@ -41,3 +54,33 @@ def test_hostile_fields_stay_one_line_and_eleven_columns():
     parsed = parse_line(line)
     assert parsed is not None and parsed.trail == 'evil"  injected "line'
     assert parse_line("not a log line") is None
+
+
+def test_check_line_table():
+    for line, reason in TABLE:
+        assert check_line(line) == reason, line
+    assert {reason for _, reason in TABLE} == set(LINE_PROBLEMS) | {None}
+
+
+def test_valid_table_lines_parse_back_to_eleven_fields():
+    for line, reason in TABLE:
+        if reason is None:
+            assert parse_line(line.decode()) is not None, line
+
+
+def test_format_line_always_passes_the_grammar():
+    """What the sinks write is what the intake accepts: any text in the free fields, any port,
+    any known protocol and type (a property over random events, hostile characters included)."""
+    rng = random.Random(7)
+    alphabet = 'ab "\\\r\n\t\x00\x1b\x7f\x85é€-'
+    for n in range(3000):
+        def text() -> str:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        event = Event(rng.randrange(946684800, 4102444800), rng.randrange(10**6),
+                      rng.choice(["10.0.0.1", "2001:db8::1", "::"]), rng.choice([None, 0, "-", 1, 65535]),
+                      rng.choice(["192.0.2.1", "fe80::1"]), rng.randrange(65536),
+                      rng.choice(["TCP", "UDP", "ICMPv6", "GRE", "253"]), rng.choice(sorted(TRAIL_TYPES)),
+                      text(), text(), text())
+        line = format_line(event, text() or "s")
+        assert check_line(line.encode()) is None, (n, line)
+        assert parse_line(line) is not None

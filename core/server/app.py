@@ -173,7 +173,9 @@ class ServerApp:
             raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
         verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300)) if config.UDP_KEY else None
         try:
-            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
+            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
+                            day_window=config.get("UDP_DAY_WINDOW", 2),
+                            new_days_per_minute=config.get("UDP_NEW_DAYS_PER_MINUTE", 10))
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None
