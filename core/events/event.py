@@ -140,8 +140,10 @@ _FAST_ADDR = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3}|[0-9A-Fa-f.]*:[0-9A-F
 _FAST_PORT = rb"(?:-|6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}|0)"
 _FAST_PROTO = rb"(?:TCP|UDP|ICMP|[A-Za-z][A-Za-z0-9]{0,15})"
 _FAST_TYPE = rb"(?:" + b"|".join(t.encode("ascii") for t in sorted(TRAIL_TYPES, key=len, reverse=True)) + rb")"
-_FAST_RE = re.compile(_TIME + rb" " + _FIELD + rb" " + _FAST_ADDR + rb" " + _FAST_PORT + rb" " + _FAST_ADDR
-                      + rb" " + _FAST_PORT + rb" " + _FAST_PROTO + rb" " + _FAST_TYPE + (rb" " + _FIELD) * 3)
+_FAST_FIELD = rb'([^ "\x00-\x1f\x7f]+|"[^"\x00-\x1f\x7f]*(?:""[^"\x00-\x1f\x7f]*)*")'   # no C0, no DEL
+_C1 = re.compile("[\x80-\x9f]")
+_FAST_RE = re.compile(_TIME + rb" " + _FAST_FIELD + rb" " + _FAST_ADDR + rb" " + _FAST_PORT + rb" " + _FAST_ADDR
+                      + rb" " + _FAST_PORT + rb" " + _FAST_PROTO + rb" " + _FAST_TYPE + (rb" " + _FAST_FIELD) * 3)
 
 
 def _is_address(token: bytes) -> bool:
@@ -163,17 +165,17 @@ def _real_date(text: bytes) -> bool:
 
 def check_line(line: bytes) -> str | None:
     """None when `line` (no newline) is a valid event line, else the reason (one of LINE_PROBLEMS)."""
+    fast = _FAST_RE.fullmatch(line)
+    if fast is not None and (line.isascii() or _valid_text(line)):
+        src, dst = fast[3], fast[4]
+        if _real_date(fast[1]) and (b":" not in src or _is_address(src)) and (b":" not in dst or _is_address(dst)):
+            return None
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return "not_utf8"
     if not text.isprintable() and _CONTROLS.search(text):
         return "control_char"
-    fast = _FAST_RE.fullmatch(line)
-    if fast is not None:
-        date, _sensor, src, dst = fast.groups()[:4]
-        if _real_date(date) and (b":" not in src or _is_address(src)) and (b":" not in dst or _is_address(dst)):
-            return None
     match = _LINE_RE.fullmatch(line)
     if match is None:
         return "bad_time" if _TIME_RE.match(line) is None else "bad_fields"
@@ -190,3 +192,11 @@ def check_line(line: bytes) -> str | None:
     if kind not in _TYPES:
         return "bad_type"
     return None
+
+
+def _valid_text(line: bytes) -> bool:
+    """UTF-8 without C1 controls (the fast pattern already excludes C0 and DEL)."""
+    try:
+        return _C1.search(line.decode("utf-8")) is None
+    except UnicodeDecodeError:
+        return False

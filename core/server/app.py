@@ -44,6 +44,7 @@ Report = Callable[[str], None]
 JOIN_TIMEOUT = 10.0          # per thread
 HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
+SENDERS_STATE = "udp_senders.state"   # signed senders' high-water marks, in LOG_DIR
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
                 "-subj /CN=maltrail")
 
@@ -171,7 +172,10 @@ class ServerApp:
             return
         if 0 < config.UDP_PORT <= 1024 and os.geteuid() != 0 and not config.DISABLE_CHECK_SUDO:
             raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
-        verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300)) if config.UDP_KEY else None
+        verifier = None
+        if config.UDP_KEY:
+            verifier = Verifier(config.UDP_KEY, config.get("UDP_MAX_SKEW", 300),
+                                state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
         try:
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
                             day_window=config.get("UDP_DAY_WINDOW", 2),

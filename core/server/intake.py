@@ -7,7 +7,9 @@ sends one datagram per event; this loop checks each one and appends its line to 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
 - a naive `<log line>` starting with the quoted local time: the day file is that date.
-With UDP_KEY set, only signed datagrams (`MTS1 …`, core/events/signing.py) are accepted.
+With UDP_KEY set, only signed datagrams (`MTS1 …`, core/events/signing.py) are accepted; the
+senders' high-water marks (`LOG_DIR/udp_senders.state`) are saved before each batch is written,
+so a restart never admits a datagram twice.
 Every line must pass `check_line` (core/events/event.py, the grammar the sensors write with); one
 trailing LF or CRLF is tolerated, anything else is dropped and counted by reason (`dropped_*`),
 with at most one sample a minute on stderr. Day files are written only for dates inside
@@ -202,6 +204,7 @@ class Intake:
         self._last_head, self._last_day = b" ", ""      # never a head (heads end at a space)
         self.reason = ""
         self._next_sample = 0.0
+        self._state_warned = False
 
     def parse(self, data: bytes) -> tuple[str, bytes] | None:
         """(day, line with newline) for an acceptable datagram, else None (counted; `reason` says why)."""
@@ -283,6 +286,9 @@ class Intake:
         return count
 
     def _flush(self, pending: dict[str, list[bytes]]) -> None:
+        if self.verifier is not None and not self.verifier.save() and not self._state_warned:
+            self._state_warned = True
+            _say(f"cannot save the senders' high-water marks to {self.verifier.state_path}")
         for day, lines in pending.items():
             self.files.append(day, b"".join(lines))
         pending.clear()
