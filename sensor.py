@@ -171,8 +171,12 @@ def report(args: argparse.Namespace, sensor: Any) -> None:
     detector, events = sensor.detector, sensor.events
     counters = detector.decode_counters()
     skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()) if v)
-    info(args, f"[i] events: {events.delivered:,} written ({events.emitted:,} detected)"
+    info(args, f"[i] events: {events.delivered:,} delivered to the sinks ({events.emitted:,} detected)"
                + (f"; skipped frames: {skipped}" if skipped else ""))
+    for sink in events.sinks:
+        if sink.lost or sink.errors:
+            info(args, f"[!] {sink.name}: {sink.lost:,} events lost, {sink.written:,} written "
+                       f"({sink.errors:,} failed writes)")
     if detector.errors:
         info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in detector.errors.items()))
 

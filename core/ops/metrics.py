@@ -19,7 +19,7 @@ from typing import Any
 from core.config import VERSION, parse_endpoint
 
 FIELDS = ("heartbeat", "pid", "packets", "received", "dropped", "ifdropped", "events_detected",
-          "events_written", "log_write_errors", "state_saturation", "packet_errors",
+          "events_written", "events_lost", "log_write_errors", "state_saturation", "packet_errors",
           "trail_generation", "trail_count", "trail_loaded", "reload_rejected")
 _ROW = struct.Struct(f"={len(FIELDS)}d")
 
@@ -58,6 +58,7 @@ def pipeline_totals(pipeline: Any, events: Any) -> dict[str, float]:
         "packets": getattr(pipeline, "packets", 0),
         "events_detected": getattr(events, "emitted", 0),
         "events_written": getattr(events, "delivered", 0),
+        "events_lost": sum(getattr(sink, "lost", 0) for sink in sinks),
         "log_write_errors": sum(getattr(sink, "errors", 0) for sink in sinks),
         "state_saturation": saturation,
         "packet_errors": sum(errors.values()) if isinstance(errors, dict) else 0,
@@ -97,6 +98,9 @@ def render(rows: list[dict[str, float]], started: float, now: float | None = Non
            per_worker("events_detected"))
     family("maltrail_events_written_total", "counter", "Events delivered to the sinks after filtering and throttling.",
            per_worker("events_written"))
+    family("maltrail_events_lost_total", "counter",
+           "Events a sink gave up on (its spool full while writes failed, e.g. a full disk).",
+           per_worker("events_lost"))
     family("maltrail_log_write_errors_total", "counter", "Failed writes to event sinks.",
            per_worker("log_write_errors"))
     family("maltrail_state_saturation_total", "counter",

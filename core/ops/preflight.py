@@ -3,9 +3,9 @@
 Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.service as
 ExecStartPre). The preflight checks what would stop a live start: configuration, privileges,
 interfaces, the BPF filter, the trail set (a missing trails file is a warning: the sensor builds it
-at its first start), the log directory; it says which compiled accelerators (core/accel) are in
-use and which optional packages (core/deps.py) are missing (warnings, not failures); then prints
-the effective configuration. The self-test builds the production sensor (core/assemble.py) over a
+at its first start), the log directory (a warning when its filesystem has little space left); it
+says which compiled accelerators (core/accel) are in use and which optional packages
+(core/deps.py) are missing (warnings, not failures); then prints the effective configuration. The self-test builds the production sensor (core/assemble.py) over a
 small built-in trail set, replays a crafted capture through it and reports N/N detections.
 """
 
@@ -21,6 +21,7 @@ from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
 from core.deps import OPTIONAL, optional_note
+from core.events.sinks import SPOOL_LINES
 
 Say = Callable[[str], None]
 
@@ -69,7 +70,11 @@ def preflight(config: Config, open_store: Callable[[str], Any], say: Say, live: 
     if config.DISABLE_LOCAL_LOG_STORAGE:
         check("log directory", True, "local log storage disabled")
     else:
-        check("log directory", *_writable(config.LOG_DIR))
+        ok, detail = _writable(config.LOG_DIR)
+        check("log directory", ok, detail)
+        low = ok and _low_space_note(config.LOG_DIR)
+        if low:
+            say(f"[warn] log directory: {low}")
     if failures == 0:
         say("effective configuration:")
         for key, value in config.effective():
@@ -99,6 +104,23 @@ def _writable(folder: str) -> tuple[bool, str]:
     except OSError as ex:
         return False, f"{folder}: {ex.strerror or ex}"
     return True, f"{folder} writable"
+
+
+LOW_SPACE = 64 << 20
+
+
+def _low_space_note(folder: str) -> str | None:
+    """A warning when the log directory's filesystem is (nearly) full: events would then be held
+    in memory (core/events/sinks.py) and, once that spool is full, lost."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    if free >= LOW_SPACE:
+        return None
+    return (f"only {free >> 10:,} kB free on {folder}; when it is full, events are held in memory up to "
+            f"{SPOOL_LINES:,} and then lost (counted in the summary and maltrail_events_lost_total)")
 
 
 # --- detection self-test -------------------------------------------------------------------------

@@ -133,17 +133,21 @@ class DayFiles:
         self.next_retry = self.clock() + RETRY_EVERY
         if not self.failing:
             self.failing = True
-            _say(f"cannot write {day}.log: {error}; holding events (up to {self.spool_bytes >> 20} MB) "
+            _say(f"cannot write {day}.log: {error}; holding events (up to {self.spool_bytes >> 10:,} kB) "
                  "until a write succeeds")
 
     def _hold(self, day: str, data: bytes) -> None:
-        lines = data.count(b"\n")
-        if self.spooled_bytes + len(data) > self.spool_bytes:
-            self.counters["disk_lost"] += lines
-            return
+        """Spool whole lines, as many as fit; the rest are counted as lost."""
+        room = self.spool_bytes - self.spooled_bytes
+        if len(data) > room:
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            self.counters["disk_lost"] += data.count(b"\n", cut)
+            data = data[:cut]
+            if not data:
+                return
         self.spool.append((day, data))
         self.spooled_bytes += len(data)
-        self.counters["spooled"] += lines
+        self.counters["spooled"] += data.count(b"\n")
 
     def retry(self) -> None:
         """Write spooled events in order (at most every RETRY_EVERY seconds while failing)."""
