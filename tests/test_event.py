@@ -3,6 +3,8 @@ of a valid line (the shared table of tests/event_lines.py)."""
 
 from __future__ import annotations
 
+import glob
+import os
 import random
 import time
 
@@ -17,6 +19,7 @@ from core.events.event import (
     safe_value,
 )
 from tests.event_lines import TABLE
+from tests.kit.sensorkit import SensorKit
 
 
 def test_safe_value_rules():
@@ -84,3 +87,16 @@ def test_format_line_always_passes_the_grammar():
         line = format_line(event, text() or "s")
         assert check_line(line.encode()) is None, (n, line)
         assert parse_line(line) is not None
+
+
+def test_every_line_the_sensor_writes_for_the_conformance_corpus_passes_the_grammar(tmp_path):
+    """Real sensor output (every conformance capture, heuristics on) is what the intake accepts."""
+    corpus = os.path.join(os.path.dirname(__file__), "data", "conformance")
+    pcaps = sorted(glob.glob(os.path.join(corpus, "*.pcap")))
+    with SensorKit(os.path.join(corpus, "trails.csv"), folder=str(tmp_path), USE_HEURISTICS=True) as kit:
+        kit.feed_pcap(*pcaps)
+        kit.close()
+        lines = kit.lines
+    assert len(lines) > 40
+    refused = [(line, check_line(line.encode())) for line in lines if check_line(line.encode())]
+    assert refused == []
