@@ -62,25 +62,28 @@ class LocalDays:
 
 class DayWindow:
     """Which day files the server's intake may write: real dates within `days` of the server's
-    local date (UDP_DAY_WINDOW). `days` 0 means any date (replaying old captures)."""
+    local date (UDP_DAY_WINDOW). `days` 0 means any date (replaying old captures). `refresh()`
+    (once per batch) follows the clock; `allows(day)` is then two text comparisons."""
 
     def __init__(self, days: int, clock: Callable[[], float] = time.time) -> None:
         self.days = days
         self.clock = clock
-        self._bounds = ("", "")
+        self.low, self.high = ("0000-00-00", "9999-99-99") if days <= 0 else ("", "")
         self._until = 0.0
+        self.refresh()
 
-    def allows(self, day: str) -> bool:
+    def refresh(self) -> None:
         if self.days <= 0:
-            return True
+            return
         now = self.clock()
         if now >= self._until:
             today = datetime.date.fromisoformat(day_of(now))
             span = datetime.timedelta(days=self.days)
-            self._bounds = ((today - span).isoformat(), (today + span).isoformat())
+            self.low, self.high = (today - span).isoformat(), (today + span).isoformat()
             self._until = now + 60
-        low, high = self._bounds
-        return low <= day <= high    # ISO dates sort as text
+
+    def allows(self, day: str) -> bool:
+        return self.low <= day <= self.high    # ISO dates sort as text
 
 
 def append_lines(fd: int, data: bytes) -> tuple[int, OSError | None]:

@@ -254,22 +254,27 @@ class Intake:
 
     def _sample(self, data: bytes, peer: object) -> None:
         """One dropped datagram on stderr, at most every SAMPLE_EVERY seconds."""
-        now = time.monotonic()
-        if now < self._next_sample:
-            return
-        self._next_sample = now + SAMPLE_EVERY
+        self._next_sample = time.monotonic() + SAMPLE_EVERY
         where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
         print(f"maltrail: intake dropped a datagram from {where} ({self.reason}): {data[:160]!r}; further drops are counted "
              f"(one sample every {SAMPLE_EVERY:.0f} s)",
               file=sys.stderr, flush=True)
 
     def _drain(self, pending: dict[str, list[bytes]]) -> int:
-        recvfrom = self.sock.recvfrom
+        """Receive and parse up to BATCH datagrams. The sender's address costs a little per
+        datagram, so it is asked for (recvfrom) only while a sample of a dropped one is due."""
+        self.window.refresh()
+        sampling = time.monotonic() >= self._next_sample
+        recv, recvfrom = self.sock.recv, self.sock.recvfrom
         parse = self.parse
         count = 0
+        peer: object = None
         while count < BATCH:
             try:
-                data, peer = recvfrom(65535)
+                if sampling:
+                    data, peer = recvfrom(65535)
+                else:
+                    data = recv(65535)
             except BlockingIOError:
                 break
             except OSError as ex:
@@ -284,8 +289,9 @@ class Intake:
                 if bucket is None:
                     bucket = pending[day] = []
                 bucket.append(line)
-            else:
+            elif sampling:
                 self._sample(data, peer)
+                sampling = False
         self.counters["received"] += count
         return count
 
