@@ -167,8 +167,8 @@ def check_line(line: bytes) -> str | None:
     """None when `line` (no newline) is a valid event line, else the reason (one of LINE_PROBLEMS)."""
     fast = _FAST_RE.fullmatch(line)
     if fast is not None and (line.isascii() or _valid_text(line)):
-        src, dst = fast[3], fast[4]
-        if _real_date(fast[1]) and (b":" not in src or _is_address(src)) and (b":" not in dst or _is_address(dst)):
+        date, src, dst = fast.group(1, 3, 4)
+        if _real_date(date) and (b":" not in src or _is_address(src)) and (b":" not in dst or _is_address(dst)):
             return None
     try:
         text = line.decode("utf-8")
