@@ -15,6 +15,7 @@ from core.events.event import (
     Event,
     check_line,
     format_line,
+    line_problem,
     parse_line,
     safe_value,
 )
@@ -100,3 +101,21 @@ def test_every_line_the_sensor_writes_for_the_conformance_corpus_passes_the_gram
     assert len(lines) > 40
     refused = [(line, check_line(line.encode())) for line in lines if check_line(line.encode())]
     assert refused == []
+
+
+def test_the_fast_path_agrees_with_the_step_by_step_grammar():
+    """check_line's one-match fast path never accepts what line_problem refuses (mutated lines)."""
+    rng = random.Random(11)
+    seeds = [line for line, _ in TABLE] + [b'"2026-11-28 06:07:08" s 2001:db8::1 1 ::1 2 253 PORT x "a b" c']
+    pieces = [b" ", b'"', b"-", b":", b".", b"\x00", b"\x7f", b"\xc2\x85", b"\xff", b"9", b"a", b"65536", b"300",
+              "é".encode()]
+    for _ in range(20000):
+        line = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(line) + 1)
+            if rng.random() < 0.5 and line:
+                del line[at:at + rng.randrange(1, 4)]
+            else:
+                line[at:at] = rng.choice(pieces)
+        data = bytes(line)
+        assert check_line(data) == line_problem(data), data

@@ -133,8 +133,8 @@ _PROTO_RE = re.compile(rb"[A-Za-z][A-Za-z0-9]{0,15}|0|[1-9]\d{0,2}")
 _TYPES = frozenset(t.encode("ascii") for t in TRAIL_TYPES)
 # The common case in one pass: the same grammar with IPv4 octets, ports, protocol names and types
 # spelled out, so a typical line costs one match. It only ever accepts what the step-by-step
-# checks accept (IPv6 addresses and the calendar are still checked); anything it refuses goes
-# through those checks, which name the reason.
+# checks (`line_problem`) accept (IPv6 addresses and the calendar are still checked); anything it
+# refuses goes through those checks, which name the reason. tests/test_event.py compares the two.
 _OCTET = rb"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _FAST_ADDR = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3}|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)"
 _FAST_PORT = rb"(?:-|6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}|0)"
@@ -170,6 +170,11 @@ def check_line(line: bytes) -> str | None:
         date, src, dst = fast.group(1, 3, 4)
         if _real_date(date) and (b":" not in src or _is_address(src)) and (b":" not in dst or _is_address(dst)):
             return None
+    return line_problem(line)
+
+
+def line_problem(line: bytes) -> str | None:
+    """The grammar step by step (the definition; `check_line` adds the one-match fast path)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
