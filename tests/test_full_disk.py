@@ -170,3 +170,23 @@ def test_preflight_warns_about_a_nearly_full_log_directory(tmp_path):
                                 capture_output=True, text=True, env=env, timeout=60)
     assert "[ok] log directory" in result.stdout and "[warn] log directory: only 64 kB free" in result.stdout, \
         result.stdout
+
+
+def test_server_intake_stopped_while_the_disk_is_still_full_counts_the_held_events_lost(tmp_path, capfd):
+    folder = str(tmp_path / "logs")
+    with small_fs(folder):
+        now = int(time.time())
+        intake = Intake("127.0.0.1", 0, folder)
+        fill(folder)
+        thread, stop = run_in_thread(intake)
+        from tests.test_intake import _send
+
+        _send(intake.port, [f"{now} {event_line(now, info=f'event number {n}')}".encode() for n in range(50)])
+        time.sleep(0.3)
+        stop.set()
+        thread.join(10)
+        names = [name for name in os.listdir(folder) if name.endswith(".log")]
+        assert all(os.path.getsize(os.path.join(folder, name)) == 0 for name in names)
+    stats = intake.stats()
+    assert stats["written"] == 0 and stats["spooled"] == 50 and stats["disk_lost"] == 50
+    assert stats["spool_pending"] == 0 and "50 held events lost at shutdown" in capfd.readouterr().err

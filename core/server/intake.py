@@ -165,6 +165,15 @@ class DayFiles:
     def pending(self) -> int:
         return sum(data.count(b"\n") for _, data in self.spool)
 
+    def give_up(self) -> None:
+        """At exit: what is still held is lost (counted and said)."""
+        held = self.pending()
+        if held:
+            self.counters["disk_lost"] += held
+            _say(f"{held} held events lost at shutdown: the disk is still full")
+        self.spool.clear()
+        self.spooled_bytes = 0
+
     def close(self) -> None:
         for fd in self.fds.values():
             try:
@@ -332,6 +341,7 @@ class Intake:
             self._flush(pending)
             self.files.next_retry = 0.0
             self.files.retry()
+            self.files.give_up()
         finally:
             self.close()
 
