@@ -53,7 +53,7 @@ MAX_OPEN_DAYS = 4
 SPOOL_BYTES = 32 << 20       # events held while the disk is full
 RETRY_EVERY = 1.0            # seconds between write attempts while events are spooled
 SAMPLE_EVERY = 60.0          # seconds between samples of dropped datagrams on stderr
-DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window", "new_day_cap")
+DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window")
 
 
 def _say(message: str) -> None:
