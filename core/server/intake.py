@@ -217,6 +217,7 @@ class Intake:
         self._last_head, self._last_day = b" ", ""      # never a head (heads end at a space)
         self.reason = ""
         self._next_sample = 0.0
+        self._want_sample = False       # a drop was seen while a sample is due: use recvfrom
         self._state_warned = False
 
     def parse(self, data: bytes) -> tuple[str, bytes] | None:
@@ -264,6 +265,7 @@ class Intake:
     def _sample(self, data: bytes, peer: object) -> None:
         """One dropped datagram on stderr, at most every SAMPLE_EVERY seconds."""
         self._next_sample = time.monotonic() + SAMPLE_EVERY
+        self._want_sample = False
         where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
         print(f"maltrail: intake dropped a datagram from {where} ({self.reason}): {data[:160]!r}; further drops are counted "
              f"(one sample every {SAMPLE_EVERY:.0f} s)",
@@ -271,9 +273,10 @@ class Intake:
 
     def _drain(self, pending: dict[str, list[bytes]]) -> int:
         """Receive and parse up to BATCH datagrams. The sender's address costs a little per
-        datagram, so it is asked for (recvfrom) only while a sample of a dropped one is due."""
+        datagram, so it is asked for (recvfrom) only once a drop has shown that a sample is due;
+        the next dropped datagram is then quoted with its sender."""
         self.window.refresh()
-        sampling = time.monotonic() >= self._next_sample
+        sampling = self._want_sample
         recv, recvfrom = self.sock.recv, self.sock.recvfrom
         parse = self.parse
         count = 0
@@ -301,6 +304,8 @@ class Intake:
             elif sampling:
                 self._sample(data, peer)
                 sampling = False
+            elif not self._want_sample and time.monotonic() >= self._next_sample:
+                self._want_sample = True
         self.counters["received"] += count
         return count
 
