@@ -14,6 +14,7 @@ from core.events.event import (
     TRAIL_TYPES,
     Event,
     check_line,
+    check_line_py,
     format_line,
     line_problem,
     parse_line,
@@ -63,6 +64,7 @@ def test_hostile_fields_stay_one_line_and_eleven_columns():
 def test_check_line_table():
     for line, reason in TABLE:
         assert check_line(line) == reason, line
+        assert check_line_py(line) == reason and line_problem(line) == reason, line
     assert {reason for _, reason in TABLE} == set(LINE_PROBLEMS) | {None}
 
 
@@ -104,7 +106,7 @@ def test_every_line_the_sensor_writes_for_the_conformance_corpus_passes_the_gram
 
 
 def test_the_fast_path_agrees_with_the_step_by_step_grammar():
-    """check_line's one-match fast path never accepts what line_problem refuses (mutated lines)."""
+    """check_line_py's one-match fast path never accepts what line_problem refuses (mutated lines)."""
     rng = random.Random(11)
     seeds = [line for line, _ in TABLE] + [b'"2026-11-28 06:07:08" s 2001:db8::1 1 ::1 2 253 PORT x "a b" c']
     pieces = [b" ", b'"', b"-", b":", b".", b"\x00", b"\x7f", b"\xc2\x85", b"\xff", b"9", b"a", b"65536", b"300",
@@ -118,4 +120,4 @@ def test_the_fast_path_agrees_with_the_step_by_step_grammar():
             else:
                 line[at:at] = rng.choice(pieces)
         data = bytes(line)
-        assert check_line(data) == line_problem(data), data
+        assert check_line_py(data) == line_problem(data), data

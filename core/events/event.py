@@ -18,6 +18,8 @@ then exactly 10 space-separated fields, each `-`, a bare token without spaces or
 quoted token; `src_ip`/`dst_ip` IPv4 or IPv6 addresses; ports `-` or 0-65535; `proto` an IP
 protocol name (a letter then letters/digits, at most 16) or number 0-255; `type` one of
 `TrailType`. It returns the reason a line is refused (one of `LINE_PROBLEMS`), or None.
+`line_problem` is its definition, step by step; `check_line` is the compiled twin
+(core/accel/_line.c) when built, else `check_line_py` (one regular expression for the common case).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import re
 import socket
 import time
 from typing import NamedTuple
+
+from core.accel import load
 
 PortField = int | str | None
 
@@ -163,7 +167,7 @@ def _real_date(text: bytes) -> bool:
     return True
 
 
-def check_line(line: bytes) -> str | None:
+def check_line_py(line: bytes) -> str | None:
     """None when `line` (no newline) is a valid event line, else the reason (one of LINE_PROBLEMS)."""
     fast = _FAST_RE.fullmatch(line)
     if fast is not None and (line.isascii() or _valid_text(line)):
@@ -205,3 +209,12 @@ def _valid_text(line: bytes) -> bool:
         return _C1.search(line.decode("utf-8")) is None
     except UnicodeDecodeError:
         return False
+
+
+# check_line: the compiled twin of line_problem (core/accel/_line.c) when it is built, else the
+# Python fast path above; tests/test_accel_line.py holds them to the same answers.
+check_line = check_line_py
+_accel = load("_line")
+if _accel is not None:
+    _accel.init(LINE_PROBLEMS, tuple(sorted(_TYPES)))
+    check_line = _accel.check
