@@ -176,9 +176,13 @@ def report(args: argparse.Namespace, sensor: Any) -> None:
     counters = detector.decode_counters()
     skips = ", ".join(f"{k} {v:,}" for k, v in sorted(skipped(counters).items()) if v)
     tunnels = ", ".join(f"{k} {v:,}" for k, v in sorted(decapsulated(counters).items()) if v)
-    info(args, f"[i] events: {events.delivered:,} written ({events.emitted:,} detected)"
+    info(args, f"[i] events: {events.delivered:,} delivered to the sinks ({events.emitted:,} detected)"
                + (f"; skipped frames: {skips}" if skips else "")
                + (f"; tunnels opened: {tunnels}" if tunnels else ""))
+    for sink in events.sinks:
+        if sink.lost or sink.errors:
+            info(args, f"[!] {sink.name}: {sink.lost:,} events lost, {sink.written:,} written "
+                       f"({sink.errors:,} failed writes)")
     if detector.errors:
         info(args, "[!] packet processing errors: " + ", ".join(f"{k} {v}" for k, v in detector.errors.items()))
 

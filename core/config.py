@@ -194,6 +194,8 @@ class Config:
     UDP_PORT: int | None = key("int", bounds=PORT)
     UDP_KEY: str | None = key("str")
     UDP_MAX_SKEW: int = key("int", 300, bounds=(1, 86400))
+    UDP_DAY_WINDOW: int = key("int", 2, bounds=(0, 36500))
+    UDP_NEW_DAYS_PER_MINUTE: int = key("int", 10, bounds=(1, 100000))
     USE_SERVER_UPDATE_TRAILS: bool = key("bool", False)
     MAX_REQUEST_THREADS: int = key("int", 100, bounds=(1, 10000))
     MAX_LIVE_STREAMS: int = key("int", 30, bounds=(0, 10000))

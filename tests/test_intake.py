@@ -1,5 +1,5 @@
-"""UDP intake: both datagram forms, CR/LF flattening, malformed and forged datagrams, signed mode,
-day files by event time, and no loss on shutdown (real sockets on 127.0.0.1, real server.py)."""
+"""UDP intake: both datagram forms, the line grammar (the shared table), the day window and new-day
+cap, malformed and forged datagrams, signed mode, day files by event time, and no loss on shutdown (real sockets on 127.0.0.1, real server.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import socket
 import time
 
 from core.events.dayfile import day_of, day_path
-from core.events.event import Event
+from core.events.event import LINE_PROBLEMS, Event
 from core.events.signing import Signer, Verifier
 from core.events.sinks import UdpSink
 from core.server.intake import Intake, run_in_thread
+from tests.event_lines import TABLE
 from tests.test_server_support import Server, event_line
 
 
@@ -40,23 +41,34 @@ def _read_all(tmp_path) -> dict[str, list[str]]:
     return out
 
 
-def test_both_forms_day_by_event_time_and_flattening(tmp_path):
+def test_both_forms_day_by_event_time_and_line_ends(tmp_path):
     now = time.time()
     yesterday = now - 86400
     line = event_line(now)
     old = event_line(yesterday, src="10.0.0.2")
+    injected = f"{int(now)} {line}\n\"2020-01-01 00:00:00.000000\" forged 6.6.6.6 1 2.2.2.2 2 TCP IP x y z"
     payloads = [f"{int(now)} {line}".encode(), f"{int(yesterday)} {old}".encode(), line.encode(),
-                f"{int(now)} {line}\n\"2020-01-01 00:00:00.000000\" forged 6.6.6.6 1 2.2.2.2 2 TCP IP x y z".encode(),
-                (line + "\r\n").encode()]
+                injected.encode(), (line + "\r\n").encode(), (line + "\n").encode(), (line + "\n\n").encode()]
     intake = _run(tmp_path, payloads)
     files = _read_all(tmp_path)
     today_name = os.path.basename(day_path(str(tmp_path), day_of(now)))
     yesterday_name = os.path.basename(day_path(str(tmp_path), day_of(yesterday)))
     assert files[yesterday_name] == [old]
-    assert len(files[today_name]) == 4
-    assert files[today_name][0] == line and files[today_name][1] == line and files[today_name][3] == line
-    assert files[today_name][2].startswith(line + ' "2020-01-01') and "2020-01-01.log" not in files
-    assert intake.counters["written"] == 5 and intake.counters["malformed"] == 0
+    assert files[today_name] == [line] * 4 and "2020-01-01.log" not in files
+    stats = intake.stats()
+    assert stats["written"] == 5 and stats["dropped_control_char"] == 2 and stats["dropped"] == 2
+
+
+def test_the_line_table_through_the_intake(tmp_path):
+    """The same table the grammar is tested with: valid lines kept, the others dropped by reason."""
+    now = int(time.time())
+    payloads = [b"%d %s" % (now, line) for line, _ in TABLE]
+    intake = _run(tmp_path, payloads)
+    kept = sum(_read_all(tmp_path).values(), [])
+    assert kept == [line.decode() for line, reason in TABLE if reason is None]
+    stats = intake.stats()
+    for reason in LINE_PROBLEMS:
+        assert stats[f"dropped_{reason}"] == sum(1 for _, r in TABLE if r == reason), reason
 
 
 def test_malformed_datagrams_are_counted_and_dropped(tmp_path):
@@ -68,7 +80,35 @@ def test_malformed_datagrams_are_counted_and_dropped(tmp_path):
     intake = _run(tmp_path, bad + [f"{now} {line}".encode()])
     files = _read_all(tmp_path)
     assert sum(len(v) for v in files.values()) == 1
-    assert intake.counters["malformed"] == len(bad) - 1 and intake.counters["signed_without_key"] == 1
+    stats = intake.stats()
+    assert stats["dropped"] == len(bad) - 1 and stats["signed_without_key"] == 1
+    assert stats["dropped_bad_epoch"] == 6 and stats["dropped_bad_time"] == 3
+    assert "dropped_bad_epoch=6" in intake.summary() and "dropped_bad_port" not in intake.summary()
+
+
+def test_day_window_and_new_day_cap(tmp_path):
+    now = time.time()
+    inside = [now - 2 * 86400, now - 86400, now, now + 86400]
+    outside = [now - 4 * 86400, now + 4 * 86400, now - 400 * 86400]
+    payloads = [f"{int(t)} {event_line(t)}".encode() for t in inside + outside]
+    payloads += [event_line(t).encode() for t in outside]                           # naive form too
+    intake = _run(tmp_path, payloads)
+    assert sorted(os.listdir(tmp_path)) == sorted({os.path.basename(day_path(str(tmp_path), day_of(t)))
+                                                   for t in inside})
+    assert intake.stats()["dropped_outside_window"] == 6
+    # UDP_DAY_WINDOW 0 (replays of old captures): any real date, but at most N new files a minute
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    intake = Intake("127.0.0.1", 0, str(replay), day_window=0, new_days_per_minute=3)
+    thread, stop = run_in_thread(intake)
+    old = [now - n * 86400 for n in range(100, 110)]
+    _send(intake.port, [f"{int(t)} {event_line(t)}".encode() for t in old + old[:2]])
+    time.sleep(0.2)
+    stop.set()
+    thread.join(5)
+    assert len(os.listdir(replay)) == 3
+    stats = intake.stats()
+    assert stats["written"] == 5 and stats["new_day_cap"] == 7 and stats["dropped_outside_window"] == 0
 
 
 def test_signed_mode_drops_unsigned_forged_replayed_and_stale(tmp_path):
@@ -120,8 +160,31 @@ def test_no_event_lost_on_shutdown(tmp_path):
     now = int(time.time())
     line = event_line(now)
     count = 20000
-    srv.send_udp([f"{now} {line}".encode()] * count)
-    srv.stop()
+    for _ in range(count // 2000):      # bursts the receive buffer holds even on a busy machine
+        srv.send_udp([f"{now} {line}".encode()] * 2000)
+        time.sleep(0.01)
+    srv.stop()                          # at once: what is still queued is drained before exit
     with open(srv.day_file(now)) as handle:
         assert sum(1 for _ in handle) == count
     assert f"received={count} written={count}" in srv.stderr
+
+
+def test_signed_datagrams_captured_before_a_restart_are_refused_after_it(tmp_path):
+    srv = Server(str(tmp_path), extra="UDP_KEY correct horse battery staple")
+    now = int(time.time())
+    signer = Signer("correct horse battery staple")
+    captured = [signer.sign(f"{now} {event_line(now, src=f'10.9.0.{n + 1}')}".encode()) for n in range(20)]
+    with srv:
+        srv.send_udp(captured)
+        time.sleep(0.5)
+    assert "signed_accepted=20" in srv.stderr
+    assert os.path.exists(os.path.join(srv.log_dir, "udp_senders.state"))
+    with srv:                                   # the same server restarted: the capture replayed
+        srv.send_udp(captured)
+        time.sleep(0.5)
+        srv.send_udp([signer.sign(f"{now} {event_line(now, src='10.9.1.1')}".encode())])   # still live
+        time.sleep(0.3)
+    summary = re.findall(r"intake: (received=.*)", srv.stderr)[-1]
+    assert "signed_accepted=1 " in summary and "signed_replayed=20 " in summary
+    with open(srv.day_file(now)) as handle:
+        assert len(handle.read().splitlines()) == 21

@@ -361,10 +361,13 @@ class Supervisor:
 
 def capture_summary(rows: list[dict[str, float]]) -> str:
     total = {key: int(sum(row[key] for row in rows)) for key in ("received", "dropped", "ifdropped",
-                                                                   "packets", "events_written")}
+                                                                   "packets", "events_written", "events_lost",
+                                                                   "log_write_errors")}
+    lost = (f" ({total['events_lost']:,} lost to write errors, {total['log_write_errors']:,} failed writes)"
+            if total["events_lost"] or total["log_write_errors"] else "")
     return (f"[i] capture: {total['received']:,} received, {total['dropped']:,} dropped by kernel, "
             f"{total['ifdropped']:,} dropped by interface; {total['packets']:,} processed, "
-            f"{total['events_written']:,} events")
+            f"{total['events_written']:,} events{lost}")
 
 
 def run_live(config: Config, store: TrailStore, open_store: StoreOpener, make_sensor: SensorFactory,

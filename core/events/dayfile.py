@@ -7,15 +7,18 @@ Where it sits: shared by the sensor's log file sink (core/events/sinks.py), the 
 intake (core/server/intake.py), the day-file reader of the HTTP API (core/server/storage.py) and
 the alert tailer (core/server/alerts.py). An event belongs to `LOG_DIR/YYYY-MM-DD.log` where the
 date is the local calendar date of the event's time (the same local time the line starts with,
-core/events/event.py `format_time`).
+core/events/event.py `format_time`). `DayWindow` bounds the dates the intake accepts;
+`append_lines` is the one way whole lines are appended (no torn line on a full disk).
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import re
 import time
+from collections.abc import Callable
 
 SUFFIX = ".log"
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -84,3 +87,53 @@ def prune_day_files(log_dir: str, keep_days: int, today: datetime.date | None = 
             continue
         removed.append(os.path.join(log_dir, name))
     return sorted(removed)
+class DayWindow:
+    """Which day files the server's intake may write: real dates within `days` of the server's
+    local date (UDP_DAY_WINDOW). `days` 0 means any date (replaying old captures). `refresh()`
+    (once per batch) follows the clock; `allows(day)` is then two text comparisons."""
+
+    def __init__(self, days: int, clock: Callable[[], float] = time.time) -> None:
+        self.days = days
+        self.clock = clock
+        self.low, self.high = ("0000-00-00", "9999-99-99") if days <= 0 else ("", "")
+        self._until = 0.0
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.days <= 0:
+            return
+        now = self.clock()
+        if now >= self._until:
+            today = datetime.date.fromisoformat(day_of(now))
+            span = datetime.timedelta(days=self.days)
+            self.low, self.high = (today - span).isoformat(), (today + span).isoformat()
+            self._until = now + 60
+
+    def allows(self, day: str) -> bool:
+        return self.low <= day <= self.high    # ISO dates sort as text
+
+
+def append_lines(fd: int, data: bytes) -> tuple[int, OSError | None]:
+    """Append `data` (whole lines) to a day file opened with O_APPEND. Returns how many bytes of
+    it are in the file, always ending at a line end, and the error that stopped the rest. A short
+    write (a full disk) never leaves a partial line for the next write to extend: the partial
+    tail is cut off again while it is still the end of the file."""
+    done = 0
+    view = memoryview(data)
+    try:
+        while done < len(data):
+            written = os.write(fd, view[done:])
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+        return done, None
+    except OSError as ex:
+        keep = data.rfind(b"\n", 0, done) + 1
+        if keep < done:
+            try:
+                end = os.lseek(fd, 0, os.SEEK_CUR)
+                if os.fstat(fd).st_size == end:        # nobody appended after the partial line
+                    os.ftruncate(fd, end - (done - keep))
+            except OSError:
+                pass
+        return keep, ex

@@ -3,7 +3,8 @@
 Where it sits: detect.py and the heuristics call `emit(event, packet)`. The pipeline applies, in
 order: whitelist and ignore rules, condensing of noisy classes, the throttle, then formats the
 line once and hands it to every sink, then calls plugins. `tick(sec)` is called with packet time
-so windows close deterministically on offline replay; `close()` flushes everything.
+so windows close deterministically on offline replay (it also lets a sink holding events after
+write errors try again); `close()` flushes everything.
 
 The stages are plain objects passed in at construction (an explicit list, no registry magic):
 a filter has `allow(event) -> bool`; a stage with state has `push(event, packet) -> list of
@@ -81,6 +82,9 @@ class EventPipeline:
             due = stage.tick(sec)
             if due:
                 self._through(index + 1, due)
+        for sink in self.sinks:
+            if sink.pending():          # events held after write errors: try again
+                sink.flush()
 
     def close(self) -> None:
         for index, stage in enumerate(self.stages):

@@ -23,7 +23,7 @@ from core.detect.detector import Detector
 from core.events.pipeline import EventPipeline
 
 FIELDS = ("heartbeat", "pid", "packets", "received", "dropped", "ifdropped", "events_detected",
-          "events_written", "log_write_errors", "state_saturation", "packet_errors",
+          "events_written", "events_lost", "log_write_errors", "state_saturation", "packet_errors",
           "trail_generation", "trail_count", "trail_loaded", "reload_rejected",
           "tunnel_malformed", "tunnel_too_deep") + tuple(f"decap_{kind}" for kind in TUNNEL_KINDS)
 _ROW = struct.Struct(f"={len(FIELDS)}d")
@@ -62,6 +62,7 @@ def pipeline_totals(pipeline: Detector, events: EventPipeline) -> dict[str, floa
         "packets": pipeline.packets,
         "events_detected": events.emitted,
         "events_written": events.delivered,
+        "events_lost": sum(sink.lost for sink in events.sinks),
         "log_write_errors": sum(sink.errors for sink in events.sinks),
         "state_saturation": saturation,
         "packet_errors": sum(pipeline.errors.values()),
@@ -101,6 +102,9 @@ def render(rows: list[dict[str, float]], started: float, now: float | None = Non
            per_worker("events_detected"))
     family("maltrail_events_written_total", "counter", "Events delivered to the sinks after filtering and throttling.",
            per_worker("events_written"))
+    family("maltrail_events_lost_total", "counter",
+           "Events a sink gave up on (its spool full while writes failed, e.g. a full disk).",
+           per_worker("events_lost"))
     family("maltrail_log_write_errors_total", "counter", "Failed writes to event sinks.",
            per_worker("log_write_errors"))
     family("maltrail_state_saturation_total", "counter",

@@ -4,12 +4,12 @@ Where it sits: run by sensor.py instead of capturing (and by maltrail-sensor.ser
 ExecStartPre). The preflight checks what would stop a live start: configuration (an unknown key
 fails it; its warning names the nearest known key), privileges, interfaces, the BPF filter (and
 warns when it drops tunnelled mirrors the decoder would open), the trail set (a missing trails file
-is a warning: the sensor builds it at its first start), the log directory; it says which compiled
-accelerators (core/accel) are in use and which optional packages (core/ops/deps.py) are missing
-(warnings, not failures); then prints the effective configuration. The self-test builds the
-production sensor (core/assemble.py) over a small built-in trail set, replays a crafted capture
-through it (one packet inside a VXLAN tunnel, as cloud packet mirroring delivers it) and reports N/N
-detections and the tunnels it opened.
+is a warning: the sensor builds it at its first start), the log directory (a warning when its
+filesystem has little space left); it says which compiled accelerators (core/accel) are in use and
+which optional packages (core/ops/deps.py) are missing (warnings, not failures); then prints the
+effective configuration. The self-test builds the production sensor (core/assemble.py) over a small
+built-in trail set, replays a crafted capture through it (one packet inside a VXLAN tunnel, as cloud
+packet mirroring delivers it) and reports N/N detections and the tunnels it opened.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from core.accel import status as accel_status
 from core.capture.live import CaptureError, CaptureSettings, can_capture, check_filter, check_interfaces
 from core.config import Config
 from core.decode.tunnel import UdpTunnel, probe_frames, udp_tunnels
+from core.events.sinks import SPOOL_LINES
 from core.ops.deps import OPTIONAL, optional_note
 from core.trails.store import TrailStore
 
@@ -79,7 +80,11 @@ def preflight(config: Config, open_store: StoreOpener, say: Say, live: bool = Tr
     if config.DISABLE_LOCAL_LOG_STORAGE:
         check("log directory", True, "local log storage disabled")
     else:
-        check("log directory", *_writable(config.LOG_DIR))
+        ok, detail = _writable(config.LOG_DIR)
+        check("log directory", ok, detail)
+        low = ok and _low_space_note(config.LOG_DIR)
+        if low:
+            say(f"[warn] log directory: {low}")
     if failures == 0:
         say("effective configuration:")
         for key, value in config.effective():
@@ -119,6 +124,23 @@ def _writable(folder: str) -> tuple[bool, str]:
     except OSError as ex:
         return False, f"{folder}: {ex.strerror or ex}"
     return True, f"{folder} writable"
+
+
+LOW_SPACE = 64 << 20
+
+
+def _low_space_note(folder: str) -> str | None:
+    """A warning when the log directory's filesystem is (nearly) full: events would then be held
+    in memory (core/events/sinks.py) and, once that spool is full, lost."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    if free >= LOW_SPACE:
+        return None
+    return (f"only {free >> 10:,} kB free on {folder}; when it is full, events are held in memory up to "
+            f"{SPOOL_LINES:,} and then lost (counted in the summary and maltrail_events_lost_total)")
 
 
 # --- detection self-test -------------------------------------------------------------------------

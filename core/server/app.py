@@ -48,6 +48,7 @@ Report = Callable[[str], None]
 JOIN_TIMEOUT = 10.0          # per thread
 HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
+SENDERS_STATE = "udp_senders.state"   # signed senders' high-water marks, in LOG_DIR
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
                 "-subj /CN=maltrail")
 
@@ -198,9 +199,14 @@ class ServerApp:
             return
         if 0 < config.UDP_PORT <= 1024 and os.geteuid() != 0 and not config.DISABLE_CHECK_SUDO:
             raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
-        verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW) if config.UDP_KEY else None
+        verifier = None
+        if config.UDP_KEY:
+            verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW,
+                                state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
         try:
-            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
+            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
+                            day_window=config.UDP_DAY_WINDOW,
+                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None

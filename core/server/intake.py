@@ -1,30 +1,39 @@
 """UDP event intake: sensors' datagrams -> the server's daily log files.
 
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
-sends one datagram per event; this loop validates each one and appends its line to its day file
+sends one datagram per event; this loop checks each one and appends its line to its day file
 (`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads.
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
 - a naive `<log line>` starting with the quoted local time: the day file is that date.
-With UDP_KEY set, only signed datagrams (`MTS1 …`, core/events/signing.py) are accepted.
-Embedded CR/LF become spaces so a datagram can never inject a second line; lines that do not
-start with a quoted timestamp, or hold NUL bytes, are counted as malformed and dropped.
+With UDP_KEY set, only signed datagrams (`MTS1 …`, core/events/signing.py) are accepted; the
+senders' high-water marks (`LOG_DIR/udp_senders.state`) are saved before each batch is written,
+so a restart never admits a datagram twice.
+Every line must pass `check_line` (core/events/event.py, the grammar the sensors write with); one
+trailing LF or CRLF is tolerated, anything else is dropped and counted by reason (`dropped_*`),
+with at most one sample a minute on stderr. Day files are written only for dates inside
+UDP_DAY_WINDOW days of the server's clock, and at most UDP_NEW_DAYS_PER_MINUTE new day files are
+created a minute.
+
+A write that fails (a full disk) leaves no partial line (`append_lines`); what was not written is
+held in a bounded spool (SPOOL_BYTES) and written, in order, once a write succeeds again (tried
+every RETRY_EVERY seconds); what does not fit is counted as `disk_lost`.
 
 Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB asked for; the
 kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; app.py logs the
 effective size at start, see docs/operations-server.md). It drains everything
 queued (up to BATCH datagrams), then writes one buffer per day file with a single write(), so
-the cost per event is a recv plus a few byte operations. While traffic flows the loop sleeps
-2 ms between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it drains the socket once more
-and flushes, so nothing already received is lost.
+the cost per event is a recv, the line check and a few byte operations. While traffic flows the
+loop sleeps 2 ms between drains rather than waiting on the socket, so senders never pay for
+wake-ups. On stop it drains the socket once more and flushes, so nothing already received is lost.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
-import re
 import select
 import socket
 import sys
@@ -32,49 +41,138 @@ import threading
 import time
 from collections.abc import Callable
 
-from core.events.dayfile import LocalDays, day_path
+from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
+from core.events.event import LINE_PROBLEMS, check_line
 from core.events.signing import Verifier
 
 BATCH = 20000
 POLL_PAUSE = 0.002
 RCVBUF = 64 << 20
-LINE_RE = re.compile(rb'"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?" \S')
 MIN_EPOCH, MAX_EPOCH = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01
 MAX_OPEN_DAYS = 4
+SPOOL_BYTES = 32 << 20       # events held while the disk is full
+RETRY_EVERY = 1.0            # seconds between write attempts while events are spooled
+SAMPLE_EVERY = 60.0          # seconds between samples of dropped datagrams on stderr
+DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window")
+
+
+def _say(message: str) -> None:
+    print(f"maltrail: intake: {message}", file=sys.stderr, flush=True)
 
 
 class DayFiles:
-    """Append-only day files with cached descriptors (a few days open at once)."""
+    """Append-only day files with cached descriptors (a few days open at once), a cap on new
+    files a minute and a bounded spool for what a full disk refused."""
 
-    def __init__(self, log_dir: str) -> None:
+    def __init__(self, log_dir: str, new_days_per_minute: int = 10, spool_bytes: int = SPOOL_BYTES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.log_dir = log_dir
+        self.new_days_per_minute = new_days_per_minute
+        self.spool_bytes = spool_bytes
+        self.clock = clock
         self.fds: dict[str, int] = {}
-        self.errors = 0
+        self.created: collections.deque[float] = collections.deque()
+        self.spool: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.spooled_bytes = 0
+        self.next_retry = 0.0
+        self.failing = False
+        self.counters = {"written": 0, "new_day_cap": 0, "write_errors": 0, "spooled": 0, "disk_lost": 0}
 
-    def append(self, day: str, data: bytes) -> bool:
+    def _fd(self, day: str) -> int | None:
+        """The open descriptor of a day file; None when creating it would pass the per-minute cap."""
         fd = self.fds.get(day)
+        if fd is not None:
+            return fd
+        path = day_path(self.log_dir, day)
+        if not os.path.exists(path):
+            now = self.clock()
+            while self.created and self.created[0] <= now - 60:
+                self.created.popleft()
+            if len(self.created) >= self.new_days_per_minute:
+                return None
+            self.created.append(now)
+        if len(self.fds) >= MAX_OPEN_DAYS:
+            os.close(self.fds.pop(next(iter(self.fds))))
+        fd = self.fds[day] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return fd
+
+    def append(self, day: str, data: bytes) -> None:
+        """Whole lines for one day file: written now, or spooled behind what is already waiting."""
+        if self.spool:
+            self._hold(day, data)
+            self.retry()
+            return
+        rest = self._write(day, data)
+        if rest:
+            self._hold(day, rest)
+
+    def _write(self, day: str, data: bytes) -> bytes:
+        """Writes `data`; returns what a write error left unwritten (whole lines), else b''."""
         try:
-            if fd is None:
-                if len(self.fds) >= MAX_OPEN_DAYS:
-                    old_day = next(iter(self.fds))
-                    os.close(self.fds.pop(old_day))
-                fd = os.open(day_path(self.log_dir, day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                self.fds[day] = fd
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            return True
+            fd = self._fd(day)
         except OSError as ex:
-            self.errors += 1
-            if fd is not None:
-                self.fds.pop(day, None)
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            print(f"maltrail: intake: cannot write {day}.log: {ex}", file=sys.stderr)
-            return False
+            self._failed(day, ex)
+            return data
+        if fd is None:
+            self.counters["new_day_cap"] += data.count(b"\n")
+            return b""
+        done, error = append_lines(fd, data)
+        self.counters["written"] += data.count(b"\n", 0, done)
+        if error is None:
+            if self.failing:
+                self.failing = False
+                _say(f"writing again after write errors ({self.counters['spooled']} events spooled meanwhile, "
+                     f"{self.counters['disk_lost']} lost)")
+            return b""
+        os.close(self.fds.pop(day))
+        self._failed(day, error)
+        return data[done:]
+
+    def _failed(self, day: str, error: OSError) -> None:
+        self.counters["write_errors"] += 1
+        self.next_retry = self.clock() + RETRY_EVERY
+        if not self.failing:
+            self.failing = True
+            _say(f"cannot write {day}.log: {error}; holding events (up to {self.spool_bytes >> 10:,} kB) "
+                 "until a write succeeds")
+
+    def _hold(self, day: str, data: bytes) -> None:
+        """Spool whole lines, as many as fit; the rest are counted as lost."""
+        room = self.spool_bytes - self.spooled_bytes
+        if len(data) > room:
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            self.counters["disk_lost"] += data.count(b"\n", cut)
+            data = data[:cut]
+            if not data:
+                return
+        self.spool.append((day, data))
+        self.spooled_bytes += len(data)
+        self.counters["spooled"] += data.count(b"\n")
+
+    def retry(self) -> None:
+        """Write spooled events in order (at most every RETRY_EVERY seconds while failing)."""
+        if not self.spool or self.clock() < self.next_retry:
+            return
+        while self.spool:
+            day, data = self.spool[0]
+            rest = self._write(day, data)
+            self.spooled_bytes -= len(data) - len(rest)
+            if rest:
+                self.spool[0] = (day, rest)
+                return
+            self.spool.popleft()
+
+    def pending(self) -> int:
+        return sum(data.count(b"\n") for _, data in self.spool)
+
+    def give_up(self) -> None:
+        """At exit: what is still held is lost (counted and said)."""
+        held = self.pending()
+        if held:
+            self.counters["disk_lost"] += held
+            _say(f"{held} held events lost at shutdown: the disk is still full")
+        self.spool.clear()
+        self.spooled_bytes = 0
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -89,7 +187,8 @@ class Intake:
     """The receive loop. Counters say what happened to every datagram."""
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
-                 rcvbuf: int = RCVBUF) -> None:
+                 rcvbuf: int = RCVBUF, day_window: int = 2, new_days_per_minute: int = 10,
+                 spool_bytes: int = SPOOL_BYTES) -> None:
         self.log_dir = log_dir
         self.verifier = verifier
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
@@ -110,55 +209,84 @@ class Intake:
         self.sock.bind(sockaddr)
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
-        self.files = DayFiles(log_dir)
-        self.counters = {"received": 0, "written": 0, "malformed": 0, "signed_without_key": 0,
-                         "write_errors": 0}
+        self.files = DayFiles(log_dir, new_days_per_minute, spool_bytes)
+        self.window = DayWindow(day_window)
+        self.counters = {"received": 0, "signed_without_key": 0}
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.days = LocalDays()
-        self._last_head, self._last_day = b"", ""
+        self._last_head, self._last_day = b" ", ""      # never a head (heads end at a space)
+        self.reason = ""
+        self._next_sample = 0.0
+        self._want_sample = False       # a drop was seen while a sample is due: use recvfrom
+        self._state_warned = False
 
     def parse(self, data: bytes) -> tuple[str, bytes] | None:
-        """(day, line with newline) for an acceptable datagram, else None (counted)."""
+        """(day, line with newline) for an acceptable datagram, else None (counted; `reason` says why)."""
         if self.verifier is not None:
             plain = self.verifier.verify(data)
             if plain is None:
+                self.reason = "signature"
                 return None
             data = plain
         elif data.startswith(b"MTS1 "):
             self.counters["signed_without_key"] += 1
+            self.reason = "signed_without_key"
             return None
-        if b"\n" in data or b"\r" in data:
-            data = data.rstrip(b"\r\n").replace(b"\r", b" ").replace(b"\n", b" ")
-        if b"\x00" in data:
-            self.counters["malformed"] += 1
-            return None
+        if data[-1:] == b"\n":
+            data = data[:-2] if data[-2:] == b"\r\n" else data[:-1]
         if data[:1] == b'"':
-            if not LINE_RE.match(data):
-                self.counters["malformed"] += 1
-                return None
-            day = data[1:11].decode("ascii")
             line = data
+            day = ""
         else:
             head, _, line = data.partition(b" ")
-            if not LINE_RE.match(line):
-                self.counters["malformed"] += 1
-                return None
             if head == self._last_head:
                 day = self._last_day
-            else:
-                if not head.isdigit() or len(head) > 11 or not MIN_EPOCH <= int(head) < MAX_EPOCH:
-                    self.counters["malformed"] += 1
-                    return None
+            elif head.isdigit() and len(head) <= 11 and MIN_EPOCH <= int(head) < MAX_EPOCH:
                 day = self.days.day(int(head))
                 self._last_head, self._last_day = head, day
+            else:
+                self._drop("bad_epoch")
+                return None
+        problem = check_line(line)
+        if problem is not None:
+            self._drop(problem)
+            return None
+        if not day:
+            day = line[1:11].decode("ascii")
+        if not self.window.allows(day):
+            self._drop("outside_window")
+            return None
         return day, line + b"\n"
 
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+        self.reason = reason
+
+    def _sample(self, data: bytes, peer: object) -> None:
+        """One dropped datagram on stderr, at most every SAMPLE_EVERY seconds."""
+        self._next_sample = time.monotonic() + SAMPLE_EVERY
+        self._want_sample = False
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+        print(f"maltrail: intake dropped a datagram from {where} ({self.reason}): {data[:160]!r}; further drops are counted "
+             f"(one sample every {SAMPLE_EVERY:.0f} s)",
+              file=sys.stderr, flush=True)
+
     def _drain(self, pending: dict[str, list[bytes]]) -> int:
-        recv = self.sock.recv
+        """Receive and parse up to BATCH datagrams. The sender's address costs a little per
+        datagram, so it is asked for (recvfrom) only once a drop has shown that a sample is due;
+        the next dropped datagram is then quoted with its sender."""
+        self.window.refresh()
+        sampling = self._want_sample
+        recv, recvfrom = self.sock.recv, self.sock.recvfrom
         parse = self.parse
         count = 0
+        peer: object = None
         while count < BATCH:
             try:
-                data = recv(65535)
+                if sampling:
+                    data, peer = recvfrom(65535)
+                else:
+                    data = recv(65535)
             except BlockingIOError:
                 break
             except OSError as ex:
@@ -173,15 +301,20 @@ class Intake:
                 if bucket is None:
                     bucket = pending[day] = []
                 bucket.append(line)
+            elif sampling:
+                self._sample(data, peer)
+                sampling = False
+            elif not self._want_sample and time.monotonic() >= self._next_sample:
+                self._want_sample = True
         self.counters["received"] += count
         return count
 
     def _flush(self, pending: dict[str, list[bytes]]) -> None:
+        if self.verifier is not None and not self.verifier.save() and not self._state_warned:
+            self._state_warned = True
+            _say(f"cannot save the senders' high-water marks to {self.verifier.state_path}")
         for day, lines in pending.items():
-            if self.files.append(day, b"".join(lines)):
-                self.counters["written"] += len(lines)
-            else:
-                self.counters["write_errors"] += len(lines)
+            self.files.append(day, b"".join(lines))
         pending.clear()
 
     def run(self, stopped: Callable[[], bool], report: Callable[[str], None] | None = None,
@@ -194,6 +327,7 @@ class Intake:
                 count = self._drain(pending)
                 if pending:
                     self._flush(pending)
+                self.files.retry()
                 if count == 0:
                     # idle: block until a datagram arrives
                     try:
@@ -210,6 +344,9 @@ class Intake:
             while self._drain(pending):
                 self._flush(pending)
             self._flush(pending)
+            self.files.next_retry = 0.0
+            self.files.retry()
+            self.files.give_up()
         finally:
             self.close()
 
@@ -219,13 +356,22 @@ class Intake:
         self.sock.close()
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
+        """Every counter: received, written, dropped (total and per reason), disk, signatures."""
+        out = {"received": self.counters["received"], "written": self.files.counters["written"],
+               "dropped": sum(self.dropped.values())}
+        out.update((f"dropped_{reason}", n) for reason, n in self.dropped.items())
+        out["signed_without_key"] = self.counters["signed_without_key"]
+        out.update(self.files.counters)
+        out["spool_pending"] = self.files.pending()
         if self.verifier is not None:
             out.update({f"signed_{k}": v for k, v in self.verifier.counters.items()})
         return out
 
     def summary(self) -> str:
-        return "intake: " + " ".join(f"{k}={v}" for k, v in self.stats().items())
+        """The counters line: zero drop reasons are left out, everything else always shown."""
+        stats = self.stats()
+        return "intake: " + " ".join(f"{k}={v}" for k, v in stats.items()
+                                     if v or not k.startswith("dropped_"))
 
 
 def run_in_thread(intake: Intake) -> tuple[threading.Thread, threading.Event]:
