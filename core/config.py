@@ -140,6 +140,9 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "MAX_REQUEST_THREADS": ("int", 100),
     "MAX_LIVE_STREAMS": ("int", 30),
     "REQUEST_TIMEOUT": ("int", 60),
+    "HEAD_TIMEOUT": ("int", 10),
+    "MAX_CONNECTIONS": ("int", 4096),
+    "MAX_CONNECTIONS_PER_ADDRESS": ("int", 64),
     "MAX_POST_SIZE": ("size", 10 << 20),
     "HUNT_TIME_BUDGET": ("float", 10.0),
     "IP_ALIASES": ("list", []),
@@ -235,7 +238,8 @@ SCHEMA: dict[str, tuple[str, Any]] = {
 # except SCAN_WINDOW which the original clamps (kept for compatibility).
 RANGES: dict[str, tuple[float, float]] = {
     "HTTP_PORT": (1, 65535), "UDP_PORT": (1, 65535), "MAX_REQUEST_THREADS": (1, 10000),
-    "MAX_LIVE_STREAMS": (0, 10000), "REQUEST_TIMEOUT": (1, 3600), "IP_MINIMUM_FEEDS": (1, 1000),
+    "MAX_LIVE_STREAMS": (0, 10000), "REQUEST_TIMEOUT": (1, 3600), "HEAD_TIMEOUT": (1, 3600),
+    "MAX_CONNECTIONS": (16, 1000000), "MAX_CONNECTIONS_PER_ADDRESS": (1, 1000000), "IP_MINIMUM_FEEDS": (1, 1000),
     "UPDATE_PERIOD": (60, 365 * 86400), "CAPTURE_WORKERS": (1, 64), "CAPTURE_SNAPLEN": (64, 262144),
     "CAPTURE_TIMEOUT": (1, 10000), "EVENT_THROTTLE_WINDOW": (1, 86400), "EVENT_THROTTLE_BURST": (1, 1000000),
     "EVENT_THROTTLE_MAX_KEYS": (1, 10000000), "DOMAIN_CACHE_ENTRIES": (0, 10000000),
