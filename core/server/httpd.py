@@ -14,11 +14,12 @@ answers `503 Retry-After: 1` itself (through TLS too: the handshake is already d
 
 Deadlines: the handshake and the head within HEAD_TIMEOUT of the accept (408, or a close while
 the handshake is unfinished); the body within REQUEST_TIMEOUT of the head; each response write
-within REQUEST_TIMEOUT. Caps: at most MAX_CONNECTIONS_PER_ADDRESS connections from one address
-(an IPv6 /64 counts as one) and MAX_CONNECTIONS in all, counting the ones being answered; at
-either cap the oldest connection still waiting for its request under that cap is closed to make
-room (a new one is refused when none waits); the bytes held for unfinished requests are capped
-the same way (BUFFER_BUDGET). An answer from the loop (an error, 408, 503) is followed by a
+within REQUEST_TIMEOUT. Caps, counting the connections being answered too: at most
+MAX_CONNECTIONS_PER_ADDRESS from one address (an IPv6 /64 counts as one): a connection over it
+is closed as soon as it is accepted, before any TLS work, so re-connecting in a loop costs the
+server an accept and a close; at most MAX_CONNECTIONS in all: at that cap the oldest connection
+still waiting for its request is closed to make room (a new one is refused when none waits);
+the bytes held for unfinished requests are capped the same way (BUFFER_BUDGET). An answer from the loop (an error, 408, 503) is followed by a
 shutdown of the sending side and a short linger that discards what the client still sends, so
 the answer is not destroyed by a reset. On shutdown the loop closes the waiting connections;
 `join` gives requests being answered a grace period, then cuts them.
@@ -129,11 +130,10 @@ class HttpServer:
         self.buffer_budget = max(BUFFER_BUDGET, 2 * max_body)
         self.ssl_context = ssl_context
         self.server_name = server_name
-        self.counters = {"requests": 0, "refused_busy": 0, "refused_full": 0, "evicted": 0, "timeouts": 0,
-                         "bad_requests": 0, "tls_failed": 0, "errors": 0}
+        self.counters = {"requests": 0, "refused_busy": 0, "refused_address": 0, "refused_full": 0, "evicted": 0,
+                         "timeouts": 0, "bad_requests": 0, "tls_failed": 0, "errors": 0}
         # the event loop's own state (its thread only)
         self.waiting: dict[int, Waiting] = {}              # fd -> connection, in accept order
-        self.waiting_by_key: dict[str, dict[int, Waiting]] = {}
         self.buffered = 0
         self.paused_until = 0.0
         # shared with the workers, under the lock
@@ -182,9 +182,13 @@ class HttpServer:
     def serve_forever(self) -> None:
         """Accept and read requests until `shutdown`; then close the connections still waiting."""
         selector = selectors.DefaultSelector()
-        self.sock.setblocking(False)
+        try:
+            self.sock.setblocking(False)
+            selector.register(self.sock, selectors.EVENT_READ, None)
+        except (OSError, ValueError):        # shut down before the loop started
+            selector.close()
+            return
         listening = True
-        selector.register(self.sock, selectors.EVENT_READ, None)
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         try:
             while not self.stopping.is_set():
@@ -224,22 +228,17 @@ class HttpServer:
                 return True                    # ECONNABORTED and friends, or the socket was closed
             address, port = client_address(addr)
             key = address_key(address)
-            if self._make_room(selector, key):
-                self._admit(selector, raw, address, port, key)
-            else:
+            with self.lock:
+                key_full = self.open_by_key.get(key, 0) >= self.max_per_address
+                total_full = self.open_total >= self.max_connections
+            if key_full:
+                self._count("refused_address")
+                raw.close()
+            elif total_full and not self._evict_oldest(selector, self.waiting):
                 self._count("refused_full")
                 raw.close()
-        return True
-
-    def _make_room(self, selector: selectors.BaseSelector, key: str) -> bool:
-        """Under both caps, if need be by closing the oldest waiting connection under the cap reached."""
-        with self.lock:
-            key_full = self.open_by_key.get(key, 0) >= self.max_per_address
-            total_full = self.open_total >= self.max_connections
-        if key_full:
-            return self._evict_oldest(selector, self.waiting_by_key.get(key, {}))
-        if total_full:
-            return self._evict_oldest(selector, self.waiting)
+            else:
+                self._admit(selector, raw, address, port, key)
         return True
 
     def _evict_oldest(self, selector: selectors.BaseSelector, table: dict[int, Waiting]) -> bool:
@@ -268,7 +267,6 @@ class HttpServer:
             self._release(key)
             return
         self.waiting[sock.fileno()] = conn
-        self.waiting_by_key.setdefault(key, {})[sock.fileno()] = conn
         self._ready(selector, conn)            # a TLS server speaks after the ClientHello: try at once
 
     def _ready(self, selector: selectors.BaseSelector, conn: Waiting) -> None:
@@ -390,13 +388,7 @@ class HttpServer:
     def _forget(self, selector: selectors.BaseSelector, conn: Waiting) -> None:
         """The loop lets go of the connection (a worker has it, or it is being closed)."""
         conn.closed = True
-        fd = conn.sock.fileno()
-        self.waiting.pop(fd, None)
-        same_key = self.waiting_by_key.get(conn.key)
-        if same_key is not None:
-            same_key.pop(fd, None)
-            if not same_key:
-                del self.waiting_by_key[conn.key]
+        self.waiting.pop(conn.sock.fileno(), None)
         self.buffered -= conn.size
         conn.size = 0
         try:
