@@ -18,11 +18,11 @@ import select
 import socket
 import statistics
 import time
-from collections.abc import Callable
+import urllib.parse
 
 import pytest
 
-from bench.slow_clients import Attack, SlowClients, addresses
+from bench.slow_clients import Attack, SlowClients, addresses, analyst_request, client_context
 from tests.test_server_support import Server, event_line, raw_http, thread_count
 
 SLOW = 1000                  # stalled connections
@@ -47,41 +47,29 @@ def enough_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def analyst(srv: Server, seconds: float) -> list[tuple[str, object, float]]:
-    """An analyst's requests one after the other for `seconds`: (what, status or error, seconds)."""
-    results: list[tuple[str, object, float]] = []
-
-    def timed(what: str, call: Callable[[], object]) -> object:
-        started = time.monotonic()
-        try:
-            outcome = call()
-        except OSError as ex:
-            outcome = type(ex).__name__
-        results.append((what, outcome, time.monotonic() - started))
-        return outcome
-
-    session: list[str | None] = [None]
-
-    def login() -> object:
-        session[0] = srv.login(source=ANALYST)
-        return 200 if session[0] else "no session"
-
+def analyst(srv: Server, seconds: float) -> list[tuple[str, str, float]]:
+    """An analyst's requests one after the other for `seconds`, each on a new connection (one TLS
+    client context, as a browser): (what, status or error, seconds)."""
+    context = client_context() if srv.tls else None
+    login = urllib.parse.urlencode({"username": "admin", "password": "changeme!"}).encode()
+    results: list[tuple[str, str, float]] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        timed("/login", login)
-        timed("/", lambda: srv.get("/", source=ANALYST)[0])
-        timed("/events", lambda: srv.get("/events", cookie=session[0], source=ANALYST)[0])
-        timed("/fail2ban", lambda: srv.get("/fail2ban", source=ANALYST)[0])
-        timed("/ping", lambda: srv.get("/ping", source=ANALYST)[0])
+        outcome, sec, response = analyst_request("127.0.0.1", srv.port, context, ANALYST, "POST", "/login", login)
+        results.append(("/login", outcome, sec))
+        cookie = (response.getheader("set-cookie") or "").split(";", 1)[0] if response is not None else None
+        for path in ("/", "/events", "/fail2ban", "/ping"):
+            outcome, sec, _ = analyst_request("127.0.0.1", srv.port, context, ANALYST, "GET", path, cookie=cookie)
+            results.append((path, outcome, sec))
         time.sleep(0.02)
     return results
 
 
-def assert_all_served(results: list[tuple[str, object, float]], label: str) -> None:
+def assert_all_served(results: list[tuple[str, str, float]], label: str) -> None:
     times = [sec for _, _, sec in results]
     print(f"\n{label}: {len(results)} analyst requests, median {statistics.median(times) * 1000:.1f} ms, "
           f"slowest {max(times) * 1000:.1f} ms")
-    bad = [(what, outcome, round(sec, 3)) for what, outcome, sec in results if outcome != 200 or sec > BOUND]
+    bad = [(what, outcome, round(sec, 3)) for what, outcome, sec in results if outcome != "200" or sec > BOUND]
     assert len(results) >= 10 and not bad, bad[:10]
 
 
@@ -94,33 +82,57 @@ ATTACKS = [
 ]
 
 
-@pytest.mark.parametrize("tls, spread, extra", ATTACKS)
-def test_stalled_connections_do_not_take_the_server_down(tmp_path, tls, spread, extra):
+def attack_while_analyst_works(srv: Server, tls: bool, spread: int, cap: int, label: str) -> None:
+    """SLOW stalled connections from `spread` addresses (at most `cap` of them kept by the
+    server), then the analyst's requests while the attack goes on; every one served in time."""
+    assert srv.proc is not None
+    attack = Attack(SlowClients("127.0.0.1", srv.port, addresses(ATTACKERS, spread), tls=tls), SLOW)
+    try:
+        held = attack.start()
+        assert len(held) <= cap and len(held) >= min(cap, SLOW) - SLACK, (len(held), cap)
+        if spread == 1:                     # the first ones were kept, the later ones refused
+            assert max(held) < cap + SLACK, max(held)
+        elif cap < SLOW:                    # the oldest waiting connections were the ones closed
+            assert min(held) >= SLOW - cap - SLACK, min(held)
+        assert thread_count(srv.proc.pid) < 20   # a descriptor each, not a thread each
+        results = analyst(srv, WINDOW)       # while the attack re-opens what the server closes
+    finally:
+        counts = attack.stop()
+    print(f"\nattack: {counts}, {len(held)} held after the first {SLOW}")
+    assert_all_served(results, label)
+
+
+def attack_config(tmp_path, tls: bool, extra: str = "") -> str:
     # the stalled connections are not cut by the deadline; the analyst may fetch /fail2ban
     config = f"HEAD_TIMEOUT 60\nFAIL2BAN_REGEX attacker\nFAIL2BAN_ALLOWLIST {ANALYST}\n" + extra
     if tls:
         from tests.test_tls_server import make_pem
 
         config += f"USE_SSL true\nSSL_PEM {make_pem(str(tmp_path / 'server.pem'))}\n"
-    srv = Server(str(tmp_path), extra=config, udp=False, tls=tls)
+    return config
+
+
+@pytest.mark.parametrize("tls, spread, extra", ATTACKS)
+def test_stalled_connections_do_not_take_the_server_down(tmp_path, tls, spread, extra):
+    srv = Server(str(tmp_path), extra=attack_config(tmp_path, tls, extra), udp=False, tls=tls)
     srv.write_events([event_line(time.time())])
+    cap = 400 if extra else PER_ADDRESS if spread == 1 else SLOW
     with srv:
-        assert srv.proc is not None
-        attack = Attack(SlowClients("127.0.0.1", srv.port, addresses(ATTACKERS, spread), tls=tls), SLOW)
-        try:
-            held = attack.start()
-            cap = 400 if extra else PER_ADDRESS if spread == 1 else SLOW
-            assert len(held) <= cap and len(held) >= min(cap, SLOW) - SLACK, (len(held), cap)
-            if spread == 1:                     # the first ones were kept, the later ones refused
-                assert max(held) < PER_ADDRESS + SLACK, max(held)
-            elif cap < SLOW:                    # the oldest waiting connections were the ones closed
-                assert min(held) >= SLOW - cap - SLACK, min(held)
-            assert thread_count(srv.proc.pid) < 20   # a descriptor each, not a thread each
-            results = analyst(srv, WINDOW)       # while the attack re-opens what the server closes
-        finally:
-            counts = attack.stop()
-        print(f"\nattack: {counts}, {len(held)} held after the first {SLOW}")
-    assert_all_served(results, f"tls={tls} spread={spread} {extra.strip()}")
+        attack_while_analyst_works(srv, tls, spread, cap, f"tls={tls} spread={spread} {extra.strip()}")
+    assert "Traceback" not in srv.stderr
+
+
+def test_the_connection_cap_fits_a_low_open_file_limit(tmp_path):
+    """A server whose hard RLIMIT_NOFILE is 512 lowers MAX_CONNECTIONS to fit it (and says so),
+    so 1,000 stalled connections cannot exhaust its descriptors: the analyst is still served."""
+    limit = 512
+    srv = Server(str(tmp_path), extra=attack_config(tmp_path, False), udp=False,
+                 preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    srv.write_events([event_line(time.time())])
+    cap = limit - 64 - 100              # RESERVED_DESCRIPTORS and MAX_REQUEST_THREADS
+    with srv:
+        assert f"MAX_CONNECTIONS lowered from 4096 to {cap}" in srv.read_err()
+        attack_while_analyst_works(srv, False, 200, cap, f"RLIMIT_NOFILE {limit}")
     assert "Traceback" not in srv.stderr
 
 
