@@ -23,6 +23,7 @@ import urllib.parse
 import pytest
 
 from bench.slow_clients import Attack, SlowClients, addresses, analyst_request, client_context
+from core.server.httpd import address_key
 from tests.test_server_support import Server, event_line, raw_http, thread_count
 
 SLOW = 1000                  # stalled connections
@@ -134,6 +135,13 @@ def test_the_connection_cap_fits_a_low_open_file_limit(tmp_path):
         assert f"MAX_CONNECTIONS lowered from 4096 to {cap}" in srv.read_err()
         attack_while_analyst_works(srv, False, 200, cap, f"RLIMIT_NOFILE {limit}")
     assert "Traceback" not in srv.stderr
+
+
+def test_the_per_address_cap_counts_an_ipv6_64_as_one_address():
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("fe80::1%eth0") == "fe80::/64"
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:

@@ -280,7 +280,8 @@ class HttpServer:
             self._answer(selector, conn, text(ex.status, ex.message + "\n"))
             return
         except ssl.SSLError:
-            self._count("tls_failed" if conn.handshaking else "bad_requests")
+            if conn.handshaking:
+                self._count("tls_failed")
             self._drop(selector, conn)
             return
         except (OSError, ValueError):
