@@ -189,7 +189,7 @@ def test_live_stream_and_resume(server, admin):
     sock.close()
     # resume from an offset: only what follows it
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    sock.sendall(f"GET /live HTTP/1.1\r\nLast-Event-ID: {ids[-1]}\r\nCookie: maltrail_sessid={admin}\r\n\r\n".encode())
+    sock.sendall(f"GET /live HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {ids[-1]}\r\nCookie: maltrail_sessid={admin}\r\n\r\n".encode())
     data = b""
     while b"10.9.9.9" not in data:
         data += sock.recv(65536)

@@ -20,7 +20,7 @@ MARKER = "/tmp/maltrail-pwned-marker"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("hostile"))
-    extra = "MAX_REQUEST_THREADS 40\nMAX_LIVE_STREAMS 1\nREQUEST_TIMEOUT 2\nMAX_POST_SIZE 64kB\n"
+    extra = "MAX_REQUEST_THREADS 40\nMAX_LIVE_STREAMS 1\nREQUEST_TIMEOUT 2\nHEAD_TIMEOUT 2\nMAX_POST_SIZE 64kB\n"
     srv = Server(tmp, users=[f"admin:{sha('s3cret-pass')}:0:"], extra=extra)
     srv.write_events([event_line(time.time())])
     srv.start()
@@ -68,18 +68,21 @@ def test_path_traversal_in_every_encoding(server):
 
 
 def test_absolute_form_and_bad_request_lines(server):
-    for request in (b"GET http://x/../outside.txt HTTP/1.1\r\n\r\n", b"GET\r\n\r\n", b"FOO / HTTP/1.1\r\n\r\n",
-                    b"GET / HTTP/9\r\n\r\n", b"GET /ping HTTP/1.1\r\nBad Header\r\n\r\n",
-                    b"POST /login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                    b"POST /login HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n"):
+    host = b"Host: x\r\n"
+    for request in (b"GET http://x/../outside.txt HTTP/1.1\r\n" + host + b"\r\n", b"GET\r\n\r\n",
+                    b"FOO / HTTP/1.1\r\n" + host + b"\r\n", b"GET / HTTP/9\r\n" + host + b"\r\n",
+                    b"GET /ping HTTP/1.1\r\n" + host + b"Bad Header\r\n\r\n",
+                    b"POST /login HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                    b"POST /login HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\n",
+                    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+                    b"GET / HTTP/1.1\r\n" + host + b"X: y\r\n" * 5000 + b"\r\n"):
         answer = raw_http(server.port, request)
         assert answer.startswith(b"HTTP/1.1 4"), (request[:40], answer[:60])
         assert b"outside the html root" not in answer
 
 
 def test_oversized_post_is_refused_without_reading_it(server):
-    answer = raw_http(server.port, b"POST /login HTTP/1.1\r\nContent-Length: 100000000\r\n\r\nusername=a")
+    answer = raw_http(server.port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nusername=a")
     assert answer.startswith(b"HTTP/1.1 413")
     status, _, _ = server.request("POST", "/login", "username=admin&password=" + "x" * 70000)
     assert status == 413
@@ -151,7 +154,7 @@ def test_login_flood_keeps_threads_bounded_and_other_addresses_log_in(server):
 def test_live_stream_cap(server):
     cookie = server.login("admin", "s3cret-pass", source="127.0.0.11", challenge=False)
     first = socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.11", 0), timeout=5)
-    first.sendall(f"GET /live HTTP/1.1\r\nCookie: maltrail_sessid={cookie}\r\n\r\n".encode())
+    first.sendall(f"GET /live HTTP/1.1\r\nHost: x\r\nCookie: maltrail_sessid={cookie}\r\n\r\n".encode())
     assert first.recv(100).startswith(b"HTTP/1.1 200")
     status, _ = server.get("/live", cookie=cookie, source="127.0.0.11")
     assert status == 204
@@ -159,7 +162,7 @@ def test_live_stream_cap(server):
     deadline = time.time() + 5
     while time.time() < deadline:
         sock = socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.11", 0), timeout=5)
-        sock.sendall(f"GET /live HTTP/1.1\r\nCookie: maltrail_sessid={cookie}\r\n\r\n".encode())
+        sock.sendall(f"GET /live HTTP/1.1\r\nHost: x\r\nCookie: maltrail_sessid={cookie}\r\n\r\n".encode())
         head = sock.recv(100)
         sock.close()
         if head.startswith(b"HTTP/1.1 200"):

@@ -1,6 +1,6 @@
 """server.py with USE_SSL: a self-signed PEM generated here (cryptography), login over HTTPS with a
 Secure cookie, one-line errors and exit status 2 for unusable PEM files, and the thread cap
-answering 503 through TLS (not a bare close)."""
+answering 503 through TLS (not a bare close) while live streams hold every request thread."""
 
 from __future__ import annotations
 
@@ -101,12 +101,16 @@ def test_thread_cap_answers_503_through_tls(tmp_path):
     pem = make_pem(str(tmp_path / "server.pem"))
     extra = f"USE_SSL true\nSSL_PEM {pem}\nMAX_REQUEST_THREADS 2\nREQUEST_TIMEOUT 20\n"
     with Server(str(tmp_path), extra=extra, tls=True, udp=False) as srv:
+        status, headers, _ = srv.request("POST", "/login", "username=admin&password=changeme%21")
+        sid = headers["set-cookie"].split("maltrail_sessid=", 1)[1].split(";", 1)[0]
         holders = []
         try:
-            for _ in range(2):      # handshake done, no request: each holds a worker thread
+            for _ in range(2):      # a live stream holds its request thread as long as it is open
                 raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
                 holders.append(client_context().wrap_socket(raw))
-            time.sleep(0.3)
+                holders[-1].sendall(f"GET /live HTTP/1.1\r\nHost: x\r\nCookie: maltrail_sessid={sid}\r\n\r\n"
+                                    .encode())
+                assert holders[-1].recv(100).startswith(b"HTTP/1.1 200")
             for _ in range(3):
                 status, headers, _ = srv.request("GET", "/ping")
                 assert status == 503 and headers.get("retry-after") == "1"

@@ -5,17 +5,17 @@ runs one ServerApp; tests run it in process on 127.0.0.1. Building it wires the 
 only the configuration (USERS and sessions, the static files, the API with its route table) and
 raises ConfigError for a bad value. `start()` takes the operating-system resources in this
 order: LOG_DIR (created, must be writable), the TLS context (USE_SSL), the soft RLIMIT_NOFILE
-raised to the hard limit, the HTTP listening socket, the UDP intake socket, then the intake
+raised to the hard limit (MAX_CONNECTIONS lowered to fit it), the HTTP listening socket, the UDP intake socket, then the intake
 process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
 and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
 (USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
 address and its warnings: the default password, no USERS, and logins crossing the network in clear
 (HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
-accept loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
+HTTP event loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
 `stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
 are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
-and flushes first) and returns the exit status: 1 when the intake process failed, else 0.
+and flushes first), reports the HTTP counters and returns the exit status: 1 when the intake process failed, else 0.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ JOIN_TIMEOUT = 10.0          # per thread
 HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
 SENDERS_STATE = "udp_senders.state"   # signed senders' high-water marks, in LOG_DIR
+RESERVED_DESCRIPTORS = 64    # besides connections and the request threads' files
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
                 "-subj /CN=maltrail")
 
@@ -110,6 +111,21 @@ def raise_nofile_limit() -> str | None:
     return None
 
 
+def connection_cap(wanted: int, max_threads: int) -> tuple[int, str | None]:
+    """MAX_CONNECTIONS within the open-file limit (the soft one, after the raise): room is kept
+    for the files the request threads open and the server's own descriptors. A note when lowered."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted, None
+    room = max(16, soft - RESERVED_DESCRIPTORS - max_threads)
+    if wanted <= room:
+        return wanted, None
+    return room, (f"MAX_CONNECTIONS lowered from {wanted} to {room} to fit the open-file limit ({soft}); "
+                  "raise the hard limit (docs/operations-server.md)")
+
+
 def run_intake(intake: Intake, report: Report, report_every: float) -> None:
     """The intake process: the receive loop until SIGTERM/SIGINT, then drain, flush, report."""
     stop = threading.Event()
@@ -155,12 +171,17 @@ class ServerApp:
         note = raise_nofile_limit()
         if note:
             self.report(f"warning: {note}")
+        max_threads = config.MAX_REQUEST_THREADS
+        max_connections, note = connection_cap(config.MAX_CONNECTIONS, max_threads)
+        if note:
+            self.report(f"warning: {note}")
         try:
             self.httpd = HttpServer(config.HTTP_ADDRESS, config.HTTP_PORT, self.api.handle,
-                                    max_threads=config.MAX_REQUEST_THREADS,
-                                    timeout=float(config.REQUEST_TIMEOUT),
-                                    max_body=config.MAX_POST_SIZE, ssl_context=ssl_context,
-                                    server_name=f"Maltrail/{VERSION}")
+                                    max_threads=max_threads, timeout=float(config.REQUEST_TIMEOUT),
+                                    head_timeout=float(config.HEAD_TIMEOUT),
+                                    max_body=config.MAX_POST_SIZE, max_connections=max_connections,
+                                    max_per_address=config.MAX_CONNECTIONS_PER_ADDRESS,
+                                    ssl_context=ssl_context, server_name=f"Maltrail/{VERSION}")
         except OSError as ex:
             hint = " (another instance already running?)" if ex.errno == 98 else ""
             raise StartError(f"cannot listen on {config.HTTP_ADDRESS}:{config.HTTP_PORT}: "
@@ -267,6 +288,7 @@ class ServerApp:
             self.serving.release()
         if self.httpd is not None:
             self.httpd.join(HTTP_GRACE)
+            self.report(self.httpd.summary())
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         process = self.intake_process
