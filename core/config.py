@@ -170,6 +170,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "PHISHTANK_API_KEY": ("str", None),
     "CUSTOM_TRAILS_URL": ("str", None),
     "CUSTOM_TRAILS_DIR": ("path", "./trails/custom"),
+    "INTEL_SOURCES": ("list", []), "INTEL_WARNINGLISTS": ("bool", True),  # docs/intel.md
     "CAPTURE_BUFFER": ("size", "10%"),
     "MONITOR_INTERFACE": ("str", "any"),
     "CAPTURE_FILTER": ("str", None),
