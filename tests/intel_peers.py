@@ -4,14 +4,21 @@ and the update run with only the intel sources (no feeds, no static trails)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import requests
 
 from core.config import build_config
 from core.update.orchestrate import UpdateResult, update
@@ -92,3 +99,83 @@ def trail_rows(result: UpdateResult) -> dict[str, tuple[str, str]]:
         return {}
     with open(result.path, encoding="utf-8", newline="") as handle:
         return {row[0]: (row[1], row[2]) for row in csv.reader(handle)}
+
+
+# --- a real TAXII 2.1 server: medallion (the OASIS reference server) with its memory backend -----
+
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Medallion:
+    """`medallion` in a child process on 127.0.0.1 (memory backend, one collection, one user);
+    objects are added through its TAXII API (`add`); `log()` is its request log."""
+
+    USER, PASSWORD = "analyst", "s3cret-Pass"
+
+    def __init__(self, directory: str, page_size: int = 100) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.collection_url = f"{self.base}/api1/collections/{COLLECTION}/"
+        data = {
+            "/discovery": {"title": "test", "default": f"{self.base}/api1/", "api_roots": [f"{self.base}/api1/"]},
+            "api1": {"information": {"title": "api1", "versions": [TAXII_MEDIA], "max_content_length": 50 << 20},
+                     "status": [],
+                     "collections": [{"id": COLLECTION, "title": "indicators", "can_read": True, "can_write": True,
+                                      "media_types": ["application/stix+json;version=2.1"], "objects": [],
+                                      "manifest": []}]},
+        }
+        with open(os.path.join(directory, "data.json"), "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        config = {"backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
+                              "filename": os.path.join(directory, "data.json")},
+                  "users": {self.USER: self.PASSWORD}, "taxii": {"max_page_size": page_size}}
+        with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as handle:
+            json.dump(config, handle)
+        self.log_path = os.path.join(directory, "medallion.log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Medallion:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until stopped
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "INFO", os.path.join(self.directory, "config.json")],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/taxii2/", auth=(self.USER, self.PASSWORD),
+                                headers={"Accept": TAXII_MEDIA}, timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("medallion did not start: " + open(self.log_path, encoding="utf-8").read()[-2000:])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def add(self, objects: list[dict[str, Any]]) -> None:
+        response = requests.post(self.collection_url + "objects/", auth=(self.USER, self.PASSWORD),
+                                 headers={"Accept": TAXII_MEDIA, "Content-Type": TAXII_MEDIA},
+                                 data=json.dumps({"objects": objects}), timeout=10)
+        assert response.status_code == 202, response.text
+        assert response.json()["failure_count"] == 0, response.text
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()

@@ -4,8 +4,8 @@ Where it sits: INTEL_SOURCES `taxii <collection URL> [user=..] [password=..|env:
 -> runner (run.py) -> **taxii.fetch** -> StixCollection (stix.py) -> trails.
 
 One refresh: GET `<collection>/objects/?added_after=<last>&limit=<n>` with the TAXII 2.1 media
-type, then the envelope's `next` while `more` is true (bounded by MAX_PAGES; a repeated `next`
-ends it). The objects are kept between updates (the collection's state file: indicators with
+type, then the envelope's `next` while `more` is true (bounded by MAX_PAGES; an empty page ends
+it; servers may hand out the same `next` token for every page of one listing). The objects are kept between updates (the collection's state file: indicators with
 their trail keys, names, relationships, and `added_after` from `X-TAXII-Date-Added-Last`), so a
 refresh that brings nothing new still yields the whole collection's trails. A refresh that fails
 part way saves nothing: the next one asks again from the same point.
@@ -61,18 +61,16 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     if added_after:
         params["added_after"] = added_after
     last_added = added_after
-    seen_tokens: set[str] = set()
     for _page in range(MAX_PAGES):
         text, response_headers = ctx.retrieve_with_headers(objects_url, headers=headers, params=params)
         objects, more, token = _envelope(text)
         for obj in objects:
             collection.add(obj, stats)
-        header = response_headers.get("X-TAXII-Date-Added-Last")
+        header = response_headers.get("X-TAXII-Date-Added-Last") or response_headers.get("X-TAXII-Date-Added-First")
         if header and len(header) <= 40 and (last_added is None or header > last_added):
             last_added = header
-        if not more or token is None or token in seen_tokens:
+        if not more or token is None or not objects:  # an empty page that claims more ends it too
             break
-        seen_tokens.add(token)
         params["next"] = token
     trails = collection.trails(source.reference, stats, now)
     saved = collection.state()
