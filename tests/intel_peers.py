@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
@@ -179,3 +179,78 @@ class Medallion:
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
+
+
+# --- MISP: a feed directory and a REST endpoint answering restSearch with a saved response ------
+
+SAVED_RESTSEARCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "intel", "misp_restsearch.json")
+
+
+def misp_attribute(kind: str, value: str, to_ids: bool = True, **extra: Any) -> dict[str, Any]:
+    attribute = {"uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, kind + value)), "type": kind, "category": "Network activity",
+                 "value": value, "to_ids": to_ids, "timestamp": "1764547200", "distribution": "5", "deleted": False}
+    attribute.update(extra)
+    return attribute
+
+
+def misp_event(info: str, attributes: list[dict[str, Any]], tags: tuple[str, ...] = (), stamp: int = 1764547200,
+               objects: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"Event": {"uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, info)), "info": info, "date": "2026-12-01",
+                      "timestamp": str(stamp), "analysis": "2", "threat_level_id": "1", "published": True,
+                      "Orgc": {"name": "Test CERT", "uuid": "55f6ea5e-2c60-40e5-964f-47a8950d210f"},
+                      "Tag": [{"name": tag, "colour": "#004646", "exportable": True} for tag in tags],
+                      "Attribute": attributes, "Object": objects or []}}
+
+
+def write_misp_feed(directory: str, events: list[dict[str, Any]]) -> None:
+    """manifest.json plus one <uuid>.json per event, as MISP's feed generator lays them out."""
+    manifest = {}
+    for event in events:
+        body = event["Event"]
+        manifest[body["uuid"]] = {"info": body["info"], "date": body["date"], "analysis": 2, "threat_level_id": 1,
+                                  "timestamp": int(body["timestamp"]), "Orgc": body["Orgc"], "Tag": body["Tag"]}
+        with open(os.path.join(directory, f"{body['uuid']}.json"), "w", encoding="utf-8") as handle:
+            json.dump(event, handle)
+    with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+
+
+class MispRest:
+    """POST /attributes/restSearch answered with a saved MISP response when the Authorization key
+    matches (403 otherwise); `searches` holds the JSON bodies received."""
+
+    def __init__(self, key: str, body_path: str = SAVED_RESTSEARCH) -> None:
+        self.key, self.body_path = key, body_path
+        self.searches: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path != "/attributes/restSearch" or self.headers.get("Authorization") != outer.key:
+                    self.send_response(403)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.searches.append(json.loads(body))
+                with open(outer.body_path, "rb") as handle:
+                    answer = handle.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> MispRest:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
