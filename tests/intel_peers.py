@@ -84,7 +84,7 @@ def serve_directory(path: str) -> Iterator[tuple[str, list[str]]]:
 def intel_update(tmp_path: Any, sources: list[str], **extra: str) -> UpdateResult:
     """One forced update whose only sources are `sources` (INTEL_SOURCES lines)."""
     empty = tmp_path / "empty"
-    empty.mkdir(exist_ok=True)
+    empty.mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {"TRAILS_FILE": str(tmp_path / "out" / "trails.csv"), "FEED_TIMEOUT": "5",
                            "CUSTOM_TRAILS_DIR": str(empty), "INTEL_SOURCES": sources, "IP_MINIMUM_FEEDS": "1",
                            "INTEL_WARNINGLISTS": "false"}  # the filter's own tests turn it on

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import bisect
 import glob
+import importlib.util
 import ipaddress
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 
 from core.update.feeds import Trails
@@ -57,6 +59,25 @@ class Networks:
         return None
 
 
+def _span(text: str) -> tuple[int, int, int] | None:
+    """(version, first, last) of an address or network; IPv4 parsed directly (the lists hold 100k+)."""
+    address, _, prefix = text.partition("/")
+    if "." in address and ":" not in address:
+        try:
+            first = int.from_bytes(socket.inet_aton(address), "big")
+        except OSError:
+            return None
+        bits = int(prefix) if prefix.isdigit() and int(prefix) <= 32 and address.count(".") == 3 else 32
+        size = 1 << (32 - bits)
+        first &= ~(size - 1) & 0xFFFFFFFF
+        return 4, first, first + size - 1
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
 @dataclass
 class WarningFilter:
     """The selected lists, indexed for the trail kinds; `problem` says why filtering is off."""
@@ -73,11 +94,10 @@ class WarningFilter:
         if not enabled:
             return cls()
         if lists_dir is None:
-            try:
-                import pymispwarninglists
-            except ImportError:
+            spec = importlib.util.find_spec("pymispwarninglists")  # its data only: importing it costs seconds
+            if spec is None or not spec.submodule_search_locations:
                 return cls(problem=INSTALL_HINT)
-            lists_dir = os.path.join(os.path.dirname(pymispwarninglists.__file__), "data", "misp-warninglists", "lists")
+            lists_dir = os.path.join(list(spec.submodule_search_locations)[0], "data", "misp-warninglists", "lists")
         found = cls()
         v4: list[tuple[int, int, str]] = []
         v6: list[tuple[int, int, str]] = []
@@ -105,12 +125,9 @@ class WarningFilter:
         values = [str(value).strip().lower() for value in data["list"] if isinstance(value, str | int)]
         if kind == "cidr":
             for value in values:
-                try:
-                    net = ipaddress.ip_network(value, strict=False)
-                except ValueError:
-                    continue
-                (v4 if net.version == 4 else v6).append(
-                    (int(net.network_address), int(net.broadcast_address), name))
+                span = _span(value)
+                if span is not None:
+                    (v4 if span[0] == 4 else v6).append((span[1], span[2], name))
             return True
         if kind not in ("string", "hostname") or not attrs & (_DOMAIN_ATTRS | _IP_ATTRS | _HASH_ATTRS):
             return False
