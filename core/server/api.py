@@ -129,6 +129,7 @@ class Api:
         self.stopping = stopping or threading.Event()
         self.live_slots = threading.BoundedSemaphore(max(1, config.get("MAX_LIVE_STREAMS", 30)))
         self.live_enabled = config.get("MAX_LIVE_STREAMS", 30) > 0
+        from core.server.intel import IntelExports
         from core.server.lists import Lists
         from core.server.lookup import Lookup
         from core.server.queries import Queries
@@ -151,6 +152,7 @@ class Api:
             "/reference": Route(self.lookup.reference, True),
             "/fail2ban": Route(self.lists.fail2ban, False),
             "/blacklist": Route(self.lists.blacklist, False),
+            "/intel": Route(IntelExports(config).handle, True),  # /intel/... exports (core/server/intel.py)
         }
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -160,6 +162,8 @@ class Api:
         name = path.rstrip("/") or "/"
         if name.startswith("/blacklist/"):
             name = "/blacklist"
+        elif name.startswith("/intel/"):
+            name = "/intel"
         route = self.routes.get(name)
         if route is None:
             return self.static.serve(request)
