@@ -17,7 +17,16 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from intel_peers import intel_update, serve_directory, trail_rows  # noqa: E402
+from intel_peers import (  # noqa: E402
+    bundle,
+    indicator,
+    intel_update,
+    misp_attribute,
+    misp_event,
+    serve_directory,
+    trail_rows,
+    write_misp_feed,
+)
 
 from core.server.intel import trail_kind  # noqa: E402
 from tests.test_server_support import Server, sha  # noqa: E402
@@ -202,3 +211,27 @@ def test_masked_users_never_see_custom_trails(server, admin):
         assert b"secret.internal" not in masked and b"operator list" not in masked
         assert base64.b64encode(b"secret.internal-example.com") not in masked
     assert b"secret.internal-example.com" in _get(server, "/intel/zeek", admin)[2]
+
+
+def test_reference_names_the_source_object_of_imported_trails(tmp_path):
+    pytest.importorskip("stix2patterns")
+    server_dir = tmp_path / "srv"
+    server_dir.mkdir()
+    ind = indicator("ref", "[domain-name:value = 'drawer.evil-example.net']")
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle([ind])))
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    event = misp_event("drawer event", [misp_attribute("ip-dst", "45.95.147.99")])
+    write_misp_feed(str(feed), [event])
+    with serve_directory(str(feed)) as (base, _seen):
+        result = intel_update(tmp_path, [f"stix {path} name=lab", f"misp-feed {base} name=circl"],
+                              TRAILS_FILE=str(server_dir / "trails.csv"))
+    assert len(trail_rows(result)) == 2
+    with Server(str(server_dir), udp=False) as srv:
+        cookie = srv.login()
+        answer = json.loads(srv.get("/reference?trail=drawer.evil-example.net", cookie=cookie)[1])
+        assert answer == {"reference": ind["id"], "source": "stix:lab"}
+        answer = json.loads(srv.get("/reference?trail=45.95.147.99", cookie=cookie)[1])
+        assert answer == {"reference": event["Event"]["uuid"], "source": "misp:circl"}
+        assert json.loads(srv.get("/reference?trail=nothing.example", cookie=cookie)[1])["reference"] is None

@@ -17,12 +17,15 @@ visibility, so a subscriber's `If-None-Match` poll is a 304 with no body while n
   `maltrail-domains.lst` (a string dataset: base64 lines, for dns.query, tls.sni, http.host),
   `maltrail-iprep.list` and `maltrail-categories.txt` (IP reputation).
 Custom trails are left out for callers who may not see them (the /trails rule, lookup.py).
+`source_object` answers lookup.py's /reference for imported trails: the STIX id or MISP event UUID
+(from the ids files the intel import writes beside the trails), shown in the client's drawer.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import glob
 import hashlib
 import ipaddress
 import json
@@ -350,6 +353,27 @@ class IntelExports:
             yield b"".join(out)
 
         return body()
+
+
+def source_object(trails_file: str, trail: str) -> dict[str, str | None] | None:
+    """The source object of an imported trail (`reference`: the STIX id or MISP event UUID, `source`:
+    `taxii:<name>`...), from the ids files the update writes beside the trails (docs/intel.md)."""
+    needle = b"\n" + trail.encode("utf-8", "replace") + b","
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(trails_file), "intel", "*.ids.csv"))):
+        try:
+            with open(path, "rb") as handle:
+                data = b"\n" + handle.read(256 << 20)
+        except OSError:
+            continue
+        at = data.find(needle)
+        if at < 0:
+            continue
+        end = data.find(b"\n", at + 1)
+        line = data[at + 1:end if end >= 0 else len(data)].decode("utf-8", "replace")
+        fields = next(csv.reader([line]), [])
+        if len(fields) == 3:
+            return {"reference": fields[1], "source": fields[2]}
+    return None
 
 
 def _dataset_lines(row: Row) -> str | None:

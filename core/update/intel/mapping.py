@@ -33,11 +33,13 @@ _GALAXY_TAG = re.compile(r'misp-galaxy:([a-z0-9-]+)="([^"]{1,128})"')
 
 @dataclass
 class IntelStats:
-    """What one intel source yielded: indicators loaded and trail keys, reasons for the rest."""
+    """What one intel source yielded: indicators loaded and trail keys, reasons for the rest, and
+    the source object of each trail key (STIX id, MISP event UUID) for the client's drawer."""
 
     loaded: int = 0
     keys: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
 
     def skip(self, reason: str, count: int = 1) -> None:
         if reason not in self.skipped and len(self.skipped) >= MAX_REASONS:

@@ -63,8 +63,12 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
             stats.loaded += 1
             assert isinstance(attribute, dict)
             info = info_for_tags(tag_names(attribute.get("Tag"))) or "malicious"
+            event = attribute.get("Event")
+            event_uuid = event.get("uuid") if isinstance(event, dict) else attribute.get("event_uuid")
             for trail in keys:
                 trails[trail] = pairs.setdefault(info, (info, source.reference))
+                if isinstance(event_uuid, str):
+                    stats.ids[trail] = event_uuid[:64]
         if len(attributes) < PAGE_SIZE:
             break
     stats.keys = len(trails)

@@ -13,6 +13,7 @@ dropped per warning list) go to the update's report under the same name.
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from collections.abc import Callable
@@ -83,9 +84,24 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
         finally:
             ctx.close()
         trails = keep_good_copy(source.cache_name, trails, status, cache, grace, ratio)
+        if status.status == "ok" and trails:  # the answer is the new good copy: so are its object ids
+            _save_ids(states, source, trails, stats.ids)
         if trails:
             result.rows.extend((key, info, reference) for key, (info, reference) in trails.items())
         status.seconds = round(time.monotonic() - started, 3)
         result.statuses.append(status)
         result.counts[label] = {"loaded": stats.loaded, "keys": stats.keys, "skipped": dict(stats.skipped)}
     return result
+
+
+def _save_ids(states: StateFiles, source: IntelSource, trails: Trails, ids: dict[str, str]) -> None:
+    """`<trails dir>/intel/<source>.ids.csv`: trail, source object id, reference (server /reference)."""
+    os.makedirs(states.directory, exist_ok=True)
+    path = os.path.join(states.directory, f"{source.cache_name}.ids.csv")
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerows((key, ids[key], source.reference) for key in trails if key in ids)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        return  # the drawer loses the object ids of this source; the trails are unaffected

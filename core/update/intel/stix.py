@@ -117,6 +117,7 @@ class StixCollection:
             stats.loaded += 1
             for key in keys:
                 trails[key] = pair
+                stats.ids[key] = oid
         stats.keys = len(trails)
         return trails
 
