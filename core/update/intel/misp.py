@@ -53,6 +53,7 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     headers = {"Authorization": key, "Accept": "application/json", "Content-Type": "application/json"}
     trails: Trails = {}
     pairs: dict[str, tuple[str, str]] = {}
+    reference = source.reference
     for page in range(1, MAX_PAGES + 1):
         text, _headers = ctx.retrieve_with_headers(url, headers=headers, json_body=search_body(source, page))
         attributes = attributes_of(load_json(text, "restSearch"))
@@ -66,7 +67,7 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
             event = attribute.get("Event")
             event_uuid = event.get("uuid") if isinstance(event, dict) else attribute.get("event_uuid")
             for trail in keys:
-                trails[trail] = pairs.setdefault(info, (info, source.reference))
+                trails[trail] = pairs.setdefault(info, (info, reference))
                 if isinstance(event_uuid, str):
                     stats.ids[trail] = event_uuid[:64]
         if len(attributes) < PAGE_SIZE:

@@ -110,9 +110,10 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     states.save(source.cache_name, {"events": events})
     trails: Trails = {}
     pairs: dict[str, tuple[str, str]] = {}
+    reference = source.reference
     for uuid, (_stamp, rows) in events.items():
         for key, info in rows:
-            trails[key] = pairs.setdefault(info, (info, source.reference))
+            trails[key] = pairs.setdefault(info, (info, reference))
             stats.ids[key] = uuid
     stats.keys = len(trails)
     if not trails:

@@ -98,10 +98,11 @@ def _save_ids(states: StateFiles, source: IntelSource, trails: Trails, ids: dict
     """`<trails dir>/intel/<source>.ids.csv`: trail, source object id, reference (server /reference)."""
     os.makedirs(states.directory, exist_ok=True)
     path = os.path.join(states.directory, f"{source.cache_name}.ids.csv")
+    reference = source.reference
     try:
         with open(path + ".tmp", "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerows((key, ids[key], source.reference) for key in trails if key in ids)
+            writer.writerows((key, ids[key], reference) for key in trails if key in ids)
         os.replace(path + ".tmp", path)
     except OSError:
         return  # the drawer loses the object ids of this source; the trails are unaffected

@@ -129,7 +129,7 @@ class StateFiles:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, separators=(",", ":"))
+                handle.write(json.dumps(data, separators=(",", ":")))  # the C encoder; json.dump is not
             os.replace(tmp, self.path(name))
         except BaseException:
             if os.path.exists(tmp):

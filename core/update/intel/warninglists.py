@@ -154,6 +154,8 @@ class WarningFilter:
                 pass
             elif path:
                 return None  # a URL with a path is an indicator even on a known-good host
+        if not (host[:1].isdigit() or ":" in host):  # a name: no address parse (most keys)
+            return self.values.get(host)
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
