@@ -125,3 +125,33 @@ def test_bad_source_lines_are_reported_not_raised(tmp_path):
     assert states["intel:?"][0] == "failed"
     assert states["intel:stix:missing.json"][0] == "failed"
     assert result.rows == 0
+
+
+WITHOUT_OPTIONAL = """
+import json, sys
+for name in ("stix2patterns", "pymispwarninglists"):  # as if requirements-intel.txt were not installed
+    sys.modules[name] = None
+sys.path.insert(0, sys.argv[1])
+from core.config import build_config
+from core.update.orchestrate import update
+empty = sys.argv[2] + "/empty"
+config = build_config({"TRAILS_FILE": sys.argv[2] + "/out/trails.csv", "CUSTOM_TRAILS_DIR": empty,
+                       "INTEL_SOURCES": ["stix " + sys.argv[3] + " name=lab"]}, env={})
+result = update(config, force=True, feeds_dir=empty, static_dir=empty, geo=False)
+print(json.dumps({s.name: [s.status, s.error] for s in result.feeds}))
+"""
+
+
+def test_without_the_optional_packages_sources_say_what_to_install(tmp_path):
+    import subprocess
+
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle(_objects())))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", WITHOUT_OPTIONAL, root, str(tmp_path), str(path)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    statuses = json.loads(out.strip().splitlines()[-1])
+    assert statuses["intel:stix:lab"][0] == "skipped" and "requirements-intel.txt" in statuses["intel:stix:lab"][1]
+    assert statuses["intel:warninglists"][0] == "skipped"
+    assert "pymispwarninglists" in statuses["intel:warninglists"][1]

@@ -94,7 +94,10 @@ class WarningFilter:
         if not enabled:
             return cls()
         if lists_dir is None:
-            spec = importlib.util.find_spec("pymispwarninglists")  # its data only: importing it costs seconds
+            try:  # its data only: importing the package costs seconds
+                spec = importlib.util.find_spec("pymispwarninglists")
+            except (ImportError, ValueError):
+                spec = None
             if spec is None or not spec.submodule_search_locations:
                 return cls(problem=INSTALL_HINT)
             lists_dir = os.path.join(list(spec.submodule_search_locations)[0], "data", "misp-warninglists", "lists")
