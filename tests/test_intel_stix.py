@@ -155,3 +155,12 @@ def test_without_the_optional_packages_sources_say_what_to_install(tmp_path):
     assert statuses["intel:stix:lab"][0] == "skipped" and "requirements-intel.txt" in statuses["intel:stix:lab"][1]
     assert statuses["intel:warninglists"][0] == "skipped"
     assert "pymispwarninglists" in statuses["intel:warninglists"][1]
+
+
+def test_two_sources_with_one_name_are_refused_not_mixed(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle(_objects())))
+    result = intel_update(tmp_path, [f"stix {path} name=same", f"stix {path} name=same"])
+    statuses = [(s.name, s.status) for s in result.feeds]
+    assert statuses == [("intel:stix:same", "ok"), ("intel:stix:same", "failed")]
+    assert "name=" in (result.feeds[1].error or "")

@@ -64,6 +64,10 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
             result.statuses.append(FeedStatus("intel:?", "failed", error=f"INTEL_SOURCES {line!r}: {ex}"))
             continue
         label = f"intel:{source.kind}:{source.name}"
+        if label in result.counts:  # two sources would share a last good copy and state files
+            result.statuses.append(FeedStatus(label, "failed", error=f"INTEL_SOURCES {line!r}: another source "
+                                              "of this kind has the same name; give each a name="))
+            continue
         status = FeedStatus(label, "ok", url=source.url if "://" in source.url else "")
         stats = IntelStats()
         ctx = base.for_feed(source.cache_name)
