@@ -49,6 +49,7 @@ IDENTITY = f"identity--{uuid.uuid5(NAMESPACE, 'identity')}"
 CHUNK = 256 << 10
 KINDS = ("domain", "ip", "cidr", "ipport", "url", "path", "cert", "ja3")
 _HEX = re.compile(r"[0-9a-f]+\Z")
+_REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
 _SURICATA_FILES = {
     "maltrail.rules": "rules using the dataset and the reputation list",
     "maltrail-domains.lst": "string dataset (base64 lines): domain trails for dns.query, tls.sni, http.host",
@@ -74,7 +75,7 @@ classtype:trojan-activity; sid:1933005; rev:1;)
 
 def trail_kind(key: str) -> str:
     """What a trail key is: domain, ip, cidr, ipport, url, path, cert, ja3 or regex."""
-    if not key or any(char in key for char in "\\()[]*+|^${}") and not key.startswith("["):
+    if not key or _REGEX_CHARS.search(key) and not key.startswith("["):
         return "regex"
     if key.startswith("/"):
         return "path"
@@ -87,6 +88,8 @@ def trail_kind(key: str) -> str:
         return "url"
     if host.startswith("[") or host.count(":") == 1:
         return "ipport"
+    if not (host[:1].isdigit() or ":" in host):
+        return "domain"
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -111,6 +114,17 @@ class Row:
     info: str
     reference: str
     kind: str
+
+
+def _fields(raw: bytes) -> list[str]:
+    """One trails.csv line's fields (QUOTE_MINIMAL: a line without quotes is three plain fields)."""
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if '"' not in text:
+        return text.split(",")
+    try:
+        return next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        return []
 
 
 # --- formats ---------------------------------------------------------------------------------------
@@ -158,8 +172,10 @@ MISP_TYPES = {"domain": "domain", "ip": "ip-dst", "cidr": "ip-dst", "ipport": "i
 
 
 def _zeek_field(value: str) -> str:
-    text = re.sub(r"[\t\r\n]+", " ", value).strip()
-    return text or "-"
+    """A Zeek field: no tab or line break inside, `-` (Zeek's unset) for an empty one."""
+    if "\t" in value or "\n" in value or "\r" in value:
+        value = re.sub(r"[\t\r\n]+", " ", value)
+    return value.strip() or "-"
 
 
 def misp_attribute(row: Row, stamp: int) -> dict[str, object] | None:
@@ -232,10 +248,7 @@ class IntelExports:
             offset = 0
             for raw in handle:
                 start, offset = offset, offset + len(raw)
-                try:
-                    fields = next(csv.reader([raw.decode("utf-8", "replace")]))
-                except (csv.Error, StopIteration):
-                    continue
+                fields = _fields(raw)
                 if len(fields) != 3 or not fields[0] or (not custom_ok and fields[2] == CUSTOM):
                     continue
                 yield start, Row(fields[0], fields[1], fields[2], trail_kind(fields[0]))
@@ -333,10 +346,7 @@ class IntelExports:
             with open(path, "rb") as handle:
                 for offset in offsets:
                     handle.seek(offset)
-                    try:
-                        fields = next(csv.reader([handle.readline().decode("utf-8", "replace")]))
-                    except (csv.Error, StopIteration):
-                        continue
+                    fields = _fields(handle.readline())
                     if len(fields) != 3:
                         continue
                     attribute = misp_attribute(Row(fields[0], fields[1], fields[2], trail_kind(fields[0])), int(mtime))

@@ -230,7 +230,8 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
 
         intel = run_intel(config, ctx, os.path.dirname(path))
         statuses.extend(intel.statuses)
-        merger.add_all(intel.rows)
+        for source_trails in intel.trails:
+            merger.add_all(source_trails)
         intel_counts = intel.counts
         del intel
 

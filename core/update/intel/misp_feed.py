@@ -43,27 +43,28 @@ def event_tags(event: dict[str, Any]) -> list[str]:
     return tags
 
 
-def event_rows(event: Any, stats: IntelStats) -> list[list[str]]:
-    """[[key, info], ...] of one MISP event dict (`{"Event": {...}}` or the event itself)."""
+def event_rows(event: Any, stats: IntelStats) -> dict[str, list[str]]:
+    """{info: [trail keys]} of one MISP event dict (`{"Event": {...}}` or the event itself); grouped
+    by info, as the state keeps them (one info string per event, not one per attribute)."""
     if isinstance(event, dict) and isinstance(event.get("Event"), dict):
         event = event["Event"]
     if not isinstance(event, dict):
         stats.skip("malformed event")
-        return []
+        return {}
     default = info_for_tags(event_tags(event))
     attributes: list[Any] = list(event.get("Attribute") or []) if isinstance(event.get("Attribute"), list) else []
     objects = event.get("Object")
     for obj in objects if isinstance(objects, list) else []:
         if isinstance(obj, dict) and isinstance(obj.get("Attribute"), list):
             attributes.extend(obj["Attribute"])
-    rows: list[list[str]] = []
+    rows: dict[str, list[str]] = {}
     for attribute in attributes[:MAX_ATTRIBUTES]:
         keys = misp_attribute_keys(attribute, stats)
         if not keys:
             continue
         stats.loaded += 1
         info = info_for_tags(tag_names(attribute.get("Tag"))) or default or "malicious"
-        rows.extend([key, info] for key in keys)
+        rows.setdefault(info, []).extend(keys)
     return rows
 
 
@@ -112,9 +113,11 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     pairs: dict[str, tuple[str, str]] = {}
     reference = source.reference
     for uuid, (_stamp, rows) in events.items():
-        for key, info in rows:
-            trails[key] = pairs.setdefault(info, (info, reference))
-            stats.ids[key] = uuid
+        for info, keys in rows.items() if isinstance(rows, dict) else ():
+            pair = pairs.setdefault(info, (info, reference))
+            for key in keys:
+                trails[key] = pair
+                stats.ids[key] = uuid
     stats.keys = len(trails)
     if not trails:
         raise FeedError("no attribute in the feed maps to a trail")

@@ -35,9 +35,9 @@ FETCHERS: dict[str, Fetcher] = {"stix": stix.fetch, "taxii": taxii.fetch, "misp-
 
 @dataclass
 class IntelResult:
-    """Rows for the merge, one status per source and the counts per source."""
+    """Trails for the merge (one dict per source, in order), one status per source and the counts."""
 
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    trails: list[Trails] = field(default_factory=list)
     statuses: list[FeedStatus] = field(default_factory=list)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -91,7 +91,7 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
         if status.status == "ok" and trails:  # the answer is the new good copy: so are its object ids
             _save_ids(states, source, trails, stats.ids)
         if trails:
-            result.rows.extend((key, info, reference) for key, (info, reference) in trails.items())
+            result.trails.append(trails)
         status.seconds = round(time.monotonic() - started, 3)
         result.statuses.append(status)
         result.counts[label] = {"loaded": stats.loaded, "keys": stats.keys, "skipped": dict(stats.skipped)}
