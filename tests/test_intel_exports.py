@@ -46,6 +46,7 @@ ROWS = [
     (r"(dyn-[a-z]{4}\d?\.com)", "dga (malware)", "(static)"),
     ("o'brien.evil-example.com", "tab\there", "quote'src"),
     ("secret.internal-example.com", "operator list", "(custom)"),
+    ("panel.evil-example.net:8443", "malicious", "stix:lab"),
 ]
 MASKED = f"local:{sha('pw1')}:1000:"
 
@@ -78,7 +79,7 @@ def test_exports_need_a_session(server):
 def test_trail_kinds():
     assert [trail_kind(row[0]) for row in ROWS] == [
         "domain", "domain", "ip", "ip", "cidr", "ipport", "ipport", "url", "path", "cert", "ja3", "regex", "domain",
-        "domain"]
+        "domain", "hostport"]
 
 
 def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
@@ -182,7 +183,7 @@ def test_suricata_files(server, admin):
 def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_path):
     manifest = json.loads(_get(server, "/intel/misp/manifest.json", admin)[2])
     infos = sorted(entry["info"] for entry in manifest.values())
-    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) != "regex"})
+    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) not in ("regex", "hostport")})
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "manifest.json").write_text(json.dumps(manifest))

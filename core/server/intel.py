@@ -74,7 +74,7 @@ classtype:trojan-activity; sid:1933005; rev:1;)
 
 
 def trail_kind(key: str) -> str:
-    """What a trail key is: domain, ip, cidr, ipport, url, path, cert, ja3 or regex."""
+    """What a trail key is: domain, ip, cidr, ipport, hostport, url, path, cert, ja3 or regex."""
     if not key or _REGEX_CHARS.search(key) and not key.startswith("["):
         return "regex"
     if key.startswith("/"):
@@ -86,15 +86,19 @@ def trail_kind(key: str) -> str:
         if rest.isdigit() and host.replace(".", "").isdigit():
             return "cidr"
         return "url"
-    if host.startswith("[") or host.count(":") == 1:
+    if host.startswith("["):
         return "ipport"
-    if not (host[:1].isdigit() or ":" in host):
-        return "domain"
+    if host.count(":") == 1:  # a.b.c.d:port, or name:port (no export format holds that)
+        return "ipport" if host[:1].isdigit() and _is_address(host.partition(":")[0]) else "hostport"
+    return "ip" if (host[:1].isdigit() or ":" in host) and _is_address(host) else "domain"
+
+
+def _is_address(text: str) -> bool:
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(text)
     except ValueError:
-        return "domain"
-    return "ip"
+        return False
+    return True
 
 
 def split_ipport(key: str) -> tuple[str, int]:
