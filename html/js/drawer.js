@@ -1,6 +1,7 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
-// hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
-// store), triage status, tags, notes and its event table (up to 500 rows).
+// hints, trail lookups (/reference: the trails/static citation or an imported trail's STIX id /
+// MISP event; /check: the server's trail store), triage status, tags, notes and its event table
+// (up to 500 rows).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 // Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 
@@ -53,7 +54,7 @@ export class Drawer {
 
   /** Fill the lookup rows for a trail (cached for the open threat; stale answers are dropped). */
   lookups(box, trail) {
-    const refRow = el('div.lrow', { id: 'd-ref' }, el('span.lk', { text: 'static reference' }), el('span.muted', { text: 'looking up…' }));
+    const refRow = el('div.lrow', { id: 'd-ref' }, el('span.lk', { text: 'reference' }), el('span.muted', { text: 'looking up…' }));
     const chkRow = el('div.lrow', { id: 'd-check' }, el('span.lk', { text: 'trail store' }), el('span.muted', { text: 'looking up…' }));
     box.append(refRow, chkRow);
     const q = String(trail || '').slice(0, 256);
