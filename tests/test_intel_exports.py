@@ -110,6 +110,8 @@ def test_stix_export_reimports_to_the_same_trails(server, admin, tmp_path):
     path = tmp_path / "export.json"
     path.write_bytes(_get(server, "/intel/stix", admin)[2])
     rows = trail_rows(intel_update(tmp_path, [f"stix {path} name=peer"]))
+    assert rows["c2.evil-example.net"] == ("emotet (malware)", "stix:peer")  # the info travels as the label
+    assert rows["5.252.177.20"] == ("apt28 (apt)", "stix:peer")
     assert {"c2.evil-example.net", "91.215.85.17:8080", "91.215.85.0/24", "drop.evil-example.net/gate.php",
             "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "[2a00:1450:4001::98]:443"} <= set(rows)
 
@@ -199,7 +201,7 @@ def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_
     assert _get(server, "/intel/misp/00000000-0000-0000-0000-000000000000.json", admin)[0] == 404
     with serve_directory(str(mirror)) as (base, _seen):
         rows = trail_rows(intel_update(tmp_path, [f"misp-feed {base} name=peer"]))
-    assert rows["91.215.85.17:8080"] == ("malicious", "misp:peer")
+    assert rows["91.215.85.17:8080"] == ("emotet (malware)", "misp:peer")  # the info travels as an event tag
     assert rows["drop.evil-example.net/gate.php"][1] == "misp:peer"
     assert "72a589da586844d7f0818ce684948eea" in rows
 

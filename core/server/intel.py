@@ -343,7 +343,7 @@ class IntelExports:
         info, offsets = found
         head = {"uuid": event, "info": info, "date": time.strftime("%Y-%m-%d", time.gmtime(mtime)),
                 "timestamp": str(int(mtime)), "published": True, "analysis": "2", "threat_level_id": "3",
-                "distribution": "3", "Orgc": ORG, "Tag": [{"name": "tlp:white"}]}
+                "distribution": "3", "Orgc": ORG, "Tag": [{"name": "tlp:white"}, {"name": info}]}
         path = self.trails_file
 
         def body() -> Iterator[bytes]:

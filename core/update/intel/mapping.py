@@ -29,6 +29,8 @@ _MALWARE_GALAXIES = ("malpedia", "ransomware", "rat", "botnet", "banker", "steal
                      "android", "malware", "exploit-kit", "cryptominers")
 _ACTOR_GALAXIES = ("threat-actor", "mitre-intrusion-set", "intrusion-set", "microsoft-activity-group")
 _GALAXY_TAG = re.compile(r'misp-galaxy:([a-z0-9-]+)="([^"]{1,128})"')
+_TRAIL_INFO = re.compile(r"[a-z0-9][a-z0-9 ._-]{0,96} \([a-z ]{3,24}\)\Z")  # `emotet (malware)`: this
+# product's own info, as its exports label indicators and events (a trail set exchanged between servers)
 
 
 @dataclass
@@ -55,8 +57,10 @@ def actor_info(name: str) -> str:
 
 
 def info_for_tags(tags: list[str]) -> str | None:
-    """Info from MISP tags or STIX labels: galaxy clusters first, then a phishing tag; None if neither."""
+    """Info from MISP tags or STIX labels: galaxy clusters first, then a label already in the trail
+    info style (`emotet (malware)`), then a phishing tag; None if none of them."""
     phishing = False
+    styled: str | None = None
     for tag in tags:
         if not isinstance(tag, str):
             continue
@@ -71,9 +75,11 @@ def info_for_tags(tags: list[str]) -> str | None:
                                     else family, "")
                 if info:
                     return info
+        if styled is None and _TRAIL_INFO.match(tag):
+            styled = tag
         if "phishing" in tag.lower():
             phishing = True
-    return "phishing" if phishing else None
+    return styled or ("phishing" if phishing else None)
 
 
 def info_for(names: list[str], tags: list[str]) -> str:
