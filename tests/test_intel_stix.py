@@ -164,3 +164,18 @@ def test_two_sources_with_one_name_are_refused_not_mixed(tmp_path):
     statuses = [(s.name, s.status) for s in result.feeds]
     assert statuses == [("intel:stix:same", "ok"), ("intel:stix:same", "failed")]
     assert "name=" in (result.feeds[1].error or "")
+
+
+def test_offline_updates_skip_intel_sources(tmp_path):
+    from core.config import build_config
+    from core.update.orchestrate import update
+
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle(_objects())))
+    config = build_config({"TRAILS_FILE": str(tmp_path / "out" / "trails.csv"), "CUSTOM_TRAILS_DIR": str(tmp_path / "empty"),
+                           "INTEL_SOURCES": [f"stix {path} name=lab"]}, env={})
+    result = update(config, force=True, offline=True, feeds_dir=str(tmp_path / "empty"),
+                    static_dir=str(tmp_path / "empty"), geo=False)
+    assert result.feeds == [] and result.intel == {}
+    assert not os.path.exists(tmp_path / "out" / "intel")
