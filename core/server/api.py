@@ -129,7 +129,6 @@ class Api:
         self.stopping = stopping or threading.Event()
         self.live_slots = threading.BoundedSemaphore(max(1, config.get("MAX_LIVE_STREAMS", 30)))
         self.live_enabled = config.get("MAX_LIVE_STREAMS", 30) > 0
-        from core.server.intel import IntelExports
         from core.server.lists import Lists
         from core.server.lookup import Lookup
         from core.server.queries import Queries
@@ -137,6 +136,8 @@ class Api:
         self.queries = Queries(config, storage)
         self.lists = Lists(config, storage)
         self.lookup = Lookup(config)
+        from core.server.intel import IntelExports  # the /intel/... exports (docs/intel.md)
+
         self.routes: dict[str, Route] = {
             "/login": Route(self.login, False),
             "/logout": Route(self.logout, False),

@@ -206,7 +206,7 @@ class IntelExports:
     """The /intel/... endpoints over TRAILS_FILE; one instance per server process."""
 
     def __init__(self, config: Config) -> None:
-        self.trails_file: str = config.get("TRAILS_FILE") or os.path.expanduser("~/.maltrail/trails.csv")
+        self.trails_file: str = config.TRAILS_FILE or os.path.expanduser("~/.maltrail/trails.csv")
         self.lock = threading.Lock()
         self.misp_index: dict[tuple[str, bool], dict[str, tuple[str, array[int]]]] = {}
 

@@ -225,7 +225,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         statuses.extend(url_statuses)
         merger.add_all(rows)
     intel_counts: dict[str, dict[str, Any]] = {}
-    if config.get("INTEL_SOURCES") and not offline:
+    if config.INTEL_SOURCES and not offline:
         from core.update.intel.run import run_intel  # docs/intel.md
 
         intel = run_intel(config, ctx, os.path.dirname(path))

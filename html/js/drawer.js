@@ -1,7 +1,6 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
-// hints, trail lookups (/reference: the trails/static citation or an imported trail's STIX id /
-// MISP event; /check: the server's trail store), triage status, tags, notes and its event table
-// (up to 500 rows).
+// hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
+// store), triage status, tags, notes and its event table (up to 500 rows).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 // Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 

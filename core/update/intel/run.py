@@ -46,7 +46,7 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
               warning_filter: WarningFilter | None = None) -> IntelResult:
     """Fetch every INTEL_SOURCES line in order. Never raises for a source's problems."""
     result = IntelResult()
-    lines: list[str] = list(config.get("INTEL_SOURCES") or [])
+    lines: list[str] = list(config.INTEL_SOURCES or [])
     if not lines:
         return result
     cache = FeedCache(os.path.join(trails_dir, "feeds"))
@@ -54,7 +54,7 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
     grace = float(config.FEED_GRACE_PERIOD or 0)
     ratio = float(config.TRAIL_RELOAD_MIN_RATIO or 0)
     if warning_filter is None:
-        warning_filter = WarningFilter.load(bool(config.get("INTEL_WARNINGLISTS", True)))
+        warning_filter = WarningFilter.load(config.INTEL_WARNINGLISTS is not False)
     if warning_filter.problem:
         result.statuses.append(FeedStatus("intel:warninglists", "skipped", error=warning_filter.problem))
     for line in lines:
