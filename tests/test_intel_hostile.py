@@ -50,6 +50,11 @@ def test_oversized_bundles_are_refused_by_url_and_by_path(tmp_path):
             status = _status(result, name)
             assert status.status == "stale" and "cap" in (status.error or ""), status
         assert "good-3.evil-example.net" in trail_rows(result)
+        raised = intel_update(tmp_path / "raised", [f"stix {www / 'b.json'} name=disk max_size=4MB"],
+                              FEED_MAX_SIZE="1MB")
+        assert _status(raised, "intel:stix:disk").status == "ok"  # a source's own cap (docs/intel.md)
+        bad = intel_update(tmp_path / "bad", [f"stix {www / 'b.json'} name=disk max_size=lots"])
+        assert _status(bad, "intel:?").status == "failed"
 
 
 def test_wrong_types_everywhere_are_counted(tmp_path):

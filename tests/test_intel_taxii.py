@@ -40,7 +40,8 @@ def test_collection_is_paged_then_refreshed_with_added_after(tmp_path, monkeypat
         assert rows["c2-4.evil-example.net"] == ("malicious", "taxii:cti")
         first_requests = re.findall(r'"GET (/api1/collections/[^ ]+) HTTP', taxii.log())
         assert len(first_requests) == 4  # 7 objects, 2 a page
-        assert all("limit=2" in path for path in first_requests)
+        assert all("limit=2" in path and "match[type]=indicator,relationship" in path
+                   for path in first_requests)
         assert sum("next=" in path for path in first_requests) == 3
         assert not any("added_after" in path for path in first_requests)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import Config
+from core.config import Config, ConfigError, parse_size
 from core.update.feedrun import FeedCache, FeedStatus, keep_good_copy
 from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails
 from core.update.intel import misp, misp_feed, stix, taxii
@@ -60,7 +60,8 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
     for line in lines:
         try:
             source = parse_source(line)
-        except ValueError as ex:
+            max_size = parse_size("max_size", source.option("max_size") or "0") or None
+        except (ValueError, ConfigError) as ex:
             result.statuses.append(FeedStatus("intel:?", "failed", error=f"INTEL_SOURCES {line!r}: {ex}"))
             continue
         label = f"intel:{source.kind}:{source.name}"
@@ -70,7 +71,7 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
             continue
         status = FeedStatus(label, "ok", url=source.url if "://" in source.url else "")
         stats = IntelStats()
-        ctx = base.for_feed(source.cache_name)
+        ctx = base.for_feed(source.cache_name, max_size)  # max_size=: all pages of the source together
         started = time.monotonic()
         trails: Trails | None = None
         try:

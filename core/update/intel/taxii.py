@@ -1,11 +1,14 @@
 """TAXII 2.1 collection -> STIX objects -> trails, asking only for what was added since the last fetch.
 
-Where it sits: INTEL_SOURCES `taxii <collection URL> [user=..] [password=..|env:VAR] [limit=..]`
+Where it sits: INTEL_SOURCES `taxii <collection URL> [user=..] [password=..|env:VAR] [limit=..] [max_size=..]`
 -> runner (run.py) -> **taxii.fetch** -> StixCollection (stix.py) -> trails.
 
-One refresh: GET `<collection>/objects/?added_after=<last>&limit=<n>` with the TAXII 2.1 media
-type, then the envelope's `next` while `more` is true (bounded by MAX_PAGES; an empty page ends
-it; servers may hand out the same `next` token for every page of one listing). The objects are kept between updates (the collection's state file: indicators with
+One refresh: GET `<collection>/objects/?added_after=<last>&limit=<n>&match[type]=indicator,...`
+(only the object types the mapping reads: indicators, their relationships, malware, intrusion
+sets, threat actors) with the TAXII 2.1 media type, then the envelope's `next` while `more` is
+true (bounded by MAX_PAGES and by the source's size cap, all pages together: FEED_MAX_SIZE or
+`max_size=`; an empty page ends it; servers may hand out the same `next` token for every page of
+one listing). The objects are kept between updates (the collection's state file: indicators with
 their trail keys, names, relationships, and `added_after` from `X-TAXII-Date-Added-Last`), so a
 refresh that brings nothing new still yields the whole collection's trails. A refresh that fails
 part way saves nothing: the next one asks again from the same point.
@@ -25,6 +28,7 @@ from core.update.intel.stix import INSTALL_HINT, StixCollection
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 MAX_PAGES = 10000
 DEFAULT_LIMIT = 1000
+MATCH_TYPES = "indicator,relationship,malware,intrusion-set,threat-actor"  # what the mapping reads
 
 
 def _headers(source: IntelSource) -> dict[str, str]:
@@ -56,7 +60,7 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     objects_url = source.url.rstrip("/") + "/objects/"
     headers = _headers(source)
     limit = source.option("limit", str(DEFAULT_LIMIT)) or str(DEFAULT_LIMIT)
-    params: dict[str, str] = {"limit": limit if limit.isdigit() else str(DEFAULT_LIMIT)}
+    params: dict[str, str] = {"limit": limit if limit.isdigit() else str(DEFAULT_LIMIT), "match[type]": MATCH_TYPES}
     added_after = state.get("added_after") if isinstance(state.get("added_after"), str) else None
     if added_after:
         params["added_after"] = added_after
