@@ -129,3 +129,18 @@ def test_misp_rest_search_with_key_from_the_environment(tmp_path, monkeypatch):
     with open(result.health_file, encoding="utf-8") as handle:
         assert "k" * 40 not in handle.read()  # the key never reaches the report
     assert json.dumps(misp.searches).count("k" * 40) == 0
+
+
+def test_a_feed_larger_than_the_cap_is_imported_over_several_updates(tmp_path):
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    events = [misp_event(f"big {n}", [misp_attribute("domain", f"big-{n}.evil-example.net", comment="x" * 400_000)])
+              for n in range(3)]
+    write_misp_feed(str(feed), events)
+    with serve_directory(str(feed)) as (base, _seen):
+        first = intel_update(tmp_path, [f"misp-feed {base} name=big"], FEED_MAX_SIZE="1MB")
+        assert first.intel["intel:misp-feed:big"]["skipped"] == {"event download failed": 1}
+        assert len(trail_rows(first)) == 2
+        second = intel_update(tmp_path, [f"misp-feed {base} name=big"], FEED_MAX_SIZE="1MB")
+        assert second.intel["intel:misp-feed:big"]["skipped"] == {}
+        assert {f"big-{n}.evil-example.net" for n in range(3)} <= set(trail_rows(second))
