@@ -325,7 +325,9 @@ class IntelExports:
                     by_info.setdefault(row.info, array("Q")).append(offset)
             for info, offsets in by_info.items():
                 index[str(uuid.uuid5(NAMESPACE, "event:" + info))] = (info, offsets)
-            self.misp_index = {key: index}  # one trails file at a time
+            # one trails file at a time (both visibilities of it)
+            self.misp_index = {k: v for k, v in self.misp_index.items() if k[0] == signature}
+            self.misp_index[key] = index
             return index
 
     def _misp_manifest(self, signature: str, custom_ok: bool, mtime: float) -> Iterator[bytes]:
