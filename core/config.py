@@ -235,6 +235,8 @@ class Config:
     PHISHTANK_API_KEY: str | None = key("str")
     CUSTOM_TRAILS_URL: str | None = key("str")
     CUSTOM_TRAILS_DIR: str = key("path", "./trails/custom")
+    INTEL_SOURCES: list[str] = key("list", [])  # docs/intel.md
+    INTEL_WARNINGLISTS: bool = key("bool", True)
     CAPTURE_BUFFER: int = key("size", "10%")
     MONITOR_INTERFACE: str = key("str", "any")
     CAPTURE_FILTER: str | None = key("str")

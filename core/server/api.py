@@ -90,6 +90,8 @@ class Api:
         self.queries = Queries(config, storage)
         self.lists = Lists(config, storage)
         self.lookup = Lookup(config)
+        from core.server.intel import IntelExports  # the /intel/... exports (docs/intel.md)
+
         self.routes: dict[str, Route] = {
             "/challenge": Route(self.challenge, False),
             "/login": Route(self.login, False, post_only=True),
@@ -106,6 +108,7 @@ class Api:
             "/reference": Route(self.lookup.reference, True),
             "/fail2ban": Route(self.lists.fail2ban, False),
             "/blacklist": Route(self.lists.blacklist, False),
+            "/intel": Route(IntelExports(config).handle, True),  # /intel/... exports (core/server/intel.py)
         }
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -117,6 +120,8 @@ class Api:
         name = path.rstrip("/") or "/"
         if name.startswith("/blacklist/"):
             name = "/blacklist"
+        elif name.startswith("/intel/"):
+            name = "/intel"
         route = self.routes.get(name)
         if route is None:
             return self.static.serve(request)

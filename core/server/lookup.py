@@ -3,7 +3,8 @@
 Where it sits: called by api.py's route table. /check asks the trail store (core/trails/store.py,
 opened lazily from TRAILS_FILE and reopened when the file changes); /trails streams the trails CSV
 (what UPDATE_SERVER sensors pull) without `(custom)` rows for callers who may not see them;
-/reference finds the `# Reference:` header above a trail in trails/static/ (2 s budget, cache).
+/reference finds the `# Reference:` header above a trail in trails/static/ (2 s budget, cache), or
+an imported trail's source object (core/server/intel.py).
 Custom trails are visible to logged-in sessions that are not masked (UID < 1000 or
 ENABLE_MASK_CUSTOM off), and to everyone when no USERS are configured.
 """
@@ -179,4 +180,7 @@ class Lookup:
                     elif line.lower() == target:
                         source = os.path.relpath(path, self.static_dir)
                         return {"reference": reference, "source": source}
-        return {"reference": None, "source": None}
+        # an imported trail: its STIX id or MISP event UUID (docs/intel.md)
+        from core.server.intel import source_object
+
+        return source_object(self.trails_file, trail) or {"reference": None, "source": None}

@@ -103,14 +103,14 @@ class FeedContext:
         return f"{self.base_url.rstrip('/')}/{self.feed or '_'}/{quote(url, safe='')}"
 
     def _open(self, url: str, headers: Mapping[str, str] | None, params: Mapping[str, Any] | None,
-              html_ok: bool) -> requests.Response:
+              html_ok: bool, json_body: Any = None) -> requests.Response:
         target = self.target(url)
 
         def attempt() -> requests.Response:
             try:
-                response = self._session().get(
-                    target, headers=dict(headers or {}), params=params, stream=True,
-                    timeout=(min(10.0, self.timeout), self.timeout))
+                response = self._session().request(
+                    "GET" if json_body is None else "POST", target, headers=dict(headers or {}),
+                    params=params, json=json_body, stream=True, timeout=(min(10.0, self.timeout), self.timeout))
             except (requests.ConnectionError, requests.Timeout) as ex:
                 raise Retryable(FeedError(f"connection failed: {type(ex).__name__}")) from None
             except requests.RequestException as ex:
@@ -160,14 +160,21 @@ class FeedContext:
     def retrieve(self, url: str, check: str | None = None, *, headers: Mapping[str, str] | None = None,
                  params: Mapping[str, Any] | None = None, html_ok: bool = False) -> str:
         """The whole body as text (UTF-8, bad bytes replaced). Raises FeedError on any failure."""
-        response = self._open(url, headers, params, html_ok)
+        text, _headers = self.retrieve_with_headers(url, check, headers=headers, params=params, html_ok=html_ok)
+        return text
+
+    def retrieve_with_headers(self, url: str, check: str | None = None, *, headers: Mapping[str, str] | None = None,
+                              params: Mapping[str, Any] | None = None, html_ok: bool = False,
+                              json_body: Any = None) -> tuple[str, Mapping[str, str]]:
+        """`retrieve` plus the response headers (TAXII paging); a `json_body` is POSTed (MISP restSearch)."""
+        response = self._open(url, headers, params, html_ok, json_body)
         body = b"".join(self._chunks(response, html_ok))
         text = body.decode("utf-8", errors="replace")
         if not text.strip():
             raise FeedError("empty response")
         if check and check not in text:
             raise FeedError(f"sanity check {check!r} not found in the response")
-        return text
+        return text, response.headers
 
     def lines(self, url: str, check: str | None = None, *, html_ok: bool = False) -> Iterator[str]:
         """Stream the body line by line (for the large compilation); same errors as `retrieve`.

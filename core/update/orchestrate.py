@@ -12,7 +12,8 @@ Steps (docs/trails.md has the details):
 2. Otherwise rebuild when forced, when the trails file is missing/empty/older than UPDATE_PERIOD,
    or when a file under trails/ or CUSTOM_TRAILS_DIR is newer.
 3. Sources in order, later ones winning by the merge rules: feeds (USE_FEED_UPDATES or --force, not
-   --offline; core/update/feedrun.py), then trails/static, CUSTOM_TRAILS_DIR, CUSTOM_TRAILS_URL.
+   --offline; core/update/feedrun.py), then trails/static, CUSTOM_TRAILS_DIR, CUSTOM_TRAILS_URL,
+   INTEL_SOURCES (not --offline; core/update/intel/).
 4. Keys are normalised on insert; final filters run while writing (core/update/merge.py).
 5. Written to a temporary file, fsynced, and `os.replace`d over TRAILS_FILE, unless the result is
    empty or below TRAIL_RELOAD_MIN_RATIO of the previous file (then kept aside, unless --force;
@@ -93,6 +94,7 @@ class UpdateResult:
     health_file: str | None = None
     status: UpdateStatus = UpdateStatus.FAILED
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> sanity reason -> rows
+    intel: dict[str, dict[str, Any]] = field(default_factory=dict)  # intel source -> loaded, keys, skipped
 
     @property
     def ok(self) -> bool:
@@ -229,6 +231,16 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         rows, url_statuses = fetch_custom_urls(config, ctx, FeedCache(os.path.join(os.path.dirname(path), "feeds")))
         statuses.extend(url_statuses)
         merger.add_all(rows)
+    intel_counts: dict[str, dict[str, Any]] = {}
+    if config.INTEL_SOURCES and not offline:
+        from core.update.intel.run import run_intel  # docs/intel.md
+
+        intel = run_intel(config, ctx, os.path.dirname(path))
+        statuses.extend(intel.statuses)
+        for source_trails in intel.trails:
+            merger.add_all(source_trails)
+        intel_counts = intel.counts
+        del intel
 
     stats = MergeStats()
     rules = TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX))
@@ -244,7 +256,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
             count += 1
         return count
 
-    result = UpdateResult(False, path, 0, previous, feeds=statuses)
+    result = UpdateResult(False, path, 0, previous, feeds=statuses, intel=intel_counts)
     try:
         tmp, count = atomic_write(path, write)
     except OSError as ex:
@@ -296,6 +308,7 @@ def health_report(result: UpdateResult) -> dict[str, Any]:
         "dropped": result.dropped,
         "rejected": result.rejected,
         "feeds": [asdict(status) for status in result.feeds],
+        "intel": result.intel,
     }
 
 
@@ -350,6 +363,9 @@ def summary(result: UpdateResult) -> list[str]:
         lines.insert(0, "feeds: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if result.dropped:
         lines.append("dropped: " + _reasons(result.dropped))
+    for name, intel in sorted(result.intel.items()):
+        skipped = f"; not loaded: {_reasons(intel['skipped'])}" if intel.get("skipped") else ""
+        lines.append(f"  {name}: {intel.get('loaded', 0)} indicators, {intel.get('keys', 0)} trails{skipped}")
     for source, reasons in sorted(result.rejected.items()):
         lines.append(f"  rejected from {source}: {_reasons(reasons)}")
     lines.append(f"{result.message} ({result.rows} rows, previous {result.previous_rows}, {result.seconds:.1f} s)")

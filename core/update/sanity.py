@@ -18,7 +18,7 @@ What is rejected (docs/trails.md, "Sanity"):
 - names that are not DNS syntax (empty labels, `*`, `.`, labels over 63 bytes, names over 253);
 - a bare TLD or public suffix (`com`, `co.uk`; ICANN section of the Public Suffix List in
   data/public_suffixes.txt) — except in the operator's own local lists (static, custom), as the
-  original allows;
+  original allows; a certificate SHA-1 or JA3 MD5 (40 or 32 hex digits) is a fingerprint, not a TLD;
 - URL trails whose host fails the rules above, and the bare path `/`.
 """
 
@@ -38,6 +38,7 @@ _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 _IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\Z")
 _CIDR = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/\d{1,2}\Z")
 _REGEX_PROBES = ("", "com", "example.com", "www.example.com", "a")
+_FINGERPRINT = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{8})?\Z")  # JA3 MD5, certificate SHA-1 (one label, not a TLD)
 
 
 class PublicSuffixes:
@@ -100,6 +101,8 @@ class TrailRules:
         if _REGEX_CHARS.search(key):
             return self._regex(key)
         local = reference in LOCAL_REFERENCES
+        if _FINGERPRINT.match(key):
+            return None
         if key.startswith("/"):
             return "bare path" if key == "/" else None
         host, slash, _path = key.partition("/")

@@ -54,7 +54,7 @@ export class Drawer {
 
   /** Fill the lookup rows for a trail (cached for the open threat; stale answers are dropped). */
   lookups(box, trail) {
-    const refRow = el('div.lrow', { id: 'd-ref' }, el('span.lk', { text: 'static reference' }), el('span.muted', { text: 'looking up…' }));
+    const refRow = el('div.lrow', { id: 'd-ref' }, el('span.lk', { text: 'reference' }), el('span.muted', { text: 'looking up…' }));
     const chkRow = el('div.lrow', { id: 'd-check' }, el('span.lk', { text: 'trail store' }), el('span.muted', { text: 'looking up…' }));
     box.append(refRow, chkRow);
     const q = String(trail || '').slice(0, 256);
