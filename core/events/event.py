@@ -36,7 +36,7 @@ class Event(NamedTuple):
 
 
 class TrailType:
-    """Event `type` values (the original's TRAIL enum, plus CERT)."""
+    """Event `type` values (the original's TRAIL enum, plus CERT and the TLS fingerprints)."""
 
     IP = "IP"
     IPORT = "IPORT"
@@ -47,6 +47,9 @@ class TrailType:
     PATH = "PATH"
     PORT = "PORT"
     CERT = "CERT"
+    JA3 = "JA3"
+    JA3S = "JA3S"
+    JA4 = "JA4"
 
 
 def safe_value(value: object) -> str:

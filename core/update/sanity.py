@@ -20,6 +20,8 @@ What is rejected (docs/trails.md, "Sanity"):
   data/public_suffixes.txt) — except in the operator's own local lists (static, custom), as the
   original allows;
 - URL trails whose host fails the rules above, and the bare path `/`.
+TLS fingerprint keys (JA3/JA3S MD5, certificate SHA-1, JA4; `fingerprint_kind`) are not names and
+pass the name rules untouched.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
+
+from core.protocols.fingerprints import fingerprint_kind
 
 MAX_KEY_LENGTH = 1024
 LOCAL_REFERENCES = frozenset(("(static)", "(custom)"))
@@ -99,6 +103,8 @@ class TrailRules:
             return "markup characters"
         if _REGEX_CHARS.search(key):
             return self._regex(key)
+        if fingerprint_kind(key):  # JA3/JA3S MD5, certificate SHA-1, JA4: not names
+            return None
         local = reference in LOCAL_REFERENCES
         if key.startswith("/"):
             return "bare path" if key == "/" else None
