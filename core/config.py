@@ -226,7 +226,7 @@ class Config:
     FAST_ADMIT_ADAPTIVE: bool = key("bool", False, no_effect="setting of USE_FAST_PREFILTER")
     CHECK_TLS_CERTIFICATES: bool = key("bool", True)
     CAPTURE_FANOUT: str | None = key("str")
-    USE_CONDENSED_STORAGE: bool = key("bool", False, no_effect="no condensed observable store (meta.sqlite)")
+    USE_CONDENSED_STORAGE: bool = key("bool", True)
     CAPTURE_WORKERS: int = key("int", 1, bounds=(1, 64))
     CAPTURE_BUFFER_SIZE: int | None = key("size")  # None: CAPTURE_BUFFER capped at 256MB
     CAPTURE_SNAPLEN: int = key("int", 2000, bounds=(64, 262144))

@@ -58,9 +58,12 @@ class ClientHelloFields(NamedTuple):
     alpn: bytes  # the first ALPN protocol name, b"" when none
 
 
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))  # RFC 8701: 0x0a0a, 0x1a1a, ... 0xfafa
+
+
 def is_grease(value: int) -> bool:
     """RFC 8701 reserved values 0x0a0a, 0x1a1a, ... 0xfafa."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+    return value in GREASE
 
 
 def fingerprint_kind(key: str) -> str | None:
@@ -156,7 +159,7 @@ def client_hello_fields(hs: bytes) -> ClientHelloFields | None:
 
 
 def _dashed(values: tuple[int, ...]) -> str:
-    return "-".join(str(v) for v in values if not is_grease(v))
+    return "-".join([str(v) for v in values if v not in GREASE])
 
 
 def ja3_text(fields: ClientHelloFields) -> str:
@@ -185,19 +188,19 @@ def _alpn_code(alpn: bytes) -> str:
 
 def ja4(fields: ClientHelloFields, transport: str = "t") -> str:
     """The JA4 fingerprint (`t13d1516h2_8daaf6152771_e5627efa2ab1`): transport `t` TCP, `q` QUIC."""
-    ciphers = [c for c in fields.ciphers if not is_grease(c)]
-    exts = [e for e in fields.extensions if not is_grease(e)]
-    versions = [v for v in fields.supported_versions if not is_grease(v)]
+    ciphers = [c for c in fields.ciphers if c not in GREASE]
+    exts = [e for e in fields.extensions if e not in GREASE]
+    versions = [v for v in fields.supported_versions if v not in GREASE]
     version = JA4_VERSIONS.get(max(versions) if versions else fields.version, "00")
     sni = "d" if EXT_SERVER_NAME in exts else "i"
     head = f"{transport}{version}{sni}{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{_alpn_code(fields.alpn)}"
-    part_b = _hash12(",".join(f"{c:04x}" for c in sorted(ciphers))) if ciphers else EMPTY_HASH
+    part_b = _hash12(",".join([f"{c:04x}" for c in sorted(ciphers)])) if ciphers else EMPTY_HASH
     hashed = sorted(e for e in exts if e not in (EXT_SERVER_NAME, EXT_ALPN))
     if hashed:
-        text = ",".join(f"{e:04x}" for e in hashed)
-        sigalgs = [s for s in fields.signature_algorithms if not is_grease(s)]
+        text = ",".join([f"{e:04x}" for e in hashed])
+        sigalgs = [s for s in fields.signature_algorithms if s not in GREASE]
         if sigalgs:
-            text += "_" + ",".join(f"{s:04x}" for s in sigalgs)
+            text += "_" + ",".join([f"{s:04x}" for s in sigalgs])
         part_c = _hash12(text)
     else:
         part_c = EMPTY_HASH

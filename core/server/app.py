@@ -30,6 +30,7 @@ from multiprocessing.process import BaseProcess
 
 from core.config import VERSION, Config
 from core.events.dayfile import prune_day_files
+from core.events.observables import ObservableStore, meta_path
 from core.events.severity import severity_pattern
 from core.events.signing import Verifier
 from core.server.alerts import Alerts
@@ -174,7 +175,8 @@ class ServerApp:
             raise StartError(f"UDP_PORT {config.UDP_PORT} needs root (or DISABLE_CHECK_SUDO)")
         verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW) if config.UDP_KEY else None
         try:
-            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier)
+            observables = ObservableStore(meta_path(config.LOG_DIR)) if config.USE_CONDENSED_STORAGE else None
+            intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier, observables=observables)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None

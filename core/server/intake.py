@@ -15,7 +15,8 @@ Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB a
 kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; app.py logs the
 effective size at start, see docs/operations-server.md). It drains everything
 queued (up to BATCH datagrams), then writes one buffer per day file with a single write(), so
-the cost per event is a recv plus a few byte operations. While traffic flows the loop sleeps
+the cost per event is a recv plus a few byte operations (plus, with USE_CONDENSED_STORAGE, the
+parse of each written line into the observables store, flushed to LOG_DIR/meta.sqlite every 60 s). While traffic flows the loop sleeps
 2 ms between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it drains the socket once more
 and flushes, so nothing already received is lost.
 """
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from core.events.dayfile import LocalDays, day_path
+from core.events.observables import ObservableStore
 from core.events.signing import Verifier
 
 BATCH = 20000
@@ -89,9 +91,10 @@ class Intake:
     """The receive loop. Counters say what happened to every datagram."""
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
-                 rcvbuf: int = RCVBUF) -> None:
+                 rcvbuf: int = RCVBUF, observables: ObservableStore | None = None) -> None:
         self.log_dir = log_dir
         self.verifier = verifier
+        self.observables = observables  # LOG_DIR/meta.sqlite (core/events/observables.py), if on
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -180,6 +183,8 @@ class Intake:
         for day, lines in pending.items():
             if self.files.append(day, b"".join(lines)):
                 self.counters["written"] += len(lines)
+                if self.observables is not None:
+                    self.observables.observe_lines(lines)
             else:
                 self.counters["write_errors"] += len(lines)
         pending.clear()
@@ -204,6 +209,8 @@ class Intake:
                     # busy: let a batch accumulate in the socket buffer instead of being woken
                     # by every datagram (the sender then never pays for waking us up)
                     time.sleep(POLL_PAUSE)
+                if self.observables is not None:
+                    self.observables.tick()
                 if report and time.monotonic() >= next_report:
                     next_report = time.monotonic() + report_every
                     report(self.summary())
@@ -212,9 +219,12 @@ class Intake:
             self._flush(pending)
         finally:
             self.close()
+            if self.observables is not None:
+                self.observables.close()
 
     def close(self) -> None:
-        """The socket and the cached day-file descriptors (also what a parent does after forking)."""
+        """The socket and the cached day-file descriptors (also what a parent does after forking).
+        The observables store is flushed and closed only where it was written (`run`)."""
         self.files.close()
         self.sock.close()
 
