@@ -36,6 +36,7 @@ from core.config import ROOT_DIR, Config
 from core.trails.whitelist import Whitelist
 from core.update import geo as geo_tables
 from core.update.canary import canary_hits, canary_summary, load_canaries, sanity_lines
+from core.update.datasets import bundled_counts, list_lines, refresh_lists
 from core.update.feedrun import (
     FEEDS_DIR,
     FeedCache,
@@ -98,6 +99,7 @@ class UpdateResult:
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> sanity reason -> rows
     never_match: dict[str, int] = field(default_factory=dict)  # rows that could never fire, by reason
     canary: dict[str, Any] = field(default_factory=dict)  # the canary check (core/update/canary.py)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # fetched data sets (core/update/datasets.py)
 
     @property
     def ok(self) -> bool:
@@ -240,6 +242,8 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
                              data_dir, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
     refused = canary_hits(merger.trails, canaries)
     rules = replace(TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX)), refused=refused.hits)
+    # the fetched data sets first: their whitelist additions apply to this run's trails already
+    lists = refresh_lists(ctx, path, data_dir, float(config.TRAIL_RELOAD_MIN_RATIO or 0)) if use_feeds else {}
     whitelist = load_whitelist(config, data_dir, say)
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
@@ -256,7 +260,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
                 kept_unchecked[0] += 1
         return count
 
-    result = UpdateResult(False, path, 0, previous, feeds=statuses)
+    result = UpdateResult(False, path, 0, previous, feeds=statuses, lists=lists)
     try:
         tmp, count = atomic_write(path, write)
     except OSError as ex:
@@ -313,6 +317,7 @@ def health_report(result: UpdateResult) -> dict[str, Any]:
         "rejected": result.rejected,
         "never_match": result.never_match,
         "canary": result.canary,
+        "lists": result.lists,
         "feeds": [asdict(status) for status in result.feeds],
     }
 
@@ -371,5 +376,6 @@ def summary(result: UpdateResult) -> list[str]:
     for source, reasons in sorted(result.rejected.items()):
         lines.append(f"  rejected from {source}: {_reasons(reasons)}")
     lines.extend(sanity_lines(result.never_match, result.canary))
+    lines.extend(list_lines(result.lists, bundled_counts(DATA_DIR)))
     lines.append(f"{result.message} ({result.rows} rows, previous {result.previous_rows}, {result.seconds:.1f} s)")
     return lines
