@@ -4,7 +4,7 @@ Where it sits: httpd.py reads a request (parsed by messages.py) and calls `Api.h
 module resolves the session (auth.py), dispatches by path through `routes`, and answers from the
 day files (storage.py; `Range` and `date` parsing in ranges.py). app.py builds it. The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
 (/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py,
-/meta (the observables store) in meta.py.
+/meta (the observables store) in meta.py, /check_ip in addrinfo.py, /ripe in ripe.py.
 Static files (static.py) answer every other path.
 
 Scope rule: every endpoint that returns events or addresses filters them by the session's network
@@ -98,6 +98,12 @@ class Api:
         from core.server.meta import Meta
 
         self.meta = Meta(config, self.lookup, self.queries.geo_table)
+        from core.server.addrinfo import AddressInfo
+
+        self.addrinfo = AddressInfo(config, self.queries.geo_table)
+        from core.server.ripe import Ripe
+
+        self.ripe = Ripe(config)
         self.routes: dict[str, Route] = {
             "/login": Route(self.login, False),
             "/logout": Route(self.logout, False),
@@ -112,6 +118,8 @@ class Api:
             "/trails": Route(self.lookup.trails, False),
             "/reference": Route(self.lookup.reference, True),
             "/meta": Route(self.meta.meta, True),
+            "/check_ip": Route(self.addrinfo.check_ip, True),
+            "/ripe": Route(self.ripe.ripe, True),
             "/fail2ban": Route(self.lists.fail2ban, False),
             "/blacklist": Route(self.lists.blacklist, False),
         }

@@ -1,5 +1,6 @@
-"""Fuller data sets: the original project's published suspicious User-Agent list and whitelist,
-fetched at update time and added to the bundled ones.
+"""Fuller data sets: the original project's published suspicious User-Agent list, whitelist and
+worst-ASN ranges, and the public datacenter range list, fetched at update time and added to the
+bundled ones.
 
 Where it sits: update (core/update/orchestrate.py) calls `refresh_lists()` when it fetches feeds;
 each list goes through the same fetcher as the feeds (proxy, timeouts, size cap, `--feed-base-url`)
@@ -7,7 +8,8 @@ and the same last-good-copy guard (`keep_good_copy`, core/update/feedrun.py: a f
 shrunken answer never replaces a good copy). The accepted entries are written to
 `<trails folder>/lists/<name>.txt` (`list_path`, core/update/publish.py); the sensor adds them to the bundled data:
 core/heuristics/patterns.py (User-Agents, next to data/ua.txt) and core/trails/whitelist.py
-(whitelist, next to data/whitelist.txt). Offline, or before the first fetch, only the bundled
+(whitelist, next to data/whitelist.txt); the server's /check_ip (core/server/addrinfo.py) reads
+the two range lists next to data/ipcat_seed.csv and data/worst_asns_seed.txt. Offline, or before the first fetch, only the bundled
 lists are used.
 
 Every fetched entry is checked before it is kept (a hostile list must not blind the sensor or
@@ -18,6 +20,8 @@ flood it):
   User-Agents (`BROWSER_UAS`) is dropped ("too broad").
 - Whitelist entries: an address, a CIDR no wider than /16 (IPv4) or /32 (IPv6), or a domain that
   is DNS syntax and not a public suffix (data/public_suffixes.txt); anything else is dropped.
+- Range entries (datacenter `start,end,name`, worst-ASN `cidr,name`): they must parse, be no wider
+  than a /8 (IPv6 /32) and not start in private or reserved space.
 A list with fewer than `min_entries` accepted entries is a failed fetch.
 """
 
@@ -94,10 +98,61 @@ def check_whitelist(line: str, suffixes: PublicSuffixes) -> tuple[str | None, st
     return name, None
 
 
+AddressRange = tuple[int, int, int, str]  # (IP version, first, last, label): core/update/geo.py's Range
+
+
+def parse_ipcat(line: str) -> AddressRange | None:
+    """`start,end,name[,url]` (the datacenter list's CSV) → a range; None when malformed."""
+    parts = line.strip().split(",")
+    if len(parts) < 3 or not parts[2].strip():
+        return None
+    try:
+        first, last = ipaddress.ip_address(parts[0].strip()), ipaddress.ip_address(parts[1].strip())
+    except ValueError:
+        return None
+    if first.version != last.version or int(last) < int(first):
+        return None
+    return first.version, int(first), int(last), parts[2].strip()[:64]
+
+
+def parse_cidr_label(line: str) -> AddressRange | None:
+    """`cidr,label` (the worst-ASN ranges) → a range; None when malformed."""
+    cidr, _, label = line.strip().partition(",")
+    try:
+        network = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        return None
+    return network.version, int(network.network_address), int(network.broadcast_address), \
+        (label.strip() or "-")[:64]
+
+
+def _check_range(parsed: AddressRange | None, text: str) -> tuple[str | None, str | None]:
+    if parsed is None:
+        return None, "malformed"
+    version, first, last, _ = parsed
+    if last - first >= (1 << 24 if version == 4 else 1 << 96):  # wider than a /8 (IPv6 /32)
+        return None, "too broad"
+    address = ipaddress.ip_address(first)
+    if address.is_private or address.is_loopback or address.is_multicast or address.is_reserved:
+        return None, "private or reserved"
+    return text, None
+
+
+def check_ipcat(line: str, _suffixes: PublicSuffixes) -> tuple[str | None, str | None]:
+    parsed = parse_ipcat(line)
+    return _check_range(parsed, ",".join(line.strip().split(",")[:3]))
+
+
+def check_worst(line: str, _suffixes: PublicSuffixes) -> tuple[str | None, str | None]:
+    return _check_range(parse_cidr_label(line), line.strip())
+
+
 ORIGINAL = "https://raw.githubusercontent.com/stamparm/maltrail/master/data"
 DATASETS = (
     Dataset("ua", f"{ORIGINAL}/ua.txt", 100, check_ua),
     Dataset("whitelist", f"{ORIGINAL}/whitelist.txt", 100, check_whitelist),
+    Dataset("ipcat", "https://raw.githubusercontent.com/client9/ipcat/master/datacenters.csv", 100, check_ipcat),
+    Dataset("worst_asns", f"{ORIGINAL}/worst_asns.txt", 100, check_worst),
 )
 
 
@@ -170,7 +225,8 @@ def list_lines(report: dict[str, dict[str, Any]], bundled: dict[str, int]) -> li
 
 def bundled_counts(data_dir: str) -> dict[str, int]:
     counts = {}
-    for name, filename in (("ua", "ua.txt"), ("whitelist", "whitelist.txt")):
+    for name, filename in (("ua", "ua.txt"), ("whitelist", "whitelist.txt"), ("ipcat", "ipcat_seed.csv"),
+                           ("worst_asns", "worst_asns_seed.txt")):
         try:
             with open(os.path.join(data_dir, filename), encoding="utf-8") as handle:
                 counts[name] = sum(1 for line in handle if line.strip() and not line.lstrip().startswith("#"))
