@@ -18,7 +18,7 @@ from collections.abc import Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from core.protocols import dns, http, quic, tls  # noqa: E402
+from core.protocols import dns, fingerprints, http, quic, tls  # noqa: E402
 from tests.kit import pcapgen as g  # noqa: E402
 from tests.test_quic import crypto_frame, hello, protect  # noqa: E402
 from tests.test_tls import client_hello, ders_of, ext, make_chain, server_flight  # noqa: E402
@@ -51,6 +51,13 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         return out
 
     untracked = tls.ServerFlights()
+    hello_message = hello_bytes[5:]
+
+    def fingerprint() -> object:  # what the detector adds per ClientHello: JA3 and JA4
+        fields = fingerprints.client_hello_fields(hello_message)
+        assert fields is not None
+        return fingerprints.ja3(fields), fingerprints.ja4(fields)
+
     return [
         ("dns.parse query", lambda: dns.parse(query)),
         ("dns.parse response (CNAME + 2 A)", lambda: dns.parse(response)),
@@ -61,6 +68,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("http.parse_response (+ body)", lambda: http.parse_response(resp)),
         ("tls.client_hello_sni", lambda: tls.client_hello_sni(hello_bytes)),
         ("tls.client_hello_sni reject", lambda: tls.client_hello_sni(binary)),
+        ("fingerprints JA3 + JA4 of a ClientHello", fingerprint),
         (f"tls.ServerFlights {len(segments)}-segment flight", flight_feed),
         ("tls.ServerFlights.feed untracked", lambda: untracked.feed("k", binary)),
         ("quic.initial_sni (1200-byte Initial)", lambda: quic.initial_sni(initial)),

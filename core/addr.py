@@ -25,7 +25,7 @@ def ip_packed(text: str) -> bytes | None:
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
         return socket.inet_pton(family, text)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         return None
 
 

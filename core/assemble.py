@@ -24,6 +24,7 @@ from typing import Any
 from core.config import Config, ConfigError
 from core.detect.detector import Detector
 from core.events.filters import build_event_stages
+from core.events.observables import ObservableSink, ObservableStore, meta_path
 from core.events.pipeline import EventPipeline
 from core.events.plugins import PluginError, PluginRunner, load_plugins, plugin_names
 from core.events.remote import build_remote_sinks
@@ -65,7 +66,8 @@ SensorFactory = Callable[[Config, TrailStore], Sensor]
 
 
 def configured_sinks(config: Config, console: bool = False) -> list[Sink]:
-    """The sinks the configuration asks for: daily log files, LOG_SERVER, the console (`--console`,
+    """The sinks the configuration asks for: daily log files (and the observables store,
+    USE_CONDENSED_STORAGE, when no LOG_SERVER gets the events), LOG_SERVER, the console (`--console`,
     or when no other local or remote destination is set), SYSLOG_SERVER and LOGSTASH_SERVER."""
     sinks: list[Sink] = []
     if not config.DISABLE_LOCAL_LOG_STORAGE:
@@ -77,6 +79,8 @@ def configured_sinks(config: Config, console: bool = False) -> list[Sink]:
 
             signer = Signer(config.UDP_KEY)
         sinks.append(UdpSink(config.LOG_SERVER, signer=signer))
+    if config.USE_CONDENSED_STORAGE and not config.DISABLE_LOCAL_LOG_STORAGE and not config.LOG_SERVER:
+        sinks.append(ObservableSink(ObservableStore(meta_path(config.LOG_DIR))))  # else the server's intake
     if console or (config.DISABLE_LOCAL_LOG_STORAGE and not config.LOG_SERVER and not config.SYSLOG_SERVER):
         sinks.append(ConsoleSink())
     sinks.extend(build_remote_sinks(config))

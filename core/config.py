@@ -185,7 +185,8 @@ class Config:
     HTTP_PORT: int = key("int", 8338, bounds=PORT)
     HOME_LAT: float | None = key("float", bounds=(-90, 90))
     HOME_LON: float | None = key("float", bounds=(-180, 180))
-    DISABLE_RIPE_LOOKUPS: bool = key("bool", True, no_effect="the web client makes no RIPE lookups")
+    DISABLE_RIPE_LOOKUPS: bool = key("bool", True)
+    RIPESTAT_URL: str = key("str", "https://stat.ripe.net")
     USE_SSL: bool = key("bool", False)
     SSL_PEM: str | None = key("str")
     USERS: list[str] = key("list", [])
@@ -247,7 +248,7 @@ class Config:
     FAST_ADMIT_ADAPTIVE: bool = key("bool", False, no_effect="setting of USE_FAST_PREFILTER")
     CHECK_TLS_CERTIFICATES: bool = key("bool", True)
     CAPTURE_FANOUT: str | None = key("str")
-    USE_CONDENSED_STORAGE: bool = key("bool", False, no_effect="no condensed observable store (meta.sqlite)")
+    USE_CONDENSED_STORAGE: bool = key("bool", True)
     CAPTURE_WORKERS: int = key("int", 1, bounds=(1, 64))
     CAPTURE_BUFFER_SIZE: int | None = key("size")  # None: CAPTURE_BUFFER capped at 256MB
     CAPTURE_SNAPLEN: int = key("int", 2000, bounds=(64, 262144))

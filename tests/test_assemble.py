@@ -15,6 +15,7 @@ from core.assemble import AssemblyError, build_sensor, configured_sinks
 from core.config import load_config
 from core.events.condense import Condenser
 from core.events.filters import WhitelistFilter
+from core.events.observables import ObservableSink
 from core.events.remote import CefSyslogSink
 from core.events.sinks import ConsoleSink, LogFileSink, MemorySink, UdpSink
 from core.events.throttle import Throttle
@@ -73,8 +74,10 @@ def test_build_failures_are_one_assembly_error(store, tmp_path, overrides, plugi
 
 
 def test_configured_sinks(tmp_path):
-    assert [type(s) for s in configured_sinks(conf(tmp_path))] == [LogFileSink]
-    assert [type(s) for s in configured_sinks(conf(tmp_path), console=True)] == [LogFileSink, ConsoleSink]
+    assert [type(s) for s in configured_sinks(conf(tmp_path))] == [LogFileSink, ObservableSink]
+    assert [type(s) for s in configured_sinks(conf(tmp_path), console=True)] == [LogFileSink, ObservableSink,
+                                                                                ConsoleSink]
+    assert [type(s) for s in configured_sinks(conf(tmp_path, USE_CONDENSED_STORAGE="false"))] == [LogFileSink]
     alone = conf(tmp_path, DISABLE_LOCAL_LOG_STORAGE="true")
     assert [type(s) for s in configured_sinks(alone)] == [ConsoleSink]  # events must go somewhere
     remote = conf(tmp_path, DISABLE_LOCAL_LOG_STORAGE="true", LOG_SERVER="127.0.0.1:9", SYSLOG_SERVER="127.0.0.1:9")

@@ -42,3 +42,17 @@ def test_every_core_module_has_a_row():
             if f"`{relative}`" not in text and f"`{os.path.dirname(relative)}/`" not in text:
                 missing.append(relative)
     assert not missing, missing
+
+
+def test_every_server_module_imports_with_the_standard_library_alone():
+    """`python3 server.py` must start without the sensor's packages (README quick start): no module of
+    core/server imports requests, dpkt or pcapy at load time, directly or through another module."""
+    import subprocess
+    import sys
+
+    names = sorted(f"core.server.{name[:-3]}" for name in os.listdir(os.path.join(ROOT, "core", "server"))
+                   if name.endswith(".py") and name != "__init__.py")
+    code = ("import sys\nfor blocked in ('requests', 'dpkt', 'pcapy', 'cryptography'):\n    sys.modules[blocked] = None\n"
+            + "".join(f"import {name}\n" for name in names))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

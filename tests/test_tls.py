@@ -305,26 +305,33 @@ def test_hostile_lengths_and_fuzz_never_raise(chain):
 def test_client_hello_spanning_segments():
     key_share = ext(51, b"\x04\xc4" + b"\x11\xec\x04\xc0" + b"\x66" * 1216)  # an ML-KEM sized key share
     big = client_hello(b"Split.Example", before=(key_share, ext(21, b"\x00" * 300)))
+    whole = client_hello_handshake(b"Split.Example", before=(key_share, ext(21, b"\x00" * 300)))
     assert len(big) > 1600
     sni_end = big.index(b"Split.Example") + len(b"Split.Example")
     for parts in (2, 3, 4):
         rng = random.Random(parts)
         for _ in range(10):
             hellos = tls.ClientHellos()
-            fed, got = 0, None
+            fed, snis, message = 0, [], None
             for segment in split(big, parts, rng):
                 got = hellos.feed("c", segment, now=1.0)
                 fed += len(segment)
-                if fed >= sni_end:
-                    break
-                assert got is None and "c" in hellos and hellos.active
-            assert got == "split.example" and len(hellos) == 0
+                if fed < sni_end:
+                    assert got is None and "c" in hellos and hellos.active
+                if got is not None:
+                    snis += [got.sni] if got.sni else []
+                    message = got.message
+                if fed < len(big):
+                    assert message is None and "c" in hellos
+            # the SNI is reported once, as soon as readable; the whole message once complete
+            assert snis == ["split.example"] and message == whole and len(hellos) == 0
 
 
 def test_client_hello_single_segment_keeps_no_state():
     hellos = tls.ClientHellos()
-    assert hellos.feed("a", client_hello(b"one.example")) == "one.example"
-    assert hellos.feed("b", client_hello(None)) is None  # complete, no SNI: nothing to wait for
+    assert hellos.feed("a", client_hello(b"one.example")) == tls.Hello("one.example",
+                                                                       client_hello_handshake(b"one.example"))
+    assert hellos.feed("b", client_hello(None)) == tls.Hello(None, client_hello_handshake(None))
     assert hellos.feed("c", b"GET / HTTP/1.1\r\n\r\n") is None
     assert len(hellos) == 0 and hellos.counters["pending"] == 0
 
@@ -342,4 +349,6 @@ def test_client_hello_reassembly_bounds():
     assert hellos.counters["expired"] == 3 and set(hellos._flows) == {"new"}
     nosni = client_hello(None, before=(ext(21, b"\x00" * 1500),))
     hellos.feed("n", nosni[:800], now=20.0)
-    assert hellos.feed("n", nosni[800:], now=20.0) is None and hellos.counters["no_sni"] == 1
+    done = hellos.feed("n", nosni[800:], now=20.0)
+    assert done is not None and done.sni is None and done.message is not None
+    assert hellos.counters["no_sni"] == 1 and "n" not in hellos

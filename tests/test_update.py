@@ -102,6 +102,9 @@ def test_end_to_end_publishes_merged_trails(first_run):
     # whitelist and DISABLED_TRAILS_INFO_REGEX
     assert "adsrvmedia.net" not in trails and result.dropped["whitelisted"] >= 1
     assert "185.220.101.45" not in trails
+    # TLS fingerprints are not names: JA3 and certificate SHA-1 rows reach the sensor
+    assert trails["b386946a5a44d1ddcc843bc75336dfce"] == ("dridex ja3 (suspicious)", "sslbl.abuse.ch")
+    assert trails["6d9a4a0a4c2f3e1b7e8f5a3b2c1d0e9f8a7b6c5d"][0] == "asyncrat c2 cert (suspicious)"
     # the published file loads in the trail store
     from core.trails.store import TrailStore
 

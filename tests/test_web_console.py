@@ -21,6 +21,7 @@ import urllib.request
 
 import pytest
 
+from core.events.observables import ObservableStore, meta_path
 from tests.web import gen_day, reference
 from tests.web.harness import (
     PASSWORD,
@@ -53,6 +54,10 @@ def env():
     }
     for day, lines in days.items():
         gen_day.write_day(log_dir, day, lines)
+    store = ObservableStore(meta_path(log_dir))  # what the intake would have kept: the drawer's /meta row
+    for lines in days.values():
+        store.observe_lines(line.encode() for line in lines)
+    store.close()
     trails = os.path.join(log_dir, "trails.csv")      # the drawer's /check lookups need a trail store
     with open(trails, "w", encoding="utf-8") as handle:
         handle.write("evil0.example,hostile test (malware),(static)\n")
@@ -236,6 +241,9 @@ def test_open_threat_drawer(env):
     page.press("#d-tags", "Tab")
     page.eval_on_selector("#drawer", "d => { d.scrollTop = 0; }")      # the shot shows the drawer's head
     page.wait_for_selector("#d-check[data-state]")
+    page.wait_for_selector("#d-meta[data-state]")
+    assert page.get_attribute("#d-meta", "data-state") == "found", page.inner_text("#d-meta")
+    assert TODAY.isoformat()[:4] in page.inner_text("#d-meta") and "events" in page.inner_text("#d-meta")
     shot(page, "04-drawer")
     page.keyboard.press("Escape")
     page.wait_for_selector("#drawer", state="hidden")

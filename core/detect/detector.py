@@ -3,9 +3,10 @@
 Where it sits: between capture/decode and the event pipeline. A capture source hands batches to
 `Detector.process_batch`; each packet is decoded (core/decode), its protocol parsed when one can
 carry an indicator (core/protocols), looked up in the trail store (core/trails/store.py, domains
-through core/detect/domains.py), and every hit becomes an `Event` passed to `events.emit`. Heuristic
-hooks are called for the packets they are about. Exceptions are caught here, once per packet,
-and counted by type in `errors` (the first of each kind is kept for the error report).
+through core/detect/domains.py, JA3/JA3S/JA4 of TLS hellos from core/protocols/fingerprints.py),
+and every hit becomes an `Event` passed to `events.emit`. Heuristic hooks are called for the
+packets they are about. Exceptions are caught here, once per packet, and counted by type in
+`errors` (the first of each kind is kept for the error report).
 
 Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
 decode, a flag test and a first-byte test (`bulk_record`; plain Ethernet/IPv4 bulk is recognised
@@ -33,7 +34,7 @@ from core.detect.urls import UrlChecker
 from core.events import EventSink
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
-from core.protocols import dns, heads, http, quic, tls
+from core.protocols import dns, fingerprints, heads, http, quic, tls
 from core.trails.store import Trail, TrailStore
 from core.trails.whitelist import Whitelist
 
@@ -359,10 +360,12 @@ class Detector:
         if first == TLS_HANDSHAKE:
             payload = bytes(buf[poff:pend])
             if len(payload) > 5 and payload[5] == 1:
-                sni = self.hellos.feed((src, sport, dst, dport), payload, sec)
-                if sni:
-                    self._domain(sec, usec, d, sni, "TCP")
+                hello = self.hellos.feed((src, sport, dst, dport), payload, sec)
+                if hello:
+                    self._client_hello(sec, usec, d, hello)
                 return
+            if len(payload) > 5 and payload[5] == 2:
+                self._server_hello(sec, usec, d, payload)
             if self.check_certificates:
                 self._certificates(sec, usec, d, payload)
             return
@@ -370,9 +373,9 @@ class Detector:
             self._certificates(sec, usec, d, bytes(buf[poff:pend]))
             return
         if self.hellos.tracked and (src, sport, dst, dport) in self.hellos.tracked:
-            sni = self.hellos.feed((src, sport, dst, dport), bytes(buf[poff:pend]), sec)
-            if sni:
-                self._domain(sec, usec, d, sni, "TCP")
+            hello = self.hellos.feed((src, sport, dst, dport), bytes(buf[poff:pend]), sec)
+            if hello:
+                self._client_hello(sec, usec, d, hello)
             return
         if resume and (src, sport, dst, dport) in resume:  # body, retransmission or the next request
             self._http_segment(sec, usec, d, bytes(buf[poff:pend]), None, clean)
@@ -399,6 +402,29 @@ class Detector:
             msg = dns.parse(bytes(buf[poff:pend]), tcp=True)
             if msg is not None:
                 self._dns(sec, usec, d, msg, "TCP", clean)
+
+    def _client_hello(self, sec: int, usec: int, d: Decoded, hello: tls.Hello) -> None:
+        """SNI → domain check; the whole ClientHello → JA3 and JA4 trails (each hit an event)."""
+        if hello.sni:
+            self._domain(sec, usec, d, hello.sni, "TCP")
+        if hello.message is None:
+            return
+        fields = fingerprints.client_hello_fields(hello.message)
+        if fields is None:
+            return
+        for type_, value in ((TrailType.JA3, fingerprints.ja3(fields)), (TrailType.JA4, fingerprints.ja4(fields))):
+            hit = self.store.get(value)
+            if hit is not None:
+                self._emit(sec, usec, d, type_, value, hit)
+
+    def _server_hello(self, sec: int, usec: int, d: Decoded, payload: bytes) -> None:
+        """JA3S of a ServerHello whole in this segment → JA3S trails (the same MD5 form as JA3)."""
+        message = tls.server_hello_message(payload)
+        value = fingerprints.server_hello_ja3s(message) if message else None
+        if value:
+            hit = self.store.get(value)
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.JA3S, value, hit)
 
     def _certificates(self, sec: int, usec: int, d: Decoded, payload: bytes) -> None:
         certs = self.flights.feed((d.src, d.sport, d.dst, d.dport), payload, sec)

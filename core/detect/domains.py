@@ -170,9 +170,14 @@ class DomainChecker:
 
     @staticmethod
     def _excluded(name: str, candidate: str, trail: Trail) -> bool:
-        info = trail.info
-        if ("suspicious" in info or "sinkhole" in info) and SERVICE_PREFIX.match(name):
-            return True
-        if ("dynamic" in info or "free web" in info) and (name == candidate or name == "www." + candidate):
-            return True
-        return False
+        return provider_exempt(name, candidate, trail.info)
+
+
+def provider_exempt(name: str, candidate: str, info: str) -> bool:
+    """The two exclusions of the parent walk: a trail `candidate` with `info` is not reported for
+    `name` (also the update's canary check, core/update/canary.py)."""
+    if ("suspicious" in info or "sinkhole" in info) and SERVICE_PREFIX.match(name):
+        return True
+    if ("dynamic" in info or "free web" in info) and (name == candidate or name == "www." + candidate):
+        return True
+    return False

@@ -54,7 +54,7 @@ class Event(NamedTuple):
 
 
 class TrailType:
-    """Event `type` values (the original's TRAIL enum, plus CERT)."""
+    """Event `type` values (the original's TRAIL enum, plus CERT and the TLS fingerprints)."""
 
     IP = "IP"
     IPORT = "IPORT"
@@ -65,6 +65,9 @@ class TrailType:
     PATH = "PATH"
     PORT = "PORT"
     CERT = "CERT"
+    JA3 = "JA3"
+    JA3S = "JA3S"
+    JA4 = "JA4"
 
 
 TRAIL_TYPES = frozenset(v for k, v in vars(TrailType).items() if k.isupper())

@@ -23,6 +23,7 @@ from core.heuristics.patterns import load_patterns
 from core.heuristics.scan import ScanHeuristics
 from core.trails.store import TrailStore
 from core.trails.whitelist import Whitelist
+from core.update.publish import list_path
 
 REGISTRY: dict[str, str] = {
     "port_scanning": "TCP port scans (SYN, NULL, FIN, XMAS) per (src, dst) over SCAN_WINDOW",
@@ -56,7 +57,7 @@ class HeuristicEngine(Heuristics):
                               "unknown heuristic; known: " + ", ".join(REGISTRY))
         self.disabled = disabled
         self.events = events
-        self.patterns = load_patterns()
+        self.patterns = load_patterns(extra_ua_file=list_path(config.TRAILS_FILE, "ua"))
 
         def is_on(name: str) -> bool:
             return name not in disabled

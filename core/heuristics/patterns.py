@@ -42,6 +42,7 @@ class HttpPatterns:
     seized: re.Pattern[str] | None = None
     ua: re.Pattern[str] | None = None
     ua_whitelist: re.Pattern[str] | None = None
+    ua_count: int = 0
     # Prefilter for `ua` (see core/trails/literals.py): an unseen User-Agent can only match
     # when it equals one of `ua_exact`, contains one of the `ua_gate` literals (in canonical
     # form), or matches `ua_slow` (the few entries without a usable literal).
@@ -125,8 +126,10 @@ def _read_list(path: str) -> list[str]:
 
 
 def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
-                  ua_whitelist_file: str = UA_WHITELIST_FILE) -> HttpPatterns:
-    """Compile the HTTP pattern files. A missing file raises OSError (a broken install)."""
+                  ua_whitelist_file: str = UA_WHITELIST_FILE, extra_ua_file: str | None = None) -> HttpPatterns:
+    """Compile the HTTP pattern files. A missing file raises OSError (a broken install); the
+    optional `extra_ua_file` (the update's fetched list, core/update/datasets.py) adds entries
+    when it exists."""
     out = HttpPatterns()
     problems = out.problems
     content_types: set[str] = set()
@@ -166,6 +169,10 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
     if out.requests and all(gate for _, gate, _ in out.requests):
         out.request_gate = literal_gate(frozenset(word for _, words, _ in out.requests for word in words))
     ua_entries = _read_list(ua_file)
+    if extra_ua_file and os.path.isfile(extra_ua_file):
+        known = set(ua_entries)
+        ua_entries += [entry for entry in _read_list(extra_ua_file) if entry not in known]
+    out.ua_count = len(ua_entries)
     out.ua = _join(ua_entries, problems, os.path.basename(ua_file), escape_bad=True)
     _ua_prefilter(out, ua_entries)
     out.ua_whitelist = _join(_read_list(ua_whitelist_file), problems, os.path.basename(ua_whitelist_file))

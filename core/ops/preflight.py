@@ -14,6 +14,7 @@ packet mirroring delivers it) and reports N/N detections and the tunnels it open
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -72,6 +73,7 @@ def preflight(config: Config, open_store: StoreOpener, say: Say, live: bool = Tr
             f"(or now: {update_command(config)})")
     else:
         check_trails(config, open_store, check)
+        say(trail_sanity_note(path))
     note = fallback_note()
     say(f"[warn] accelerators: {note}" if note else f"[ok] accelerators: all compiled ({', '.join(accel_status())})")
     missing_optional = optional_note()
@@ -114,6 +116,22 @@ def tunnels_dropped(bpf: str | None, snaplen: int, tunnels: dict[int, UdpTunnel]
 
     program = pcapy.compile(1, snaplen, bpf, 1, 0)
     return [name for name, frame in probe_frames(tunnels).items() if not program.filter(frame)]
+def trail_sanity_note(trails_file: str) -> str:
+    """The last update's two sanity counts (never-match rows, canary refusals) from its health
+    report beside the trails file (core/update/orchestrate.py); a note, never a failure."""
+    from core.update.canary import sanity_lines
+    from core.update.publish import health_path
+
+    try:
+        with open(health_path(trails_file), encoding="utf-8") as handle:
+            report = json.load(handle)
+        never, canary = report.get("never_match"), report.get("canary")
+        if not isinstance(never, dict) or not isinstance(canary, dict):
+            raise ValueError("no sanity counts")
+        lines = sanity_lines(never, canary, limit=5)
+    except (OSError, ValueError, TypeError, AttributeError) as ex:
+        return f"[warn] trail sanity: no report of the last update ({type(ex).__name__})"
+    return "[ok] trail sanity (last update): " + "\n       ".join(lines)
 
 
 def _writable(folder: str) -> tuple[bool, str]:

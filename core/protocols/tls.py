@@ -1,7 +1,8 @@
 """TLS: ClientHello SNI, and the server's certificate chain from the first server flight.
 
-Where it sits: detect.py calls `client_hello_sni()` on client TCP payloads (the SNI host goes to
-the domain check with proto TCP) and feeds server->client TCP payloads to one `ServerFlights`
+Where it sits: detect.py feeds client TCP payloads that start a ClientHello to one `ClientHellos`
+object it owns (the SNI host goes to the domain check with proto TCP, the message to the
+fingerprints) and feeds server->client TCP payloads to one `ServerFlights`
 object it owns; when that returns DER certificates, `cert_sha1()` of the leaf is looked up in the
 trail store (CERT trails). `quic.py` reuses `handshake_sni()` on decrypted CRYPTO data.
 
@@ -9,7 +10,10 @@ ClientHello: `client_hello_sni()` looks at one segment. Handshake records in it 
 (a ClientHello fragmented over several records in one segment is handled) and the extensions
 are walked as far as the bytes go. A ClientHello larger than a segment (post-quantum key shares
 push browsers' past 1500 bytes, and extension order is randomised) is completed by the stateful
-`ClientHellos` helper, which keeps the few flows whose first segment ended before the SNI.
+`ClientHellos` helper, which keeps the few flows whose first segment ended before the end of the
+message: it reports the SNI as soon as it is readable and the whole message (what the JA3/JA4
+fingerprints of core/protocols/fingerprints.py read) once complete. `server_hello_message()`
+gives the ServerHello of a server payload (JA3S).
 The host name is returned lower-case without a trailing dot, and only when it consists of
 letters, digits, `-`, `_` and `.` (anything else -> None).
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.protocols.flows import FlowTable
 
@@ -110,14 +114,15 @@ def handshake_sni(hs: bytes) -> str | None:
     return None
 
 
-def _client_hello_handshake(payload: bytes) -> bytes | None:
-    """Handshake bytes of the ClientHello records at the start of `payload` (joined, maybe cut)."""
-    if len(payload) < 6 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != CLIENT_HELLO:
+def _handshake_records(payload: bytes, msg_type: int) -> bytes | None:
+    """Handshake bytes of the records at the start of `payload` when they begin a `msg_type`
+    message (joined across records, maybe cut)."""
+    if len(payload) < 6 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != msg_type:
         return None
     rec_len = _u16(payload, 3)
     if len(payload) <= 5 + rec_len or (len(payload) >= 9 and rec_len >= 4 + _u24(payload, 6)):
         return payload[5:5 + rec_len]
-    # The ClientHello continues in further records: join the handshake fragments we have.
+    # The message continues in further records: join the handshake fragments we have.
     parts: list[bytes] = []
     off = 0
     n = len(payload)
@@ -126,6 +131,19 @@ def _client_hello_handshake(payload: bytes) -> bytes | None:
         parts.append(payload[off + 5:off + 5 + rec_len])
         off += 5 + rec_len
     return b"".join(parts)
+
+
+def _client_hello_handshake(payload: bytes) -> bytes | None:
+    """Handshake bytes of the ClientHello records at the start of `payload` (joined, maybe cut)."""
+    return _handshake_records(payload, CLIENT_HELLO)
+
+
+def server_hello_message(payload: bytes) -> bytes | None:
+    """The whole ServerHello message at the start of a server payload, or None (not one, or cut)."""
+    hs = _handshake_records(payload, SERVER_HELLO)
+    if hs is None or not handshake_complete(hs):
+        return None
+    return hs[:4 + _u24(hs, 1)]
 
 
 def client_hello_sni(payload: bytes) -> str | None:
@@ -141,15 +159,23 @@ def handshake_complete(hs: bytes) -> bool:
     return len(hs) >= 4 and len(hs) >= 4 + _u24(hs, 1)
 
 
+class Hello(NamedTuple):
+    """What one fed segment revealed: the SNI the first time it is readable, the whole
+    ClientHello message (for the fingerprints, core/protocols/fingerprints.py) once complete."""
+
+    sni: str | None
+    message: bytes | None
+
+
 class ClientHellos(FlowTable):
     """Bounded reassembly of ClientHellos larger than one TCP segment (big post-quantum key shares).
 
-    `feed(flow_key, payload, now)` returns the SNI as soon as it can be read: at once for the
-    usual single-segment ClientHello (no state kept), else once enough of the following
-    in-order segments of the same flow have arrived. A flow is kept only while its ClientHello
-    is incomplete and has not shown an SNI; it is dropped when the SNI is found, when the
-    message completes without one, beyond `max_bytes`, by LRU beyond `max_flows`, or after
-    `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
+    `feed(flow_key, payload, now)` returns a `Hello` when the segment revealed something: at
+    once for the usual single-segment ClientHello (SNI and whole message, no state kept), else
+    the SNI as soon as it is readable and the whole message once the following in-order
+    segments of the same flow complete it. A flow is kept only while its ClientHello is
+    incomplete; it is dropped when the message completes, beyond `max_bytes`, by LRU beyond
+    `max_flows`, or after `ttl` seconds of packet time idle. Outcomes are counted in `counters`.
     """
 
     outcomes = ("pending", "reassembled", "no_sni", "too_big")
@@ -157,39 +183,42 @@ class ClientHellos(FlowTable):
     def __init__(self, max_flows: int = 4096, max_bytes: int = 16 * 1024, ttl: float = 10.0) -> None:
         super().__init__(max_flows, max_bytes, ttl)
 
-    def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0) -> str | None:
-        """Add one in-order client segment; the SNI once readable, else None."""
+    def feed(self, flow_key: Hashable, payload: bytes, now: float = 0.0) -> Hello | None:
+        """Add one in-order client segment; what it revealed, else None."""
         entry = self._flows.get(flow_key)
         if entry is None:
-            sni = client_hello_sni(payload)
-            if sni is not None:
-                return sni
-            hs = _client_hello_handshake(payload)
-            if hs is None or len(payload) < 9 or handshake_complete(hs):
+            if len(payload) < 9:
                 return None
-            self._start(flow_key, bytearray(payload), now)
-            return None
-        buffered = entry[0]
+            hs = _client_hello_handshake(payload)
+            if hs is None:
+                return None
+            sni = handshake_sni(hs)
+            if handshake_complete(hs):
+                return Hello(sni, hs[:4 + _u24(hs, 1)])
+            self._make_room(now)
+            self._flows[flow_key] = (bytearray(payload), now, sni is not None)
+            self.counters["pending"] += 1
+            return Hello(sni, None) if sni is not None else None
+        buffered, _, reported = entry
         buffered += payload
         if len(buffered) > self.max_bytes:
             del self._flows[flow_key]
             self.counters["too_big"] += 1
             return None
-        whole = bytes(buffered)
-        sni = client_hello_sni(whole)
-        hs = _client_hello_handshake(whole)
-        if sni is not None or hs is None or handshake_complete(hs):
+        hs = _client_hello_handshake(bytes(buffered))
+        if hs is None:
             del self._flows[flow_key]
-            self.counters["reassembled" if sni is not None else "no_sni"] += 1
-            return sni
-        self._flows[flow_key] = (buffered, now)
+            return None
+        sni = None if reported else handshake_sni(hs)
+        if handshake_complete(hs):
+            del self._flows[flow_key]
+            self.counters["reassembled"] += 1
+            if sni is None and not reported:
+                self.counters["no_sni"] += 1
+            return Hello(sni, hs[:4 + _u24(hs, 1)])
+        self._flows[flow_key] = (buffered, now, reported or sni is not None)
         self._flows.move_to_end(flow_key)
-        return None
-
-    def _start(self, flow_key: Hashable, data: bytearray, now: float) -> None:
-        self._make_room(now)
-        self._flows[flow_key] = (data, now)
-        self.counters["pending"] += 1
+        return Hello(sni, None) if sni is not None else None
 
 
 def _server_hello_is_tls13(body: bytes) -> bool:

@@ -3,7 +3,8 @@
 Where it sits: httpd.py reads a request (parsed by messages.py) and calls `Api.handle`; this
 module resolves the session (auth.py), dispatches by path through `routes`, and answers from the
 day files (storage.py; `Range` and `date` parsing in ranges.py). app.py builds it. The query endpoints (/hunt, /geo, /counts) are in queries.py, the lists
-(/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py.
+(/fail2ban, /blacklist) in lists.py, the trail lookups (/check, /trails, /reference) in lookup.py,
+/meta (the observables store) in meta.py, /check_ip in addrinfo.py, /ripe in ripe.py.
 Static files (static.py) answer every other path.
 
 Scope rule: every endpoint that returns, searches or counts events or addresses works on the
@@ -90,6 +91,15 @@ class Api:
         self.queries = Queries(config, storage)
         self.lists = Lists(config, storage)
         self.lookup = Lookup(config)
+        from core.server.meta import Meta
+
+        self.meta = Meta(config, self.lookup, self.queries.geo_table)
+        from core.server.addrinfo import AddressInfo
+
+        self.addrinfo = AddressInfo(config, self.queries.geo_table)
+        from core.server.ripe import Ripe
+
+        self.ripe = Ripe(config)
         from core.server.intel import IntelExports  # the /intel/... exports (docs/intel.md)
 
         self.routes: dict[str, Route] = {
@@ -106,6 +116,9 @@ class Api:
             "/check": Route(self.lookup.check, False),
             "/trails": Route(self.lookup.trails, False),
             "/reference": Route(self.lookup.reference, True),
+            "/meta": Route(self.meta.meta, True),
+            "/check_ip": Route(self.addrinfo.check_ip, True),
+            "/ripe": Route(self.ripe.ripe, True),
             "/fail2ban": Route(self.lists.fail2ban, False),
             "/blacklist": Route(self.lists.blacklist, False),
             "/intel": Route(IntelExports(config).handle, True),  # /intel/... exports (core/server/intel.py)

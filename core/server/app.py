@@ -33,6 +33,7 @@ from multiprocessing.process import BaseProcess
 
 from core.config import VERSION, Config
 from core.events.dayfile import prune_day_files
+from core.events.observables import ObservableStore, meta_path
 from core.events.severity import severity_pattern
 from core.events.signing import Verifier
 from core.server.alerts import Alerts
@@ -225,9 +226,10 @@ class ServerApp:
             verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW,
                                 state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
         try:
+            observables = ObservableStore(meta_path(config.LOG_DIR)) if config.USE_CONDENSED_STORAGE else None
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
                             day_window=config.UDP_DAY_WINDOW,
-                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE)
+                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, observables=observables)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None

@@ -24,9 +24,11 @@ Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB a
 kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; app.py logs the
 effective size at start, see docs/operations-server.md). It drains everything
 queued (up to BATCH datagrams), then writes one buffer per day file with a single write(), so
-the cost per event is a recv, the line check and a few byte operations. While traffic flows the
-loop sleeps 2 ms between drains rather than waiting on the socket, so senders never pay for
-wake-ups. On stop it drains the socket once more and flushes, so nothing already received is lost.
+the cost per event is a recv, the line check and a few byte operations (plus, with
+USE_CONDENSED_STORAGE, the parse of each accepted line into the observables store, flushed to
+LOG_DIR/meta.sqlite every 60 s). While traffic flows the loop sleeps 2 ms between drains rather
+than waiting on the socket, so senders never pay for wake-ups. On stop it drains the socket once
+more and flushes, so nothing already received is lost.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Callable
 
 from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
 from core.events.event import LINE_PROBLEMS, check_line
+from core.events.observables import ObservableStore
 from core.events.signing import Verifier
 
 BATCH = 20000
@@ -188,9 +191,10 @@ class Intake:
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
                  rcvbuf: int = RCVBUF, day_window: int = 2, new_days_per_minute: int = 10,
-                 spool_bytes: int = SPOOL_BYTES) -> None:
+                 spool_bytes: int = SPOOL_BYTES, observables: ObservableStore | None = None) -> None:
         self.log_dir = log_dir
         self.verifier = verifier
+        self.observables = observables  # LOG_DIR/meta.sqlite (core/events/observables.py), if on
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -314,7 +318,9 @@ class Intake:
             self._state_warned = True
             _say(f"cannot save the senders' high-water marks to {self.verifier.state_path}")
         for day, lines in pending.items():
-            self.files.append(day, b"".join(lines))
+            self.files.append(day, b"".join(lines))   # written now, or spooled until it can be
+            if self.observables is not None:
+                self.observables.observe_lines(lines)
         pending.clear()
 
     def run(self, stopped: Callable[[], bool], report: Callable[[str], None] | None = None,
@@ -338,6 +344,8 @@ class Intake:
                     # busy: let a batch accumulate in the socket buffer instead of being woken
                     # by every datagram (the sender then never pays for waking us up)
                     time.sleep(POLL_PAUSE)
+                if self.observables is not None:
+                    self.observables.tick()
                 if report and time.monotonic() >= next_report:
                     next_report = time.monotonic() + report_every
                     report(self.summary())
@@ -349,9 +357,12 @@ class Intake:
             self.files.give_up()
         finally:
             self.close()
+            if self.observables is not None:
+                self.observables.close()
 
     def close(self) -> None:
-        """The socket and the cached day-file descriptors (also what a parent does after forking)."""
+        """The socket and the cached day-file descriptors (also what a parent does after forking).
+        The observables store is flushed and closed only where it was written (`run`)."""
         self.files.close()
         self.sock.close()
 

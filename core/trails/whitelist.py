@@ -24,6 +24,7 @@ import os
 import socket
 
 from core.config import ROOT_DIR, Config
+from core.update.publish import list_path
 
 BUNDLED_WHITELIST = os.path.join(ROOT_DIR, "data", "whitelist.txt")
 _MAX_PROBLEMS = 10
@@ -46,10 +47,15 @@ class Whitelist:
 
     @classmethod
     def load(cls, config: Config | None = None, bundled: str | None = BUNDLED_WHITELIST) -> Whitelist:
-        """The bundled list plus `config.USER_WHITELIST` (a file path; missing file = error)."""
+        """The bundled list, the update's fetched additions (core/update/datasets.py) when present,
+        plus `config.USER_WHITELIST` (a file path; missing file = error)."""
         whitelist = cls()
         if bundled:
             whitelist.add_file(bundled)
+        if config is not None and config.TRAILS_FILE:
+            fetched = list_path(config.TRAILS_FILE, "whitelist")
+            if os.path.isfile(fetched):
+                whitelist.add_file(fetched)
         user = config.USER_WHITELIST if config is not None else None
         if user:
             path = os.path.expanduser(user)

@@ -14,7 +14,9 @@ Steps (docs/trails.md has the details):
 3. Sources in order, later ones winning by the merge rules: feeds (USE_FEED_UPDATES or --force, not
    --offline; core/update/feedrun.py), then trails/static, CUSTOM_TRAILS_DIR, CUSTOM_TRAILS_URL,
    INTEL_SOURCES (not --offline; core/update/intel/).
-4. Keys are normalised on insert; final filters run while writing (core/update/merge.py).
+4. Keys are normalised on insert; final filters run while writing (core/update/merge.py); trails that
+   would fire on a popular domain are refused (core/update/canary.py), and the rows that could
+   never fire are counted (`never_match`).
 5. Written to a temporary file, fsynced, and `os.replace`d over TRAILS_FILE, unless the result is
    empty or below TRAIL_RELOAD_MIN_RATIO of the previous file (then kept aside, unless --force;
    core/update/publish.py). A per-feed health report goes beside it as `<name>.health.json`; a summary
@@ -28,12 +30,14 @@ import enum
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
 from core.config import ROOT_DIR, Config
 from core.trails.whitelist import Whitelist
 from core.update import geo as geo_tables
+from core.update.canary import canary_hits, canary_summary, load_canaries, sanity_lines
+from core.update.datasets import bundled_counts, list_lines, refresh_lists
 from core.update.feedrun import (
     FEEDS_DIR,
     FeedCache,
@@ -52,7 +56,7 @@ from core.update.publish import (
     size_refusal,
     write_health,
 )
-from core.update.sanity import TrailRules
+from core.update.sanity import IGNORED_IN_DNS, TrailRules, dns_ignored, never_match
 
 STATIC_DIR = os.path.join(ROOT_DIR, "trails", "static")
 DATA_DIR = os.path.join(ROOT_DIR, "data")
@@ -95,6 +99,9 @@ class UpdateResult:
     status: UpdateStatus = UpdateStatus.FAILED
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> sanity reason -> rows
     intel: dict[str, dict[str, Any]] = field(default_factory=dict)  # intel source -> loaded, keys, skipped
+    never_match: dict[str, int] = field(default_factory=dict)  # rows that could never fire, by reason
+    canary: dict[str, Any] = field(default_factory=dict)  # the canary check (core/update/canary.py)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # fetched data sets (core/update/datasets.py)
 
     @property
     def ok(self) -> bool:
@@ -243,10 +250,17 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         del intel
 
     stats = MergeStats()
-    rules = TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX))
+    canaries = load_canaries(ctx if use_feeds else None, FeedCache(os.path.join(os.path.dirname(path), "feeds")),
+                             data_dir, float(config.TRAIL_RELOAD_MIN_RATIO or 0))
+    refused = canary_hits(merger.trails, canaries)
+    rules = replace(TrailRules.load(data_dir, int(config.TRAIL_CIDR_MIN_PREFIX)), refused=refused.hits)
+    # the fetched data sets first: their whitelist additions apply to this run's trails already
+    lists = refresh_lists(ctx, path, data_dir, float(config.TRAIL_RELOAD_MIN_RATIO or 0)) if use_feeds else {}
     whitelist = load_whitelist(config, data_dir, say)
     bogons = Ranges.from_file(os.path.join(data_dir, "bogon_ranges.txt"))
     cdns = Ranges.from_file(os.path.join(data_dir, "cdn_ranges.txt"))
+
+    kept_unchecked = [0]  # published names under a suffix DNS queries never check (never_match)
 
     def write(handle: TextIO) -> int:
         writer = csv.writer(handle, lineterminator="\n")
@@ -254,9 +268,11 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
         for row in merger.rows(config, whitelist, bogons, cdns, stats, rules):
             writer.writerow(row)
             count += 1
+            if dns_ignored(row[0]):
+                kept_unchecked[0] += 1
         return count
 
-    result = UpdateResult(False, path, 0, previous, feeds=statuses, intel=intel_counts)
+    result = UpdateResult(False, path, 0, previous, feeds=statuses, intel=intel_counts, lists=lists)
     try:
         tmp, count = atomic_write(path, write)
     except OSError as ex:
@@ -266,6 +282,10 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     result.rows, result.dropped, result.rejected = count, dict(stats.dropped), stats.rejected
     if merger.invalid:
         result.dropped["invalid key"] = merger.invalid
+    result.never_match = never_match(result.dropped)
+    if kept_unchecked[0]:
+        result.never_match[IGNORED_IN_DNS] = kept_unchecked[0]
+    result.canary = canary_summary(canaries, refused)
     history = PublishHistory(path)
     refusal = publish_refusal(config, count, previous, force, history.baseline())
     if refusal:
@@ -307,6 +327,9 @@ def health_report(result: UpdateResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "dropped": result.dropped,
         "rejected": result.rejected,
+        "never_match": result.never_match,
+        "canary": result.canary,
+        "lists": result.lists,
         "feeds": [asdict(status) for status in result.feeds],
         "intel": result.intel,
     }
@@ -368,5 +391,7 @@ def summary(result: UpdateResult) -> list[str]:
         lines.append(f"  {name}: {intel.get('loaded', 0)} indicators, {intel.get('keys', 0)} trails{skipped}")
     for source, reasons in sorted(result.rejected.items()):
         lines.append(f"  rejected from {source}: {_reasons(reasons)}")
+    lines.extend(sanity_lines(result.never_match, result.canary))
+    lines.extend(list_lines(result.lists, bundled_counts(DATA_DIR)))
     lines.append(f"{result.message} ({result.rows} rows, previous {result.previous_rows}, {result.seconds:.1f} s)")
     return lines

@@ -67,6 +67,12 @@ def publish_file(tmp: str, path: str) -> None:
     _fsync_dir(os.path.dirname(os.path.abspath(path)) or ".")
 
 
+def list_path(trails_file: str, name: str) -> str:
+    """Where a fetched data set (core/update/datasets.py) is kept beside the trails file:
+    `<folder>/lists/<name>.txt`, read by the sensor next to the bundled data/ file."""
+    return os.path.join(os.path.dirname(os.path.abspath(trails_file)), "lists", f"{name}.txt")
+
+
 def health_path(trails_file: str) -> str:
     return os.path.splitext(trails_file)[0] + ".health.json"
 

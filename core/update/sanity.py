@@ -18,8 +18,15 @@ What is rejected (docs/trails.md, "Sanity"):
 - names that are not DNS syntax (empty labels, `*`, `.`, labels over 63 bytes, names over 253);
 - a bare TLD or public suffix (`com`, `co.uk`; ICANN section of the Public Suffix List in
   data/public_suffixes.txt) — except in the operator's own local lists (static, custom), as the
-  original allows; a certificate SHA-1 or JA3 MD5 (40 or 32 hex digits) is a fingerprint, not a TLD;
+  original allows;
 - URL trails whose host fails the rules above, and the bare path `/`.
+- trails the canary check (core/update/canary.py) found firing on a popular domain (`refused`).
+Rejection reasons in NEVER_MATCH mean the row could never fire on the wire (the update reports
+their count apart from the rows refused because they would fire too widely). Names under a suffix
+the sensor never checks in DNS queries (`.local`, `.lan`, `.arpa`, ...) are counted by
+`dns_ignored` but kept: HTTP Host headers and TLS SNI still check them.
+TLS fingerprint keys (JA3/JA3S MD5, certificate SHA-1, JA4; `fingerprint_kind`) are not names and
+pass the name rules untouched.
 """
 
 from __future__ import annotations
@@ -27,9 +34,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from core.detect.domains import ignored_query
+from core.protocols.fingerprints import fingerprint_kind
 
 MAX_KEY_LENGTH = 1024
+CANARY = "fires on a popular domain"
+IGNORED_IN_DNS = "ignored suffix in DNS (kept)"
+# Reasons (here, and the merge's "invalid key" for names IDNA refuses and "whitelisted" for trails a
+# whitelisted parent or address shadows) under which a row could never fire on the wire.
+NEVER_MATCH = frozenset(("invalid key", "whitelisted", "empty", "too long", "control bytes", "markup characters",
+                         "bad regex", "bad port", "bad octet", "bad address", "bad domain", "bad cidr"))
 LOCAL_REFERENCES = frozenset(("(static)", "(custom)"))
 _REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
 _BAD_CHARS = re.compile("[\x00-\x20\x7f-\x9f\ufffd]")
@@ -38,7 +55,6 @@ _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 _IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\Z")
 _CIDR = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/\d{1,2}\Z")
 _REGEX_PROBES = ("", "com", "example.com", "www.example.com", "a")
-_FINGERPRINT = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{8})?\Z")  # JA3 MD5, certificate SHA-1 (one label, not a TLD)
 
 
 class PublicSuffixes:
@@ -85,13 +101,17 @@ class TrailRules:
 
     suffixes: PublicSuffixes
     min_cidr_prefix: int = 16
+    refused: Mapping[str, object] = field(default_factory=dict)  # canary hits by trail
 
     @classmethod
     def load(cls, data_dir: str, min_cidr_prefix: int = 16) -> TrailRules:
         return cls(PublicSuffixes.load(os.path.join(data_dir, "public_suffixes.txt")), min_cidr_prefix)
 
+
     def reject(self, key: str, info: str, reference: str) -> str | None:
         """Why the (normalised) row must not be published, or None to keep it."""
+        if key in self.refused:
+            return CANARY
         if not key or len(key) > MAX_KEY_LENGTH:
             return "too long" if key else "empty"
         if _BAD_CHARS.search(key):
@@ -100,9 +120,9 @@ class TrailRules:
             return "markup characters"
         if _REGEX_CHARS.search(key):
             return self._regex(key)
-        local = reference in LOCAL_REFERENCES
-        if _FINGERPRINT.match(key):
+        if fingerprint_kind(key):  # JA3/JA3S MD5, certificate SHA-1, JA4: not names
             return None
+        local = reference in LOCAL_REFERENCES
         if key.startswith("/"):
             return "bare path" if key == "/" else None
         host, slash, _path = key.partition("/")
@@ -159,3 +179,13 @@ class TrailRules:
         if any(pattern.fullmatch(probe) for probe in _REGEX_PROBES):
             return "regex too broad"
         return None
+
+
+def never_match(dropped: Mapping[str, int]) -> dict[str, int]:
+    """The part of an update's drop counts made of rows that could never fire on the wire."""
+    return {reason: count for reason, count in sorted(dropped.items()) if reason in NEVER_MATCH}
+
+
+def dns_ignored(key: str) -> bool:
+    """A domain trail under a suffix the sensor never checks in DNS queries (counted, kept)."""
+    return "/" not in key and ":" not in key and not _REGEX_CHARS.search(key) and ignored_query(key)

@@ -44,3 +44,4 @@ export const geo = (date) => json(`geo?date=${encodeURIComponent(date)}`);
 export const hunt = (q, from, to) => json(`hunt?q=${encodeURIComponent(q)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
 export const reference = (trail) => json(`reference?trail=${encodeURIComponent(trail)}`);
 export const check = (q) => json(`check?q=${encodeURIComponent(q)}`);
+export const meta = (observable) => json(`meta?observable=${encodeURIComponent(observable)}`);

@@ -1,7 +1,8 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
 // hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
-// store), triage status, tags, notes (first, under the summary) and its event table (up to 500
-// rows, each with its own trail: a grouped threat holds many).
+// store; /meta: when the server first saw the observable, across all days), triage status, tags,
+// notes (first, under the summary) and its event table (up to 500 rows, each with its own trail: a
+// grouped threat holds many).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 // Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 
@@ -9,7 +10,7 @@ import { append, el, clear, fmt, hms, stamp, hue } from './dom.js';
 import { SERVICES, SEV_NAMES } from './classify.js';
 import { drawSpark, typeColour } from './grid.js';
 import { quoteValue } from './query.js';
-import { check, reference } from './api.js';
+import { check, meta, reference } from './api.js';
 
 const URLISH = /^([a-z][a-z0-9+.-]*:|www\.)\S/i;
 
@@ -44,6 +45,16 @@ const MITRE = [
 
 const TRIAGE = ['new', 'investigating', 'resolved', 'false-positive'];
 
+/** The observable the observables store keeps for a threat: the name of a DNS trail, the address
+ *  of an IP/IPORT trail, else its first destination. */
+export function metaObservable(t) {
+  const trail = String(t.trail || '');
+  if (t.type === 'DNS') return trail.replace(/[()]/g, '');
+  if (t.type === 'IP') return trail.split(' ')[0];
+  if (t.type === 'IPORT') return trail.split(' ')[0].replace(/^\[(.*)\]:\d+$/, '$1').replace(/^([\d.]+):\d+$/, '$1');
+  return (t.dst && t.dst[0]) || '';
+}
+
 export class Drawer {
   constructor(box, { store, addFilter, onChange, onClose }) {
     Object.assign(this, { box, store, addFilter, onChange, onClose });
@@ -67,6 +78,27 @@ export class Drawer {
     const [refP, chkP] = this.lookupResults;
     refP.then((r) => { if (this.lookupsFor === q && refRow.isConnected) this.fillReference(refRow, r); });
     chkP.then((r) => { if (this.lookupsFor === q && chkRow.isConnected) this.fillCheck(chkRow, r); });
+  }
+
+  /** The "first seen (all days)" row from /meta. */
+  metaRow(box, observable) {
+    const row = el('div.lrow', { id: 'd-meta' }, el('span.lk', { text: 'first seen (all days)' }), el('span.muted', { text: 'looking up…' }));
+    box.append(row);
+    const q = String(observable || '').slice(0, 253);
+    if (!q) { this.fillFailed(row, 'no observable'); return; }
+    const uid = this.uid;
+    meta(q).then((v) => {
+      if (this.uid !== uid || !row.isConnected) return;
+      if (!v || v.first_seen == null) {
+        row.lastChild.replaceWith(el('span.muted', { text: `${q}: not in the observables store` }));
+        row.dataset.state = 'missing';
+        return;
+      }
+      const extra = [v.scope, v.country, v.category].filter(Boolean).join(' · ');
+      row.lastChild.replaceWith(el('span.lval', null, el('span.lv', { text: `${stamp(v.first_seen)} (${q})` }),
+        el('span.muted', { text: ` · last ${stamp(v.last_seen)} · ${fmt(v.count)} events${extra ? ' · ' + extra : ''}` })));
+      row.dataset.state = 'found';
+    }, (err) => { if (this.uid === uid && row.isConnected) this.fillFailed(row, String(err && err.message || err)); });
   }
 
   fillFailed(row, why) {
@@ -179,6 +211,7 @@ export class Drawer {
       el('h3', { text: `Events · ${fmt(t.count)}${t.count > ev.length ? ` (showing ${fmt(ev.length)})` : ''}` }), table,
     ]);
     this.lookups(lookupBox, t.trail);
+    this.metaRow(lookupBox, metaObservable(t));
     this.box.scrollTop = again ? scroll : 0;   // a newly opened threat starts at its top
     tagInput.addEventListener('change', () => { s.setTags(t.uid, tagInput.value.split(',')); this.onChange(); });
     note.addEventListener('change', () => { s.setNote(t.uid, note.value); this.onChange(); });

@@ -14,7 +14,7 @@ export const COLUMNS = [
   { key: 'first', label: 'First seen' }, { key: null, label: 'Tags' },
 ];
 
-const TYPE_COLOURS = { DNS: '#2f6fd1', IP: '#d6431f', IPORT: '#9b6b52', URL: '#d98c00', HTTP: '#1f9d55', UA: '#8b5cf6', PATH: '#0e9aa7', PORT: '#b83280', CERT: '#64748b' };
+const TYPE_COLOURS = { DNS: '#2f6fd1', IP: '#d6431f', IPORT: '#9b6b52', URL: '#d98c00', HTTP: '#1f9d55', UA: '#8b5cf6', PATH: '#0e9aa7', PORT: '#b83280', CERT: '#64748b', JA3: '#475569', JA3S: '#475569', JA4: '#475569' };
 
 export function typeColour(type) { return TYPE_COLOURS[type] || `hsl(${hue(type)} 55% 45%)`; }
 
