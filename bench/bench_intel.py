@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_trails import generate  # noqa: E402  (the one generator of a same-shape trail set)
 from intel_peers import bundle, indicator, serve_directory, write_misp_feed  # noqa: E402
-from test_server_support import Server  # noqa: E402
+
+from tests.kit.server import Server  # noqa: E402
 
 
 def run_update(workdir: str, sources: list[str]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from core.config import build_config
 from core.events.event import parse_line, safe_value
 from core.events.severity import default_pattern
 from core.server.alerts import Alerts
-from tests.test_server_support import Server, event_line, free_port
+from tests.kit.server import Server, event_line, free_port
 
 FORMAT = '{"text": "%(severity)s: %(src_ip)s -> %(trail)s (%(info)s) [%(type)s]", "raw": %(json)s}'
 

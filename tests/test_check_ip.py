@@ -18,7 +18,7 @@ from core.update.datasets import DATASETS, refresh_lists  # noqa: E402
 from core.update.feeds import FeedContext  # noqa: E402
 from core.update.geo import write_table  # noqa: E402
 from core.update.orchestrate import DATA_DIR  # noqa: E402
-from tests.test_server_support import Server  # noqa: E402
+from tests.kit.server import Server  # noqa: E402
 
 LISTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "lists")
 FILES = {"list-ipcat": os.path.join(LISTS, "datacenters.csv"), "list-worst_asns": os.path.join(LISTS, "worst_asns.txt")}

@@ -164,7 +164,7 @@ def test_retention_removes_only_old_day_files(tmp_path, keep, kept):
 
 def test_server_applies_log_retention(tmp_path):
     """A real server with LOG_RETENTION_DAYS 3 removes the older day files when it starts."""
-    from tests.test_server_support import Server
+    from tests.kit.server import Server
 
     srv = Server(str(tmp_path), extra="LOG_RETENTION_DAYS 3")
     today = datetime.date.today()

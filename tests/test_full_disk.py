@@ -17,7 +17,7 @@ import pytest
 from core.events.event import Event, format_line
 from core.events.sinks import LogFileSink
 from core.server.intake import Intake, run_in_thread
-from tests.test_server_support import Server, event_line
+from tests.kit.server import Server, event_line
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import time
 
 from core.config import build_config
 from core.update.geo import GeoTable, event_country, geo_path, merge, parse_delegated, update_geo
-from tests.test_server_support import Server, event_line
+from tests.kit.server import Server, event_line
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "data", "geo")
 

@@ -14,7 +14,7 @@ from core.events.signing import Signer, Verifier
 from core.events.sinks import UdpSink
 from core.server.intake import Intake, run_in_thread
 from tests.event_lines import TABLE
-from tests.test_server_support import Server, event_line
+from tests.kit.server import Server, event_line
 
 
 def _send(port: int, payloads: list[bytes]) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from tests.test_server_support import ROOT, Server
+from tests.kit.server import ROOT, Server
 from tools.intake_attack import BURST, garbage, good_lines, impossible_dates, interleave
 
 

@@ -29,7 +29,7 @@ from intel_peers import (  # noqa: E402
 )
 
 from core.server.intel import trail_kind  # noqa: E402
-from tests.test_server_support import Server, sha  # noqa: E402
+from tests.kit.server import Server, sha  # noqa: E402
 
 ROWS = [
     ("c2.evil-example.net", "emotet (malware)", "misp:circl"),

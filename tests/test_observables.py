@@ -24,7 +24,7 @@ from core.events.observables import (
 )
 from tests.kit import T0, SensorKit
 from tests.kit import pcapgen as g
-from tests.test_server_support import ROOT, Server, event_line, sha
+from tests.kit.server import ROOT, Server, event_line, sha
 
 ORIGINAL_SCHEMA = ("CREATE TABLE observables (observable PRIMARY KEY, flags, first_seen, last_seen, count) WITHOUT ROWID",
                    "CREATE TABLE meta_info (k, v)")

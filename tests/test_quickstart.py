@@ -28,7 +28,7 @@ import pytest
 
 from core.ops.deps import OPTIONAL, REQUIRED
 from tests.kit.pcapgen import LINKTYPE_ETHERNET, dns_query, ether, ipv4, udp, write_pcap
-from tests.test_server_support import free_port
+from tests.kit.server import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEELS = os.path.join(ROOT, ".venv", "wheels")

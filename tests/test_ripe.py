@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.test_server_support import Server
+from tests.kit.server import Server
 
 ANSWERS = {
     ("network-info", "193.0.6.139"): {"asns": ["3333"], "prefix": "193.0.0.0/21"},

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.test_server_support import Server, event_line, sha
+from tests.kit.server import Server, event_line, sha
 
 RESTRICTED = f"local:{sha('pw1')}:1000:192.168.0.0/16, 2001:db8::/32"
 NARROW = f"ops:{sha('pw2')}:0:10.0.0.0/8"

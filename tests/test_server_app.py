@@ -22,7 +22,7 @@ from core.config import build_config
 from core.events.dayfile import day_of, day_path
 from core.server.app import ServerApp, StartError
 from core.server.messages import HttpError, build_request, parse_head
-from tests.test_server_support import event_line
+from tests.kit.server import event_line
 
 TODAY = datetime.date.today()
 YESTERDAY = TODAY - datetime.timedelta(days=1)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.test_server_support import ROOT, Server, event_line
+from tests.kit.server import ROOT, Server, event_line
 
 FILTER = os.path.join(ROOT, "fail2ban", "filter.d", "maltrail.conf")
 

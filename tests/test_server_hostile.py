@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from tests.test_server_support import Server, event_line, raw_http, sha, thread_count
+from tests.kit.server import Server, event_line, raw_http, sha, thread_count
 
 MARKER = "/tmp/maltrail-pwned-marker"
 

@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from core.server.app import clear_text_warning
-from tests.test_server_support import Server, sha
+from tests.kit.server import Server, sha
 
 PASSWORD = "changeme!"
 

@@ -9,7 +9,7 @@ import re
 import socket
 import urllib.parse
 
-from tests.test_server_support import Server, free_port
+from tests.kit.server import Server, free_port
 
 
 def udp_listener() -> socket.socket:

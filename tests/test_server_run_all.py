@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from tests.test_server_support import PYTHON, ROOT, free_port, sha
+from tests.kit.server import PYTHON, ROOT, free_port, sha
 
 
 def test_run_all_with_an_offline_replay(tmp_path):

@@ -24,7 +24,7 @@ import pytest
 
 from bench.slow_clients import Attack, SlowClients, addresses, analyst_request, client_context
 from core.server.httpd import address_key
-from tests.test_server_support import Server, event_line, raw_http, thread_count
+from tests.kit.server import Server, event_line, raw_http, thread_count
 
 SLOW = 1000                  # stalled connections
 BOUND = 1.0                  # seconds an analyst request may take

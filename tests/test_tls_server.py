@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.test_server_support import PYTHON, ROOT, Server, free_port
+from tests.kit.server import PYTHON, ROOT, Server, free_port
 
 
 def make_pem(path: str, key_too: bool = True, other_key: bool = False) -> str:

@@ -6,17 +6,14 @@ Where it sits: test/bench scaffolding only (tests/test_web_*.py, bench/bench_web
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tests.kit.server import Server as KitServer
+from tests.kit.server import sha
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = os.environ.get("MALTRAIL_CHROMIUM", "/usr/bin/chromium")
@@ -26,52 +23,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PASSWORD = "s3cret-Pass"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(KitServer):
+    """The suite's one server harness (tests/kit/server.py) serving the repository's html/ over
+    `log_dir`, with one admin account whose password is `password`; `url` is its address."""
 
-
-class Server:
     def __init__(self, log_dir: str, password: str = PASSWORD, extra: dict[str, str] | None = None) -> None:
-        self.log_dir = log_dir
-        self.port = free_port()
+        lines = ["DISABLE_CHECK_SUDO true", *(f"{k} {v}" for k, v in (extra or {}).items())]
+        super().__init__(tempfile.mkdtemp(prefix="mt-web-"), users=[f"admin:{sha(password)}:0:"],
+                         extra="\n".join(lines), udp=False, log_dir=log_dir, html_root=os.path.join(ROOT, "html"))
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.workdir = tempfile.mkdtemp(prefix="mt-web-")
-        self.config = os.path.join(self.workdir, "maltrail.conf")
-        digest = hashlib.sha256(password.encode()).hexdigest()
-        lines = ["HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {log_dir}",
-                 "USERS", f"    admin:{digest}:0:", "DISABLE_CHECK_SUDO true"]
-        lines += [f"{k} {v}" for k, v in (extra or {}).items()]
-        with open(self.config, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stderr = os.path.join(self.workdir, "server.err")
 
-    def start(self) -> None:
-        with open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), "-c", self.config],
-                                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server.py exited: " + open(self.stderr).read())
-            try:
-                with urllib.request.urlopen(self.url + "ping", timeout=1) as resp:
-                    if resp.read().strip() == b"pong":
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("server.py did not answer /ping: " + open(self.stderr).read())
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> str:
+        try:
+            return super().stop() if self.proc is not None else ""
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
-"""Shared helpers for the server tests: a real server.py subprocess on 127.0.0.1 with its own
-config, log directory and html root, plus small HTTP/UDP clients (no mocks)."""
+"""The one server harness of the test suite: a real server.py subprocess on 127.0.0.1 with its own
+config, log directory and html root (a small generated one, or the repository's html/ for the
+browser tests, tests/web/harness.py), plus small HTTP/UDP clients (no mocks)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from core.events.dayfile import day_of, day_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/kit/ -> the root
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 if not os.path.exists(PYTHON):
     PYTHON = sys.executable
@@ -46,28 +47,33 @@ class Server:
 
     def __init__(self, tmp: str, users: list[str] | None = None, extra: str = "", udp: bool = True,
                  html: dict[str, str] | None = None, tls: bool = False,
-                 preexec: Callable[[], None] | None = None) -> None:
+                 preexec: Callable[[], None] | None = None, *, log_dir: str | None = None,
+                 html_root: str | None = None) -> None:
+        """`tmp` holds the config and the server's output; `log_dir` (default `tmp/logs`); the html
+        root is `html_root` as it is, or a small one generated in `tmp/html` (plus `html` files)."""
         self.tmp = tmp
         self.tls = tls                    # speak HTTPS to it (USE_SSL in `extra`)
         self.preexec = preexec
-        self.log_dir = os.path.join(tmp, "logs")
-        self.html = os.path.join(tmp, "html")
+        self.log_dir = log_dir or os.path.join(tmp, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
-        os.makedirs(os.path.join(self.html, "js"), exist_ok=True)
-        files = {"index.html": "<!DOCTYPE html><title>Maltrail <!VERSION!></title><p>tz <!TZOFFSET!></p>\n",
-                 "js/main.js": "var IP_ALIASES = {};\nconsole.log('x');\n", "robots.txt": "User-agent: *\n",
-                 "secret.conf": "do not serve\n"}
-        files.update(html or {})
-        for name, content in files.items():
-            with open(os.path.join(self.html, name), "w") as handle:
-                handle.write(content)
-        with open(os.path.join(tmp, "outside.txt"), "w") as handle:
-            handle.write("outside the html root\n")
+        self.html = html_root or os.path.join(tmp, "html")
+        if html_root is None:
+            os.makedirs(os.path.join(self.html, "js"), exist_ok=True)
+            files = {"index.html": "<!DOCTYPE html><title>Maltrail <!VERSION!></title><p>tz <!TZOFFSET!></p>\n",
+                     "js/main.js": "var IP_ALIASES = {};\nconsole.log('x');\n", "robots.txt": "User-agent: *\n",
+                     "secret.conf": "do not serve\n"}
+            files.update(html or {})
+            for name, content in files.items():
+                with open(os.path.join(self.html, name), "w") as handle:
+                    handle.write(content)
+            with open(os.path.join(tmp, "outside.txt"), "w") as handle:
+                handle.write("outside the html root\n")
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM) if udp else None
         users = [f"admin:{sha('changeme!')}:0:"] if users is None else users
-        lines = ["HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {self.log_dir}",
-                 f"TRAILS_FILE {os.path.join(tmp, 'trails.csv')}"]
+        lines = ["HTTP_ADDRESS 127.0.0.1", f"HTTP_PORT {self.port}", f"LOG_DIR {self.log_dir}"]
+        if "TRAILS_FILE" not in extra:
+            lines.append(f"TRAILS_FILE {os.path.join(tmp, 'trails.csv')}")
         if udp:
             lines += ["UDP_ADDRESS 127.0.0.1", f"UDP_PORT {self.udp_port}"]
         if users:
