@@ -1,4 +1,4 @@
-"""Address helpers shared by every stage: packed <-> text, private/loopback tests, CIDR parsing.
+"""Address helpers shared by every stage: packed <-> text, private/loopback tests, CIDR parsing, range lookup.
 
 Where it sits: decode produces packed addresses (4 or 16 bytes); detect, heuristics and sinks
 render them to text with `ip_text` only when an event is written. IPv6 text is RFC 5952.
@@ -6,8 +6,10 @@ render them to text with `ip_text` only when an event is written. IPv6 text is R
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import socket
+from collections.abc import Sequence
 
 _AF = {4: socket.AF_INET, 16: socket.AF_INET6}
 
@@ -47,3 +49,15 @@ def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | 
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         return None
+
+
+def range_label(starts: Sequence[int], rows: Sequence[tuple[int, str]], value: int) -> str | None:
+    """The label of the range holding `value` in sorted, non-overlapping ranges: `starts[i]` is the
+    first address of range i, `rows[i]` its (last address, label). The country table and the address
+    lists (datacenter, worst-ASN ranges) answer through it."""
+    index = bisect.bisect_right(starts, value) - 1
+    if index < 0:
+        return None
+    last, label = rows[index]
+    return label if value <= last else None
+

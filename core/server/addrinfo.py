@@ -13,13 +13,13 @@ a private or reserved one answers nulls (it is in no public list).
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import os
 import threading
 import time
 from collections.abc import Callable
 
+from core.addr import range_label
 from core.config import ROOT_DIR, Config
 from core.server.auth import Session
 from core.server.messages import HttpError, Request, Response, json_response
@@ -88,12 +88,7 @@ class RangeList:
         with self.lock:
             self._refresh()
             starts, rows = self.starts[address.version], self.rows[address.version]
-        value = int(address)
-        index = bisect.bisect_right(starts, value) - 1
-        if index < 0:
-            return None
-        last, label = rows[index]
-        return label if value <= last else None
+        return range_label(starts, rows, int(address))
 
 
 class AddressInfo:

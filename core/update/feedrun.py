@@ -124,13 +124,29 @@ def call_fetch(fetch: Callable[..., Any], ctx: FeedContext) -> Any:
     return fetch(ctx) if takes_context else fetch()
 
 
+def isolated(status: FeedStatus, ctx: FeedContext, fetch: Callable[[], Trails]) -> Trails | None:
+    """One source's fetch (a feed module, an intel source): every failure is caught here and becomes
+    the source's status; the source's context is closed in every case."""
+    try:
+        return fetch()
+    except FeedSkipped as ex:
+        status.status, status.error = "skipped", str(ex)
+    except FeedError as ex:
+        status.status, status.error = "failed", str(ex)
+    except Exception as ex:  # isolation point: a broken module or a hostile body must not stop the update
+        status.status, status.error = "failed", f"{type(ex).__name__}: {ex}"
+    finally:
+        ctx.close()
+    return None
+
+
 def _run_feed(name: str, module: ModuleType, base: FeedContext) -> tuple[Trails | None, FeedStatus]:
-    """Fetch one feed; every failure is caught here and becomes the feed's status."""
+    """Fetch one feed (isolated: a failure becomes the feed's status)."""
     status = FeedStatus(name=name, status="ok", url=str(getattr(module, "__url__", "")))
     ctx = base.for_feed(name, getattr(module, "__max_size__", None))
     started = time.monotonic()
-    trails: Trails | None = None
-    try:
+
+    def fetch() -> Trails:
         key_name = getattr(module, "__api_key__", None)
         if key_name and not ctx.api_key(key_name):
             raise FeedSkipped(f"{key_name} is not set")
@@ -139,16 +155,10 @@ def _run_feed(name: str, module: ModuleType, base: FeedContext) -> tuple[Trails 
             raise FeedError(f"fetch() returned {type(result).__name__}, not a dict")
         if not result:
             raise FeedError("no trails in the response")
-        trails = result
         status.rows = len(result)
-    except FeedSkipped as ex:
-        status.status, status.error = "skipped", str(ex)
-    except FeedError as ex:
-        status.status, status.error = "failed", str(ex)
-    except Exception as ex:  # isolation point: a broken module must not stop the update
-        status.status, status.error = "failed", f"{type(ex).__name__}: {ex}"
-    finally:
-        ctx.close()
+        return result
+
+    trails = isolated(status, ctx, fetch)
     status.seconds = round(time.monotonic() - started, 3)
     return trails, status
 

@@ -14,7 +14,6 @@ Table file: gzip text, one `<4|6>,<first int>,<last int>,<CC>` line per merged r
 
 from __future__ import annotations
 
-import bisect
 import gzip
 import ipaddress
 import os
@@ -23,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from core.addr import range_label
 from core.config import Config
 
 RIR_URLS = {
@@ -181,12 +181,7 @@ class GeoTable:
         with self.lock:
             self._refresh()
             starts, rows = self.starts[addr.version], self.rows[addr.version]
-        value = int(addr)
-        index = bisect.bisect_right(starts, value) - 1
-        if index < 0:
-            return None
-        last, cc = rows[index]
-        return cc if value <= last else None
+        return range_label(starts, rows, int(addr))
 
 
 def event_country(event_type: str, trail: str, src_ip: str, dst_ip: str) -> str | None:

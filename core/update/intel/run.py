@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import Config, ConfigError, parse_size
-from core.update.feedrun import FeedCache, FeedStatus, keep_good_copy
-from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails
+from core.update.feedrun import FeedCache, FeedStatus, isolated, keep_good_copy
+from core.update.feeds import FeedContext, FeedError, Trails
 from core.update.intel import misp, misp_feed, stix, taxii
 from core.update.intel.mapping import IntelStats
 from core.update.intel.source import IntelSource, StateFiles, parse_source
@@ -73,21 +73,16 @@ def run_intel(config: Config, base: FeedContext, trails_dir: str, *,
         stats = IntelStats()
         ctx = base.for_feed(source.cache_name, max_size)  # max_size=: all pages of the source together
         started = time.monotonic()
-        trails: Trails | None = None
-        try:
-            trails = FETCHERS[source.kind](source, ctx, states, stats, time.time())
-            trails = warning_filter.apply(trails, stats)
+
+        def fetch(source: IntelSource = source, ctx: FeedContext = ctx, stats: IntelStats = stats,
+                  status: FeedStatus = status) -> Trails:
+            trails = warning_filter.apply(FETCHERS[source.kind](source, ctx, states, stats, time.time()), stats)
             if not trails:
                 raise FeedError("every indicator was filtered out")
             status.rows = len(trails)
-        except FeedSkipped as ex:
-            status.status, status.error = "skipped", str(ex)
-        except FeedError as ex:
-            status.status, status.error = "failed", str(ex)
-        except Exception as ex:  # isolation point: a hostile body must not stop the update
-            status.status, status.error = "failed", f"{type(ex).__name__}: {ex}"
-        finally:
-            ctx.close()
+            return trails
+
+        trails = isolated(status, ctx, fetch)
         trails = keep_good_copy(source.cache_name, trails, status, cache, grace, ratio)
         if status.status == "ok" and trails:  # the answer is the new good copy: so are its object ids
             _save_ids(states, source, trails, stats.ids)
