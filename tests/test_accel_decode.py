@@ -287,3 +287,22 @@ def test_clean_flag_is_the_stores_port_prefilter(tmp_path):
         assert not (expected and d[3] in listed)  # a listed address is never clean
         clean_count += expected
     assert clean_count > len(frames) * 0.6  # the unlisted ones (2 in 3) nearly all are
+
+
+def test_port_marks_twin():
+    """core/accel/_decode.c port_marks builds exactly the prefilter its Python specification
+    (core/trails/view.py port_marks_py) builds, for v4 and v6 blobs and table sizes."""
+    from core.trails.view import port_marks_py
+
+    accel = load("_decode")
+    rng = random.Random(3)
+    for width, count, size in ((4, 5000, 1 << 12), (4, 200_000, 1 << 21), (16, 3000, 1 << 15), (4, 0, 1 << 12)):
+        blob = rng.randbytes(width * count)
+        python, compiled = bytearray(size), bytearray(size)
+        port_marks_py(blob, width, python)
+        accel.port_marks(blob, width, compiled)
+        assert python == compiled
+    with pytest.raises(ValueError):
+        accel.port_marks(b"\x01\x02\x03", 4, bytearray(16))
+    with pytest.raises(ValueError):
+        accel.port_marks(b"\x01\x02\x03\x04", 4, bytearray(12))

@@ -513,6 +513,43 @@ append_record(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned
     return rc;
 }
 
+/* port_marks(addresses, width, marks): the ip:port prefilter of core/trails/view.py
+ * (View._port_prefilter, its specification) for `addresses`, packed addresses of `width` bytes
+ * back to back: for each, the bit pair PORT_MARK_BITS[hash >> 32 & 63] is OR-ed into slot
+ * hash & (len(marks) - 1), hash being Python's hash() of the address as bytes. */
+static PyObject *
+decode_port_marks(PyObject *self, PyObject *args)
+{
+    Py_buffer blob, marks;
+    Py_ssize_t width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nw*", &blob, &width, &marks))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || blob.len % width != 0 || marks.len < 1 || (marks.len & (marks.len - 1))) {
+        PyErr_SetString(PyExc_ValueError, "port_marks: whole addresses and a power-of-two sized buffer");
+        goto done;
+    }
+    unsigned char *bits = (unsigned char *)marks.buf;
+    size_t mask = (size_t)marks.len - 1;
+    for (Py_ssize_t off = 0; off < blob.len; off += width) {
+        PyObject *addr = PyBytes_FromStringAndSize((const char *)blob.buf + off, width);
+        if (addr == NULL)
+            goto done;
+        Py_hash_t h = PyObject_Hash(addr);
+        Py_DECREF(addr);
+        if (h == -1)
+            goto done;
+        bits[(size_t)h & mask] |= port_mark_bits[((unsigned long long)(long long)h >> 32) & 63];
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&marks);
+    return result;
+}
+
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
@@ -646,6 +683,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
+    {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
      "scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},

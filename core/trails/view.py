@@ -46,6 +46,15 @@ class _Missing(enum.Enum):
 _MISSING = _Missing.MISSING
 
 
+def port_marks_py(addresses: bytes, width: int, marks: bytearray) -> None:
+    """Mark every packed address of `addresses` (`width` bytes each) in the ip:port prefilter:
+    the bit pair PORT_MARK_BITS[hash >> 32 & 63] in slot hash & (len(marks) - 1). The
+    specification of core/accel/_decode.c port_marks."""
+    mask, pairs = len(marks) - 1, PORT_MARK_BITS
+    for x in map(hash, (addresses[i:i + width] for i in range(0, len(addresses), width))):  # no big temporaries
+        marks[x & mask] |= pairs[x >> 32 & 63]
+
+
 def port_marked(marks: bytes | bytearray, packed: bytes) -> bool:
     """Whether the ip:port prefilter `marks` lets `packed` through (both bits of its pair are set
     in its slot): the test `ip_port` inlines and core/accel/_decode.c applies to whole batches."""
@@ -112,12 +121,14 @@ class View:
         size = 1 << 12
         while size < 8 * count:
             size <<= 1
-        marks, mask = bytearray(size), size - 1
+        marks = bytearray(size)
+        accel = load_accel("_decode")
         mm = self.mm
         for off, length, width in ((off4, len4, 4), (off6, len6, 16)):
-            blob = mm[off:off + length]
-            for x in map(hash, (blob[i:i + width] for i in range(0, length, width))):  # no big temporaries
-                marks[x & mask] |= PORT_MARK_BITS[x >> 32 & 63]
+            if accel is not None:
+                accel.port_marks(mm[off:off + length], width, marks)  # the loop below, in C
+            else:
+                port_marks_py(mm[off:off + length], width, marks)
         return marks
 
     def _make_lookups(self) -> None:
