@@ -32,6 +32,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, NamedTuple, cast
 
+from core.accel import load as load_accel
 from core.trails.index import (
     BLOOM_MIX,
     HEADER_SIZE,
@@ -380,7 +381,18 @@ class _Grid:
 
     def _region(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         """Place the keys whose home slot is in one region. Returns (placed, pid fix-ups for
-        earlier copies of duplicate keys, put-aside (h, offset) of the lower region)."""
+        earlier copies of duplicate keys, put-aside (h, offset) of the lower region). With
+        core/accel/_build.c built, its `place` runs this loop (`_region_py` is its specification)."""
+        accel = load_accel("_build")
+        if accel is None:
+            return self._region_py(upper)
+        placed, fixups, spilled, overflow = accel.place(self.streams, self.chunks, self.table, self.bloom, self.mask,
+                                                        self.shift, self.half, BLOOM_MIX, upper)
+        if overflow:
+            raise IndexBuildError("hash table probe overflow")
+        return placed, fixups, spilled
+
+    def _region_py(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         table, bloom = self.table, self.bloom
         mask, shift, half, mix = self.mask, self.shift, self.half, BLOOM_MIX
         stop = len(table) if upper else 2 * half
