@@ -1,7 +1,8 @@
-"""The compiled placement loop of the trail index build (core/accel/_build.c) against its Python
-specification (core/trails/build.py `_Grid._region_py`): whole index files built both ways are
-byte-identical (serial and two-process builds, duplicates, keys crowding the region boundary),
-and both loops give the same table, bloom, fix-ups and put-aside keys on crafted streams with
+"""The compiled loops of the trail index build (core/accel/_build.c: the common-line parse and the
+placement) against their Python specifications (core/trails/build.py `_Part.feed_lines`,
+`_Grid._region_py`): whole index files built both ways are byte-identical (serial and two-process
+builds, duplicates, keys crowding the region boundary, odd and malformed lines of every kind),
+and both placement loops give the same table, bloom, fix-ups and put-aside keys on crafted streams with
 equal hashes for different keys, duplicate keys and probes running off a region."""
 
 from __future__ import annotations
@@ -45,12 +46,38 @@ def crowding_rows() -> list[tuple[str, str, str]]:
     return rows + [(f"filler-{j}.example", "filler", "(static)") for j in range(40 - len(rows))]
 
 
-@pytest.mark.parametrize("kind", ["every-kind", "crowding"])
+ODD_LINES = [
+    b"\xef\xbb\xbfFirst.Example,malware (test),(static)",  # a BOM, capitals
+    b"crlf.example,malware (test),(static)\r", b"", b"   ", b"no-comma-at-all", b"a,b", b"x,y,z,w",
+    b'"quoted.example",malware (test),(static)', b'q.example,"mal, ware",(static)',
+    b"caf\xc3\xa9.example,malware (test),(static)", b"bad\xff.example,malware (test),(static)",
+    b"1.2.3.4,malware (test),(static)", b"1.2.3.4:80,c2 (test),(static)", b"1.2.3.4:8.0,c2 (test),(static)",
+    b"1.2.3.4:0,c2 (test),(static)", b"1.2.3.4:70000,c2 (test),(static)", b"1.2.3.4:065535,c2 (test),(static)",
+    b"01.2.3.4:80,c2 (test),(static)", b"1.2.3:80,c2 (test),(static)", b"1.2.3.4::80,c2 (test),(static)",
+    b"1.2.3.4:,c2 (test),(static)", b"256.1.1.1:80,c2 (test),(static)", b"[2001:db8::1]:443,c2 (test),(static)",
+    b"host.example:8080,c2 (test),(static)", b"Site.Example/Path/X.php?A=1,malware (test),(static)",
+    b"/just/a/path,malware (test),(static)", b"10.0.0.1/,malware (test),(static)",
+    b"ends-with-digit9,malware (test),(static)", b"9.9.9.9.9,malware (test),(static)", b"1.2.3.4.,x (test),(static)",
+    b"under_score.example,malware (test),(static)", b"space here.example,malware (test),(static)",
+    b",empty key,(static)", b"k" * 70000 + b",too long (test),(static)",
+    b"new-pair.example,info " + "\u00e9".encode() + b",(static)", b"bad-pair.example,info \xff,(static)",
+    b"dup.example,first,(static)", b"DUP.example,second,(static)", b"2001:db8::5,malware (test),(static)",
+    rb"rx[0-9]+\.example\.com,malware (test),(static)", b"*.wild.example,malware (test),(static)",
+]
+
+
+@pytest.mark.parametrize("kind", ["every-kind", "crowding", "odd-lines"])
 def test_index_files_are_byte_identical(tmp_path, monkeypatch, kind):
-    rows = rows_of_every_kind(random.Random(4)) if kind == "every-kind" else crowding_rows()
     path = tmp_path / "trails.csv"
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+    if kind == "odd-lines":
+        rng = random.Random(9)
+        lines = [rng.choice(ODD_LINES) if rng.random() < 0.3 else f"d{n}.example,family {n % 5},(static)".encode()
+                 for n in range(3000)]
+        path.write_bytes(ODD_LINES[0] + b"\n" + b"\n".join(lines) + b"\nlast.example,no newline,(static)")
+    else:
+        rows = rows_of_every_kind(random.Random(4)) if kind == "every-kind" else crowding_rows()
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
     bodies = {}
     for pure in ("1", "0"):
         monkeypatch.setenv("MALTRAIL_PURE_PYTHON", pure)

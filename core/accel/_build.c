@@ -1,5 +1,5 @@
 /*
- * core.accel._build: the placement loop of the trail index build, in C.
+ * core.accel._build: the placement and common-line parse loops of the trail index build, in C.
  *
  * Where it sits: core/trails/build.py `_Grid._region` (its specification, which runs when this
  * module is not built) places every parsed key of one table region into the linear-probing
@@ -21,11 +21,48 @@
  *   record, the later pair id), also written into the placed record when not upper; a lower
  *   key whose probe reaches slot 2 * half is put aside as (h, offset) in spilled; an upper key
  *   whose probe reaches the table's end sets overflow (the caller raises).
+ *
+ * feed(lines, i, pair_ids, records, hashes, offsets, port_ips, url_offsets) -> index
+ *   The common CSV lines of core/trails/build.py `_Part.feed_lines` (its specification), from
+ *   lines[i] on, until the first line it leaves to Python (returned; len(lines) when none): a
+ *   line `key,info,reference` without quotes whose `info,reference` is already in pair_ids, with
+ *   an ASCII key of 1..65535 bytes that is, lower-cased, a domain-charset name that does not look
+ *   like an IPv4 address, a key holding a "/" (its record offset appended to url_offsets, for its
+ *   marker), or an
+ *   IPv4:port that inet_pton and the port range accept (the address joins port_ips). Each is
+ *   appended as Python does: crc32 to hashes, the record's offset to offsets, the record to
+ *   records.
  */
+
+
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <string.h>
+
+static uint32_t crc_table[256];
+
+static void
+fill_crc_table(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1u) != 0 ? (0xEDB88320u ^ (c >> 1)) : (c >> 1);
+        crc_table[n] = c;
+    }
+}
+
+/* zlib.crc32(data) */
+static uint32_t
+crc32_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
 
 typedef struct {
     unsigned long long base;
@@ -206,19 +243,222 @@ done:
     return result;
 }
 
+
+#define MAX_FIELD 0xFFFF
+#define DOMAIN_CHAR 1
+#define IPV4_CHAR 2
+
+static unsigned char char_class[256];
+
+static void
+fill_char_class(void)
+{
+    const char *domain = "abcdefghijklmnopqrstuvwxyz0123456789.-_", *ipv4 = "0123456789.";
+    for (const char *c = domain; *c; c++)
+        char_class[(unsigned char)*c] |= DOMAIN_CHAR;
+    for (const char *c = ipv4; *c; c++)
+        char_class[(unsigned char)*c] |= IPV4_CHAR;
+}
+
+/* Appends n uint32 values to an array('I') through its frombytes method. */
+static int
+extend_u32(PyObject *arr, const uint32_t *values, Py_ssize_t n)
+{
+    if (n == 0)
+        return 0;
+    PyObject *r = PyObject_CallMethod(arr, "frombytes", "y#", (const char *)values, n * (Py_ssize_t)sizeof(uint32_t));
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+build_feed(PyObject *self, PyObject *args)
+{
+    PyObject *lines, *pair_ids, *records, *hashes, *offsets, *port_ips, *url_offsets;
+    Py_ssize_t i;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!nO!O!OOO!O", &PyList_Type, &lines, &i, &PyDict_Type, &pair_ids,
+                          &PyByteArray_Type, &records, &hashes, &offsets, &PySet_Type, &port_ips, &url_offsets))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(lines), cap = 0, count = 0, urls = 0;
+    uint32_t *hs = NULL, *os = NULL, *us = NULL;
+    int failed = 0;
+    unsigned char kb[MAX_FIELD + 3];
+    for (; i < n; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(line))
+            break;
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(line);
+        Py_ssize_t len = PyBytes_GET_SIZE(line);
+        if (memchr(p, '"', (size_t)len) != NULL)
+            break;
+        const unsigned char *comma = memchr(p, ',', (size_t)len);
+        if (comma == NULL)
+            break;
+        Py_ssize_t klen = comma - p;
+        const unsigned char *tail = comma + 1;
+        Py_ssize_t tlen = len - klen - 1;
+        const unsigned char *second = memchr(tail, ',', (size_t)tlen);
+        if (second == NULL || memchr(second + 1, ',', (size_t)(tail + tlen - second - 1)) != NULL)
+            break;
+        if (klen < 1 || klen > MAX_FIELD)
+            break;
+        PyObject *tail_obj = PyBytes_FromStringAndSize((const char *)tail, tlen);
+        if (tail_obj == NULL) {
+            failed = 1;
+            break;
+        }
+        PyObject *pid_obj = PyDict_GetItemWithError(pair_ids, tail_obj);
+        Py_DECREF(tail_obj);
+        if (pid_obj == NULL) {
+            if (PyErr_Occurred())
+                failed = 1;
+            break;
+        }
+        long pid = PyLong_AsLong(pid_obj);
+        if (pid == -1 && PyErr_Occurred()) {
+            failed = 1;
+            break;
+        }
+        if (pid < 0 || pid > 0xFFFFFFFFL)
+            break;
+        int ascii = 1, slash = 0, domain = 1, ipv4 = 1, colons = 0, ipv4_port = 1;
+        for (Py_ssize_t k = 0; k < klen; k++) {
+            unsigned char c = p[k];
+            if (c >= 0x80) {
+                ascii = 0;
+                break;
+            }
+            if (c >= 'A' && c <= 'Z')
+                c = (unsigned char)(c + 32);
+            kb[k] = c;
+            slash |= c == '/';
+            domain &= (char_class[c] & DOMAIN_CHAR) != 0;
+            ipv4 &= (char_class[c] & IPV4_CHAR) != 0;
+            ipv4_port &= (char_class[c] & IPV4_CHAR) != 0 || c == ':';
+            colons += c == ':';
+        }
+        if (!ascii)
+            break;
+        Py_ssize_t size = klen;
+        const unsigned char *key = kb;
+        unsigned char packed_key[7];
+        if (slash || domain) {
+            if (kb[klen - 1] < 58 && ipv4)
+                break;  /* looks like an IPv4 address: classify() */
+        } else if (ipv4_port && colons == 1) {
+            const unsigned char *colon = memchr(kb, ':', (size_t)klen);
+            Py_ssize_t hlen = colon - kb, plen = klen - hlen - 1;
+            char host[16];
+            struct in_addr addr;
+            if (hlen >= (Py_ssize_t)sizeof host || plen < 1 || plen > 5)
+                break;
+            memcpy(host, kb, (size_t)hlen);
+            host[hlen] = 0;
+            if (inet_pton(AF_INET, host, &addr) != 1)
+                break;
+            long number = 0;
+            int digits = 1;
+            for (Py_ssize_t k = 0; k < plen; k++) {
+                digits &= colon[1 + k] >= '0' && colon[1 + k] <= '9';
+                number = number * 10 + (colon[1 + k] - '0');
+            }
+            if (!digits || !(0 < number && number < 65536))
+                break;  /* int() refuses it, or out of range: classify() */
+            packed_key[0] = 0xFE;
+            memcpy(packed_key + 1, &addr.s_addr, 4);  /* network order, as inet_pton gives it */
+            packed_key[5] = (unsigned char)(number >> 8);
+            packed_key[6] = (unsigned char)(number & 0xFF);
+            PyObject *packed = PyBytes_FromStringAndSize((const char *)packed_key + 1, 4);
+            if (packed == NULL || PySet_Add(port_ips, packed) < 0) {
+                Py_XDECREF(packed);
+                failed = 1;
+                break;
+            }
+            Py_DECREF(packed);
+            key = packed_key;
+            size = 7;
+        } else {
+            break;  /* anything else: classify() */
+        }
+        if (count == cap) {
+            Py_ssize_t grow = cap ? 2 * cap : 1024;
+            uint32_t *nh = PyMem_Realloc(hs, (size_t)grow * sizeof(uint32_t));
+            if (nh == NULL) {
+                failed = 1;
+                PyErr_NoMemory();
+                break;
+            }
+            hs = nh;
+            uint32_t *no = PyMem_Realloc(os, (size_t)grow * sizeof(uint32_t));
+            if (no == NULL) {
+                failed = 1;
+                PyErr_NoMemory();
+                break;
+            }
+            os = no;
+            uint32_t *nu = PyMem_Realloc(us, (size_t)grow * sizeof(uint32_t));
+            if (nu == NULL) {
+                failed = 1;
+                PyErr_NoMemory();
+                break;
+            }
+            us = nu;
+            cap = grow;
+        }
+        Py_ssize_t at = PyByteArray_GET_SIZE(records);
+        if (at > 0xFFFFFFFFLL - 6 - size) {
+            PyErr_SetString(PyExc_ValueError, "feed: records beyond 32-bit offsets");
+            failed = 1;
+            break;
+        }
+        if (PyByteArray_Resize(records, at + 6 + size) < 0) {
+            failed = 1;
+            break;
+        }
+        unsigned char *r = (unsigned char *)PyByteArray_AS_STRING(records) + at;
+        r[0] = (unsigned char)(pid & 0xFF);
+        r[1] = (unsigned char)(pid >> 8 & 0xFF);
+        r[2] = (unsigned char)(pid >> 16 & 0xFF);
+        r[3] = (unsigned char)(pid >> 24 & 0xFF);
+        r[4] = (unsigned char)(size & 0xFF);
+        r[5] = (unsigned char)(size >> 8 & 0xFF);
+        memcpy(r + 6, key, (size_t)size);
+        hs[count] = crc32_of(key, size);
+        os[count] = (uint32_t)at;
+        count++;
+        if (slash)
+            us[urls++] = (uint32_t)at;
+    }
+    PyObject *result = NULL;
+    if (!failed && extend_u32(hashes, hs, count) == 0 && extend_u32(offsets, os, count) == 0 &&
+            extend_u32(url_offsets, us, urls) == 0)
+        result = PyLong_FromSsize_t(i);
+    PyMem_Free(hs);
+    PyMem_Free(os);
+    PyMem_Free(us);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"feed", build_feed, METH_VARARGS,
+     "feed(lines, i, pair_ids, records, hashes, offsets, port_ips, url_offsets) -> index of the first line left"},
     {"place", build_place, METH_VARARGS,
      "place(streams, chunks, table, bloom, mask, shift, half, mix, upper) -> (placed, fixups, spilled, overflow)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_build", "Placement loop of the trail index build (see core/accel).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_build", "Parse and placement loops of the trail index build (see core/accel).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
 PyInit__build(void)
 {
+    fill_crc_table();
+    fill_char_class();
     return PyModule_Create(&module);
 }

@@ -139,7 +139,34 @@ class _Part:
         self.add_slow(text, pid)
 
     def feed(self, lines: Iterable[bytes]) -> None:
-        """Every line of the range. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
+        """Every line of the range, then the URL markers as keys."""
+        self.feed_lines(lines)
+        self.add_marks()
+
+    def feed_blocks(self, blocks: Iterable[list[bytes]], fast: Callable[..., int]) -> None:
+        """`feed` with core/accel/_build.c `feed` taking the common lines of each block (plain
+        ASCII domains, URLs, IPv4:port with a known info/reference pair); every other line goes
+        through `feed_lines`, its specification, in file order. C gives back the record offsets of
+        URL keys; their markers are made here."""
+        url_offsets = array("I")
+        records = self.records
+        args = (self.pair_ids, records, self.hashes, self.offsets, self.port_ips, url_offsets)
+        for block in blocks:
+            i, n = 0, len(block)
+            while i < n:
+                i = fast(block, i, *args)
+                if i < n:
+                    self.feed_lines(block[i:i + 1])
+                    i += 1
+        head_at = RECORD_HEAD.unpack_from
+        add_mark = self.url_marks.add
+        for off in url_offsets:
+            key = records[off + 6:off + 6 + head_at(records, off)[1]].decode("ascii")
+            add_mark(url_marker(key).encode("ascii"))
+        self.add_marks()
+
+    def feed_lines(self, lines: Iterable[bytes]) -> None:
+        """The lines, in order. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
         anything unusual goes through `classify` (add_slow) or the csv module (_quoted)."""
         add_slow, pair, pair_ids = self.add_slow, self.pair, self.pair_ids
         hashes, offsets, records, port_ips = self.hashes, self.offsets, self.records, self.port_ips
@@ -188,7 +215,6 @@ class _Part:
             records += pack_head(pid, len(kb)) + kb
             if kb[0] != 0xFE and b"/" in kb:
                 add_mark(url_marker(kb.decode("ascii")).encode("ascii"))
-        self.add_marks()
 
     def add_marks(self) -> None:
         """The URL markers of this part as keys (pair 0: only their presence matters)."""
@@ -214,8 +240,8 @@ class _Part:
         self.add_slow(fields[0], pid)
 
 
-def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[bytes]:
-    """The lines of bytes [start, end) of f without their \\n, read in large blocks."""
+def _blocks(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[list[bytes]]:
+    """The lines of bytes [start, end) of f without their \\n, a list per block read."""
     f.seek(start)
     pos, rest = start, b""
     if start == 0:
@@ -230,15 +256,19 @@ def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[
         pos += len(data)
         lines = (rest + data).split(b"\n")
         rest = lines.pop()
-        yield from lines
+        yield lines
     if rest:
-        yield rest
+        yield [rest]
 
 
 def _parse_range(csv_path: str, start: int, end: int) -> _Part:
     part = _Part()
+    accel = load_accel("_build")
     with open(csv_path, "rb") as f:
-        part.feed(_lines(f, start, end))
+        if accel is None:
+            part.feed(line for lines in _blocks(f, start, end) for line in lines)
+        else:
+            part.feed_blocks(_blocks(f, start, end), accel.feed)
     return part
 
 
