@@ -9,8 +9,10 @@ the file read-only; nothing of the 1.6M keys lives on their Python heap.
 Build (two CPUs, CSV >= 8 MiB): a forked helper parses the tail of the file while the builder
 parses the head (`_Part`: crc32 + record per key, in file order). Then the table is filled
 region by region: a second helper takes the upper half of the slots, and keys whose probe would
-cross into the other region are placed after the join (`_Grid`). With one CPU, or for small
-files, the same steps run in one process.
+cross into the other region are placed after the join (`_Grid`; the table is a shared mapping
+the helper fills in place). With one CPU, or for small files, the same steps run in one process.
+With core/accel/_build.c built, the common lines are parsed and the keys placed in C; the Python
+loops (`_Part.feed_lines`, `_Grid._region_py`) are their specification.
 
 CSV rules: rows `trail,info,reference` (Python csv quoting). Rows without exactly three fields,
 with an empty key, fields longer than 65535 bytes, or bytes that are not UTF-8 are skipped and
