@@ -238,3 +238,71 @@ def test_bulk_inside_tunnels_and_ipv6_same_as_python_loop(tmp_path):
     for batch_size in (1, 16, 512):
         lines, skipped, counters, _ = assert_same([path], store, folder, batch_size)
         assert skipped > 400 and len(lines) >= 20 and counters.get("decap_vxlan")
+
+
+def test_clean_flag_is_the_stores_port_prefilter(tmp_path):
+    """C flags a packet clean exactly when neither address is an exact-IP row nor passes the
+    ip:port prefilter as core/trails/view.py `port_marked` tests it (two bits of a byte slot),
+    over thousands of listed and unlisted v4 and v6 addresses."""
+    from core.trails.view import port_marked
+
+    rng = random.Random(5)
+    listed4 = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+               for _ in range(3000)]
+    listed6 = [f"2001:db8:{n:x}::{rng.randrange(1, 65535):x}" for n in range(200)]
+    rows = [(f"{a}:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed4]
+    rows += [(f"[{a}]:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed6]
+    rows.append(("198.51.100.7", "malware (test)", "(static)"))
+    store = TrailStore.from_rows(rows, str(tmp_path))
+    ipset, marks = store.ip_prefilter()
+    assert ipset is not None
+    frames = []
+    for n in range(4000):
+        if n % 2:
+            src, dst = LOCAL_ADDR, rng.choice(listed4) if n % 3 == 0 else \
+                f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            frames.append(g.ether(g.ipv4(src, dst, g.tcp(40000 + n % 20000, 443, 0x02))))
+        else:
+            dst = rng.choice(listed6) if n % 3 == 0 else f"2001:db8:ffff::{rng.randrange(1, 65535):x}"
+            frames.append(g.ether(g.ipv6("2001:db8::5", dst, g.tcp(40000 + n % 20000, 443, 0x02))))
+    frames.append(g.ether(g.ipv4(LOCAL_ADDR, "198.51.100.7", g.tcp(40000, 80, 0x02))))
+    buf = b"".join(frames)
+    meta, off = [], 0
+    for frame in frames:
+        meta += [T0, 0, off, len(frame)]
+        off += len(frame)
+    from array import array
+
+    from core.addr import ip_packed
+
+    kit = SensorKit(store, folder=str(tmp_path))  # its detector initialises the walker
+    records, _ = kit.detector._scan(buf, memoryview(array("I", meta)), False, 0, ipset, marks, None)
+    kit.close()
+    assert len(records) == len(frames)
+    listed = {ip_packed(a) for a in listed4 + listed6 + ["198.51.100.7"]}
+    clean_count = 0
+    for _, _, _, d, flags in records:
+        expected = all(addr not in ipset and not port_marked(marks, addr) for addr in (d[2], d[3]))
+        assert bool(flags & 2) == expected
+        assert not (expected and d[3] in listed)  # a listed address is never clean
+        clean_count += expected
+    assert clean_count > len(frames) * 0.6  # the unlisted ones (2 in 3) nearly all are
+
+
+def test_port_marks_twin():
+    """core/accel/_decode.c port_marks builds exactly the prefilter its Python specification
+    (core/trails/view.py port_marks_py) builds, for v4 and v6 blobs and table sizes."""
+    from core.trails.view import port_marks_py
+
+    accel = load("_decode")
+    rng = random.Random(3)
+    for width, count, size in ((4, 5000, 1 << 12), (4, 200_000, 1 << 21), (16, 3000, 1 << 15), (4, 0, 1 << 12)):
+        blob = rng.randbytes(width * count)
+        python, compiled = bytearray(size), bytearray(size)
+        port_marks_py(blob, width, python)
+        accel.port_marks(blob, width, compiled)
+        assert python == compiled
+    with pytest.raises(ValueError):
+        accel.port_marks(b"\x01\x02\x03", 4, bytearray(16))
+    with pytest.raises(ValueError):
+        accel.port_marks(b"\x01\x02\x03\x04", 4, bytearray(12))

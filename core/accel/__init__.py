@@ -1,4 +1,4 @@
-"""Optional C accelerators for the sensor's per-packet hot path (and the server's intake).
+"""Optional C accelerators for the sensor's per-packet hot path (and its first start, and the server's intake).
 
 Where it sits: beside the pure-Python code it speeds up. Every accelerator has a pure-Python twin
 that stays the specification: the compiled function must return exactly what the twin returns for
@@ -12,6 +12,7 @@ modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) 
     _url      URL-trail prefilter of request paths (TrailStore.path_markers_maybe)
     _literals any-literal-occurs gates of the heuristics (core.trails.literals.gate)
     _line     the event-line grammar the server's UDP intake checks (core.events.event.check_line)
+    _build    the trail index build's placement loop (core.trails.build, first start)
 
 `load(name)` returns the compiled module, or None when it is not built or when the environment
 sets MALTRAIL_PURE_PYTHON=1 (used by tests to exercise the pure-Python paths end to end).
@@ -23,7 +24,7 @@ import importlib
 import os
 from types import ModuleType
 
-MODULES = ("_decode", "_http", "_dns", "_url", "_literals", "_line")
+MODULES = ("_decode", "_http", "_dns", "_url", "_literals", "_line", "_build")
 
 
 def load(name: str) -> ModuleType | None:

@@ -23,8 +23,8 @@
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
  *   neither address can have an exact-IP or ip:port trail -- not in `ipset` (the store's frozenset
- *   of exact IP rows) and a clear slot hash(addr) & (len - 1) in `port_marks` (the store's
- *   ip:port prefilter), the same tests TrailStore.ip / ip_port start with; without an ipset no
+ *   of exact IP rows) and one of the two bits of its slot hash(addr) & (len - 1) in `port_marks`
+ *   clear (the store's ip:port prefilter, core/trails/view.py), the same tests TrailStore.ip / ip_port start with; without an ipset no
  *   packet is clean. A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
@@ -441,11 +441,27 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
     Py_RETURN_NONE;
 }
 
+/* core/trails/view.py PORT_MARK_BITS: entry i is the (i % 28)th pair of distinct bits of a byte,
+ * pairs in the order (0,1), (0,2) .. (0,7), (1,2) .. (6,7); filled by fill_port_mark_bits(). */
+static unsigned char port_mark_bits[64];
+
+static void
+fill_port_mark_bits(void)
+{
+    unsigned char pairs[28];
+    int n = 0;
+    for (int a = 0; a < 8; a++)
+        for (int b = a + 1; b < 8; b++)
+            pairs[n++] = (unsigned char)(1u << a | 1u << b);
+    for (int i = 0; i < 64; i++)
+        port_mark_bits[i] = pairs[i % 28];
+}
+
 #define FLAG_BULK 1
 #define FLAG_CLEAN 2
 
 /* 1 when `addr` can have no exact-IP row (not in ipset) and no ip:port row (its slot in the
- * port marks, hash(addr) & (len - 1), is clear) -- the two prefilters of TrailStore.ip and
+ * port marks, one of its two bits, is clear) -- the two prefilters of TrailStore.ip and
  * TrailStore.ip_port; 0 when it may; -1 on a Python error. */
 static int
 ip_clean(PyObject *addr, PyObject *ipset, const Py_buffer *marks)
@@ -456,8 +472,10 @@ ip_clean(PyObject *addr, PyObject *ipset, const Py_buffer *marks)
     Py_hash_t h = PyObject_Hash(addr);
     if (h == -1)
         return -1;
+    /* both bits of the slot's pair (core/trails/view.py PORT_MARK_BITS), picked by hash bits 32-37 */
+    unsigned char pair = port_mark_bits[((unsigned long long)(long long)h >> 32) & 63];  /* Python's h >> 32 & 63 */
     size_t slot = (size_t)h & (size_t)(marks->len - 1);
-    return ((const unsigned char *)marks->buf)[slot] == 0;
+    return (((const unsigned char *)marks->buf)[slot] & pair) != pair;
 }
 
 /* Appends (sec, usec, i, d, flags), stealing the reference to d. `sec_obj` caches the int of the
@@ -493,6 +511,43 @@ append_record(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned
     int rc = PyList_Append(records, record);
     Py_DECREF(record);
     return rc;
+}
+
+/* port_marks(addresses, width, marks): the ip:port prefilter of core/trails/view.py
+ * (View._port_prefilter, its specification) for `addresses`, packed addresses of `width` bytes
+ * back to back: for each, the bit pair PORT_MARK_BITS[hash >> 32 & 63] is OR-ed into slot
+ * hash & (len(marks) - 1), hash being Python's hash() of the address as bytes. */
+static PyObject *
+decode_port_marks(PyObject *self, PyObject *args)
+{
+    Py_buffer blob, marks;
+    Py_ssize_t width;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nw*", &blob, &width, &marks))
+        return NULL;
+    PyObject *result = NULL;
+    if (width <= 0 || blob.len % width != 0 || marks.len < 1 || (marks.len & (marks.len - 1))) {
+        PyErr_SetString(PyExc_ValueError, "port_marks: whole addresses and a power-of-two sized buffer");
+        goto done;
+    }
+    unsigned char *bits = (unsigned char *)marks.buf;
+    size_t mask = (size_t)marks.len - 1;
+    for (Py_ssize_t off = 0; off < blob.len; off += width) {
+        PyObject *addr = PyBytes_FromStringAndSize((const char *)blob.buf + off, width);
+        if (addr == NULL)
+            goto done;
+        Py_hash_t h = PyObject_Hash(addr);
+        Py_DECREF(addr);
+        if (h == -1)
+            goto done;
+        bits[(size_t)h & mask] |= port_mark_bits[((unsigned long long)(long long)h >> 32) & 63];
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&marks);
+    return result;
 }
 
 static PyObject *
@@ -628,6 +683,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
+    {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
      "scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},
@@ -641,5 +697,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__decode(void)
 {
+    fill_port_mark_bits();
     return PyModule_Create(&module);
 }

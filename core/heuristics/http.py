@@ -73,24 +73,24 @@ class HttpHeuristics:
     # --- requests ------------------------------------------------------------------------------
 
     def request(self, sec: int, usec: int, d: Decoded, request: HttpRequest) -> None:
+        # Hot path (every HTTP request head): plain locals, no closure; each check returns what
+        # to report and `_alert` builds the event only when one fires.
         path = request.path or "/"
         host = (request.host or "").lower()
 
-        def alert(kind: str, trail: str, info: str) -> None:
-            src = self._source(d, request)  # forwarded-for annotation, only when something fires
-            self.emit(Event(sec, usec, src, d.sport, ip_text(d.dst), d.dport, "TCP", kind, trail, info, REFERENCE))
-
-        if self.use_web_scan and path.startswith("/"):
+        if self.use_web_scan and path[:1] == "/":
             segment = path[1:].split("/", 1)[0].split("?", 1)[0]
             if self.web.observe(d.src + d.dst, segment, sec):
                 if not (is_local(d.src) and is_local(d.dst)) and not self._listed(d.src):
-                    alert(TrailType.PATH, "*", "potential web scanning")
+                    self._alert(sec, usec, d, request, TrailType.PATH, "*", "potential web scanning")
 
         ua = request.user_agent
         if ua is not None and self.use_ua:
-            trail = self._ua_trail(ua)
+            trail = self.ua_cache.data.get(ua, MISSING)  # BoundedCache.get, inlined
+            if trail is MISSING:
+                trail = self._ua_trail(ua)
             if trail is not None:
-                alert(TrailType.UA, trail, "user agent (suspicious)")
+                self._alert(sec, usec, d, request, TrailType.UA, trail, "user agent (suspicious)")
 
         if request.method == "CONNECT":
             return
@@ -99,12 +99,13 @@ class HttpHeuristics:
 
         if host[-1:].isdigit() and _IPV4.fullmatch(host) and not dst_local and self.patterns.iot_url is not None:
             if self.patterns.iot_url.search(host + plain_path):
-                alert(TrailType.HTTP, f"({host}){_encode_trail(plain_path)}",
-                      "potential iot-malware download (suspicious)")
+                self._alert(sec, usec, d, request, TrailType.HTTP, f"({host}){_encode_trail(plain_path)}",
+                            "potential iot-malware download (suspicious)")
                 return
 
         if not host and self.check_missing_host and not request.absolute:
-            alert(TrailType.HTTP, f"{ip_text(d.dst)}{_encode_trail(path)}", "missing host header (suspicious)")
+            self._alert(sec, usec, d, request, TrailType.HTTP, f"{ip_text(d.dst)}{_encode_trail(path)}",
+                        "missing host header (suspicious)")
 
         if request.absolute and d.dport == 80:
             target = request.target.lower()
@@ -112,14 +113,21 @@ class HttpHeuristics:
                                                                      and self.whitelist.domain(host)):
                 prefix = f"http://{host}"
                 rest = target[len(prefix):] if target.startswith(prefix) else path
-                alert(TrailType.HTTP, f"{prefix}({_encode_trail(rest)})", "potential proxy probe (suspicious)")
+                self._alert(sec, usec, d, request, TrailType.HTTP, f"{prefix}({_encode_trail(rest)})",
+                            "potential proxy probe (suspicious)")
                 return
 
         display_host = host or ip_text(d.dst)
-        if self.use_requests and self._suspicious_request(alert, request, path, display_host, dst_local):
-            return
-        if self.use_download and not dst_local and self._direct_download(alert, path, display_host):
-            return
+        if self.use_requests:
+            found = self._suspicious_request(request, path, display_host, dst_local)
+            if found is not None:
+                self._alert(sec, usec, d, request, *found)
+                return
+        if self.use_download and not dst_local:
+            found = self._direct_download(path, display_host)
+            if found is not None:
+                self._alert(sec, usec, d, request, *found)
+                return
         if self.use_requests:
             text = canon(plain_path)
             any_gate = self.patterns.paths_gate
@@ -129,11 +137,18 @@ class HttpHeuristics:
                 if text is not None and path_gate is not None and path_gate.search(text) is None:
                     continue
                 if pattern.search(plain_path):
-                    alert(TrailType.URL, f"{display_host}({_encode_trail(plain_path)})", f"{desc} (suspicious)")
+                    self._alert(sec, usec, d, request, TrailType.URL, f"{display_host}({_encode_trail(plain_path)})",
+                                f"{desc} (suspicious)")
                     return
 
-    def _suspicious_request(self, alert: Callable[[str, str, str], None], request: HttpRequest, path: str, host: str,
-                            dst_local: bool) -> bool:
+    def _alert(self, sec: int, usec: int, d: Decoded, request: HttpRequest, kind: str, trail: str, info: str) -> None:
+        src = self._source(d, request)  # forwarded-for annotation, only when something fires
+        self.emit(Event(sec, usec, src, d.sport, ip_text(d.dst), d.dport, "TCP", kind, trail, info, REFERENCE))
+
+    def _suspicious_request(self, request: HttpRequest, path: str, host: str,
+                            dst_local: bool) -> tuple[str, str, str] | None:
+        """The request battery on the decoded path, then on a form body: (kind, trail, info) to
+        report, or None (also when the skip list vetoes a hit: the later checks still run)."""
         skip = self.patterns.request_skip
         decoded = unquote_plus(path) if "%" in path or "+" in path else path
         markers = self.request_markers
@@ -141,9 +156,8 @@ class HttpHeuristics:
             desc = self._battery(decoded, dst_local)
             if desc is not None:
                 if skip is not None and skip.search(path):  # consulted only when something fires
-                    return False
-                alert(TrailType.URL, f"{host}({_encode_trail(path)})", f"{desc} (suspicious)")
-                return True
+                    return None
+                return (TrailType.URL, f"{host}({_encode_trail(path)})", f"{desc} (suspicious)")
         body = request.body
         if body and request.method in ("POST", "PUT", "PATCH"):
             text = body[:4096].decode("latin-1")
@@ -151,11 +165,10 @@ class HttpHeuristics:
             desc = self._battery(text, dst_local)
             if desc is not None:
                 if skip is not None and skip.search(path):
-                    return False
+                    return None
                 trail = f"{host}({_encode_trail(path)} \\({request.method} {_encode_trail(text[:200])}\\))"
-                alert(TrailType.HTTP, trail, f"{desc} (suspicious)")
-                return True
-        return False
+                return (TrailType.HTTP, trail, f"{desc} (suspicious)")
+        return None
 
     def _battery(self, text: str, dst_local: bool) -> str | None:
         low = text.lower()
@@ -171,22 +184,22 @@ class HttpHeuristics:
                 return desc
         return None
 
-    def _direct_download(self, alert: Callable[[str, str, str], None], path: str, host: str) -> bool:
+    def _direct_download(self, path: str, host: str) -> tuple[str, str, str] | None:
         plain, _, query = path.partition("?")
         if "=" in query:
-            return False
+            return None
         name = plain.rsplit("/", 1)[-1]
         stem, dot, ext = name.rpartition(".")
         ext = ext.lower()
         if not dot or ext not in DOWNLOAD_EXTENSIONS or not stem or len(stem) >= 10:
-            return False
+            return None
         skip = self.patterns.download_skip
         if skip is not None and skip.search(plain):
-            return False
-        alert(TrailType.URL, f"{host}{_encode_trail(plain)}", f"direct .{ext} download (suspicious)")
-        return True
+            return None
+        return (TrailType.URL, f"{host}{_encode_trail(plain)}", f"direct .{ext} download (suspicious)")
 
     def _ua_trail(self, ua: str) -> str | None:
+        """The UA trail of a User-Agent (None: not suspicious), computed once per UA (ua_cache)."""
         cached = self.ua_cache.get(ua)
         if cached is not MISSING:
             return cached

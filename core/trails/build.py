@@ -9,8 +9,10 @@ the file read-only; nothing of the 1.6M keys lives on their Python heap.
 Build (two CPUs, CSV >= 8 MiB): a forked helper parses the tail of the file while the builder
 parses the head (`_Part`: crc32 + record per key, in file order). Then the table is filled
 region by region: a second helper takes the upper half of the slots, and keys whose probe would
-cross into the other region are placed after the join (`_Grid`). With one CPU, or for small
-files, the same steps run in one process.
+cross into the other region are placed after the join (`_Grid`; the table is a shared mapping
+the helper fills in place). With one CPU, or for small files, the same steps run in one process.
+With core/accel/_build.c built, the common lines are parsed and the keys placed in C; the Python
+loops (`_Part.feed_lines`, `_Grid._region_py`) are their specification.
 
 CSV rules: rows `trail,info,reference` (Python csv quoting). Rows without exactly three fields,
 with an empty key, fields longer than 65535 bytes, or bytes that are not UTF-8 are skipped and
@@ -21,6 +23,7 @@ text keys also get their marker key (`index.url_marker`).
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
@@ -31,6 +34,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, NamedTuple, cast
 
+from core.accel import load as load_accel
 from core.trails.index import (
     BLOOM_MIX,
     HEADER_SIZE,
@@ -137,7 +141,34 @@ class _Part:
         self.add_slow(text, pid)
 
     def feed(self, lines: Iterable[bytes]) -> None:
-        """Every line of the range. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
+        """Every line of the range, then the URL markers as keys."""
+        self.feed_lines(lines)
+        self.add_marks()
+
+    def feed_blocks(self, blocks: Iterable[list[bytes]], fast: Callable[..., int]) -> None:
+        """`feed` with core/accel/_build.c `feed` taking the common lines of each block (plain
+        ASCII domains, URLs, IPv4:port with a known info/reference pair); every other line goes
+        through `feed_lines`, its specification, in file order. C gives back the record offsets of
+        URL keys; their markers are made here."""
+        url_offsets = array("I")
+        records = self.records
+        args = (self.pair_ids, records, self.hashes, self.offsets, self.port_ips, url_offsets)
+        for block in blocks:
+            i, n = 0, len(block)
+            while i < n:
+                i = fast(block, i, *args)
+                if i < n:
+                    self.feed_lines(block[i:i + 1])
+                    i += 1
+        head_at = RECORD_HEAD.unpack_from
+        add_mark = self.url_marks.add
+        for off in url_offsets:
+            key = records[off + 6:off + 6 + head_at(records, off)[1]].decode("ascii")
+            add_mark(url_marker(key).encode("ascii"))
+        self.add_marks()
+
+    def feed_lines(self, lines: Iterable[bytes]) -> None:
+        """The lines, in order. The hot path (plain ASCII domains, URLs, IPv4:port) is inlined;
         anything unusual goes through `classify` (add_slow) or the csv module (_quoted)."""
         add_slow, pair, pair_ids = self.add_slow, self.pair, self.pair_ids
         hashes, offsets, records, port_ips = self.hashes, self.offsets, self.records, self.port_ips
@@ -186,7 +217,6 @@ class _Part:
             records += pack_head(pid, len(kb)) + kb
             if kb[0] != 0xFE and b"/" in kb:
                 add_mark(url_marker(kb.decode("ascii")).encode("ascii"))
-        self.add_marks()
 
     def add_marks(self) -> None:
         """The URL markers of this part as keys (pair 0: only their presence matters)."""
@@ -212,8 +242,8 @@ class _Part:
         self.add_slow(fields[0], pid)
 
 
-def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[bytes]:
-    """The lines of bytes [start, end) of f without their \\n, read in large blocks."""
+def _blocks(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[list[bytes]]:
+    """The lines of bytes [start, end) of f without their \\n, a list per block read."""
     f.seek(start)
     pos, rest = start, b""
     if start == 0:
@@ -228,15 +258,19 @@ def _lines(f: BinaryIO, start: int, end: int, block: int = 4 << 20) -> Iterator[
         pos += len(data)
         lines = (rest + data).split(b"\n")
         rest = lines.pop()
-        yield from lines
+        yield lines
     if rest:
-        yield rest
+        yield [rest]
 
 
 def _parse_range(csv_path: str, start: int, end: int) -> _Part:
     part = _Part()
+    accel = load_accel("_build")
     with open(csv_path, "rb") as f:
-        part.feed(_lines(f, start, end))
+        if accel is None:
+            part.feed(line for lines in _blocks(f, start, end) for line in lines)
+        else:
+            part.feed_blocks(_blocks(f, start, end), accel.feed)
     return part
 
 
@@ -314,22 +348,50 @@ class _Grid:
     past the cut are put aside and placed last, after both halves are joined: probing order is
     all lookups rely on, and every earlier copy of a put-aside key was put aside too."""
 
-    def __init__(self, bits: int, records: bytearray, streams: list[tuple[array, array, int]]) -> None:
-        self.bits, self.records, self.streams = bits, records, streams
+    def __init__(self, bits: int, chunks: list[tuple[int, bytearray]],
+                 streams: list[tuple[array, array, int]]) -> None:
+        self.bits, self.chunks, self.streams = bits, chunks, streams
         self.mask, self.shift = (1 << bits) - 1, bloom_shift(bits)
         self.half = 1 << (bits - 1)
-        self.table = array("I", bytes(8 * ((1 << bits) + PROBE_PAD)))
-        self.bloom = bytearray(1 << bits)
+        # An anonymous shared mapping: a forked helper fills the upper region in place (nothing to
+        # send back or copy), and pages are only resident once written.
+        self.table_map = mmap.mmap(-1, 8 * ((1 << bits) + PROBE_PAD))
+        self.table = memoryview(self.table_map).cast("I")
+        self.bloom: bytearray | memoryview = bytearray(1 << bits)
 
-    def place(self, parallel: bool) -> tuple[array, bytearray, int]:
+    def _record(self, off: int) -> tuple[bytearray, int]:
+        """The records chunk holding global record offset `off`, and the offset inside it."""
+        for base, chunk in reversed(self.chunks):
+            if off >= base:
+                return chunk, off - base
+        raise IndexBuildError(f"record offset {off} outside the records")
+
+    def _same_key(self, taken: int, off: int) -> bool:
+        a, i = self._record(taken)
+        b, j = self._record(off)
+        klen = RECORD_HEAD.unpack_from(b, j)[1]
+        return RECORD_HEAD.unpack_from(a, i)[1] == klen and a[i + 6:i + 6 + klen] == b[j + 6:j + 6 + klen]
+
+    def _set_pid(self, off: int, pid: int) -> None:
+        chunk, i = self._record(off)
+        _U32.pack_into(chunk, i, pid)
+
+    def _pid(self, off: int) -> int:
+        chunk, i = self._record(off)
+        return int(_U32.unpack_from(chunk, i)[0])
+
+    def place(self, parallel: bool) -> tuple[memoryview, bytearray | memoryview, int]:
         if not parallel or not hasattr(os, "fork"):
             placed, _, spilled = self._region(False)
             placed_up, fixups, _ = self._region(True)
             return self._join(placed + placed_up, spilled, fixups)
 
+        upper_bloom = mmap.mmap(-1, len(self.bloom))  # the helper's bloom bits, merged after the join
+
         def upper_half() -> object:
+            self.bloom = memoryview(upper_bloom)
             placed_up, fixups, _ = self._region(True)
-            return placed_up, fixups, self.table[2 * self.half:], self.bloom
+            return placed_up, fixups
 
         collect = _fork_call(upper_half)
         placed, _, spilled = self._region(False)
@@ -337,21 +399,35 @@ class _Grid:
         try:
             if result is None:
                 raise ValueError("helper failed")
-            placed_up, fixups, upper, bloom = cast(tuple[int, list[tuple[int, int]], array, bytearray], result)
-            self.table[2 * self.half:] = upper
-            merged = int.from_bytes(self.bloom, "little") | int.from_bytes(bloom, "little")
-            self.bloom[:] = merged.to_bytes(len(self.bloom), "little")
+            placed_up, fixups = cast(tuple[int, list[tuple[int, int]]], result)
+            bloom, step = self.bloom, 1 << 16
+            for i in range(0, len(bloom), step):  # OR in the helper's bits, a slice at a time
+                merged = int.from_bytes(bloom[i:i + step], "little") | int.from_bytes(upper_bloom[i:i + step], "little")
+                bloom[i:i + step] = merged.to_bytes(len(bloom[i:i + step]), "little")
         except (ValueError, TypeError):
+            self.table_map[8 * self.half:] = bytes(len(self.table_map) - 8 * self.half)  # drop any partial work
             placed_up, fixups, _ = self._region(True)  # do the helper's share ourselves
+        finally:
+            upper_bloom.close()
         return self._join(placed + placed_up, spilled, fixups)
 
     def _region(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         """Place the keys whose home slot is in one region. Returns (placed, pid fix-ups for
-        earlier copies of duplicate keys, put-aside (h, offset) of the lower region)."""
-        table, bloom, records = self.table, self.bloom, self.records
+        earlier copies of duplicate keys, put-aside (h, offset) of the lower region). With
+        core/accel/_build.c built, its `place` runs this loop (`_region_py` is its specification)."""
+        accel = load_accel("_build")
+        if accel is None:
+            return self._region_py(upper)
+        placed, fixups, spilled, overflow = accel.place(self.streams, self.chunks, self.table, self.bloom, self.mask,
+                                                        self.shift, self.half, BLOOM_MIX, upper)
+        if overflow:
+            raise IndexBuildError("hash table probe overflow")
+        return placed, fixups, spilled
+
+    def _region_py(self, upper: bool) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        table, bloom = self.table, self.bloom
         mask, shift, half, mix = self.mask, self.shift, self.half, BLOOM_MIX
         stop = len(table) if upper else 2 * half
-        head_at = RECORD_HEAD.unpack_from
         placed, fixups, spilled = 0, [], []
         for hashes, offsets, base in self.streams:
             for h, off in zip(hashes, offsets, strict=True):
@@ -376,39 +452,39 @@ class _Grid:
                         bloom[bit >> 3] |= 1 << (bit & 7)
                         placed += 1
                         break
-                    if table[j] == h:
-                        pid, klen = head_at(records, off)
-                        if head_at(records, taken)[1] == klen and \
-                                records[taken + 6:taken + 6 + klen] == records[off + 6:off + 6 + klen]:
-                            fixups.append((taken, pid))  # a later duplicate: last row wins
-                            if not upper:
-                                _U32.pack_into(records, taken, pid)
-                            break
+                    if table[j] == h and self._same_key(taken, off):
+                        pid = self._pid(off)
+                        fixups.append((taken, pid))  # a later duplicate: last row wins
+                        if not upper:
+                            self._set_pid(taken, pid)
+                        break
                     j += 2
         return placed, fixups, spilled
 
     def _join(self, placed: int, spilled: list[tuple[int, int]],
-              fixups: list[tuple[int, int]]) -> tuple[array, bytearray, int]:
-        records = self.records
+              fixups: list[tuple[int, int]]) -> tuple[memoryview, bytearray | memoryview, int]:
         for taken, pid in fixups:
-            _U32.pack_into(records, taken, pid)
+            self._set_pid(taken, pid)
         if spilled:
             lower, self.streams = self.streams, [(array("I", [h for h, _ in spilled]),
                                                   array("I", [off for _, off in spilled]), 0)]
             self.half = 0  # every put-aside key now counts as "upper": probe to the end of the table
             more, more_fixups, _ = self._region(True)
             for taken, pid in more_fixups:
-                _U32.pack_into(records, taken, pid)
+                self._set_pid(taken, pid)
             placed += more
             self.streams = lower
         return self.table, self.bloom, placed
+
+
+Section = bytes | bytearray | memoryview | list[bytearray]  # a list: chunks written back to back
 
 
 class _Placed(NamedTuple):
     keys: int
     skipped: int
     bits: int
-    sections: list[bytes | memoryview]
+    sections: list[Section]
 
 
 def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
@@ -420,8 +496,8 @@ def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
     ip4: set[bytes] = set()
     ip6: set[bytes] = set()
     port_ips: set[bytes] = set()
-    records = bytearray(RECORDS_PAD)
-    bases, skipped = [], 0
+    chunks = [bytearray(RECORDS_PAD)]  # the RECORDS section: each part's records, never concatenated
+    bases, skipped, size = [], 0, RECORDS_PAD
     for part in parts:
         remap = []
         for info_ref in part.pairs:
@@ -440,19 +516,21 @@ def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
         ip4 |= part.ip4
         ip6 |= part.ip6
         port_ips |= part.port_ips
+        part.ip4, part.ip6, part.port_ips = set(), set(), set()
         skipped += part.skipped
-        bases.append(len(records))
-        records += part.records
-        part.records = bytearray()
+        bases.append(size)
+        chunks.append(part.records)
+        size += len(part.records)
 
     count = sum(len(part.hashes) for part in parts)
     bits = 3
     while (1 << bits) < 2 * max(count, 1):
         bits += 1
-    grid = _Grid(bits, records, [(part.hashes, part.offsets, base) for part, base in zip(parts, bases, strict=True)])
+    grid = _Grid(bits, list(zip([0, *bases], chunks, strict=True)),
+                 [(part.hashes, part.offsets, base) for part, base in zip(parts, bases, strict=True)])
     table, bloom, placed = grid.place(parallel)
     for part in parts:
-        part.hashes, part.offsets = array("I"), array("I")
+        part.hashes, part.offsets, part.records = array("I"), array("I"), bytearray()
 
     pairs_blob = bytearray()
     offsets = []
@@ -465,18 +543,21 @@ def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
     for text, pid in regex.items():
         tb = text.encode("utf-8")
         regex_section += RECORD_HEAD.pack(pid, len(tb)) + tb
-    table_bytes = memoryview(table).cast("B") if sys.byteorder == "little" else memoryview(_swapped(table))
+    table_bytes = table.cast("B") if sys.byteorder == "little" else memoryview(_swapped(table))
     del table
-    sections: list[bytes | memoryview] = [
-        table_bytes, memoryview(records), memoryview(pairs_section), b"".join(sorted(ip4)), b"".join(sorted(ip6)),
+    sections: list[Section] = [
+        table_bytes, chunks, memoryview(pairs_section), b"".join(sorted(ip4)), b"".join(sorted(ip6)),
         memoryview(regex_section), memoryview(bloom), b"".join(sorted(ip for ip in port_ips if len(ip) == 4)),
         b"".join(sorted(ip for ip in port_ips if len(ip) == 16))]
-    marks = set().union(*(part.url_marks for part in parts))
-    return _Placed(placed + len(regex) - len(marks), skipped, bits, sections)
+    marks = 0  # distinct URL markers (keys of their own, not rows), counted without a merged set
+    for n, part in enumerate(parts):
+        earlier = parts[:n]
+        marks += sum(1 for mark in part.url_marks if not any(mark in other.url_marks for other in earlier))
+    return _Placed(placed + len(regex) - marks, skipped, bits, sections)
 
 
-def _swapped(a: array) -> bytes:
-    b = array(a.typecode, a)
+def _swapped(a: memoryview) -> bytes:
+    b = array("I", a)
     b.byteswap()
     return b.tobytes()
 
@@ -501,23 +582,27 @@ def build_index(csv_path: str, idx_path: str, parallel_min_bytes: int = PARALLEL
         raise IndexBuildError(f"cannot read trail file {csv_path}: {ex.strerror or ex}") from ex
     keys, skipped, bits, blobs = _place(parts, parallel)
     del parts
+    pieces = [blob if isinstance(blob, list) else [blob] for blob in blobs]
     sections: list[int] = []
     offset = HEADER_SIZE
-    for blob in blobs:
+    for section in pieces:
         offset += (-offset) % 8
-        sections += [offset, memoryview(blob).nbytes]
-        offset += memoryview(blob).nbytes
+        nbytes = sum(memoryview(piece).nbytes for piece in section)
+        sections += [offset, nbytes]
+        offset += nbytes
     total = offset
     tmp = f"{idx_path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "wb") as out:
             out.write(bytes(HEADER_SIZE))
             pos, body_crc = HEADER_SIZE, 0
-            for i, blob in enumerate(blobs):
+            for i, section in enumerate(pieces):
                 pad = bytes(sections[2 * i] - pos)
                 out.write(pad)
-                out.write(blob)
-                body_crc = zlib.crc32(blob, zlib.crc32(pad, body_crc))
+                body_crc = zlib.crc32(pad, body_crc)
+                for piece in section:
+                    out.write(piece)
+                    body_crc = zlib.crc32(piece, body_crc)
                 pos = sections[2 * i] + sections[2 * i + 1]
             out.seek(0)
             out.write(pack_header(stamp, time.time(), total, keys, skipped, bits, body_crc, sections))

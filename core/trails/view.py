@@ -23,11 +23,16 @@ from core.trails.lifecycle import Mapped
 from core.trails.regex import RegexTrails
 
 IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
-PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB)
+PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB of bits)
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
 MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) remembered per mapping
 RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
+# The ip:port prefilter's bit pairs: entry i (picked by bits 32-37 of an address's hash()) is the
+# (i % 28)th pair of distinct bits of a byte, pairs in the order (0,1), (0,2) .. (0,7), (1,2) ..
+# (6,7). core/accel/_decode.c builds the same table.
+_BIT_PAIRS = tuple(1 << a | 1 << b for a in range(8) for b in range(a + 1, 8))
+PORT_MARK_BITS = bytes(_BIT_PAIRS[i % len(_BIT_PAIRS)] for i in range(64))
 _U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
 
@@ -39,6 +44,23 @@ class _Missing(enum.Enum):
 
 
 _MISSING = _Missing.MISSING
+
+
+def port_marks_py(addresses: bytes, width: int, marks: bytearray) -> None:
+    """Mark every packed address of `addresses` (`width` bytes each) in the ip:port prefilter:
+    the bit pair PORT_MARK_BITS[hash >> 32 & 63] in slot hash & (len(marks) - 1). The
+    specification of core/accel/_decode.c port_marks."""
+    mask, pairs = len(marks) - 1, PORT_MARK_BITS
+    for x in map(hash, (addresses[i:i + width] for i in range(0, len(addresses), width))):  # no big temporaries
+        marks[x & mask] |= pairs[x >> 32 & 63]
+
+
+def port_marked(marks: bytes | bytearray, packed: bytes) -> bool:
+    """Whether the ip:port prefilter `marks` lets `packed` through (both bits of its pair are set
+    in its slot): the test `ip_port` inlines and core/accel/_decode.c applies to whole batches."""
+    x = hash(packed)
+    bits = PORT_MARK_BITS[x >> 32 & 63]
+    return marks[x & (len(marks) - 1)] & bits == bits
 
 
 def _always(_path: str) -> bool:
@@ -87,22 +109,26 @@ class View:
         self._make_lookups()
 
     def _port_prefilter(self) -> bytearray:
-        """One byte per slot, indexed by hash(packed IP) & mask, set for every address that has an
-        ip:port row (8+ slots per address: about 7% false hits). hash() of a bytes object is
-        cached in it, so detect's following ip() call on the same address pays nothing."""
+        """One byte per slot, indexed by hash(packed IP) & mask; every address that has an ip:port
+        row sets two of its slot's 8 bits, chosen by the hash's bits from 32 on (`port_mark`). 8+
+        slots per address: about 0.05% false hits, so a busy address (a monitored host) almost
+        never pays the bloom and table. hash() of a bytes object is cached in it, so detect's
+        following ip() call on the same address pays nothing."""
         (off4, len4), (off6, len6) = self.header.sections[ix.PORT_IP4], self.header.sections[ix.PORT_IP6]
         count = len4 // 4 + len6 // 16
         if count > PORT_PREFILTER_CAP:
-            return bytearray(b"\x01")  # no prefilter: every address passes to the bloom and table
+            return bytearray(b"\xff")  # no prefilter: every address passes to the bloom and table
         size = 1 << 12
         while size < 8 * count:
             size <<= 1
-        marks, mask = bytearray(size), size - 1
+        marks = bytearray(size)
+        accel = load_accel("_decode")
         mm = self.mm
         for off, length, width in ((off4, len4, 4), (off6, len6, 16)):
-            blob = mm[off:off + length]
-            for x in map(hash, (blob[i:i + width] for i in range(0, length, width))):  # no big temporaries
-                marks[x & mask] = 1
+            if accel is not None:
+                accel.port_marks(mm[off:off + length], width, marks)  # the loop below, in C
+            else:
+                port_marks_py(mm[off:off + length], width, marks)
         return marks
 
     def _make_lookups(self) -> None:
@@ -119,7 +145,7 @@ class View:
         fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
         table_end = table_off + header.sections[ix.TABLE][1]
         pack_port = _PORT.pack
-        port_marks, port_mask = self.port_marks, len(self.port_marks) - 1
+        port_marks, port_mask, mark_bits = self.port_marks, len(self.port_marks) - 1, PORT_MARK_BITS
         ipport_seed = crc32(ix.IPPORT_TAG)
 
         def read_table(kb: bytes, h: int) -> Trail | None:
@@ -194,7 +220,9 @@ class View:
 
         def ip_port(packed: bytes, port: int) -> Trail | None:
             try:
-                if not port_marks[hash(packed) & port_mask]:
+                x = hash(packed)  # port_marked(), inlined
+                bits = mark_bits[x >> 32 & 63]
+                if port_marks[x & port_mask] & bits != bits:
                     return None
                 h = crc32(pack_port(port), crc32(packed, ipport_seed))
             except (struct.error, TypeError):
