@@ -200,6 +200,8 @@ class Config:
     REQUEST_TIMEOUT: int = key("int", 60, bounds=(1, 3600))
     MAX_POST_SIZE: int = key("size", 10 << 20)
     HUNT_TIME_BUDGET: float = key("float", 10.0, bounds=(0.1, 600))
+    EVENT_STORE: str = key("str", "files")
+    CLICKHOUSE_CLUSTER: str | None = key("str")
     IP_ALIASES: list[str] = key("list", [])
     HEADER_LOGO: str | None = key("str")
     FAIL2BAN_REGEX: str | None = key("regex")

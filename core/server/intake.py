@@ -2,7 +2,8 @@
 
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
 sends one datagram per event; this loop validates each one and appends its line to its day file
-(`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads.
+(`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads,
+and hands it to the other stores EVENT_STORE names (`LineStore`: ClickHouse, clickhouse.py).
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
@@ -30,7 +31,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from core.events.dayfile import LocalDays, day_path
 from core.events.signing import Verifier
@@ -41,6 +43,19 @@ RCVBUF = 64 << 20
 LINE_RE = re.compile(rb'"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?" \S')
 MIN_EPOCH, MAX_EPOCH = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01
 MAX_OPEN_DAYS = 4
+
+
+class LineStore(Protocol):
+    """Another store of accepted lines beside the day files (clickhouse.py's writer): `start` in
+    the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
+
+    def start(self) -> None: ...
+
+    def add(self, day: str, lines: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 class DayFiles:
@@ -89,8 +104,10 @@ class Intake:
     """The receive loop. Counters say what happened to every datagram."""
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
-                 rcvbuf: int = RCVBUF) -> None:
+                 rcvbuf: int = RCVBUF, stores: Sequence[LineStore] = (), day_files: bool = True) -> None:
         self.log_dir = log_dir
+        self.stores = list(stores)      # EVENT_STORE: more stores, and whether the day files are one
+        self.day_files = day_files
         self.verifier = verifier
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
@@ -178,7 +195,11 @@ class Intake:
 
     def _flush(self, pending: dict[str, list[bytes]]) -> None:
         for day, lines in pending.items():
-            if self.files.append(day, b"".join(lines)):
+            for store in self.stores:
+                store.add(day, lines)
+            if not self.day_files:
+                self.counters["written"] += len(lines)
+            elif self.files.append(day, b"".join(lines)):
                 self.counters["written"] += len(lines)
             else:
                 self.counters["write_errors"] += len(lines)
@@ -189,6 +210,8 @@ class Intake:
         """Receive until `stopped()` is true, then drain what is queued and flush."""
         pending: dict[str, list[bytes]] = {}
         next_report = time.monotonic() + report_every
+        for store in self.stores:
+            store.start()
         try:
             while not stopped():
                 count = self._drain(pending)
@@ -214,12 +237,17 @@ class Intake:
             self.close()
 
     def close(self) -> None:
-        """The socket and the cached day-file descriptors (also what a parent does after forking)."""
+        """The socket, the cached day-file descriptors and the other stores (which send what they
+        hold; also what a parent does after forking: its stores were never started)."""
+        for store in self.stores:
+            store.close()
         self.files.close()
         self.sock.close()
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
+        for store in self.stores:
+            out.update(store.stats())
         if self.verifier is not None:
             out.update({f"signed_{k}": v for k, v in self.verifier.counters.items()})
         return out
