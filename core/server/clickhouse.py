@@ -29,6 +29,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import sys
 import threading
 import time
@@ -48,6 +49,7 @@ INSERT_TIMEOUT = 10.0        # an insert slower than this goes to the spool
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 SPOOL_FOLDER = "clickhouse-spool"    # under LOG_DIR
 MAX_KEY_CACHE = 65536
+NO_ADDRESS = "00"            # the scope key of a field that is not an address
 
 COLUMNS = ("day", "hour", "time", "sensor", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "type",
            "trail", "info", "reference", "custom", "src_key", "dst_key", "line", "eid")
@@ -74,8 +76,20 @@ TABLE_COLUMNS = """(
 ENGINE = "ReplacingMergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (day, type, trail, eid)"
 
 
+# ClickHouse error codes that say the data of an INSERT cannot be read (CANNOT_PARSE_*, TOO_LARGE_*,
+# ...): sending the same batch again can never work, so the writer sets it aside (Spool.reject)
+# instead of holding every later batch behind it.
+BAD_DATA_CODES = frozenset((6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131))
+CODE_RE = re.compile(r"Code: (\d+)")
+
+
 class StoreError(Exception):
-    """ClickHouse did not answer, or refused a statement (the message says which)."""
+    """ClickHouse did not answer, or refused a statement (the message says which; `code` is
+    ClickHouse's error code when it answered)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -192,7 +206,8 @@ class ClickHouse:
                 return bytes(response.read())
         except urllib.error.HTTPError as ex:
             detail = ex.read()[:500].decode("utf-8", "replace").strip()
-            raise StoreError(f"ClickHouse refused: {detail}") from None
+            code = CODE_RE.search(detail)
+            raise StoreError(f"ClickHouse refused: {detail}", int(code.group(1)) if code else None) from None
         except (OSError, ValueError) as ex:       # URLError, timeouts, resets
             raise StoreError(f"ClickHouse unreachable at {self.target.url}: {ex}") from None
 
@@ -232,13 +247,14 @@ class ClickHouse:
 def address_key(text: str) -> str:
     """The scope key of an address: `01` + the 16 bytes (IPv4 as IPv4-mapped IPv6) in hex, so an
     address is in a network exactly when its key is between the network's first and last keys
-    (threats.py `scope_condition`); '' when the text is not an address (never in any scope).
+    (threats.py `scope_condition`); `00` when the text is not an address (below every network:
+    never in any scope; not '', which 18.16 compares wrongly).
     Address texts are read as auth.py's Scope reads them (brackets stripped, IPv4-mapped IPv6 is
     IPv4)."""
     try:
         address = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
-        return ""
+        return NO_ADDRESS
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return network_key(address)
@@ -320,7 +336,7 @@ class ClickHouseWriter:
         self.retry_at = 0.0                 # ClickHouse failed: spool until then
         self.backoff = RETRY_FIRST
         self.counters = {"store_inserted": 0, "store_batches": 0, "store_spooled": 0, "store_replayed": 0,
-                         "store_failures": 0}
+                         "store_failures": 0, "store_rejected_batches": 0}
 
     # called by the intake
     def start(self) -> None:
@@ -367,13 +383,19 @@ class ClickHouseWriter:
                     if not self.queue:
                         return
 
-    def _insert(self, rows: bytes) -> bool:
+    def _insert(self, rows: bytes) -> bool | None:
+        """True: stored; False: not now (ClickHouse down, slow or busy: retry later); None: the
+        batch itself was refused (never retried)."""
         try:
             if not self.ready:
                 self.client.ensure_schema()
                 self.ready = True
             self.client.insert(rows)
         except StoreError as ex:
+            if ex.code in BAD_DATA_CODES:
+                self.counters["store_rejected_batches"] += 1
+                print(f"maltrail: intake: a batch was refused and set aside: {ex}", file=sys.stderr, flush=True)
+                return None
             self.counters["store_failures"] += 1
             if self.backoff == RETRY_FIRST:      # the first failure of a run of them
                 print(f"maltrail: intake: {ex}; spooling to {self.spool_dir} until it answers", file=sys.stderr,
@@ -389,9 +411,14 @@ class ClickHouseWriter:
 
     def _deliver(self, rows: bytes, count: int) -> None:
         assert self.spool is not None
-        if len(self.spool) == 0 and time.monotonic() >= self.retry_at and self._insert(rows):
-            self.counters["store_inserted"] += count
-            return
+        if len(self.spool) == 0 and time.monotonic() >= self.retry_at:
+            done = self._insert(rows)
+            if done:
+                self.counters["store_inserted"] += count
+                return
+            if done is None:
+                self.spool.push(rows, rejected=True)
+                return
         self.spool.push(rows)             # OSError here ends the intake loudly: the disk refused
         self.counters["store_spooled"] += count
 
@@ -403,7 +430,11 @@ class ClickHouseWriter:
             if oldest is None:
                 return
             name, rows = oldest
-            if not self._insert(rows):
+            done = self._insert(rows)
+            if done is None:
+                self.spool.reject(name)
+                continue
+            if not done:
                 return
             self.spool.drop(name)
             count = rows.count(b"\n")

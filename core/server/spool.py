@@ -8,7 +8,9 @@ accepted it. Nothing is lost across a server restart either: the files stay in t
 the next start replays them.
 
 One file per batch, `NNNNNNNNNNNN.tsv` (a sequence number), written to a temporary name,
-fsynced and renamed, so a crash never leaves a half-written batch under a spool name.
+fsynced and renamed, so a crash never leaves a half-written batch under a spool name. A batch
+ClickHouse refuses as unreadable moves to `rejected/` (kept for the operator, never retried), so it
+cannot hold every later batch back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import re
 
 NAME_RE = re.compile(r"(\d{12})\.tsv")
+REJECTED = "rejected"
 
 
 class Spool:
@@ -37,11 +40,16 @@ class Spool:
     def __len__(self) -> int:
         return len(self.names())
 
-    def push(self, data: bytes) -> None:
-        """Append one batch (raises OSError when the disk refuses it)."""
+    def push(self, data: bytes, rejected: bool = False) -> None:
+        """Append one batch (raises OSError when the disk refuses it); `rejected`: straight to
+        rejected/."""
         name = f"{self.next_seq:012d}.tsv"
         self.next_seq += 1
-        temp = os.path.join(self.folder, name + ".tmp")
+        folder = self.folder
+        if rejected:
+            folder = os.path.join(self.folder, REJECTED)
+            os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, name + ".tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)
@@ -50,7 +58,7 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, os.path.join(self.folder, name))
+        os.replace(temp, os.path.join(folder, name))
 
     def oldest(self) -> tuple[str, bytes] | None:
         """(name, batch) of the oldest spooled batch, or None when the spool is empty."""
@@ -63,6 +71,11 @@ class Spool:
     def drop(self, name: str) -> None:
         """Forget a batch the store has accepted."""
         os.unlink(os.path.join(self.folder, name))
+
+    def reject(self, name: str) -> None:
+        """Set a batch aside in rejected/ (ClickHouse cannot read it; never retried)."""
+        os.makedirs(os.path.join(self.folder, REJECTED), exist_ok=True)
+        os.replace(os.path.join(self.folder, name), os.path.join(self.folder, REJECTED, name))
 
     def size(self) -> int:
         """Bytes waiting."""

@@ -1,0 +1,154 @@
+"""Queries served from ClickHouse: the threat summary of a day or range, one threat's raw events,
+and what the store is.
+
+Where it sits: app.py adds these routes to the API's table when EVENT_STORE names ClickHouse;
+the statements go through clickhouse.py (`bind`: every value, the scope's included, is a literal
+that can only be that value). The browser asks `/store` once: with ClickHouse it loads
+`/threats` (a few hundred kB for any day or range) instead of the raw day, and a threat's own
+lines (`/threat`) when its drawer opens.
+
+Scope rule, as everywhere (auth.py): a session sees an event when its source or destination is
+in the session's networks, and custom-trail info as `-` when it masks custom trails. The
+networks become key ranges over the stored address keys (`scope_condition`, the same reading of
+an address as Scope's), the masking uses the `custom` column decided at intake by auth.py's
+`masks_reference`; `/threat` lines also pass `visible_line` itself.
+
+Every count is of distinct events (`eid`): an event two servers stored, or a batch replayed after
+a lost answer, counts once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+
+from core.config import Config
+from core.events.severity import Severity
+from core.server.api import Route
+from core.server.auth import Scope, Session, visible_line
+from core.server.clickhouse import ClickHouse, SqlValue, StoreError, bind, network_key
+from core.server.messages import HttpError, Request, Response, json_response
+from core.server.ranges import parse_date_param
+
+MAX_THREATS = 20_000          # threats per summary, most events first
+TOP_SOURCES = 20              # sources listed per threat (the count is exact)
+MAX_THREAT_EVENTS = 100_000   # lines of one threat per request
+MAX_FIELD = 4096
+MAPPED_FIRST = network_key(ipaddress.IPv4Address("0.0.0.0"))
+MAPPED_LAST = network_key(ipaddress.IPv4Address("255.255.255.255"))
+TSV_ESCAPE = re.compile(rb"\\(.)")
+TSV_CHARS = {b"t": b"\t", b"n": b"\n", b"0": b"\x00", b"r": b"\r", b"b": b"\b", b"f": b"\f"}
+
+
+def scope_condition(scope: Scope, params: dict[str, SqlValue]) -> str:
+    """SQL over src_key/dst_key true exactly when auth.py's Scope allows the source or the
+    destination address; the range bounds are added to `params`."""
+    if not scope.restricted:
+        return "1"
+    terms = []
+    for network in scope.networks:
+        lo, hi = f"s{len(params)}", f"s{len(params) + 1}"
+        params[lo], params[hi] = network_key(network.network_address), network_key(network.broadcast_address)
+        for column in ("src_key", "dst_key"):
+            term = f"({column} >= {{{lo}}} AND {column} <= {{{hi}}}"
+            if network.version == 6:      # an IPv4-mapped address is IPv4 to the scope rule
+                term += f" AND NOT ({column} >= {{mapped_first}} AND {column} <= {{mapped_last}})"
+            terms.append(term + ")")
+    params["mapped_first"], params["mapped_last"] = MAPPED_FIRST, MAPPED_LAST
+    return "(" + " OR ".join(terms) + ")"
+
+
+def unescape_tsv(field: bytes) -> bytes:
+    return TSV_ESCAPE.sub(lambda m: TSV_CHARS.get(m.group(1), m.group(1)), field) if b"\\" in field else field
+
+
+class Threats:
+    def __init__(self, config: Config, client: ClickHouse) -> None:
+        self.config = config
+        self.client = client
+        self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
+
+    def routes(self) -> dict[str, Route]:
+        return {"/store": Route(self.store, True), "/threats": Route(self.threats, True),
+                "/threat": Route(self.threat, True)}
+
+    def _days(self, request: Request) -> tuple[datetime.date, datetime.date]:
+        value = request.params.get("date") or datetime.date.today().isoformat()
+        days = parse_date_param(value[:32])
+        if days is None:
+            raise HttpError(400, "date must be YYYY-MM-DD or YYYY-MM-DD_YYYY-MM-DD (at most 366 days)")
+        return days[0], days[-1]
+
+    def _run(self, sql: str) -> bytes:
+        try:
+            return self.client.execute(sql)
+        except StoreError as ex:
+            raise HttpError(503, f"event store: {ex}") from None
+
+    def _where(self, session: Session, params: dict[str, SqlValue]) -> str:
+        params["mask"] = 1 if session.mask_custom else 0
+        return "day >= {first} AND day <= {last} AND " + scope_condition(session.scope, params)
+
+    def store(self, request: Request, session: Session | None) -> Response:
+        target = self.client.target
+        files = "files" in [item.strip().lower() for item in self.config.EVENT_STORE.split(",")]
+        return json_response({"kind": "clickhouse", "files": files, "cluster": bool(target.cluster)})
+
+    def threats(self, request: Request, session: Session | None) -> Response:
+        """Per threat (type, trail, info as the session sees it, reference): distinct events,
+        first and last seen, distinct sources with the most frequent ones, severity, and events
+        per hour of the range (`[hour index from the first midnight, count]`)."""
+        assert session is not None
+        first, last = self._days(request)
+        params: dict[str, SqlValue] = {"first": first, "last": last, "limit": MAX_THREATS + 1}
+        where = self._where(session, params)
+        sql = bind(
+            "SELECT type, trail, shown, reference, sum(n), min(f), max(l), uniqExactMerge(srcs), "
+            f"topKMerge({TOP_SOURCES})(top), groupArray((idx, n)) FROM ("
+            " SELECT type, trail, if({mask} AND custom = 1, '-', info) AS shown, reference,"
+            " toUInt32((day - {first}) * 24 + hour) AS idx, uniqExact(eid) AS n, min(time) AS f, max(time) AS l,"
+            f" uniqExactState(src_ip) AS srcs, topKState({TOP_SOURCES})(src_ip) AS top"
+            f" FROM {self.client.target.table} WHERE " + where +
+            " GROUP BY type, trail, shown, reference, idx)"
+            " GROUP BY type, trail, shown, reference ORDER BY sum(n) DESC, trail LIMIT {limit}"
+            " FORMAT JSONCompact", **params)
+        rows = json.loads(self._run(sql))["data"]
+        out = []
+        for kind, trail, info, reference, count, seen_first, seen_last, sources, top, hours in rows[:MAX_THREATS]:
+            out.append({"type": kind, "trail": trail, "info": info, "reference": reference,
+                        "severity": self.severity(info, reference), "count": int(count),
+                        "first": seen_first, "last": seen_last, "source_count": int(sources), "sources": top,
+                        "hours": sorted([int(h), int(n)] for h, n in hours)})
+        return json_response({"from": first.isoformat(), "to": last.isoformat(), "threats": out,
+                              "truncated": len(rows) > MAX_THREATS})
+
+    def threat(self, request: Request, session: Session | None) -> Response:
+        """The stored lines of one threat (as `/threats` names it), oldest first, as the session
+        sees them: the same text /events serves."""
+        assert session is not None
+        first, last = self._days(request)
+        fields: dict[str, SqlValue] = {}
+        for name in ("type", "trail", "info", "reference"):
+            value = request.params.get(name)
+            if value is None or len(value) > MAX_FIELD:
+                raise HttpError(400, f"{name} is required (at most {MAX_FIELD} characters)")
+            fields[name] = value
+        params: dict[str, SqlValue] = {"first": first, "last": last, "cap": MAX_THREAT_EVENTS, **fields}
+        where = self._where(session, params)
+        sql = bind(
+            f"SELECT any(line) FROM {self.client.target.table} WHERE " + where +
+            " AND type = {type} AND trail = {trail} AND reference = {reference}"
+            " AND if({mask} AND custom = 1, '-', info) = {info}"
+            " GROUP BY eid ORDER BY min(time), any(line) LIMIT {cap} FORMAT TabSeparated", **params)
+        body = self._run(sql)
+        keep: Callable[[bytes], bytes | None] = lambda line: visible_line(line, session)  # noqa: E731
+        out = []
+        for raw in body.split(b"\n"):
+            if raw:
+                seen = keep(unescape_tsv(raw) + b"\n")
+                if seen is not None:
+                    out.append(seen)
+        return Response(200, b"".join(out), "text/plain; charset=utf-8")
