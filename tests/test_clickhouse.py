@@ -413,3 +413,73 @@ def test_retention_drops_old_days(ch):
     assert client.prune(3, today) == ["2026-03-06", "2026-03-07"]
     days = ch.query("SELECT DISTINCT day FROM retention.events ORDER BY day FORMAT TSV").decode().split()
     assert days == ["2026-03-08", "2026-03-09", "2026-03-10"]
+
+
+def test_two_node_cluster_two_servers_each_event_once(tmp_path):
+    """Two ClickHouse nodes as one cluster (two shards), one server.py on each node with
+    CLICKHOUSE_CLUSTER, every datagram to both servers: the rows are spread over both nodes, each
+    event stored once per copy on one shard, and either server's summary counts it once."""
+    require_clickhouse()
+    from tests.kit.clickhouse import free_port
+
+    ports = [free_port(), free_port()]
+    shards = "".join(f"<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>" for p in ports)
+    nodes = [ClickHouseServer(clusters=f"<pair>{shards}</pair>") for _ in ports]
+    for node, port in zip(nodes, ports):
+        node.tcp_port = port
+        node.write_config(clusters=f"<pair>{shards}</pair>")
+    try:
+        for node in nodes:
+            node.start()
+        servers = [Server(str(tmp_path / f"s{k}"), extra=f"EVENT_STORE {node.url('cl')}\nCLICKHOUSE_CLUSTER pair\n")
+                   for k, node in enumerate(nodes)]
+        for srv in servers:
+            srv.start()
+        base = time.time() - 60
+        lines = lines_for(2000, base, seed=9)
+        for srv in servers:
+            srv.send_udp([f"{int(base)} {line}".encode() for line in lines])
+
+        def total() -> int:
+            try:
+                return int(nodes[0].query("SELECT count() FROM cl.events"))
+            except OSError:
+                return 0
+        wait_for(lambda: total() == 2 * len(lines), timeout=60, what="both copies through the Distributed table")
+        per_node = [int(node.query("SELECT count() FROM cl.events_local")) for node in nodes]
+        assert all(n > 0 for n in per_node) and sum(per_node) == 2 * len(lines)
+        # both copies of an event are on the same shard (sharded by eid)
+        for node in nodes:
+            assert node.query("SELECT count() FROM (SELECT eid, count() c FROM cl.events_local GROUP BY eid) "
+                              "WHERE c != 2").strip() == b"0"
+        for srv in servers:
+            cookie = srv.login()
+            body = json.loads(srv.get(f"/threats?date={datetime.date.fromtimestamp(base).isoformat()}",
+                                      cookie=cookie)[1])
+            assert sum(t["count"] for t in body["threats"]) == len(lines)
+        for srv in servers:
+            srv.stop()
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_an_unreadable_spooled_batch_is_set_aside(ch, tmp_path):
+    """A spooled batch ClickHouse cannot read moves to rejected/; the batches after it still arrive."""
+    target = parse_event_store(ch.url("poison")).clickhouse
+    assert target is not None
+    day = datetime.date.today().isoformat()
+    spool = Spool(str(tmp_path))
+    encoder = RowEncoder()
+    good = [f'"{day} 0{k}:00:00" s 1.1.1.1 1 2.2.2.2 2 TCP IP t{k} i r\n'.encode() for k in range(3)]
+    spool.push(encoder.encode(day, good[:1]))
+    spool.push(b"not\ta\trow\n")
+    spool.push(encoder.encode(day, good[1:]))
+    writer = ClickHouseWriter(target, str(tmp_path))
+    writer.start()
+    try:
+        wait_for(lambda: count(ch, "poison") == 3, what="the readable batches")
+    finally:
+        writer.close()
+    assert os.listdir(tmp_path / "rejected") == ["000000000002.tsv"]
+    assert writer.stats()["store_rejected_batches"] == 1 and writer.stats()["store_spool_batches"] == 0

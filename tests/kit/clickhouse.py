@@ -77,12 +77,16 @@ class ClickHouseServer:
         self.tcp_port = free_port()
         for sub in ("data", "tmp", "user_files", "format_schemas"):
             os.makedirs(os.path.join(self.folder, sub))
-        with open(os.path.join(self.folder, "config.xml"), "w") as handle:
-            handle.write(CONFIG.format(folder=self.folder, http_port=self.http_port, tcp_port=self.tcp_port,
-                                       clusters=clusters))
+        self.write_config(clusters)
         with open(os.path.join(self.folder, "users.xml"), "w") as handle:
             handle.write(USERS.format(password=PASSWORD))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, clusters: str = "") -> None:
+        """config.xml for the ports now set; `clusters`: the <remote_servers> entries."""
+        with open(os.path.join(self.folder, "config.xml"), "w") as handle:
+            handle.write(CONFIG.format(folder=self.folder, http_port=self.http_port, tcp_port=self.tcp_port,
+                                       clusters=clusters))
 
     def url(self, database: str = "maltrail") -> str:
         return f"http://maltrail:{PASSWORD}@127.0.0.1:{self.http_port}/{database}"
