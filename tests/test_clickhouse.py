@@ -425,7 +425,7 @@ def test_two_node_cluster_two_servers_each_event_once(tmp_path):
     ports = [free_port(), free_port()]
     shards = "".join(f"<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>" for p in ports)
     nodes = [ClickHouseServer(clusters=f"<pair>{shards}</pair>") for _ in ports]
-    for node, port in zip(nodes, ports):
+    for node, port in zip(nodes, ports, strict=True):
         node.tcp_port = port
         node.write_config(clusters=f"<pair>{shards}</pair>")
     try:
