@@ -483,3 +483,23 @@ def test_an_unreadable_spooled_batch_is_set_aside(ch, tmp_path):
         writer.close()
     assert os.listdir(tmp_path / "rejected") == ["000000000002.tsv"]
     assert writer.stats()["store_rejected_batches"] == 1 and writer.stats()["store_spool_batches"] == 0
+
+
+@pytest.mark.parametrize("user", list(USERS))
+def test_events_and_counts_without_day_files(summary_env, user):
+    """EVENT_STORE names ClickHouse alone: /events and /counts come from it, as the user sees them."""
+    servers, cookies, events, days = summary_env
+    srv, cookie = servers[1], cookies[1][user]
+    masked = USERS[user][1] >= 1000
+
+    def seen(e: dict) -> str:
+        return e["line"].replace(f'"{e["info"]}"', "-") if masked and e["custom"] else e["line"]
+    visible = sorted((e for e in events if allowed(user, e["src"], e["dst"])), key=lambda e: e["time"])
+    status, body = get(srv, cookie, "/events", date=f"{days[0].isoformat()}_{days[1].isoformat()}")
+    assert status == 200 and body.decode().splitlines() == [seen(e) for e in visible]
+    status, body = get(srv, cookie, "/events", date=days[1].isoformat())
+    assert body.decode().splitlines() == [seen(e) for e in visible if e["time"][:10] == days[1].isoformat()]
+    status, body = get(srv, cookie, "/counts", **{"from": days[0].isoformat(), "to": days[1].isoformat()})
+    want = {d.isoformat(): sum(1 for e in visible if e["time"][:10] == d.isoformat()) for d in days}
+    assert status == 200 and json.loads(body) == want
+    assert json.loads(get(srv, cookie, "/store")[1]) == {"kind": "clickhouse", "files": False, "cluster": False}

@@ -36,6 +36,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.config import ConfigError
@@ -210,6 +211,23 @@ class ClickHouse:
             raise StoreError(f"ClickHouse refused: {detail}", int(code.group(1)) if code else None) from None
         except (OSError, ValueError) as ex:       # URLError, timeouts, resets
             raise StoreError(f"ClickHouse unreachable at {self.target.url}: {ex}") from None
+
+    def stream(self, sql: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The answer of a SELECT in chunks as it arrives (for answers too large to hold)."""
+        request = urllib.request.Request(self.target.url, data=sql.encode("utf-8"), headers=self.headers,
+                                         method="POST")
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as ex:
+            raise StoreError("ClickHouse refused: " + ex.read()[:500].decode("utf-8", "replace").strip()) from None
+        except (OSError, ValueError) as ex:
+            raise StoreError(f"ClickHouse unreachable at {self.target.url}: {ex}") from None
+        with response:
+            while True:
+                data = response.read(chunk)
+                if not data:
+                    return
+                yield data
 
     def ensure_schema(self) -> None:
         """The database and tables, when missing (IF NOT EXISTS: safe from several servers)."""

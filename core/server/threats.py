@@ -1,5 +1,5 @@
 """Queries served from ClickHouse: the threat summary of a day or range, one threat's raw events,
-and what the store is.
+what the store is, and (when EVENT_STORE keeps no day files) /events and /counts.
 
 Where it sits: app.py adds these routes to the API's table when EVENT_STORE names ClickHouse;
 the statements go through clickhouse.py (`bind`: every value, the scope's included, is a literal
@@ -13,6 +13,10 @@ networks become key ranges over the stored address keys (`scope_condition`, the 
 an address as Scope's), the masking uses the `custom` column decided at intake by auth.py's
 `masks_reference`; `/threat` lines also pass `visible_line` itself.
 
+Without day files (EVENT_STORE names ClickHouse alone) /events serves a day or range from ClickHouse
+(whole lines, oldest first, no byte ranges) and /counts the events per day; /live, /hunt, /geo and
+the lists read day files only, so keep `files` on for them (docs/event-store.md).
+
 Every count is of distinct events (`eid`): an event two servers stored, or a batch replayed after
 a lost answer, counts once.
 """
@@ -21,9 +25,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 
 from core.config import Config
 from core.events.severity import Severity
@@ -31,7 +36,7 @@ from core.server.api import Route
 from core.server.auth import Scope, Session, visible_line
 from core.server.clickhouse import ClickHouse, SqlValue, StoreError, bind, network_key
 from core.server.messages import HttpError, Request, Response, json_response
-from core.server.ranges import parse_date_param
+from core.server.ranges import date_span, parse_date_param, parse_day_or_epoch
 
 MAX_THREATS = 20_000          # threats per summary, most events first
 TOP_SOURCES = 20              # sources listed per threat (the count is exact)
@@ -71,9 +76,16 @@ class Threats:
         self.client = client
         self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
 
+    @property
+    def files(self) -> bool:
+        return "files" in [item.strip().lower() for item in self.config.EVENT_STORE.split(",")]
+
     def routes(self) -> dict[str, Route]:
-        return {"/store": Route(self.store, True), "/threats": Route(self.threats, True),
-                "/threat": Route(self.threat, True)}
+        routes = {"/store": Route(self.store, True), "/threats": Route(self.threats, True),
+                  "/threat": Route(self.threat, True)}
+        if not self.files:
+            routes.update({"/events": Route(self.events, True), "/counts": Route(self.counts, True)})
+        return routes
 
     def _days(self, request: Request) -> tuple[datetime.date, datetime.date]:
         value = request.params.get("date") or datetime.date.today().isoformat()
@@ -93,9 +105,7 @@ class Threats:
         return "day >= {first} AND day <= {last} AND " + scope_condition(session.scope, params)
 
     def store(self, request: Request, session: Session | None) -> Response:
-        target = self.client.target
-        files = "files" in [item.strip().lower() for item in self.config.EVENT_STORE.split(",")]
-        return json_response({"kind": "clickhouse", "files": files, "cluster": bool(target.cluster)})
+        return json_response({"kind": "clickhouse", "files": self.files, "cluster": bool(self.client.target.cluster)})
 
     def threats(self, request: Request, session: Session | None) -> Response:
         """Per threat (type, trail, info as the session sees it, reference): distinct events,
@@ -143,12 +153,73 @@ class Threats:
             " AND type = {type} AND trail = {trail} AND reference = {reference}"
             " AND if({mask} AND custom = 1, '-', info) = {info}"
             " GROUP BY eid ORDER BY min(time), any(line) LIMIT {cap} FORMAT TabSeparated", **params)
-        body = self._run(sql)
-        keep: Callable[[bytes], bytes | None] = lambda line: visible_line(line, session)  # noqa: E731
-        out = []
-        for raw in body.split(b"\n"):
+        return Response(200, b"".join(visible_rows([self._run(sql)], session)), "text/plain; charset=utf-8")
+
+    def events(self, request: Request, session: Session | None) -> Response:
+        """/events without day files: every line of the day or range the session sees, oldest first."""
+        assert session is not None
+        first, last = self._days(request)
+        params: dict[str, SqlValue] = {"first": first, "last": last}
+        where = self._where(session, params)
+        sql = bind(f"SELECT any(line) FROM {self.client.target.table} WHERE " + where +
+                   " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", **params)
+        try:
+            chunks = self.client.stream(sql)
+            head = next(chunks, b"")
+        except StoreError as ex:
+            raise HttpError(503, f"event store: {ex}") from None
+
+        def body() -> Iterator[bytes]:
+            out: list[bytes] = []
+            size = 0
+            for line in visible_rows(itertools.chain([head], chunks), session):
+                out.append(line)
+                size += len(line)
+                if size >= 1 << 20:
+                    yield b"".join(out)
+                    out, size = [], 0
+            yield b"".join(out)
+        return Response(200, body(), "text/plain; charset=utf-8")
+
+    def counts(self, request: Request, session: Session | None) -> Response:
+        """/counts without day files: distinct events per day the session sees (`from`/`to` as
+        the files' /counts; the last 366 days by default)."""
+        assert session is not None
+        today = datetime.date.today()
+        first_text = request.params.get("from", "")[:32]
+        last_text = request.params.get("to", "")[:32]
+        first = parse_day_or_epoch(first_text) if first_text else today - datetime.timedelta(days=365)
+        last = parse_day_or_epoch(last_text) if last_text else today
+        if first is None or last is None:
+            raise HttpError(400, "from/to must be YYYY-MM-DD or epoch seconds")
+        first, last = min(first, last), max(first, last)
+        if date_span(first, last) is None:
+            raise HttpError(400, "at most 366 days")
+        params: dict[str, SqlValue] = {"first": first, "last": last}
+        where = self._where(session, params)
+        sql = bind(f"SELECT toString(day), uniqExact(eid) FROM {self.client.target.table} WHERE " + where +
+                   " GROUP BY day ORDER BY day FORMAT TabSeparated", **params)
+        result = {}
+        for row in self._run(sql).decode().splitlines():
+            day, _, value = row.partition("\t")
+            result[day] = int(value)
+        return json_response(result)
+
+
+def visible_rows(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
+    """TabSeparated rows of stored lines, across chunk edges -> each line as the session may see it
+    (auth.visible_line), with its newline."""
+    tail = b""
+    for chunk in chunks:
+        data = tail + chunk
+        rows = data.split(b"\n")
+        tail = rows.pop()
+        for raw in rows:
             if raw:
-                seen = keep(unescape_tsv(raw) + b"\n")
+                seen = visible_line(unescape_tsv(raw) + b"\n", session)
                 if seen is not None:
-                    out.append(seen)
-        return Response(200, b"".join(out), "text/plain; charset=utf-8")
+                    yield seen
+    if tail:
+        seen = visible_line(unescape_tsv(tail) + b"\n", session)
+        if seen is not None:
+            yield seen
