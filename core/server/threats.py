@@ -28,6 +28,7 @@ import ipaddress
 import itertools
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 
 from core.config import Config
@@ -98,6 +99,7 @@ class Threats:
         try:
             return self.client.execute(sql)
         except StoreError as ex:
+            print(f"maltrail: event store: {ex}", file=sys.stderr, flush=True)
             raise HttpError(503, f"event store: {ex}") from None
 
     def _where(self, session: Session, params: dict[str, SqlValue]) -> str:
