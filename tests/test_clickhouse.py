@@ -22,14 +22,15 @@ from core.config import ConfigError, build_config
 from core.events.event import parse_line
 from core.server.auth import Scope
 from core.server.clickhouse import (
+    TABLE_COLUMNS,
     ClickHouse,
-    ClickHouseWriter,
     RowEncoder,
+    Writer,
     address_key,
     bind,
     parse_event_store,
 )
-from core.server.spool import Spool
+from core.server.journal import JournalReader, JournalWriter, journal_files
 from core.server.threats import scope_condition
 from tests.kit.clickhouse import ClickHouseServer, require_clickhouse
 from tests.test_server_support import Server, event_line, sha
@@ -56,20 +57,30 @@ def test_event_store_setting_forms():
         parse_event_store("http://h/db", cluster="c1 ON")
 
 
-def test_spool_keeps_order_across_reopen(tmp_path):
-    spool = Spool(str(tmp_path))
+def test_journal_order_positions_and_torn_records(tmp_path):
+    folder = str(tmp_path)
+    writer = JournalWriter(folder)
     for n in range(5):
-        spool.push(b"batch %d\n" % n)
-    (tmp_path / "000000000009.tsv.tmp").write_bytes(b"interrupted")
-    again = Spool(str(tmp_path))
-    seen = []
-    while (item := again.oldest()) is not None:
-        seen.append(item[1])
-        again.drop(item[0])
-    assert seen == [b"batch %d\n" % n for n in range(5)]
-    assert os.listdir(tmp_path) == []
-    again.push(b"x")
-    assert again.names() == ["000000000006.tsv"]
+        writer.append(f"2026-01-0{n + 1}", b"line %d a\nline %d b\n" % (n, n))
+    writer.close()
+    with open(os.path.join(folder, "000000000001.journal"), "ab") as handle:
+        handle.write(b"\x002026-01-09 100\nhalf a rec")      # the intake died mid-write
+    second = JournalWriter(folder)                            # a restart writes a new file
+    second.append("2026-01-10", b"after restart\n")
+    reader = JournalReader(folder)
+    records, position = reader.read(4)
+    assert [day for day, _ in records] == ["2026-01-01", "2026-01-02"]
+    reader.commit(position)
+    again = JournalReader(folder)                             # the position survives a restart
+    records, position = again.read(1000)
+    assert [day for day, _ in records] == ["2026-01-03", "2026-01-04", "2026-01-05", "2026-01-10"]
+    assert records[-1][1] == b"after restart\n"
+    assert again.pending()
+    again.commit(position)
+    assert journal_files(folder) == [2] and not again.pending()
+    second.append("2026-01-11", b"x\n")
+    assert again.pending() and again.read(10)[0] == [("2026-01-11", b"x\n")]
+    second.close()
 
 
 def test_address_keys_order_like_addresses():
@@ -142,7 +153,7 @@ def test_intake_writes_every_event_with_its_fields(ch, tmp_path):
                     "line FROM intake1.events FORMAT JSONCompact")
     for row in json.loads(rows)["data"]:
         assert list(parse_line(row[-1])) == row[:-1]
-    assert "store_inserted=3000" in srv.stderr and "store_spooled=0" in srv.stderr
+    assert "store_inserted=3000" in srv.stderr and "store_pending=0" in srv.stderr
     assert ch.query("SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = 'intake1' "
                     "FORMAT TSV").decode().split("\t")[0] == "ReplacingMergeTree"
 
@@ -179,12 +190,12 @@ def test_killed_clickhouse_loses_nothing(tmp_path):
             wait_for(lambda: count(ch, "fault") > 0, what="the first batch")
             ch.kill()
             sender.join()
-            time.sleep(2.5)                 # batches fail and go to the spool meanwhile
-            spool = os.path.join(srv.log_dir, "clickhouse-spool")
-            assert [n for n in os.listdir(spool) if n.endswith(".tsv")], "nothing was spooled"
+            time.sleep(2.5)                 # inserts fail meanwhile; the events wait in the journal
+            journal = os.path.join(srv.log_dir, "clickhouse-spool")
+            assert JournalReader(journal).pending(), "nothing waits in the journal"
             ch.start()
             wait_for(lambda: count(ch, "fault") == len(lines), timeout=90, what="every event after the restart")
-            wait_for(lambda: not os.listdir(spool), what="an empty spool")
+            wait_for(lambda: not JournalReader(journal).pending(), what="the journal sent")
         assert stored_lines(ch, "fault") == sorted(lines)
         assert "store_failures=0" not in srv.stderr
     finally:
@@ -192,7 +203,7 @@ def test_killed_clickhouse_loses_nothing(tmp_path):
 
 
 def test_spool_survives_a_server_restart(tmp_path):
-    """ClickHouse down for the whole life of one server: the next server start replays the spool."""
+    """ClickHouse down for the whole life of one server: the next server start sends the journal."""
     require_clickhouse()
     ch = ClickHouseServer()
     srv = Server(str(tmp_path), extra=f"EVENT_STORE {ch.url('later')}\n")
@@ -200,11 +211,12 @@ def test_spool_survives_a_server_restart(tmp_path):
     try:
         with srv:
             srv.send_udp([event_line(base + i).encode() for i in range(200)])
-            spool = os.path.join(srv.log_dir, "clickhouse-spool")
-            wait_for(lambda: len(os.listdir(spool)) > 0, what="a spooled batch")
+            journal = os.path.join(srv.log_dir, "clickhouse-spool")
+            wait_for(lambda: JournalReader(journal).pending(), what="events in the journal")
+        assert "store_pending=1" in srv.stderr
         ch.start()
         with srv:
-            wait_for(lambda: count(ch, "later") == 200, what="the replayed spool")
+            wait_for(lambda: count(ch, "later") == 200, what="the journal sent")
     finally:
         ch.close()
 
@@ -213,12 +225,13 @@ def test_writer_encodes_hostile_lines_exactly(ch):
     """Lines with backslashes, tabs, quotes and invalid UTF-8 go through TabSeparated unchanged."""
     day = datetime.date.today().isoformat()
     lines = [f'"{day} 01:02:03.000004" s1 10.0.0.1 1 10.0.0.2 2 TCP URL "a\\tb\tc" "x ""y"" \\" -'.encode(),
-             f'"{day} 23:59:59" s\\2 ::1 - ::2 - UDP DNS x\\ y (custom)'.encode(),
+             f'"{day} 23:59:59" s\\2 ::1 - ::2 - UDP DNS x\\ y\rz (custom)'.encode(),
              f'"{day} 12:00:00.5" s3 1.1.1.1 1 2.2.2.2 2 TCP IP \xff\xfe info ref'.encode("latin-1")]
     target = parse_event_store(ch.url("hostile")).clickhouse
     assert target is not None
-    writer = ClickHouseWriter(target, "/nonexistent")       # never started: no thread, no spool
-    assert writer._insert(RowEncoder().encode(day, [line + b"\n" for line in lines]))
+    client = ClickHouse(target)
+    client.ensure_schema()
+    client.insert(RowEncoder().encode(day, [line + b"\n" for line in lines]))
     got = ch.query("SELECT line, hour, custom FROM hostile.events ORDER BY hour FORMAT JSONCompact")
     stored = ch.query("SELECT line FROM hostile.events ORDER BY hour FORMAT TSVRaw").split(b"\n")[:-1]
     assert stored == [lines[0], lines[2], lines[1]]
@@ -464,25 +477,25 @@ def test_two_node_cluster_two_servers_each_event_once(tmp_path):
             node.close()
 
 
-def test_an_unreadable_spooled_batch_is_set_aside(ch, tmp_path):
-    """A spooled batch ClickHouse cannot read moves to rejected/; the batches after it still arrive."""
+def test_a_batch_clickhouse_cannot_read_is_set_aside(ch, tmp_path):
+    """A batch ClickHouse refuses as unreadable (here: a table made by hand with a wrong column
+    type) goes to rejected/ with its rows, and the journal moves past it instead of stalling."""
+    ch.query("CREATE DATABASE IF NOT EXISTS poison")
+    columns = TABLE_COLUMNS.replace("eid UInt64", "eid Date")
+    ch.query(f"CREATE TABLE poison.events {columns} ENGINE = Memory")
     target = parse_event_store(ch.url("poison")).clickhouse
     assert target is not None
-    day = datetime.date.today().isoformat()
-    spool = Spool(str(tmp_path))
-    encoder = RowEncoder()
-    good = [f'"{day} 0{k}:00:00" s 1.1.1.1 1 2.2.2.2 2 TCP IP t{k} i r\n'.encode() for k in range(3)]
-    spool.push(encoder.encode(day, good[:1]))
-    spool.push(b"not\ta\trow\n")
-    spool.push(encoder.encode(day, good[1:]))
-    writer = ClickHouseWriter(target, str(tmp_path))
-    writer.start()
-    try:
-        wait_for(lambda: count(ch, "poison") == 3, what="the readable batches")
-    finally:
-        writer.close()
-    assert os.listdir(tmp_path / "rejected") == ["000000000002.tsv"]
-    assert writer.stats()["store_rejected_batches"] == 1 and writer.stats()["store_spool_batches"] == 0
+    folder = str(tmp_path)
+    journal = JournalWriter(folder)
+    journal.append(datetime.date.today().isoformat(), b'"2026-01-01 10:00:00" s 1.1.1.1 1 2.2.2.2 2 TCP IP t i r\n')
+    counters = [0] * 5
+    writer = Writer(ClickHouse(target), JournalReader(folder), counters)
+    writer.last_batch = -1e9
+    assert writer.step()
+    rejected = os.listdir(tmp_path / "rejected")
+    assert len(rejected) == 1 and b"1.1.1.1" in (tmp_path / "rejected" / rejected[0]).read_bytes()
+    assert not writer.journal.pending() and counters[3] == 1
+    journal.close()
 
 
 @pytest.mark.parametrize("user", list(USERS))

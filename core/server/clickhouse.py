@@ -3,9 +3,11 @@ batched writer the intake feeds.
 
 Where it sits: `parse_event_store` reads EVENT_STORE for app.py (`files`, a ClickHouse URL, or
 both: `files,http://...`). The intake process (intake.py) hands every accepted line with its
-day to `ClickHouseWriter.add`; a thread of that process turns the lines into rows and inserts
-them in batches over ClickHouse's HTTP interface; when ClickHouse is slow or down the batches go
-to the spool (spool.py) and are replayed in order when it answers again. The HTTP API reads
+day to `StoreFeed.add`, which appends it to the journal (journal.py) on disk; a writer process of
+its own reads the journal in order, turns the lines into rows and inserts them in batches over
+ClickHouse's HTTP interface, recording how far ClickHouse has accepted. When ClickHouse is slow or
+down the journal grows and is sent in order when it answers again, also after a restart. The HTTP
+API reads
 through `ClickHouse.query` (threats.py). Standard library only (urllib): a server with
 `EVENT_STORE files` never needs more, and this module is imported only when ClickHouse is on.
 
@@ -28,27 +30,31 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import multiprocessing
 import os
 import re
+import signal
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from core.config import ConfigError
 from core.events.event import parse_line
 from core.server.auth import masks_reference
-from core.server.spool import Spool
+from core.server.journal import JournalReader, JournalWriter
 
 BATCH_ROWS = 50_000          # a batch is sent once this many lines wait ...
 FLUSH_INTERVAL = 1.0         # ... or this many seconds after the previous one
-INSERT_TIMEOUT = 10.0        # an insert slower than this goes to the spool
+INSERT_TIMEOUT = 10.0        # an insert slower than this is tried again (in order) later
+WRITER_GRACE = 10.0          # at stop: seconds the writer keeps sending what waits
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
-SPOOL_FOLDER = "clickhouse-spool"    # under LOG_DIR
+SPOOL_FOLDER = "clickhouse-spool"    # under LOG_DIR: the journal
 MAX_KEY_CACHE = 65536
 NO_ADDRESS = "00"            # the scope key of a field that is not an address
 
@@ -78,7 +84,7 @@ ENGINE = "ReplacingMergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (day, type,
 
 
 # ClickHouse error codes that say the data of an INSERT cannot be read (CANNOT_PARSE_*, TOO_LARGE_*,
-# ...): sending the same batch again can never work, so the writer sets it aside (Spool.reject)
+# ...): sending the same batch again can never work, so the writer sets it aside (JournalReader.reject)
 # instead of holding every later batch behind it.
 BAD_DATA_CODES = frozenset((6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131))
 CODE_RE = re.compile(r"Code: (\d+)")
@@ -287,8 +293,9 @@ def network_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 def _escape(value: bytes) -> bytes:
     """A TabSeparated field."""
-    if b"\\" in value or b"\t" in value or b"\n" in value:
-        value = value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+    if b"\\" in value or b"\t" in value or b"\n" in value or b"\r" in value:
+        value = (value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+                 .replace(b"\r", b"\\r"))
     return value
 
 
@@ -334,76 +341,117 @@ class RowEncoder:
 
 # -- the writer ----------------------------------------------------------------------------------
 
-class ClickHouseWriter:
-    """Lines in (from the intake loop, cheap), batches out (a thread of the intake process).
+COUNTERS = ("store_inserted", "store_batches", "store_failures", "store_rejected_batches", "store_replayed")
 
-    `start()` in the process that will run it (the thread does not survive a fork); `close()`
-    sends what is queued (or spools it) and returns; a writer never started closes at once."""
 
-    def __init__(self, target: Target, spool_dir: str) -> None:
-        self.client = ClickHouse(target)
-        self.spool_dir = spool_dir
-        self.spool: Spool | None = None
-        self.encoder = RowEncoder()
-        self.cond = threading.Condition()
-        self.queue: list[tuple[str, list[bytes]]] = []
-        self.queued = 0
-        self.stopping = False
-        self.thread: threading.Thread | None = None
-        self.ready = False                  # the schema is known to exist
-        self.retry_at = 0.0                 # ClickHouse failed: spool until then
-        self.backoff = RETRY_FIRST
-        self.counters = {"store_inserted": 0, "store_batches": 0, "store_spooled": 0, "store_replayed": 0,
-                         "store_failures": 0, "store_rejected_batches": 0}
+class StoreFeed:
+    """The intake's side (intake.py LineStore): accepted lines go to the journal (journal.py),
+    one write per day per flush; a writer process of its own (`run_writer`) sends them on.
 
-    # called by the intake
+    `start()` in the intake process (it forks the writer there); `close()` asks the writer to send
+    what it can within WRITER_GRACE seconds and stop (the rest waits in the journal for the next
+    start); a feed never started closes at once (the server's parent process after forking)."""
+
+    def __init__(self, target: Target, folder: str) -> None:
+        self.target = target
+        self.folder = folder
+        self.journal: JournalWriter | None = None
+        self.process: BaseProcess | None = None
+        self.stop = multiprocessing.get_context("fork").Event()
+        self.counters = multiprocessing.get_context("fork").RawArray("q", len(COUNTERS))
+        self.appended = 0
+
     def start(self) -> None:
-        self.spool = Spool(self.spool_dir)
-        self.thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
-        self.thread.start()
+        self.journal = JournalWriter(self.folder)
+        self.process = multiprocessing.get_context("fork").Process(
+            target=run_writer, args=(self.target, self.folder, self.stop, self.counters),
+            name="maltrail-clickhouse", daemon=True)
+        self.process.start()
 
     def add(self, day: str, lines: list[bytes]) -> None:
-        with self.cond:
-            self.queue.append((day, lines))
-            self.queued += len(lines)
-            if self.queued >= BATCH_ROWS:
-                self.cond.notify()
+        assert self.journal is not None, "start() first"
+        self.journal.append(day, b"".join(lines))   # OSError ends the intake loudly: the disk refused
+        self.appended += len(lines)
 
     def close(self) -> None:
-        if self.thread is None:
-            return
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
-        self.thread.join()
-        self.thread = None
+        if self.journal is not None:
+            self.journal.close()
+        if self.process is not None:
+            self.stop.set()
+            self.process.join(WRITER_GRACE + INSERT_TIMEOUT + 5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+            self.process = None
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
-        out["store_spool_batches"] = len(self.spool) if self.spool is not None else 0
+        out = {"store_journaled": self.appended}
+        out.update(zip(COUNTERS, self.counters, strict=True))
+        out["store_pending"] = int(JournalReader(self.folder).pending()) if self.journal is not None else 0
         return out
 
-    # the thread
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                if not self.stopping and self.queued < BATCH_ROWS:
-                    self.cond.wait(FLUSH_INTERVAL)
-                items, self.queue, self.queued = self.queue, [], 0
-                stopping = self.stopping
-            if items:
-                rows = b"".join(self.encoder.encode(day, lines) for day, lines in items)
-                self._deliver(rows, sum(len(lines) for _, lines in items))
-            if not stopping:
-                self._replay()
-            if stopping:       # what is spooled waits for the next start: a stop never waits on it
-                with self.cond:
-                    if not self.queue:
-                        return
+
+def run_writer(target: Target, folder: str, stop: Any, counters: Any) -> None:
+    """The writer process: journal -> ClickHouse in batches, in order, until `stop` is set (then
+    what can be sent within WRITER_GRACE seconds)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the intake tells it when to stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    writer = Writer(ClickHouse(target), JournalReader(folder), counters)
+    deadline = None
+    while True:
+        if stop.is_set() and deadline is None:
+            deadline = time.monotonic() + WRITER_GRACE
+        sent = writer.step()
+        if deadline is not None and (not sent or time.monotonic() > deadline):
+            return
+        if not sent:
+            stop.wait(FLUSH_INTERVAL)
+
+
+class Writer:
+    """One step at a time: read a batch from the journal, insert it, commit the position."""
+
+    def __init__(self, client: ClickHouse, journal: JournalReader, counters: Any) -> None:
+        self.client = client
+        self.journal = journal
+        self.counters = counters
+        self.encoder = RowEncoder()
+        self.ready = False                  # the schema is known to exist
+        self.retry_at = 0.0                 # ClickHouse failed: nothing sent until then
+        self.backoff = RETRY_FIRST
+        self.last_batch = 0.0
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counters[COUNTERS.index(name)] += value
+
+    def step(self) -> bool:
+        """Send one batch if one is due; True when something was sent (more may be waiting)."""
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        records, position = self.journal.read(BATCH_ROWS)
+        if not records:
+            if position != (self.journal.number, self.journal.offset):
+                self.journal.commit(position)         # skipped a torn record
+            return False
+        lines = sum(chunk.count(b"\n") for _, chunk in records)
+        if lines < BATCH_ROWS and now - self.last_batch < FLUSH_INTERVAL:
+            return False
+        rows = b"".join(self.encoder.encode(day, chunk.splitlines(keepends=True)) for day, chunk in records)
+        done = self._insert(rows)
+        if done is None:
+            self.journal.reject(rows, position)
+            return True
+        if not done:
+            return False
+        self.journal.commit(position)
+        self.last_batch = time.monotonic()
+        self.count("store_inserted", lines)
+        return True
 
     def _insert(self, rows: bytes) -> bool | None:
-        """True: stored; False: not now (ClickHouse down, slow or busy: retry later); None: the
-        batch itself was refused (never retried)."""
+        """True: stored; False: not now (ClickHouse down, slow or busy: retried later, in order);
+        None: the batch itself was refused (never retried)."""
         try:
             if not self.ready:
                 self.client.ensure_schema()
@@ -411,53 +459,24 @@ class ClickHouseWriter:
             self.client.insert(rows)
         except StoreError as ex:
             if ex.code in BAD_DATA_CODES:
-                self.counters["store_rejected_batches"] += 1
-                print(f"maltrail: intake: a batch was refused and set aside: {ex}", file=sys.stderr, flush=True)
-                return None
-            self.counters["store_failures"] += 1
-            if self.backoff == RETRY_FIRST:      # the first failure of a run of them
-                print(f"maltrail: intake: {ex}; spooling to {self.spool_dir} until it answers", file=sys.stderr,
+                self.count("store_rejected_batches")
+                print(f"maltrail: ClickHouse writer: a batch was refused and set aside: {ex}", file=sys.stderr,
                       flush=True)
+                return None
+            self.count("store_failures")
+            if self.backoff == RETRY_FIRST:      # the first failure of a run of them
+                print(f"maltrail: ClickHouse writer: {ex}; events wait in {self.journal.folder} until it answers",
+                      file=sys.stderr, flush=True)
             self.retry_at = time.monotonic() + self.backoff
             self.backoff = min(RETRY_MAX, self.backoff * 2)
             return False
         if self.backoff != RETRY_FIRST:
-            print("maltrail: intake: ClickHouse answers again; replaying the spool", file=sys.stderr, flush=True)
+            print("maltrail: ClickHouse writer: ClickHouse answers again; sending what waited", file=sys.stderr,
+                  flush=True)
+            self.count("store_replayed")
         self.backoff = RETRY_FIRST
-        self.counters["store_batches"] += 1
+        self.count("store_batches")
         return True
-
-    def _deliver(self, rows: bytes, count: int) -> None:
-        assert self.spool is not None
-        if len(self.spool) == 0 and time.monotonic() >= self.retry_at:
-            done = self._insert(rows)
-            if done:
-                self.counters["store_inserted"] += count
-                return
-            if done is None:
-                self.spool.push(rows, rejected=True)
-                return
-        self.spool.push(rows)             # OSError here ends the intake loudly: the disk refused
-        self.counters["store_spooled"] += count
-
-    def _replay(self) -> None:
-        """Spooled batches, oldest first, while ClickHouse accepts them."""
-        assert self.spool is not None
-        while time.monotonic() >= self.retry_at:
-            oldest = self.spool.oldest()
-            if oldest is None:
-                return
-            name, rows = oldest
-            done = self._insert(rows)
-            if done is None:
-                self.spool.reject(name)
-                continue
-            if not done:
-                return
-            self.spool.drop(name)
-            count = rows.count(b"\n")
-            self.counters["store_replayed"] += count
-            self.counters["store_inserted"] += count
 
 
 def spool_dir(log_dir: str) -> str:

@@ -46,8 +46,8 @@ MAX_OPEN_DAYS = 4
 
 
 class LineStore(Protocol):
-    """Another store of accepted lines beside the day files (clickhouse.py's writer): `start` in
-    the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
+    """Another store of accepted lines beside the day files (clickhouse.py's StoreFeed): `start`
+    in the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
 
     def start(self) -> None: ...
 
