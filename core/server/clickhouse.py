@@ -27,6 +27,7 @@ CLICKHOUSE_CLUSTER the rows live in `events_local` on every node behind a Distri
 from __future__ import annotations
 
 import base64
+import csv
 import datetime
 import hashlib
 import ipaddress
@@ -314,29 +315,48 @@ class RowEncoder:
         return value
 
     def encode(self, day: str, lines: list[bytes]) -> bytes:
-        out = []
-        day_field = day.encode()
+        """Rows of `lines` (each with its newline) stored under `day`. Fields split on spaces
+        when the line has no quoted field; the others go through one csv reader together (the
+        event.py `parse_line` rule, as a batch)."""
+        entries: list[tuple[bytes, int, list[bytes] | None]] = []
+        quoted: list[str] = []
         for raw in lines:
             line = raw.rstrip(b"\r\n")
             end = line.find(b'"', 1)
             rest = line[end + 2:]
-            fields: list[bytes] | None = None
             if b'"' not in rest:
                 fields = rest.split(b" ")
-                if len(fields) != 10:
-                    fields = None
-            if fields is None:
-                parsed = parse_line(line.decode("utf-8", "replace"))
-                fields = [f.encode("utf-8") for f in parsed[1:]] if parsed is not None else [b""] * 10
+                if len(fields) == 10:
+                    entries.append((line, end, fields))
+                    continue
+            entries.append((line, end, None))
+            quoted.append(line.decode("utf-8", "replace"))
+        split = iter(self._split_quoted(quoted))
+        out = []
+        day_field = day.encode()
+        for line, end, given in entries:
+            fields = next(split) if given is None else given
             hour = str(int(line[12:14])).encode() if line[12:14].isdigit() else b"0"   # 18.16 reads 01 as 0
-            reference = fields[9].decode("utf-8", "replace")
-            eid = int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")
-            out.append(b"\t".join([
-                day_field, hour, _escape(line[1:end]), *(_escape(f) for f in fields),
-                b"1" if masks_reference(reference) else b"0",
-                self.key(fields[1]), self.key(fields[3]), _escape(line), str(eid).encode()]))
+            custom = b"1" if masks_reference(fields[9].decode("utf-8", "replace")) else b"0"
+            eid = str(int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")).encode()
+            row = [day_field, hour, line[1:end], *fields, custom, self.key(fields[1]), self.key(fields[3]), line, eid]
+            if b"\\" in line or b"\t" in line or b"\r" in line or b"\n" in line:
+                row = [_escape(value) for value in row]
+            out.append(b"\t".join(row))
         out.append(b"")
         return b"\n".join(out)
+
+    @staticmethod
+    def _split_quoted(lines: list[str]) -> list[list[bytes]]:
+        """Fields 1..10 of lines with quoted fields (all empty for a line without 11 columns)."""
+        try:
+            rows = list(csv.reader(lines, delimiter=" ", quotechar='"'))
+        except csv.Error:                  # one bad line: each on its own
+            rows = []
+            for line in lines:
+                parsed = parse_line(line)
+                rows.append(list(parsed) if parsed is not None else [])
+        return [[f.encode("utf-8") for f in row[1:]] if len(row) == 11 else [b""] * 10 for row in rows]
 
 
 # -- the writer ----------------------------------------------------------------------------------
