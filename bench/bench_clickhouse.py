@@ -66,7 +66,7 @@ def start_server(tmp: str, store: str, udp: bool) -> tuple[subprocess.Popen[byte
 
 def rows(ch: ClickHouseServer, database: str) -> int:
     try:
-        return int(ch.query(f"SELECT count() FROM {database}.events"))
+        return int(ch.query(f"SELECT uniqExact(eid) FROM {database}.events"))
     except OSError:
         return 0
 
@@ -75,7 +75,7 @@ def bench_intake(ch: ClickHouseServer, rate: int, seconds: float) -> None:
     tmp = tempfile.mkdtemp(prefix="mt-bench-ch-")
     proc, _, udp_port = start_server(tmp, f"files,{ch.url('bench_intake')}", udp=True)
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    child = multiprocessing.Process(target=sender, args=(udp_port, rate, seconds, queue))
+    child = multiprocessing.Process(target=sender, args=(udp_port, rate, seconds, queue, int(rate * seconds)))
     child.start()
     sent, took = queue.get()
     child.join()

@@ -54,6 +54,7 @@ BATCH_ROWS = 50_000          # a batch is sent once this many lines wait ...
 FLUSH_INTERVAL = 1.0         # ... or this many seconds after the previous one
 INSERT_TIMEOUT = 10.0        # an insert slower than this is tried again (in order) later
 WRITER_GRACE = 10.0          # at stop: seconds the writer keeps sending what waits
+WRITER_NICE = 5              # the writer process yields the CPU to the intake
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 SPOOL_FOLDER = "clickhouse-spool"    # under LOG_DIR: the journal
 MAX_KEY_CACHE = 65536
@@ -416,6 +417,10 @@ def run_writer(target: Target, folder: str, stop: Any, counters: Any) -> None:
     what can be sent within WRITER_GRACE seconds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the intake tells it when to stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        os.nice(WRITER_NICE)      # the receive loop first: the journal absorbs what the writer defers
+    except OSError:
+        pass
     writer = Writer(ClickHouse(target), JournalReader(folder), counters)
     deadline = None
     while True:
