@@ -21,15 +21,8 @@ from hypothesis import strategies as st
 from core.config import ConfigError, build_config
 from core.events.event import parse_line
 from core.server.auth import Scope
-from core.server.clickhouse import (
-    TABLE_COLUMNS,
-    ClickHouse,
-    RowEncoder,
-    Writer,
-    address_key,
-    bind,
-    parse_event_store,
-)
+from core.server.chwriter import RowEncoder, Writer
+from core.server.clickhouse import TABLE_COLUMNS, ClickHouse, address_key, bind, parse_event_store
 from core.server.journal import JournalReader, JournalWriter, journal_files
 from core.server.threats import scope_condition
 from tests.kit.clickhouse import ClickHouseServer, require_clickhouse

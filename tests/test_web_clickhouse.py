@@ -12,7 +12,8 @@ import tempfile
 import pytest
 
 from core.events.event import parse_line
-from core.server.clickhouse import ClickHouse, RowEncoder, parse_event_store
+from core.server.chwriter import RowEncoder
+from core.server.clickhouse import ClickHouse, parse_event_store
 from tests.kit.clickhouse import ClickHouseServer, require_clickhouse
 from tests.web import gen_day
 from tests.web.harness import browser_page, login, require_browser

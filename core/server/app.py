@@ -9,7 +9,7 @@ raised to the hard limit, the HTTP listening socket, the UDP intake socket, then
 process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
 and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
 (USE_SERVER_UPDATE_TRAILS). EVENT_STORE naming ClickHouse adds its client, its routes (threats.py) and
-its journal and writer process to the intake (clickhouse.py). A failure raises StartError (its one-line reason and the exit status:
+its journal and writer process to the intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
 address and its warnings: the default password, no USERS, and logins crossing the network in clear
 (HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
@@ -220,7 +220,7 @@ class ServerApp:
         verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW) if config.UDP_KEY else None
         stores = []
         if self.clickhouse is not None:
-            from core.server.clickhouse import StoreFeed, spool_dir
+            from core.server.chwriter import StoreFeed, spool_dir
 
             stores.append(StoreFeed(self.clickhouse.target, spool_dir(config.LOG_DIR)))
         day_files = self.event_store is None or self.event_store.files
@@ -234,7 +234,7 @@ class ServerApp:
         if self.clickhouse is not None:
             target = self.clickhouse.target
             self.report(f"events to ClickHouse {target.url} database {target.database}"
-                        f"{'' if day_files else ' only (no day files)'}; spool {spool_dir(config.LOG_DIR)}")
+                        f"{'' if day_files else ' only (no day files)'}; journal {spool_dir(config.LOG_DIR)}")
         signed = "signed only (UDP_KEY)" if verifier else "unsigned"
         self.report(f"UDP intake on {config.UDP_ADDRESS}:{intake.port} ({signed}, receive buffer "
                     f"{intake.rcvbuf >> 10} kB)")

@@ -3,7 +3,7 @@
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
 sends one datagram per event; this loop validates each one and appends its line to its day file
 (`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads,
-and hands it to the other stores EVENT_STORE names (`LineStore`: ClickHouse, clickhouse.py).
+and hands it to the other stores EVENT_STORE names (`LineStore`: ClickHouse, chwriter.py).
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
@@ -46,7 +46,7 @@ MAX_OPEN_DAYS = 4
 
 
 class LineStore(Protocol):
-    """Another store of accepted lines beside the day files (clickhouse.py's StoreFeed): `start`
+    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed): `start`
     in the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
 
     def start(self) -> None: ...

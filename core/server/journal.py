@@ -1,7 +1,7 @@
 """The journal of events on their way to ClickHouse: appended by the intake, read by the writer.
 
-Where it sits: between the intake's receive loop (intake.py, through clickhouse.py's `StoreFeed`)
-and the ClickHouse writer process (clickhouse.py `run_writer`). The intake appends every flush of
+Where it sits: between the intake's receive loop (intake.py, through chwriter.py's `StoreFeed`)
+and the ClickHouse writer process (chwriter.py `run_writer`). The intake appends every flush of
 accepted lines here (one write per day per flush, as it does for the day files), so it never
 waits on ClickHouse and never competes with the writer for the interpreter; the writer reads the
 journal in order, inserts batches, and records how far ClickHouse has accepted. When ClickHouse
