@@ -127,6 +127,7 @@ class StoreFeed:
         self.stop = multiprocessing.get_context("fork").Event()
         self.counters = multiprocessing.get_context("fork").RawArray("q", len(COUNTERS))
         self.appended = 0
+        self.journal_errors = 0
 
     def start(self) -> None:
         self.journal = JournalWriter(self.folder)
@@ -136,8 +137,17 @@ class StoreFeed:
         self.process.start()
 
     def add(self, day: str, lines: list[bytes]) -> None:
+        """Journal the lines (a disk that refuses is counted and reported, never fatal: the day
+        files, if kept, may still have them)."""
         assert self.journal is not None, "start() first"
-        self.journal.append(day, b"".join(lines))   # OSError ends the intake loudly: the disk refused
+        try:
+            self.journal.append(day, b"".join(lines))
+        except OSError as ex:
+            if not self.journal_errors:
+                print(f"maltrail: intake: cannot journal events for ClickHouse in {self.folder}: {ex}",
+                      file=sys.stderr, flush=True)
+            self.journal_errors += len(lines)
+            return
         self.appended += len(lines)
 
     def close(self) -> None:
@@ -152,7 +162,7 @@ class StoreFeed:
             self.process = None
 
     def stats(self) -> dict[str, int]:
-        out = {"store_journaled": self.appended}
+        out = {"store_journaled": self.appended, "store_journal_errors": self.journal_errors}
         out.update(zip(COUNTERS, self.counters, strict=True))
         out["store_pending"] = int(JournalReader(self.folder).pending()) if self.journal is not None else 0
         return out
@@ -168,8 +178,11 @@ def run_writer(target: Target, folder: str, stop: Any, counters: Any) -> None:
     except OSError:
         pass
     writer = Writer(ClickHouse(target), JournalReader(folder), counters)
+    parent = os.getppid()
     deadline = None
     while True:
+        if os.getppid() != parent:     # the intake died without telling: its next start runs a new writer
+            stop.set()
         if stop.is_set() and deadline is None:
             deadline = time.monotonic() + WRITER_GRACE
         sent = writer.step()

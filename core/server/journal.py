@@ -63,8 +63,16 @@ class JournalWriter:
             self._rotate()
         record = b"\x00%s %d\n%s" % (day.encode("ascii"), len(data), data)
         view = memoryview(record)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError:
+            # part of the record may be written: the next record starts a new file, so this one
+            # stays the torn end of an older file (which the reader skips)
+            os.close(self.fd)
+            self.fd = -1
+            self.number += 1
+            raise
         self.size += len(record)
 
     def _rotate(self) -> None:
