@@ -50,6 +50,22 @@ def test_event_store_setting_forms():
         parse_event_store("http://h/db", cluster="c1 ON")
 
 
+def test_store_setting_at_server_start(tmp_path):
+    """Day files alone: /store says so and the ClickHouse routes are not there; a bad EVENT_STORE
+    stops server.py with one line and exit status 2."""
+    srv = Server(str(tmp_path / "files"), udp=False)
+    with srv:
+        cookie = srv.login()
+        status, body = srv.get("/store", cookie=cookie)
+        assert status == 200 and json.loads(body) == {"kind": "files", "files": True, "cluster": False}
+        assert srv.get("/threats", cookie=cookie)[0] == 404
+    bad = Server(str(tmp_path / "bad"), udp=False, extra="EVENT_STORE files,ftp://x/y\n")
+    with pytest.raises(RuntimeError, match="EVENT_STORE"):
+        bad.start()
+    assert bad.proc is not None and bad.proc.wait(10) == 2
+    bad.errfile.close()
+
+
 def test_journal_order_positions_and_torn_records(tmp_path):
     folder = str(tmp_path)
     writer = JournalWriter(folder)

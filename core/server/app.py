@@ -154,7 +154,7 @@ class ServerApp:
         self.event_store = parse_event_store(self.config.EVENT_STORE, self.config.CLICKHOUSE_CLUSTER)
         if self.event_store.clickhouse is not None:
             self.clickhouse = ClickHouse(self.event_store.clickhouse)
-            self.api.routes.update(Threats(self.config, self.clickhouse).routes())
+            self.api.routes.update(Threats(self.config, self.clickhouse, self.event_store.files).routes())
 
     @property
     def port(self) -> int:

@@ -72,14 +72,11 @@ def unescape_tsv(field: bytes) -> bytes:
 
 
 class Threats:
-    def __init__(self, config: Config, client: ClickHouse) -> None:
+    def __init__(self, config: Config, client: ClickHouse, files: bool) -> None:
         self.config = config
         self.client = client
+        self.files = files                # EVENT_STORE keeps the day files as well
         self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
-
-    @property
-    def files(self) -> bool:
-        return "files" in [item.strip().lower() for item in self.config.EVENT_STORE.split(",")]
 
     def routes(self) -> dict[str, Route]:
         routes = {"/store": Route(self.store, True), "/threats": Route(self.threats, True),
