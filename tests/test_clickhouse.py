@@ -525,3 +525,39 @@ def test_events_and_counts_without_day_files(summary_env, user):
     want = {d.isoformat(): sum(1 for e in visible if e["time"][:10] == d.isoformat()) for d in days}
     assert status == 200 and json.loads(body) == want
     assert json.loads(get(srv, cookie, "/store")[1]) == {"kind": "clickhouse", "files": False, "cluster": False}
+
+
+@pytest.fixture(scope="module")
+def files_twin(summary_env, tmp_path_factory):
+    """A day-file server holding the summary events, with the same users: the reference answers."""
+    _, _, events, days = summary_env
+    users = [f"{name}:{sha(pw)}:{uid}:{scope}" for name, (pw, uid, scope) in USERS.items()]
+    srv = Server(str(tmp_path_factory.mktemp("twin")), users=users, udp=False)
+    for day in days:
+        srv.write_events([e["line"] for e in sorted(events, key=lambda e: e["time"]) if e["time"][:10] == day.isoformat()],
+                         time.mktime(day.timetuple()) + 43200)
+    srv.start()
+    cookies = {name: srv.login(name, pw) for name, (pw, _, _) in USERS.items()}
+    yield srv, cookies
+    srv.stop()
+
+
+@pytest.mark.parametrize("user", list(USERS))
+@pytest.mark.parametrize("query", ["SECRET", "secret note", "evil.example", "- (custom)", "x' OR 1=1", "10.1.0.0/16",
+                                   "2001:db8:1::/48", "10.1.9.9", "::ffff:10.1.9.9", "malware", "s1 10.1"])
+def test_hunt_and_geo_without_day_files_answer_as_day_files_do(summary_env, files_twin, user, query):
+    servers, cookies, _, days = summary_env
+    twin, twin_cookies = files_twin
+    span = {"from": days[0].isoformat(), "to": days[1].isoformat()}
+    status, body = get(servers[1], cookies[1][user], "/hunt", q=query, **span)
+    want_status, want_body = get(twin, twin_cookies[user], "/hunt", q=query, **span)
+    assert status == want_status == 200
+    got, want = json.loads(body), json.loads(want_body)
+    for answer in (got, want):
+        answer.pop("scanned")
+    assert got["counts"] == want["counts"]
+    assert sorted(s["line"] for s in got["samples"]) == sorted(s["line"] for s in want["samples"])
+    assert got == {**want, "samples": got["samples"]}
+    for day in days:
+        assert json.loads(get(servers[1], cookies[1][user], "/geo", date=day.isoformat())[1]) == json.loads(
+            get(twin, twin_cookies[user], "/geo", date=day.isoformat())[1])

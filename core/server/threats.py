@@ -14,8 +14,9 @@ an address as Scope's), the masking uses the `custom` column decided at intake b
 `masks_reference`; `/threat` lines also pass `visible_line` itself.
 
 Without day files (EVENT_STORE names ClickHouse alone) /events serves a day or range from ClickHouse
-(whole lines, oldest first, no byte ranges) and /counts the events per day; /live, /hunt, /geo and
-the lists read day files only, so keep `files` on for them (docs/event-store.md).
+(whole lines, oldest first, no byte ranges), /counts the events per day, and /hunt and /geo answer
+by the day-file routes' own rules (queries.py) over the stored lines; /live and the lists read day
+files only, so keep `files` on for them (docs/event-store.md).
 
 Every count is of distinct events (`eid`): an event two servers stored, or a batch replayed after
 a lost answer, counts once.
@@ -37,12 +38,15 @@ from core.server.api import Route
 from core.server.auth import Scope, Session, visible_line
 from core.server.clickhouse import ClickHouse, SqlValue, StoreError, bind, network_key
 from core.server.messages import HttpError, Request, Response, json_response
-from core.server.ranges import date_span, parse_date_param, parse_day_or_epoch
+from core.server.queries import HUNT_MAX_DAYS, HuntQuery, geo_answer, request_span, run_hunt
+from core.server.ranges import parse_date, parse_date_param
+from core.update.geo import GeoTable, event_country, geo_path
 
 MAX_THREATS = 20_000          # threats per summary, most events first
 TOP_SOURCES = 20              # sources listed per threat (the count is exact)
 MAX_THREAT_EVENTS = 100_000   # lines of one threat per request
 MAX_FIELD = 4096
+STORE_HORIZON = 366           # /counts with neither from nor to: this many days back
 MAPPED_FIRST = network_key(ipaddress.IPv4Address("0.0.0.0"))
 MAPPED_LAST = network_key(ipaddress.IPv4Address("255.255.255.255"))
 TSV_ESCAPE = re.compile(rb"\\(.)")
@@ -77,12 +81,14 @@ class Threats:
         self.client = client
         self.files = files                # EVENT_STORE keeps the day files as well
         self.severity = Severity(config.REMOTE_SEVERITY_REGEX)
+        self.geo_table = GeoTable(geo_path(config))
 
     def routes(self) -> dict[str, Route]:
         routes = {"/store": Route(self.store, True), "/threats": Route(self.threats, True),
                   "/threat": Route(self.threat, True)}
         if not self.files:
-            routes.update({"/events": Route(self.events, True), "/counts": Route(self.counts, True)})
+            routes.update({"/events": Route(self.events, True), "/counts": Route(self.counts, True),
+                           "/hunt": Route(self.hunt, True), "/geo": Route(self.geo, True)})
         return routes
 
     def _days(self, request: Request) -> tuple[datetime.date, datetime.date]:
@@ -203,16 +209,8 @@ class Threats:
         """/counts without day files: distinct events per day the session sees (`from`/`to` as
         the files' /counts; the last 366 days by default)."""
         assert session is not None
-        today = datetime.date.today()
-        first_text = request.params.get("from", "")[:32]
-        last_text = request.params.get("to", "")[:32]
-        first = parse_day_or_epoch(first_text) if first_text else today - datetime.timedelta(days=365)
-        last = parse_day_or_epoch(last_text) if last_text else today
-        if first is None or last is None:
-            raise HttpError(400, "from/to must be YYYY-MM-DD or epoch seconds")
-        first, last = min(first, last), max(first, last)
-        if date_span(first, last) is None:
-            raise HttpError(400, "at most 366 days")
+        days = request_span(request, datetime.date.today() - datetime.timedelta(days=STORE_HORIZON - 1))
+        first, last = days[0], days[-1]
         params: dict[str, SqlValue] = {"first": first, "last": last}
         where = self._where(session, params)
         sql = bind(f"SELECT toString(day), uniqExact(eid) FROM {self.client.target.table} WHERE " + where +
@@ -224,9 +222,65 @@ class Threats:
         return json_response(result)
 
 
-def visible_rows(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
-    """TabSeparated rows of stored lines, across chunk edges -> each line as the session may see it
-    (auth.visible_line), with its newline."""
+    def hunt(self, request: Request, session: Session | None) -> Response:
+        """/hunt without day files: the files' rule (queries.py run_hunt) over each day's stored
+        lines, newest day first, read from ClickHouse through a prefilter that keeps every line
+        the rule can match: an address range over the address keys, or the text as an ASCII
+        case-insensitive substring of the stored line (the rule's own matching) or masked
+        custom-trail info."""
+        assert session is not None
+        spec = HuntQuery.from_request(request)
+        days = sorted(request_span(request, datetime.date.today() - datetime.timedelta(days=HUNT_MAX_DAYS - 1),
+                                   HUNT_MAX_DAYS), reverse=True)
+        params: dict[str, SqlValue] = {"mask": 1 if session.mask_custom else 0}
+        scope = scope_condition(session.scope, params)
+        if spec.network is not None:
+            params["lo"] = network_key(spec.network.network_address)
+            params["hi"] = network_key(spec.network.broadcast_address)
+            match = "((src_key >= {lo} AND src_key <= {hi}) OR (dst_key >= {lo} AND dst_key <= {hi}))"
+        else:
+            params["q"] = spec.text
+            match = "(positionCaseInsensitive(line, {q}) > 0 OR ({mask} AND custom = 1))"
+        table = self.client.target.table
+
+        def lines_of(day: datetime.date) -> Iterator[bytes]:
+            sql = bind(f"SELECT any(line) FROM {table} WHERE day = {{day}} AND {scope} AND {match}"
+                       " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", day=day, **params)
+            yield from stored_rows(self.client.stream(sql))
+        try:
+            answer = run_hunt(spec, ((day, lines_of(day)) for day in days), session, len(days),
+                              self.config.HUNT_TIME_BUDGET)
+        except StoreError as ex:
+            print(f"maltrail: event store: {ex}", file=sys.stderr, flush=True)
+            raise HttpError(503, f"event store: {ex}") from None
+        return json_response(answer)
+
+    def geo(self, request: Request, session: Session | None) -> Response:
+        """/geo without day files: events per country of one day as the session sees them (the
+        address rule of core/update/geo.py, over each distinct type, trail, source, destination)."""
+        assert session is not None
+        day = parse_date((request.params.get("date") or datetime.date.today().isoformat())[:32])
+        if day is None:
+            raise HttpError(400, "date must be YYYY-MM-DD")
+        params: dict[str, SqlValue] = {"first": day, "last": day}
+        where = self._where(session, params)
+        sql = bind(f"SELECT type, trail, src_ip, dst_ip, uniqExact(eid) FROM {self.client.target.table} WHERE "
+                   + where + " GROUP BY type, trail, src_ip, dst_ip FORMAT JSONCompact", **params)
+        counts: dict[str, int] = {}
+        mapped = unmapped = 0
+        for kind, trail, src, dst, n in json.loads(self._run(sql))["data"]:
+            address = event_country(kind, trail, src, dst)
+            country = self.geo_table.lookup(address) if address else None
+            if country:
+                counts[country] = counts.get(country, 0) + int(n)
+                mapped += int(n)
+            else:
+                unmapped += int(n)
+        return json_response(geo_answer(self.config, self.geo_table, counts, mapped, unmapped))
+
+
+def stored_rows(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """TabSeparated rows of stored lines, across chunk edges -> each line (with its newline)."""
     tail = b""
     for chunk in chunks:
         data = tail + chunk
@@ -234,10 +288,14 @@ def visible_rows(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
         tail = rows.pop()
         for raw in rows:
             if raw:
-                seen = visible_line(unescape_tsv(raw) + b"\n", session)
-                if seen is not None:
-                    yield seen
+                yield unescape_tsv(raw) + b"\n"
     if tail:
-        seen = visible_line(unescape_tsv(tail) + b"\n", session)
+        yield unescape_tsv(tail) + b"\n"
+
+
+def visible_rows(chunks: Iterable[bytes], session: Session) -> Iterator[bytes]:
+    """Stored rows (`stored_rows`) as the session may see them (auth.visible_line)."""
+    for line in stored_rows(chunks):
+        seen = visible_line(line, session)
         if seen is not None:
             yield seen
