@@ -325,6 +325,8 @@ class Config:
         out: list[tuple[str, object]] = []
         for name in sorted(values):
             value = values[name]
+            if isinstance(value, str) and "@" in value:        # URL credentials (EVENT_STORE, ...)
+                value = re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:<set>@", value)
             out.append((name, "<set>" if value is not None and secret.search(name) else value))
         return out
 

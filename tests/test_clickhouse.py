@@ -43,11 +43,14 @@ def test_event_store_setting_forms():
     assert not parse_event_store("https://[2001:db8::1]/").files
     assert only is not None and only.url == "https://[2001:db8::1]:8443/" and only.database == "maltrail"
     assert only.table == "maltrail.events" and only.local_table == "maltrail.events_local"
-    for bad in ("", "file", "ftp://x/db", "http://h/db;drop", "http://a/x,http://b/y"):
+    for bad in ("", "file", "ftp://x/db", "http://h/db;drop", "http://a/x,http://b/y", "http://h/dé", "http://h/1x"):
         with pytest.raises(ConfigError):
             parse_event_store(bad)
-    with pytest.raises(ConfigError):
-        parse_event_store("http://h/db", cluster="c1 ON")
+    for cluster in ("c1 ON", "pair-1", "é"):
+        with pytest.raises(ConfigError):
+            parse_event_store("http://h/db", cluster=cluster)
+    shown = dict(build_config({"EVENT_STORE": "files,http://u:s3cr%40t@h:8123/db"}).effective())
+    assert shown["EVENT_STORE"] == "files,http://u:<set>@h:8123/db"
 
 
 def test_store_setting_at_server_start(tmp_path):

@@ -67,6 +67,7 @@ ENGINE = "ReplacingMergeTree() PARTITION BY toYYYYMMDD(day) ORDER BY (day, type,
 # instead of holding every later batch behind it.
 BAD_DATA_CODES = frozenset((6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131))
 CODE_RE = re.compile(r"Code: (\d+)")
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")   # database and cluster names go into SQL as is
 
 
 class StoreError(Exception):
@@ -130,10 +131,10 @@ def parse_target(text: str, cluster: str | None = None) -> Target:
     if scheme is None or not parts.hostname:
         raise ConfigError("EVENT_STORE", text, "expected http(s)://[user:password@]host:port/database")
     database = parts.path.strip("/") or "maltrail"
-    if not database.replace("_", "").isalnum():
-        raise ConfigError("EVENT_STORE", text, "the database name may hold letters, digits and _ only")
-    if cluster is not None and not cluster.replace("_", "").replace("-", "").isalnum():
-        raise ConfigError("CLICKHOUSE_CLUSTER", cluster, "letters, digits, - and _ only")
+    if not IDENTIFIER_RE.fullmatch(database):
+        raise ConfigError("EVENT_STORE", text, "the database name: ASCII letters, digits and _, not a digit first")
+    if cluster is not None and not IDENTIFIER_RE.fullmatch(cluster):
+        raise ConfigError("CLICKHOUSE_CLUSTER", cluster, "ASCII letters, digits and _, not a digit first")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     port = parts.port or (8443 if scheme == "https" else 8123)
     return Target(f"{scheme}://{host}:{port}/", database, urllib.parse.unquote(parts.username or "default"),
