@@ -361,19 +361,20 @@ export class Aggregator {
 
   /** One threat of a server summary (/threats entry): no events kept, its lines load on demand. */
   addSummary(s) {
-    const ids = { trail: this.intern(s.trail), info: this.intern(s.info), ref: this.intern(s.reference),
-      type: this.intern(s.type), src: 0 };
+    const v = (x) => (x === '-' ? '' : x);       // empty fields as logparse.js gives them
+    const ids = { trail: this.intern(v(s.trail)), info: this.intern(v(s.info)), ref: this.intern(v(s.reference)),
+      type: this.intern(v(s.type)), src: 0 };
     ids.norm = this.norm(ids.trail);
     ids.kind = this.kindOfIds(ids.info, ids.ref);
     const key = `${s.type}\u0001${s.trail}\u0001${s.info}\u0001${s.reference}`;
-    const threat = new Threat(this.threats.length, key, KINDS[ids.kind], { info: s.info }, ids, this.strings,
+    const threat = new Threat(this.threats.length, key, KINDS[ids.kind], { info: v(s.info) }, ids, this.strings,
       this.grid.bins, this.sevOf(ids));
-    threat.summary = { type: s.type, trail: s.trail, info: s.info, reference: s.reference };
+    threat.summary = { type: s.type, trail: s.trail, info: s.info, reference: s.reference };   // as stored: /threat
     threat.count = s.count;
     threat.first = wallSeconds(s.first);
     threat.last = wallSeconds(s.last);
     for (const [hour, n] of s.hours) threat.hist[this.bucket(this.grid.base + hour * 3600 + 1800)] += n;
-    for (const src of s.sources) {
+    for (const src of s.sources.map(v).filter(Boolean)) {
       const id = this.intern(src);
       this.addTo(threat, 'src', src, id);
       if (!threat.lan && this.isLan(id)) threat.lan = true;
