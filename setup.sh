@@ -11,7 +11,8 @@ MODE=${1:-run}
 shift || true
 
 RUNTIME_APT=(python3 python3-venv python3-dev gcc libpcap-dev ca-certificates)
-TEST_APT=(tcpreplay rsyslog iproute2 tcpdump tshark chromium prometheus fail2ban systemd docker.io docker-compose debootstrap)
+TEST_APT=(tcpreplay rsyslog iproute2 tcpdump tshark chromium prometheus fail2ban systemd docker.io docker-compose debootstrap
+          clickhouse-server clickhouse-client)
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (sudo ./setup.sh $MODE)" >&2; exit 1; fi

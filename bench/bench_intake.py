@@ -37,12 +37,16 @@ def free_port(kind: int) -> int:
         return sock.getsockname()[1]
 
 
-def sender(port: int, rate: float, seconds: float, result: multiprocessing.Queue) -> None:
+def sender(port: int, rate: int, seconds: float, result: multiprocessing.Queue, distinct: int = 1000) -> None:
+    """Paced datagrams from `distinct` different lines (bench_clickhouse.py asks for every line
+    to differ: its store counts distinct events)."""
     now = int(time.time())
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-    payloads = [(f'{now} "{stamp}.{n:06d}" bench-sensor 10.{n % 250}.{n % 7}.1 {1024 + n % 60000} '
-                 f'198.51.100.{n % 250} 443 TCP IP 198.51.100.{n % 250} "known attacker" '
-                 f'(static)').encode() for n in range(1000)]
+    payloads = []
+    for n in range(distinct):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - n // 1000000))
+        payloads.append((f'{now} "{stamp}.{n % 1000000:06d}" bench-sensor 10.{n % 250}.{n % 7}.1 '
+                         f'{1024 + n % 60000} 198.51.100.{n % 250} 443 TCP IP 198.51.100.{n % 250} '
+                         f'"known attacker" (static)').encode())
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     sock.connect(("127.0.0.1", port))
@@ -57,7 +61,7 @@ def sender(port: int, rate: float, seconds: float, result: multiprocessing.Queue
         due = min(total, int((elapsed + tick) * rate))
         while sent < due:
             try:
-                send(payloads[sent % 1000])
+                send(payloads[sent % distinct])
             except BlockingIOError:
                 continue
             sent += 1

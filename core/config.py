@@ -206,6 +206,8 @@ class Config:
     MAX_CONNECTIONS_PER_ADDRESS: int = key("int", 64, bounds=(1, 1000000))
     MAX_POST_SIZE: int = key("size", 10 << 20)
     HUNT_TIME_BUDGET: float = key("float", 10.0, bounds=(0.1, 600))
+    EVENT_STORE: str = key("str", "files")
+    CLICKHOUSE_CLUSTER: str | None = key("str")
     IP_ALIASES: list[str] = key("list", [])
     HEADER_LOGO: str | None = key("str")
     FAIL2BAN_REGEX: str | None = key("regex")
@@ -331,6 +333,8 @@ class Config:
         out: list[tuple[str, object]] = []
         for name in sorted(values):
             value = values[name]
+            if isinstance(value, str) and "@" in value:        # URL credentials (EVENT_STORE, ...)
+                value = re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:<set>@", value)
             out.append((name, "<set>" if value is not None and secret.search(name) else value))
         return out
 

@@ -108,6 +108,7 @@ class Api:
             "/logout": Route(self.logout, False, post_only=True),
             "/whoami": Route(self.whoami, False),
             "/ping": Route(self.ping, False),
+            "/store": Route(self.store, True),       # app.py replaces it when EVENT_STORE names ClickHouse
             "/events": Route(self.events, True),
             "/live": Route(self.live, True),
             "/counts": Route(self.queries.counts, True),
@@ -182,6 +183,10 @@ class Api:
 
     def ping(self, request: Request, session: Session | None) -> Response:
         return text(200, "pong")
+
+    def store(self, request: Request, session: Session | None) -> Response:
+        """What the event store is: day files here (threats.py answers for ClickHouse)."""
+        return json_response({"kind": "files", "files": True, "cluster": False})
 
     # -- /events ---------------------------------------------------------------------------------
 

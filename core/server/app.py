@@ -8,7 +8,8 @@ order: LOG_DIR (created, must be writable), the TLS context (USE_SSL), the soft 
 raised to the hard limit (MAX_CONNECTIONS lowered to fit it), the HTTP listening socket, the UDP intake socket, then the intake
 process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
 and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
-(USE_SERVER_UPDATE_TRAILS). A failure raises StartError (its one-line reason and the exit status:
+(USE_SERVER_UPDATE_TRAILS). EVENT_STORE naming ClickHouse adds its client, its routes (threats.py) and
+its journal and writer process to the intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
 address and its warnings: the default password, no USERS, and logins crossing the network in clear
 (HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
@@ -30,6 +31,7 @@ import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from core.config import VERSION, Config
 from core.events.dayfile import prune_day_files
@@ -44,6 +46,9 @@ from core.server.httpd import HttpServer, make_ssl_context
 from core.server.intake import Intake
 from core.server.static import StaticFiles
 from core.server.storage import Storage
+
+if TYPE_CHECKING:
+    from core.server.clickhouse import ClickHouse, EventStore
 
 Report = Callable[[str], None]
 JOIN_TIMEOUT = 10.0          # per thread
@@ -149,11 +154,25 @@ class ServerApp:
                                   self.auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX))
         self.storage = Storage(config.LOG_DIR)
         self.api = Api(config, self.auth, self.storage, self.static, self.stopping)
+        self.event_store: EventStore | None = None      # EVENT_STORE other than `files`
+        self.clickhouse: ClickHouse | None = None
+        if config.EVENT_STORE.strip().lower() != "files":
+            self._use_event_store()
         self.httpd: HttpServer | None = None
         self.udp_port: int | None = None
         self.intake_process: BaseProcess | None = None
         self.threads: list[threading.Thread] = []
         self.serving = threading.Lock()      # held while serve_forever runs
+
+    def _use_event_store(self) -> None:
+        """EVENT_STORE names ClickHouse: its client, and its routes added to the API's table."""
+        from core.server.clickhouse import ClickHouse, parse_event_store
+        from core.server.threats import Threats
+
+        self.event_store = parse_event_store(self.config.EVENT_STORE, self.config.CLICKHOUSE_CLUSTER)
+        if self.event_store.clickhouse is not None:
+            self.clickhouse = ClickHouse(self.event_store.clickhouse)
+            self.api.routes.update(Threats(self.config, self.clickhouse, self.event_store.files).routes())
 
     @property
     def port(self) -> int:
@@ -225,15 +244,26 @@ class ServerApp:
         if config.UDP_KEY:
             verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW,
                                 state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
+        stores = []
+        if self.clickhouse is not None:
+            from core.server.chwriter import StoreFeed, spool_dir
+
+            stores.append(StoreFeed(self.clickhouse.target, spool_dir(config.LOG_DIR)))
+        day_files = self.event_store is None or self.event_store.files
         try:
             observables = ObservableStore(meta_path(config.LOG_DIR)) if config.USE_CONDENSED_STORAGE else None
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
                             day_window=config.UDP_DAY_WINDOW,
-                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, observables=observables)
+                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, observables=observables,
+                            stores=stores, day_files=day_files)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None
         self.udp_port = intake.port
+        if self.clickhouse is not None:
+            target = self.clickhouse.target
+            self.report(f"events to ClickHouse {target.url} database {target.database}"
+                        f"{'' if day_files else ' only (no day files)'}; journal {spool_dir(config.LOG_DIR)}")
         signed = "signed only (UDP_KEY)" if verifier else "unsigned"
         self.report(f"UDP intake on {config.UDP_ADDRESS}:{intake.port} ({signed}, receive buffer "
                     f"{intake.rcvbuf >> 10} kB)")
@@ -310,10 +340,23 @@ class ServerApp:
             if minutes % 60 == 0:
                 for path in prune_day_files(self.config.LOG_DIR, self.config.LOG_RETENTION_DAYS):
                     self.report(f"LOG_RETENTION_DAYS {self.config.LOG_RETENTION_DAYS}: removed {path}")
+                self._prune_event_store()
             if self.stopping.wait(60):
                 return
             minutes += 1
             self.auth.reap()
+
+    def _prune_event_store(self) -> None:
+        """LOG_RETENTION_DAYS in ClickHouse: whole day partitions (isolated: ClickHouse may be down)."""
+        if self.clickhouse is None:
+            return
+        from core.server.clickhouse import StoreError
+
+        try:
+            for day in self.clickhouse.prune(self.config.LOG_RETENTION_DAYS):
+                self.report(f"LOG_RETENTION_DAYS {self.config.LOG_RETENTION_DAYS}: dropped {day} from ClickHouse")
+        except StoreError as ex:
+            self.report(f"LOG_RETENTION_DAYS: ClickHouse not pruned this time: {ex}")
 
     def _updater(self) -> None:
         """USE_SERVER_UPDATE_TRAILS: refresh trails (and the geo table) so /trails and /check serve them."""

@@ -207,6 +207,11 @@ def in_scope(line: bytes, session: Session) -> bool:
     return addrs is not None and session.user.scope.allows_pair(*addrs)
 
 
+def masks_reference(reference: str) -> bool:
+    """The event's info is a custom trail's (what ENABLE_MASK_CUSTOM hides from UID >= 1000)."""
+    return reference.strip().lower() == "(custom)"
+
+
 def visible_line(line: bytes, session: Session) -> bytes | None:
     """A stored line as this session may see it: None when out of its network scope, else the line
     with custom-trail info masked (`-`) when the session masks it (the same object when nothing
@@ -215,7 +220,7 @@ def visible_line(line: bytes, session: Session) -> bytes | None:
         return None
     if session.mask_custom and b"(custom)" in line:
         parsed = parse_line(line.decode("utf-8", "replace"))
-        if parsed is not None and parsed.reference.strip().lower() == "(custom)":
+        if parsed is not None and masks_reference(parsed.reference):
             fields = list(parsed)
             fields[9] = "-"
             out = f'"{fields[0]}" ' + " ".join(safe_value(f) for f in fields[1:])

@@ -2,7 +2,8 @@
 
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
 sends one datagram per event; this loop checks each one and appends its line to its day file
-(`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads.
+(`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads,
+and hands it to the other stores EVENT_STORE names (`LineStore`: ClickHouse, chwriter.py).
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
@@ -41,7 +42,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
 from core.events.event import LINE_PROBLEMS, check_line
@@ -61,6 +63,19 @@ DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window")
 
 def _say(message: str) -> None:
     print(f"maltrail: intake: {message}", file=sys.stderr, flush=True)
+
+
+class LineStore(Protocol):
+    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed): `start`
+    in the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
+
+    def start(self) -> None: ...
+
+    def add(self, day: str, lines: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 class DayFiles:
@@ -191,8 +206,11 @@ class Intake:
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
                  rcvbuf: int = RCVBUF, day_window: int = 2, new_days_per_minute: int = 10,
-                 spool_bytes: int = SPOOL_BYTES, observables: ObservableStore | None = None) -> None:
+                 spool_bytes: int = SPOOL_BYTES, observables: ObservableStore | None = None,
+                 stores: Sequence[LineStore] = (), day_files: bool = True) -> None:
         self.log_dir = log_dir
+        self.stores = list(stores)      # EVENT_STORE: more stores, and whether the day files are one
+        self.day_files = day_files
         self.verifier = verifier
         self.observables = observables  # LOG_DIR/meta.sqlite (core/events/observables.py), if on
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
@@ -318,7 +336,12 @@ class Intake:
             self._state_warned = True
             _say(f"cannot save the senders' high-water marks to {self.verifier.state_path}")
         for day, lines in pending.items():
-            self.files.append(day, b"".join(lines))   # written now, or spooled until it can be
+            for store in self.stores:
+                store.add(day, lines)
+            if self.day_files:
+                self.files.append(day, b"".join(lines))   # written now, or spooled until it can be
+            else:  # EVENT_STORE without files: the stores above took them
+                self.files.counters["written"] += len(lines)
             if self.observables is not None:
                 self.observables.observe_lines(lines)
         pending.clear()
@@ -328,6 +351,8 @@ class Intake:
         """Receive until `stopped()` is true, then drain what is queued and flush."""
         pending: dict[str, list[bytes]] = {}
         next_report = time.monotonic() + report_every
+        for store in self.stores:
+            store.start()
         try:
             while not stopped():
                 count = self._drain(pending)
@@ -361,19 +386,24 @@ class Intake:
                 self.observables.close()
 
     def close(self) -> None:
-        """The socket and the cached day-file descriptors (also what a parent does after forking).
-        The observables store is flushed and closed only where it was written (`run`)."""
+        """The socket, the cached day-file descriptors and the other stores (which send what they
+        hold; also what a parent does after forking: its stores were never started). The
+        observables store is flushed and closed only where it was written (`run`)."""
+        for store in self.stores:
+            store.close()
         self.files.close()
         self.sock.close()
 
     def stats(self) -> dict[str, int]:
-        """Every counter: received, written, dropped (total and per reason), disk, signatures."""
+        """Every counter: received, written, dropped (total and per reason), disk, signatures, stores."""
         out = {"received": self.counters["received"], "written": self.files.counters["written"],
                "dropped": sum(self.dropped.values())}
         out.update((f"dropped_{reason}", n) for reason, n in self.dropped.items())
         out["signed_without_key"] = self.counters["signed_without_key"]
         out.update(self.files.counters)
         out["spool_pending"] = self.files.pending()
+        for store in self.stores:
+            out.update(store.stats())
         if self.verifier is not None:
             out.update({f"signed_{k}": v for k, v in self.verifier.counters.items()})
         return out

@@ -14,6 +14,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config
@@ -62,26 +64,8 @@ class Queries:
     # -- /counts ---------------------------------------------------------------------------------
 
     def _span(self, request: Request, max_days: int = 366) -> list[datetime.date]:
-        first = request.params.get("from", "")[:32]
-        last = request.params.get("to", "")[:32]
-        today = datetime.date.today()
-        if not first and not last:
-            present = self.storage.days_present()
-            start = parse_date(present[0]) if present else today
-            start = max(start or today, today - datetime.timedelta(days=max_days - 1))
-            return date_span(min(start, today), today) or [today]
-        a = parse_day_or_epoch(first) if first else None
-        b = parse_day_or_epoch(last) if last else None
-        if (first and a is None) or (last and b is None):
-            raise HttpError(400, "from/to must be YYYY-MM-DD or epoch seconds")
-        a = a or b or today
-        b = b or a
-        if b < a:
-            a, b = b, a
-        span = date_span(a, b)
-        if span is None:
-            raise HttpError(400, f"at most {max_days} days")
-        return span
+        present = self.storage.days_present()
+        return request_span(request, parse_date(present[0]) if present else None, max_days)
 
     def counts(self, request: Request, session: Session | None) -> Response:
         assert session is not None
@@ -110,66 +94,10 @@ class Queries:
 
     def hunt(self, request: Request, session: Session | None) -> Response:
         assert session is not None
-        query = request.params.get("q", "").strip()
-        if len(query) < 3 or len(query) > 256:
-            raise HttpError(400, "q must be 3 to 256 characters")
-        days = self._span(request, HUNT_MAX_DAYS)
-        network = None
-        if re.fullmatch(r"[0-9a-fA-F:.]+(/\d{1,3})?", query) and any(c in query for c in ".:"):
-            try:
-                network = ipaddress.ip_network(query, strict=False)
-            except ValueError:
-                network = None
-        if network is not None:
-            prefix = _network_prefix(network).encode()
-        else:
-            pattern = re.compile(re.escape(query.encode("utf-8", "replace")), re.IGNORECASE)
-        budget = self.config.HUNT_TIME_BUDGET
-        deadline = time.monotonic() + budget
-        counts: dict[str, int] = {}
-        samples: list[dict[str, str]] = []
-        scanned = 0
-        partial = capped = False
-        filtered = session.mask_custom or session.scope.restricted    # else every line is seen as stored
-        for day in sorted(days, reverse=True):
-            segments = self.storage.segments([day])
-            if not segments:
-                continue
-            label = day.isoformat()
-            for line in iter_lines(segments):
-                scanned += 1
-                if scanned & 1023 == 0 and time.monotonic() > deadline:
-                    partial = True
-                    break
-                # cheap tests on the stored line first: addresses are never masked, and a line
-                # that masking leaves alone matches exactly when the stored one does
-                matched = True
-                if network is not None:
-                    if prefix not in line:
-                        continue
-                    addrs = line_addresses(line)
-                    if addrs is None or not (_in(addrs[0], network) or _in(addrs[1], network)):
-                        continue
-                elif not pattern.search(line):
-                    if not (session.mask_custom and b"(custom)" in line):
-                        continue
-                    matched = False
-                seen = visible_line(line, session) if filtered else line
-                if seen is None:
-                    continue
-                if network is None and (seen is not line or not matched) and not pattern.search(seen):
-                    continue
-                counts[label] = counts.get(label, 0) + 1
-                if len(samples) < HUNT_MAX_SAMPLES:
-                    shown = seen.rstrip(b"\r\n").decode("utf-8", "replace")
-                    samples.append({"date": label, "line": shown[:HUNT_MAX_LINE]})
-                else:
-                    capped = True
-            if partial:
-                break
-        return json_response({"counts": counts, "samples": samples, "truncated": capped or partial,
-                              "scanned": scanned, "selected": len(days), "partial": partial,
-                              "capped_samples": capped})
+        spec = HuntQuery.from_request(request)
+        days = sorted(self._span(request, HUNT_MAX_DAYS), reverse=True)
+        lines = ((day, iter_lines(self.storage.segments([day]))) for day in days)
+        return json_response(run_hunt(spec, lines, session, len(days), self.config.HUNT_TIME_BUDGET))
 
     # -- /geo ------------------------------------------------------------------------------------
 
@@ -211,12 +139,113 @@ class Queries:
                         unmapped += 1
                 offset += cut + 1 if cut >= 0 else 0
                 self.geo_cache.put(key, (offset, dict(counts), mapped, unmapped))
-        home = None
-        lat, lon = self.config.HOME_LAT, self.config.HOME_LON
-        if lat is not None and lon is not None:
-            home = {"lat": lat, "lon": lon}
-        return json_response({"counts": counts, "mapped": mapped, "unmapped": unmapped, "home": home,
-                              "table": table.available() if segments else self.geo_table.available()})
+        return json_response(geo_answer(self.config, table if segments else self.geo_table, counts, mapped, unmapped))
+
+
+def request_span(request: Request, first_stored: datetime.date | None, max_days: int = 366) -> list[datetime.date]:
+    """The days of `from`/`to` (YYYY-MM-DD or epoch seconds; one of them alone is that day); with
+    neither, from the first stored day (at most max_days back) to today."""
+    first = request.params.get("from", "")[:32]
+    last = request.params.get("to", "")[:32]
+    today = datetime.date.today()
+    if not first and not last:
+        start = max(first_stored or today, today - datetime.timedelta(days=max_days - 1))
+        return date_span(min(start, today), today) or [today]
+    a = parse_day_or_epoch(first) if first else None
+    b = parse_day_or_epoch(last) if last else None
+    if (first and a is None) or (last and b is None):
+        raise HttpError(400, "from/to must be YYYY-MM-DD or epoch seconds")
+    a = a or b or today
+    b = b or a
+    if b < a:
+        a, b = b, a
+    span = date_span(a, b)
+    if span is None:
+        raise HttpError(400, f"at most {max_days} days")
+    return span
+
+
+def geo_answer(config: Config, table: GeoTable, counts: dict[str, int], mapped: int, unmapped: int) -> dict[str, Any]:
+    """The /geo answer: counts per country, how many events were (not) mapped, HOME_LAT/HOME_LON."""
+    home = None
+    if config.HOME_LAT is not None and config.HOME_LON is not None:
+        home = {"lat": config.HOME_LAT, "lon": config.HOME_LON}
+    return {"counts": counts, "mapped": mapped, "unmapped": unmapped, "home": home, "table": table.available()}
+
+
+@dataclass(frozen=True)
+class HuntQuery:
+    """A /hunt `q`: an address or CIDR (matches a line's source or destination address), or text
+    (a case-insensitive ASCII substring of the line as the session sees it)."""
+
+    text: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+
+    @classmethod
+    def from_request(cls, request: Request) -> HuntQuery:
+        query = request.params.get("q", "").strip()
+        if len(query) < 3 or len(query) > 256:
+            raise HttpError(400, "q must be 3 to 256 characters")
+        network = None
+        if re.fullmatch(r"[0-9a-fA-F:.]+(/\d{1,3})?", query) and any(c in query for c in ".:"):
+            try:
+                network = ipaddress.ip_network(query, strict=False)
+            except ValueError:
+                network = None
+        return cls(query, network)
+
+
+def run_hunt(spec: HuntQuery, days: Iterable[tuple[datetime.date, Iterable[bytes]]], session: Session,
+             selected: int, budget: float) -> dict[str, Any]:
+    """The /hunt answer over stored lines, newest day first (from day files, or the ClickHouse
+    store's lines of each day, threats.py): per-day counts of the lines that match as the
+    session sees them, up to HUNT_MAX_SAMPLES samples, within `budget` seconds."""
+    network = spec.network
+    if network is not None:
+        prefix = _network_prefix(network).encode()
+    else:
+        pattern = re.compile(re.escape(spec.text.encode("utf-8", "replace")), re.IGNORECASE)
+    deadline = time.monotonic() + budget
+    counts: dict[str, int] = {}
+    samples: list[dict[str, str]] = []
+    scanned = 0
+    partial = capped = False
+    filtered = session.mask_custom or session.scope.restricted    # else every line is seen as stored
+    for day, lines in days:
+        label = day.isoformat()
+        for line in lines:
+            scanned += 1
+            if scanned & 1023 == 0 and time.monotonic() > deadline:
+                partial = True
+                break
+            # cheap tests on the stored line first: addresses are never masked, and a line
+            # that masking leaves alone matches exactly when the stored one does
+            matched = True
+            if network is not None:
+                if prefix not in line:
+                    continue
+                addrs = line_addresses(line)
+                if addrs is None or not (_in(addrs[0], network) or _in(addrs[1], network)):
+                    continue
+            elif not pattern.search(line):
+                if not (session.mask_custom and b"(custom)" in line):
+                    continue
+                matched = False
+            seen = visible_line(line, session) if filtered else line
+            if seen is None:
+                continue
+            if network is None and (seen is not line or not matched) and not pattern.search(seen):
+                continue
+            counts[label] = counts.get(label, 0) + 1
+            if len(samples) < HUNT_MAX_SAMPLES:
+                shown = seen.rstrip(b"\r\n").decode("utf-8", "replace")
+                samples.append({"date": label, "line": shown[:HUNT_MAX_LINE]})
+            else:
+                capped = True
+        if partial:
+            break
+    return {"counts": counts, "samples": samples, "truncated": capped or partial, "scanned": scanned,
+            "selected": selected, "partial": partial, "capped_samples": capped}
 
 
 def _in(text: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:

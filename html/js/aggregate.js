@@ -7,11 +7,16 @@
 // default -> src + normalized trail; a normalized trail seen from more than FLOOD_SOURCES distinct
 // sources becomes one "flood" threat. UID = murmur3(key, 13) in hex; special kinds end in N0/F0/D0.
 //
+// Server summaries (EVENT_STORE on ClickHouse): addSummary() makes one threat per /threats entry
+// (type, trail, info, reference) with its count, first/last seen, sources and per-hour counts; such
+// a threat keeps no event columns (`summary` holds the entry, worker.js loads its lines on demand).
+//
 // Speed: every field is interned once into `strings` (ids are small ints); threat keys are
 // numbers built from ids, per-threat sets hold ids, and per-string facts (normalized trail, kind,
 // severity, private address) are computed once per distinct string.
 
 import { classOf, isPrivate, murmur3, Severity } from './classify.js';
+import { wallSeconds } from './logparse.js';
 
 export const SET_CAP = 100;            // distinct values kept per threat and field
 export const FLOOD_SOURCES = 50;
@@ -85,6 +90,7 @@ class Threat {
     this.over = 0;           // bit mask of sets that hit SET_CAP
     this.alias = -1;         // merged into another threat (flood) when >= 0
     this.lan = false;
+    this.summary = null;     // a server summary's entry (addSummary): its lines load on demand
   }
 }
 
@@ -351,6 +357,50 @@ export class Aggregator {
     this.colProto[i] = ids.proto;
     this.colInfo[i] = ids.info;
     this.colTrail[i] = ids.trail;
+  }
+
+  /** One threat of a server summary (/threats entry): no events kept, its lines load on demand. */
+  addSummary(s) {
+    const v = (x) => (x === '-' ? '' : x);       // empty fields as logparse.js gives them
+    const ids = { trail: this.intern(v(s.trail)), info: this.intern(v(s.info)), ref: this.intern(v(s.reference)),
+      type: this.intern(v(s.type)), src: 0 };
+    ids.norm = this.norm(ids.trail);
+    ids.kind = this.kindOfIds(ids.info, ids.ref);
+    const key = `${s.type}\u0001${s.trail}\u0001${s.info}\u0001${s.reference}`;
+    const threat = new Threat(this.threats.length, key, KINDS[ids.kind], { info: v(s.info) }, ids, this.strings,
+      this.grid.bins, this.sevOf(ids));
+    threat.summary = { type: s.type, trail: s.trail, info: s.info, reference: s.reference };   // as stored: /threat
+    threat.count = s.count;
+    threat.first = wallSeconds(s.first);
+    threat.last = wallSeconds(s.last);
+    for (const [hour, n] of s.hours) threat.hist[this.bucket(this.grid.base + hour * 3600 + 1800)] += n;
+    for (const src of s.sources.map(v).filter(Boolean)) {
+      const id = this.intern(src);
+      this.addTo(threat, 'src', src, id);
+      if (!threat.lan && this.isLan(id)) threat.lan = true;
+    }
+    if (s.source_count > threat.src.size) threat.over |= FIELD_BITS.src;
+    this.threats.push(threat);
+    this.events += s.count;
+    if (threat.first < this.minT) this.minT = threat.first;
+    if (threat.last > this.maxT) this.maxT = threat.last;
+    return threat;
+  }
+
+  /** A summary threat's own lines (records from logparse.js) as eventsOf() gives them; their
+   * other fields (destinations, ports, sensors) join the threat's sets. */
+  summaryEvents(threat, records, limit) {
+    const out = [];
+    for (const rec of records) {
+      for (const f of ['dst', 'sport', 'dport', 'proto', 'sensor']) {
+        this.addTo(threat, f, rec[f], f === 'sport' || f === 'dport' ? this.port(rec[f]) : this.intern(rec[f]));
+      }
+      if (out.length < limit) {
+        out.push({ t: rec.t, sensor: rec.sensor, src: rec.src, sport: rec.sport, dst: rec.dst, dport: rec.dport,
+          proto: rec.proto, info: rec.info, trail: rec.trail });
+      }
+    }
+    return out;
   }
 
   /** Text values of a threat's id set (src, dst, proto, sensor) or port set (sport, dport). */

@@ -1,4 +1,4 @@
-// Talking to the server: login (challenge scheme), logout, /whoami, /counts, /geo, /hunt,
+// Talking to the server: login (challenge scheme), logout, /whoami, /store, /counts, /geo, /hunt,
 // /reference and /check.
 // Where it sits: main.js calls these; the event stream itself is fetched by worker.js.
 // Login: GET /challenge gives a server-issued nonce (valid for a minute, accepted once); then
@@ -26,6 +26,11 @@ function isDefaultPw(resp) {
 export async function whoami() {
   const resp = await fetch('whoami', { credentials: 'same-origin', cache: 'no-store' });
   return { user: resp.ok ? (await resp.text()).trim() : '', defaultPassword: isDefaultPw(resp) };
+}
+
+/** -> {kind: 'clickhouse' | 'files', files}: the server's EVENT_STORE (day files when /store fails). */
+export async function eventStore() {
+  try { return await json('store'); } catch (err) { return { kind: 'files', files: true }; }
 }
 
 export async function logout() {

@@ -7,7 +7,7 @@
 // messages between the two: docs/web-client.md).
 
 import { $, clear, download, el, fmt } from './dom.js';
-import { login, logout, whoami, geo as fetchGeo } from './api.js';
+import { eventStore, login, logout, whoami, geo as fetchGeo } from './api.js';
 import { Calendar, addDays, isoDay } from './calendar.js';
 import { drawChart, drawMini, hitTest, stepName } from './charts.js';
 import { Dialogs } from './dialogs.js';
@@ -25,6 +25,7 @@ const meta = (name) => { const m = document.querySelector(`meta[name="${name}"]`
 class App {
   constructor() {
     this.store = new LocalStore();
+    this.eventStore = null;      // /store: {kind: 'clickhouse' | 'files'}, asked once a session starts
     this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.seq = 0;
     this.waiting = new Map();
@@ -114,11 +115,13 @@ class App {
     }
   }
 
-  startSession(user) {
+  async startSession(user) {
     this.user = user;
     $('#who').textContent = user === '?' ? '' : user;
     $('#logout').hidden = user === '?';
     this.worker.postMessage({ op: 'local', local: this.store.forWorker() });
+    // with ClickHouse as the event store the day comes as a threat summary (/threats)
+    try { this.eventStore = await eventStore(); } catch (err) { this.eventStore = { kind: 'files' }; }
     this.load();
   }
 
@@ -175,8 +178,10 @@ class App {
     this.renderDay();
     this.writeHash();
     $('#progress-bar').style.width = '0';
-    this.worker.postMessage({ op: 'load', url: new URL(`events?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
-      severity: meta('mt-severity') });
+    const summary = !!this.eventStore && this.eventStore.kind === 'clickhouse';
+    const path = summary ? 'threats' : 'events';
+    this.worker.postMessage({ op: 'load', url: new URL(`${path}?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
+      severity: meta('mt-severity'), summary });
     this.grid.setCount(0, true);
     if (!$('#world-panel').hidden) this.showWorld();
   }
@@ -200,6 +205,7 @@ class App {
     if (m.error) text = `load failed: ${m.error}`;
     else if (m.done === false) text = `loading… ${fmt(m.events)} events · ${fmt(Math.round((m.bytes || 0) / 1048576))} MB`;
     else if (m.done) text = `${fmt(m.events)} events loaded in ${(m.ms / 1000).toFixed(1)} s${m.bad ? ` · ${fmt(m.bad)} malformed lines skipped` : ''}`;
+    if (m.done && m.summary) text += ` · threat summary from the event store${m.truncated ? ' (the largest threats only)' : ''}`;
     if (this.liveOn) text += ` · live: ${this.liveStatus || 'connecting'}`;
     this.setStatus(text);
   }
@@ -390,6 +396,7 @@ class App {
 
   async openThreat(uid) {
     const reply = await this.ask({ op: 'detail', uid, limit: 500 });
+    if (reply.op === 'error') { this.setStatus(`error: ${reply.error}`); return; }
     if (reply.missing) return;
     this.drawer.show(reply);
   }

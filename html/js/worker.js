@@ -3,6 +3,9 @@
 // parses lines incrementally (logparse.js), folds them into threats (aggregate.js), and answers
 // view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
+// With ClickHouse as the server's event store main.js asks for the threat summary instead
+// (`summary`: /threats JSON, Aggregator.addSummary) and a threat's lines come from /threat when
+// its drawer opens; live mode is off for a summary.
 
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
@@ -21,6 +24,7 @@ const state = {
   viewTotal: 0,
   local: { tags: {}, notes: {}, triage: {}, hidden: {}, whitelist: [] },
   live: null,
+  summary: false,    // the load is a server summary (/threats)
   liveTimer: 0,
   pending: '',
   base: '',
@@ -59,8 +63,10 @@ async function load(msg) {
   state.base = msg.base;
   state.loading = true;
   state.newMark = 0;
+  state.summary = !!msg.summary;
   const started = performance.now();
   let total = 0;
+  if (state.summary) { loadSummary(msg, loadId, started); return; }
   try {
     const resp = await fetch(msg.url, { credentials: 'same-origin', cache: 'no-store' });
     if (resp.status === 401 || resp.status === 403) throw new Error('unauthorized');
@@ -92,6 +98,35 @@ async function load(msg) {
   }
 }
 
+async function loadSummary(msg, loadId, started) {
+  try {
+    const resp = await fetch(msg.url, { credentials: 'same-origin', cache: 'no-store' });
+    if (resp.status === 401 || resp.status === 403) throw new Error('unauthorized');
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const body = await resp.json();
+    if (loadId !== state.loadId) return;
+    for (const entry of body.threats) state.agg.addSummary(entry);
+    state.loading = false;
+    state.newMark = state.agg.threats.length;
+    progress({ total: 0, done: true, ms: performance.now() - started, summary: true, truncated: !!body.truncated });
+  } catch (err) {
+    state.loading = false;
+    if (loadId === state.loadId) progress({ total: 0, done: true, error: String(err.message || err) });
+  }
+}
+
+/** A summary threat's lines from /threat, parsed (at most what the server sends). */
+async function summaryRecords(t) {
+  const q = new URLSearchParams({ date: state.date, ...t.summary });
+  const resp = await fetch(new URL(`threat?${q}`, state.base).href, { credentials: 'same-origin', cache: 'no-store' });
+  if (!resp.ok) throw new Error(`threat: HTTP ${resp.status}`);
+  const records = [];
+  const parser = new LineParser();
+  parser.push(await resp.text(), (rec) => records.push(rec));
+  parser.end((rec) => records.push(rec));
+  return records;
+}
+
 // --- live mode ------------------------------------------------------------------------------------
 
 function stopLive() {
@@ -116,6 +151,7 @@ function mergePending() {
 
 function startLive(msg) {
   stopLive();
+  if (state.summary) { post({ op: 'livestatus', status: 'off (threat summary from the event store)' }); return; }
   const mode = msg.mode || 'sse';
   if (mode === 'sse' && typeof EventSource !== 'undefined') {
     const es = new EventSource(new URL(`live?date=${encodeURIComponent(state.date)}&pos=${state.bytes}`, state.base).href);
@@ -289,13 +325,14 @@ function rows(msg) {
   return { op: 'rows', reqId: msg.reqId, from: msg.from, rows: out, count: view.length };
 }
 
-function detail(msg) {
+async function detail(msg) {
   const agg = state.agg;
   const t = agg.threats.find((x) => x.uid === msg.uid && x.alias < 0);
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
+  const events = t.summary ? agg.summaryEvents(t, await summaryRecords(t), msg.limit || 500)
+    : agg.eventsOf(t, msg.limit || 500);
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
-  const events = agg.eventsOf(t, msg.limit || 500);
   let sameSrc = 0, sameTrail = 0;
   const src0 = first(t.src);
   for (const o of agg.threats) {
@@ -314,7 +351,9 @@ self.onmessage = (ev) => {
       case 'local': state.local = msg.local; break;
       case 'view': post(computeView(msg)); break;
       case 'rows': post(rows(msg)); break;
-      case 'detail': post(detail(msg)); break;
+      case 'detail':
+        detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));
+        break;
       case 'export': post({ op: 'export', reqId: msg.reqId, ...exportView(state.agg, state.view, msg.format, state.local) }); break;
       case 'live': startLive(msg); break;
       case 'stoplive': stopLive(); post({ op: 'livestatus', status: 'off' }); break;

@@ -1,0 +1,267 @@
+"""The ClickHouse writer: the intake's feed (journal appends), the writer process that sends the
+journal in batches, and the rows it sends.
+
+Where it sits: app.py gives the intake (intake.py) a `StoreFeed` when EVENT_STORE names
+ClickHouse. The receive loop hands it every flush of accepted lines with their day; it appends
+them to the journal (journal.py), one write per day per flush, and never waits on ClickHouse. The
+writer process the feed starts (`run_writer`, niced so the intake keeps the CPU it needs) reads
+the journal in order, turns lines into rows of the events table (`RowEncoder`, the schema in
+clickhouse.py) and inserts them in batches over the HTTP interface, recording after each
+accepted batch how far ClickHouse has them. When ClickHouse is slow or down the journal grows and
+is sent in order when it answers again, also after a restart (docs/event-store.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from core.events.event import parse_line
+from core.server.auth import masks_reference
+from core.server.clickhouse import BAD_DATA_CODES, INSERT_TIMEOUT, ClickHouse, StoreError, Target, address_key
+from core.server.journal import JournalReader, JournalWriter
+
+BATCH_ROWS = 50_000          # a batch is sent once this many lines wait ...
+FLUSH_INTERVAL = 1.0         # ... or this many seconds after the previous one
+WRITER_GRACE = 10.0          # at stop: seconds the writer keeps sending what waits
+WRITER_NICE = 5              # the writer process yields the CPU to the intake
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+SPOOL_FOLDER = "clickhouse-spool"    # under LOG_DIR: the journal
+MAX_KEY_CACHE = 65536
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+def _escape(value: bytes) -> bytes:
+    """A TabSeparated field."""
+    if b"\\" in value or b"\t" in value or b"\n" in value or b"\r" in value:
+        value = (value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+                 .replace(b"\r", b"\\r"))
+    return value
+
+
+class RowEncoder:
+    """Accepted log lines -> TabSeparated rows of the events table (COLUMNS order)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, bytes] = {}
+
+    def key(self, address: bytes) -> bytes:
+        value = self.keys.get(address)
+        if value is None:
+            if len(self.keys) >= MAX_KEY_CACHE:
+                self.keys.clear()
+            value = self.keys[address] = address_key(address.decode("utf-8", "replace")).encode()
+        return value
+
+    def encode(self, day: str, lines: list[bytes]) -> bytes:
+        """Rows of `lines` (each with its newline) stored under `day`. Fields split on spaces
+        when the line has no quoted field; the others go through one csv reader together (the
+        event.py `parse_line` rule, as a batch)."""
+        entries: list[tuple[bytes, int, list[bytes] | None]] = []
+        quoted: list[str] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n")
+            end = line.find(b'"', 1)
+            rest = line[end + 2:]
+            if b'"' not in rest:
+                fields = rest.split(b" ")
+                if len(fields) == 10:
+                    entries.append((line, end, fields))
+                    continue
+            entries.append((line, end, None))
+            quoted.append(line.decode("utf-8", "replace"))
+        split = iter(self._split_quoted(quoted))
+        out = []
+        day_field = day.encode()
+        for line, end, given in entries:
+            fields = next(split) if given is None else given
+            hour = str(int(line[12:14])).encode() if line[12:14].isdigit() else b"0"   # 18.16 reads 01 as 0
+            custom = b"1" if masks_reference(fields[9].decode("utf-8", "replace")) else b"0"
+            eid = str(int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")).encode()
+            row = [day_field, hour, line[1:end], *fields, custom, self.key(fields[1]), self.key(fields[3]), line, eid]
+            if b"\\" in line or b"\t" in line or b"\r" in line or b"\n" in line:
+                row = [_escape(value) for value in row]
+            out.append(b"\t".join(row))
+        out.append(b"")
+        return b"\n".join(out)
+
+    @staticmethod
+    def _split_quoted(lines: list[str]) -> list[list[bytes]]:
+        """Fields 1..10 of lines with quoted fields (all empty for a line without 11 columns)."""
+        try:
+            rows = list(csv.reader(lines, delimiter=" ", quotechar='"'))
+        except csv.Error:                  # one bad line: each on its own
+            rows = []
+            for line in lines:
+                parsed = parse_line(line)
+                rows.append(list(parsed) if parsed is not None else [])
+        return [[f.encode("utf-8") for f in row[1:]] if len(row) == 11 else [b""] * 10 for row in rows]
+
+
+# -- the writer ----------------------------------------------------------------------------------
+
+COUNTERS = ("store_inserted", "store_batches", "store_failures", "store_rejected_batches", "store_replayed")
+
+
+class StoreFeed:
+    """The intake's side (intake.py LineStore): accepted lines go to the journal (journal.py),
+    one write per day per flush; a writer process of its own (`run_writer`) sends them on.
+
+    `start()` in the intake process (it forks the writer there); `close()` asks the writer to send
+    what it can within WRITER_GRACE seconds and stop (the rest waits in the journal for the next
+    start); a feed never started closes at once (the server's parent process after forking)."""
+
+    def __init__(self, target: Target, folder: str) -> None:
+        self.target = target
+        self.folder = folder
+        self.journal: JournalWriter | None = None
+        self.process: BaseProcess | None = None
+        self.stop = multiprocessing.get_context("fork").Event()
+        self.counters = multiprocessing.get_context("fork").RawArray("q", len(COUNTERS))
+        self.appended = 0
+        self.journal_errors = 0
+
+    def start(self) -> None:
+        self.journal = JournalWriter(self.folder)
+        self.process = multiprocessing.get_context("fork").Process(
+            target=run_writer, args=(self.target, self.folder, self.stop, self.counters),
+            name="maltrail-clickhouse", daemon=True)
+        self.process.start()
+
+    def add(self, day: str, lines: list[bytes]) -> None:
+        """Journal the lines (a disk that refuses is counted and reported, never fatal: the day
+        files, if kept, may still have them)."""
+        assert self.journal is not None, "start() first"
+        try:
+            self.journal.append(day, b"".join(lines))
+        except OSError as ex:
+            if not self.journal_errors:
+                print(f"maltrail: intake: cannot journal events for ClickHouse in {self.folder}: {ex}",
+                      file=sys.stderr, flush=True)
+            self.journal_errors += len(lines)
+            return
+        self.appended += len(lines)
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        if self.process is not None:
+            self.stop.set()
+            self.process.join(WRITER_GRACE + INSERT_TIMEOUT + 5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+            self.process = None
+
+    def stats(self) -> dict[str, int]:
+        out = {"store_journaled": self.appended, "store_journal_errors": self.journal_errors}
+        out.update(zip(COUNTERS, self.counters, strict=True))
+        out["store_pending"] = int(JournalReader(self.folder).pending()) if self.journal is not None else 0
+        return out
+
+
+def run_writer(target: Target, folder: str, stop: Any, counters: Any) -> None:
+    """The writer process: journal -> ClickHouse in batches, in order, until `stop` is set (then
+    what can be sent within WRITER_GRACE seconds)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the intake tells it when to stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        os.nice(WRITER_NICE)      # the receive loop first: the journal absorbs what the writer defers
+    except OSError:
+        pass
+    writer = Writer(ClickHouse(target), JournalReader(folder), counters)
+    parent = os.getppid()
+    deadline = None
+    while True:
+        if os.getppid() != parent:     # the intake died without telling: its next start runs a new writer
+            stop.set()
+        if stop.is_set() and deadline is None:
+            deadline = time.monotonic() + WRITER_GRACE
+        sent = writer.step()
+        if deadline is not None and (not sent or time.monotonic() > deadline):
+            return
+        if not sent:
+            stop.wait(FLUSH_INTERVAL)
+
+
+class Writer:
+    """One step at a time: read a batch from the journal, insert it, commit the position."""
+
+    def __init__(self, client: ClickHouse, journal: JournalReader, counters: Any) -> None:
+        self.client = client
+        self.journal = journal
+        self.counters = counters
+        self.encoder = RowEncoder()
+        self.ready = False                  # the schema is known to exist
+        self.retry_at = 0.0                 # ClickHouse failed: nothing sent until then
+        self.backoff = RETRY_FIRST
+        self.last_batch = 0.0
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counters[COUNTERS.index(name)] += value
+
+    def step(self) -> bool:
+        """Send one batch if one is due; True when something was sent (more may be waiting)."""
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        records, position = self.journal.read(BATCH_ROWS)
+        if not records:
+            if position != (self.journal.number, self.journal.offset):
+                self.journal.commit(position)         # skipped a torn record
+            return False
+        lines = sum(chunk.count(b"\n") for _, chunk in records)
+        if lines < BATCH_ROWS and now - self.last_batch < FLUSH_INTERVAL:
+            return False
+        rows = b"".join(self.encoder.encode(day, chunk.splitlines(keepends=True)) for day, chunk in records)
+        done = self._insert(rows)
+        if done is None:
+            self.journal.reject(rows, position)
+            return True
+        if not done:
+            return False
+        self.journal.commit(position)
+        self.last_batch = time.monotonic()
+        self.count("store_inserted", lines)
+        return True
+
+    def _insert(self, rows: bytes) -> bool | None:
+        """True: stored; False: not now (ClickHouse down, slow or busy: retried later, in order);
+        None: the batch itself was refused (never retried)."""
+        try:
+            if not self.ready:
+                self.client.ensure_schema()
+                self.ready = True
+            self.client.insert(rows)
+        except StoreError as ex:
+            if ex.code in BAD_DATA_CODES:
+                self.count("store_rejected_batches")
+                print(f"maltrail: ClickHouse writer: a batch was refused and set aside: {ex}", file=sys.stderr,
+                      flush=True)
+                return None
+            self.count("store_failures")
+            if self.backoff == RETRY_FIRST:      # the first failure of a run of them
+                print(f"maltrail: ClickHouse writer: {ex}; events wait in {self.journal.folder} until it answers",
+                      file=sys.stderr, flush=True)
+            self.retry_at = time.monotonic() + self.backoff
+            self.backoff = min(RETRY_MAX, self.backoff * 2)
+            return False
+        if self.backoff != RETRY_FIRST:
+            print("maltrail: ClickHouse writer: ClickHouse answers again; sending what waited", file=sys.stderr,
+                  flush=True)
+            self.count("store_replayed")
+        self.backoff = RETRY_FIRST
+        self.count("store_batches")
+        return True
+
+
+def spool_dir(log_dir: str) -> str:
+    return os.path.join(log_dir, SPOOL_FOLDER)
