@@ -150,7 +150,7 @@ def run_sensor(pcap: str, trails: str, log_dir: str) -> dict[str, float]:
     if result.returncode != 0:
         raise SystemExit(f"sensor failed: {result.stderr}")
     match = re.search(r"([\d.]+) µs CPU/packet", result.stderr)
-    events = re.search(r"events: ([\d,]+) written", result.stderr)
+    events = re.search(r"events: ([\d,]+) (?:written|delivered)", result.stderr)
     return {
         "per_packet_us": float(match.group(1)) if match else float("nan"),
         "wall": wall,
