@@ -35,13 +35,15 @@ def update_command(config: Config, offline: bool = False) -> str:
 
 
 def build_missing_trails(config: Config, *, offline: bool, say: Printer) -> int | None:
-    """Build TRAILS_FILE when it does not exist; the number of trails built, None when it existed."""
-    from core.update.orchestrate import UpdateStatus, update
-    from core.update.publish import count_rows
-
+    """Build TRAILS_FILE when it does not exist; the number of trails built, None when it existed.
+    The update (and the feed client under it) is imported only when there is something to build:
+    a sensor whose trails exist starts without it."""
     path = config.TRAILS_FILE
     if os.path.exists(path):
         return None
+    from core.update.orchestrate import UpdateStatus, update
+    from core.update.publish import count_rows
+
     bundled_only = offline or bool(config.DISABLE_TRAIL_UPDATES)
     why = "--offline" if offline else "DISABLE_TRAIL_UPDATES"
     if bundled_only:
