@@ -105,17 +105,36 @@ def _vector16(data: bytes, start: int, end: int) -> tuple[int, ...]:
     return _u16s(data, start + 2, stop)
 
 
-def client_hello_fields(hs: bytes) -> ClientHelloFields | None:
-    """Fields of a whole ClientHello handshake message (type byte first); None when malformed."""
+def _hello_start(hs: bytes, kind: int) -> tuple[int, int, int] | None:
+    """A whole hello message of type `kind`: (its end, legacy version, the offset after the random
+    and the session id); None when it is of another type, cut or malformed."""
     n = len(hs)
-    if n < 4 + 38 or hs[0] != CLIENT_HELLO:
+    if n < 4 + 38 or hs[0] != kind:
         return None
     end = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
     if end > n:
         return None
-    version = (hs[4] << 8) | hs[5]
     off = 4 + 2 + 32
-    off += 1 + hs[off]  # session id
+    return end, (hs[4] << 8) | hs[5], off + 1 + hs[off]
+
+
+def _extension_block(hs: bytes, off: int, end: int) -> list[tuple[int, int, int]] | None:
+    """The extensions of a hello whose extension block (optional) starts at `off`: [] when there is
+    none, None when it runs past `end` or is malformed."""
+    if off + 2 > end:
+        return []
+    ext_end = off + 2 + ((hs[off] << 8) | hs[off + 1])
+    if ext_end > end:
+        return None
+    return _extensions(hs, off + 2, ext_end)
+
+
+def client_hello_fields(hs: bytes) -> ClientHelloFields | None:
+    """Fields of a whole ClientHello handshake message (type byte first); None when malformed."""
+    head = _hello_start(hs, CLIENT_HELLO)
+    if head is None:
+        return None
+    end, version, off = head
     if off + 2 > end:
         return None
     size = (hs[off] << 8) | hs[off + 1]
@@ -128,15 +147,9 @@ def client_hello_fields(hs: bytes) -> ClientHelloFields | None:
     off += 1 + hs[off]  # compression methods
     if off > end:
         return None
-    exts: list[tuple[int, int, int]] = []
-    if off + 2 <= end:
-        ext_end = off + 2 + ((hs[off] << 8) | hs[off + 1])
-        if ext_end > end:
-            return None
-        found = _extensions(hs, off + 2, ext_end)
-        if found is None:
-            return None
-        exts = found
+    exts = _extension_block(hs, off, end)
+    if exts is None:
+        return None
     groups: tuple[int, ...] = ()
     formats: tuple[int, ...] = ()
     sigalgs: tuple[int, ...] = ()
@@ -209,25 +222,15 @@ def ja4(fields: ClientHelloFields, transport: str = "t") -> str:
 
 def server_hello_ja3s(hs: bytes) -> str | None:
     """JA3S (lower-case hex MD5) of a whole ServerHello handshake message; None when malformed."""
-    n = len(hs)
-    if n < 4 + 38 or hs[0] != SERVER_HELLO:
+    head = _hello_start(hs, SERVER_HELLO)
+    if head is None:
         return None
-    end = 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
-    if end > n:
-        return None
-    version = (hs[4] << 8) | hs[5]
-    off = 4 + 2 + 32
-    off += 1 + hs[off]
+    end, version, off = head
     if off + 3 > end:
         return None
     cipher = (hs[off] << 8) | hs[off + 1]
-    off += 3  # cipher suite, compression method
-    exts: list[tuple[int, int, int]] = []
-    if off + 2 <= end:
-        ext_end = off + 2 + ((hs[off] << 8) | hs[off + 1])
-        found = _extensions(hs, off + 2, ext_end) if ext_end <= end else None
-        if found is None:
-            return None
-        exts = found
+    exts = _extension_block(hs, off + 3, end)  # after the cipher suite and compression method
+    if exts is None:
+        return None
     text = f"{version},{cipher},{'-'.join(str(e[0]) for e in exts)}"
     return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
