@@ -6,10 +6,12 @@ the start-up warning for a network address without TLS."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -138,20 +140,17 @@ def test_a_global_failure_budget_stops_spraying_over_accounts_and_addresses(tmp_
         assert post(srv, "/login", challenge_body(srv, "user0", "pw0", "127.0.0.9"), "127.0.0.9", device)[0] == 200
 
 
-def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(server):
-    """The issue: an attacker on the user's address let 2 of 60 correct logins through in 30 s.
-    The user's browser logged in before (its trusted-browser cookie); 60 logins in 15 s all pass."""
-    nat = "127.0.0.77"
-    status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)
-    assert status == 200 and cookies.get("maltrail_device")
-    device = {"Cookie": f"maltrail_device={cookies['maltrail_device']}"}
+@contextlib.contextmanager
+def failing_neighbour(srv, body: Callable[[int], str], source: str) -> Iterator[list[int]]:
+    """Four threads post wrong logins (`body(n)`) from `source` until the block ends; yields the list
+    their answers' statuses go into."""
     stop = threading.Event()
-    attacker: list[int] = []
+    statuses: list[int] = []
 
     def attack(offset: int) -> None:
         n = offset
         while not stop.is_set():
-            attacker.append(post(server, "/login", wrong(n), nat)[0])
+            statuses.append(post(srv, "/login", body(n), source)[0])
             n += 4
 
     threads = [threading.Thread(target=attack, args=(k,)) for k in range(4)]
@@ -159,20 +158,37 @@ def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(se
         thread.start()
     try:
         time.sleep(1.0)
-        results = []
-        for _ in range(60):
-            started = time.monotonic()
-            status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat, device)
-            results.append((status, "maltrail_sessid" in cookies, time.monotonic() - started))
-            time.sleep(0.25)
-        # a client without that cookie on the same address is held by the attacker's lock ...
-        fresh = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)[0]
-        # ... and one on another address is not (the attacker's refused attempts lock only its own keys)
-        other = post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.78"), "127.0.0.78")[0]
+        yield statuses
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def timed_logins(srv, source: str, headers: dict[str, str] | None = None) -> list[tuple[int, bool, float]]:
+    """60 correct admin logins from `source`, 0.25 s apart: (status, got a session, seconds) each."""
+    results = []
+    for _ in range(60):
+        started = time.monotonic()
+        status, cookies = post(srv, "/login", challenge_body(srv, "admin", PASSWORD, source), source, headers)
+        results.append((status, "maltrail_sessid" in cookies, time.monotonic() - started))
+        time.sleep(0.25)
+    return results
+
+
+def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(server):
+    """The issue: an attacker on the user's address let 2 of 60 correct logins through in 30 s.
+    The user's browser logged in before (its trusted-browser cookie); 60 logins in 15 s all pass."""
+    nat = "127.0.0.77"
+    status, cookies = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)
+    assert status == 200 and cookies.get("maltrail_device")
+    device = {"Cookie": f"maltrail_device={cookies['maltrail_device']}"}
+    with failing_neighbour(server, wrong, nat) as attacker:
+        results = timed_logins(server, nat, device)
+        # a client without that cookie on the same address is held by the attacker's lock ...
+        fresh = post(server, "/login", challenge_body(server, "admin", PASSWORD, nat), nat)[0]
+        # ... and one on another address is not (the attacker's refused attempts lock only its own keys)
+        other = post(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.78"), "127.0.0.78")[0]
     assert [r[:2] for r in results] == [(200, True)] * 60
     assert max(r[2] for r in results) < 3.0
     assert attacker.count(429) > attacker.count(401) and len(attacker) > 100
@@ -188,30 +204,8 @@ def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tm
     nat = "127.0.0.90"
     with Server(str(tmp_path), users=users, udp=False) as srv:
         assert post(srv, "/login", urllib.parse.urlencode({"username": "ops", "password": "ops-pw"}), nat)[0] == 200
-        stop = threading.Event()
-        attacker: list[int] = []
-
-        def attack(offset: int) -> None:
-            n = offset
-            while not stop.is_set():
-                attacker.append(post(srv, "/login", wrong(n, "ops" if n % 2 else f"guest{n}"), nat)[0])
-                n += 4
-
-        threads = [threading.Thread(target=attack, args=(k,)) for k in range(4)]
-        for thread in threads:
-            thread.start()
-        try:
-            time.sleep(1.0)
-            results = []
-            for _ in range(60):
-                started = time.monotonic()
-                status, cookies = post(srv, "/login", challenge_body(srv, "admin", PASSWORD, nat), nat)
-                results.append((status, "maltrail_sessid" in cookies, time.monotonic() - started))
-                time.sleep(0.25)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
+        with failing_neighbour(srv, lambda n: wrong(n, "ops" if n % 2 else f"guest{n}"), nat) as attacker:
+            results = timed_logins(srv, nat)
     assert [r[:2] for r in results] == [(200, True)] * 60
     assert max(r[2] for r in results) < 3.0
     assert attacker.count(429) > 0 and len(attacker) > 100
