@@ -550,6 +550,20 @@ done:
     return result;
 }
 
+/* A packet skipped in C: counted, and a clock-only record (index -1) when it is the first of a
+   new second, so the Python side still advances its packet clock. -1 on failure. */
+static int
+skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec,
+            unsigned long *last_sec, Py_ssize_t *skipped)
+{
+    (*skipped)++;
+    if (sec == *last_sec)
+        return 0;
+    *last_sec = sec;
+    Py_INCREF(Py_None);
+    return append_record(records, sec_obj, sec, usec, -1, Py_None, 0);
+}
+
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
@@ -621,14 +635,9 @@ decode_scan(PyObject *self, PyObject *args)
                 bulk = !(p[34] == 0 && p[35] == 53) && !(p[36] == 0 && p[37] == 53);
         }
         if (bulk && skip) {
-            skipped++;
-            if (sec != last_sec) {
-                last_sec = sec;
-                Py_INCREF(Py_None);
-                if (append_record(records, &sec_obj, sec, usec, -1, Py_None, 0) < 0) {
-                    Py_CLEAR(records);
-                    goto done;
-                }
+            if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped) < 0) {
+                Py_CLEAR(records);
+                goto done;
             }
             continue;
         }
@@ -638,14 +647,9 @@ decode_scan(PyObject *self, PyObject *args)
             /* a decoded TCP record that provably cannot produce an event (IPv6, carried by a tunnel) */
             if (skip) {
                 Py_DECREF(d);
-                skipped++;
-                if (sec != last_sec) {
-                    last_sec = sec;
-                    Py_INCREF(Py_None);
-                    if (append_record(records, &sec_obj, sec, usec, -1, Py_None, 0) < 0) {
-                        Py_CLEAR(records);
-                        goto done;
-                    }
+                if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped) < 0) {
+                    Py_CLEAR(records);
+                    goto done;
                 }
                 continue;
             }
