@@ -15,13 +15,17 @@ from core.config import ConfigError
 from core.server.auth import (
     PAIR_POLICY,
     SESSION_COOKIE,
+    WORK_MAX_BITS,
+    WORK_MIN_BITS,
     Auth,
     Scope,
     cross_site,
     hash_password,
     parse_users,
+    work_bits,
 )
 from core.server.backoff import Backoff, Policy
+from tests.kit.server import solve_work
 
 
 def sha(text: str) -> str:
@@ -73,7 +77,7 @@ def make_auth(syslog_path: str, **kw) -> tuple[Auth, list[tuple]]:
 def test_challenge_login_is_server_issued_and_single_use(syslog):
     auth, forwarded = make_auth(syslog[0])
     nonce = auth.challenge()
-    result, session, _ = auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000)
+    result, session, *_ = auth.login("admin", nonce, challenge("changeme!", nonce), None, "127.0.0.1", 5000)
     assert result == "ok" and session is not None and not session.mask_custom
     assert syslog[1].recv(4096).decode().endswith("Accepted password for admin from 127.0.0.1 port 5000")
     # the same challenge never works twice, even with the right hash
@@ -97,7 +101,7 @@ def test_challenge_login_is_server_issued_and_single_use(syslog):
 
 def test_password_login_both_hash_forms_and_masking(syslog):
     auth, _ = make_auth(syslog[0])
-    result, session, _ = auth.login("viewer", "", "", "s3cret", "10.1.1.1", 1)
+    result, session, *_ = auth.login("viewer", "", "", "s3cret", "10.1.1.1", 1)
     assert result == "ok" and session is not None and session.mask_custom and session.scope.restricted
     assert auth.login("viewer", "", "", "wrong", "10.1.1.2", 1)[:2] == ("failed", None)
     assert auth.login("admin", "", "", "changeme!", "10.1.1.3", 1)[0] == "ok"
@@ -140,7 +144,7 @@ def test_throttle_per_pair_account_address_and_trusted_browser(syslog):
     auth, _ = make_auth(syslog[0])
     for _ in range(PAIR_POLICY.free):
         assert auth.login("admin", "", "", "wrong", "192.0.2.1", 1)[0] == "failed"
-    result, session, retry = auth.login("admin", "", "", "changeme!", "192.0.2.1", 1)
+    result, session, retry, _ = auth.login("admin", "", "", "changeme!", "192.0.2.1", 1)
     assert (result, session) == ("throttled", None) and 0 < retry <= 2.5
     assert auth.login("admin", "", "", "changeme!", "192.0.2.2", 1)[0] == "ok"
     # the account: failures from many addresses lock it for every untrusted client
@@ -169,6 +173,46 @@ def test_throttle_per_pair_account_address_and_trusted_browser(syslog):
     assert auth.counters["login_throttled"] >= 3
 
 
+def test_proof_of_work_passes_a_lock_strangers_set_and_nothing_else(syslog):
+    """Strangers keep the account locked (a failure from a new address every time); a client with
+    no cookie, from an address with no success yet, gets in with the proof of work the 429 asks for
+    (its bits rising with the attack, capped), spent once; a wrong password with work still fails
+    and counts; an attempt its own address's lock refuses is offered no work at all."""
+    auth, _ = make_auth(syslog[0])
+    for n in range(40):
+        auth.login("admin", "", "", f"wrong{n}", f"198.51.100.{n + 1}", 1)
+    refused = auth.login("admin", "", "", "changeme!", "203.0.113.7", 1)
+    assert refused.result == "throttled" and WORK_MIN_BITS < refused.work <= WORK_MAX_BITS
+    nonce = auth.challenge()
+    too_little = solve_work(nonce, 4)
+    while work_bits(nonce, too_little) >= refused.work:     # (a lucky draw would pass: take the next)
+        too_little = f"{int(too_little, 16) + 1:08x}"
+    assert auth.login("admin", nonce, "", "changeme!", "203.0.113.7", 1, work=too_little).result == "throttled"
+    nonce = auth.challenge()
+    work = solve_work(nonce, WORK_MAX_BITS)
+    ok = auth.login("admin", nonce, challenge("changeme!", nonce), None, "203.0.113.7", 1, work=work)
+    assert ok.result == "ok" and auth.counters["login_work"] == 1
+    # the same challenge and work a second time (a replay) never logs in
+    again = auth.login("admin", nonce, challenge("changeme!", nonce), None, "203.0.113.8", 1, work=work)
+    assert again.result == "failed"
+    # a guess with work is checked, fails, and keeps the account locked for clients without work
+    nonce = auth.challenge()
+    assert auth.login("admin", nonce, "", "guess", "203.0.113.9", 1, work=solve_work(nonce, WORK_MAX_BITS)).result == "failed"
+    assert auth.login("admin", "", "", "changeme!", "203.0.113.10", 1).result == "throttled"
+    # work is no use against the lock of the guesser's own (unknown) address
+    for n in range(20):
+        auth.login(f"guest{n}", "", "", "pw", "192.0.2.99", 1)
+    own = auth.login("admin", "", "", "changeme!", "192.0.2.99", 1)
+    assert own.result == "throttled" and own.work == 0
+    nonce = auth.challenge()
+    assert auth.login("admin", nonce, "", "changeme!", "192.0.2.99", 1,
+                      work=solve_work(nonce, WORK_MAX_BITS)).result == "throttled"
+    # a malformed or forged work or nonce is simply not work
+    assert work_bits(nonce, "") == 0 and work_bits(nonce, "xyz") == 0 and work_bits(nonce, "0" * 17) == 0
+    fake = "0" * 56
+    assert auth.login("admin", fake, "", "changeme!", "203.0.113.11", 1, work=solve_work(fake, 16)).result == "throttled"
+
+
 def test_cross_site_rule():
     assert not cross_site({}) and not cross_site({"host": "h:8338"})
     assert not cross_site({"sec-fetch-site": "same-origin", "origin": "http://evil.example"})
@@ -182,7 +226,7 @@ def test_cross_site_rule():
 
 def test_sessions_are_bound_to_the_address_and_expire(syslog):
     auth, _ = make_auth(syslog[0], secure_cookie=True)
-    _, session, _ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
+    _, session, *_ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
     assert session is not None
     assert auth.session_for(session.sid, "127.0.0.1") is session
     assert auth.session_for(session.sid, "127.0.0.2") is None
@@ -192,7 +236,7 @@ def test_sessions_are_bound_to_the_address_and_expire(syslog):
     assert "; HttpOnly; Secure; SameSite=Strict" in cookie and "; Secure" in auth.clear_cookie()
     session.expires = 0
     assert auth.reap() == 1 and auth.session_for(session.sid, "127.0.0.1") is None
-    _, other, _ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
+    _, other, *_ = auth.login("admin", "", "", "changeme!", "127.0.0.1", 1)
     assert other is not None
     auth.logout(other.sid)
     assert auth.session_for(other.sid, "127.0.0.1") is None

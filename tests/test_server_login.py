@@ -6,42 +6,16 @@ the start-up warning for a network address without TLS."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import http.client
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from core.server.app import clear_text_warning
-from tests.kit.server import Server, sha
+from tests.kit.logins import addresses, failing_neighbour, post, post_full
+from tests.kit.server import Server, sha, solve_work
 
 PASSWORD = "changeme!"
-
-
-def addresses(count: int, first: int = 1) -> list[str]:
-    """`count` distinct loopback source addresses 127.<a>.<b>.<c> (all route to lo)."""
-    return [f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(first, first + count)]
-
-
-def post(server: Server, path: str, body: str, source: str = "127.0.0.1",
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
-    """POST a form; the status and every cookie the answer sets."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.request("POST", path, body=body.encode(),
-                     headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
-        resp = conn.getresponse()
-        resp.read()
-        cookies = {}
-        for value in resp.headers.get_all("Set-Cookie") or []:
-            name, _, rest = value.partition("=")
-            cookies[name] = rest.split(";", 1)[0]
-        return resp.status, cookies
-    finally:
-        conn.close()
 
 
 def challenge_body(server: Server, user: str, password: str, source: str) -> str:
@@ -140,31 +114,6 @@ def test_a_global_failure_budget_stops_spraying_over_accounts_and_addresses(tmp_
         assert post(srv, "/login", challenge_body(srv, "user0", "pw0", "127.0.0.9"), "127.0.0.9", device)[0] == 200
 
 
-@contextlib.contextmanager
-def failing_neighbour(srv, body: Callable[[int], str], source: str) -> Iterator[list[int]]:
-    """Four threads post wrong logins (`body(n)`) from `source` until the block ends; yields the list
-    their answers' statuses go into."""
-    stop = threading.Event()
-    statuses: list[int] = []
-
-    def attack(offset: int) -> None:
-        n = offset
-        while not stop.is_set():
-            statuses.append(post(srv, "/login", body(n), source)[0])
-            n += 4
-
-    threads = [threading.Thread(target=attack, args=(k,)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        yield statuses
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-
-
 def timed_logins(srv, source: str, headers: dict[str, str] | None = None) -> list[tuple[int, bool, float]]:
     """60 correct admin logins from `source`, 0.25 s apart: (status, got a session, seconds) each."""
     results = []
@@ -193,6 +142,10 @@ def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(se
     assert max(r[2] for r in results) < 3.0
     assert attacker.count(429) > attacker.count(401) and len(attacker) > 100
     assert (fresh, other) == (429, 200)
+    # with the attacker still there, a client with no cookie on the shared address gets in with work
+    with failing_neighbour(server, wrong, nat):
+        status, bits, _seconds = login_with_work(server, "admin", PASSWORD, nat)
+    assert status == 200 and bits >= 16
 
 
 def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tmp_path):
@@ -209,6 +162,40 @@ def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tm
     assert [r[:2] for r in results] == [(200, True)] * 60
     assert max(r[2] for r in results) < 3.0
     assert attacker.count(429) > 0 and len(attacker) > 100
+
+
+def login_with_work(srv, user: str, password: str, source: str) -> tuple[int, int, float]:
+    """A client with no cookie logs in as the console does: on a 429 that asks for a proof of work,
+    solve it on a fresh challenge and try again (four rounds at most). (final status, the bits
+    asked last, seconds from the first attempt to the answer)."""
+    started, bits = time.monotonic(), 0
+    for _ in range(5):
+        nonce = srv.challenge(source)
+        body = f"username={user}&nonce={nonce}&hash={sha(sha(password) + nonce)}"
+        if bits:
+            body += f"&work={solve_work(nonce, bits)}"
+        status, _cookies, headers = post_full(srv, "/login", body, source)
+        if status != 429 or not headers.get("x-maltrail-work"):
+            return status, bits, time.monotonic() - started
+        bits = int(headers["x-maltrail-work"])
+    return status, bits, time.monotonic() - started
+
+
+def test_strangers_keeping_the_account_locked_never_keep_a_new_client_out(server):
+    """The attack the throttle itself invites: wrong passwords from ever new addresses keep the
+    admin account (and the global budget) locked. A client with no cookie, on an address that never
+    logged in, is still let in after a proof of work, each time, within seconds; the attackers get
+    almost nothing but refusals."""
+    strangers = addresses(50_000, first=5 << 16)
+    with failing_neighbour(server, wrong, lambda n: strangers[n % len(strangers)], threads=2) as attacker:
+        refused = post_full(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.60"), "127.0.0.60")
+        results = [login_with_work(server, "admin", PASSWORD, f"127.0.0.{61 + k}") for k in range(3)]
+    assert refused[0] == 429 and int(refused[2]["x-maltrail-work"]) >= 16
+    assert [status for status, _, _ in results] == [200] * 3, results
+    assert all(bits >= 16 for _, bits, _ in results)
+    assert max(seconds for _, _, seconds in results) < 30, results
+    assert attacker.count(401) <= 25 and attacker.count(429) > 10 * attacker.count(401), (
+        attacker.count(401), attacker.count(429))
 
 
 def test_login_csrf_post_only_and_cross_site_refused(server):

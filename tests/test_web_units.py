@@ -282,3 +282,26 @@ def test_context_lookups_ask_about_the_trail(page):
     links = js(page, "async (m) => m.cls.lookupLinks(m.cls.lookupTarget('(evil.example)/gate.php'))")
     assert [name for name, _ in links] == ["VirusTotal", "AbuseIPDB", "Shodan", "urlscan"]
     assert all("evil.example" in href for _, href in links)
+
+
+def test_proof_of_work_tester_matches_the_servers_rule(page):
+    """html/js/work.js's one-block SHA-256 with the precomputed rounds says "enough zero bits"
+    exactly when core/server/auth.py's work_bits does, for random nonces and counters, and its
+    solution is accepted by the server's rule."""
+    from core.server.auth import work_bits
+
+    rnd = random.Random(21)
+    nonces = ["".join(rnd.choice("0123456789abcdef") for _ in range(56)) for _ in range(6)]
+    got = page.evaluate("""async ([nonces]) => { const w = await import('/js/work.js');
+        const out = [];
+        for (const n of nonces) {
+          const t = w.makeTester(n, 6);
+          const hits = [];
+          for (let c = 0; c < 3000; c++) if (t(c)) hits.push(w.hex8(c));
+          out.push([hits, await w.solveWork(n, 12)]);
+        }
+        return out; }""", [nonces])
+    for nonce, (hits, solved) in zip(nonces, got, strict=True):
+        assert hits == [f"{c:08x}" for c in range(3000) if work_bits(nonce, f"{c:08x}") >= 6]
+        assert work_bits(nonce, solved) >= 12
+        assert all(work_bits(nonce, f"{c:08x}") < 12 for c in range(int(solved, 16)))

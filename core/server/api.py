@@ -163,10 +163,14 @@ class Api:
         if password is not None:
             password = password[:1024]
         outcome = self.auth.login(username, params.get("nonce", "")[:128], params.get("hash", "")[:128],
-                                  password, request.address, request.port, request.cookie(DEVICE_COOKIE))
+                                  password, request.address, request.port, request.cookie(DEVICE_COOKIE),
+                                  params.get("work", "")[:16])
         if outcome.result == "throttled":
             wait = max(1, math.ceil(outcome.retry))
-            return text(429, f"Too many failed logins; try again in {wait} s\n", headers=[("Retry-After", str(wait))])
+            headers = [("Retry-After", str(wait))]
+            if outcome.work:   # a proof of work on a fresh challenge passes this lock (core/server/auth.py)
+                headers.append(("X-Maltrail-Work", str(outcome.work)))
+            return text(429, f"Too many failed logins; try again in {wait} s\n", headers=headers)
         new = outcome.session
         if new is None:
             return text(401, "Login failed\n")

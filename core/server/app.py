@@ -16,7 +16,7 @@ address and its warnings: the default password, no USERS, and logins crossing th
 HTTP event loop in the calling thread until `request_stop()` (safe in a signal handler) or `stop()`;
 `stop()` ends everything: requests in progress get HTTP_GRACE seconds before their connections
 are cut; it joins the threads, the HTTP workers and the intake process (which drains its socket
-and flushes first), reports the HTTP counters and returns the exit status: 1 when the intake process failed, else 0.
+and flushes first), reports the HTTP and login counters and returns the exit status: 1 when the intake process failed, else 0.
 """
 
 from __future__ import annotations
@@ -321,6 +321,7 @@ class ServerApp:
         if self.httpd is not None:
             self.httpd.join(HTTP_GRACE)
             self.report(self.httpd.summary())
+        self.report(self.auth.summary())
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         process = self.intake_process

@@ -23,6 +23,16 @@ neighbour guessing other accounts does not lock its users out. A browser that lo
 carries a trusted-browser cookie (`maltrail_device`, signed for one username): its attempts for
 that username are throttled by that cookie alone, so other people's failures never lock its
 user out.
+
+Proof of work (a correct password is never refused for long): the locks that strangers can set on
+someone else (the account's, the global budget's, and the account+address pair's on an address with
+a recent success, a shared NAT) are *shared* keys; the address's own keys and a trusted browser's
+are not. An attempt that only shared keys refuse may go through anyway with a proof of work on its
+challenge: `work` such that sha256(nonce + work) starts with `bits` zero bits, `bits` rising from
+WORK_MIN_BITS by one per failure above the locking key's free allowance, up to WORK_MAX_BITS (a
+browser solves the top level in a few seconds; a guesser pays it per guess). The 429 answer says
+how many bits (`Outcome.work`, the `X-Maltrail-Work` header); the challenge is spent by that one
+attempt, and its failure counts like any other.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -61,9 +72,12 @@ ADDRESS_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # any usern
 ACCOUNT_POLICY = Policy(free=10, leak=1 / 60, base=1.0, cap=900.0)   # one account from anywhere
 GLOBAL_POLICY = Policy(free=100, leak=1 / 10, base=1.0, cap=300.0)   # every account from anywhere
 DEVICE_POLICY = Policy(free=5, leak=1 / 300, base=1.0, cap=900.0)    # one trusted browser
+WORK_MIN_BITS = 16       # proof of work asked to pass a shared lock (see the module docstring) ...
+WORK_MAX_BITS = 22       # ... rising one bit per failure above the lock's allowance, to this
 PBKDF2_ITERATIONS = 200_000
 DEFAULT_PASSWORD_SHA256 = hashlib.sha256(b"changeme!").hexdigest()
 TOKEN_RE = re.compile(r"[0-9a-f]{56}")          # 8 expiry + 16 random + 32 MAC hex digits
+WORK_RE = re.compile(r"[0-9a-f]{1,16}")
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 PBKDF2_RE = re.compile(r"pbkdf2_sha256\$(\d{1,7})\$([0-9a-f]{16,128})\$([0-9a-f]{64})")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -253,10 +267,25 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
+class Key(NamedTuple):
+    table: Backoff
+    key: str
+    shared: bool                 # a lock strangers can set on others: a proof of work passes it
+
+
+def work_bits(nonce: str, work: str) -> int:
+    """Leading zero bits of sha256(nonce + work) (0 for a malformed `work`)."""
+    if not work or not WORK_RE.fullmatch(work):
+        return 0
+    digest = int.from_bytes(hashlib.sha256((nonce + work).encode("ascii", "replace")).digest(), "big")
+    return 256 - digest.bit_length()
+
+
 class Outcome(NamedTuple):
     result: str                  # 'ok' | 'failed' | 'throttled'
     session: Session | None
     retry: float = 0.0           # throttled: seconds until the lock that refused ends
+    work: int = 0                # throttled: the proof of work (bits) that would pass it, 0: none would
 
 
 class Auth:
@@ -280,12 +309,19 @@ class Auth:
         self.devices = Backoff(DEVICE_POLICY)
         self.known: OrderedDict[str, float] = OrderedDict()   # address key -> last successful login
         self.lock = threading.Lock()
-        self.counters = {"login_ok": 0, "login_failed": 0, "login_throttled": 0, "syslog_errors": 0}
+        self.counters = {"login_ok": 0, "login_failed": 0, "login_throttled": 0, "login_work": 0,
+                         "syslog_errors": 0}
         self.anonymous = Session("?", None, "", float("inf"), False)
 
     @property
     def enabled(self) -> bool:
         return bool(self.users)
+
+    def summary(self) -> str:
+        """The login counters for the exit line (`login_work`: logins let through a lock by a proof
+        of work)."""
+        with self.lock:
+            return "login: " + " ".join(f"{k}={v}" for k, v in self.counters.items())
 
     @property
     def default_password_in_use(self) -> bool:
@@ -377,16 +413,17 @@ class Auth:
 
     # -- login -----------------------------------------------------------------------------------
 
-    def _keys(self, username: str, address: str, device: str | None) -> list[tuple[Backoff, str]]:
-        """The throttling keys of an attempt (see the module docstring)."""
+    def _keys(self, username: str, address: str, device: str | None) -> list[Key]:
+        """The throttling keys of an attempt, each marked shared or not (see the module docstring)."""
         if device is not None:
-            return [(self.devices, device)]
+            return [Key(self.devices, device, False)]
         where = address_key(address)
-        keys = [(self.pairs, f"{username}\0{where}")]
-        if not self._known(where):
-            keys.append((self.addresses, where))
+        known = self._known(where)
+        keys = [Key(self.pairs, f"{username}\0{where}", known)]
+        if not known:
+            keys.append(Key(self.addresses, where, False))
         if username in self.users:
-            keys += [(self.accounts, username), (self.budget, "")]
+            keys += [Key(self.accounts, username, True), Key(self.budget, "", True)]
         return keys
 
     def _known(self, where: str) -> bool:
@@ -395,21 +432,36 @@ class Auth:
             last = self.known.get(where)
         return last is not None and time.monotonic() - last < KNOWN_ADDRESS_TTL
 
-    def _throttled(self, keys: list[tuple[Backoff, str]]) -> float:
-        """Seconds until every key's lock has ended (0: not throttled); a refused attempt counts
-        as one more failure of the keys that refused it."""
+    def _refusal(self, keys: list[Key], nonce: str, work: str) -> tuple[float, int]:
+        """(seconds until the locks that refuse this attempt end, the proof of work in bits that
+        would pass them); (0, 0) when nothing refuses it. A refused attempt counts as one more
+        failure of the keys that refused it; an attempt with enough work passes shared locks."""
         now = time.monotonic()
         with self.lock:
-            locked = [(table, key) for table, key in keys if table.locked_until(key) > now]
-            return max((table.failed(key, now) for table, key in locked), default=now) - now
+            locked = [k for k in keys if k.table.locked_until(k.key) > now]
+            if not locked:
+                return 0.0, 0
+            bits = 0
+            if all(k.shared for k in locked):
+                extra = max(k.table.level(k.key, now) - k.table.policy.free for k in locked)
+                bits = min(WORK_MAX_BITS, WORK_MIN_BITS + max(0, math.ceil(extra - 1e-9)))
+                if work_bits(nonce, work) >= bits and self._token_valid("challenge", nonce):
+                    return 0.0, 0
+            until = max(k.table.failed(k.key, now) for k in locked)
+            if bits:
+                extra = max(k.table.level(k.key, now) - k.table.policy.free for k in locked)
+                bits = min(WORK_MAX_BITS, WORK_MIN_BITS + max(0, math.ceil(extra - 1e-9)))
+            return until - now, bits
 
-    def _failed(self, keys: list[tuple[Backoff, str]]) -> None:
+    def _failed(self, keys: list[Key]) -> None:
         now = time.monotonic()
         with self.lock:
-            for table, key in keys:
-                table.failed(key, now)
+            for k in keys:
+                k.table.failed(k.key, now)
 
-    def _check(self, user: User, nonce: str, digest: str, password: str | None) -> bool:
+    def _check(self, user: User, nonce: str, digest: str, password: str | None, spent: bool = False) -> bool:
+        """The password (or challenge answer) is right; `spent`: the challenge was already used up by
+        this attempt's proof of work."""
         secret = user.secret
         if password is not None:
             if secret.startswith("pbkdf2_sha256$"):
@@ -421,25 +473,34 @@ class Auth:
             return hmac.compare_digest(hashlib.sha256(password.encode("utf-8", "replace")).hexdigest(), secret)
         if secret.startswith("pbkdf2_sha256$") or not SHA256_RE.fullmatch(digest):
             return False
-        if not self._use_challenge(nonce):
+        if not spent and not self._use_challenge(nonce):
             return False
         expected = hashlib.sha256((secret + nonce).encode("ascii")).hexdigest()
         return hmac.compare_digest(expected, digest.lower())
 
     def login(self, username: str, nonce: str, digest: str, password: str | None,
-              address: str, port: int, device: str | None = None) -> Outcome:
-        """Outcome('ok', session) | ('failed', None) | ('throttled', None, retry seconds). Never
-        sleeps. `device` is the trusted-browser cookie the request carried, if any."""
+              address: str, port: int, device: str | None = None, work: str = "") -> Outcome:
+        """Outcome('ok', session) | ('failed', None) | ('throttled', None, retry seconds, work bits).
+        Never sleeps. `device` is the trusted-browser cookie the request carried, if any; `work` a
+        proof of work on `nonce` (module docstring)."""
         keys = self._keys(username, address, device if self.trusted(device, username) else None)
-        retry = self._throttled(keys)
+        retry, bits = self._refusal(keys, nonce, work)
         if retry > 0:
             with self.lock:
                 self.counters["login_throttled"] += 1
-            return Outcome("throttled", None, retry)
+            return Outcome("throttled", None, retry, bits)
+        spent = False
+        if work:                          # a proof of work is good for one attempt: spend its challenge
+            spent = self._use_challenge(nonce)
+            if not spent:
+                password, digest = None, ""
+            else:
+                with self.lock:
+                    self.counters["login_work"] += 1
         user = self.users.get(username)
         ok = False
         if user is not None and (password is not None or (nonce and digest)):
-            ok = self._check(user, nonce, digest, password)
+            ok = self._check(user, nonce, digest, password, spent)
         if not ok:
             self._failed(keys)
             with self.lock:

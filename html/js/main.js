@@ -101,8 +101,11 @@ class App {
     err.textContent = '';
     $('#login-submit').disabled = true;
     try {
-      const r = await login($('#login-user').value, $('#login-pass').value);
+      const r = await login($('#login-user').value, $('#login-pass').value, () => {
+        err.textContent = 'This account is under attack: proving work before logging in…';
+      });
       if (!r.ok) { err.textContent = r.status === 429 ? r.message : 'Login failed'; return; }
+      err.textContent = '';
       $('#login-pass').value = '';
       $('#login').hidden = true;
       const who = await whoami();
