@@ -168,9 +168,11 @@ def test_hunt(server, admin):
     assert result["counts"] == {str(today - datetime.timedelta(days=1)): 1}
 
 
-def test_geo_without_table_counts_unmapped(server, admin):
+def test_geo_from_the_bundled_table_counts_unmapped(server, admin):
+    """No update has run: the bundled table maps 1.2.3.4 (APNIC, AU); DNS events and the
+    documentation address 203.0.113.9 stay unmapped."""
     result = json.loads(server.get("/geo", cookie=admin)[1])
-    assert result["counts"] == {} and result["mapped"] == 0 and result["unmapped"] == 4
+    assert result["counts"] == {"AU": 1} and result["mapped"] == 1 and result["unmapped"] == 3
     assert result["home"] is None
 
 

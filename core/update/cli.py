@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rebuild now, run the feeds even without USE_FEED_UPDATES, publish even a small set")
     parser.add_argument("--feed-base-url", help="fetch every feed from <URL>/<feed>/<quoted original URL> "
                         "(local mirrors, tests, benchmarks)")
-    parser.add_argument("--no-geo", action="store_true", help="do not refresh the geo tables")
+    parser.add_argument("--no-geo", action="store_true", help="do not refresh the country table")
     parser.add_argument("--list-feeds", action="store_true", help="print the feed modules and exit")
     args = parser.parse_args(argv)
     try:

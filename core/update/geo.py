@@ -1,15 +1,24 @@
 """Address -> country table built from the RIRs' delegated statistics (no online lookups).
 
-Where it sits: the trail update (core/update/) calls `update_geo(config, fetch)` which
-downloads the five RIRs' `delegated-<rir>-extended-latest` files, merges them into one sorted
-range table and writes it atomically beside the trails file (`ip2cc.csv.gz`). The server's /geo
-endpoint (core/server/queries.py) maps event addresses to countries with `GeoTable.lookup`.
+Where it sits: the trail update (core/update/) calls `update_geo(config, fetch)` which, when the
+table beside the trails file (`ip2cc.csv.gz`) is missing or older than MAX_AGE (30 days), downloads
+the five RIRs' `delegated-<rir>-extended-latest` files, merges them into one sorted range table
+and writes it atomically there. Until then the server reads the bundled copy, data/ip2cc.csv.gz
+(BUNDLED_TABLE, built by tools/build_geo_table.py with these same functions). The server's /geo
+and /check_ip (core/server/queries.py, addrinfo.py) map addresses to countries with `GeoTable.lookup`.
 
 Delegated-statistics format (public, one record a line, `|` separated):
     registry|cc|type|start|value|date|status[|opaque-id[|extensions]]
 `type` ipv4 (value = number of addresses), ipv6 (value = prefix length) or asn; header and
 `summary` lines are skipped; only `allocated`/`assigned` records with a two-letter cc are used.
-Table file: gzip text, one `<4|6>,<first int>,<last int>,<CC>` line per merged range, sorted.
+Table file: gzip text. First line `#ip2cc/2` then `key=value` notes (`built=` date, `<registry>=`
+records); then one `<4|6>,<gap>,<size>,<CC>` line per merged range, sorted, where gap (hex) is
+the distance from the end of the previous range of that version (the first range: from address
+0) and size (hex) the number of addresses. A file without that first line is not read.
+
+A new table replaces the current one only when every registry delivered records, no registry
+delivered fewer than TRAIL_RELOAD_MIN_RATIO of its count in the current table, and the merged
+ranges pass the same ratio against the current table (core/update/publish.py `size_refusal`).
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from core.addr import range_label
-from core.config import Config
+from core.config import ROOT_DIR, Config
+from core.update.publish import size_refusal
 
 RIR_URLS = {
     "arin": "https://ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest",
@@ -33,6 +44,7 @@ RIR_URLS = {
     "afrinic": "https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
 }
 TABLE_NAME = "ip2cc.csv.gz"
+BUNDLED_TABLE = os.path.join(ROOT_DIR, "data", TABLE_NAME)  # tools/build_geo_table.py
 Range = tuple[int, int, int, str]      # (version, first, last, cc)
 IP_IN_TRAIL = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
 
@@ -88,20 +100,100 @@ def merge(records: Iterable[Range]) -> list[Range]:
     return out
 
 
-def write_table(path: str, ranges: list[Range]) -> None:
+MAGIC = "#ip2cc/2"
+MAX_AGE = 30 * 86400  # the registries' files change slowly: refresh the table monthly
+
+
+def write_table(path: str, ranges: list[Range], notes: dict[str, str | int] | None = None) -> None:
+    """Write `ranges` (sorted, disjoint: `merge`'s output) atomically in the table format."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
+    header = " ".join([MAGIC, *(f"{key}={value}" for key, value in (notes or {}).items())])
+    previous = {4: -1, 6: -1}
     with gzip.open(tmp, "wt", encoding="ascii") as handle:
+        handle.write(header + "\n")
         for version, first, last, cc in ranges:
-            handle.write(f"{version},{first},{last},{cc}\n")
+            handle.write(f"{version},{first - previous[version] - 1:x},{last - first + 1:x},{cc}\n")
+            previous[version] = last
     os.replace(tmp, path)
 
 
+def read_notes(path: str) -> dict[str, str]:
+    """The `key=value` notes of a table file's first line. Raises OSError/ValueError/EOFError when
+    the file is unreadable or not a table."""
+    with gzip.open(path, "rt", encoding="ascii") as handle:
+        header = handle.readline().split()
+    if not header or header[0] != MAGIC:
+        raise ValueError(f"{path}: not a {MAGIC} table")
+    return dict(item.split("=", 1) for item in header[1:] if "=" in item)
+
+
+def iter_table(path: str) -> Iterator[Range]:
+    """The ranges of a table file, in order. Raises like `read_notes`, also part way through."""
+    previous = {4: -1, 6: -1}
+    countries: dict[str, str] = {}  # one string per country, not one per range
+    with gzip.open(path, "rt", encoding="ascii") as handle:
+        header = handle.readline()
+        if not header.startswith(MAGIC):
+            raise ValueError(f"{path}: not a {MAGIC} table")
+        for line in handle:
+            parts = line.rstrip("\n").split(",")
+            if len(parts) != 4 or parts[0] not in ("4", "6"):
+                continue
+            version = int(parts[0])
+            first = previous[version] + 1 + int(parts[1], 16)
+            last = first + int(parts[2], 16) - 1
+            if last < first:
+                raise ValueError(f"{path}: empty range")
+            yield version, first, last, countries.setdefault(parts[3], parts[3])
+            previous[version] = last
+
+
+def read_table(path: str) -> tuple[dict[str, str], list[Range]]:
+    """The notes and ranges of a table file. Raises like `read_notes`."""
+    return read_notes(path), list(iter_table(path))
+
+
+def table_age(path: str, now: float | None = None) -> float | None:
+    """Seconds since `path` was written, or None when there is no such file."""
+    try:
+        return (time.time() if now is None else now) - os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def current_table(config: Config) -> tuple[dict[str, str], list[Range]]:
+    """The table the server reads now: the updated one, else the bundled one (empty if neither)."""
+    for path in (geo_path(config), BUNDLED_TABLE):
+        try:
+            return read_table(path)
+        except (OSError, ValueError, EOFError):
+            continue
+    return {}, []
+
+
+@dataclass
+class GeoReport:
+    records: dict[str, int] = field(default_factory=dict)  # records per registry (0 = failed)
+    written: bool = False
+    reason: str = ""                                        # why nothing was written
+
+
 def update_geo(config: Config, fetch: Callable[[str], bytes | str],
-               log: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Rebuild the table from the RIRs. Returns records per RIR (0 = failed); keeps the old table
-    when every RIR failed. `fetch(url)` returns the body or raises."""
-    report: dict[str, int] = {}
+               log: Callable[[str], None] | None = None, *, force: bool = False) -> GeoReport:
+    """Rebuild the table from the RIRs when it is missing, unreadable or older than MAX_AGE (or
+    `force`). `fetch(url)` returns the body or raises. The current table is kept unless the new one
+    passes the rules of the module docstring."""
+    path = geo_path(config)
+    age = table_age(path)
+    if not force and age is not None and age < MAX_AGE:
+        try:
+            for _range in iter_table(path):  # whole: a truncated file is rebuilt now
+                pass
+            return GeoReport(reason=f"the table is {age / 86400:.0f} days old (refreshed every {MAX_AGE // 86400})")
+        except (OSError, ValueError, EOFError):
+            pass  # unreadable: rebuild it
+    report = GeoReport()
     records: list[Range] = []
     for rir, url in RIR_URLS.items():
         try:
@@ -112,60 +204,76 @@ def update_geo(config: Config, fetch: Callable[[str], bytes | str],
             rows = []
             if log:
                 log(f"geo: {rir}: {ex}")
-        report[rir] = len(rows)
+        report.records[rir] = len(rows)
         records.extend(rows)
-    if records:
-        write_table(geo_path(config), merge(records))
-    elif log:
-        log("geo: every RIR failed; keeping the previous table")
+    ranges = merge(records)
+    notes, current = current_table(config)
+    ratio = float(config.TRAIL_RELOAD_MIN_RATIO or 0)
+    failed = [rir for rir, count in report.records.items() if not count]
+    if failed:
+        report.reason = f"no records from {', '.join(failed)}"
+    for rir, count in report.records.items():
+        if report.reason:
+            break
+        why = size_refusal(count, int(notes.get(rir, "0") or 0), ratio)
+        report.reason = f"{rir}: {why}" if why else ""
+    if not report.reason:
+        why = size_refusal(len(ranges), len(current), ratio)
+        report.reason = f"merged ranges: {why}" if why else ""
+    if report.reason:
+        if log:
+            log(f"geo: keeping the current table: {report.reason}")
+        return report
+    write_table(path, ranges, {"built": time.strftime("%Y-%m-%d", time.gmtime()), **report.records})
+    report.written = True
     return report
 
 
 class GeoTable:
-    """Lazy, reloading view of the table file. Thread-safe lookups by bisection."""
+    """Lazy, reloading view of the table: `path` (the updated one) when readable, else `fallback`
+    (the bundled one). Thread-safe lookups by bisection."""
 
     RECHECK = 60.0
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, fallback: str | None = BUNDLED_TABLE) -> None:
+        self.paths = [path] if fallback is None else [path, fallback]
         self.lock = threading.Lock()
-        self.mtime = -1.0
+        self.stamp: tuple[str, float] | None = None
+        self.unreadable: set[tuple[str, float]] = set()  # not read again until rewritten
         self.checked = 0.0
         self.starts: dict[int, list[int]] = {4: [], 6: []}
         self.rows: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
 
     def _refresh(self) -> None:
         now = time.monotonic()
-        if now - self.checked < self.RECHECK and self.mtime >= 0:
+        if self.stamp is not None and now - self.checked < self.RECHECK:
             return
         self.checked = now
-        try:
-            mtime = os.stat(self.path).st_mtime
-        except OSError:
-            self.mtime = 0.0
-            self.starts, self.rows = {4: [], 6: []}, {4: [], 6: []}
+        for path in self.paths:
+            try:
+                stamp = (path, os.stat(path).st_mtime)
+                if stamp == self.stamp:
+                    return
+                if stamp in self.unreadable:
+                    continue
+                starts: dict[int, list[int]] = {4: [], 6: []}
+                rows: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
+                for version, first, last, cc in iter_table(path):
+                    starts[version].append(first)
+                    rows[version].append((last, cc))
+            except (ValueError, EOFError, gzip.BadGzipFile):
+                self.unreadable.add(stamp)
+                continue
+            except OSError:
+                continue
+            self.starts, self.rows, self.stamp = starts, rows, stamp
             return
-        if mtime == self.mtime:
-            return
-        starts: dict[int, list[int]] = {4: [], 6: []}
-        rows: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
-        try:
-            with gzip.open(self.path, "rt", encoding="ascii") as handle:
-                for line in handle:
-                    parts = line.rstrip("\n").split(",")
-                    if len(parts) != 4 or parts[0] not in ("4", "6"):
-                        continue
-                    version = int(parts[0])
-                    starts[version].append(int(parts[1]))
-                    rows[version].append((int(parts[2]), parts[3]))
-        except (OSError, ValueError, EOFError):
-            return
-        self.starts, self.rows, self.mtime = starts, rows, mtime
+        self.starts, self.rows, self.stamp = {4: [], 6: []}, {4: [], 6: []}, ("", 0.0)
 
     def version(self) -> float:
         with self.lock:
             self._refresh()
-            return self.mtime
+            return self.stamp[1] if self.stamp else 0.0
 
     def available(self) -> bool:
         with self.lock:

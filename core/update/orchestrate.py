@@ -299,7 +299,7 @@ def update(config: Config, *, force: bool = False, offline: bool = False, schedu
     result.seconds = round(time.monotonic() - started, 3)
     result.health_file = write_health(result.path, health_report(result))
     if geo and not offline:
-        _update_geo(config, ctx, say)
+        _update_geo(config, ctx, say, force)
     for line in summary(result):
         say(line)
     return result
@@ -350,9 +350,10 @@ def publish_refusal(config: Config, count: int, previous: int, force: bool, base
     return f"refusing to publish {source}: {why} (use --force to override)"
 
 
-def _update_geo(config: Config, ctx: FeedContext, say: Printer) -> None:
-    """Refresh the RIR country tables (core/update/geo.py) through the update's own fetcher, so the
-    proxy, timeouts and `--feed-base-url` apply to them as to the feeds (one fetch name per RIR)."""
+def _update_geo(config: Config, ctx: FeedContext, say: Printer, force: bool) -> None:
+    """Refresh the RIR country table (core/update/geo.py) through the update's own fetcher, so the
+    proxy, timeouts and `--feed-base-url` apply to it as to the feeds (one fetch name per RIR).
+    Only when it is older than geo.MAX_AGE, or with `--force`."""
     names = {url: f"geo-{rir}" for rir, url in geo_tables.RIR_URLS.items()}
 
     def fetch(url: str) -> str:
@@ -363,12 +364,14 @@ def _update_geo(config: Config, ctx: FeedContext, say: Printer) -> None:
             rir_ctx.close()
 
     try:
-        report = geo_tables.update_geo(config, fetch, log=say)
+        report = geo_tables.update_geo(config, fetch, log=say, force=force)
     except Exception as ex:  # isolation point: geo data is optional for the trail update
-        say(f"geo tables not refreshed: {type(ex).__name__}: {ex}")
+        say(f"geo table not refreshed: {type(ex).__name__}: {ex}")
         return
-    good = sum(1 for rows in report.values() if rows)
-    say(f"geo tables: {good} of {len(report)} registries refreshed")
+    if report.written:
+        say(f"geo table refreshed from {len(report.records)} registries ({sum(report.records.values()):,} records)")
+    else:
+        say(f"geo table kept: {report.reason}")
 
 
 def summary(result: UpdateResult) -> list[str]:
