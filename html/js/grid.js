@@ -102,7 +102,7 @@ export class Grid {
     const to = Math.min(this.count, Math.ceil((top + this.body.clientHeight) / rh) + 5);
     const seq = ++this.reqSeq;
     const reply = await this.fetchRows(from, to);
-    if (seq !== this.reqSeq) return;
+    if (seq !== this.reqSeq || !reply.rows) return;   // a newer window was asked for, or the worker failed
     this.rows.clear();
     reply.rows.forEach((r, i) => this.rows.set(reply.from + i, r));
     this.paint(from, to, rh);

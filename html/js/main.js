@@ -41,6 +41,7 @@ class App {
     this.timing = { loadStart: 0, firstRows: 0, done: 0, lastFilterMs: 0 };
     this.liveOn = false;
     this.newCount = 0;
+    this.loadGen = 0;            // one per load: an answer asked for under an older one is dropped
     this.notifyOn = this.store.prefs.notify === true;
   }
 
@@ -169,6 +170,7 @@ class App {
     const s = this.state;
     const date = s.from === s.to ? s.from : `${s.from}_${s.to}`;
     this.stopLive();
+    this.loadGen++;
     this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
     this.loadInfo = { done: false };
     document.body.dataset.ready = 'loading';
@@ -222,11 +224,13 @@ class App {
   async refresh(reset) {
     const s = this.state;
     const started = performance.now();
+    const gen = this.loadGen;
     this.busy = (this.busy || 0) + 1;
     document.body.dataset.busy = String(this.busy);
     const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden });
     this.busy--;
     document.body.dataset.busy = String(this.busy);
+    if (gen !== this.loadGen) return;   // the day changed while this view was computed: it is the old day's
     if (reply.error) { this.badQuery(reply.error); return; }
     this.searchError('');
     this.stats = reply.stats;
@@ -395,7 +399,9 @@ class App {
   // --- drawer, context menu --------------------------------------------------------------------------
 
   async openThreat(uid) {
+    const gen = this.loadGen;
     const reply = await this.ask({ op: 'detail', uid, limit: 500 });
+    if (gen !== this.loadGen) return;
     if (reply.op === 'error') { this.setStatus(`error: ${reply.error}`); return; }
     if (reply.missing) return;
     this.drawer.show(reply);

@@ -57,6 +57,7 @@ async function load(msg) {
   const loadId = ++state.loadId;
   const [from, to] = String(msg.date || '').split('_');
   state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
+  state.view = new Int32Array(0);   // indices into the old aggregate: never read against the new one
   state.parser = new LineParser();
   state.bytes = 0;
   state.date = msg.date;
@@ -221,7 +222,7 @@ const SORTS = {
 /** All threat indices in sort order; cached until the data or the sort changes (filters reuse it). */
 function sortedOrder(sort, dir) {
   const a = state.agg;
-  const key = `${sort}|${dir}|${a.events}|${a.threats.length}`;
+  const key = `${state.loadId}|${sort}|${dir}|${a.events}|${a.threats.length}`;
   if (state.orderKey === key) return state.order;
   const threats = a.threats;
   const cmp = SORTS[sort] || SORTS.sev;
