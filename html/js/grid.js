@@ -127,6 +127,7 @@ export class Grid {
     if (index === this.selected) row.classList.add('sel');
     const status = local.triage[r.uid];
     if (status === 'resolved' || status === 'false-positive') row.classList.add('triaged');
+    if (r.fresh) row.classList.add('fresh');
     const uid = el('span.uid', { text: r.uid });
     uid.style.background = `hsl(${hue(r.uid)} 65% 60%)`;
     const spark = el('canvas.spark');
@@ -142,7 +143,8 @@ export class Grid {
     row.append(
       el('span.cell', null, uid),
       this.multi(r.sensor, r.sensorN),
-      el('span.cell', null, el('span.cnt', { text: fmt(r.count) + '×' })),
+      el('span.cell', null, el('span.cnt', { text: fmt(r.matched ?? r.count) + '×',
+        title: r.matched != null ? `${fmt(r.matched)} of its ${fmt(r.count)} events have a trail the search names` : null })),
       el('span.cell.sev.sev' + r.sev, { text: SEV_NAMES[r.sev] }),
       el('span.cell', null, spark),
       this.ipCell(r.src, r.srcN),

@@ -10,7 +10,8 @@
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
-import { compileQuery, parseQuery } from './query.js';
+import { memberLists, narrowEvents } from './members.js';
+import { compileQuery, memberTest, parseQuery } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
@@ -21,6 +22,7 @@ const state = {
   bytes: 0,          // bytes of the current day file consumed (complete lines) for live resume
   loading: false,
   view: new Int32Array(0),
+  narrow: null,      // threat id -> {count, hist}: a view's events narrowed to the members a trail: term names
   viewTotal: 0,
   local: { tags: {}, notes: {}, triage: {}, hidden: {}, whitelist: [] },
   live: null,
@@ -58,6 +60,7 @@ async function load(msg) {
   const [from, to] = String(msg.date || '').split('_');
   state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
   state.view = new Int32Array(0);   // indices into the old aggregate: never read against the new one
+  state.narrow = null;
   state.parser = new LineParser();
   state.bytes = 0;
   state.date = msg.date;
@@ -237,9 +240,10 @@ function sortedOrder(sort, dir) {
 
 function computeView(msg) {
   const started = performance.now();
-  let pred;
+  let pred, ast;
   try {
-    pred = compileQuery(parseQuery(msg.query || ''), state.agg);
+    ast = parseQuery(msg.query || '');
+    pred = compileQuery(ast, state.agg);
   } catch (err) {
     return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
   }
@@ -264,6 +268,8 @@ function computeView(msg) {
     ids.push(i);
   }
   state.view = Int32Array.from(ids);
+  const members = memberTest(ast, state.agg);
+  state.narrow = members ? narrowEvents(state.agg, state.view, members) : null;
   const stats = summarize(state.view);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
@@ -283,18 +289,21 @@ function summarize(view) {
   const bins = state.agg.grid.bins;
   const total = new Array(bins).fill(0);
   let events = 0;
+  const narrow = state.narrow;
   for (let k = 0; k < view.length; k++) {
     const t = threats[view[k]];
-    events += t.count;
+    const part = narrow && narrow.get(t.id);     // a grouped threat: only its members' events the search names
+    const count = part ? part.count : t.count;
+    events += count;
     sev[t.sev]++;
-    sevEvents[t.sev] += t.count;
+    sevEvents[t.sev] += count;
     let hist = byType.get(t.type);
     if (!hist) { hist = new Array(bins).fill(0); byType.set(t.type, hist); }
-    const th = t.hist;
+    const th = part ? part.hist : t.hist;
     for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
     const src = first(t.src);
-    bySrc.set(src, (bySrc.get(src) || 0) + t.count);   // keyed by string id
-    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
+    bySrc.set(src, (bySrc.get(src) || 0) + count);   // keyed by string id
+    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + count);
   }
   const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
@@ -309,12 +318,13 @@ function summarize(view) {
 
 function rowOf(t) {
   const a = state.agg;
+  const part = state.narrow && state.narrow.get(t.id);
   return {
     id: t.id, uid: t.uid, kind: t.kind, sev: t.sev, count: t.count, type: t.type, trail: t.trail, info: t.info,
     ref: t.ref, cls: t.cls, first: t.first, last: t.last, hist: Array.from(t.hist), lan: t.lan,
     src: a.values(t, 'src', 5), srcN: t.src.size, dst: a.values(t, 'dst', 5), dstN: t.dst.size,
     dport: a.values(t, 'dport', 5), dportN: t.dport.size, proto: a.values(t, 'proto'), sensor: a.values(t, 'sensor', 3),
-    sensorN: t.sensor.size, over: t.over,
+    sensorN: t.sensor.size, over: t.over, members: t.members ? t.members.size : 1, matched: part ? part.count : null,
   };
 }
 
@@ -330,8 +340,8 @@ async function detail(msg) {
   const agg = state.agg;
   const t = agg.threats.find((x) => x.uid === msg.uid && x.alias < 0);
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
-  const events = t.summary ? agg.summaryEvents(t, await summaryRecords(t), msg.limit || 500)
-    : agg.eventsOf(t, msg.limit || 500);
+  const records = t.summary ? await summaryRecords(t) : null;
+  const events = records ? agg.summaryEvents(t, records, msg.limit || 500) : agg.eventsOf(t, msg.limit || 500);
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   let sameSrc = 0, sameTrail = 0;
@@ -341,7 +351,7 @@ async function detail(msg) {
     if (o.src.has(src0)) sameSrc++;
     if (o.trail === t.trail) sameTrail++;
   }
-  return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail };
+  return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail, members: memberLists(agg, t, records) };
 }
 
 self.onmessage = (ev) => {
