@@ -98,6 +98,7 @@ async function load(msg) {
     progress({ total, done: true, ms: performance.now() - started });
   } catch (err) {
     state.loading = false;
+    state.newMark = state.agg.threats.length;
     if (loadId === state.loadId) progress({ total, done: true, error: String(err.message || err) });
   }
 }
@@ -115,6 +116,7 @@ async function loadSummary(msg, loadId, started) {
     progress({ total: 0, done: true, ms: performance.now() - started, summary: true, truncated: !!body.truncated });
   } catch (err) {
     state.loading = false;
+    state.newMark = state.agg.threats.length;
     if (loadId === state.loadId) progress({ total: 0, done: true, error: String(err.message || err) });
   }
 }
@@ -149,8 +151,9 @@ function mergePending() {
     const t = state.agg.threats[i];
     if (t.alias < 0 && t.sev === 2) fresh.push({ uid: t.uid, trail: t.trail, info: t.info, src: text(t.src) || '' });
   }
-  post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length,
-    newThreats: state.agg.threats.length - state.newMark, high: fresh });
+  let newThreats = 0;     // threats since the load or the last `seen`, as the grid lists them (not merged ones)
+  for (let i = state.newMark; i < state.agg.threats.length; i++) if (state.agg.threats[i].alias < 0) newThreats++;
+  post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length, newThreats, high: fresh });
 }
 
 function startLive(msg) {
@@ -262,6 +265,7 @@ function computeView(msg) {
     if (t.alias >= 0) continue;
     if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
     if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) { whitelistedN++; continue; }
+    if (msg.onlyNew && t.id < state.newMark) continue;
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
@@ -324,7 +328,7 @@ function rowOf(t) {
     ref: t.ref, cls: t.cls, first: t.first, last: t.last, hist: Array.from(t.hist), lan: t.lan,
     src: a.values(t, 'src', 5), srcN: t.src.size, dst: a.values(t, 'dst', 5), dstN: t.dst.size,
     dport: a.values(t, 'dport', 5), dportN: t.dport.size, proto: a.values(t, 'proto'), sensor: a.values(t, 'sensor', 3),
-    sensorN: t.sensor.size, over: t.over, members: t.members ? t.members.size : 1, matched: part ? part.count : null,
+    sensorN: t.sensor.size, over: t.over, fresh: !state.loading && t.id >= state.newMark, members: t.members ? t.members.size : 1, matched: part ? part.count : null,
   };
 }
 
