@@ -147,6 +147,8 @@ def test_drawer_lists_every_member_and_filters_on_one(env):
     for name in (domains[0], domains[33], domains[180]):
         assert shown[name] == member_events(lines, src, name)
     assert sum(shown.values()) == page.evaluate("window.maltrail.stats.events")
+    # every other DGA source asked for some of these domains
+    assert f"{len(DGA_SOURCES) - 1} other threats sharing one of its trails" in page.inner_text("#drawer .kv")
     shot(page, "20-dga-members")
     target = domains[33]
     seq = int(page.evaluate("+document.body.dataset.viewSeq"))
@@ -197,7 +199,8 @@ def test_live_threats_are_marked_and_the_pill_shows_them(env):
     page.click("#new-pill")
     page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
     assert page.evaluate("window.maltrail.grid.count") == 2
-    page.wait_for_function("() => document.querySelectorAll('#grid-rows .row.fresh').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#grid-rows .row').length === 2"
+                           " && document.querySelectorAll('#grid-rows .row.fresh').length === 2")
     assert sorted(page.evaluate("() => [...document.querySelectorAll('#grid-rows .row')].map((r) => r.dataset.uid)")) \
         == sorted(page.evaluate("() => [...document.querySelectorAll('#grid-rows .row.fresh')].map((r) => r.dataset.uid)"))
     assert "only new" in page.inner_text("#new-pill")
@@ -207,7 +210,7 @@ def test_live_threats_are_marked_and_the_pill_shows_them(env):
     page.wait_for_function("(s) => +document.body.dataset.viewSeq > s && document.body.dataset.busy === '0'", arg=seq)
     assert page.evaluate("window.maltrail.grid.count") == total + 2
     assert page.is_hidden("#new-pill")
-    page.wait_for_function("() => document.querySelectorAll('#grid-rows .row').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#grid-rows .row').length > 2")    # repainted
     assert page.locator("#grid-rows .row.fresh").count() == 0
     # the alert beep, once switched on, sounds for the next new threat
     page.click("#beep")

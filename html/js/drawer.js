@@ -201,7 +201,8 @@ export class Drawer {
         el('span', { text: 'events' }), el('span', { text: fmt(t.count) }),
         el('span', { text: 'first seen' }), el('span', { text: stamp(t.first) }),
         el('span', { text: 'last seen' }), el('span', { text: stamp(t.last) }),
-        el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats on this trail` })),
+        el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats ${
+          t.members > 1 ? 'sharing one of its trails' : 'on this trail'}` })),
       el('h3', { text: 'Triage' }),
       el('div.triage', null, TRIAGE.map((st) => {
         const b = el('button', { text: st, dataset: { status: st }, onclick: () => { s.setTriage(t.uid, st); this.onChange(); this.show(reply); } });

@@ -53,6 +53,13 @@ export function narrowEvents(agg, view, test) {
   return result;
 }
 
+/** Whether threat o holds any trail id of the set `ids` (its label or a member). */
+export function sharesTrail(o, ids) {
+  if (o.members === null) return ids.has(o.trailId);
+  for (const id of o.members.keys()) if (ids.has(id)) return true;
+  return false;
+}
+
 /** Counts per text, a comma list counting once for each of its items. */
 function split(counts) {
   const out = new Map();

@@ -10,7 +10,7 @@
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
-import { memberLists, narrowEvents } from './members.js';
+import { memberLists, narrowEvents, sharesTrail } from './members.js';
 import { compileQuery, memberTest, parseQuery } from './query.js';
 import { exportView } from './export.js';
 
@@ -349,11 +349,12 @@ async function detail(msg) {
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   let sameSrc = 0, sameTrail = 0;
+  const trails = new Set(t.members ? t.members.keys() : [t.trailId]);
   const src0 = first(t.src);
   for (const o of agg.threats) {
     if (o === t || o.alias >= 0) continue;
     if (o.src.has(src0)) sameSrc++;
-    if (o.trail === t.trail) sameTrail++;
+    if (sharesTrail(o, trails)) sameTrail++;
   }
   return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail, members: memberLists(agg, t, records) };
 }
