@@ -81,6 +81,7 @@ export class Grid {
   /** New view: count rows; keep the scroll position unless `reset`. */
   setCount(count, reset) {
     this.count = count;
+    this.reqSeq++;                  // rows asked for under the previous view are not painted
     this.rows.clear();
     this.spacer.style.height = `${count * this.rowHeight()}px`;
     this.empty.hidden = count > 0;
