@@ -17,8 +17,9 @@
 
 import { classOf, isPrivate, murmur3, Severity } from './classify.js';
 import { wallSeconds } from './logparse.js';
+import { addMember, mergeMembers } from './members.js';
 
-export const SET_CAP = 100;            // distinct values kept per threat and field
+export const SET_CAP = 100;            // distinct values kept per threat and field (but destinations and ports)
 export const FLOOD_SOURCES = 50;
 export const EVENT_CAP = 5000000;      // events kept in columns (aggregation itself has no cap)
 const K = 67108864;
@@ -90,11 +91,14 @@ class Threat {
     this.over = 0;           // bit mask of sets that hit SET_CAP
     this.alias = -1;         // merged into another threat (flood) when >= 0
     this.lan = false;
+    this.members = null;     // trail id -> events, once the threat holds a second trail (members.js)
     this.summary = null;     // a server summary's entry (addSummary): its lines load on demand
   }
 }
 
 export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
+// A scan's targets and ports are its members: all kept, so a search finds every one of them.
+const FIELD_CAP = { src: SET_CAP, sport: SET_CAP, dst: Infinity, dport: Infinity, proto: SET_CAP, sensor: SET_CAP };
 
 export class Aggregator {
   /** `severity`: the Severity rule of classify.js (the server's pattern); without one, all medium. */
@@ -283,13 +287,13 @@ export class Aggregator {
     this.floods.set(normId, flood);
     for (const t of this.trailThreats.get(normId) || []) {
       t.alias = flood.id;
-      flood.count += t.count;
+      mergeMembers(flood, t);
       flood.first = Math.min(flood.first, t.first);
       flood.last = Math.max(flood.last, t.last);
       for (let h = 0; h < flood.hist.length; h++) flood.hist[h] += t.hist[h];
       for (const f of ['src', 'sport', 'dst', 'dport', 'proto', 'sensor']) {
         const set = flood[f];
-        for (const v of t[f]) { if (set.size >= SET_CAP) { flood.over |= FIELD_BITS[f]; break; } set.add(v); }
+        for (const v of t[f]) { if (set.size >= FIELD_CAP[f]) { flood.over |= FIELD_BITS[f]; break; } set.add(v); }
       }
       flood.over |= t.over;
       flood.lan = flood.lan || t.lan;
@@ -311,7 +315,7 @@ export class Aggregator {
       return;
     }
     const set = threat[field];
-    if (set.size >= SET_CAP) { if (!set.has(id)) threat.over |= FIELD_BITS[field]; return; }
+    if (set.size >= FIELD_CAP[field]) { if (!set.has(id)) threat.over |= FIELD_BITS[field]; return; }
     set.add(id);
   }
 
@@ -324,6 +328,7 @@ export class Aggregator {
     ids.dst = this.intern(rec.dst); ids.dport = this.port(rec.dport);
     const threat = this.threatFor(rec, ids);
     const t = rec.t;
+    if (threat.members !== null || ids.trail !== threat.trailId) addMember(threat, ids.trail, 1);
     threat.count++;
     if (threat.sev < 2 && (ids.info !== threat.infoId || ids.ref !== threat.refId)) {
       const sev = this.sevOf(ids);

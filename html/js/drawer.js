@@ -1,8 +1,9 @@
 // The detail drawer: one threat's summary, clickable value chips (add a filter), MITRE ATT&CK
 // hints, trail lookups (/reference: the trails/static citation; /check: the server's trail
 // store; /meta: when the server first saw the observable, across all days), triage status, tags,
-// notes (first, under the summary) and its event table (up to 500 rows, each with its own trail: a
-// grouped threat holds many).
+// notes (first, under the summary), every member of a grouped threat (its trails, targets and
+// ports, each with its events; members.js) and its event table (up to 500 rows, each with its own
+// trail: a grouped threat holds many).
 // Where it sits: main.js opens it with the worker's `detail` reply; edits go to the LocalStore.
 // Lookup values are server data: shown as text; a URL becomes a link only for http(s).
 
@@ -148,6 +149,20 @@ export class Drawer {
     ];
   }
 
+  /** Every member of one field (members.js `memberLists`): a chip per value with its events; a
+   *  click filters on it (shift: excludes it). */
+  memberChips(title, id, m, field) {
+    if (!m || !m.list.length) return null;
+    const shown = m.n > m.list.length ? ` (the ${fmt(m.list.length)} with most events)` : '';
+    return [
+      el('h3', { id: `${id}-title`, text: `${title} · ${fmt(m.n)}${shown}` }),
+      el('div.vals.members', { id }, m.list.map(([v, n]) => el('button', {
+        title: `${fmt(n)} events · filter ${field}:${v} (shift: exclude)`, dataset: { value: v, count: String(n) },
+        onclick: (ev) => this.addFilter(`${ev.shiftKey ? '-' : ''}${field}:${quoteValue(v)}`),
+      }, field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v, el('span.mcount', { text: fmt(n) })))),
+    ];
+  }
+
   show(reply) {
     const t = reply.threat;
     const again = this.uid === t.uid;   // re-drawn after a triage click: keep the reader's place
@@ -186,7 +201,8 @@ export class Drawer {
         el('span', { text: 'events' }), el('span', { text: fmt(t.count) }),
         el('span', { text: 'first seen' }), el('span', { text: stamp(t.first) }),
         el('span', { text: 'last seen' }), el('span', { text: stamp(t.last) }),
-        el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats on this trail` })),
+        el('span', { text: 'related' }), el('span', { text: `${fmt(reply.sameSrc)} other threats from this source · ${fmt(reply.sameTrail)} other threats ${
+          t.members > 1 ? 'sharing one of its trails' : 'on this trail'}` })),
       el('h3', { text: 'Triage' }),
       el('div.triage', null, TRIAGE.map((st) => {
         const b = el('button', { text: st, dataset: { status: st }, onclick: () => { s.setTriage(t.uid, st); this.onChange(); this.show(reply); } });
@@ -202,9 +218,10 @@ export class Drawer {
       techniques.length ? el('h3', { text: 'MITRE ATT&CK' }) : null,
       el('div.vals', null, techniques.map(([, id, name]) => el('a.mitre', {
         href: `https://attack.mitre.org/techniques/${id.replace('.', '/')}/`, target: '_blank', rel: 'noopener noreferrer', text: `${id} ${name}` }))),
+      reply.members.trail.n > 1 ? this.memberChips('Trails', 'd-members', reply.members.trail, 'trail') : null,
       this.chips('Sources', t.src, 'src', t.srcN, t.over & 1),
-      this.chips('Destinations', t.dst, 'dst', t.dstN, t.over & 4),
-      this.chips('Destination ports', t.dport, 'port', t.dportN, t.over & 8),
+      this.memberChips('Destinations', 'd-targets', reply.members.dst, 'dst'),
+      this.memberChips('Destination ports', 'd-ports', reply.members.dport, 'port'),
       this.chips('Source ports', t.sport.slice(0, 60), 'sport', t.sport.length, t.over & 2),
       this.chips('Protocols', t.proto, 'proto'),
       this.chips('Sensors', t.sensor, 'sensor'),

@@ -81,6 +81,7 @@ export class Grid {
   /** New view: count rows; keep the scroll position unless `reset`. */
   setCount(count, reset) {
     this.count = count;
+    this.reqSeq++;                  // rows asked for under the previous view are not painted
     this.rows.clear();
     this.spacer.style.height = `${count * this.rowHeight()}px`;
     this.empty.hidden = count > 0;
@@ -102,7 +103,7 @@ export class Grid {
     const to = Math.min(this.count, Math.ceil((top + this.body.clientHeight) / rh) + 5);
     const seq = ++this.reqSeq;
     const reply = await this.fetchRows(from, to);
-    if (seq !== this.reqSeq) return;
+    if (seq !== this.reqSeq || !reply.rows) return;   // a newer window was asked for, or the worker failed
     this.rows.clear();
     reply.rows.forEach((r, i) => this.rows.set(reply.from + i, r));
     this.paint(from, to, rh);
@@ -127,6 +128,7 @@ export class Grid {
     if (index === this.selected) row.classList.add('sel');
     const status = local.triage[r.uid];
     if (status === 'resolved' || status === 'false-positive') row.classList.add('triaged');
+    if (r.fresh) row.classList.add('fresh');
     const uid = el('span.uid', { text: r.uid });
     uid.style.background = `hsl(${hue(r.uid)} 65% 60%)`;
     const spark = el('canvas.spark');
@@ -142,7 +144,8 @@ export class Grid {
     row.append(
       el('span.cell', null, uid),
       this.multi(r.sensor, r.sensorN),
-      el('span.cell', null, el('span.cnt', { text: fmt(r.count) + '×' })),
+      el('span.cell', null, el('span.cnt', { text: fmt(r.matched ?? r.count) + '×',
+        title: r.matched != null ? `${fmt(r.matched)} of its ${fmt(r.count)} events have a trail the search names` : null })),
       el('span.cell.sev.sev' + r.sev, { text: SEV_NAMES[r.sev] }),
       el('span.cell', null, spark),
       this.ipCell(r.src, r.srcN),

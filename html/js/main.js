@@ -8,6 +8,7 @@
 
 import { $, clear, download, el, fmt } from './dom.js';
 import { eventStore, login, logout, whoami, geo as fetchGeo } from './api.js';
+import { Beeper } from './beep.js';
 import { Calendar, addDays, isoDay } from './calendar.js';
 import { drawChart, drawMini, hitTest, stepName } from './charts.js';
 import { Dialogs } from './dialogs.js';
@@ -41,6 +42,9 @@ class App {
     this.timing = { loadStart: 0, firstRows: 0, done: 0, lastFilterMs: 0 };
     this.liveOn = false;
     this.newCount = 0;
+    this.onlyNew = false;        // the "N new" pill shows only the threats that arrived while live
+    this.beeper = new Beeper();
+    this.loadGen = 0;            // one per load: an answer asked for under an older one is dropped
     this.notifyOn = this.store.prefs.notify === true;
   }
 
@@ -172,6 +176,8 @@ class App {
     const s = this.state;
     const date = s.from === s.to ? s.from : `${s.from}_${s.to}`;
     this.stopLive();
+    this.loadGen++;
+    this.onlyNew = false;
     this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
     this.loadInfo = { done: false };
     document.body.dataset.ready = 'loading';
@@ -225,11 +231,14 @@ class App {
   async refresh(reset) {
     const s = this.state;
     const started = performance.now();
+    const gen = this.loadGen;
     this.busy = (this.busy || 0) + 1;
     document.body.dataset.busy = String(this.busy);
-    const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden });
+    const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden,
+      onlyNew: this.onlyNew });
     this.busy--;
     document.body.dataset.busy = String(this.busy);
+    if (gen !== this.loadGen) return;   // the day changed while this view was computed: it is the old day's
     if (reply.error) { this.badQuery(reply.error); return; }
     this.searchError('');
     this.stats = reply.stats;
@@ -370,6 +379,7 @@ class App {
   }
 
   onLive(msg) {
+    if (msg.newThreats > this.newCount && this.store.prefs.beep === true) this.beeper.beep();
     this.newCount = msg.newThreats;
     this.renderNew();
     this.loadInfo = { ...this.loadInfo, events: msg.events };
@@ -382,8 +392,31 @@ class App {
 
   renderNew() {
     const pill = $('#new-pill');
-    pill.hidden = !this.newCount;
-    pill.textContent = `● ${fmt(this.newCount)} new`;
+    pill.hidden = !this.newCount && !this.onlyNew;
+    pill.textContent = this.onlyNew ? `● ${fmt(this.newCount)} new · only new ×` : `● ${fmt(this.newCount)} new`;
+    pill.title = this.onlyNew ? 'show every threat (the new ones are then seen)' : 'show only the new threats';
+    pill.classList.toggle('only', this.onlyNew);
+  }
+
+  /** The pill: first only the threats that arrived while live (marked in the grid), then every
+   *  threat again with those counted as seen (their mark goes). */
+  onNewPill() {
+    if (!this.onlyNew && this.newCount) {
+      this.onlyNew = true;
+    } else {
+      this.onlyNew = false;
+      this.newCount = 0;
+      this.worker.postMessage({ op: 'seen' });
+    }
+    this.renderNew();
+    this.refresh(true);
+  }
+
+  toggleBeep() {
+    const on = this.store.prefs.beep !== true;
+    this.store.setPref('beep', on);
+    if (on) this.beeper.arm();       // made in a click, so the browser lets it sound later
+    $('#beep').classList.toggle('on', on);
   }
 
   async toggleNotify() {
@@ -398,7 +431,9 @@ class App {
   // --- drawer, context menu --------------------------------------------------------------------------
 
   async openThreat(uid) {
+    const gen = this.loadGen;
     const reply = await this.ask({ op: 'detail', uid, limit: 500 });
+    if (gen !== this.loadGen) return;
     if (reply.op === 'error') { this.setStatus(`error: ${reply.error}`); return; }
     if (reply.missing) return;
     this.drawer.show(reply);
@@ -492,6 +527,7 @@ class App {
     document.documentElement.style.setProperty('--fs', `${Math.round(13 * scale)}px`);
     document.documentElement.style.setProperty('--rowh', `${Math.round(30 * scale)}px`);
     $('#notify').classList.toggle('on', p.notify === true);
+    $('#beep').classList.toggle('on', p.beep === true);
   }
 
   scale(delta) {
@@ -554,7 +590,8 @@ class App {
     });
     $('#live').addEventListener('click', () => this.toggleLive());
     $('#notify').addEventListener('click', () => this.toggleNotify());
-    $('#new-pill').addEventListener('click', () => { this.newCount = 0; this.renderNew(); this.worker.postMessage({ op: 'seen' }); });
+    $('#new-pill').addEventListener('click', () => this.onNewPill());
+    $('#beep').addEventListener('click', () => this.toggleBeep());
     $('#show-hidden').addEventListener('click', () => { this.state.hidden = !this.state.hidden; $('#show-hidden').classList.toggle('on', this.state.hidden); this.refresh(true); });
     $('#wl-btn').addEventListener('click', () => this.dialogs.whitelist());
     $('#views-btn').addEventListener('click', () => this.dialogs.views());

@@ -159,6 +159,11 @@ function anyOf(values, test) {
   return false;
 }
 
+/** Any of a threat's trails: its label, and every member of a grouped threat (members.js). */
+function anyTrail(t, test) {
+  return t.members ? anyOf(t.members.keys(), test) : test(t.trailId);
+}
+
 /** Memoised test over string ids: each distinct string is tested once per compiled query. */
 function memoIds(agg, test) {
   let memo = new Uint8Array(agg.strings.length + 1024);     // 0 unknown, 1 no, 2 yes
@@ -207,7 +212,7 @@ function termPredicate(term, agg) {
     case 'src': case 'dst': case 'proto': case 'sensor':
       return (t) => anyOf(t[field], anyId);
     case 'type': return (t) => anyId(t.typeId);
-    case 'trail': return (t) => anyId(t.trailId);
+    case 'trail': return (t) => anyTrail(t, anyId);
     case 'info': return (t) => anyId(t.infoId);
     case 'ref': return (t) => anyId(t.refId);
     case 'uid': return (t) => any(t.uid);
@@ -217,10 +222,21 @@ function termPredicate(term, agg) {
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
     default: // bare word: any visible text
-      return (t, local) => anyId(t.trailId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
+      return (t, local) => anyTrail(t, anyId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
         anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
         anyOf(local.tags[t.uid] || [], any) || any(SEV_NAMES[t.sev]);
   }
+}
+
+/** The test, over trail string ids, of the positive `trail:` terms joined by AND at the top of a
+ *  query (null when there are none): a view counts only the events whose own trail passes it. */
+export function memberTest(ast, agg) {
+  const terms = !ast ? [] : ast.op === 'and' ? ast.args : [ast];
+  const tests = terms.filter((a) => a.op === 'term' && a.field === 'trail' && !a.neg).map((a) => {
+    const ms = splitList(a.value, a.quoted).map((x) => textMatcher('trail', x));
+    return memoIds(agg, (s) => ms.some((m) => m(s)));
+  });
+  return tests.length ? (id) => tests.every((f) => f(id)) : null;
 }
 
 /** Compile an AST (or null) into predicate(threat, local); `agg` resolves the threat's id sets. */

@@ -10,7 +10,8 @@
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
-import { compileQuery, parseQuery } from './query.js';
+import { memberLists, narrowEvents, sharesTrail } from './members.js';
+import { compileQuery, memberTest, parseQuery } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
@@ -21,6 +22,7 @@ const state = {
   bytes: 0,          // bytes of the current day file consumed (complete lines) for live resume
   loading: false,
   view: new Int32Array(0),
+  narrow: null,      // threat id -> {count, hist}: a view's events narrowed to the members a trail: term names
   viewTotal: 0,
   local: { tags: {}, notes: {}, triage: {}, hidden: {}, whitelist: [] },
   live: null,
@@ -57,6 +59,8 @@ async function load(msg) {
   const loadId = ++state.loadId;
   const [from, to] = String(msg.date || '').split('_');
   state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
+  state.view = new Int32Array(0);   // indices into the old aggregate: never read against the new one
+  state.narrow = null;
   state.parser = new LineParser();
   state.bytes = 0;
   state.date = msg.date;
@@ -94,6 +98,7 @@ async function load(msg) {
     progress({ total, done: true, ms: performance.now() - started });
   } catch (err) {
     state.loading = false;
+    state.newMark = state.agg.threats.length;
     if (loadId === state.loadId) progress({ total, done: true, error: String(err.message || err) });
   }
 }
@@ -111,6 +116,7 @@ async function loadSummary(msg, loadId, started) {
     progress({ total: 0, done: true, ms: performance.now() - started, summary: true, truncated: !!body.truncated });
   } catch (err) {
     state.loading = false;
+    state.newMark = state.agg.threats.length;
     if (loadId === state.loadId) progress({ total: 0, done: true, error: String(err.message || err) });
   }
 }
@@ -145,8 +151,9 @@ function mergePending() {
     const t = state.agg.threats[i];
     if (t.alias < 0 && t.sev === 2) fresh.push({ uid: t.uid, trail: t.trail, info: t.info, src: text(t.src) || '' });
   }
-  post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length,
-    newThreats: state.agg.threats.length - state.newMark, high: fresh });
+  let newThreats = 0;     // threats since the load or the last `seen`, as the grid lists them (not merged ones)
+  for (let i = state.newMark; i < state.agg.threats.length; i++) if (state.agg.threats[i].alias < 0) newThreats++;
+  post({ op: 'live', events: state.agg.events, threats: state.agg.threats.length, newThreats, high: fresh });
 }
 
 function startLive(msg) {
@@ -221,7 +228,7 @@ const SORTS = {
 /** All threat indices in sort order; cached until the data or the sort changes (filters reuse it). */
 function sortedOrder(sort, dir) {
   const a = state.agg;
-  const key = `${sort}|${dir}|${a.events}|${a.threats.length}`;
+  const key = `${state.loadId}|${sort}|${dir}|${a.events}|${a.threats.length}`;
   if (state.orderKey === key) return state.order;
   const threats = a.threats;
   const cmp = SORTS[sort] || SORTS.sev;
@@ -236,9 +243,10 @@ function sortedOrder(sort, dir) {
 
 function computeView(msg) {
   const started = performance.now();
-  let pred;
+  let pred, ast;
   try {
-    pred = compileQuery(parseQuery(msg.query || ''), state.agg);
+    ast = parseQuery(msg.query || '');
+    pred = compileQuery(ast, state.agg);
   } catch (err) {
     return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
   }
@@ -257,12 +265,15 @@ function computeView(msg) {
     if (t.alias >= 0) continue;
     if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
     if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) { whitelistedN++; continue; }
+    if (msg.onlyNew && t.id < state.newMark) continue;
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
     ids.push(i);
   }
   state.view = Int32Array.from(ids);
+  const members = memberTest(ast, state.agg);
+  state.narrow = members ? narrowEvents(state.agg, state.view, members) : null;
   const stats = summarize(state.view);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
@@ -282,18 +293,21 @@ function summarize(view) {
   const bins = state.agg.grid.bins;
   const total = new Array(bins).fill(0);
   let events = 0;
+  const narrow = state.narrow;
   for (let k = 0; k < view.length; k++) {
     const t = threats[view[k]];
-    events += t.count;
+    const part = narrow && narrow.get(t.id);     // a grouped threat: only its members' events the search names
+    const count = part ? part.count : t.count;
+    events += count;
     sev[t.sev]++;
-    sevEvents[t.sev] += t.count;
+    sevEvents[t.sev] += count;
     let hist = byType.get(t.type);
     if (!hist) { hist = new Array(bins).fill(0); byType.set(t.type, hist); }
-    const th = t.hist;
+    const th = part ? part.hist : t.hist;
     for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
     const src = first(t.src);
-    bySrc.set(src, (bySrc.get(src) || 0) + t.count);   // keyed by string id
-    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
+    bySrc.set(src, (bySrc.get(src) || 0) + count);   // keyed by string id
+    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + count);
   }
   const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
@@ -308,12 +322,13 @@ function summarize(view) {
 
 function rowOf(t) {
   const a = state.agg;
+  const part = state.narrow && state.narrow.get(t.id);
   return {
     id: t.id, uid: t.uid, kind: t.kind, sev: t.sev, count: t.count, type: t.type, trail: t.trail, info: t.info,
     ref: t.ref, cls: t.cls, first: t.first, last: t.last, hist: Array.from(t.hist), lan: t.lan,
     src: a.values(t, 'src', 5), srcN: t.src.size, dst: a.values(t, 'dst', 5), dstN: t.dst.size,
     dport: a.values(t, 'dport', 5), dportN: t.dport.size, proto: a.values(t, 'proto'), sensor: a.values(t, 'sensor', 3),
-    sensorN: t.sensor.size, over: t.over,
+    sensorN: t.sensor.size, over: t.over, fresh: !state.loading && t.id >= state.newMark, members: t.members ? t.members.size : 1, matched: part ? part.count : null,
   };
 }
 
@@ -329,18 +344,19 @@ async function detail(msg) {
   const agg = state.agg;
   const t = agg.threats.find((x) => x.uid === msg.uid && x.alias < 0);
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
-  const events = t.summary ? agg.summaryEvents(t, await summaryRecords(t), msg.limit || 500)
-    : agg.eventsOf(t, msg.limit || 500);
+  const records = t.summary ? await summaryRecords(t) : null;
+  const events = records ? agg.summaryEvents(t, records, msg.limit || 500) : agg.eventsOf(t, msg.limit || 500);
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   let sameSrc = 0, sameTrail = 0;
+  const trails = new Set(t.members ? t.members.keys() : [t.trailId]);
   const src0 = first(t.src);
   for (const o of agg.threats) {
     if (o === t || o.alias >= 0) continue;
     if (o.src.has(src0)) sameSrc++;
-    if (o.trail === t.trail) sameTrail++;
+    if (sharesTrail(o, trails)) sameTrail++;
   }
-  return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail };
+  return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail, members: memberLists(agg, t, records) };
 }
 
 self.onmessage = (ev) => {

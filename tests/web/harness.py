@@ -25,12 +25,14 @@ PASSWORD = "s3cret-Pass"
 
 class Server(KitServer):
     """The suite's one server harness (tests/kit/server.py) serving the repository's html/ over
-    `log_dir`, with one admin account whose password is `password`; `url` is its address."""
+    `log_dir`, with one admin account whose password is `password`; `url` is its address. With
+    `udp` it also takes sensors' events on `udp_port` (live-mode tests)."""
 
-    def __init__(self, log_dir: str, password: str = PASSWORD, extra: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: str, password: str = PASSWORD, extra: dict[str, str] | None = None,
+                 udp: bool = False) -> None:
         lines = ["DISABLE_CHECK_SUDO true", *(f"{k} {v}" for k, v in (extra or {}).items())]
         super().__init__(tempfile.mkdtemp(prefix="mt-web-"), users=[f"admin:{sha(password)}:0:"],
-                         extra="\n".join(lines), udp=False, log_dir=log_dir, html_root=os.path.join(ROOT, "html"))
+                         extra="\n".join(lines), udp=udp, log_dir=log_dir, html_root=os.path.join(ROOT, "html"))
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def stop(self) -> str:
