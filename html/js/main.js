@@ -495,6 +495,7 @@ class App {
     const p = this.store.prefs;
     this.store.setPref('scale', Math.min(1.6, Math.max(0.7, (+p.scale || 1) + delta)));
     this.applyPrefs();
+    this.grid.resetColumns();
     this.grid.setCount(this.grid.count, false);
   }
 
