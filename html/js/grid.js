@@ -5,6 +5,7 @@
 
 import { el, clear, fmt, hue, age } from './dom.js';
 import { isPrivate, RISKY_PORTS, SERVICES, SEV_NAMES } from './classify.js';
+import { classIcon } from './addrinfo.js';
 
 // `grow`: the share of spare width a column takes. `gives`: when the content of every column does
 // not fit, columns give up width in this order (1, then 2), widest first, down to SHARED_MIN
@@ -211,7 +212,7 @@ export class Grid {
       this.ipCell(r.dst, r.dstN),
       portCell,
       el('span.cell', { text: r.proto.join(',') }),
-      el('span.cell', null, typ),
+      el('span.cell', null, classIcon(r.type, r.ref), typ),
       el('span.cell', { text: r.trail }),
       el('span.cell', { text: r.info }),
       el('span.cell.muted', { text: age(r.first, this.nowWall), title: new Date(r.first * 1000).toISOString().slice(0, 19).replace('T', ' ') }),
@@ -233,6 +234,7 @@ export class Grid {
     return el('span.cell', null,
       v && isPrivate(v) ? el('span.lan', { text: '⌂', title: 'LAN address' }) : null,
       alias ? `${alias} (${v})` : v,
+      this.addrinfo ? this.addrinfo.badge(v) : null,
       n > 1 ? el('span.muted', { text: ` +${n - 1}` }) : null);
   }
 

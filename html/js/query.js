@@ -7,9 +7,23 @@
 import { cidrMatcher, SEV_NAMES } from './classify.js';
 
 export const FIELDS = ['src', 'dst', 'port', 'sport', 'proto', 'type', 'trail', 'info', 'ref', 'tag', 'note',
-  'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events'];
+  'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events', 'country'];
 const NUMERIC = new Set(['port', 'sport', 'count', 'events']);
-const EXACT = new Set(['proto', 'type', 'class', 'sev', 'dir', 'status']);
+const EXACT = new Set(['proto', 'type', 'class', 'sev', 'dir', 'status', 'country']);
+const IP_IN_TRAIL = /(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])/;
+
+/** The address that places a threat on the world map and answers `country:`, by the server's
+ *  /geo rule for an event (core/update/geo.py event_country): an IPv4 address inside the trail;
+ *  none for DNS; the source for PATH and PORT; otherwise the destination ('' when none). */
+export function placedAddress(type, trail, src, dst) {
+  const inTrail = IP_IN_TRAIL.exec(String(trail || ''));
+  if (inTrail) return inTrail[1];
+  if (type === 'DNS') return '';
+  const a = type === 'PATH' || type === 'PORT' ? src : dst;
+  return a && a !== '-' ? a : '';
+}
+
+const firstOf = (set) => { for (const v of set) return v; return undefined; };
 
 export class QueryError extends Error {
   constructor(message, pos) { super(message); this.pos = pos; }
@@ -216,6 +230,12 @@ function termPredicate(term, agg) {
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
+    case 'country': // the page puts the countries it learnt from the server in local.countries
+      return (t, local) => {
+        const s = agg.strings;
+        const cc = local.countries && local.countries[placedAddress(t.type, t.trail, s[firstOf(t.src)], s[firstOf(t.dst)])];
+        return !!cc && any(cc);
+      };
     default: // bare word: any visible text
       return (t, local) => anyId(t.trailId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
         anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
