@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from core.update.geo import write_table
+from core.update.geo import event_country, write_table
 from tests.test_ripe import Upstream
 from tests.web import gen_day
 from tests.web.harness import browser_page, login, require_browser, search, shot
@@ -130,6 +130,21 @@ def test_flags_icons_and_local_fallback_without_ripe(console):
     page.keyboard.press("Escape")
     assert page.asked == []          # DISABLE_RIPE_LOOKUPS (the default): the client never asks
     assert not page.errors
+
+
+PLACES = [("IP", "2.2.2.2", "10.0.0.1", "5.5.5.5"), ("IPORT", "2.2.2.2:80", "10.0.0.1", "5.5.5.5"),
+          ("DNS", "evil.com", "10.0.0.1", "5.5.5.5"), ("PATH", "/shell.php", "8.8.8.8", "10.0.0.1"),
+          ("PORT", "4444", "8.8.8.8", "10.0.0.1"), ("URL", "evil.com/x", "10.0.0.1", "5.5.5.5"),
+          ("URL", "http://1.2.3.4/x", "10.0.0.1", "5.5.5.5"), ("URL", "evil.com/1.2.3.4.5", "10.0.0.1", "-"),
+          ("UA", "curl/7.1", "10.0.0.1", "-"), ("IP", "2001:db8::1", "10.0.0.1", "2001:db8::1"),
+          ("HTTP", "a1.2.3.4", "10.0.0.1", "6.6.6.6")]
+
+
+def test_placed_address_is_the_servers_rule(console):
+    """query.js placedAddress (map, country:) places a threat as core/update/geo.py places an event."""
+    got = console.evaluate("async (cases) => { const q = await import('/js/query.js');"
+                           " return cases.map((c) => q.placedAddress(...c)); }", PLACES)
+    assert got == [event_country(*c) or "" for c in PLACES]
 
 
 def test_world_map_outlines_shading_and_click(console):

@@ -29,15 +29,17 @@ function contentWidth(cell, range) {
 
 const sum = (a) => a.reduce((x, y) => x + y, 0);
 
-/** Column widths that fit `avail` px: each column its content (`want`); spare width goes to the
- *  growing columns; when short, the columns that give width are capped tier by tier (one cap
+/** Column widths that fit `avail` px: each column its content (`want`); spare width goes first to
+ *  every column a little, then to the growing columns; when short, the columns that give width are capped tier by tier (one cap
  *  per tier, so the widest give first, never below `min`), then every column shrinks in
  *  proportion. */
 export function fitWidths(want, avail, min) {
   const total = sum(want);
-  if (total <= avail) {
+  if (total <= avail) {   // breathing room for every column first (at most 10 px), the rest to the growing ones
+    const pad = Math.min(10, (avail - total) / (2 * want.length));
+    const spare = avail - total - pad * want.length;
     const weight = sum(COLUMNS.map((c) => c.grow || 0));
-    return want.map((w, i) => w + ((avail - total) * (COLUMNS[i].grow || 0)) / weight);
+    return want.map((w, i) => w + pad + (spare * (COLUMNS[i].grow || 0)) / weight);
   }
   let widths = want.slice();
   for (const tier of [1, 2]) {

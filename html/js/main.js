@@ -433,11 +433,10 @@ class App {
   /** `country:` needs the country of every threat's placed address: ask the server for them all
    *  (once per load and whenever the day grew). */
   async ensureCountries() {
-    const all = await this.ask({ op: 'view', query: '', sev: '', sort: this.state.sort, dir: this.state.dir, showHidden: true });
-    if (all.error || all.stats.allThreats === this.countriesThreats) return;
-    const reply = await this.ask({ op: 'rows', from: 0, to: all.count });
-    await countryCounts(reply.rows, this.addrinfo);
-    this.countriesThreats = all.stats.allThreats;
+    if (this.countriesThreats === this.loadInfo.threats) return;
+    const reply = await this.ask({ op: 'places', all: true });
+    await countryCounts(reply.places, this.addrinfo);
+    this.countriesThreats = this.loadInfo.threats;
     this.syncCountries();
   }
 
@@ -499,15 +498,18 @@ class App {
     this.setStatus(`exported ${fmt(reply.count)} rows as ${name}`);
   }
 
+  /** /geo without its day scan: whether the server has a country table, and HOME (null on failure). */
+  geoState() { return fetchGeo(this.state.to, false).catch(() => null); }
+
   /** The world map of the current view (its threats placed by country); redrawn after each view. */
   async showWorld() {
     $('#world-panel').hidden = false;
     if (this.worldBusy) { this.worldAgain = true; return; }
     this.worldBusy = true;
     try {
-      const [countries, g, reply] = await Promise.all([loadWorld(), fetchGeo(this.state.to).catch(() => null),
-        this.ask({ op: 'rows', from: 0, to: this.grid.count })]);
-      const placed = await countryCounts(reply.rows, this.addrinfo);
+      const [countries, g, reply] = await Promise.all([loadWorld(), this.geoState(),
+        this.ask({ op: 'places' })]);
+      const placed = await countryCounts(reply.places, this.addrinfo);
       this.syncCountries();
       const table = g ? g.table !== false : true;
       this.worldView = { ...placed, table, home: g && g.home, failed: this.addrinfo.failed };

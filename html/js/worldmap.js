@@ -2,13 +2,12 @@
 // domain, built once by tools/build_worldmap.py) shaded by the events of the current view per
 // country, a ranked list beside them, and arcs to HOME when the server sets one. Countries too
 // small for the 110m outlines are dots at their centre. A threat is placed by query.js
-// `placedAddress` (the server's /geo rule) and the server's country table (AddressInfo), so the
-// map follows the active search, and clicking a country adds `country:XX`, which selects the
+// `placedAddress` (the server's /geo rule; the worker's `places` sums the view's events per
+// address) and the server's country table (AddressInfo), so the map follows the active search, and clicking a country adds `country:XX`, which selects the
 // same threats. Without a country table on the server the map says so and how to get one.
 // Where it sits: main.js loads the outlines, counts the view's rows and draws; hitWorld answers clicks.
 
 import { fmt } from './dom.js';
-import { placedAddress } from './query.js';
 
 const TOP = 84, BOTTOM = -58;   // latitudes shown (Antarctica left out)
 // Centres [lon, lat] of countries with events but no 110m outline (public geographic facts).
@@ -40,18 +39,18 @@ export function loadWorld() {
   return outlines;
 }
 
-/** Events per country of a view's rows: each threat's events go to the country of its placed
- *  address, asked of the server in batches (AddressInfo). -> {counts, mapped, unmapped}. */
-export async function countryCounts(rows, addrinfo) {
-  const placed = rows.map((r) => placedAddress(r.type, r.trail, r.src[0], r.dst[0]));
-  await addrinfo.lookup(placed.filter(Boolean));
+/** Events per country from the worker's `places` ([[address, events], ...], '' for threats with no
+ *  placed address), the countries asked of the server in batches (AddressInfo).
+ *  -> {counts, mapped, unmapped}. */
+export async function countryCounts(places, addrinfo) {
+  await addrinfo.lookup(places.map(([a]) => a).filter(Boolean));
   const counts = {};
   let mapped = 0, unmapped = 0;
-  rows.forEach((r, i) => {
-    const info = placed[i] ? addrinfo.get(placed[i]) : null;
+  for (const [a, n] of places) {
+    const info = a ? addrinfo.get(a) : null;
     const cc = info && info.country;
-    if (cc) { counts[cc] = (counts[cc] || 0) + r.count; mapped += r.count; } else unmapped += r.count;
-  });
+    if (cc) { counts[cc] = (counts[cc] || 0) + n; mapped += n; } else unmapped += n;
+  }
   return { counts, mapped, unmapped };
 }
 
