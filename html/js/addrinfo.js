@@ -21,11 +21,9 @@ export function flagText(cc) {
   return String.fromCodePoint(...[...code].map((c) => 0x1f1e6 + c.charCodeAt(0) - 65));
 }
 
-let flagGlyphs = null;
-/** Whether this browser draws flag emoji (a colour glyph), tested once on a canvas. */
+/** Whether this browser draws flag emoji (a colour glyph), tested on a canvas. */
 export function flagsRender() {
-  if (flagGlyphs !== null) return flagGlyphs;
-  flagGlyphs = false;
+  let flagGlyphs = false;
   try {
     const c = document.createElement('canvas');
     c.width = c.height = 24;
@@ -40,11 +38,11 @@ export function flagsRender() {
   return flagGlyphs;
 }
 
-/** A flag for a country code: the emoji, or the code in a small box where flags do not render. */
-export function flagNode(cc) {
+/** A flag for a country code: the emoji where `glyphs` (flagsRender), else the code in a small box. */
+export function flagNode(cc, glyphs) {
   const code = String(cc || '').toUpperCase();
   if (!flagText(code)) return null;
-  return flagsRender() ? el('span.flag', { text: flagText(code), title: code, dataset: { cc: code } })
+  return glyphs ? el('span.flag', { text: flagText(code), title: code, dataset: { cc: code } })
     : el('span.flag.cc', { text: code, title: code, dataset: { cc: code } });
 }
 
@@ -104,6 +102,7 @@ export class AddressInfo {
     this.asking = 0;
     this.badges = new Set();
     this.failed = '';
+    this.flagGlyphs = null;      // flagsRender(), tested on the first flag
   }
 
   get(address) { return this.info.get(address); }
@@ -175,7 +174,10 @@ export class AddressInfo {
     const info = this.info.get(a);
     const asn = this.asn(a);
     const parts = [];
-    if (info && info.country) parts.push(flagNode(info.country));
+    if (info && info.country) {
+      if (this.flagGlyphs === null) this.flagGlyphs = flagsRender();
+      parts.push(flagNode(info.country, this.flagGlyphs));
+    }
     if (asn) parts.push(el('span.asn', { text: `AS${asn.asn}`, title: asn.holder || '' }));
     else if (info && info.ipcat) parts.push(el('span.asn.local', { text: info.ipcat, title: 'datacenter range (server lists)' }));
     if (info && info.worst_asns) parts.push(el('span.worst', { text: '⚑', title: 'in a worst-ASN range (server lists)' }));

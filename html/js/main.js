@@ -507,7 +507,8 @@ class App {
     if (this.worldBusy) { this.worldAgain = true; return; }
     this.worldBusy = true;
     try {
-      const [countries, g, reply] = await Promise.all([loadWorld(), this.geoState(),
+      if (!this.outlines) this.outlines = loadWorld().catch((err) => { this.outlines = null; throw err; });
+      const [countries, g, reply] = await Promise.all([this.outlines, this.geoState(),
         this.ask({ op: 'places' })]);
       const placed = await countryCounts(reply.places, this.addrinfo);
       this.syncCountries();

@@ -21,22 +21,17 @@ const SMALL = {
   CV: [-23.6, 15.1], ST: [6.6, 0.2], KM: [43.3, -11.7], RE: [55.5, -21.1], GU: [144.8, 13.4], AS: [-170.7, -14.3],
 };
 
-let outlines = null;
-
-/** The bundled outlines, fetched once: [{cc, name, c: [lon, lat], rings: [[lon, lat, ...], ...]}]. */
-export function loadWorld() {
-  if (!outlines) {
-    outlines = fetch('data/world.json', { credentials: 'same-origin' })
-      .then((r) => { if (!r.ok) throw new Error(`data/world.json: HTTP ${r.status}`); return r.json(); })
-      .then((data) => data.countries.map((c) => ({ cc: c.cc, name: c.name, c: c.c, rings: c.p.map((ring) => {
-        const out = new Float32Array(ring.length);
-        let x = 0, y = 0;
-        for (let i = 0; i < ring.length; i += 2) { x += ring[i]; y += ring[i + 1]; out[i] = x * data.scale; out[i + 1] = y * data.scale; }
-        return out;
-      }) })))
-      .catch((err) => { outlines = null; throw err; });
-  }
-  return outlines;
+/** The bundled outlines: [{cc, name, c: [lon, lat], rings: [[lon, lat, ...], ...]}] (main.js keeps them). */
+export async function loadWorld() {
+  const r = await fetch('data/world.json', { credentials: 'same-origin' });
+  if (!r.ok) throw new Error(`data/world.json: HTTP ${r.status}`);
+  const data = await r.json();
+  return data.countries.map((c) => ({ cc: c.cc, name: c.name, c: c.c, rings: c.p.map((ring) => {
+    const out = new Float32Array(ring.length);
+    let x = 0, y = 0;
+    for (let i = 0; i < ring.length; i += 2) { x += ring[i]; y += ring[i + 1]; out[i] = x * data.scale; out[i + 1] = y * data.scale; }
+    return out;
+  }) }));
 }
 
 /** Events per country from the worker's `places` ([[address, events], ...], '' for threats with no
@@ -73,7 +68,8 @@ export function drawWorld(canvas, countries, view) {
   const counts = view.counts || {};
   const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
   const max = entries.length ? entries[0][1] : 1;
-  const hits = { shapes: [], dots: [], list: [] };
+  // probe: a context with the identity transform, for hit tests in CSS px
+  const hits = { shapes: [], dots: [], list: [], probe: document.createElement('canvas').getContext('2d') };
   const drawn = new Set();
   ctx.lineWidth = 0.6;
   ctx.strokeStyle = v('--line');
@@ -144,13 +140,6 @@ export function hitWorld(hits, x, y) {
   if (!hits) return '';
   for (const h of hits.list) if (x >= h.x && x <= h.x + h.w && y >= h.y && y <= h.y + h.h) return h.cc;
   for (const d of hits.dots) if (Math.hypot(x - d.x, y - d.y) <= d.r) return d.cc;
-  const ctx = hitContext();
-  for (const s of hits.shapes) if (s.cc && ctx.isPointInPath(s.path, x, y)) return s.cc;
+  for (const s of hits.shapes) if (s.cc && hits.probe.isPointInPath(s.path, x, y)) return s.cc;
   return '';
-}
-
-let probe = null;
-function hitContext() {
-  if (!probe) probe = document.createElement('canvas').getContext('2d');   // identity transform
-  return probe;
 }
