@@ -23,7 +23,18 @@ export function placedAddress(type, trail, src, dst) {
   return a && a !== '-' ? a : '';
 }
 
-const firstOf = (set) => { for (const v of set) return v; return undefined; };
+const firstOf = (set) => { for (const v of set) return v; return 0; };
+
+/** placedAddress of a threat of the aggregate (its first source and destination); `inTrail`, when
+ *  given, caches the trail's address per trail id (Map). */
+export function threatPlace(t, strings, inTrail) {
+  if (inTrail) {
+    let ip = inTrail.get(t.trailId);
+    if (ip === undefined) { ip = (IP_IN_TRAIL.exec(String(t.trail || '')) || ['', ''])[1]; inTrail.set(t.trailId, ip); }
+    if (ip) return ip;
+  }
+  return placedAddress(t.type, t.trail, strings[firstOf(t.src)], strings[firstOf(t.dst)]);
+}
 
 export class QueryError extends Error {
   constructor(message, pos) { super(message); this.pos = pos; }
@@ -230,12 +241,13 @@ function termPredicate(term, agg) {
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
-    case 'country': // the page puts the countries it learnt from the server in local.countries
+    case 'country': { // the page puts the countries it learnt from the server in local.countries
+      const inTrail = new Map();
       return (t, local) => {
-        const s = agg.strings;
-        const cc = local.countries && local.countries[placedAddress(t.type, t.trail, s[firstOf(t.src)], s[firstOf(t.dst)])];
+        const cc = local.countries && local.countries[threatPlace(t, agg.strings, inTrail)];
         return !!cc && any(cc);
       };
+    }
     default: // bare word: any visible text
       return (t, local) => anyId(t.trailId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
         anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||

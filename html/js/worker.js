@@ -10,7 +10,7 @@
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
-import { compileQuery, parseQuery, placedAddress } from './query.js';
+import { compileQuery, parseQuery, threatPlace } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
@@ -346,11 +346,8 @@ async function detail(msg) {
 /** Events per placed address (query.js placedAddress; '' for none) of the current view's threats,
  *  or with `all` of every threat: the world map and `country:` ask the server for their countries. */
 function places(msg) {
-  const a = state.agg, s = a.strings, out = new Map();
-  const add = (t) => {
-    const p = placedAddress(t.type, t.trail, s[first(t.src)], s[first(t.dst)]);
-    out.set(p, (out.get(p) || 0) + t.count);
-  };
+  const a = state.agg, out = new Map(), inTrail = new Map();
+  const add = (t) => { const p = threatPlace(t, a.strings, inTrail); out.set(p, (out.get(p) || 0) + t.count); };
   if (msg.all) { for (const t of a.threats) if (t.alias < 0) add(t); } else for (const i of state.view) add(a.threats[i]);
   return { op: 'places', reqId: msg.reqId, places: [...out] };
 }
