@@ -8,8 +8,9 @@ import { isPrivate, RISKY_PORTS, SERVICES, SEV_NAMES } from './classify.js';
 import { classIcon } from './addrinfo.js';
 
 // `grow`: the share of spare width a column takes. `gives`: when the content of every column does
-// not fit, columns give up width in this order (1, then 2), widest first, down to SHARED_MIN
-// characters; the others keep their content's width unless even that does not fit.
+// not fit, the long-text columns (1) give up width first, widest first, down to GIVE_FIRST
+// characters; then all the columns that give (1 and 2) share what is left, widest first, down to
+// SHARED_MIN characters; the others keep their content's width unless even that does not fit.
 export const COLUMNS = [
   { key: 'uid', label: 'Threat' }, { key: 'sensor', label: 'Sensor', gives: 2 }, { key: 'count', label: 'Events' },
   { key: 'sev', label: 'Severity' }, { key: null, label: 'Sparkline' }, { key: 'src', label: 'Source', gives: 2 },
@@ -18,6 +19,7 @@ export const COLUMNS = [
   { key: 'info', label: 'Info', gives: 1, grow: 2 }, { key: 'first', label: 'First seen' },
   { key: null, label: 'Tags', gives: 2, grow: 1 },
 ];
+const GIVE_FIRST = 10;  // characters
 const SHARED_MIN = 5;   // characters
 
 /** Width in px of a cell's content laid out on one line (badges and padding included), however
@@ -30,10 +32,10 @@ function contentWidth(cell, range) {
 const sum = (a) => a.reduce((x, y) => x + y, 0);
 
 /** Column widths that fit `avail` px: each column its content (`want`); spare width goes first to
- *  every column a little, then to the growing columns; when short, the columns that give width are capped tier by tier (one cap
- *  per tier, so the widest give first, never below `min`), then every column shrinks in
- *  proportion. */
-export function fitWidths(want, avail, min) {
+ *  every column a little, then to the growing columns; when short, the columns that give width
+ *  are capped stage by stage (one cap per stage, so the widest give first; `ch` px a character),
+ *  then every column shrinks in proportion. */
+export function fitWidths(want, avail, ch) {
   const total = sum(want);
   if (total <= avail) {   // breathing room for every column first (at most 10 px), the rest to the growing ones
     const pad = Math.min(10, (avail - total) / (2 * want.length));
@@ -42,8 +44,8 @@ export function fitWidths(want, avail, min) {
     return want.map((w, i) => w + pad + (spare * (COLUMNS[i].grow || 0)) / weight);
   }
   let widths = want.slice();
-  for (const tier of [1, 2]) {
-    const inTier = (i) => COLUMNS[i].gives === tier;
+  for (const [tiers, min] of [[[1], GIVE_FIRST * ch], [[1, 2], SHARED_MIN * ch]]) {
+    const inTier = (i) => tiers.includes(COLUMNS[i].gives);
     const capped = (cap) => widths.map((w, i) => (inTier(i) ? Math.min(w, Math.max(cap, min)) : w));
     if (sum(capped(0)) > avail) { widths = capped(0); continue; }
     let lo = 0, hi = Math.max(...widths);
@@ -178,7 +180,7 @@ export class Grid {
     this.head.style.paddingRight = `${side + scrollbar}px`;
     const avail = this.body.clientWidth - 2 * side - parseFloat(style.columnGap) * (COLUMNS.length - 1) - 1;
     const ch = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--fs')) * 0.6 || 8;
-    const widths = fitWidths(want, avail, SHARED_MIN * ch);
+    const widths = fitWidths(want, avail, ch);
     const cols = widths.map((w) => `${Math.max(0, Math.floor(w))}px`).join(' ');
     if (cols !== this.cols) { this.cols = cols; this.head.parentElement.style.setProperty('--cols', cols); }
   }
