@@ -67,3 +67,21 @@ def test_check_ip(server):
     for bad in ("", "1.2.3", "x" * 100, "%00", "%3Cscript%3E", "1.2.3.4/24", "999.1.1.1"):
         assert ask(srv, cookie, bad)[0] == 400, bad
     assert srv.get("/check_ip?address=3.5.6.7")[0] == 401
+
+
+def test_check_ip_batch(server):
+    srv, _report = server
+    cookie = srv.login()
+    many = ["3.5.6.7", "61.42.9.9", "10.0.0.1", "not-an-address", "[2001:db8::1]"]
+    status, _h, data = srv.request("POST", "/check_ip", "addresses=" + ",".join(many), cookie=cookie)
+    assert status == 200
+    assert json.loads(data) == {
+        "3.5.6.7": {"ipcat": "Amazon AWS", "worst_asns": False, "country": "US"},
+        "61.42.9.9": {"ipcat": None, "worst_asns": True, "country": None},
+        "10.0.0.1": {"ipcat": None, "worst_asns": False, "country": None},
+        "not-an-address": None,
+        "[2001:db8::1]": {"ipcat": None, "worst_asns": False, "country": None},
+    }
+    status, _h, _data = srv.request("POST", "/check_ip", "addresses=" + ",".join(["3.5.6.7"] * 5001), cookie=cookie)
+    assert status == 400
+    assert srv.request("POST", "/check_ip", "addresses=3.5.6.7")[0] == 401

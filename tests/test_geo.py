@@ -234,6 +234,9 @@ def test_geo_endpoint_counts_by_country(tmp_path):
         srv.write_events([event_line(now, trail="8.8.8.9", dst="8.8.8.9")])
         result = json.loads(srv.get("/geo")[1])
         assert result["counts"]["US"] == 2 and result["mapped"] == 4
+        # counts=0: no day scan, only whether there is a table (the web client counts its own view)
+        assert json.loads(srv.get("/geo?counts=0")[1]) == {"counts": {}, "mapped": 0, "unmapped": 0, "home": None,
+                                                            "table": True}
 
 
 def test_an_unreadable_updated_table_falls_back_to_the_bundled_one(tmp_path):

@@ -9,6 +9,10 @@ The two range lists are the bundled seeds (data/ipcat_seed.csv, data/worst_asns_
 the lists the update fetches (core/update/datasets.py, `lists/ipcat.txt`, `lists/worst_asns.txt`
 beside the trails file); they are reloaded when those files change. A malformed address is 400;
 a private or reserved one answers nulls (it is in no public list).
+
+`addresses=A,B,...` (at most MAX_BATCH; the web client POSTs it) answers many at once, for the web
+client's flags and world map: `{A: {ipcat, worst_asns, country}, ...}`, a malformed address
+answered null instead of refusing the batch.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from core.update.geo import GeoTable, merge
 from core.update.publish import list_path
 
 DATA_DIR = os.path.join(ROOT_DIR, "data")
+MAX_BATCH = 5000
 
 
 class RangeList:
@@ -99,14 +104,25 @@ class AddressInfo:
                                parse_cidr_label)
         self.geo = geo
 
+    def describe(self, text: str) -> dict[str, object] | None:
+        """What the local data says of one address; None when it is not an address."""
+        try:
+            address = ipaddress.ip_address(text.strip().strip("[]"))
+        except ValueError:
+            return None
+        if not address.is_global:
+            return {"ipcat": None, "worst_asns": False, "country": None}
+        return {"ipcat": self.ipcat.lookup(address), "worst_asns": self.worst.lookup(address) is not None,
+                "country": self.geo.lookup(str(address))}
+
     def check_ip(self, request: Request, session: Session | None) -> Response:
         assert session is not None
-        text = request.params.get("address", "").strip()[:64]
-        try:
-            address = ipaddress.ip_address(text.strip("[]"))
-        except ValueError:
-            raise HttpError(400, "address must be an IPv4 or IPv6 address") from None
-        if not address.is_global:
-            return json_response({"ipcat": None, "worst_asns": False, "country": None})
-        return json_response({"ipcat": self.ipcat.lookup(address), "worst_asns": self.worst.lookup(address) is not None,
-                              "country": self.geo.lookup(str(address))})
+        if "addresses" in request.params:
+            wanted = [a.strip()[:64] for a in request.params["addresses"].split(",") if a.strip()]
+            if len(wanted) > MAX_BATCH:
+                raise HttpError(400, f"at most {MAX_BATCH} addresses")
+            return json_response({a: self.describe(a) for a in wanted})
+        answer = self.describe(request.params.get("address", "")[:64])
+        if answer is None:
+            raise HttpError(400, "address must be an IPv4 or IPv6 address")
+        return json_response(answer)

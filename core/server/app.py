@@ -150,8 +150,11 @@ class ServerApp:
         self.stopping = threading.Event()
         self.auth = Auth(parse_users(config.USERS), bool(config.ENABLE_MASK_CUSTOM),
                          secure_cookie=bool(config.USE_SSL), forward=AuthForwarder.from_config(config))
+        from core.server.ripe import ripe_enabled  # (imported with the API's routes anyway)
+
         self.static = StaticFiles(html_root, VERSION, config.HEADER_LOGO, config.IP_ALIASES,
-                                  self.auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX))
+                                  self.auth.default_password_in_use, severity_pattern(config.REMOTE_SEVERITY_REGEX),
+                                  ripe_enabled(config))
         self.storage = Storage(config.LOG_DIR)
         self.api = Api(config, self.auth, self.storage, self.static, self.stopping)
         self.event_store: EventStore | None = None      # EVENT_STORE other than `files`

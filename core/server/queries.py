@@ -107,6 +107,8 @@ class Queries:
         day = parse_date(value[:32])
         if day is None:
             raise HttpError(400, "date must be YYYY-MM-DD")
+        if not wants_counts(request):
+            return json_response(geo_answer(self.config, self.geo_table, {}, 0, 0))
         scope = session.scope
         segments = self.storage.segments([day])
         counts: dict[str, int] = {}
@@ -163,6 +165,12 @@ def request_span(request: Request, first_stored: datetime.date | None, max_days:
     if span is None:
         raise HttpError(400, f"at most {max_days} days")
     return span
+
+
+def wants_counts(request: Request) -> bool:
+    """/geo with `counts=0` answers only whether there is a country table and HOME (no day scan):
+    the web client counts the events of its own view."""
+    return request.params.get("counts") != "0"
 
 
 def geo_answer(config: Config, table: GeoTable, counts: dict[str, int], mapped: int, unmapped: int) -> dict[str, Any]:

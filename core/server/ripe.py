@@ -34,10 +34,15 @@ MAX_ENTRIES = 50_000
 MAX_BODY = 1 << 20
 
 
+def ripe_enabled(config: Config) -> bool:
+    """Whether /ripe asks RIPEstat: the one rule, also told to the web client (static.py)."""
+    return not config.DISABLE_RIPE_LOOKUPS and config.RIPESTAT_URL.startswith(("https://", "http://"))
+
+
 class Ripe:
     def __init__(self, config: Config) -> None:
         self.base = config.RIPESTAT_URL.rstrip("/")
-        self.enabled = not config.DISABLE_RIPE_LOOKUPS and self.base.startswith(("https://", "http://"))
+        self.enabled = ripe_enabled(config)
         self.lock = threading.Lock()
         self.cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any] | None]] = OrderedDict()
         self.counters = {"upstream": 0, "hits": 0, "failures": 0}

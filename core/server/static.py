@@ -5,8 +5,9 @@ traversal form is refused: the path is percent-decoded repeatedly (double/overlo
 backslashes, NULs, `..` segments, dot files and the original's refused extensions get 404, and
 the final real path must still lie under the root (symlinks out of it are refused too).
 HTML files get the original's template tokens substituted (`<!VERSION!>`, `<!LOGO!>`,
-`<!ASSETVER!>`, `<!TZOFFSET!>`, `<!STATICS!>`, and `<!SEVERITY!>`: the severity pattern in force,
-core/events/severity.py, HTML-escaped into a meta tag) and `js/main.js` its `var IP_ALIASES = …;`
+`<!ASSETVER!>`, `<!TZOFFSET!>`, `<!STATICS!>`, `<!SEVERITY!>`: the severity pattern in force,
+core/events/severity.py, HTML-escaped into a meta tag, and `<!RIPE!>`: 1 when /ripe asks RIPEstat,
+else 0, so the client does not ask for ASNs under DISABLE_RIPE_LOOKUPS) and `js/main.js` its `var IP_ALIASES = …;`
 line.
 """
 
@@ -32,13 +33,14 @@ MAX_STATIC = 32 << 20
 
 class StaticFiles:
     def __init__(self, root: str, version: str, logo: str | None = None, ip_aliases: list[str] | None = None,
-                 default_password: bool = False, severity_pattern: str = "") -> None:
+                 default_password: bool = False, severity_pattern: str = "", ripe_lookups: bool = False) -> None:
         self.root = os.path.realpath(root)
         self.version = version
         self.logo = logo
         self.ip_aliases = ip_aliases or []
         self.default_password = default_password
         self.severity_pattern = severity_pattern
+        self.ripe_lookups = ripe_lookups
 
     def not_found(self, request: Request) -> Response:
         body = f"<!DOCTYPE html><title>404</title><p>Not found: {html.escape(request.path[:200])}</p>\n"
@@ -120,6 +122,7 @@ class StaticFiles:
             b"<!STATICS!>": b"",
             b"<!DEFAULTPW!>": b"1" if self.default_password else b"0",
             b"<!SEVERITY!>": html.escape(self.severity_pattern, quote=True).encode("utf-8"),
+            b"<!RIPE!>": b"1" if self.ripe_lookups else b"0",
         }
         for token, value in tokens.items():
             data = data.replace(token, value)

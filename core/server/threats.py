@@ -38,7 +38,7 @@ from core.server.api import Route
 from core.server.auth import Scope, Session, visible_line
 from core.server.clickhouse import ClickHouse, SqlValue, StoreError, bind, network_key
 from core.server.messages import HttpError, Request, Response, json_response
-from core.server.queries import HUNT_MAX_DAYS, HuntQuery, geo_answer, request_span, run_hunt
+from core.server.queries import HUNT_MAX_DAYS, HuntQuery, geo_answer, request_span, run_hunt, wants_counts
 from core.server.ranges import parse_date, parse_date_param
 from core.update.geo import GeoTable, event_country, geo_path
 
@@ -262,6 +262,8 @@ class Threats:
         day = parse_date((request.params.get("date") or datetime.date.today().isoformat())[:32])
         if day is None:
             raise HttpError(400, "date must be YYYY-MM-DD")
+        if not wants_counts(request):
+            return json_response(geo_answer(self.config, self.geo_table, {}, 0, 0))
         params: dict[str, SqlValue] = {"first": day, "last": day}
         where = self._where(session, params)
         sql = bind(f"SELECT type, trail, src_ip, dst_ip, uniqExact(eid) FROM {self.client.target.table} WHERE "

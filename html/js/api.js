@@ -64,7 +64,7 @@ async function json(url) {
 }
 
 export const counts = (from, to) => json(`counts?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
-export const geo = (date) => json(`geo?date=${encodeURIComponent(date)}`);
+export const geo = (date, counts = true) => json(`geo?date=${encodeURIComponent(date)}${counts ? '' : '&counts=0'}`);
 export const hunt = (q, from, to) => json(`hunt?q=${encodeURIComponent(q)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
 export const reference = (trail) => json(`reference?trail=${encodeURIComponent(trail)}`);
 export const check = (q) => json(`check?q=${encodeURIComponent(q)}`);

@@ -51,7 +51,7 @@ export class Dialogs {
       ['src: dst:', 'IP, glob or CIDR — src:10.0.0.0/8  dst:*.7'], ['port: sport:', 'number, list, range or comparison — port:443,>1024  port:8000-8100'],
       ['type: proto:', 'exact — type:dns,http  proto:udp'], ['trail: info: ref:', 'substring or glob — trail:*.biz  info:"port scanning"'],
       ['sev:', 'high, medium, low (hi/md/lo)'], ['count: events:', 'count:>=10'], ['uid: sensor: class:', 'uid:1ba34fd0  class:malware'],
-      ['dir:', 'in, out or lan (by private addresses)'], ['tag: note: status:', 'browser-local triage state — status:investigating'],
+      ['dir:', 'in, out or lan (by private addresses)'], ['country:', 'country of the placed address (world map) — country:de,nl'], ['tag: note: status:', 'browser-local triage state — status:investigating'],
       ['-term  NOT  !', 'negation'], ['AND && (space)  OR ||  ( )', 'boolean operators and grouping'], ['a,b,"c d"', 'comma lists match any item'],
     ];
     const keys = [['/', 'focus search'], ['Esc', 'close / clear'], ['↑ ↓', 'select row'], ['Enter', 'open threat'], ['← →', 'page up / down'],

@@ -12,6 +12,7 @@ import { SERVICES, SEV_NAMES } from './classify.js';
 import { drawSpark, typeColour } from './grid.js';
 import { quoteValue } from './query.js';
 import { check, meta, reference } from './api.js';
+import { classIcon } from './addrinfo.js';
 
 const URLISH = /^([a-z][a-z0-9+.-]*:|www\.)\S/i;
 
@@ -145,7 +146,7 @@ export class Drawer {
         text: field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v,
         title: `filter ${field}:${v} (shift: exclude)`,
         onclick: (ev) => this.addFilter(`${ev.shiftKey ? '-' : ''}${field}:${quoteValue(v)}`),
-      }))),
+      }, (field === 'src' || field === 'dst') && this.addrinfo ? this.addrinfo.badge(v) : null))),
     ];
   }
 
@@ -191,7 +192,7 @@ export class Drawer {
         el('td', { text: e.dport ? `${e.dst}:${e.dport}` : e.dst, title: e.dst }),
         el('td', { text: e.proto }), el('td', { text: e.trail, title: e.trail }), el('td', { text: e.info, title: e.info })))));
     append(this.box, [
-      el('div.dhead', null, el('span.sev.sev' + t.sev, { text: SEV_NAMES[t.sev] }), uid, typ, spark,
+      el('div.dhead', null, el('span.sev.sev' + t.sev, { text: SEV_NAMES[t.sev] }), uid, classIcon(t.type, t.ref), typ, spark,
         el('span.muted', { text: t.kind !== 'default' ? t.kind : '' }),
         el('button.icon.close', { text: '×', title: 'close (Esc)', onclick: () => this.close() })),
       el('div.kv', null,

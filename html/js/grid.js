@@ -5,14 +5,56 @@
 
 import { el, clear, fmt, hue, age } from './dom.js';
 import { isPrivate, RISKY_PORTS, SERVICES, SEV_NAMES } from './classify.js';
+import { classIcon } from './addrinfo.js';
 
+// `grow`: the share of spare width a column takes. `gives`: when the content of every column does
+// not fit, the long-text columns (1) give up width first, widest first, down to GIVE_FIRST
+// characters; then all the columns that give (1 and 2) share what is left, widest first, down to
+// SHARED_MIN characters; the others keep their content's width unless even that does not fit.
 export const COLUMNS = [
-  { key: 'uid', label: 'Threat' }, { key: 'sensor', label: 'Sensor' }, { key: 'count', label: 'Events' },
-  { key: 'sev', label: 'Severity' }, { key: null, label: 'Sparkline' }, { key: 'src', label: 'Source' },
-  { key: 'dst', label: 'Destination' }, { key: 'port', label: 'Port' }, { key: 'proto', label: 'Proto' },
-  { key: 'type', label: 'Type' }, { key: 'trail', label: 'Trail' }, { key: 'info', label: 'Info' },
-  { key: 'first', label: 'First seen' }, { key: null, label: 'Tags' },
+  { key: 'uid', label: 'Threat' }, { key: 'sensor', label: 'Sensor', gives: 2 }, { key: 'count', label: 'Events' },
+  { key: 'sev', label: 'Severity' }, { key: null, label: 'Sparkline' }, { key: 'src', label: 'Source', gives: 2 },
+  { key: 'dst', label: 'Destination', gives: 2 }, { key: 'port', label: 'Port', gives: 1 },
+  { key: 'proto', label: 'Proto' }, { key: 'type', label: 'Type' }, { key: 'trail', label: 'Trail', gives: 1, grow: 3 },
+  { key: 'info', label: 'Info', gives: 1, grow: 2 }, { key: 'first', label: 'First seen' },
+  { key: null, label: 'Tags', gives: 2, grow: 1 },
 ];
+const GIVE_FIRST = 10;  // characters
+const SHARED_MIN = 5;   // characters
+
+/** Width in px of a cell's content laid out on one line (badges and padding included), however
+ *  narrow the cell is. */
+function contentWidth(cell, range) {
+  range.selectNodeContents(cell);
+  return Math.ceil(range.getBoundingClientRect().width) + 1;
+}
+
+const sum = (a) => a.reduce((x, y) => x + y, 0);
+
+/** Column widths that fit `avail` px: each column its content (`want`); spare width goes first to
+ *  every column a little, then to the growing columns; when short, the columns that give width
+ *  are capped stage by stage (one cap per stage, so the widest give first; `ch` px a character),
+ *  then every column shrinks in proportion. */
+export function fitWidths(want, avail, ch) {
+  const total = sum(want);
+  if (total <= avail) {   // breathing room for every column first (at most 10 px), the rest to the growing ones
+    const pad = Math.min(10, (avail - total) / (2 * want.length));
+    const spare = avail - total - pad * want.length;
+    const weight = sum(COLUMNS.map((c) => c.grow || 0));
+    return want.map((w, i) => w + pad + (spare * (COLUMNS[i].grow || 0)) / weight);
+  }
+  let widths = want.slice();
+  for (const [tiers, min] of [[[1], GIVE_FIRST * ch], [[1, 2], SHARED_MIN * ch]]) {
+    const inTier = (i) => tiers.includes(COLUMNS[i].gives);
+    const capped = (cap) => widths.map((w, i) => (inTier(i) ? Math.min(w, Math.max(cap, min)) : w));
+    if (sum(capped(0)) > avail) { widths = capped(0); continue; }
+    let lo = 0, hi = Math.max(...widths);
+    for (let k = 0; k < 30; k++) { const mid = (lo + hi) / 2; if (sum(capped(mid)) <= avail) lo = mid; else hi = mid; }
+    return capped(lo);
+  }
+  const all = sum(widths);
+  return widths.map((w) => (w * avail) / all);
+}
 
 const TYPE_COLOURS = { DNS: '#2f6fd1', IP: '#d6431f', IPORT: '#9b6b52', URL: '#d98c00', HTTP: '#1f9d55', UA: '#8b5cf6', PATH: '#0e9aa7', PORT: '#b83280', CERT: '#64748b', JA3: '#475569', JA3S: '#475569', JA4: '#475569' };
 
@@ -30,7 +72,7 @@ export function fold(hist, cols) {
 /** Bars of a threat's time histogram: one per bucket (24 hours of a day, or the whole range). */
 export function drawSpark(canvas, hist, colour) {
   const dpr = window.devicePixelRatio || 1;
-  const w = 72, h = 18;
+  const w = 64, h = 18;
   if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -56,6 +98,7 @@ export class Grid {
     this.dir = 'desc';
     this.nowWall = 0;
     this.reqSeq = 0;
+    this.want = null;               // widest content per column since the view or text size changed
     this.renderHead();
     body.addEventListener('scroll', () => this.schedule());
     window.addEventListener('resize', () => this.schedule());
@@ -85,7 +128,7 @@ export class Grid {
     this.rows.clear();
     this.spacer.style.height = `${count * this.rowHeight()}px`;
     this.empty.hidden = count > 0;
-    if (reset) { this.body.scrollTop = 0; this.selected = count ? 0 : -1; }
+    if (reset) { this.body.scrollTop = 0; this.selected = count ? 0 : -1; this.want = null; }
     if (this.selected >= count) this.selected = count - 1;
     this.schedule(true);
   }
@@ -120,7 +163,31 @@ export class Grid {
       frag.append(row);
     }
     this.rowsBox.append(frag);
+    this.fitColumns();
   }
+
+  /** Size the columns to the widest content on screen (header included) since the last reset
+   *  (a new view, a text size change), fitted to the grid's width: no sideways scroll. */
+  fitColumns() {
+    const range = document.createRange();
+    const want = this.want || COLUMNS.map(() => 0);
+    const measureRow = (row) => { for (let i = 0; i < row.children.length && i < want.length; i++) want[i] = Math.max(want[i], contentWidth(row.children[i], range)); };
+    measureRow(this.head);
+    for (const row of this.rowsBox.children) measureRow(row);
+    this.want = want;
+    const style = getComputedStyle(this.head);
+    const scrollbar = this.body.offsetWidth - this.body.clientWidth;
+    const side = parseFloat(style.paddingLeft);   // rows and header: the same padding each side
+    this.head.style.paddingRight = `${side + scrollbar}px`;
+    const avail = this.body.clientWidth - 2 * side - parseFloat(style.columnGap) * (COLUMNS.length - 1) - 1;
+    const ch = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--fs')) * 0.6 || 8;
+    const widths = fitWidths(want, avail, ch);
+    const cols = widths.map((w) => `${Math.max(0, Math.floor(w))}px`).join(' ');
+    if (cols !== this.cols) { this.cols = cols; this.head.parentElement.style.setProperty('--cols', cols); }
+  }
+
+  /** Text size changed: measure the columns again. */
+  resetColumns() { this.want = null; this.schedule(); }
 
   renderRow(r, index) {
     const local = this.local;
@@ -137,7 +204,7 @@ export class Grid {
     typ.style.background = typeColour(r.type);
     const port = r.dport[0] || '';
     const portCell = el('span.cell', { title: r.dport.join(', ') },
-      port ? `${port}${SERVICES[port] ? ` (${SERVICES[port]})` : ''}` : '',
+      port ? `${port}${SERVICES[port] ? `/${SERVICES[port]}` : ''}` : '',
       r.dportN > 1 ? ` +${r.dportN - 1}` : '',
       RISKY_PORTS.has(+port) ? el('span.risky', { text: '⚠', title: 'commonly abused port' }) : null);
     const tags = (local.tags[r.uid] || []).map((t) => el('span.tag', { text: t }));
@@ -152,7 +219,7 @@ export class Grid {
       this.ipCell(r.dst, r.dstN),
       portCell,
       el('span.cell', { text: r.proto.join(',') }),
-      el('span.cell', null, typ),
+      el('span.cell', null, classIcon(r.type, r.ref), typ),
       el('span.cell', { text: r.trail }),
       el('span.cell', { text: r.info }),
       el('span.cell.muted', { text: age(r.first, this.nowWall), title: new Date(r.first * 1000).toISOString().slice(0, 19).replace('T', ' ') }),
@@ -163,8 +230,9 @@ export class Grid {
     return row;
   }
 
+  /** The first value and how many more (all of them in the tooltip), as for addresses. */
   multi(values, n) {
-    return el('span.cell', { text: values.join(', ') + (n > values.length ? ` +${n - values.length}` : '') });
+    return el('span.cell', { text: (values[0] || '') + (n > 1 ? ` +${n - 1}` : ''), title: values.join(', ') + (n > values.length ? ', …' : '') });
   }
 
   ipCell(values, n) {
@@ -173,6 +241,7 @@ export class Grid {
     return el('span.cell', null,
       v && isPrivate(v) ? el('span.lan', { text: '⌂', title: 'LAN address' }) : null,
       alias ? `${alias} (${v})` : v,
+      this.addrinfo ? this.addrinfo.badge(v) : null,
       n > 1 ? el('span.muted', { text: ` +${n - 1}` }) : null);
   }
 

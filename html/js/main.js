@@ -7,6 +7,7 @@
 // messages between the two: docs/web-client.md).
 
 import { $, clear, download, el, fmt } from './dom.js';
+import { AddressInfo } from './addrinfo.js';
 import { eventStore, login, logout, whoami, geo as fetchGeo } from './api.js';
 import { Beeper } from './beep.js';
 import { Calendar, addDays, isoDay } from './calendar.js';
@@ -17,7 +18,7 @@ import { Grid } from './grid.js';
 import { lookupLinks, lookupTarget } from './classify.js';
 import { chipsOf, parseQuery, quoteValue, withoutChip } from './query.js';
 import { LocalStore } from './store.js';
-import { drawWorld } from './worldmap.js';
+import { countryCounts, drawWorld, hitWorld, loadWorld } from './worldmap.js';
 
 var IP_ALIASES = {};   // rewritten by the server from IP_ALIASES in maltrail.conf
 
@@ -126,7 +127,7 @@ class App {
     this.user = user;
     $('#who').textContent = user === '?' ? '' : user;
     $('#logout').hidden = user === '?';
-    this.worker.postMessage({ op: 'local', local: this.store.forWorker() });
+    this.postLocal();
     // with ClickHouse as the event store the day comes as a threat summary (/threats)
     try { this.eventStore = await eventStore(); } catch (err) { this.eventStore = { kind: 'files' }; }
     this.load();
@@ -180,6 +181,7 @@ class App {
     this.onlyNew = false;
     this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
     this.loadInfo = { done: false };
+    this.countriesThreats = -1;      // ensureCountries: asked again for the new load
     document.body.dataset.ready = 'loading';
     document.body.dataset.loadSeq = String((+document.body.dataset.loadSeq || 0) + 1);
     this.newCount = 0;
@@ -234,6 +236,7 @@ class App {
     const gen = this.loadGen;
     this.busy = (this.busy || 0) + 1;
     document.body.dataset.busy = String(this.busy);
+    if (/(^|[\s(!-])country:/i.test(s.q)) await this.ensureCountries();
     const reply = await this.ask({ op: 'view', query: s.q, sev: s.sev, sort: s.sort, dir: s.dir, showHidden: s.hidden,
       onlyNew: this.onlyNew });
     this.busy--;
@@ -249,6 +252,7 @@ class App {
     this.timing.lastFilterMs = performance.now() - started;
     this.timing.workerMs = reply.ms;
     if (!this.timing.firstRows && reply.count) this.timing.firstRows = performance.now() - this.timing.loadStart;
+    if (!$('#world-panel').hidden) this.showWorld();
     document.body.dataset.ready = this.loadInfo.done ? 'done' : 'loading';
     document.body.dataset.viewSeq = String((+document.body.dataset.viewSeq || 0) + 1);
   }
@@ -448,8 +452,34 @@ class App {
     this.load();
   }
 
+  /** Browser-local state to the worker, with the countries of addresses known so far (`country:`). */
+  postLocal() {
+    this.worker.postMessage({ op: 'local', local: { ...this.store.forWorker(), countries: this.countries || {} } });
+  }
+
+  /** New countries from the server's table since the last post: post them (true) or not (false). */
+  syncCountries() {
+    const info = this.addrinfo.info;
+    if (info.size === this.countriesFrom) return false;
+    this.countriesFrom = info.size;
+    this.countries = {};
+    for (const [a, v] of info) if (v && v.country) this.countries[a] = v.country;
+    this.postLocal();
+    return true;
+  }
+
+  /** `country:` needs the country of every threat's placed address: ask the server for them all
+   *  (once per load and whenever the day grew). */
+  async ensureCountries() {
+    if (this.countriesThreats === this.loadInfo.threats) return;
+    const reply = await this.ask({ op: 'places', all: true });
+    await countryCounts(reply.places, this.addrinfo);
+    this.countriesThreats = this.loadInfo.threats;
+    this.syncCountries();
+  }
+
   localChanged() {
-    this.worker.postMessage({ op: 'local', local: this.store.forWorker() });
+    this.postLocal();
     this.refresh(false);
   }
 
@@ -506,15 +536,32 @@ class App {
     this.setStatus(`exported ${fmt(reply.count)} rows as ${name}`);
   }
 
+  /** /geo without its day scan: whether the server has a country table, and HOME (null on failure). */
+  geoState() { return fetchGeo(this.state.to, false).catch(() => null); }
+
+  /** The world map of the current view (its threats placed by country); redrawn after each view. */
   async showWorld() {
-    const panel = $('#world-panel');
-    panel.hidden = false;
+    $('#world-panel').hidden = false;
+    if (this.worldBusy) { this.worldAgain = true; return; }
+    this.worldBusy = true;
     try {
-      const g = await fetchGeo(this.state.to);
-      this.worldHits = drawWorld($('#worldmap'), g || {});
-      $('#world-note').textContent = `${this.state.to}${this.state.from !== this.state.to ? ' (last day of range)' : ''}`;
+      if (!this.outlines) this.outlines = loadWorld().catch((err) => { this.outlines = null; throw err; });
+      const [countries, g, reply] = await Promise.all([this.outlines, this.geoState(),
+        this.ask({ op: 'places' })]);
+      const placed = await countryCounts(reply.places, this.addrinfo);
+      this.syncCountries();
+      const table = g ? g.table !== false : true;
+      this.worldView = { ...placed, table, home: g && g.home, failed: this.addrinfo.failed };
+      this.worldHits = drawWorld($('#worldmap'), countries, this.worldView);
+      $('#world-note').textContent = !table
+        ? 'no country table on the server: run python3 -m core.update there (it fetches ip2cc.csv.gz)'
+        : `${fmt(Object.keys(placed.counts).length)} countries · click one to filter`;
     } catch (err) {
       $('#world-note').textContent = String(err.message || err);
+    } finally {
+      this.worldBusy = false;
+      document.body.dataset.worldSeq = String((+document.body.dataset.worldSeq || 0) + 1);
+      if (this.worldAgain) { this.worldAgain = false; this.showWorld(); }
     }
   }
 
@@ -534,6 +581,7 @@ class App {
     const p = this.store.prefs;
     this.store.setPref('scale', Math.min(1.6, Math.max(0.7, (+p.scale || 1) + delta)));
     this.applyPrefs();
+    this.grid.resetColumns();
     this.grid.setCount(this.grid.count, false);
   }
 
@@ -557,8 +605,12 @@ class App {
       onContext: (ev, r) => this.contextMenu(ev, r),
     });
     this.grid.aliases = { ...IP_ALIASES, ...this.store.aliases };
+    // flags, ASNs (only when the server asks RIPEstat: mt-ripe) and local address data
+    this.addrinfo = new AddressInfo({ ripe: meta('mt-ripe') === '1', onChange: () => this.grid.fitColumns() });
+    this.grid.addrinfo = this.addrinfo;
     this.grid.setSort(this.state.sort, this.state.dir);
     this.drawer = new Drawer($('#drawer'), { store: this.store, addFilter: (t) => this.addFilter(t), onChange: () => this.localChanged(), onClose: () => $('#grid').focus() });
+    this.drawer.addrinfo = this.addrinfo;
     this.calendar = new Calendar($('#calendar'), { today: this.today, onPick: (a, b) => this.setDays(a, b) });
     this.dialogs = new Dialogs({ store: this.store, today: this.today, on: {
       openDay: (day) => this.setDays(day, day),
@@ -585,8 +637,8 @@ class App {
     $('#world-close').addEventListener('click', () => { $('#world-panel').hidden = true; });
     $('#worldmap').addEventListener('click', (ev) => {
       const r = ev.target.getBoundingClientRect();
-      const hit = (this.worldHits || []).find((h) => Math.hypot(ev.clientX - r.left - h.x, ev.clientY - r.top - h.y) <= h.r);
-      if (hit) $('#world-note').textContent = `${hit.cc}: see the list on the right`;
+      const cc = hitWorld(this.worldHits, ev.clientX - r.left, ev.clientY - r.top);
+      if (cc) this.addFilter(`country:${cc}`);
     });
     $('#live').addEventListener('click', () => this.toggleLive());
     $('#notify').addEventListener('click', () => this.toggleNotify());

@@ -7,9 +7,34 @@
 import { cidrMatcher, SEV_NAMES } from './classify.js';
 
 export const FIELDS = ['src', 'dst', 'port', 'sport', 'proto', 'type', 'trail', 'info', 'ref', 'tag', 'note',
-  'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events'];
+  'uid', 'sensor', 'class', 'sev', 'dir', 'status', 'count', 'events', 'country'];
 const NUMERIC = new Set(['port', 'sport', 'count', 'events']);
-const EXACT = new Set(['proto', 'type', 'class', 'sev', 'dir', 'status']);
+const EXACT = new Set(['proto', 'type', 'class', 'sev', 'dir', 'status', 'country']);
+const IP_IN_TRAIL = /(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])/;
+
+/** The address that places a threat on the world map and answers `country:`, by the server's
+ *  /geo rule for an event (core/update/geo.py event_country): an IPv4 address inside the trail;
+ *  none for DNS; the source for PATH and PORT; otherwise the destination ('' when none). */
+export function placedAddress(type, trail, src, dst) {
+  const inTrail = IP_IN_TRAIL.exec(String(trail || ''));
+  if (inTrail) return inTrail[1];
+  if (type === 'DNS') return '';
+  const a = type === 'PATH' || type === 'PORT' ? src : dst;
+  return a && a !== '-' ? a : '';
+}
+
+const firstOf = (set) => { for (const v of set) return v; return 0; };
+
+/** placedAddress of a threat of the aggregate (its first source and destination); `inTrail`, when
+ *  given, caches the trail's address per trail id (Map). */
+export function threatPlace(t, strings, inTrail) {
+  if (inTrail) {
+    let ip = inTrail.get(t.trailId);
+    if (ip === undefined) { ip = (IP_IN_TRAIL.exec(String(t.trail || '')) || ['', ''])[1]; inTrail.set(t.trailId, ip); }
+    if (ip) return ip;
+  }
+  return placedAddress(t.type, t.trail, strings[firstOf(t.src)], strings[firstOf(t.dst)]);
+}
 
 export class QueryError extends Error {
   constructor(message, pos) { super(message); this.pos = pos; }
@@ -221,6 +246,13 @@ function termPredicate(term, agg) {
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
+    case 'country': { // the page puts the countries it learnt from the server in local.countries
+      const inTrail = new Map();
+      return (t, local) => {
+        const cc = local.countries && local.countries[threatPlace(t, agg.strings, inTrail)];
+        return !!cc && any(cc);
+      };
+    }
     default: // bare word: any visible text
       return (t, local) => anyTrail(t, anyId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
         anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||

@@ -11,7 +11,7 @@ import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
 import { LineParser } from './logparse.js';
 import { memberLists, narrowEvents, sharesTrail } from './members.js';
-import { compileQuery, memberTest, parseQuery } from './query.js';
+import { compileQuery, memberTest, parseQuery, threatPlace } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
@@ -359,6 +359,15 @@ async function detail(msg) {
   return { op: 'detail', reqId: msg.reqId, threat: row, events, sameSrc, sameTrail, members: memberLists(agg, t, records) };
 }
 
+/** Events per placed address (query.js placedAddress; '' for none) of the current view's threats,
+ *  or with `all` of every threat: the world map and `country:` ask the server for their countries. */
+function places(msg) {
+  const a = state.agg, out = new Map(), inTrail = new Map();
+  const add = (t) => { const p = threatPlace(t, a.strings, inTrail); out.set(p, (out.get(p) || 0) + t.count); };
+  if (msg.all) { for (const t of a.threats) if (t.alias < 0) add(t); } else for (const i of state.view) add(a.threats[i]);
+  return { op: 'places', reqId: msg.reqId, places: [...out] };
+}
+
 self.onmessage = (ev) => {
   const msg = ev.data;
   try {
@@ -370,6 +379,7 @@ self.onmessage = (ev) => {
       case 'detail':
         detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));
         break;
+      case 'places': post(places(msg)); break;
       case 'export': post({ op: 'export', reqId: msg.reqId, ...exportView(state.agg, state.view, msg.format, state.local) }); break;
       case 'live': startLive(msg); break;
       case 'stoplive': stopLive(); post({ op: 'livestatus', status: 'off' }); break;
