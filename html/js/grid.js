@@ -72,7 +72,7 @@ export function fold(hist, cols) {
 /** Bars of a threat's time histogram: one per bucket (24 hours of a day, or the whole range). */
 export function drawSpark(canvas, hist, colour) {
   const dpr = window.devicePixelRatio || 1;
-  const w = 64, h = 18;
+  const w = 56, h = 18;
   if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
