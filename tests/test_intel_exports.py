@@ -47,6 +47,7 @@ ROWS = [
     ("o'brien.evil-example.com", "tab\there", "quote'src"),
     ("secret.internal-example.com", "operator list", "(custom)"),
     ("panel.evil-example.net:8443", "malicious", "stix:lab"),
+    ("t13d1516h2_8daaf6152771_02713d6af862", "apt28 (apt)", "misp:cert"),
 ]
 MASKED = f"local:{sha('pw1')}:1000:"
 
@@ -79,7 +80,7 @@ def test_exports_need_a_session(server):
 def test_trail_kinds():
     assert [trail_kind(row[0]) for row in ROWS] == [
         "domain", "domain", "ip", "ip", "cidr", "ipport", "ipport", "url", "path", "cert", "ja3", "regex", "domain",
-        "domain", "hostport"]
+        "domain", "hostport", "ja4"]
 
 
 def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
@@ -185,7 +186,7 @@ def test_suricata_files(server, admin):
 def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_path):
     manifest = json.loads(_get(server, "/intel/misp/manifest.json", admin)[2])
     infos = sorted(entry["info"] for entry in manifest.values())
-    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) not in ("regex", "hostport")})
+    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) not in ("regex", "hostport", "ja4")})
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "manifest.json").write_text(json.dumps(manifest))

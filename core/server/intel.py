@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.config import Config
+from core.protocols.fingerprints import fingerprint_kind
 from core.server.auth import Session
 from core.server.httpd import HttpError, Request, Response
 from core.server.lookup import CUSTOM, sees_custom
@@ -47,8 +48,7 @@ NAMESPACE = uuid.UUID("6f1e9a3c-5b7d-5e2f-9a4c-3d8b7e6f1a20")  # fixed: exported
 ORG = {"name": "Maltrail", "uuid": str(uuid.uuid5(NAMESPACE, "organisation"))}
 IDENTITY = f"identity--{uuid.uuid5(NAMESPACE, 'identity')}"
 CHUNK = 256 << 10
-KINDS = ("domain", "ip", "cidr", "ipport", "url", "path", "cert", "ja3")
-_HEX = re.compile(r"[0-9a-f]+\Z")
+KINDS = ("domain", "ip", "cidr", "ipport", "url", "path", "cert", "ja3", "ja4")
 _REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
 _SURICATA_FILES = {
     "maltrail.rules": "rules using the dataset and the reputation list",
@@ -74,13 +74,14 @@ classtype:trojan-activity; sid:1933005; rev:1;)
 
 
 def trail_kind(key: str) -> str:
-    """What a trail key is: domain, ip, cidr, ipport, hostport, url, path, cert, ja3 or regex."""
+    """What a trail key is: domain, ip, cidr, ipport, hostport, url, path, cert, ja3, ja4 or regex."""
     if not key or _REGEX_CHARS.search(key) and not key.startswith("["):
         return "regex"
     if key.startswith("/"):
         return "path"
-    if len(key) in (32, 40) and _HEX.match(key):
-        return "ja3" if len(key) == 32 else "cert"
+    fingerprint = fingerprint_kind(key)
+    if fingerprint is not None:
+        return fingerprint
     host, slash, rest = key.partition("/")
     if slash:
         if rest.isdigit() and host.replace(".", "").isdigit():

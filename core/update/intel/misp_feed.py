@@ -16,7 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from core.update.feeds import FeedContext, FeedError, Trails
-from core.update.intel.mapping import IntelStats, info_for_tags, misp_attribute_keys, tag_names
+from core.update.intel.mapping import (
+    IntelStats,
+    info_for_tags,
+    misp_attribute_keys,
+    object_variant,
+    tag_names,
+)
 from core.update.intel.source import IntelSource, StateFiles, load_json, read_body
 
 MAX_ATTRIBUTES = 1_000_000  # per event
@@ -52,14 +58,17 @@ def event_rows(event: Any, stats: IntelStats) -> dict[str, list[str]]:
         stats.skip("malformed event")
         return {}
     default = info_for_tags(event_tags(event))
-    attributes: list[Any] = list(event.get("Attribute") or []) if isinstance(event.get("Attribute"), list) else []
+    # (attribute, the ja4-type of its object): a `ja4-plus` object's fingerprint needs its sibling
+    plain = event.get("Attribute")
+    attributes: list[tuple[Any, str | None]] = [(attribute, None) for attribute in plain] if isinstance(plain, list) else []
     objects = event.get("Object")
     for obj in objects if isinstance(objects, list) else []:
         if isinstance(obj, dict) and isinstance(obj.get("Attribute"), list):
-            attributes.extend(obj["Attribute"])
+            variant = object_variant(obj)
+            attributes.extend((attribute, variant) for attribute in obj["Attribute"])
     rows: dict[str, list[str]] = {}
-    for attribute in attributes[:MAX_ATTRIBUTES]:
-        keys = misp_attribute_keys(attribute, stats)
+    for attribute, variant in attributes[:MAX_ATTRIBUTES]:
+        keys = misp_attribute_keys(attribute, stats, variant)
         if not keys:
             continue
         stats.loaded += 1
