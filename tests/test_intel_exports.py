@@ -11,6 +11,8 @@ import ipaddress
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -50,6 +52,7 @@ ROWS = [
     ("t13d1516h2_8daaf6152771_02713d6af862", "apt28 (apt)", "misp:cert"),
 ]
 MASKED = f"local:{sha('pw1')}:1000:"
+SUBSCRIBER = f"mispfeed:{sha('feed-Pass-1')}:0:"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def server(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("intel"))
     with open(os.path.join(tmp, "trails.csv"), "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle, lineterminator="\n").writerows(ROWS)
-    srv = Server(tmp, users=[f"admin:{sha('changeme!')}:0:", MASKED], udp=False)
+    srv = Server(tmp, users=[f"admin:{sha('changeme!')}:0:", MASKED, SUBSCRIBER], udp=False)
     srv.start()
     yield srv
     srv.stop()
@@ -68,6 +71,20 @@ def admin(server):
     return server.login()
 
 
+def _basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _curl(server, path, user=None, password=None):
+    """A real curl request (as a feed subscriber sends it): (status, body)."""
+    command = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", f"http://127.0.0.1:{server.port}{path}"]
+    if user is not None:
+        command += ["-u", f"{user}:{password}"]
+    out = subprocess.run(command, capture_output=True, timeout=30, check=True).stdout
+    body, _, status = out.rpartition(b"\n")
+    return int(status), body
+
+
 def _get(server, path, cookie, **headers):
     return server.request("GET", path, cookie=cookie, headers=headers)
 
@@ -75,6 +92,43 @@ def _get(server, path, cookie, **headers):
 def test_exports_need_a_session(server):
     for path in ("/intel/stix", "/intel/zeek", "/intel/misp/manifest.json", "/intel/suricata/maltrail.rules"):
         assert server.get(path)[0] == 401
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_a_feed_subscriber_authenticates_with_http_basic(server, admin):
+    """A MISP instance subscribing to /intel/misp sends the feed's `Authorization` header: HTTP Basic
+    with a USERS account, checked like the password login form, no session kept."""
+    status, body = _curl(server, "/intel/misp/manifest.json", "mispfeed", "feed-Pass-1")
+    assert status == 200, body
+    manifest = json.loads(body)
+    assert manifest == json.loads(_get(server, "/intel/misp/manifest.json", admin)[2])
+    event = next(iter(manifest))
+    status, body = _curl(server, f"/intel/misp/{event}.json", "mispfeed", "feed-Pass-1")
+    assert status == 200 and json.loads(body)["Event"]["uuid"] == event
+    # no header: 401 naming the scheme; a cookie-less request never gets a session cookie back
+    status, headers, _ = server.request("GET", "/intel/zeek")
+    assert status == 401 and headers["www-authenticate"].startswith("Basic ")
+    status, headers, _ = server.request("GET", "/intel/zeek", headers={"Authorization": _basic("mispfeed", "feed-Pass-1")})
+    assert status == 200 and "set-cookie" not in headers
+    # only the exports take it
+    assert server.request("GET", "/counts", headers={"Authorization": _basic("admin", "changeme!")})[0] == 401
+    # the masked account's visibility applies as for its session
+    masked = server.request("GET", "/intel/zeek", headers={"Authorization": _basic("local", "pw1")})
+    assert masked[0] == 200 and b"secret.internal" not in masked[2] and b"c2.evil-example.net" in masked[2]
+
+
+def test_wrong_basic_credentials_count_against_the_login_throttle(server):
+    for _ in range(5):  # the account+address pair's free failures (auth.PAIR_POLICY)
+        status, headers, _ = server.request("GET", "/intel/stix", headers={"Authorization": _basic("mispfeed", "wrong")})
+        assert status == 401 and headers["www-authenticate"].startswith("Basic ")
+    # a header that does not decode is a failed attempt too (from another address: its own keys)
+    answers = [server.request("GET", "/intel/stix", headers={"Authorization": "Basic %%%"}, source="127.0.0.2")[0]
+               for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    # the sixth attempt is refused by the throttle, even with the right password, for Basic and the form alike
+    status, headers, _ = server.request("GET", "/intel/stix", headers={"Authorization": _basic("mispfeed", "feed-Pass-1")})
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert server.login("mispfeed", "feed-Pass-1", challenge=False) is None
 
 
 def test_trail_kinds():
