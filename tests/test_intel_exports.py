@@ -50,6 +50,7 @@ ROWS = [
     ("secret.internal-example.com", "operator list", "(custom)"),
     ("panel.evil-example.net:8443", "malicious", "stix:lab"),
     ("t13d1516h2_8daaf6152771_02713d6af862", "apt28 (apt)", "misp:cert"),
+    ("ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)", "evilloader (malware)", "misp:circl"),
 ]
 MASKED = f"local:{sha('pw1')}:1000:"
 SUBSCRIBER = f"mispfeed:{sha('feed-Pass-1')}:0:"
@@ -134,7 +135,7 @@ def test_wrong_basic_credentials_count_against_the_login_throttle(server):
 def test_trail_kinds():
     assert [trail_kind(row[0]) for row in ROWS] == [
         "domain", "domain", "ip", "ip", "cidr", "ipport", "ipport", "url", "path", "cert", "ja3", "regex", "domain",
-        "domain", "hostport", "ja4"]
+        "domain", "hostport", "ja4", "ua"]
 
 
 def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
@@ -146,7 +147,7 @@ def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
     bundle = json.loads(body)
     indicators = [obj for obj in bundle["objects"] if obj["type"] == "indicator"]
     assert sorted(obj["name"] for obj in indicators) == sorted(
-        row[0] for row in ROWS if trail_kind(row[0]) in ("domain", "ip", "cidr", "ipport", "url", "cert"))
+        row[0] for row in ROWS if trail_kind(row[0]) in ("domain", "ip", "cidr", "ipport", "url", "cert", "ua"))
     again = json.loads(_get(server, "/intel/stix", admin)[2])
     assert [obj["id"] for obj in again["objects"]] == [obj["id"] for obj in bundle["objects"]]
     by_name = {obj["name"]: obj for obj in indicators}
@@ -154,6 +155,9 @@ def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
         "[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '91.215.85.17' "
         "AND network-traffic:dst_port = 8080]")
     assert by_name["o'brien.evil-example.com"]["pattern"] == r"[domain-name:value = 'o\'brien.evil-example.com']"
+    assert by_name["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"]["pattern"] == (
+        "[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = "
+        "'EvilLoader/3.2 (Windows NT 10.0; Win64, x64)']")
     only = json.loads(_get(server, "/intel/stix?kind=domain&source=misp:circl", admin)[2])
     assert sorted(obj["name"] for obj in only["objects"] if obj["type"] == "indicator") == [
         "c2.evil-example.net", "login.evil-example.org"]
@@ -168,7 +172,8 @@ def test_stix_export_reimports_to_the_same_trails(server, admin, tmp_path):
     assert rows["c2.evil-example.net"] == ("emotet (malware)", "stix:peer")  # the info travels as the label
     assert rows["5.252.177.20"] == ("apt28 (apt)", "stix:peer")
     assert {"c2.evil-example.net", "91.215.85.17:8080", "91.215.85.0/24", "drop.evil-example.net/gate.php",
-            "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "[2a00:1450:4001::98]:443"} <= set(rows)
+            "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "[2a00:1450:4001::98]:443",
+            "ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"} <= set(rows)
 
 
 def test_gzip_and_etag(server, admin):
@@ -191,7 +196,7 @@ def test_gzip_and_etag(server, admin):
 def test_zeek_intel_file(server, admin):
     lines = _get(server, "/intel/zeek", admin)[2].decode().splitlines()
     assert lines[0] == "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc"
-    types = {"Intel::DOMAIN", "Intel::ADDR", "Intel::SUBNET", "Intel::URL", "Intel::CERT_HASH"}
+    types = {"Intel::DOMAIN", "Intel::ADDR", "Intel::SUBNET", "Intel::URL", "Intel::CERT_HASH", "Intel::SOFTWARE"}
     seen = {}
     for line in lines[1:]:
         fields = line.split("\t")
@@ -204,6 +209,9 @@ def test_zeek_intel_file(server, admin):
     assert seen["9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a"][0] == "Intel::CERT_HASH"
     assert seen["o'brien.evil-example.com"] == ["Intel::DOMAIN", "quote'src", "tab here"]
     assert "91.215.85.17:8080" not in seen  # Zeek's intel has no address:port type
+    # Zeek's intel/seen scripts report an HTTP User-Agent header as Intel::SOFTWARE (the value as sent)
+    assert seen["EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ["Intel::SOFTWARE", "misp:circl",
+                                                                     "evilloader (malware)"]
 
 
 def test_suricata_files(server, admin):
@@ -259,6 +267,7 @@ def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_
     assert rows["91.215.85.17:8080"] == ("emotet (malware)", "misp:peer")  # the info travels as an event tag
     assert rows["drop.evil-example.net/gate.php"][1] == "misp:peer"
     assert "72a589da586844d7f0818ce684948eea" in rows
+    assert rows["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ("evilloader (malware)", "misp:peer")
 
 
 def test_masked_users_never_see_custom_trails(server, admin):

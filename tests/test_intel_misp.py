@@ -136,9 +136,10 @@ def test_misp_rest_search_with_key_from_the_environment(tmp_path, monkeypatch):
         assert "cdn.example.net" not in rows
         # a ja4-plus fingerprint without its ja4-type in the answer: a JA4's shape loads, a JA4H is counted
         assert rows["t13d1516h2_8daaf6152771_02713d6af862"] == ("apt28 (apt)", "misp:cert")
+        # a user-agent attribute: an exact User-Agent trail (docs/trails.md)
+        assert rows["ua:Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1)"] == ("malicious", "misp:cert")
         assert result.intel["intel:misp:cert"]["skipped"] == {
-            "to_ids false": 1, "attribute type without trail": 1, "user-agent (no trail type)": 1,
-            "ja4+ fingerprint not a JA4": 1}
+            "to_ids false": 1, "attribute type without trail": 1, "ja4+ fingerprint not a JA4": 1}
 
         wrong = intel_update(tmp_path, [line.replace("env:TEST_MISP_KEY", "wrong-key")])
         status = next(s for s in wrong.feeds if s.name == "intel:misp:cert")

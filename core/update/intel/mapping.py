@@ -5,8 +5,9 @@ Where it sits: intel sources (core/update/intel/: stix.py, taxii.py, misp_feed.p
 every row passes the one row validation (core/update/sanity.py) like every other source.
 
 - `attribute_keys(type, value)`: MISP attribute types domain, hostname, ip-dst, ip-src, ip-dst|port,
-  ip-src|port, domain|ip, hostname|port, url, uri, x509-fingerprint-sha1, ja3-fingerprint-md5 (the
-  `|` composites split as MISP defines them); anything else is a counted reason.
+  ip-src|port, domain|ip, hostname|port, url, uri, x509-fingerprint-sha1, ja3-fingerprint-md5,
+  user-agent (a `ua:` trail; the `|` composites split as MISP defines them); anything else is a
+  counted reason.
 - `ja4_keys(value, variant)`: the `ja4-fingerprint` of a MISP `ja4-plus` object, loaded only for the
   JA4 (TLS client) variant named by its sibling `ja4-type`, or, with no `ja4-type` at hand (a
   restSearch answer lists attributes, not objects), when the value has a JA4's shape.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 from core.protocols.fingerprints import fingerprint_kind
 from core.update.feeds import malware_info, strip_scheme
-from core.update.intel.pattern import Unmappable, address_key
+from core.update.intel.pattern import Unmappable, address_key, user_agent_key
 
 DEFAULT_INFO = "malicious"
 MAX_REASONS = 64  # distinct reasons kept per source (hostile input cannot grow the report)
@@ -179,7 +180,7 @@ def attribute_keys(kind: str, value: str) -> list[str]:
             _port(second)
             return [_domain(first)]
     if kind == "user-agent":
-        raise Unmappable("user-agent (no trail type)")
+        return [user_agent_key(value)]
     raise Unmappable("attribute type without trail")
 
 
