@@ -232,28 +232,29 @@ class View:
                 return None
             return lookup(b"\xfe" + packed + pack_port(port), h)
 
-        self.probe, self.lookup, self.get, self.ip, self.ip_port = probe, lookup, get, ip, ip_port
+        agents, user_agent_key = self.agents, ix.user_agent_key
+
+        def user_agent(text: str) -> Trail | None:
+            """The User-Agent trail (`ua:` row) equal to a request's User-Agent, remembered per mapping."""
+            found = agents.get(text, _MISSING)
+            if found is not _MISSING:
+                return found
+            kb = user_agent_key(text)
+            found = lookup(kb, crc32(kb))  # the bloom answers almost every miss
+            if len(text) <= AGENT_MAX:
+                if len(agents) >= AGENT_CAP:
+                    agents.clear()
+                    counters["agent_cache_resets"] += 1
+                agents[text] = found
+            return found
+
+        self.probe, self.get, self.ip, self.ip_port, self.user_agent = probe, get, ip, ip_port, user_agent
         url_accel = load_accel("_url")
         # False only when no bare-path candidate of a request path can hit (core/accel/_url.c);
         # without the compiled prefilter every path is a "maybe" and detect.py checks each marker.
         self.path_markers_maybe: Callable[[str], bool] = (
             functools.partial(url_accel.maybe, mm, bloom_off, bloom_shift, mix) if url_accel is not None
             else _always)
-
-    def user_agent(self, user_agent: str) -> Trail | None:
-        """The User-Agent trail (`ua:` row) equal to a request's User-Agent, remembered per mapping."""
-        agents = self.agents
-        found = agents.get(user_agent, _MISSING)
-        if found is not _MISSING:
-            return found
-        kb = ix.user_agent_key(user_agent)
-        found = self.lookup(kb, zlib.crc32(kb))  # the bloom answers almost every miss
-        if len(user_agent) <= AGENT_MAX:
-            if len(agents) >= AGENT_CAP:
-                agents.clear()
-                self.counters["agent_cache_resets"] += 1
-            agents[user_agent] = found
-        return found
 
     def regex_trails(self) -> RegexTrails:
         if self.regex is None:
