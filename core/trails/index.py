@@ -139,8 +139,9 @@ def ip_port_key(packed: bytes, port: int) -> bytes:
 
 
 def is_regex_trail(text: str) -> bool:
-    """A key that is a wildcard/regex trail: regex syntax, no `/`, compiles, not a plain literal."""
-    if "/" in text or not _REGEX_SYNTAX.search(text):
+    """A key that is a wildcard/regex trail: regex syntax, no `/`, not a User-Agent trail, compiles,
+    not a plain literal."""
+    if "/" in text or not _REGEX_SYNTAX.search(text) or text[:3].lower() == UA_PREFIX:
         return False
     return compile_trail(text) is not None and re.escape(text) != text
 
