@@ -270,6 +270,21 @@ def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_
     assert rows["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ("evilloader (malware)", "misp:peer")
 
 
+def test_a_server_subscribes_to_another_servers_misp_feed_with_basic(server, tmp_path, monkeypatch):
+    """The `misp-feed` import with user=/password= reads a peer server's /intel/misp directly; the
+    account's masking applies to what it gets, and a wrong password keeps the source out."""
+    monkeypatch.setenv("PEER_PASSWORD", "pw1")
+    line = f"misp-feed http://127.0.0.1:{server.port}/intel/misp user=local password=env:PEER_PASSWORD name=peer"
+    result = intel_update(tmp_path, [line])
+    rows = trail_rows(result)
+    assert rows["91.215.85.17:8080"] == ("emotet (malware)", "misp:peer")
+    assert rows["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ("evilloader (malware)", "misp:peer")
+    assert "secret.internal-example.com" not in rows  # a custom trail: masked for this account
+    wrong = intel_update(tmp_path / "wrong", [line.replace("env:PEER_PASSWORD", "nope")])
+    status = next(s for s in wrong.feeds if s.name == "intel:misp-feed:peer")
+    assert status.status == "failed" and "401" in (status.error or ""), status
+
+
 def test_masked_users_never_see_custom_trails(server, admin):
     cookie = server.login("local", "pw1")
     assert cookie
