@@ -63,6 +63,8 @@ ODD_LINES = [
     b"new-pair.example,info " + "\u00e9".encode() + b",(static)", b"bad-pair.example,info \xff,(static)",
     b"dup.example,first,(static)", b"DUP.example,second,(static)", b"2001:db8::5,malware (test),(static)",
     rb"rx[0-9]+\.example\.com,malware (test),(static)", b"*.wild.example,malware (test),(static)",
+    b"ua:curl/7.1,bot (test),(static)", b"UA:Evil/1.0 (Loader; x),bot (test),(static)", b"ua:nos,bot (test),(static)",
+    b'"ua:Mozilla/5.0 (X11, Linux) Evil/2",bot (test),(static)', b"ua:caf\xc3\xa9/1,bot (test),(static)",
 ]
 
 

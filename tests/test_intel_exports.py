@@ -11,6 +11,8 @@ import ipaddress
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -47,8 +49,11 @@ ROWS = [
     ("o'brien.evil-example.com", "tab\there", "quote'src"),
     ("secret.internal-example.com", "operator list", "(custom)"),
     ("panel.evil-example.net:8443", "malicious", "stix:lab"),
+    ("t13d1516h2_8daaf6152771_02713d6af862", "apt28 (apt)", "misp:cert"),
+    ("ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)", "evilloader (malware)", "misp:circl"),
 ]
 MASKED = f"local:{sha('pw1')}:1000:"
+SUBSCRIBER = f"mispfeed:{sha('feed-Pass-1')}:0:"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +61,7 @@ def server(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("intel"))
     with open(os.path.join(tmp, "trails.csv"), "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle, lineterminator="\n").writerows(ROWS)
-    srv = Server(tmp, users=[f"admin:{sha('changeme!')}:0:", MASKED], udp=False)
+    srv = Server(tmp, users=[f"admin:{sha('changeme!')}:0:", MASKED, SUBSCRIBER], udp=False)
     srv.start()
     yield srv
     srv.stop()
@@ -65,6 +70,20 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def admin(server):
     return server.login()
+
+
+def _basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _curl(server, path, user=None, password=None):
+    """A real curl request (as a feed subscriber sends it): (status, body)."""
+    command = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", f"http://127.0.0.1:{server.port}{path}"]
+    if user is not None:
+        command += ["-u", f"{user}:{password}"]
+    out = subprocess.run(command, capture_output=True, timeout=30, check=True).stdout
+    body, _, status = out.rpartition(b"\n")
+    return int(status), body
 
 
 def _get(server, path, cookie, **headers):
@@ -76,10 +95,47 @@ def test_exports_need_a_session(server):
         assert server.get(path)[0] == 401
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_a_feed_subscriber_authenticates_with_http_basic(server, admin):
+    """A MISP instance subscribing to /intel/misp sends the feed's `Authorization` header: HTTP Basic
+    with a USERS account, checked like the password login form, no session kept."""
+    status, body = _curl(server, "/intel/misp/manifest.json", "mispfeed", "feed-Pass-1")
+    assert status == 200, body
+    manifest = json.loads(body)
+    assert manifest == json.loads(_get(server, "/intel/misp/manifest.json", admin)[2])
+    event = next(iter(manifest))
+    status, body = _curl(server, f"/intel/misp/{event}.json", "mispfeed", "feed-Pass-1")
+    assert status == 200 and json.loads(body)["Event"]["uuid"] == event
+    # no header: 401 naming the scheme; a cookie-less request never gets a session cookie back
+    status, headers, _ = server.request("GET", "/intel/zeek")
+    assert status == 401 and headers["www-authenticate"].startswith("Basic ")
+    status, headers, _ = server.request("GET", "/intel/zeek", headers={"Authorization": _basic("mispfeed", "feed-Pass-1")})
+    assert status == 200 and "set-cookie" not in headers
+    # only the exports take it
+    assert server.request("GET", "/counts", headers={"Authorization": _basic("admin", "changeme!")})[0] == 401
+    # the masked account's visibility applies as for its session
+    masked = server.request("GET", "/intel/zeek", headers={"Authorization": _basic("local", "pw1")})
+    assert masked[0] == 200 and b"secret.internal" not in masked[2] and b"c2.evil-example.net" in masked[2]
+
+
+def test_wrong_basic_credentials_count_against_the_login_throttle(server):
+    for _ in range(5):  # the account+address pair's free failures (auth.PAIR_POLICY)
+        status, headers, _ = server.request("GET", "/intel/stix", headers={"Authorization": _basic("mispfeed", "wrong")})
+        assert status == 401 and headers["www-authenticate"].startswith("Basic ")
+    # a header that does not decode is a failed attempt too (from another address: its own keys)
+    answers = [server.request("GET", "/intel/stix", headers={"Authorization": "Basic %%%"}, source="127.0.0.2")[0]
+               for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    # the sixth attempt is refused by the throttle, even with the right password, for Basic and the form alike
+    status, headers, _ = server.request("GET", "/intel/stix", headers={"Authorization": _basic("mispfeed", "feed-Pass-1")})
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert server.login("mispfeed", "feed-Pass-1", challenge=False) is None
+
+
 def test_trail_kinds():
     assert [trail_kind(row[0]) for row in ROWS] == [
         "domain", "domain", "ip", "ip", "cidr", "ipport", "ipport", "url", "path", "cert", "ja3", "regex", "domain",
-        "domain", "hostport"]
+        "domain", "hostport", "ja4", "ua"]
 
 
 def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
@@ -91,7 +147,7 @@ def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
     bundle = json.loads(body)
     indicators = [obj for obj in bundle["objects"] if obj["type"] == "indicator"]
     assert sorted(obj["name"] for obj in indicators) == sorted(
-        row[0] for row in ROWS if trail_kind(row[0]) in ("domain", "ip", "cidr", "ipport", "url", "cert"))
+        row[0] for row in ROWS if trail_kind(row[0]) in ("domain", "ip", "cidr", "ipport", "url", "cert", "ua"))
     again = json.loads(_get(server, "/intel/stix", admin)[2])
     assert [obj["id"] for obj in again["objects"]] == [obj["id"] for obj in bundle["objects"]]
     by_name = {obj["name"]: obj for obj in indicators}
@@ -99,6 +155,9 @@ def test_stix_bundle_is_valid_deterministic_and_filterable(server, admin):
         "[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '91.215.85.17' "
         "AND network-traffic:dst_port = 8080]")
     assert by_name["o'brien.evil-example.com"]["pattern"] == r"[domain-name:value = 'o\'brien.evil-example.com']"
+    assert by_name["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"]["pattern"] == (
+        "[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = "
+        "'EvilLoader/3.2 (Windows NT 10.0; Win64, x64)']")
     only = json.loads(_get(server, "/intel/stix?kind=domain&source=misp:circl", admin)[2])
     assert sorted(obj["name"] for obj in only["objects"] if obj["type"] == "indicator") == [
         "c2.evil-example.net", "login.evil-example.org"]
@@ -113,7 +172,8 @@ def test_stix_export_reimports_to_the_same_trails(server, admin, tmp_path):
     assert rows["c2.evil-example.net"] == ("emotet (malware)", "stix:peer")  # the info travels as the label
     assert rows["5.252.177.20"] == ("apt28 (apt)", "stix:peer")
     assert {"c2.evil-example.net", "91.215.85.17:8080", "91.215.85.0/24", "drop.evil-example.net/gate.php",
-            "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "[2a00:1450:4001::98]:443"} <= set(rows)
+            "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "[2a00:1450:4001::98]:443",
+            "ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"} <= set(rows)
 
 
 def test_gzip_and_etag(server, admin):
@@ -136,7 +196,7 @@ def test_gzip_and_etag(server, admin):
 def test_zeek_intel_file(server, admin):
     lines = _get(server, "/intel/zeek", admin)[2].decode().splitlines()
     assert lines[0] == "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc"
-    types = {"Intel::DOMAIN", "Intel::ADDR", "Intel::SUBNET", "Intel::URL", "Intel::CERT_HASH"}
+    types = {"Intel::DOMAIN", "Intel::ADDR", "Intel::SUBNET", "Intel::URL", "Intel::CERT_HASH", "Intel::SOFTWARE"}
     seen = {}
     for line in lines[1:]:
         fields = line.split("\t")
@@ -149,6 +209,9 @@ def test_zeek_intel_file(server, admin):
     assert seen["9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a"][0] == "Intel::CERT_HASH"
     assert seen["o'brien.evil-example.com"] == ["Intel::DOMAIN", "quote'src", "tab here"]
     assert "91.215.85.17:8080" not in seen  # Zeek's intel has no address:port type
+    # Zeek's intel/seen scripts report an HTTP User-Agent header as Intel::SOFTWARE (the value as sent)
+    assert seen["EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ["Intel::SOFTWARE", "misp:circl",
+                                                                     "evilloader (malware)"]
 
 
 def test_suricata_files(server, admin):
@@ -185,7 +248,7 @@ def test_suricata_files(server, admin):
 def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_path):
     manifest = json.loads(_get(server, "/intel/misp/manifest.json", admin)[2])
     infos = sorted(entry["info"] for entry in manifest.values())
-    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) not in ("regex", "hostport")})
+    assert infos == sorted({row[1] for row in ROWS if trail_kind(row[0]) not in ("regex", "hostport", "ja4")})
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "manifest.json").write_text(json.dumps(manifest))
@@ -204,6 +267,22 @@ def test_misp_feed_export_reads_back_through_the_feed_import(server, admin, tmp_
     assert rows["91.215.85.17:8080"] == ("emotet (malware)", "misp:peer")  # the info travels as an event tag
     assert rows["drop.evil-example.net/gate.php"][1] == "misp:peer"
     assert "72a589da586844d7f0818ce684948eea" in rows
+    assert rows["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ("evilloader (malware)", "misp:peer")
+
+
+def test_a_server_subscribes_to_another_servers_misp_feed_with_basic(server, tmp_path, monkeypatch):
+    """The `misp-feed` import with user=/password= reads a peer server's /intel/misp directly; the
+    account's masking applies to what it gets, and a wrong password keeps the source out."""
+    monkeypatch.setenv("PEER_PASSWORD", "pw1")
+    line = f"misp-feed http://127.0.0.1:{server.port}/intel/misp user=local password=env:PEER_PASSWORD name=peer"
+    result = intel_update(tmp_path, [line])
+    rows = trail_rows(result)
+    assert rows["91.215.85.17:8080"] == ("emotet (malware)", "misp:peer")
+    assert rows["ua:EvilLoader/3.2 (Windows NT 10.0; Win64, x64)"] == ("evilloader (malware)", "misp:peer")
+    assert "secret.internal-example.com" not in rows  # a custom trail: masked for this account
+    wrong = intel_update(tmp_path / "wrong", [line.replace("env:PEER_PASSWORD", "nope")])
+    status = next(s for s in wrong.feeds if s.name == "intel:misp-feed:peer")
+    assert status.status == "failed" and "401" in (status.error or ""), status
 
 
 def test_masked_users_never_see_custom_trails(server, admin):

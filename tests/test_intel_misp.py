@@ -22,6 +22,14 @@ from intel_peers import (  # noqa: E402
 from core.update.orchestrate import UpdateStatus  # noqa: E402
 
 
+def ja4_object(variant, fingerprint):
+    """A MISP `ja4-plus` object: the fingerprint (a `text` attribute) and, when given, its `ja4-type`."""
+    attributes = [misp_attribute("text", fingerprint, object_relation="ja4-fingerprint")]
+    if variant is not None:
+        attributes.append(misp_attribute("text", variant, to_ids=False, object_relation="ja4-type"))
+    return {"name": "ja4-plus", "meta-category": "network", "Attribute": attributes}
+
+
 def _events(stamp: int = 1764547200):
     botnet = misp_event("Mirai C2 servers", [
         misp_attribute("ip-dst", "45.95.147.236"),
@@ -34,7 +42,10 @@ def _events(stamp: int = 1764547200):
         misp_attribute("url", "http://bank-verify.evil-example.org/login.php"),
         misp_attribute("uri", "/wp-admin/css/verify.php"),
         misp_attribute("domain", "deleted.evil-example.org", deleted=True),
-    ], tags=("circl:incident-classification=\"phishing\"",))
+    ], tags=("circl:incident-classification=\"phishing\"",),
+        objects=[ja4_object("JA4", "t13d1517h2_8daaf6152771_b1ff8ab2d16f"),  # the phishing kit's TLS client
+                 ja4_object("JA4S", "t130200_1301_a56c5b993250"),
+                 ja4_object(None, "t13d1715h2_5b57614c22b0_93c746dc12af")])
     actor = misp_event("Sandworm tooling", [misp_attribute("domain|ip", "ns.evil-example.com|185.141.62.41")],
                        objects=[{"name": "ip-port", "Attribute": [misp_attribute("ip-dst", "185.141.62.42"),
                                                                   misp_attribute("port", "443")]}],
@@ -60,8 +71,13 @@ def test_misp_feed_fetches_only_changed_events(tmp_path):
         assert rows["ns.evil-example.com"] == ("sandworm (apt)", "misp:circl")
         assert rows["185.141.62.41"] == rows["185.141.62.42"] == ("sandworm (apt)", "misp:circl")
         assert "context.example.org" not in rows and "deleted.evil-example.org" not in rows
+        # ja4-plus objects: the JA4 variant loads (by its ja4-type, or by its shape without one); JA4S is counted
+        assert rows["t13d1517h2_8daaf6152771_b1ff8ab2d16f"] == ("phishing", "misp:circl")
+        assert rows["t13d1715h2_5b57614c22b0_93c746dc12af"] == ("phishing", "misp:circl")
+        assert "t130200_1301_a56c5b993250" not in rows
         skipped = result.intel["intel:misp-feed:circl"]["skipped"]
-        assert skipped == {"to_ids false": 1, "deleted": 1, "attribute type without trail": 2}
+        assert skipped == {"to_ids false": 3, "deleted": 1, "attribute type without trail": 2,
+                           "ja4+ variant other than JA4": 1}
         assert len([path for path in seen if path.endswith(".json")]) == 4
 
         # one event changed, one removed, one added: only the changed and the new one are downloaded
@@ -118,8 +134,12 @@ def test_misp_rest_search_with_key_from_the_environment(tmp_path, monkeypatch):
         assert rows["72a589da586844d7f0818ce684948eea"] == ("apt28 (apt)", "misp:cert")
         assert rows["mail-gov.evil-example.com"] == rows["185.141.62.40"] == ("apt28 (apt)", "misp:cert")
         assert "cdn.example.net" not in rows
+        # a ja4-plus fingerprint without its ja4-type in the answer: a JA4's shape loads, a JA4H is counted
+        assert rows["t13d1516h2_8daaf6152771_02713d6af862"] == ("apt28 (apt)", "misp:cert")
+        # a user-agent attribute: an exact User-Agent trail (docs/trails.md)
+        assert rows["ua:Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1)"] == ("malicious", "misp:cert")
         assert result.intel["intel:misp:cert"]["skipped"] == {
-            "to_ids false": 1, "attribute type without trail": 1, "user-agent (no trail type)": 1}
+            "to_ids false": 1, "attribute type without trail": 1, "ja4+ fingerprint not a JA4": 1}
 
         wrong = intel_update(tmp_path, [line.replace("env:TEST_MISP_KEY", "wrong-key")])
         status = next(s for s in wrong.feeds if s.name == "intel:misp:cert")

@@ -31,6 +31,10 @@ MAPPED = [
     ("[domain-name:value IN ('a.evil-example.net', 'b.evil-example.net')]", ["a.evil-example.net", "b.evil-example.net"]),
     ("[ipv4-addr:value ISSUBSET '198.51.100.0/24']", ["198.51.100.0/24"]),
     ("[domain-name:value = 'x.evil-example.net' OR file:name = 'a.exe']", ["x.evil-example.net"]),
+    ("[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = ' EvilLoader/3.2 (x; y) ']",
+     ["ua:EvilLoader/3.2 (x; y)"]),
+    ("[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' IN ('Bot A/1', 'Bot B/2')]",
+     ["ua:Bot A/1", "ua:Bot B/2"]),
 ]
 REFUSED = [
     ("[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']", "file observable"),
@@ -44,6 +48,9 @@ REFUSED = [
     ("[domain-name:value = 'a.evil-example.net'] FOLLOWEDBY [url:value = 'http://x.example/']", "FOLLOWEDBY sequence"),
     ("[ipv6-addr:value = '2001:db8::/32']", "ipv6 network"),
     ("[network-traffic:dst_port = 445]", "network-traffic without destination address"),
+    ("[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = 'EvilLoader/3.2' AND "
+     "network-traffic:dst_ref.value = '198.51.100.9']", "user-agent AND other fields"),
+    ("[network-traffic:extensions.'http-request-ext'.request_header.'Accept' = '*/*']", "network-traffic field"),
     ("domain-name:value = 'no brackets'", "unparseable pattern"),
     ("[" * 5000 + "]" * 5000, "pattern too long"),
     ("[" * 2000 + "]" * 2000, "unparseable pattern"),

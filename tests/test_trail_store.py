@@ -43,6 +43,8 @@ ROWS = [
     ("bücher-evil.de", "idn (test)", "(static)"),
     ("2.2.2.2", "first (test)", "(static)"),
     ("2.2.2.2", "last wins (test)", "(remote custom)"),
+    ("ua:EvilBot/2.1 (compatible; Loader)", "evilbot (malware)", "misp:circl"),
+    ("ua:curl/7.1", "ua no space (test)", "(custom)"),
 ]
 
 
@@ -71,6 +73,23 @@ def test_exact_text_keys(store):
                  "evil-test-domain.com.", "Mixed.Case-Domain.NET", "evil-url.example/bad", "evil-url.example",
                  "malicious-login.php", "", "66.66.66.66", "6.6.6.6:8443", r"dga[0-9]+\.wildcard-test\.com"):
         assert store.get(miss) is None, miss
+
+
+def test_user_agent_keys(store):
+    """`ua:` rows are exact User-Agent trails, compared stripped and without case; they live under
+    their own binary tag, so no domain or URL lookup reaches them and they reach no domain or URL."""
+    hit = Trail("evilbot (malware)", "misp:circl")
+    assert store.user_agent("EvilBot/2.1 (compatible; Loader)") == hit
+    assert store.user_agent("  evilbot/2.1 (COMPATIBLE; loader) ") == hit
+    assert store.user_agent("curl/7.1") == Trail("ua no space (test)", "(custom)")
+    for miss in ("EvilBot/2.1", "EvilBot/2.1 (compatible; Loader) x", "curl/7.10", "", "evil-test-domain.com",
+                 "\udcff\udcfe", "x" * 5000):
+        assert store.user_agent(miss) is None, miss
+    assert store.user_agent("EvilBot/2.1 (compatible; Loader)") == hit  # remembered answer
+    for text in ("ua:curl/7.1", "ua:curl", "curl/7.1", "ua:evilbot/2.1 (compatible; loader)"):
+        assert store.get(text) is None, text  # a Host + path (`ua:curl` + `/7.1`) never reaches it
+    assert store.lookup_key("UA:EvilBot/2.1 (compatible; Loader)") == hit
+    assert store.user_agent("evil-test-domain.com") is None
 
 
 def test_ip_keys(store):

@@ -21,9 +21,12 @@ from core.update.orchestrate import DATA_DIR, UpdateStatus, update  # noqa: E402
 from core.update.sanity import TrailRules  # noqa: E402
 
 POISON = ["com", "*", ".", "0.0.0.0/0", "10.0.0.0/8", "1.0.0.0/8", "<script>alert(1)</script>", "evil\x00.com", "co.uk",
-          ".*", "[a-z]+", "127.0.0.1", "::1", "fe80::1", "224.0.0.1", "a..b.com", "-bad-.com", "/"]
+          ".*", "[a-z]+", "127.0.0.1", "::1", "fe80::1", "224.0.0.1", "a..b.com", "-bad-.com", "/",
+          "ua:", "ua:Mozilla/5.0", "ua:mozilla", "ua:-", "ua:Evil\x00Bot/1.0", "ua:Evil\tBot/1.0",
+          "ua:" + "A" * 1100]
 GOOD = ["evil-c2.example.net", "9f2a5c7e1b3d4f6a8c0e2b4d6f8a0c2e4b6d8f0a", "72a589da586844d7f0818ce684948eea", "1.2.3.4", "5.63.151.0/24", "/.ku/sj'x.php", "evil.co.uk", "5.6.7.8:4444", "/gate.php", "bad.example.org/x/y.php",
-        r"(android-roaming-[a-z]{4}\d?\.com)\?id=\d+", "2a00:1450::1", "xn--bcher-kva.example"]
+        r"(android-roaming-[a-z]{4}\d?\.com)\?id=\d+", "2a00:1450::1", "xn--bcher-kva.example",
+        "ua:Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1)", "ua:${jndi:ldap://x.example/a}", "ua:sqlmap/1.7"]
 
 
 @pytest.mark.parametrize("key", POISON)

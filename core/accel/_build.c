@@ -27,8 +27,8 @@
  *   lines[i] on, until the first line it leaves to Python (returned; len(lines) when none): a
  *   line `key,info,reference` without quotes whose `info,reference` is already in pair_ids, with
  *   an ASCII key of 1..65535 bytes that is, lower-cased, a domain-charset name that does not look
- *   like an IPv4 address, a key holding a "/" (its record offset appended to url_offsets, for its
- *   marker), or an
+ *   like an IPv4 address, a key holding a "/" that is not a User-Agent trail (`ua:`; its record
+ *   offset appended to url_offsets, for its marker), or an
  *   IPv4:port that inet_pton and the port range accept (the address joins port_ips). Each is
  *   appended as Python does: crc32 to hashes, the record's offset to offsets, the record to
  *   records.
@@ -348,6 +348,8 @@ build_feed(PyObject *self, PyObject *args)
         if (slash || domain) {
             if (kb[klen - 1] < 58 && ipv4)
                 break;  /* looks like an IPv4 address: classify() */
+            if (klen >= 3 && kb[0] == 'u' && kb[1] == 'a' && kb[2] == ':')
+                break;  /* a User-Agent trail (ua:...): classify() */
         } else if (ipv4_port && colons == 1) {
             const unsigned char *colon = memchr(kb, ':', (size_t)klen);
             Py_ssize_t hlen = colon - kb, plen = klen - hlen - 1;

@@ -3,7 +3,8 @@
 Where it sits: between capture/decode and the event pipeline. A capture source hands batches to
 `Detector.process_batch`; each packet is decoded (core/decode), its protocol parsed when one can
 carry an indicator (core/protocols), looked up in the trail store (core/trails/store.py, domains
-through core/detect/domains.py, JA3/JA3S/JA4 of TLS hellos from core/protocols/fingerprints.py),
+through core/detect/domains.py, JA3/JA3S/JA4 of TLS hellos from core/protocols/fingerprints.py,
+an HTTP request's User-Agent against the exact `ua:` trails),
 and every hit becomes an `Event` passed to `events.emit`. Heuristic hooks are called for the
 packets they are about. Exceptions are caught here, once per packet, and counted by type in
 `errors` (the first of each kind is kept for the error report).
@@ -513,6 +514,12 @@ class Detector:
                 return
         if method != "CONNECT" and not (host and self._host_whitelisted(host)):
             if self._url_trails(sec, usec, d, request, host or ip_text(d.dst)):
+                return
+        agent = request.user_agent
+        if agent:
+            hit = self.store.user_agent(agent)  # an exact `ua:` trail; remembered per distinct UA
+            if hit is not None:
+                self._emit(sec, usec, d, TrailType.UA, agent.strip(), hit)
                 return
         self.heuristics.http_request(sec, usec, d, request)
 

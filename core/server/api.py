@@ -10,7 +10,8 @@ Static files (static.py) answer every other path.
 Scope rule: every endpoint that returns, searches or counts events or addresses works on the
 lines as the session sees them (auth.visible_line: the session's network filter, and custom-trail
 info masked for UID >= 1000 under ENABLE_MASK_CUSTOM), never on the stored lines.
-Request rules: /login and /logout change state and take POST only (405 otherwise); every POST
+The /intel/... exports also take HTTP Basic credentials of a USERS account (feed subscribers hold
+no session; auth.py `basic`). Request rules: /login and /logout change state and take POST only (405 otherwise); every POST
 that a browser marks as cross-site (`Sec-Fetch-Site`, else an `Origin` that is not the `Host`)
 gets 403 (auth.cross_site); requests with neither header (scripts, fail2ban) are served.
 """
@@ -45,6 +46,7 @@ from core.server.storage import Storage, iter_lines, read_range
 LIVE_POLL = 0.5
 LIVE_HEARTBEAT = 15.0
 EVENTS_CHUNK = 1 << 20
+BASIC_CHALLENGE = 'Basic realm="maltrail", charset="UTF-8"'  # RFC 7617: a 401 of /intel/... names the scheme
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,17 @@ class Api:
         if route.post_only and request.method != "POST":
             return text(405, "Use POST\n", headers=[("Allow", "POST")])
         session = self.auth.session_for(request.cookie(SESSION_COOKIE), request.address)
+        if route.auth and session is None and name == "/intel":
+            # feed subscribers (a MISP instance, a script) cannot hold a session: HTTP Basic with a
+            # USERS account, checked and throttled as the password login form (auth.py `basic`)
+            header = request.headers.get("authorization")
+            if header:
+                outcome = self.auth.basic(header, request.address, request.port)
+                if outcome.result == "throttled":
+                    return _too_many(outcome.retry)
+                session = outcome.session
+            if session is None:
+                return text(401, "Unauthorized\n", headers=[("WWW-Authenticate", BASIC_CHALLENGE)])
         if route.auth and session is None:
             return text(401, "Unauthorized\n")
         return route.handler(request, session)
@@ -166,11 +179,7 @@ class Api:
                                   password, request.address, request.port, request.cookie(DEVICE_COOKIE),
                                   params.get("work", "")[:16])
         if outcome.result == "throttled":
-            wait = max(1, math.ceil(outcome.retry))
-            headers = [("Retry-After", str(wait))]
-            if outcome.work:   # a proof of work on a fresh challenge passes this lock (core/server/auth.py)
-                headers.append(("X-Maltrail-Work", str(outcome.work)))
-            return text(429, f"Too many failed logins; try again in {wait} s\n", headers=headers)
+            return _too_many(outcome.retry, outcome.work)
         new = outcome.session
         if new is None:
             return text(401, "Login failed\n")
@@ -322,6 +331,16 @@ class Api:
             if _peer_closed(request.sock):
                 return
             self.stopping.wait(LIVE_POLL)
+
+
+def _too_many(retry: float, work: int = 0) -> Response:
+    """The answer to a login attempt (form or HTTP Basic) refused by the throttle; `work`: the bits
+    of a proof of work on a fresh challenge that would pass it (core/server/auth.py)."""
+    wait = max(1, math.ceil(retry))
+    headers = [("Retry-After", str(wait))]
+    if work:
+        headers.append(("X-Maltrail-Work", str(work)))
+    return text(429, f"Too many failed logins; try again in {wait} s\n", headers=headers)
 
 
 def _peer_closed(sock: socket.socket | None) -> bool:

@@ -98,7 +98,8 @@ def clear_text_warning(http_address: str, tls: bool) -> str | None:
     if tls or is_loopback(http_address):
         return None
     return (f"WARNING: HTTP_ADDRESS {http_address or '(all)'} is reachable from the network and USE_SSL is "
-            "off: passwords (password form), login exchanges and session cookies cross the network in clear, "
+            "off: passwords (password form, HTTP Basic on the /intel exports), login exchanges and session "
+            "cookies cross the network in clear, "
             "so anyone on the path can read them and take over a session. Turn TLS on: USE_SSL true and "
             f"SSL_PEM /path/server.pem. {SSL_PEM_HINT} (docs/operations-server.md#tls)")
 

@@ -13,6 +13,9 @@ Login forms:
   CHALLENGE_TTL seconds, accepted once), `hash = sha256hex(sha256hex(password) + nonce)`; works
   for SHA-256 entries. A captured request never logs in again;
 - password: `username`, `password`; works for every entry (scripts; over TLS or loopback only).
+- HTTP Basic (`basic`): `Authorization: Basic base64(username:password)` on a read-only export
+  (`/intel/...`, for feed subscribers that cannot hold a session): the password form's check and
+  throttling, one request's session that is not kept.
 
 Throttling (backoff.py): every failure counts against the account+address pair, the address,
 the account and a global budget (the last two for existing accounts only), each with its own
@@ -37,6 +40,7 @@ attempt, and its failure counts like any other.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -478,11 +482,26 @@ class Auth:
         expected = hashlib.sha256((secret + nonce).encode("ascii")).hexdigest()
         return hmac.compare_digest(expected, digest.lower())
 
+    def basic(self, header: str, address: str, port: int) -> Outcome:
+        """An `Authorization: Basic ...` header checked as a password login (same check, same
+        throttling, same logging); its session serves one request and is not kept. A header that
+        does not decode is a failed attempt with an empty username."""
+        scheme, _, encoded = header.strip().partition(" ")
+        username, password = "", ""
+        if scheme.lower() == "basic" and len(encoded) <= 2048:
+            try:
+                username, _, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                username, password = "", ""
+        return self.login(username[:256], "", "", password[:1024], address, port, remember=False)
+
     def login(self, username: str, nonce: str, digest: str, password: str | None,
-              address: str, port: int, device: str | None = None, work: str = "") -> Outcome:
+              address: str, port: int, device: str | None = None, work: str = "",
+              remember: bool = True) -> Outcome:
         """Outcome('ok', session) | ('failed', None) | ('throttled', None, retry seconds, work bits).
         Never sleeps. `device` is the trusted-browser cookie the request carried, if any; `work` a
-        proof of work on `nonce` (module docstring)."""
+        proof of work on `nonce` (module docstring); `remember` false gives a session for the
+        current request only (HTTP Basic)."""
         keys = self._keys(username, address, device if self.trusted(device, username) else None)
         retry, bits = self._refusal(keys, nonce, work)
         if retry > 0:
@@ -515,9 +534,10 @@ class Auth:
             self.known[address_key(address)] = time.monotonic()
             while len(self.known) > MAX_KNOWN_ADDRESSES:
                 self.known.popitem(last=False)
-            self.sessions[session.sid] = session
-            while len(self.sessions) > MAX_SESSIONS:
-                self.sessions.pop(next(iter(self.sessions)))
+            if remember:
+                self.sessions[session.sid] = session
+                while len(self.sessions) > MAX_SESSIONS:
+                    self.sessions.pop(next(iter(self.sessions)))
             self.counters["login_ok"] += 1
         self.log_auth(True, username, address, port)
         return Outcome("ok", session)

@@ -12,7 +12,7 @@ visibility, so a subscriber's `If-None-Match` poll is a 304 with no body while n
   info (a malware family, an actor); events are found through an offset index built once per
   trails file (row offsets only);
 - `GET /intel/zeek`: `#fields indicator indicator_type meta.source meta.desc` (Intel::DOMAIN,
-  ADDR, SUBNET, URL, CERT_HASH);
+  ADDR, SUBNET, URL, CERT_HASH, and SOFTWARE for User-Agent trails);
 - `GET /intel/suricata`: the list of the files below; `/intel/suricata/maltrail.rules`,
   `maltrail-domains.lst` (a string dataset: base64 lines, for dns.query, tls.sni, http.host),
   `maltrail-iprep.list` and `maltrail-categories.txt` (IP reputation).
@@ -39,16 +39,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.config import Config
+from core.protocols.fingerprints import fingerprint_kind
 from core.server.auth import Session
 from core.server.httpd import HttpError, Request, Response
 from core.server.lookup import CUSTOM, sees_custom
+from core.trails.index import UA_PREFIX
 
 NAMESPACE = uuid.UUID("6f1e9a3c-5b7d-5e2f-9a4c-3d8b7e6f1a20")  # fixed: exported ids never change
 ORG = {"name": "Maltrail", "uuid": str(uuid.uuid5(NAMESPACE, "organisation"))}
 IDENTITY = f"identity--{uuid.uuid5(NAMESPACE, 'identity')}"
 CHUNK = 256 << 10
-KINDS = ("domain", "ip", "cidr", "ipport", "url", "path", "cert", "ja3")
-_HEX = re.compile(r"[0-9a-f]+\Z")
+KINDS = ("domain", "ip", "cidr", "ipport", "url", "path", "cert", "ja3", "ja4", "ua")
 _REGEX_CHARS = re.compile(r"[\\()\[\]*+|^${}]")
 _SURICATA_FILES = {
     "maltrail.rules": "rules using the dataset and the reputation list",
@@ -74,13 +75,16 @@ classtype:trojan-activity; sid:1933005; rev:1;)
 
 
 def trail_kind(key: str) -> str:
-    """What a trail key is: domain, ip, cidr, ipport, hostport, url, path, cert, ja3 or regex."""
+    """What a trail key is: domain, ip, cidr, ipport, hostport, url, path, cert, ja3, ja4, ua or regex."""
+    if key.startswith(UA_PREFIX):
+        return "ua"
     if not key or _REGEX_CHARS.search(key) and not key.startswith("["):
         return "regex"
     if key.startswith("/"):
         return "path"
-    if len(key) in (32, 40) and _HEX.match(key):
-        return "ja3" if len(key) == 32 else "cert"
+    fingerprint = fingerprint_kind(key)
+    if fingerprint is not None:
+        return fingerprint
     host, slash, rest = key.partition("/")
     if slash:
         if rest.isdigit() and host.replace(".", "").isdigit():
@@ -152,6 +156,9 @@ def stix_pattern(row: Row) -> str | None:
         return f"[url:value = {_stix_string('http://' + row.key)}]"
     if row.kind == "cert":
         return f"[x509-certificate:hashes.'SHA-1' = {_stix_string(row.key)}]"
+    if row.kind == "ua":  # the STIX 2.1 HTTP request extension of network-traffic
+        return (f"[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = "
+                f"{_stix_string(row.key[len(UA_PREFIX):])}]")
     return None
 
 
@@ -172,10 +179,11 @@ def stix_indicator(row: Row, stamp: str) -> str | None:
 
 
 ZEEK_HEAD = "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
+# Zeek's intel/seen scripts report an HTTP request's User-Agent header as Intel::SOFTWARE
 ZEEK_TYPES = {"domain": "Intel::DOMAIN", "ip": "Intel::ADDR", "cidr": "Intel::SUBNET", "url": "Intel::URL",
-              "cert": "Intel::CERT_HASH"}
+              "cert": "Intel::CERT_HASH", "ua": "Intel::SOFTWARE"}
 MISP_TYPES = {"domain": "domain", "ip": "ip-dst", "cidr": "ip-dst", "ipport": "ip-dst|port", "url": "url",
-              "path": "uri", "cert": "x509-fingerprint-sha1", "ja3": "ja3-fingerprint-md5"}
+              "path": "uri", "cert": "x509-fingerprint-sha1", "ja3": "ja3-fingerprint-md5", "ua": "user-agent"}
 
 
 def _zeek_field(value: str) -> str:
@@ -195,6 +203,8 @@ def misp_attribute(row: Row, stamp: int) -> dict[str, object] | None:
         value = f"{address}|{port}"
     elif row.kind == "url":
         value = "http://" + row.key
+    elif row.kind == "ua":
+        value = row.key[len(UA_PREFIX):]
     return {"uuid": str(uuid.uuid5(NAMESPACE, "attribute:" + row.key)), "type": kind, "category": "Network activity",
             "value": value, "to_ids": True, "timestamp": str(stamp), "distribution": "5", "deleted": False,
             "comment": row.reference}
@@ -280,7 +290,8 @@ class IntelExports:
         kind = ZEEK_TYPES.get(row.kind)
         if kind is None:
             return None
-        return f"{_zeek_field(row.key)}\t{kind}\t{_zeek_field(row.reference)}\t{_zeek_field(row.info)}\n"
+        indicator = row.key[len(UA_PREFIX):] if row.kind == "ua" else row.key
+        return f"{_zeek_field(indicator)}\t{kind}\t{_zeek_field(row.reference)}\t{_zeek_field(row.info)}\n"
 
     # -- STIX ------------------------------------------------------------------------------------
 

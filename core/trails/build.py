@@ -39,6 +39,7 @@ from core.trails.index import (
     BLOOM_MIX,
     HEADER_SIZE,
     IP_TAG,
+    IPPORT_TAG,
     MAX_FIELD,
     PROBE_PAD,
     RECORD_HEAD,
@@ -126,8 +127,10 @@ class _Part:
             return
         if kind == "bin" and kb[0] == IP_TAG[0]:
             (self.ip4 if len(kb) == 5 else self.ip6).add(kb[1:])
-        elif kind == "bin":
+        elif kind == "bin" and kb[0] == IPPORT_TAG[0]:
             self.port_ips.add(kb[1:-2])
+        elif kind == "bin":
+            pass  # a User-Agent (UA_TAG): a table key only
         elif b"/" in kb:
             self.url_marks.add(url_marker(kb.decode("utf-8")).encode("utf-8"))
         self.add(kb, pid)
@@ -194,8 +197,8 @@ class _Part:
                 continue
             kb = key.lower()
             if b"/" in kb or not kb.translate(None, domain_chars):
-                if kb[-1] < 58 and not kb.translate(None, ipv4_chars):
-                    add_slow(kb.decode("ascii"), pid)  # looks like an IPv4 address
+                if kb[-1] < 58 and not kb.translate(None, ipv4_chars) or kb[:3] == b"ua:":
+                    add_slow(key.decode("ascii"), pid)  # looks like an IPv4 address, or a User-Agent
                     continue
             elif not kb.translate(None, ipv4_port_chars) and kb.count(b":") == 1:
                 host, _, port = kb.partition(b":")

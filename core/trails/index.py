@@ -10,10 +10,13 @@ classification.
 Keys are classified once, by `classify` (at build time, and by TrailStore.lookup_key):
 - IPv4 / IPv6 (any valid spelling, `[v6]` too)       → binary key  0xFF + packed address
 - `ip:port` / `[v6]:port` with port 1..65535           → binary key  0xFE + packed + port (BE)
+- `ua:<User-Agent>` (an exact User-Agent trail)        → binary key  0xFD + the User-Agent stripped and
+                                                        lower-cased, UTF-8 (`user_agent_key`)
 - no `/`, regex syntax (`\\ [ ] * + ? ( ) { } ^ $ |`), compiles, differs from re.escape()
                                                       → regex list, text kept exactly as written
 - anything else (domains, `host/path`, `/path`, `ip/`, SHA-1 hex, bad ip:port) → lower-cased UTF-8
-UTF-8 never contains 0xFE/0xFF, so a text lookup can never reach a binary key.
+UTF-8 never contains 0xFD/0xFE/0xFF, so a text lookup (a domain, a URL) can never reach a binary key,
+and a User-Agent lookup never reaches a domain or URL trail.
 
 URL markers: for every URL-shaped text key (one holding `/`) the table also holds a marker key,
 `0x01 + host` for `host/...` keys and `0x02 + the first two path segments` (up to the query) for
@@ -21,10 +24,10 @@ URL markers: for every URL-shaped text key (one holding `/`) the table also hold
 whose marker is absent cannot match; detect.py looks candidates up only where a marker exists.
 Markers are not counted in `keys`.
 
-Index file format (version 6, little-endian):
+Index file format (version 7, little-endian):
     header (256 bytes, zero padded)
-      0  8s  magic b"MTRLIDX6"
-      8  I   format version (6)
+      0  8s  magic b"MTRLIDX7"
+      8  I   format version (7)
      12  I   crc32 of header bytes 16..256
      16  Q   CSV size     24 q CSV mtime_ns     32 Q CSV inode     40 Q CSV device
      48  d   built_at (unix time)               56 Q total file size
@@ -60,8 +63,8 @@ import warnings
 import zlib
 from typing import NamedTuple
 
-MAGIC = b"MTRLIDX6"
-VERSION = 6
+MAGIC = b"MTRLIDX7"
+VERSION = 7  # 7: User-Agent trails (0xFD keys)
 HEADER_SIZE = 256
 HEADER = struct.Struct("<8sII QqQQ dQ IIII 18Q")
 SECTIONS = ("TABLE", "RECORDS", "PAIRS", "IP4", "IP6", "REGEX", "BLOOM", "PORT_IP4", "PORT_IP6")
@@ -72,6 +75,8 @@ PROBE_PAD = 1024
 RECORDS_PAD = 8
 IP_TAG = b"\xff"
 IPPORT_TAG = b"\xfe"
+UA_TAG = b"\xfd"
+UA_PREFIX = "ua:"             # a trails.csv key `ua:<User-Agent>` is an exact User-Agent trail
 MAX_FIELD = 0xFFFF
 BLOOM_MIX = 0x9E3779B1        # Fibonacci multiplier: the bloom's second bit from the same crc32
 
@@ -134,8 +139,9 @@ def ip_port_key(packed: bytes, port: int) -> bytes:
 
 
 def is_regex_trail(text: str) -> bool:
-    """A key that is a wildcard/regex trail: regex syntax, no `/`, compiles, not a plain literal."""
-    if "/" in text or not _REGEX_SYNTAX.search(text):
+    """A key that is a wildcard/regex trail: regex syntax, no `/`, not a User-Agent trail, compiles,
+    not a plain literal."""
+    if "/" in text or not _REGEX_SYNTAX.search(text) or text[:3].lower() == UA_PREFIX:
         return False
     return compile_trail(text) is not None and re.escape(text) != text
 
@@ -175,10 +181,18 @@ def url_marker(key: str) -> str:
     return HOST_MARK + key[:key.find("/")]
 
 
+def user_agent_key(user_agent: str) -> bytes:
+    """The index key of a User-Agent: UA_TAG + the value stripped and lower-cased (UTF-8). The one
+    rule for the build (a `ua:` trail) and for the sensor's lookup of a request's User-Agent."""
+    return UA_TAG + user_agent.strip().lower().encode("utf-8", "surrogateescape")
+
+
 def classify(key: str) -> tuple[str, bytes | str]:
     """One CSV key → ("bin", binary key) | ("regex", text as written) | ("text", lower-case UTF-8 str)."""
     key = key.strip()
     low = key.lower()
+    if low.startswith(UA_PREFIX):
+        return "bin", user_agent_key(key[len(UA_PREFIX):])
     packed = _packed_ip(low)
     if packed is not None:
         return "bin", IP_TAG + packed

@@ -12,6 +12,8 @@ Lookups (all return `Trail(info, reference)` or None and never raise on odd inpu
 - `ip(packed)`            4/16-byte packed address (exact IP rows)
 - `ip_port(packed, port)` `1.2.3.4:80` / `[v6]:443` rows
 - `get(text)`             exact lower-case key: domain, `host/path`, `/path`, `ip/`, SHA-1 hex...
+- `user_agent(ua)`        the `ua:<User-Agent>` row equal to a request's User-Agent (stripped,
+                          case-insensitive), answers remembered per mapping (UAs repeat all day)
 - `lookup_key(csv_key)`   any row exactly as written in the CSV (IPs in any spelling, regex text)
 - `match_regex(name)`     every regex/wildcard trail, full match; -> (trail text, Trail)
 - `path_markers_maybe(p)` False only when no URL marker of request path p is in the bloom (the
@@ -51,6 +53,7 @@ class TrailStore:
     ip: Callable[[bytes], Trail | None]
     ip_port: Callable[[bytes, int], Trail | None]
     path_markers_maybe: Callable[[str], bool]
+    user_agent: Callable[[str], Trail | None]
 
     def __init__(self, csv_path: str, index_dir: str | None, mapped: Mapped, build: dict[str, object] | None) -> None:
         self.path = csv_path
@@ -65,6 +68,7 @@ class TrailStore:
         self._view = view
         self.get, self.ip, self.ip_port = view.get, view.ip, view.ip_port
         self.path_markers_maybe = view.path_markers_maybe
+        self.user_agent = view.user_agent
         self.generation += 1
 
     @classmethod

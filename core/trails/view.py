@@ -27,6 +27,8 @@ PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory pre
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
 MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) remembered per mapping
 RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache at ~1.5 MB)
+AGENT_CAP = 4096              # User-Agent answers remembered per mapping (TrailStore.user_agent)
+AGENT_MAX = 512               # longer User-Agents are looked up each time, not remembered (~2 MB bound)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
 # The ip:port prefilter's bit pairs: entry i (picked by bits 32-37 of an address's hash()) is the
 # (i % 28)th pair of distinct bits of a byte, pairs in the order (0,1), (0,2) .. (0,7), (1,2) ..
@@ -104,8 +106,9 @@ class View:
             self.ipset = frozenset(itertools.chain((blob4[i:i + 4] for i in range(0, len4, 4)),
                                                    (blob6[i:i + 16] for i in range(0, len6, 16))))
         self.port_marks = self._port_prefilter()
-        self.counters = {"recent_cache_resets": 0, "marker_cache_resets": 0}
+        self.counters = {"recent_cache_resets": 0, "marker_cache_resets": 0, "agent_cache_resets": 0}
         self.markers: dict[str, bool] = {}  # URL marker -> present (bounded by MARKER_CAP)
+        self.agents: dict[str, Trail | None] = {}  # User-Agent -> its trail (bounded by AGENT_CAP)
         self._make_lookups()
 
     def _port_prefilter(self) -> bytearray:
@@ -229,7 +232,23 @@ class View:
                 return None
             return lookup(b"\xfe" + packed + pack_port(port), h)
 
-        self.probe, self.get, self.ip, self.ip_port = probe, get, ip, ip_port
+        agents, user_agent_key = self.agents, ix.user_agent_key
+
+        def user_agent(text: str) -> Trail | None:
+            """The User-Agent trail (`ua:` row) equal to a request's User-Agent, remembered per mapping."""
+            found = agents.get(text, _MISSING)
+            if found is not _MISSING:
+                return found
+            kb = user_agent_key(text)
+            found = lookup(kb, crc32(kb))  # the bloom answers almost every miss
+            if len(text) <= AGENT_MAX:
+                if len(agents) >= AGENT_CAP:
+                    agents.clear()
+                    counters["agent_cache_resets"] += 1
+                agents[text] = found
+            return found
+
+        self.probe, self.get, self.ip, self.ip_port, self.user_agent = probe, get, ip, ip_port, user_agent
         url_accel = load_accel("_url")
         # False only when no bare-path candidate of a request path can hit (core/accel/_url.c);
         # without the compiled prefilter every path is a "maybe" and detect.py checks each marker.

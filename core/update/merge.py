@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from core.config import Config
+from core.trails.index import UA_PREFIX
 from core.trails.whitelist import Whitelist
 from core.update.feeds import Trails
 from core.update.sanity import TrailRules
@@ -86,11 +87,16 @@ def _lower_regex(key: str) -> str:
 
 
 def normalise_key(key: str) -> str | None:
-    """The original's key normalisation: IDNA, lower case, no `www.`, no `?query`, no `//` runs."""
+    """The original's key normalisation: IDNA, lower case, no `www.`, no `?query`, no `//` runs.
+    A User-Agent trail (`ua:<value>`) keeps its value as written, only stripped (the index and the
+    sensor compare User-Agents without case: core/trails/index.py `user_agent_key`)."""
     if not key or key[0] <= " " or key[-1] <= " ":
         key = key.strip()
     if not key or len(key) > 2048:
         return None
+    if key[2:3] == ":" and key[:2].lower() == "ua":
+        value = key[3:].strip()
+        return UA_PREFIX + value if value else None
     regex = _REGEX_CHARS.search(key) is not None
     if not key.isascii() and not regex:
         host, sep, rest = key.partition("/")

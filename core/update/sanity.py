@@ -26,7 +26,9 @@ their count apart from the rows refused because they would fire too widely). Nam
 the sensor never checks in DNS queries (`.local`, `.lan`, `.arpa`, ...) are counted by
 `dns_ignored` but kept: HTTP Host headers and TLS SNI still check them.
 TLS fingerprint keys (JA3/JA3S MD5, certificate SHA-1, JA4; `fingerprint_kind`) are not names and
-pass the name rules untouched.
+pass the name rules untouched. User-Agent trails (`ua:<value>`) have their own rules: no control
+bytes, the length cap, and not empty or too generic (under UA_MIN_LENGTH characters, or a bare
+`Mozilla/<version>`, the start of every browser's User-Agent).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 
 from core.detect.domains import ignored_query
 from core.protocols.fingerprints import fingerprint_kind
+from core.trails.index import UA_PREFIX
 
 MAX_KEY_LENGTH = 1024
 CANARY = "fires on a popular domain"
@@ -55,6 +58,10 @@ _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 _IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\Z")
 _CIDR = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/\d{1,2}\Z")
 _REGEX_PROBES = ("", "com", "example.com", "www.example.com", "a")
+_UA_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
+_GENERIC_UA = re.compile(r"mozilla(?:/[0-9.]*)?")  # the token every browser's User-Agent starts with
+UA_MIN_LENGTH = 4
+UA_GENERIC = "user-agent too generic"
 
 
 class PublicSuffixes:
@@ -114,6 +121,8 @@ class TrailRules:
             return CANARY
         if not key or len(key) > MAX_KEY_LENGTH:
             return "too long" if key else "empty"
+        if key.startswith(UA_PREFIX):
+            return _user_agent(key[len(UA_PREFIX):])
         if _BAD_CHARS.search(key):
             return "control bytes"
         if _MARKUP.search(key):
@@ -179,6 +188,18 @@ class TrailRules:
         if any(pattern.fullmatch(probe) for probe in _REGEX_PROBES):
             return "regex too broad"
         return None
+
+
+def _user_agent(value: str) -> str | None:
+    """Why a User-Agent trail's value may not be published, or None. Spaces and markup are part of
+    User-Agents as sent (the client escapes what it shows); control bytes are not."""
+    if not value.strip():
+        return "empty"
+    if _UA_BAD_CHARS.search(value):
+        return "control bytes"
+    if len(value.strip()) < UA_MIN_LENGTH or _GENERIC_UA.fullmatch(value.strip().lower()):
+        return UA_GENERIC
+    return None
 
 
 def never_match(dropped: Mapping[str, int]) -> dict[str, int]:

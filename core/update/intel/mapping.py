@@ -5,8 +5,12 @@ Where it sits: intel sources (core/update/intel/: stix.py, taxii.py, misp_feed.p
 every row passes the one row validation (core/update/sanity.py) like every other source.
 
 - `attribute_keys(type, value)`: MISP attribute types domain, hostname, ip-dst, ip-src, ip-dst|port,
-  ip-src|port, domain|ip, hostname|port, url, uri, x509-fingerprint-sha1, ja3-fingerprint-md5 (the
-  `|` composites split as MISP defines them); anything else is a counted reason.
+  ip-src|port, domain|ip, hostname|port, url, uri, x509-fingerprint-sha1, ja3-fingerprint-md5,
+  user-agent (a `ua:` trail; the `|` composites split as MISP defines them); anything else is a
+  counted reason.
+- `ja4_keys(value, variant)`: the `ja4-fingerprint` of a MISP `ja4-plus` object, loaded only for the
+  JA4 (TLS client) variant named by its sibling `ja4-type`, or, with no `ja4-type` at hand (a
+  restSearch answer lists attributes, not objects), when the value has a JA4's shape.
 - `info_for(names, tags)`: the info column in the original's style: a related malware family
   `<name> (malware)`, a threat actor or intrusion set `<name> (apt)`, a phishing tag `phishing`, else
   `malicious` (a low-priority word for the merge: a feed's more specific info wins).
@@ -19,8 +23,9 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from core.protocols.fingerprints import fingerprint_kind
 from core.update.feeds import malware_info, strip_scheme
-from core.update.intel.pattern import Unmappable, address_key
+from core.update.intel.pattern import Unmappable, address_key, user_agent_key
 
 DEFAULT_INFO = "malicious"
 MAX_REASONS = 64  # distinct reasons kept per source (hostile input cannot grow the report)
@@ -130,6 +135,22 @@ def _uri(value: str) -> str:
     return text
 
 
+JA4_RELATION = "ja4-fingerprint"  # the `ja4-plus` object's fingerprint; its `ja4-type` names the variant
+JA4_TYPE_RELATION = "ja4-type"
+
+
+def ja4_keys(value: object, variant: object) -> list[str]:
+    """The trail key of a `ja4-plus` object's fingerprint: only the JA4 (TLS client) variant has a
+    trail type; JA4S, JA4H, JA4X, JA4SSH, JA4T... are counted. Without a `ja4-type` the value's
+    shape decides (the other variants' shapes differ from a JA4's)."""
+    if isinstance(variant, str) and variant.strip() and variant.strip().upper() != "JA4":
+        raise Unmappable("ja4+ variant other than JA4")
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if fingerprint_kind(text) != "ja4":
+        raise Unmappable("ja4+ fingerprint not a JA4")
+    return [text]
+
+
 def attribute_keys(kind: str, value: str) -> list[str]:
     """Trail keys of one MISP attribute; raises Unmappable (the counted reason) otherwise."""
     if not isinstance(kind, str) or not isinstance(value, str) or not value.strip():
@@ -159,7 +180,7 @@ def attribute_keys(kind: str, value: str) -> list[str]:
             _port(second)
             return [_domain(first)]
     if kind == "user-agent":
-        raise Unmappable("user-agent (no trail type)")
+        return [user_agent_key(value)]
     raise Unmappable("attribute type without trail")
 
 
@@ -178,8 +199,31 @@ def tag_names(value: object) -> list[str]:
     return [tag["name"] for tag in value[:256] if isinstance(tag, dict) and isinstance(tag.get("name"), str)]
 
 
-def misp_attribute_keys(attribute: object, stats: IntelStats) -> list[str]:
-    """Trail keys of one MISP attribute dict; `to_ids` false, deleted and unmappable ones are counted."""
+def ja4_variants(attributes: list[object]) -> dict[str, str]:
+    """{object_id: ja4-type value} of the `ja4-type` attributes among `attributes` (a restSearch
+    page lists an object's attributes side by side, linked by `object_id`)."""
+    found: dict[str, str] = {}
+    for attribute in attributes:
+        if isinstance(attribute, dict) and attribute.get("object_relation") == JA4_TYPE_RELATION:
+            value, owner = attribute.get("value"), attribute.get("object_id")
+            if isinstance(value, str) and isinstance(owner, str | int) and str(owner) not in ("", "0"):
+                found[str(owner)] = value
+    return found
+
+
+def object_variant(obj: object) -> str | None:
+    """The `ja4-type` value of one MISP object (a feed event's `Object` entry), or None."""
+    attributes = obj.get("Attribute") if isinstance(obj, dict) else None
+    for attribute in attributes[:64] if isinstance(attributes, list) else []:
+        if isinstance(attribute, dict) and attribute.get("object_relation") == JA4_TYPE_RELATION:
+            value = attribute.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def misp_attribute_keys(attribute: object, stats: IntelStats, variant: str | None = None) -> list[str]:
+    """Trail keys of one MISP attribute dict; `to_ids` false, deleted and unmappable ones are counted.
+    `variant` is the `ja4-type` of the attribute's object, when known."""
     if not isinstance(attribute, dict):
         stats.skip("malformed attribute")
         return []
@@ -190,6 +234,8 @@ def misp_attribute_keys(attribute: object, stats: IntelStats) -> list[str]:
         stats.skip("to_ids false")
         return []
     try:
+        if attribute.get("object_relation") == JA4_RELATION:
+            return ja4_keys(attribute.get("value"), variant)
         return attribute_keys(attribute.get("type"), attribute.get("value"))  # type: ignore[arg-type]
     except Unmappable as ex:
         stats.skip(str(ex))

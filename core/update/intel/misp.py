@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails
-from core.update.intel.mapping import IntelStats, info_for_tags, misp_attribute_keys, tag_names
+from core.update.intel.mapping import IntelStats, info_for_tags, ja4_variants, misp_attribute_keys, tag_names
 from core.update.intel.source import IntelSource, StateFiles, load_json, secret
 
 PAGE_SIZE = 50000
@@ -57,8 +57,10 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     for page in range(1, MAX_PAGES + 1):
         text, _headers = ctx.retrieve_with_headers(url, headers=headers, json_body=search_body(source, page))
         attributes = attributes_of(load_json(text, "restSearch"))
+        variants = ja4_variants(attributes)  # a ja4-plus object's ja4-type, when the answer holds it
         for attribute in attributes:
-            keys = misp_attribute_keys(attribute, stats)
+            owner = attribute.get("object_id") if isinstance(attribute, dict) else None
+            keys = misp_attribute_keys(attribute, stats, variants.get(str(owner)))
             if not keys:
                 continue
             stats.loaded += 1

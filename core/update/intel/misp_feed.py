@@ -1,7 +1,7 @@
 """MISP feed (`manifest.json` + one `<uuid>.json` per event) -> trails; only changed events downloaded.
 
-Where it sits: INTEL_SOURCES `misp-feed <feed URL> [name=..]` (the format CIRCL and botvrij
-publish, and this server's /intel/misp) -> runner (run.py) -> **misp_feed.fetch** -> trails.
+Where it sits: INTEL_SOURCES `misp-feed <feed URL> [user=..] [password=..|env:VAR] [name=..]` (the
+format CIRCL and botvrij publish, and this server's /intel/misp, which takes HTTP Basic) -> runner (run.py) -> **misp_feed.fetch** -> trails.
 
 The manifest maps event UUIDs to their `timestamp`; an event is downloaded when it is new or its
 timestamp changed since the last fetch, and the trail keys of every event are kept in the
@@ -16,8 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from core.update.feeds import FeedContext, FeedError, Trails
-from core.update.intel.mapping import IntelStats, info_for_tags, misp_attribute_keys, tag_names
-from core.update.intel.source import IntelSource, StateFiles, load_json, read_body
+from core.update.intel.mapping import (
+    IntelStats,
+    info_for_tags,
+    misp_attribute_keys,
+    object_variant,
+    tag_names,
+)
+from core.update.intel.source import IntelSource, StateFiles, basic_auth, load_json, read_body
 
 MAX_ATTRIBUTES = 1_000_000  # per event
 
@@ -52,14 +58,17 @@ def event_rows(event: Any, stats: IntelStats) -> dict[str, list[str]]:
         stats.skip("malformed event")
         return {}
     default = info_for_tags(event_tags(event))
-    attributes: list[Any] = list(event.get("Attribute") or []) if isinstance(event.get("Attribute"), list) else []
+    # (attribute, the ja4-type of its object): a `ja4-plus` object's fingerprint needs its sibling
+    plain = event.get("Attribute")
+    attributes: list[tuple[Any, str | None]] = [(attribute, None) for attribute in plain] if isinstance(plain, list) else []
     objects = event.get("Object")
     for obj in objects if isinstance(objects, list) else []:
         if isinstance(obj, dict) and isinstance(obj.get("Attribute"), list):
-            attributes.extend(obj["Attribute"])
+            variant = object_variant(obj)
+            attributes.extend((attribute, variant) for attribute in obj["Attribute"])
     rows: dict[str, list[str]] = {}
-    for attribute in attributes[:MAX_ATTRIBUTES]:
-        keys = misp_attribute_keys(attribute, stats)
+    for attribute, variant in attributes[:MAX_ATTRIBUTES]:
+        keys = misp_attribute_keys(attribute, stats, variant)
         if not keys:
             continue
         stats.loaded += 1
@@ -77,7 +86,8 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
     base = source.url.rstrip("/")
     if base.endswith("/manifest.json"):
         base = base[: -len("/manifest.json")]
-    manifest = load_json(read_body(ctx, f"{base}/manifest.json", "manifest"), "manifest")
+    headers = basic_auth(source)  # user= / password=: a feed behind HTTP Basic (another server's /intel/misp)
+    manifest = load_json(read_body(ctx, f"{base}/manifest.json", "manifest", headers), "manifest")
     if not isinstance(manifest, dict):
         raise FeedError("manifest: not an object of events")
     known = states.load(source.cache_name).get("events")
@@ -95,7 +105,7 @@ def fetch(source: IntelSource, ctx: FeedContext, states: StateFiles, stats: Inte
             events[uuid] = old
             continue
         try:
-            body = read_body(ctx, f"{base}/{uuid}.json", "event")
+            body = read_body(ctx, f"{base}/{uuid}.json", "event", headers)
             rows = event_rows(load_json(body, "event"), stats)
             downloaded += 1
         except FeedError:

@@ -8,6 +8,8 @@ of conjunctions; each conjunction must name one network observable:
 - `domain-name:value = 'x'` -> domain; `ipv4-addr:value` / `ipv6-addr:value` -> address (IPv4 CIDR
   as a CIDR trail; `ISSUBSET 'a.b.c.d/n'` too); `url:value` -> `host/path` (scheme dropped);
 - `network-traffic:dst_ref.value` (+ `dst_port`) -> address or `ip:port`;
+- `network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'` (alone) -> a
+  User-Agent trail `ua:<value>` (`user_agent_key`, shared with the MISP mapping);
 - `x509-certificate:hashes.'SHA-1'` -> the certificate trail (lower-case hex);
 - `IN (...)` is an OR of equalities.
 
@@ -24,6 +26,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from core.trails.index import UA_PREFIX
 from core.update.feeds import strip_scheme
 
 try:  # optional dependency (requirements-intel.txt)
@@ -37,6 +40,7 @@ MAX_PATTERN = 8192          # characters; longer patterns are refused unparsed
 MAX_CONJUNCTIONS = 256      # a DNF blowing up beyond this is refused
 NOT_INSTALLED = "stix2-patterns not installed"
 NETWORK_TYPES = ("domain-name", "ipv4-addr", "ipv6-addr", "url", "network-traffic", "x509-certificate")
+USER_AGENT_PATH = "extensions.http-request-ext.request_header.user-agent"  # the STIX 2.1 HTTP request extension
 FILE_TYPES = ("file", "artifact")
 PROCESS_TYPES = ("process", "windows-registry-key", "mutex", "software", "user-account")
 
@@ -278,11 +282,25 @@ def address_key(value: str) -> str:
     return str(network)
 
 
+def user_agent_key(value: str) -> str:
+    """The trail key of an indicator's User-Agent: `ua:` + the value (stripped); the update's row
+    validation then refuses generic ones (core/update/sanity.py)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise Unmappable("bad user-agent value")
+    return UA_PREFIX + text
+
+
 def _traffic_key(tests: list[Test]) -> str:
     address: str | None = None
     port: int | None = None
+    agent: str | None = None
     for test in tests:
-        if test.path == "dst_ref.value" and test.op in ("=", "ISSUBSET") and isinstance(test.value, str):
+        if test.path.lower() == USER_AGENT_PATH and test.op == "=" and isinstance(test.value, str):
+            if agent is not None:
+                raise Unmappable("AND of values")
+            agent = user_agent_key(test.value)
+        elif test.path == "dst_ref.value" and test.op in ("=", "ISSUBSET") and isinstance(test.value, str):
             if address is not None:
                 raise Unmappable("AND of values")
             address = address_key(test.value)
@@ -294,6 +312,10 @@ def _traffic_key(tests: list[Test]) -> str:
             raise Unmappable("network-traffic source")
         else:
             raise Unmappable("network-traffic field")
+    if agent is not None:
+        if address is not None or port is not None:
+            raise Unmappable("user-agent AND other fields")  # no trail holds both
+        return agent
     if address is None:
         raise Unmappable("network-traffic without destination address")
     if port is None:

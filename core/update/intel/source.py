@@ -8,6 +8,7 @@ parse is one failed source in the update's report, never an exception.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -81,6 +82,17 @@ def secret(value: str | None, env: dict[str, str] | None = None) -> str | None:
     return value
 
 
+def basic_auth(source: IntelSource) -> dict[str, str]:
+    """The `Authorization: Basic` header of a source's `user=` / `password=` options (none without
+    `user=`): TAXII servers, and MISP feeds served behind HTTP Basic such as another Maltrail
+    server's /intel/misp."""
+    user, password = source.option("user"), secret(source.option("password"))
+    if not user:
+        return {}
+    token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
 def load_json(text: str, what: str) -> Any:
     """Parse a JSON body; malformed or absurdly nested bodies are a FeedError naming `what`."""
     try:
@@ -91,10 +103,11 @@ def load_json(text: str, what: str) -> Any:
         raise FeedError(f"{what}: not JSON ({ex.__class__.__name__})") from None
 
 
-def read_body(ctx: FeedContext, location: str, what: str) -> str:
-    """A URL through the update's fetcher, or a local file (no scheme, `file://`) under the same cap."""
+def read_body(ctx: FeedContext, location: str, what: str, headers: dict[str, str] | None = None) -> str:
+    """A URL through the update's fetcher (with `headers`), or a local file (no scheme, `file://`)
+    under the same cap."""
     if "://" in location and not location.startswith("file://"):
-        return ctx.retrieve(location)
+        return ctx.retrieve(location, headers=headers or None)
     path = location[len("file://"):] if location.startswith("file://") else location
     try:
         size = os.path.getsize(path)

@@ -16,13 +16,12 @@ part way saves nothing: the next one asks again from the same point.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from core.update.feeds import FeedContext, FeedError, FeedSkipped, Trails
 from core.update.intel.mapping import IntelStats
 from core.update.intel.pattern import available
-from core.update.intel.source import IntelSource, StateFiles, load_json, secret
+from core.update.intel.source import IntelSource, StateFiles, basic_auth, load_json
 from core.update.intel.stix import INSTALL_HINT, StixCollection
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
@@ -32,12 +31,7 @@ MATCH_TYPES = "indicator,relationship,malware,intrusion-set,threat-actor"  # wha
 
 
 def _headers(source: IntelSource) -> dict[str, str]:
-    headers = {"Accept": MEDIA_TYPE}
-    user, password = source.option("user"), secret(source.option("password"))
-    if user:
-        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
-        headers["Authorization"] = f"Basic {token}"
-    return headers
+    return {"Accept": MEDIA_TYPE, **basic_auth(source)}
 
 
 def _envelope(text: str) -> tuple[list[Any], bool, str | None]:

@@ -13,6 +13,7 @@ Which lists and how they match (docs/intel.md, "Filter"):
   exactly, not their subdomains: a top site's or a dynamic DNS provider's subdomains are where
   malicious content lives;
 - `string` lists that apply to sha1 / x509-fingerprint-sha1 / ja3: certificate and JA3 trails;
+- User-Agent trails (`ua:`) are not filtered: no list of known-good User-Agents is used;
 - `substring` and `regex` lists (e-mail, phone numbers) are not used, nor lists over MAX_LIST_BYTES
   (the million-entry top lists and the benign file hash list: memory the update does not spend).
 """
@@ -28,6 +29,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from core.trails.index import UA_PREFIX
 from core.update.feeds import Trails
 from core.update.intel.mapping import IntelStats
 
@@ -144,7 +146,7 @@ class WarningFilter:
 
     def listed(self, key: str) -> str | None:
         """The name of the list that holds this trail key's value, or None."""
-        if not key:
+        if not key or key.startswith(UA_PREFIX):  # User-Agent trails: no list of those is used
             return None
         host = key
         if key[0] == "[":  # [v6]:port
