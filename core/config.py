@@ -8,7 +8,8 @@ Syntax (compatible with the original):
 - A bare `KEY` line starts an array; its entries are the following indented lines (USERS, ...).
 - Keys starting with USE_/SET_/CHECK_/ENABLE_/SHOW_/DISABLE_ are booleans (1/0/true/false/yes/no/on/off).
 - `$VAR` / `${VAR}` expand from built-in variables (SYSTEM_LOG_DIR, HOSTNAME, ROOT_DIR) then the
-  environment. `*_DIR` values are resolved against the project root.
+  environment (names start with a letter or `_`); USERS entries are taken as written (salted hashes
+  hold `$`). `*_DIR` values are resolved against the project root.
 - The environment variable MALTRAIL_<KEY> overrides the file (array entries separated by newlines);
   MALTRAIL_PURE_PYTHON is not a key: it switches off the compiled accelerators (core/accel).
 - A key this version does not know is kept in `Config.extra` with a warning naming the nearest known
@@ -158,13 +159,14 @@ class Key:
     clamp: bool = False
     choices: tuple[str, ...] = ()  # lower-cased before the check
     no_effect: str = ""  # accepted for compatibility, changes nothing: why (labelled so in maltrail.conf)
+    literal: bool = False  # taken as written: no $VAR expansion (USERS: salted hashes hold `$`)
 
 
 def key(kind: str, default: object = None, *, bounds: tuple[float, float] | None = None, clamp: bool = False,
-        choices: tuple[str, ...] = (), no_effect: str = "") -> Any:
+        choices: tuple[str, ...] = (), no_effect: str = "", literal: bool = False) -> Any:
     """A Config field for one key (no dataclass default: `build_config` always gives every key)."""
     assert kind in KINDS, kind
-    return field(metadata={"key": Key(kind, default, bounds, clamp, choices, no_effect)})
+    return field(metadata={"key": Key(kind, default, bounds, clamp, choices, no_effect, literal)})
 
 
 PORT = (1, 65535)
@@ -189,7 +191,7 @@ class Config:
     RIPESTAT_URL: str = key("str", "https://stat.ripe.net")
     USE_SSL: bool = key("bool", False)
     SSL_PEM: str | None = key("str")
-    USERS: list[str] = key("list", [])
+    USERS: list[str] = key("list", [], literal=True)
     ENABLE_MASK_CUSTOM: bool = key("bool", True)
     UDP_ADDRESS: str | None = key("str")
     UDP_PORT: int | None = key("int", bounds=PORT)
@@ -373,20 +375,21 @@ def _expand(key: str, raw: str, env: Mapping[str, str]) -> str:
             return env[name]
         raise ConfigError(key, raw, f"unknown variable ${name}")
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, raw)
+    return re.sub(r"\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)", sub, raw)
 
 
 RawValue = str | list[str] | None
 
 
-def _convert(key: str, kind: str, raw: object, env: Mapping[str, str]) -> Any:
-    """The typed value of one key's text (None when empty)."""
+def _convert(key: str, kind: str, raw: object, env: Mapping[str, str], expand: bool = True) -> Any:
+    """The typed value of one key's text (None when empty); `expand` false: no $VAR expansion."""
     if raw is None:
         return None
     if kind == "list":
         items = raw if isinstance(raw, list) else str(raw).splitlines()
-        return [_expand(key, str(item).strip(), env) for item in items if str(item).strip()]
-    text = _expand(key, str(raw), env).strip()
+        return [_expand(key, str(item).strip(), env) if expand else str(item).strip()
+                for item in items if str(item).strip()]
+    text = (_expand(key, str(raw), env) if expand else str(raw)).strip()
     if kind == "bool":
         return _parse_bool(key, text)
     if not text:
@@ -409,9 +412,9 @@ def _convert(key: str, kind: str, raw: object, env: Mapping[str, str]) -> Any:
 
 def _typed(name: str, spec: Key, raw: object, env: Mapping[str, str]) -> Any:
     """One key's value: the given text converted, the default when absent or empty, then checked."""
-    value = _convert(name, spec.kind, raw, env)
+    value = _convert(name, spec.kind, raw, env, not spec.literal)
     if value is None and spec.default is not None:
-        value = "" if spec.default == "" else _convert(name, spec.kind, spec.default, env)
+        value = "" if spec.default == "" else _convert(name, spec.kind, spec.default, env, not spec.literal)
     if value is None:
         return None
     if spec.bounds is not None:

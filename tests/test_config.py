@@ -241,6 +241,21 @@ def test_variable_expansion(tmp_path):
     assert config.CUSTOM_TRAILS_DIR == os.path.join(ROOT_DIR, "trails", "custom")
 
 
+def test_a_salted_users_hash_from_hash_password_loads_and_logs_in(tmp_path):
+    """`server.py --hash-password` prints `pbkdf2_sha256$<iterations>$<salt>$<hash>`; pasted into
+    USERS it loads as written (no `$` is a variable there) and the real server logs in with it."""
+    from tests.kit.server import Server
+
+    printed = subprocess.run([sys.executable, os.path.join(ROOT_DIR, "server.py"), "--hash-password"],
+                             input="s3cret-pw\ns3cret-pw\n", capture_output=True, text=True, timeout=60)
+    digest = next(word for word in printed.stdout.split() if word.startswith("pbkdf2_sha256$"))
+    path = write(tmp_path, f"USERS\n    ops:{digest}:1000:\n")
+    assert load_config(path, env={}).USERS == [f"ops:{digest}:1000:"]
+    with Server(str(tmp_path / "srv"), users=[f"ops:{digest}:1000:"], udp=False) as srv:
+        assert srv.login("ops", "s3cret-pw", challenge=False) is not None
+        assert srv.login("ops", "wrong", challenge=False) is None
+
+
 def test_unknown_variable_is_an_error(tmp_path):
     path = write(tmp_path, "LOG_DIR $NO_SUCH_VARIABLE_HERE/x\n")
     with pytest.raises(ConfigError) as info:

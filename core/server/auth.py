@@ -12,7 +12,8 @@ Login forms:
 - challenge: `username`, `nonce` = a challenge from `GET /challenge` (server-issued, valid for
   CHALLENGE_TTL seconds, accepted once), `hash = sha256hex(sha256hex(password) + nonce)`; works
   for SHA-256 entries. A captured request never logs in again;
-- password: `username`, `password`; works for every entry (scripts; over TLS or loopback only).
+- password: `username`, `password`; works for every entry (scripts). It carries the password itself:
+  use it over TLS or on loopback (the start-up banner warns while HTTP_ADDRESS is neither).
 - HTTP Basic (`basic`): `Authorization: Basic base64(username:password)` on a read-only export
   (`/intel/...`, for feed subscribers that cannot hold a session): the password form's check and
   throttling, one request's session that is not kept.
