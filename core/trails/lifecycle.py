@@ -77,8 +77,12 @@ def map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> Mapped | None:
         header = ix.read_header(os.pread(fd, ix.HEADER_SIZE, 0), size)
         fresh = header is not None and (stamp is None or stamp == (header.csv_size, header.csv_mtime_ns,
                                                                    header.csv_inode, header.csv_dev))
-        if header is not None and fresh and ix.body_crc_of(fd, size) == header.body_crc:
-            mapped = Mapped(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), file, header, idx_path)
+        if header is not None and fresh:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            if ix.body_crc_of(mm) == header.body_crc:
+                mapped = Mapped(mm, file, header, idx_path)
+            else:
+                mm.close()
     except (OSError, ValueError):
         mapped = None
     if mapped is None:
