@@ -16,11 +16,13 @@ import hashlib
 import io
 import mmap
 import os
-import subprocess
 import sys
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from core.trails import index as ix
+
+if TYPE_CHECKING:  # imported where a build starts: a warm start maps the index and builds nothing
+    import subprocess
 
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
 # The build child: `python -I` (no user site, no PYTHONPATH, no script folder on sys.path), so it is
@@ -92,6 +94,8 @@ def map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> Mapped | None:
 
 def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
     """Start the index build in a child process, so its memory never inflates ours."""
+    import subprocess
+
     try:
         return subprocess.Popen([sys.executable, "-I", "-c", BUILD_CHILD, PROJECT_ROOT, csv_path, idx_path],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -102,6 +106,7 @@ def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
 def _child_result(proc: subprocess.Popen[bytes], csv_path: str) -> dict[str, object]:
     """Wait for a build child; its figures (JSON line) or TrailStoreError with its last error line."""
     import json
+    import subprocess
 
     try:
         out, err = proc.communicate(timeout=BUILD_TIMEOUT)
