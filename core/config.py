@@ -21,7 +21,6 @@ A bad value raises ConfigError naming the key and the value; the CLIs turn it in
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import socket
@@ -351,6 +350,8 @@ def is_named_blacklist(name: str) -> bool:
 
 def nearest_key(name: str) -> str | None:
     """The declared key closest to a misspelt one (USE_HEURISTIC -> USE_HEURISTICS), or None."""
+    import difflib  # a misspelt key only: not a start-up import
+
     close = difflib.get_close_matches(name, list(SCHEMA), n=1, cutoff=0.75)
     return close[0] if close else None
 

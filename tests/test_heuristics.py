@@ -3,6 +3,8 @@ condense and throttle stages): a positive and a negative case for every heuristi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.config import ConfigError, load_config
@@ -87,6 +89,24 @@ def test_every_registered_heuristic_can_be_disabled(run):
     assert "potential port scanning" in infos(run(scan))
     assert "potential port scanning" not in infos(run(scan, DISABLED_HEURISTICS="port_scanning, dga"))
     assert len(REGISTRY) >= 13
+
+
+def test_bundled_patterns_compile_line_by_line(tmp_path):
+    # load_patterns compiles the bundled file's sections as one alternation each (bad lines are
+    # only looked for when that fails), so every shipped line must compile alone.
+    from core.heuristics import patterns as p
+
+    for _kind, _desc, lines in p.read_sections(p.HTTP_FILE):
+        if lines and lines[0].startswith("@any "):
+            lines = lines[1:]
+        for line in lines:
+            re.compile(line, re.IGNORECASE | re.DOTALL)
+    assert p.load_patterns().problems == []
+    broken = tmp_path / "http.txt"
+    broken.write_text("[request: bad]\n@any x\nunion select\n(unclosed\n[path: names]\n/a\\.php\n")
+    loaded = p.load_patterns(http_file=str(broken))
+    assert [desc for desc, _, _ in loaded.requests] == ["bad"] and len(loaded.problems) == 1
+    assert loaded.requests[0][2].search("UNION SELECT 1") and not loaded.requests[0][2].search("(unclosed")
 
 
 # --- scans ------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ short) is not fatal: every complete packet before the cut is delivered, the erro
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from array import array
@@ -25,8 +24,6 @@ from typing import Any
 import pcapy
 
 from core.capture.source import Batch, CaptureError, Meta
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 512
 MAX_KEPT_ERRORS = 100
@@ -171,4 +168,6 @@ class OfflineSource:
         line = f"{path}: {message}"
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(line)
-        log.warning("capture file damaged, continuing with the next one: %s", line)
+        import logging  # a damaged file only: not a start-up import
+
+        logging.getLogger(__name__).warning("capture file damaged, continuing with the next one: %s", line)

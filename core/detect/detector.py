@@ -20,7 +20,6 @@ specification and serves every other link type (and builds without a compiler).
 from __future__ import annotations
 
 import sys
-import traceback
 import zlib
 from collections.abc import Callable, Hashable, Iterable
 
@@ -254,6 +253,8 @@ class Detector:
             kind = "other"
         self.errors[kind] = self.errors.get(kind, 0) + 1
         if kind not in self.first_errors:
+            import traceback  # the first error of a kind only: not a start-up import
+
             self.first_errors[kind] = "".join(traceback.format_exception(ex)).rstrip()
             if self.config.SHOW_DEBUG:
                 print(self.first_errors[kind], file=sys.stderr)

@@ -20,7 +20,6 @@ import importlib.util
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Callable
 
 from core.config import ROOT_DIR
@@ -86,6 +85,8 @@ class PluginRunner:
             except Exception:  # isolation point: one plugin call
                 self.errors[name] += 1
                 if self.errors[name] == 1:
+                    import traceback  # a plugin's first failure only: not a start-up import
+
                     print(f"maltrail: plugin {name} failed (reported once, further failures counted):\n"
                           + traceback.format_exc().rstrip(), file=sys.stderr)
 

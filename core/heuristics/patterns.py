@@ -70,7 +70,17 @@ def read_sections(path: str) -> list[tuple[str, str, list[str]]]:
     return sections
 
 
-def _join(patterns: list[str], problems: list[str], where: str, escape_bad: bool = False) -> re.Pattern[str] | None:
+def _join(patterns: list[str], problems: list[str], where: str, escape_bad: bool = False,
+          bundled: bool = False) -> re.Pattern[str] | None:
+    """One alternation of `patterns`; a line that does not compile alone is reported in
+    `problems` and dropped (or escaped). `bundled`: lines of the pattern file shipped with the
+    code, whose lines the tests compile one by one (tests/test_heuristics.py): the usual start
+    costs one compile, and each line is compiled alone only when the alternation fails."""
+    if bundled and patterns:
+        try:
+            return re.compile(_alternation(patterns), _FLAGS)
+        except re.error:
+            pass
     good = []
     for pattern in patterns:
         try:
@@ -80,9 +90,11 @@ def _join(patterns: list[str], problems: list[str], where: str, escape_bad: bool
             problems.append(f"{where}: {pattern!r}: {ex}")
             if escape_bad:
                 good.append(re.escape(pattern))
-    if not good:
-        return None
-    return re.compile("|".join(f"(?:{pattern})" for pattern in good), _FLAGS)
+    return re.compile(_alternation(good), _FLAGS) if good else None
+
+
+def _alternation(patterns: list[str]) -> str:
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
 _EXACT = re.compile(r"\^((?:[^\\^$.|?*+()\[\]{}]|\\[.\-/])*)\$")
@@ -141,26 +153,26 @@ def load_patterns(http_file: str = HTTP_FILE, ua_file: str = UA_FILE,
             if lines and lines[0].startswith("@any "):
                 gate = tuple(word.replace("\\n", "\n") for word in lines[0][5:].split())
                 lines = lines[1:]
-            pattern = _join(lines, problems, where)
+            pattern = _join(lines, problems, where, bundled=True)
             if pattern is not None:
                 out.requests.append((desc, gate, pattern))
         elif kind == "path":
             path_lines.extend(lines)
-            pattern = _join(lines, problems, where)
+            pattern = _join(lines, problems, where, bundled=True)
             if pattern is not None:
                 out.paths.append((desc, literal_gate(union(lines, _FLAGS)), pattern))
         elif kind == "request-skip":
-            out.request_skip = _join(lines, problems, where)
+            out.request_skip = _join(lines, problems, where, bundled=True)
         elif kind == "iot-url":
-            out.iot_url = _join(lines, problems, where)
+            out.iot_url = _join(lines, problems, where, bundled=True)
         elif kind == "download-skip":
-            out.download_skip = _join(lines, problems, where)
+            out.download_skip = _join(lines, problems, where, bundled=True)
         elif kind == "content-type":
             content_types.update(line.lower() for line in lines)
         elif kind == "sinkhole":
-            out.sinkhole = _join(lines, problems, where)
+            out.sinkhole = _join(lines, problems, where, bundled=True)
         elif kind == "seized":
-            out.seized = _join(lines, problems, where)
+            out.seized = _join(lines, problems, where, bundled=True)
         else:
             problems.append(f"{where}: unknown section kind")
     out.content_types = frozenset(content_types)

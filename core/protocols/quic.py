@@ -13,7 +13,8 @@ Steps (never raises; None at the first thing that does not fit):
 3. Keys: HKDF-Extract(version salt, DCID) -> "client in" -> key/iv/hp ("quic ..." labels for v1,
    "quicv2 ..." for v2), HKDF-Expand-Label done with stdlib HMAC-SHA256.
 4. Header protection removed with AES-128-ECB over the 16-byte sample (`cryptography`, an optional
-   package: without it `AVAILABLE` is False and every Initial reads as None; core/ops/deps.py says
+   package imported by `_ciphers()` when the first Initial gets this far, so a start without
+   QUIC traffic never loads it; without it every Initial reads as None; core/ops/deps.py says
    so), then the payload is decrypted as AES-128-GCM does it: AES-CTR from counter block nonce||2. The 16-byte
    GCM tag is deliberately not verified: Initial keys are public (derived from the DCID on the
    wire), so the tag proves nothing against a forger, and real-world generators (including the
@@ -30,16 +31,10 @@ from __future__ import annotations
 
 import hmac
 import struct
+from typing import Any
 
 from core.protocols.flows import FlowTable
 from core.protocols.tls import handshake_complete, handshake_sni
-
-try:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    AVAILABLE = True
-except ImportError:  # optional dependency: QUIC Initial SNI is skipped, everything else runs
-    AVAILABLE = False
 
 VERSION_1 = 0x00000001
 VERSION_2 = 0x6B3343CF
@@ -59,6 +54,16 @@ class InitialKeys:
 
     def __init__(self, key: bytes, iv: bytes, hp: bytes) -> None:
         self.key, self.iv, self.hp = key, iv, hp
+
+
+def _ciphers() -> tuple[Any, Any, Any] | None:
+    """`cryptography`'s (Cipher, algorithms, modes), imported on first use (a sensor that sees
+    no QUIC never loads it); None when the optional package is missing: no QUIC Initial SNI."""
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:
+        return None
+    return Cipher, algorithms, modes
 
 
 def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
@@ -102,7 +107,7 @@ def decrypt_initial(payload: bytes) -> bytes | None:
 def open_initial(payload: bytes) -> tuple[bytes, bytes] | None:
     """(DCID, plaintext frames) of a client Initial packet at the start of a UDP payload, or None."""
     n = len(payload)
-    if n < 64 or not AVAILABLE:
+    if n < 64:
         return None
     first = payload[0]
     if first & 0xC0 != 0xC0:
@@ -135,6 +140,10 @@ def open_initial(payload: bytes) -> tuple[bytes, bytes] | None:
     if pn_off < 0 or length < 21 or pn_off + length > n:
         return None
 
+    ciphers = _ciphers()
+    if ciphers is None:
+        return None
+    Cipher, algorithms, modes = ciphers
     keys = client_initial_keys(dcid, version)
     encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()  # noqa: S305 - RFC 9001 §5.4.3
     mask = encryptor.update(payload[pn_off + 4:pn_off + 20])

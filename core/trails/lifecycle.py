@@ -16,11 +16,13 @@ import hashlib
 import io
 import mmap
 import os
-import subprocess
 import sys
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from core.trails import index as ix
+
+if TYPE_CHECKING:  # imported where a build starts: a warm start maps the index and builds nothing
+    import subprocess
 
 BUILD_TIMEOUT = 900.0         # seconds a child build may take before it is given up
 # The build child: `python -I` (no user site, no PYTHONPATH, no script folder on sys.path), so it is
@@ -77,8 +79,12 @@ def map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> Mapped | None:
         header = ix.read_header(os.pread(fd, ix.HEADER_SIZE, 0), size)
         fresh = header is not None and (stamp is None or stamp == (header.csv_size, header.csv_mtime_ns,
                                                                    header.csv_inode, header.csv_dev))
-        if header is not None and fresh and ix.body_crc_of(fd, size) == header.body_crc:
-            mapped = Mapped(mmap.mmap(fd, 0, access=mmap.ACCESS_READ), file, header, idx_path)
+        if header is not None and fresh:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            if ix.body_crc_of(mm) == header.body_crc:
+                mapped = Mapped(mm, file, header, idx_path)
+            else:
+                mm.close()
     except (OSError, ValueError):
         mapped = None
     if mapped is None:
@@ -88,6 +94,8 @@ def map_valid(idx_path: str, stamp: ix.CsvStamp | None) -> Mapped | None:
 
 def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
     """Start the index build in a child process, so its memory never inflates ours."""
+    import subprocess
+
     try:
         return subprocess.Popen([sys.executable, "-I", "-c", BUILD_CHILD, PROJECT_ROOT, csv_path, idx_path],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -98,6 +106,7 @@ def _start_child(csv_path: str, idx_path: str) -> subprocess.Popen[bytes]:
 def _child_result(proc: subprocess.Popen[bytes], csv_path: str) -> dict[str, object]:
     """Wait for a build child; its figures (JSON line) or TrailStoreError with its last error line."""
     import json
+    import subprocess
 
     try:
         out, err = proc.communicate(timeout=BUILD_TIMEOUT)
