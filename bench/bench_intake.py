@@ -3,21 +3,23 @@
 
 For each rate it starts a fresh server.py (UDP intake on 127.0.0.1), sends `<epoch> <line>`
 datagrams at that rate for --seconds from separate sender processes while --downloads HTTP
-clients download that day's /events over and over, waits for the day file to stop growing and
-counts the events in it.
-Each download client follows the day as the web client does: the whole day's /events, then
-every --poll seconds a Range request for what was added (so each downloads the whole file). Every datagram carries its own id (`"known attacker ID"`), so the
-count is exact: lost = ids sent that are not in the day file (a duplicate would be counted too).
+clients follow that day's /events, waits for the day file to stop growing and counts the events
+in it. Every datagram carries its own id (`"known attacker ID"`), so the count is exact: lost =
+ids sent that are not in the day file (a duplicate would be counted too). Each download client
+follows the day as the web client does: the whole day's /events, then every --poll seconds a
+Range request for what was added (so each downloads the whole file as it grows; the bench says
+so when a client did not end with all of it).
 
 Per rate it prints: sent, written, lost, the rate the senders reached, the intake process's own
 CPU per event (utime+stime from /proc of the server's intake child over the run divided by the
-events it wrote: the figure that holds when the machine is shared), the downloads and the load
-average. `--curve` measures every rate instead of stopping at the first loss.
+events it wrote: the figure that holds when the machine is shared), the senders' CPU per event
+(mostly the kernel's loopback delivery, which the sending process pays for), the downloads and
+the load average. `--curve` measures every rate instead of stopping at the first loss.
 
-The sender is bench/udp_blast.c (sendmmsg, 64 datagrams a call, paced), compiled here with the
-system C compiler (CC, else cc); without one, or with `--sender python`, Python sender processes
-are used (one tops out near 320k datagrams/s and several take the CPU the intake needs on a
-2-core machine). As root the intake gets its 64 MB receive buffer whatever net.core.rmem_max is
+The sender is bench/udp_blast.c (64 datagrams a call with UDP GSO, else sendmmsg; paced; each
+row says which), compiled here with the system C compiler (CC, else cc); without one, or with
+`--sender python`, Python sender processes are used (one tops out near 320k datagrams/s and
+several take the CPU the intake needs on a 2-core machine). As root the intake gets its 64 MB receive buffer whatever net.core.rmem_max is
 (SO_RCVBUFFORCE); the server's first line says the size it got.
 
     .venv/bin/python bench/bench_intake.py                       # 100k/s for 10 s, then a search upwards
@@ -33,6 +35,7 @@ import http.client
 import multiprocessing
 import os
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -74,10 +77,12 @@ def build_blaster(folder: str) -> str | None:
 
 
 def heads(epoch: int) -> list[bytes]:
-    """The datagram up to its id, per variant (bench/udp_blast.c writes the same ones)."""
+    """The datagram up to its id, per variant (bench/udp_blast.c writes the same ones; fixed-width
+    fields, so that every datagram has the same length: its GSO needs that)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-    return [(f'{epoch} "{stamp}.{v:06d}" bench-sensor 10.{v % 250}.{v % 7}.1 {1024 + v} 198.51.100.{v % 250} '
-             f'443 TCP IP 198.51.100.{v % 250} "known attacker ').encode() for v in range(1000)]
+    return [(f'{epoch} "{stamp}.{v:06d}" bench-sensor 10.{100 + v % 150}.{v % 7}.1 {10000 + v} '
+             f'198.51.100.{100 + v % 150} 443 TCP IP 198.51.100.{100 + v % 150} "known attacker ').encode()
+            for v in range(1000)]
 
 
 def py_sender(port: int, rate: float, seconds: float, first: int, epoch: int,
@@ -97,14 +102,14 @@ def py_sender(port: int, rate: float, seconds: float, first: int, epoch: int,
         while sent < due:
             ident = first + sent
             try:
-                send(prefix[ident % 1000] + str(ident).encode() + tail)
+                send(prefix[ident % 1000] + b"%010d" % ident + tail)
             except BlockingIOError:
                 continue
             sent += 1
         sleep = start + sent / rate - time.perf_counter()
         if sleep > 0:
             time.sleep(sleep)
-    result.put((sent, time.perf_counter() - start))
+    result.put((sent, time.perf_counter() - start, time.process_time(), "python"))
 
 
 def sender(port: int, rate: float, seconds: float, result: multiprocessing.Queue, distinct: int = 0) -> None:
@@ -119,7 +124,8 @@ def c_sender(blaster: str, port: int, rate: float, seconds: float, first: int, e
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
     out = subprocess.run([blaster, "127.0.0.1", str(port), str(rate), str(seconds), str(first), str(epoch), stamp],
                          capture_output=True, text=True, check=True).stdout.split()
-    result.put((int(out[1]), float(out[2])))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.put((int(out[1]), float(out[2]), usage.ru_utime + usage.ru_stime, out[3]))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -146,7 +152,7 @@ def intake_pid(server: int, deadline: float) -> int:
 def downloader(port: int, day: str, every: float, stop: threading.Event, totals: list[int]) -> None:
     """A web client following the day: the whole of /events once, then every `every` seconds a
     Range request for what was added since (html/js/worker.js polls the same way), until `stop`
-    and one last time after it. totals: [requests, bytes]."""
+    and one last time after it. totals: [requests, bytes received, whole lines got up to]."""
     pos = 0
     while True:
         last = stop.is_set()
@@ -159,6 +165,7 @@ def downloader(port: int, day: str, every: float, stop: threading.Event, totals:
             pos += body.rfind(b"\n") + 1
             totals[0] += 1
             totals[1] += len(body)
+            totals[2] = pos
         except OSError:
             pass
         finally:
@@ -194,7 +201,7 @@ def count_ids(path: str, total_ids: list[tuple[int, int]]) -> tuple[int, int, in
 
 
 def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downloads: int, poll: float,
-             server_root: str) -> dict[str, float]:
+             server_root: str) -> tuple[dict[str, float], str]:
     tmp = tempfile.mkdtemp(prefix="mt-bench-intake-")
     log_dir = os.path.join(tmp, "logs")
     udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
@@ -216,7 +223,7 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     epoch = int(time.time())
     day = day_of(epoch)
     stop = threading.Event()
-    totals = [[0, 0] for _ in range(downloads)]
+    totals = [[0, 0, 0] for _ in range(downloads)]
     clients = [threading.Thread(target=downloader, args=(http_port, day, poll, stop, t), daemon=True) for t in totals]
     queue: multiprocessing.Queue = multiprocessing.Queue()
     per = rate / senders
@@ -235,7 +242,9 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     results = [queue.get() for _ in children]
     for child in children:
         child.join()
-    sent, took = sum(n for n, _ in results), max(t for _, t in results)
+    sent, took = sum(r[0] for r in results), max(r[1] for r in results)
+    sender_cpu = sum(r[2] for r in results)
+    how = results[0][3]
     load = os.getloadavg()[0]
     path = day_path(log_dir, day)
     last, stable = -1, 0
@@ -248,8 +257,8 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     stop.set()
     for thread in clients:
         thread.join(120)
-    if downloads and any(t[1] != os.path.getsize(path) for t in totals):
-        print(f"a download client has not got the whole day file ({[t[1] for t in totals]} bytes downloaded "
+    if downloads and any(t[2] != os.path.getsize(path) for t in totals):
+        print(f"a download client has not got the whole day file ({[t[2] for t in totals]} bytes "
               f"of {os.path.getsize(path)})", file=sys.stderr)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
@@ -259,9 +268,10 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     lines, distinct, dups = count_ids(path, ids)
     subprocess.run(["rm", "-rf", tmp], check=False)
     return {"sent": sent, "written": lines, "lost": sent - distinct, "dups": dups, "took": took, "load": load,
-            "cpu_us": cpu / lines * 1e6 if lines else 0.0, "downloads": sum(t[0] for t in totals),
+            "cpu_us": cpu / lines * 1e6 if lines else 0.0,
+            "sender_us": sender_cpu / sent * 1e6 if sent else 0.0, "downloads": sum(t[0] for t in totals),
             "downloaded_mb": sum(t[1] for t in totals) / (1 << 20),
-            "rcvbuf_kb": int(buffer.group(1)) if buffer else 0}
+            "rcvbuf_kb": int(buffer.group(1)) if buffer else 0}, how
 
 
 def main() -> int:
@@ -270,7 +280,7 @@ def main() -> int:
     parser.add_argument("--rates", type=int, nargs="*", default=[100000, 150000, 200000, 250000, 300000, 400000])
     parser.add_argument("--senders", type=int, default=1, help="sender processes sharing each rate")
     parser.add_argument("--sender", choices=("c", "python"), default="c",
-                        help="bench/udp_blast.c (sendmmsg; the default when a C compiler is there) or Python")
+                        help="bench/udp_blast.c (GSO or sendmmsg; the default when a C compiler is there) or Python")
     parser.add_argument("--downloads", type=int, default=0, help="HTTP clients downloading the day's /events meanwhile")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a client's Range requests")
     parser.add_argument("--curve", action="store_true", help="measure every rate (do not stop at the first loss)")
@@ -278,21 +288,21 @@ def main() -> int:
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="mt-bench-blast-")
     blaster = build_blaster(tmp) if args.sender == "c" else None
-    kind = "C sendmmsg" if blaster else "Python"
+    kind = "C (bench/udp_blast.c)" if blaster else "Python"
     print(f"{max(1, args.senders)} {kind} sender(s), {args.downloads} /events download client(s), "
           f"{args.seconds:g} s per rate, server {os.path.abspath(args.server_root)}")
-    print(f"{'rate/s':>8} {'sent':>10} {'written':>10} {'lost':>9} {'reached/s':>10} {'intake µs/ev':>12} "
+    print(f"{'rate/s':>8} {'sent':>10} {'written':>10} {'lost':>9} {'reached/s':>10} {'intake µs/ev':>12} {'sender µs/ev':>12} "
           f"{'downloads':>14} {'load':>5} {'rcvbuf':>8}")
     best = 0
     for rate in args.rates:
-        r = run_rate(rate, args.seconds, max(1, args.senders), blaster, args.downloads, args.poll,
+        r, how = run_rate(rate, args.seconds, max(1, args.senders), blaster, args.downloads, args.poll,
                      args.server_root)
         reached = r["sent"] / r["took"] if r["took"] else 0
         loss = r["lost"] / r["sent"] if r["sent"] else 0
         dups = f" ({r['dups']:.0f} duplicates!)" if r["dups"] else ""
         print(f"{rate:>8} {r['sent']:>10.0f} {r['written']:>10.0f} {r['lost']:>9.0f} {reached:>10,.0f} "
-              f"{r['cpu_us']:>12.2f} {r['downloads']:>5.0f} ({r['downloaded_mb']:>5.0f} MB) {r['load']:>5.1f} "
-              f"{r['rcvbuf_kb'] >> 10:>5} MB  loss {loss:.3%}{dups}", flush=True)
+              f"{r['cpu_us']:>12.2f} {r['sender_us']:>12.2f} {r['downloads']:>5.0f} ({r['downloaded_mb']:>5.0f} MB) {r['load']:>5.1f} "
+              f"{r['rcvbuf_kb'] >> 10:>5} MB  loss {loss:.3%}{dups} ({how})", flush=True)
         if r["lost"] == 0 and not r["dups"] and reached >= rate * 0.97:
             best = max(best, rate)
         elif r["lost"] and not args.curve:
