@@ -26,6 +26,7 @@ several take the CPU the intake needs on a 2-core machine). As root the intake g
     .venv/bin/python bench/bench_intake.py --rates 100000 200000 300000 400000 --seconds 10 --curve
     .venv/bin/python bench/bench_intake.py --rates 300000 --seconds 60 --downloads 2
     .venv/bin/python bench/bench_intake.py --server-root ../other-tree ...   # another tree's server.py
+    .venv/bin/python bench/bench_intake.py --set USE_CONDENSED_STORAGE false ...   # a server setting
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ def heads(epoch: int) -> list[bytes]:
             for v in range(1000)]
 
 
-def py_sender(port: int, rate: float, seconds: float, first: int, epoch: int,
-              result: multiprocessing.Queue) -> None:
-    """Paced datagrams from Python: ids first, first+1, ..."""
+def paced_send(port: int, rate: float, seconds: float, first: int, epoch: int) -> tuple[int, float]:
+    """Paced datagrams from Python, ids first, first+1, ...: (sent, seconds taken)."""
     prefix = heads(epoch)
     tail = b'" (static)'
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,14 +109,20 @@ def py_sender(port: int, rate: float, seconds: float, first: int, epoch: int,
         sleep = start + sent / rate - time.perf_counter()
         if sleep > 0:
             time.sleep(sleep)
-    result.put((sent, time.perf_counter() - start, time.process_time(), "python"))
+    return sent, time.perf_counter() - start
+
+
+def py_sender(port: int, rate: float, seconds: float, first: int, epoch: int,
+              result: multiprocessing.Queue) -> None:
+    sent, took = paced_send(port, rate, seconds, first, epoch)
+    result.put((sent, took, time.process_time(), "python"))
 
 
 def sender(port: int, rate: float, seconds: float, result: multiprocessing.Queue, distinct: int = 0) -> None:
-    """bench_clickhouse.py's sender: `py_sender` from id 0, now. Every line differs (its id), which
-    is what `distinct` asked for."""
+    """bench_clickhouse.py's sender: (sent, seconds taken) of `paced_send` from id 0, now. Every
+    line differs (its id), which is what `distinct` asked for."""
     del distinct
-    py_sender(port, rate, seconds, 0, int(time.time()), result)
+    result.put(paced_send(port, rate, seconds, 0, int(time.time())))
 
 
 def c_sender(blaster: str, port: int, rate: float, seconds: float, first: int, epoch: int,
@@ -201,14 +207,14 @@ def count_ids(path: str, total_ids: list[tuple[int, int]]) -> tuple[int, int, in
 
 
 def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downloads: int, poll: float,
-             server_root: str) -> tuple[dict[str, float], str]:
+             server_root: str, extra: str) -> tuple[dict[str, float], str]:
     tmp = tempfile.mkdtemp(prefix="mt-bench-intake-")
     log_dir = os.path.join(tmp, "logs")
     udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     config = os.path.join(tmp, "bench.conf")
     with open(config, "w") as handle:
         handle.write(f"HTTP_ADDRESS 127.0.0.1\nHTTP_PORT {http_port}\nUDP_ADDRESS 127.0.0.1\nUDP_PORT {udp_port}\n"
-                     f"LOG_DIR {log_dir}\nUSERS\n")
+                     f"LOG_DIR {log_dir}\nUSERS\n{extra}")
     err_path = os.path.join(tmp, "server.err")
     err = open(err_path, "wb")
     proc = subprocess.Popen([sys.executable, os.path.join(server_root, "server.py"), "-c", config], stdout=err,
@@ -283,20 +289,23 @@ def main() -> int:
                         help="bench/udp_blast.c (GSO or sendmmsg; the default when a C compiler is there) or Python")
     parser.add_argument("--downloads", type=int, default=0, help="HTTP clients downloading the day's /events meanwhile")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a client's Range requests")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a server setting, e.g. --set USE_CONDENSED_STORAGE false (repeatable)")
     parser.add_argument("--curve", action="store_true", help="measure every rate (do not stop at the first loss)")
     parser.add_argument("--server-root", default=ROOT, help="the tree whose server.py receives (default: this one)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="mt-bench-blast-")
     blaster = build_blaster(tmp) if args.sender == "c" else None
     kind = "C (bench/udp_blast.c)" if blaster else "Python"
-    print(f"{max(1, args.senders)} {kind} sender(s), {args.downloads} /events download client(s), "
-          f"{args.seconds:g} s per rate, server {os.path.abspath(args.server_root)}")
+    settings = " ".join(f"{key} {value}" for key, value in args.set)
+    print(f"{max(1, args.senders)} {kind} sender(s), {args.downloads} /events download client(s) (Range every "
+          f"{args.poll:g} s), {args.seconds:g} s per rate, server {os.path.abspath(args.server_root)} {settings}")
     print(f"{'rate/s':>8} {'sent':>10} {'written':>10} {'lost':>9} {'reached/s':>10} {'intake µs/ev':>12} {'sender µs/ev':>12} "
           f"{'downloads':>14} {'load':>5} {'rcvbuf':>8}")
     best = 0
     for rate in args.rates:
         r, how = run_rate(rate, args.seconds, max(1, args.senders), blaster, args.downloads, args.poll,
-                     args.server_root)
+                     args.server_root, "".join(f"{key} {value}\n" for key, value in args.set))
         reached = r["sent"] / r["took"] if r["took"] else 0
         loss = r["lost"] / r["sent"] if r["sent"] else 0
         dups = f" ({r['dups']:.0f} duplicates!)" if r["dups"] else ""
