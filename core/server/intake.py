@@ -22,17 +22,18 @@ held in a bounded spool (SPOOL_BYTES) and written, in order, once a write succee
 every RETRY_EVERY seconds); what does not fit is counted as `disk_lost`.
 
 Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB asked for; the
-kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE; app.py logs the
-effective size at start, see docs/operations-server.md; Python's socket module does not
-name SO_RCVBUFFORCE, so it is used by number). It drains everything queued (up to BATCH
-datagrams), then writes one buffer per day file with a single write(). A datagram carrying the
-epoch the previous accepted one had (nearly all of them: sensors stamp the current second)
-takes a fast path: one split, the line check and an append; so the cost per event is a recv
-(mostly the kernel's), the check and a few byte operations (plus, with USE_CONDENSED_STORAGE,
-each accepted line's addresses into the observables store, flushed to LOG_DIR/meta.sqlite
-every 60 s). docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms between drains rather
-than waiting on the socket, so senders never pay for wake-ups. On stop it drains the socket once
-more and flushes, so nothing already received is lost.
+kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE, which Python's
+socket module does not name, so it is used by number; app.py logs the effective size at start,
+see docs/operations-server.md). It drains everything queued (up to BATCH datagrams), then
+writes one buffer per day file with a single write(). A datagram carrying the epoch of the
+previous accepted one (nearly all: sensors stamp the current second) takes a fast path: one
+split, the line check and an append. So the cost per event is a recv (mostly the kernel's), the
+check and a few byte operations (plus, with USE_CONDENSED_STORAGE, each accepted line's
+addresses, and a DNS event's name, into the observables store, flushed to LOG_DIR/meta.sqlite
+every 60 s);
+docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms between drains
+rather than waiting on the socket, so senders never pay for wake-ups. On stop it drains the
+socket once more and flushes, so nothing already received is lost.
 """
 
 from __future__ import annotations
