@@ -30,10 +30,9 @@ previous accepted one (nearly all: sensors stamp the current second) takes a fas
 split, the line check and an append. So the cost per event is a recv (mostly the kernel's), the
 check and a few byte operations (plus, with USE_CONDENSED_STORAGE, each accepted line's
 addresses, and a DNS event's name, into the observables store, flushed to LOG_DIR/meta.sqlite
-every 60 s);
-docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms between drains
-rather than waiting on the socket, so senders never pay for wake-ups. On stop it drains the
-socket once more and flushes, so nothing already received is lost.
+every 60 s); docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms
+between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it
+drains the socket once more and flushes, so nothing already received is lost.
 """
 
 from __future__ import annotations
