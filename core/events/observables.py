@@ -173,13 +173,15 @@ class ObservableStore:
 
     def observe_lines(self, lines: Iterable[bytes]) -> None:
         """The intake's accepted lines (they passed `check_line`). The common non-DNS line (the
-        form `observe_line` splits directly) is taken here without decoding it: its two
-        addresses are all it adds; every other line goes through `observe_line`."""
-        add, addresses, counters = self._add, self._addresses, self.counters
-        last_time, sec = b"", None
+        form `observe_line` splits directly) is taken here without decoding it, split once
+        (`"date`, `time"`, sensor, src_ip, src_port, dst_ip, ...): its two addresses are all it
+        adds; every other line goes through `observe_line`."""
+        add, addresses, pending = self._add, self._addresses, self.pending
+        last_time, sec, observed = b"", None, 0
         for line in lines:
-            fields = line[29:].split(b" ", 9) if line[27:29] == b'" ' else []
-            if len(fields) < 9 or fields[0][:1] == b'"' or fields[7][:1] == b'"' or fields[6] == b"DNS":
+            fields = line.split(b" ", 10)
+            if (len(fields) < 11 or line[27:29] != b'" ' or fields[2][:1] == b'"' or fields[9][:1] == b'"'
+                    or fields[8] == b"DNS"):
                 self.observe_line(line)
                 continue
             if line[1:20] != last_time:
@@ -187,13 +189,16 @@ class ObservableStore:
                 sec = self._epoch(last_time.decode("ascii", "replace"))
             if sec is None:
                 continue
-            counters["observed"] += 1
-            for text in (fields[1], fields[3]):
-                known = addresses.get(text) or self._address(text)
-                if known[0] is not None:
-                    add(known[0], known[1], sec)
-            if len(self.pending) >= self.max_pending:
+            observed += 1
+            known = addresses.get(fields[3]) or self._address(fields[3])
+            if known[0] is not None:
+                add(known[0], known[1], sec)
+            known = addresses.get(fields[5]) or self._address(fields[5])
+            if known[0] is not None:
+                add(known[0], known[1], sec)
+            if len(pending) >= self.max_pending:
                 self.flush()
+        self.counters["observed"] += observed
 
     # -- writing ------------------------------------------------------------------------------------
 
