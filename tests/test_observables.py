@@ -82,6 +82,27 @@ def test_bounded_memory_and_rows(tmp_path):
     assert all(socket.inet_aton(f"198.51.100.{i}") in got for i in range(40))
 
 
+def test_the_intake_batch_adds_what_line_by_line_adds(tmp_path):
+    """`observe_lines` (the intake's batch, common lines split without decoding) and
+    `observe_line` one by one leave the same pending observations and counters."""
+    lines = [event_line(T0, src="10.0.0.1", dst="198.51.100.7"), event_line(T0 + 1, src="10.0.0.1", dst="198.51.100.7"),
+             event_line(T0 + 3600, src="2001:db8::1", dst="10.0.0.255"),
+             event_line(T0 - 5, src="224.0.0.1", dst="0.0.0.0"),
+             event_line(T0 + 7, kind="DNS", trail="(sub).Evil.example"),
+             event_line(T0 + 8, src="10.0.0.9", sensor='"my sensor"'),
+             event_line(T0 + 9, dst="203.0.113.5", trail='"a b"'),
+             '"2026-11-28 06:07:08" s 10.0.0.1 1 10.0.0.2 2 TCP IP x y z',
+             '"2026-11-28 06:07:08.5" s 10.0.0.3 1 10.0.0.4 2 TCP IP x y z',
+             '"2026-11-28 06:07:08.000000" s 10.0.0.5 1 10.0.0.6 2 TCP IP x',
+             "not a line", ""]
+    one, batch = ObservableStore(str(tmp_path / "a.sqlite")), ObservableStore(str(tmp_path / "b.sqlite"))
+    for line in lines:
+        one.observe_line(line.encode() + b"\n")
+    batch.observe_lines([line.encode() + b"\n" for line in lines])
+    assert batch.pending == one.pending and batch.counters == one.counters
+    assert len(one.pending) >= 8 and one.counters["observed"] == 9     # the line without info is skipped
+
+
 def test_parse_observable_rejects_junk():
     assert parse_observable("10.0.0.1") == ("ip", socket.inet_aton("10.0.0.1"))
     assert parse_observable("[2001:db8::1]")[0] == "ip"

@@ -1,8 +1,8 @@
 """Observables store: `LOG_DIR/meta.sqlite`, one row per domain or IP address ever seen in an event.
 
-Where it sits: after the day files. The server's UDP intake (core/server/intake.py) hands every
-line it wrote to `ObservableStore.observe_line`; a standalone sensor writing its own day files
-does the same through `ObservableSink` (wired by core/assemble.py). The HTTP API answers
+Where it sits: after the day files. The server's UDP intake (core/server/intake.py) hands the
+lines it wrote to `ObservableStore.observe_lines`, a batch at a time; a standalone sensor
+writing its own day files does the same through `ObservableSink` (wired by core/assemble.py). The HTTP API answers
 `GET /meta?observable=X` from the file with `lookup()` (core/server/meta.py). Key
 `USE_CONDENSED_STORAGE` (default on) switches it.
 
@@ -97,7 +97,7 @@ class ObservableStore:
         self.counters = {"observed": 0, "flushed": 0, "flushes": 0, "pruned": 0, "errors": 0}
         self.last_error = ""
         self._hours: dict[str, int] = {}
-        self._addresses: dict[str, tuple[bytes | None, int]] = {}  # text -> (stored key, scope flag)
+        self._addresses: dict[str | bytes, tuple[bytes | None, int]] = {}  # text -> (stored key, scope flag)
 
     # -- observing ----------------------------------------------------------------------------------
 
@@ -113,18 +113,20 @@ class ObservableStore:
                 entry[2] = sec
             entry[3] += 1
 
+    def _address(self, text: str | bytes) -> tuple[bytes | None, int]:
+        """(stored key or None, scope flag) of an address text, remembered (str or ASCII bytes)."""
+        packed = address_key(text if isinstance(text, str) else text.decode("ascii", "replace"))
+        known = (packed, FLAG_LOCAL if packed is not None and is_local(packed) else FLAG_REMOTE)
+        if len(self._addresses) >= ADDRESS_CACHE:
+            self._addresses.clear()
+        self._addresses[text] = known
+        return known
+
     def observe(self, sec: int, src_ip: str, dst_ip: str, type_: str, trail: str) -> None:
         """One event's observables: both addresses, and the name of a DNS-type event."""
         self.counters["observed"] += 1
-        addresses = self._addresses
         for text in (src_ip, dst_ip):
-            known = addresses.get(text)
-            if known is None:
-                packed = address_key(text)
-                known = (packed, FLAG_LOCAL if packed is not None and is_local(packed) else FLAG_REMOTE)
-                if len(addresses) >= ADDRESS_CACHE:
-                    addresses.clear()
-                addresses[text] = known
+            known = self._addresses.get(text) or self._address(text)
             if known[0] is not None:
                 self._add(known[0], known[1], sec)
         if type_ == TrailType.DNS:
@@ -170,8 +172,33 @@ class ObservableStore:
             return None
 
     def observe_lines(self, lines: Iterable[bytes]) -> None:
+        """The intake's accepted lines (they passed `check_line`). The common non-DNS line (the
+        form `observe_line` splits directly) is taken here without decoding it, split once
+        (`"date`, `time"`, sensor, src_ip, src_port, dst_ip, ...): its two addresses are all it
+        adds; every other line goes through `observe_line`."""
+        add, addresses, pending = self._add, self._addresses, self.pending
+        last_time, sec, observed = b"", None, 0
         for line in lines:
-            self.observe_line(line)
+            fields = line.split(b" ", 10)
+            if (len(fields) < 11 or line[27:29] != b'" ' or fields[2][:1] == b'"' or fields[9][:1] == b'"'
+                    or fields[8] == b"DNS"):
+                self.observe_line(line)
+                continue
+            if line[1:20] != last_time:
+                last_time = line[1:20]
+                sec = self._epoch(last_time.decode("ascii", "replace"))
+            if sec is None:
+                continue
+            observed += 1
+            known = addresses.get(fields[3]) or self._address(fields[3])
+            if known[0] is not None:
+                add(known[0], known[1], sec)
+            known = addresses.get(fields[5]) or self._address(fields[5])
+            if known[0] is not None:
+                add(known[0], known[1], sec)
+            if len(pending) >= self.max_pending:
+                self.flush()
+        self.counters["observed"] += observed
 
     # -- writing ------------------------------------------------------------------------------------
 
