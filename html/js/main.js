@@ -42,6 +42,7 @@ class App {
     this.liveOn = false;
     this.newCount = 0;
     this.notifyOn = this.store.prefs.notify === true;
+    this.searchDelay = 120;      // ms of typing pause before a search applies (Enter applies at once)
   }
 
   /** The server's current wall-clock time as seconds (log times are written in server local time). */
@@ -306,15 +307,21 @@ class App {
     this.setQuery(q ? `${needsParens ? `(${q})` : q} ${term}` : term);
   }
 
+  /** Typing: the search applies once the typing pauses (`searchDelay` ms); an emptied box at once. */
   onSearchInput() {
     clearTimeout(this.searchTimer);
-    this.searchTimer = setTimeout(() => {
-      const q = $('#q').value;
-      try { parseQuery(q); } catch (err) { this.badQuery(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
-      this.state.q = q;
-      this.writeHash();
-      this.refresh(true);
-    }, 120);
+    if (!$('#q').value.trim()) { this.applySearch(); return; }
+    this.searchTimer = setTimeout(() => this.applySearch(), this.searchDelay);
+  }
+
+  /** The search box's text becomes the view's query now (Enter, an emptied box, the pause after typing). */
+  applySearch() {
+    clearTimeout(this.searchTimer);
+    const q = $('#q').value;
+    try { parseQuery(q); } catch (err) { this.badQuery(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
+    this.state.q = q;
+    this.writeHash();
+    this.refresh(true);
   }
 
   // --- day selection -----------------------------------------------------------------------------
@@ -531,7 +538,7 @@ class App {
     $('#login-form').addEventListener('submit', (ev) => this.doLogin(ev));
     $('#logout').addEventListener('click', (ev) => this.doLogout(ev));
     $('#q').addEventListener('input', () => this.onSearchInput());
-    $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { clearTimeout(this.searchTimer); this.onSearchInput(); } });
+    $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') this.applySearch(); });
     $('#q-clear').addEventListener('click', () => this.setQuery(''));
     $('#q-help').addEventListener('click', () => this.dialogs.help());
     $('#q-hunt').addEventListener('click', () => this.dialogs.hunt(this.huntTerm()));

@@ -1,6 +1,6 @@
 // The data engine, run as a module Web Worker so the page never blocks.
 // Where it sits: main.js posts requests; this worker streams /events (fetch + ReadableStream),
-// parses lines incrementally (logparse.js), folds them into threats (aggregate.js), and answers
+// parses the bytes of each line incrementally (logparse.js), folds them into threats (aggregate.js), and answers
 // view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
 // With ClickHouse as the server's event store main.js asks for the threat summary instead
@@ -9,13 +9,13 @@
 
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
-import { LineParser } from './logparse.js';
+import { ByteLineParser, LineParser } from './logparse.js';
 import { compileQuery, parseQuery } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
   agg: new Aggregator(),
-  parser: new LineParser(),
+  parser: new ByteLineParser(),
   loadId: 0,
   date: '',
   bytes: 0,          // bytes of the current day file consumed (complete lines) for live resume
@@ -32,7 +32,12 @@ const state = {
   order: new Int32Array(0),
   orderKey: '',
   seenHigh: 0,
+  views: new Map(),  // the last VIEW_CACHE answers by viewKey(): going back to a search (or clearing it) is a lookup
+  version: 0,        // bumped when the aggregate or the local state changes without new events
 };
+
+const VIEW_CACHE = 8;
+const BYTES_PER_EVENT = 110;    // a typical log line: sizes the event columns from Content-Length
 
 const post = (msg) => self.postMessage(msg);
 
@@ -57,7 +62,7 @@ async function load(msg) {
   const loadId = ++state.loadId;
   const [from, to] = String(msg.date || '').split('_');
   state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
-  state.parser = new LineParser();
+  state.parser = new ByteLineParser();
   state.bytes = 0;
   state.date = msg.date;
   state.base = msg.base;
@@ -72,8 +77,7 @@ async function load(msg) {
     if (resp.status === 401 || resp.status === 403) throw new Error('unauthorized');
     if (!resp.ok && resp.status !== 204) throw new Error(`HTTP ${resp.status}`);
     total = +(resp.headers.get('Content-Length') || 0);
-    const decoder = new TextDecoder('utf-8');
-    const onRecord = (rec) => state.agg.add(rec);
+    state.agg.reserve(Math.ceil(total / BYTES_PER_EVENT));
     let lastPost = 0;
     if (resp.body && resp.status !== 204) {
       const reader = resp.body.getReader();
@@ -82,13 +86,12 @@ async function load(msg) {
         if (loadId !== state.loadId) { reader.cancel(); return; }
         if (done) break;
         state.bytes += value.length;
-        state.parser.push(decoder.decode(value, { stream: true }), onRecord);
+        state.parser.push(value, state.agg);
         const now = performance.now();
         if (now - lastPost > 150) { lastPost = now; progress({ total, done: false }); }
       }
     }
-    state.parser.push(decoder.decode(), onRecord);
-    state.parser.end(onRecord);
+    state.parser.end(state.agg);
     state.loading = false;
     state.newMark = state.agg.threats.length;
     progress({ total, done: true, ms: performance.now() - started });
@@ -138,7 +141,7 @@ function stopLive() {
 function mergePending() {
   if (!state.pending) return;
   const before = state.agg.threats.length;
-  state.parser.push(state.pending, (rec) => state.agg.add(rec));
+  state.parser.pushText(state.pending, state.agg);
   state.pending = '';
   const fresh = [];
   for (let i = before; i < state.agg.threats.length; i++) {
@@ -234,13 +237,36 @@ function sortedOrder(sort, dir) {
   return state.order;
 }
 
-function computeView(msg) {
+/** What a view's answer depends on: the request, and the data it was computed from. */
+function viewKey(msg) {
+  const a = state.agg;
+  return [msg.query || '', msg.sev ?? '', msg.sort, msg.dir, !!msg.showHidden, state.loadId, a.events, a.threats.length,
+    state.version, state.loading].join('\u0001');
+}
+
+/** The view's answer, from the cache when nothing it depends on changed. */
+function view(msg) {
   const started = performance.now();
+  const key = viewKey(msg);
+  let hit = state.views.get(key);
+  if (hit) state.views.delete(key);
+  else {
+    hit = computeView(msg);
+    if (hit.error) return { ...hit, reqId: msg.reqId };
+  }
+  state.views.set(key, hit);
+  if (state.views.size > VIEW_CACHE) state.views.delete(state.views.keys().next().value);
+  state.view = hit.ids;
+  return { op: 'view', reqId: msg.reqId, count: hit.ids.length, stats: hit.stats, ms: performance.now() - started,
+    loading: state.loading };
+}
+
+function computeView(msg) {
   let pred;
   try {
     pred = compileQuery(parseQuery(msg.query || ''), state.agg);
   } catch (err) {
-    return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
+    return { op: 'view', error: String(err.message || err), pos: err.pos ?? -1 };
   }
   const local = state.local;
   const hidden = local.hidden || {};
@@ -262,14 +288,13 @@ function computeView(msg) {
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
     ids.push(i);
   }
-  state.view = Int32Array.from(ids);
-  const stats = summarize(state.view);
+  const view = Int32Array.from(ids);
+  const stats = summarize(view);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
   stats.hidden = hiddenN;
   stats.whitelisted = whitelistedN;
-  return { op: 'view', reqId: msg.reqId, count: ids.length, stats, ms: performance.now() - started,
-    loading: state.loading };
+  return { ids: view, stats };
 }
 
 function summarize(view) {
@@ -331,6 +356,7 @@ async function detail(msg) {
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
   const events = t.summary ? agg.summaryEvents(t, await summaryRecords(t), msg.limit || 500)
     : agg.eventsOf(t, msg.limit || 500);
+  if (t.summary) state.version++;    // the threat's sets grew: cached views may differ now
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   let sameSrc = 0, sameTrail = 0;
@@ -348,8 +374,8 @@ self.onmessage = (ev) => {
   try {
     switch (msg.op) {
       case 'load': load(msg); break;
-      case 'local': state.local = msg.local; break;
-      case 'view': post(computeView(msg)); break;
+      case 'local': state.local = msg.local; state.version++; break;
+      case 'view': post(view(msg)); break;
       case 'rows': post(rows(msg)); break;
       case 'detail':
         detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));
