@@ -96,6 +96,7 @@ class Threat {
     this.alias = -1;         // merged into another threat (flood) when >= 0
     this.lan = false;
     this.summary = null;     // a server summary's entry (addSummary): its lines load on demand
+    this.src0 = 0;           // the first source's string id once the view code asked (worker.js firstSrc)
   }
 }
 

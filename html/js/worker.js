@@ -202,6 +202,20 @@ function startPolling() {
 // --- views ----------------------------------------------------------------------------------------
 
 function first(set) { for (const v of set) return v; return 0; }
+/** A threat's first source (string id), kept on the threat once known: sets only grow. */
+function firstSrc(t) { if (!t.src0) t.src0 = first(t.src); return t.src0; }
+
+/** The `n` entries of `map` with the largest values, largest first (one pass, no full sort). */
+function top(map, n) {
+  const out = [];
+  for (const entry of map) {
+    if (out.length === n && entry[1] <= out[n - 1][1]) continue;
+    let k = out.length === n ? n - 1 : out.length;
+    while (k > 0 && out[k - 1][1] < entry[1]) { out[k] = out[k - 1]; k--; }
+    out[k] = entry;
+  }
+  return out;
+}
 function cmpText(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
 const text = (set) => state.agg.strings[first(set)];
 
@@ -211,7 +225,7 @@ const SORTS = {
   uid: (a, b) => cmpText(a.uid, b.uid),
   first: (a, b) => a.first - b.first,
   last: (a, b) => a.last - b.last,
-  src: (a, b) => cmpText(text(a.src), text(b.src)),
+  src: (a, b) => cmpText(state.agg.strings[firstSrc(a)], state.agg.strings[firstSrc(b)]),
   dst: (a, b) => cmpText(text(a.dst), text(b.dst)),
   port: (a, b) => (+state.agg.portText(first(a.dport)) || 0) - (+state.agg.portText(first(b.dport)) || 0),
   proto: (a, b) => cmpText(text(a.proto), text(b.proto)),
@@ -282,7 +296,7 @@ function computeView(msg) {
     const t = threats[i];
     if (t.alias >= 0) continue;
     if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
-    if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) { whitelistedN++; continue; }
+    if (wl.size && (wl.has(t.trail) || wl.has(state.agg.strings[firstSrc(t)]))) { whitelistedN++; continue; }
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
@@ -316,16 +330,16 @@ function summarize(view) {
     if (!hist) { hist = new Array(bins).fill(0); byType.set(t.type, hist); }
     const th = t.hist;
     for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
-    const src = first(t.src);
+    const src = firstSrc(t);
     bySrc.set(src, (bySrc.get(src) || 0) + t.count);   // keyed by string id
-    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + t.count);
+    byTrail.set(t.trailId, (byTrail.get(t.trailId) || 0) + t.count);
   }
-  const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
   return {
     threats: view.length, events, sev, sevEvents, sources: bySrc.size, trails: byTrail.size,
     hourly: total, types: types.slice(0, 6).map(([type, hist]) => ({ type, hist })),
-    topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]), topTrails: top(byTrail, 9),
+    topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]),
+    topTrails: top(byTrail, 9).map(([id, n]) => [state.agg.strings[id], n]),
     range: [state.agg.minT, state.agg.maxT], grid: state.agg.grid, allEvents: state.agg.events, allThreats: state.agg.threats.length,
     dropped: state.agg.dropped, bad: state.parser.bad,
   };
