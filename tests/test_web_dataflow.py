@@ -82,7 +82,7 @@ def odd_lines() -> list[str]:
     nasty = ['a "quoted" word', "-", "x y  z", "ünïcödé ✓", "comma,list", 'q"s', "𝄞 clef"]
     out = []
     for i, value in enumerate(nasty * 3):
-        ev = Event(1764000000 + i * 7, i, "10.0.0.%d" % (i % 5), "1,2" if i % 4 == 0 else 53, "198.51.100.%d" % i,
+        ev = Event(1764000000 + i * 7, i, f"10.0.0.{i % 5}", "1,2" if i % 4 == 0 else 53, f"198.51.100.{i}",
                    "80,443" if i % 3 == 0 else 8080, "TCP", "URL" if i % 2 else "DNS", value, nasty[(i + 1) % 7],
                    nasty[(i + 2) % 7])
         out.append(format_line(ev, ["gw", "a b", 'q"s', "ü"][i % 4]))
