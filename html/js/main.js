@@ -196,7 +196,7 @@ class App {
     this.renderStatus();
     // while loading, repaint often enough to feel live but leave the worker time to parse:
     // the first rows at once, then at most every 700 ms or 8x the last view computation
-    const delay = msg.done ? 0 : this.timing.firstRows ? Math.max(700, 8 * (this.timing.workerMs || 0)) : 100;
+    const delay = msg.done ? 0 : this.timing.firstRows ? Math.max(700, 8 * (this.timing.workerMs || 0)) : 0;
     this.refreshSoon(delay);
   }
 
