@@ -178,7 +178,7 @@ class App {
     this.renderNew();
     this.renderDay();
     this.writeHash();
-    $('#progress-bar').style.width = '0';
+    $('#progress-bar').style.transform = 'scaleX(0)';
     const summary = !!this.eventStore && this.eventStore.kind === 'clickhouse';
     const path = summary ? 'threats' : 'events';
     this.worker.postMessage({ op: 'load', url: new URL(`${path}?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
@@ -190,7 +190,7 @@ class App {
   onProgress(msg) {
     this.loadInfo = msg;
     const pct = msg.total ? Math.min(100, (100 * msg.bytes) / msg.total) : msg.done ? 100 : 50;
-    $('#progress-bar').style.width = msg.done ? '0' : `${pct}%`;
+    $('#progress-bar').style.transform = `scaleX(${msg.done ? 0 : pct / 100})`;
     if (msg.done) this.timing.done = performance.now() - this.timing.loadStart;
     if (msg.error === 'unauthorized') { this.showLogin(); return; }
     this.renderStatus();
