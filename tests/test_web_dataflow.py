@@ -129,7 +129,7 @@ def test_byte_parser_builds_the_same_threats_as_the_text_parser(env):
 
 
 BARE_WORDS = ["53", "443", "80", "8", "high", "medium", "low", "gw", "core1", "10.1", "198.51", "dns", "static", "biz", "a",
-              "zzz-nothing"]
+              "d0", "zz9tag", "zzz-nothing"]
 
 
 def test_bare_words_match_the_visible_text(env):
@@ -144,17 +144,18 @@ def test_bare_words_match_the_visible_text(env):
         const p = new parse.ByteLineParser();
         p.push(new TextEncoder().encode(text), agg);
         const live = agg.threats.filter((t) => t.alias < 0);
-        const local = { tags: {}, notes: {}, triage: {} };
+        const local = { tags: { [live[7].uid]: ['case-zz9tag'] }, notes: {}, triage: {} };
         return words.map((w) => {
           const pred = q.compileQuery(q.parseQuery(w), agg);
-          const direct = (t) => [t.trail, t.info, t.uid, t.type, t.ref, SEV_NAMES[t.sev],
+          const direct = (t) => [t.trail, t.info, t.uid, t.type, t.ref, SEV_NAMES[t.sev], ...(local.tags[t.uid] || []),
             ...['src', 'dst', 'sensor', 'dport'].flatMap((f) => agg.values(t, f))].some((s) => s.toLowerCase().includes(w));
           return [live.filter((t) => pred(t, local)).length, live.filter(direct).length];
         });
     }""", ["\n".join(env["lines"] + odd_lines()) + "\n", BARE_WORDS])
     for word, (memo, direct) in zip(BARE_WORDS, got, strict=True):
         assert memo == direct, word
-    assert all(n > 0 for n, _ in got[:-1]) and got[-1] == [0, 0]
+    assert [w for w, (n, _) in zip(BARE_WORDS, got, strict=True) if n == 0] == ["zzz-nothing"]
+    assert got[BARE_WORDS.index("zz9tag")] == [1, 1]
 
 
 def test_views_from_the_cache_follow_hiding_and_new_loads(env):

@@ -144,6 +144,8 @@ export class Aggregator {
     this.colInfo = new Uint32Array(0);
     this.colTrail = new Uint32Array(0);   // each event's own trail (a grouped threat holds many)
     this.dropped = 0;
+    this.valuesKey = -1;               // valueIndex(): the data it was built from, and the index
+    this.valuesIdx = null;
   }
 
   /** The time bucket of a wall-clock time; times outside the range land in the first/last bucket. */
@@ -461,6 +463,37 @@ export class Aggregator {
       }
     }
     return out;
+  }
+
+  /** Every threat's source, destination and sensor ids in one array, threat i's at
+   * vals[offs[i]:offs[i + 1]], and its destination port codes likewise in ports/portOffs (for
+   * searches that read them all); rebuilt when the data grew. */
+  valueIndex() {
+    const key = this.events * 4294967296 + this.threats.length;
+    if (this.valuesKey === key) return this.valuesIdx;
+    const threats = this.threats;
+    const offs = new Int32Array(threats.length + 1);
+    const portOffs = new Int32Array(threats.length + 1);
+    let n = 0, m = 0;
+    for (let i = 0; i < threats.length; i++) {
+      const t = threats[i];
+      n += t.src.size + t.dst.size + t.sensor.size;
+      m += t.dport.size;
+      offs[i + 1] = n;
+      portOffs[i + 1] = m;
+    }
+    const vals = new Int32Array(n);
+    const ports = new Int32Array(m);
+    let k = 0, j = 0;
+    for (const t of threats) {
+      for (const v of t.src) vals[k++] = v;
+      for (const v of t.dst) vals[k++] = v;
+      for (const v of t.sensor) vals[k++] = v;
+      for (const v of t.dport) ports[j++] = v;
+    }
+    this.valuesKey = key;
+    this.valuesIdx = { offs, vals, portOffs, ports };
+    return this.valuesIdx;
   }
 
   /** Text values of a threat's id set (src, dst, proto, sensor) or port set (sport, dport). */

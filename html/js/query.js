@@ -230,10 +230,25 @@ function termPredicate(term, agg) {
     case 'tag': return (t, local) => anyOf(local.tags[t.uid] || [], any);
     case 'note': return (t, local) => any(local.notes[t.uid] || '');
     case 'status': return (t, local) => any(local.triage[t.uid] || 'new');
-    default: // bare word: any visible text
-      return (t, local) => anyId(t.trailId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
-        anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
-        anyOf(local.tags[t.uid] || [], any) || sevHit[t.sev];
+    default: { // bare word: any visible text (one loop per kind of set, so each inlines its memo)
+      let index = null;            // agg.valueIndex(): every threat's addresses, sensors and ports
+      const valueIn = (i) => {
+        const { offs, vals, portOffs, ports } = index;
+        for (let k = offs[i], end = offs[i + 1]; k < end; k++) if (anyId(vals[k])) return true;
+        for (let k = portOffs[i], end = portOffs[i + 1]; k < end; k++) if (anyPort(ports[k])) return true;
+        return false;
+      };
+      // a UID is hex with an N0/F0/D0 kind suffix: only such text (or a glob) can match one
+      const uidCan = items.some((x) => x.includes('*') || /^[0-9a-fn]{1,8}$/i.test(x));
+      let tagsOf = null, anyTags = false;
+      return (t, local) => {
+        if (sevHit[t.sev] || anyId(t.trailId) || anyId(t.infoId) || anyId(t.typeId) || anyId(t.refId)) return true;
+        if (index === null) index = agg.valueIndex();
+        if (valueIn(t.id) || (uidCan && any(t.uid))) return true;
+        if (local.tags !== tagsOf) { tagsOf = local.tags; anyTags = Object.keys(tagsOf).length > 0; }
+        return anyTags && anyOf(local.tags[t.uid] || [], any);
+      };
+    }
   }
 }
 
