@@ -284,6 +284,7 @@ function computeView(msg) {
   }
   const local = state.local;
   const hidden = local.hidden || {};
+  const hiding = !msg.showHidden && Object.keys(hidden).length > 0;   // else no lookup per threat
   const wl = new Set(local.whitelist || []);
   const sevWanted = msg.sev == null || msg.sev === '' ? -1 : +msg.sev;
   const threats = state.agg.threats;
@@ -295,7 +296,7 @@ function computeView(msg) {
     const i = order[k];
     const t = threats[i];
     if (t.alias >= 0) continue;
-    if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
+    if (hiding && hidden[t.uid]) { hiddenN++; continue; }
     if (wl.size && (wl.has(t.trail) || wl.has(state.agg.strings[firstSrc(t)]))) { whitelistedN++; continue; }
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
