@@ -34,10 +34,20 @@ const state = {
   seenHigh: 0,
   views: new Map(),  // the last VIEW_CACHE answers by viewKey(): going back to a search (or clearing it) is a lookup
   version: 0,        // bumped when the aggregate or the local state changes without new events
+  viewWaiter: null,  // a load waiting for the page's first view (viewRequested)
 };
 
 const VIEW_CACHE = 8;
-const BYTES_PER_EVENT = 110;    // a typical log line: sizes the event columns from Content-Length
+const BYTES_PER_EVENT = 110;
+const FIRST_VIEW_WAIT = 100;    // ms the load waits after its first progress for the page's first view
+
+/** A promise resolved in a new task: requests that came in meanwhile (a view, rows) run first. */
+function nextTask() { return new Promise((resolve) => { setTimeout(resolve, 0); }); }
+
+/** Resolves once a view request has been answered, or after `ms`. */
+function viewRequested(ms) {
+  return new Promise((resolve) => { state.viewWaiter = resolve; setTimeout(resolve, ms); });
+}    // a typical log line: sizes the event columns from Content-Length
 
 const post = (msg) => self.postMessage(msg);
 
@@ -85,10 +95,19 @@ async function load(msg) {
         const { done, value } = await reader.read();
         if (loadId !== state.loadId) { reader.cancel(); return; }
         if (done) break;
-        state.bytes += value.length;
         state.parser.push(value, state.agg);
+        state.bytes += value.length;
         const now = performance.now();
-        if (now - lastPost > 150) { lastPost = now; progress({ total, done: false }); }
+        if (now - lastPost > 150) {
+          // a read with data at hand resolves at once, so a fast body never lets the page's
+          // requests in by itself: after each progress they get a turn (the first view waits
+          // for its request, up to FIRST_VIEW_WAIT ms, so the first rows come at once)
+          const first = lastPost === 0;
+          lastPost = now;
+          progress({ total, done: false });
+          await (first ? viewRequested(FIRST_VIEW_WAIT) : nextTask());
+          if (loadId !== state.loadId) { reader.cancel(); return; }
+        }
       }
     }
     state.parser.end(state.agg);
@@ -390,7 +409,10 @@ self.onmessage = (ev) => {
     switch (msg.op) {
       case 'load': load(msg); break;
       case 'local': state.local = msg.local; state.version++; break;
-      case 'view': post(view(msg)); break;
+      case 'view':
+        post(view(msg));
+        if (state.viewWaiter) { state.viewWaiter(); state.viewWaiter = null; }
+        break;
       case 'rows': post(rows(msg)); break;
       case 'detail':
         detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));
