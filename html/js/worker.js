@@ -1,6 +1,6 @@
 // The data engine, run as a module Web Worker so the page never blocks.
 // Where it sits: main.js posts requests; this worker streams /events (fetch + ReadableStream),
-// parses the bytes of each line incrementally (logparse.js), folds them into threats (aggregate.js), and answers
+// splits its bytes into lines (logparse.js), folds them into threats (aggregate.js), and answers
 // view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
 // With ClickHouse as the server's event store main.js asks for the threat summary instead
@@ -38,7 +38,7 @@ const state = {
 };
 
 const VIEW_CACHE = 8;
-const BYTES_PER_EVENT = 110;
+const BYTES_PER_EVENT = 110;    // a typical log line: sizes the event columns from Content-Length
 const FIRST_VIEW_WAIT = 100;    // ms the load waits after its first progress for the page's first view
 
 /** A promise resolved in a new task: requests that came in meanwhile (a view, rows) run first. */
@@ -47,7 +47,7 @@ function nextTask() { return new Promise((resolve) => { setTimeout(resolve, 0); 
 /** Resolves once a view request has been answered, or after `ms`. */
 function viewRequested(ms) {
   return new Promise((resolve) => { state.viewWaiter = resolve; setTimeout(resolve, ms); });
-}    // a typical log line: sizes the event columns from Content-Length
+}
 
 const post = (msg) => self.postMessage(msg);
 
