@@ -35,6 +35,14 @@ def is_ip(text: str) -> bool:
     return ip_packed(text) is not None
 
 
+def is_loopback(text: str) -> bool:
+    """A loopback address (127.0.0.0/8, ::1) given as text; False for anything else."""
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
 def is_local(packed: bytes) -> bool:
     """RFC 1918 / loopback / link-local / unique-local (the original's `is_local`, extended to v6)."""
     if len(packed) == 4:

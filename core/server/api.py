@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
+from core.addr import is_loopback
 from core.config import Config
 from core.server.auth import (
     CHALLENGE_TTL,
@@ -211,8 +212,11 @@ class Api:
         return days
 
     def events(self, request: Request, session: Session | None) -> Response:
+        """A day (or range) as stored. A loopback client gets it uncompressed whatever it accepts:
+        there gzip saves no transfer time and costs both ends CPU (docs/web-client.md)."""
         assert session is not None
         segments = self.storage.segments(self._days(request))
+        compressible = not is_loopback(request.address)
         if session.scope.restricted or session.mask_custom:
             def filtered() -> Iterator[bytes]:
                 out: list[bytes] = []
@@ -227,7 +231,7 @@ class Api:
                             out, size = [], 0
                 if out:
                     yield b"".join(out)
-            return Response(200, filtered(), "text/plain; charset=utf-8")
+            return Response(200, filtered(), "text/plain; charset=utf-8", compressible=compressible)
         total = sum(s.size for s in segments)
         header = request.headers.get("range")
         ranges = parse_byte_ranges(header, total) if header and "if-range" not in request.headers else None
@@ -236,7 +240,7 @@ class Api:
         accept = [("Accept-Ranges", "bytes")]
         if not isinstance(ranges, list):
             return Response(200, read_range(segments, 0, total - 1) if total else b"", length=total,
-                            headers=accept)
+                            headers=accept, compressible=compressible)
         if len(ranges) == 1:
             a, b = ranges[0]
             return Response(206, read_range(segments, a, b), length=b - a + 1, compressible=False,

@@ -13,17 +13,22 @@
 //
 // Speed: every field is interned once into `strings` (ids are small ints); threat keys are
 // numbers built from ids, per-threat sets hold ids, and per-string facts (normalized trail, kind,
-// severity, private address) are computed once per distinct string.
+// severity, private address, comma list) are computed once per distinct string. A day streamed
+// from /events arrives as bytes (logparse.js ByteLineParser -> addScanned): fields are looked up
+// by their bytes (bytetable.js), so only a value never seen before becomes a string.
 
 import { classOf, isPrivate, murmur3, Severity } from './classify.js';
-import { wallSeconds } from './logparse.js';
+import { ByteTable } from './bytetable.js';
+import { parseRange, newRecord, wallSeconds } from './logparse.js';
 import { addMember, mergeMembers } from './members.js';
 
 export const SET_CAP = 100;            // distinct values kept per threat and field (but destinations and ports)
 export const FLOOD_SOURCES = 50;
 export const EVENT_CAP = 5000000;      // events kept in columns (aggregation itself has no cap)
-const K = 67108864;
-export const PORT_BASE = 65537;       // port codes above this are string ids (see Aggregator.port)                    // 2^26: numeric key = a * K + b (ids stay far below 2^26)
+const K = 67108864;                   // 2^26: numeric key = a * K + b (ids stay far below 2^26)
+export const PORT_BASE = 65537;       // port codes above this are string ids (see Aggregator.port)
+const LAN_CHECKED = 1, PRIVATE = 2, COMMA = 4;   // Aggregator.flags bits per string id
+const BAD_TAIL = 0x7fffffff;          // tailTable value of a tail that does not parse
 
 const KIND_SUFFIX = { dns: 'N0', flood: 'F0', dga: 'D0' };
 const KINDS = ['default', 'dns', 'dga', 'heur'];
@@ -68,7 +73,7 @@ export function uidOf(key, kind) {
 function detach(s) { return s.length > 12 ? (' ' + s).slice(1) : s; }
 
 class Threat {
-  constructor(id, key, kind, rec, ids, strings, bins, sev) {
+  constructor(id, key, kind, ids, strings, bins, sev) {
     this.id = id;
     this.kind = kind;
     this.uid = uidOf(key, kind);
@@ -80,7 +85,7 @@ class Threat {
     this.refId = ids.ref;
     this.trailId = ids.trail;
     this.typeId = ids.type;
-    this.cls = classOf(rec.info);
+    this.cls = classOf(strings[ids.info]);
     this.sev = sev;          // 2 high, 1 medium, 0 low: the highest of its events
     this.count = 0;
     this.first = Infinity;
@@ -93,12 +98,14 @@ class Threat {
     this.lan = false;
     this.members = null;     // trail id -> events, once the threat holds a second trail (members.js)
     this.summary = null;     // a server summary's entry (addSummary): its lines load on demand
+    this.src0 = 0;           // the first source's string id once the view code asked (worker.js firstSrc)
   }
 }
 
 export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
 // A scan's targets and ports are its members: all kept, so a search finds every one of them.
 const FIELD_CAP = { src: SET_CAP, sport: SET_CAP, dst: Infinity, dport: Infinity, proto: SET_CAP, sensor: SET_CAP };
+const UNCAPPED = FIELD_BITS.dst | FIELD_BITS.dport;   // the FIELD_CAP rule by bit, for addTo
 
 export class Aggregator {
   /** `severity`: the Severity rule of classify.js (the server's pattern); without one, all medium. */
@@ -120,7 +127,14 @@ export class Aggregator {
     this.maxT = -Infinity;
     this.strings = [''];
     this.stringIds = new Map([['', 0]]);
-    this.flags = new Uint8Array(1024);   // per string id: 1 = LAN checked, 2 = private address
+    this.flags = new Uint8Array(1024);   // per string id: LAN_CHECKED, PRIVATE, COMMA bits
+    this.flags[0] = LAN_CHECKED;
+    this.byteIds = new ByteTable(14);    // field bytes -> string id
+    this.bytePorts = new ByteTable(12);  // port bytes -> port code
+    this.byteTails = new ByteTable(14);  // tail bytes -> index into tailList (BAD_TAIL: malformed)
+    this.tailList = [];
+    this.tailRec = newRecord();
+    this.decoder = new TextDecoder('utf-8');
     // event columns
     this.cap = 0;
     this.n = 0;
@@ -135,6 +149,8 @@ export class Aggregator {
     this.colInfo = new Uint32Array(0);
     this.colTrail = new Uint32Array(0);   // each event's own trail (a grouped threat holds many)
     this.dropped = 0;
+    this.valuesKey = -1;               // valueIndex(): the data it was built from, and the index
+    this.valuesIdx = null;
   }
 
   /** The time bucket of a wall-clock time; times outside the range land in the first/last bucket. */
@@ -152,25 +168,58 @@ export class Aggregator {
       id = this.strings.length;
       this.strings.push(kept);
       this.stringIds.set(kept, id);
+      if (id >= this.flags.length) {
+        const bigger = new Uint8Array(this.flags.length * 2);
+        bigger.set(this.flags);
+        this.flags = bigger;
+      }
+      if (kept.indexOf(',') >= 0) this.flags[id] = COMMA;
     }
     return id;
+  }
+
+  /** The string id of the UTF-8 bytes buf[start:end) (`-` is empty). */
+  idAt(buf, start, end) {
+    if (end - start === 1 && buf[start] === 45) return 0;
+    const table = this.byteIds;
+    const id = table.get(buf, start, end);
+    return id >= 0 ? id : table.set(buf, start, end, this.intern(this.decoder.decode(buf.subarray(start, end))));
+  }
+
+  /** The port code (see port()) of the bytes buf[start:end). */
+  portAt(buf, start, end) {
+    if (end - start === 1 && buf[start] === 45) return 0;
+    const table = this.bytePorts;
+    const code = table.get(buf, start, end);
+    return code >= 0 ? code : table.set(buf, start, end, this.port(this.decoder.decode(buf.subarray(start, end))));
+  }
+
+  /** The tail entry (tailIds) of the bytes buf[start:end), or null when that tail does not parse. */
+  tailAt(buf, start, end) {
+    const table = this.byteTails;
+    let k = table.get(buf, start, end);
+    if (k < 0) {
+      const text = this.decoder.decode(buf.subarray(start, end));
+      const rec = parseRange(text, 0, text.length, this.tailRec, 6);
+      if (rec) { k = this.tailList.length; this.tailList.push(this.tailIds(rec)); } else k = BAD_TAIL;
+      table.set(buf, start, end, k);
+    }
+    return k === BAD_TAIL ? null : this.tailList[k];
   }
 
   str(id) { return this.strings[id]; }
 
   isLan(id) {
-    if (id >= this.flags.length) {
-      const bigger = new Uint8Array(Math.max(this.flags.length * 2, id + 1));
-      bigger.set(this.flags);
-      this.flags = bigger;
-    }
     let f = this.flags[id];
-    if (!f) { f = isPrivate(this.strings[id]) ? 3 : 1; this.flags[id] = f; }
-    return f === 3;
+    if (!(f & LAN_CHECKED)) { f |= LAN_CHECKED | (isPrivate(this.strings[id]) ? PRIVATE : 0); this.flags[id] = f; }
+    return (f & PRIVATE) !== 0;
   }
 
-  grow() {
-    const cap = Math.min(Math.max(this.cap * 2, 65536), EVENT_CAP);
+  /** Room in the event columns for `events` (a size known up front spares the copies of growing). */
+  reserve(events) { if (events > this.cap) this.grow(events); }
+
+  grow(want = 0) {
+    const cap = Math.min(Math.max(this.cap * 2, 65536, want), EVENT_CAP);
     const g = (old, Type) => { const a = new Type(cap); a.set(old); return a; };
     this.colT = g(this.colT, Float64Array);
     for (const name of ['colThreat', 'colSensor', 'colSrc', 'colSport', 'colDst', 'colDport', 'colProto', 'colInfo', 'colTrail']) {
@@ -229,7 +278,7 @@ export class Aggregator {
     return sev;
   }
 
-  threatFor(rec, ids) {
+  threatFor(ids) {
     const normId = ids.norm;
     const kind = ids.kind;
     // two-level maps with small-integer keys (no key allocation per event)
@@ -249,7 +298,7 @@ export class Aggregator {
       let byInfo = inner.get(b);
       if (byInfo === undefined) { byInfo = new Map(); inner.set(b, byInfo); }
       threat = byInfo.get(ids.info);
-      if (threat === undefined) { threat = this.newThreat(rec, ids, kind); byInfo.set(ids.info, threat); }
+      if (threat === undefined) { threat = this.newThreat(ids, kind); byInfo.set(ids.info, threat); }
       return threat;
     }
     threat = inner.get(b);
@@ -258,9 +307,9 @@ export class Aggregator {
       let sources = this.trailSources.get(normId);
       if (sources === undefined) { sources = new Set(); this.trailSources.set(normId, sources); }
       sources.add(ids.src);
-      if (sources.size > FLOOD_SOURCES) return this.mergeFlood(normId, rec, ids);
+      if (sources.size > FLOOD_SOURCES) return this.mergeFlood(normId, ids);
     }
-    threat = this.newThreat(rec, ids, kind);
+    threat = this.newThreat(ids, kind);
     inner.set(b, threat);
     if (kind === 0) {
       const list = this.trailThreats.get(normId);
@@ -269,19 +318,19 @@ export class Aggregator {
     return threat;
   }
 
-  newThreat(rec, ids, kind) {
+  newThreat(ids, kind) {
     const s = this.strings;
     const normId = ids.norm;
     const text = kind === 0 ? `${s[ids.src]}\u0001${s[normId]}` : kind === 1 ? `${s[ids.info]}\u0001${s[normId]}`
       : kind === 2 ? `${s[ids.src]}\u0001${s[ids.info]}` : `${s[ids.src]}\u0001${s[ids.trail]}\u0001${s[ids.info]}`;
-    const threat = new Threat(this.threats.length, text, KINDS[kind], rec, ids, this.strings, this.grid.bins, this.sevOf(ids));
+    const threat = new Threat(this.threats.length, text, KINDS[kind], ids, this.strings, this.grid.bins, this.sevOf(ids));
     this.threats.push(threat);
     return threat;
   }
 
   /** A trail crossed FLOOD_SOURCES sources: fold its per-source threats into one flood threat. */
-  mergeFlood(normId, rec, ids) {
-    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', rec, ids, this.strings, this.grid.bins,
+  mergeFlood(normId, ids) {
+    const flood = new Threat(this.threats.length, `flood\u0001${this.strings[normId]}`, 'flood', ids, this.strings, this.grid.bins,
       this.sevOf(ids));
     this.threats.push(flood);
     this.floods.set(normId, flood);
@@ -304,30 +353,43 @@ export class Aggregator {
     return flood;
   }
 
-  addTo(threat, field, value, id) {
-    if (!id) return;
-    if (value.indexOf(',') >= 0) {
-      const isPort = field === 'sport' || field === 'dport';
-      for (const part of value.split(',')) {
+  /** Add a string id (src, dst, proto, sensor) or port code (sport, dport: `isPort`) to one of a
+   * threat's sets (`bit`: its FIELD_BITS); a comma list adds each of its items. */
+  addTo(threat, set, bit, id, isPort) {
+    if (id === 0) return;
+    const sid = isPort ? id - PORT_BASE : id;
+    if (sid > 0 && (this.flags[sid] & COMMA)) {
+      for (const part of this.strings[sid].split(',')) {
         const p = part.trim();
-        if (p) this.addTo(threat, field, p, isPort ? this.port(p) : this.intern(p));
+        if (p) this.addTo(threat, set, bit, isPort ? this.port(p) : this.intern(p), isPort);
       }
       return;
     }
-    const set = threat[field];
-    if (set.size >= FIELD_CAP[field]) { if (!set.has(id)) threat.over |= FIELD_BITS[field]; return; }
+    if ((bit & UNCAPPED) === 0 && set.size >= SET_CAP) { if (!set.has(id)) threat.over |= bit; return; }
     set.add(id);
   }
 
+  /** One parsed record (logparse.js: live lines, lines off the fast path). */
   add(rec) {
+    this.addEvent(rec.t, this.intern(rec.sensor), this.intern(rec.src), this.port(rec.sport), this.intern(rec.dst),
+      this.port(rec.dport), this.tailIds(rec));
+  }
+
+  /** One line as ByteLineParser found it (byte ranges in `c`); false when its tail does not parse. */
+  addScanned(buf, c, end, t) {
+    const tail = this.tailAt(buf, c[12], end);
+    if (tail === null) return false;
+    this.addEvent(t, this.idAt(buf, c[2], c[3]), this.idAt(buf, c[4], c[5]), this.portAt(buf, c[6], c[7]),
+      this.idAt(buf, c[8], c[9]), this.portAt(buf, c[10], c[11]), tail);
+    return true;
+  }
+
+  addEvent(t, sensor, src, sport, dst, dport, tail) {
     const ids = this.ids;
-    const tail = this.tailIds(rec);
     ids.trail = tail.trail; ids.info = tail.info; ids.ref = tail.ref; ids.norm = tail.norm; ids.kind = tail.kind;
     ids.proto = tail.proto; ids.type = tail.type;
-    ids.sensor = this.intern(rec.sensor); ids.src = this.intern(rec.src); ids.sport = this.port(rec.sport);
-    ids.dst = this.intern(rec.dst); ids.dport = this.port(rec.dport);
-    const threat = this.threatFor(rec, ids);
-    const t = rec.t;
+    ids.sensor = sensor; ids.src = src; ids.sport = sport; ids.dst = dst; ids.dport = dport;
+    const threat = this.threatFor(ids);
     if (threat.members !== null || ids.trail !== threat.trailId) addMember(threat, ids.trail, 1);
     threat.count++;
     if (threat.sev < 2 && (ids.info !== threat.infoId || ids.ref !== threat.refId)) {
@@ -337,13 +399,13 @@ export class Aggregator {
     if (t < threat.first) threat.first = t;
     if (t > threat.last) threat.last = t;
     threat.hist[this.bucket(t)]++;
-    this.addTo(threat, 'src', rec.src, ids.src);
-    this.addTo(threat, 'sport', rec.sport, ids.sport);
-    this.addTo(threat, 'dst', rec.dst, ids.dst);
-    this.addTo(threat, 'dport', rec.dport, ids.dport);
-    this.addTo(threat, 'proto', rec.proto, ids.proto);
-    this.addTo(threat, 'sensor', rec.sensor, ids.sensor);
-    if (!threat.lan && (this.isLan(ids.src) || this.isLan(ids.dst))) threat.lan = true;
+    this.addTo(threat, threat.src, 1, src, false);
+    this.addTo(threat, threat.sport, 2, sport, true);
+    this.addTo(threat, threat.dst, 4, dst, false);
+    this.addTo(threat, threat.dport, 8, dport, true);
+    this.addTo(threat, threat.proto, 16, ids.proto, false);
+    this.addTo(threat, threat.sensor, 32, sensor, false);
+    if (!threat.lan && (this.isLan(src) || this.isLan(dst))) threat.lan = true;
     this.events++;
     if (t < this.minT) this.minT = t;
     if (t > this.maxT) this.maxT = t;
@@ -372,7 +434,7 @@ export class Aggregator {
     ids.norm = this.norm(ids.trail);
     ids.kind = this.kindOfIds(ids.info, ids.ref);
     const key = `${s.type}\u0001${s.trail}\u0001${s.info}\u0001${s.reference}`;
-    const threat = new Threat(this.threats.length, key, KINDS[ids.kind], { info: v(s.info) }, ids, this.strings,
+    const threat = new Threat(this.threats.length, key, KINDS[ids.kind], ids, this.strings,
       this.grid.bins, this.sevOf(ids));
     threat.summary = { type: s.type, trail: s.trail, info: s.info, reference: s.reference };   // as stored: /threat
     threat.count = s.count;
@@ -381,7 +443,7 @@ export class Aggregator {
     for (const [hour, n] of s.hours) threat.hist[this.bucket(this.grid.base + hour * 3600 + 1800)] += n;
     for (const src of s.sources.map(v).filter(Boolean)) {
       const id = this.intern(src);
-      this.addTo(threat, 'src', src, id);
+      this.addTo(threat, threat.src, FIELD_BITS.src, id, false);
       if (!threat.lan && this.isLan(id)) threat.lan = true;
     }
     if (s.source_count > threat.src.size) threat.over |= FIELD_BITS.src;
@@ -398,7 +460,8 @@ export class Aggregator {
     const out = [];
     for (const rec of records) {
       for (const f of ['dst', 'sport', 'dport', 'proto', 'sensor']) {
-        this.addTo(threat, f, rec[f], f === 'sport' || f === 'dport' ? this.port(rec[f]) : this.intern(rec[f]));
+        const isPort = f === 'sport' || f === 'dport';
+        this.addTo(threat, threat[f], FIELD_BITS[f], isPort ? this.port(rec[f]) : this.intern(rec[f]), isPort);
       }
       if (out.length < limit) {
         out.push({ t: rec.t, sensor: rec.sensor, src: rec.src, sport: rec.sport, dst: rec.dst, dport: rec.dport,
@@ -406,6 +469,37 @@ export class Aggregator {
       }
     }
     return out;
+  }
+
+  /** Every threat's source, destination and sensor ids in one array, threat i's at
+   * vals[offs[i]:offs[i + 1]], and its destination port codes likewise in ports/portOffs (for
+   * searches that read them all); rebuilt when the data grew. */
+  valueIndex() {
+    const key = this.events * 4294967296 + this.threats.length;
+    if (this.valuesKey === key) return this.valuesIdx;
+    const threats = this.threats;
+    const offs = new Int32Array(threats.length + 1);
+    const portOffs = new Int32Array(threats.length + 1);
+    let n = 0, m = 0;
+    for (let i = 0; i < threats.length; i++) {
+      const t = threats[i];
+      n += t.src.size + t.dst.size + t.sensor.size;
+      m += t.dport.size;
+      offs[i + 1] = n;
+      portOffs[i + 1] = m;
+    }
+    const vals = new Int32Array(n);
+    const ports = new Int32Array(m);
+    let k = 0, j = 0;
+    for (const t of threats) {
+      for (const v of t.src) vals[k++] = v;
+      for (const v of t.dst) vals[k++] = v;
+      for (const v of t.sensor) vals[k++] = v;
+      for (const v of t.dport) ports[j++] = v;
+    }
+    this.valuesKey = key;
+    this.valuesIdx = { offs, vals, portOffs, ports };
+    return this.valuesIdx;
   }
 
   /** Text values of a threat's id set (src, dst, proto, sensor) or port set (sport, dport). */

@@ -37,39 +37,40 @@ export function splitLine(line) {
   return out.length === 11 ? out : null;
 }
 
-const dayCache = { text: '', base: 0 };
+const ENCODER = new TextEncoder();
 
-function digits(text, i, n) {
+function digitsAt(b, i, n) {
   let v = 0;
   for (let k = i; k < i + n; k++) {
-    const c = text.charCodeAt(k) - 48;
-    if (c < 0 || c > 9) return NaN;
+    const c = b[k] - 48;
+    if (!(c >= 0 && c <= 9)) return NaN;
     v = v * 10 + c;
   }
   return v;
 }
 
-/** Wall-clock seconds of a log time text, read as written (no time zone shift); NaN if malformed. */
-export function wallSeconds(text) {
-  if (text.length < 19 || text.charCodeAt(4) !== 45 || text.charCodeAt(10) !== 32) return NaN;
-  let base;
-  if (dayCache.text.length === 10 && text.startsWith(dayCache.text)) {
-    base = dayCache.base;
-  } else {
-    const y = digits(text, 0, 4), mo = digits(text, 5, 2), d = digits(text, 8, 2);
-    if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= 31)) return NaN;
-    base = Date.UTC(y, mo - 1, d) / 1000;
-    dayCache.text = text.slice(0, 10);
-    dayCache.base = base;
-  }
-  const h = digits(text, 11, 2), mi = digits(text, 14, 2), s = digits(text, 17, 2);
+/** Wall-clock seconds of the log time text in the bytes b[at:at+n), read as written (no time zone
+ * shift); NaN if malformed. `day` caches the last day's midnight ({key, base}). */
+export function wallSecondsAt(b, at, n, day = { key: -1, base: 0 }) {
+  if (n < 19 || b[at + 4] !== 45 || b[at + 10] !== 32) return NaN;
+  const y = digitsAt(b, at, 4), mo = digitsAt(b, at + 5, 2), d = digitsAt(b, at + 8, 2);
+  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= 31)) return NaN;
+  const key = y * 10000 + mo * 100 + d;
+  if (key !== day.key) { day.key = key; day.base = Date.UTC(y, mo - 1, d) / 1000; }
+  const h = digitsAt(b, at + 11, 2), mi = digitsAt(b, at + 14, 2), s = digitsAt(b, at + 17, 2);
   if (!(h <= 23 && mi <= 59 && s <= 60)) return NaN;
   let frac = 0;
-  if (text.length >= 26 && text.charCodeAt(19) === 46) {
-    const us = digits(text, 20, 6);
+  if (n >= 26 && b[at + 19] === 46) {
+    const us = digitsAt(b, at + 20, 6);
     if (us === us) frac = us / 1e6;
   }
-  return base + h * 3600 + mi * 60 + s + frac;
+  return day.base + h * 3600 + mi * 60 + s + frac;
+}
+
+/** Wall-clock seconds of a log time text (the same rule as wallSecondsAt); NaN if malformed. */
+export function wallSeconds(text) {
+  const b = ENCODER.encode(text);
+  return wallSecondsAt(b, 0, b.length);
 }
 
 /** A record from a split line: empty (`-`) fields become ''. */
@@ -86,17 +87,18 @@ export function toRecord(fields) {
 
 const NAMES = ['time', 'sensor', 'src', 'sport', 'dst', 'dport', 'proto', 'type', 'trail', 'info', 'ref'];
 
-/**
- * Parse the line buf[start:end) straight into a record (no intermediate line string or array);
- * null when it does not have exactly 11 well-formed columns.
- */
 export function newRecord() {
   return { t: 0, sensor: '', src: '', sport: '', dst: '', dport: '', proto: '', type: '', trail: '', info: '', ref: '', tail: '' };
 }
 
-export function parseRange(buf, start, end, rec = newRecord()) {
+/**
+ * Parse the line buf[start:end) straight into a record (no intermediate line string or array);
+ * null when it does not have exactly 11 well-formed columns. With `firstCol` 6 the text holds only
+ * the last five columns (proto type trail info reference: the tail) and `t` is not read.
+ */
+export function parseRange(buf, start, end, rec = newRecord(), firstCol = 0) {
   let i = start;
-  let col = 0;
+  let col = firstCol;
   let timeText = '';
   while (i < end) {
     let c = buf.charCodeAt(i);
@@ -128,6 +130,7 @@ export function parseRange(buf, start, end, rec = newRecord()) {
     col++;
   }
   if (col !== 11) return null;
+  if (firstCol > 0) return rec;
   rec.t = wallSeconds(timeText);
   return Number.isNaN(rec.t) ? null : rec;
 }
@@ -161,5 +164,99 @@ export class LineParser {
     // one reused record: consumers copy what they keep (the aggregator interns every field)
     const rec = parseRange(buf, start, end, this.rec);
     if (rec) onRecord(rec); else this.bad++;
+  }
+}
+
+/**
+ * Line splitter over the raw bytes of /events: push(bytes, sink) hands each complete line to the
+ * sink. The common shape (a plainly quoted time, then five unquoted fields) goes to
+ * sink.addScanned(buf, cols, t) as byte ranges, with no strings made; addScanned returns false
+ * when the tail (proto type trail info reference, parsed by parseRange) is malformed. Any other
+ * line is decoded and parsed by parseRange (the one grammar) and goes to sink.add(rec).
+ */
+export class ByteLineParser {
+  constructor() {
+    this.lines = 0;
+    this.bad = 0;
+    this.carry = null;                 // bytes of an unfinished line
+    this.cols = new Int32Array(13);    // time start/end, five fields start/end, tail start
+    this.day = { key: -1, base: 0 };
+    this.decoder = new TextDecoder('utf-8');
+    this.rec = newRecord();
+  }
+
+  push(chunk, sink) {
+    let start = 0;
+    if (this.carry) {
+      const nl = chunk.indexOf(10);
+      const joined = new Uint8Array(this.carry.length + (nl < 0 ? chunk.length : nl + 1));
+      joined.set(this.carry);
+      joined.set(nl < 0 ? chunk : chunk.subarray(0, nl + 1), this.carry.length);
+      this.carry = null;
+      if (nl < 0) { this.carry = joined; return; }
+      this.scan(joined, 0, sink);
+      start = nl + 1;
+    }
+    start = this.scan(chunk, start, sink);
+    if (start < chunk.length) this.carry = chunk.slice(start);
+  }
+
+  /** Text (live lines) through the same path. */
+  pushText(text, sink) { this.push(ENCODER.encode(text), sink); }
+
+  /** Flush a final line without a newline (end of a complete file). */
+  end(sink) {
+    const text = this.carry ? this.decoder.decode(this.carry) : '';
+    this.carry = null;
+    if (text.trim()) this.slow(text, sink);
+  }
+
+  /** The lines of buf from `start`; returns where the unfinished last line starts. */
+  scan(buf, start, sink) {
+    for (;;) {
+      const nl = buf.indexOf(10, start);
+      if (nl < 0) return start;
+      let end = nl;
+      if (end > start && buf[end - 1] === 13) end--;
+      if (end > start) this.line(buf, start, end, sink);
+      start = nl + 1;
+    }
+  }
+
+  line(buf, start, end, sink) {
+    const c = this.cols;
+    let i = start;
+    while (i < end && buf[i] === 32) i++;
+    if (buf[i] === 34) {
+      const q = buf.indexOf(34, i + 1);
+      if (q > 0 && q < end && buf[q + 1] === 32) {
+        c[0] = i + 1; c[1] = q;
+        i = q + 1;
+        let k = 2;
+        for (; k < 12; k += 2) {
+          while (i < end && buf[i] === 32) i++;
+          if (i >= end || buf[i] === 34) break;
+          let j = buf.indexOf(32, i);
+          if (j < 0 || j > end) j = end;
+          c[k] = i; c[k + 1] = j;
+          i = j;
+        }
+        while (i < end && buf[i] === 32) i++;
+        if (k === 12 && i < end) {
+          c[12] = i;
+          this.lines++;
+          const t = wallSecondsAt(buf, c[0], c[1] - c[0], this.day);
+          if (Number.isNaN(t) || !sink.addScanned(buf, c, end, t)) this.bad++;
+          return;
+        }
+      }
+    }
+    this.slow(this.decoder.decode(buf.subarray(start, end)), sink);
+  }
+
+  slow(text, sink) {
+    this.lines++;
+    const rec = parseRange(text, 0, text.length, this.rec);
+    if (rec) sink.add(rec); else this.bad++;
   }
 }

@@ -47,6 +47,7 @@ class App {
     this.beeper = new Beeper();
     this.loadGen = 0;            // one per load: an answer asked for under an older one is dropped
     this.notifyOn = this.store.prefs.notify === true;
+    this.searchDelay = 120;      // ms of typing pause before a search applies (Enter applies at once)
   }
 
   /** The server's current wall-clock time as seconds (log times are written in server local time). */
@@ -188,7 +189,7 @@ class App {
     this.renderNew();
     this.renderDay();
     this.writeHash();
-    $('#progress-bar').style.width = '0';
+    $('#progress-bar').style.transform = 'scaleX(0)';
     const summary = !!this.eventStore && this.eventStore.kind === 'clickhouse';
     const path = summary ? 'threats' : 'events';
     this.worker.postMessage({ op: 'load', url: new URL(`${path}?date=${encodeURIComponent(date)}`, document.baseURI).href, base: document.baseURI, date,
@@ -200,13 +201,13 @@ class App {
   onProgress(msg) {
     this.loadInfo = msg;
     const pct = msg.total ? Math.min(100, (100 * msg.bytes) / msg.total) : msg.done ? 100 : 50;
-    $('#progress-bar').style.width = msg.done ? '0' : `${pct}%`;
+    $('#progress-bar').style.transform = `scaleX(${msg.done ? 0 : pct / 100})`;
     if (msg.done) this.timing.done = performance.now() - this.timing.loadStart;
     if (msg.error === 'unauthorized') { this.showLogin(); return; }
     this.renderStatus();
     // while loading, repaint often enough to feel live but leave the worker time to parse:
     // the first rows at once, then at most every 700 ms or 8x the last view computation
-    const delay = msg.done ? 0 : this.timing.firstRows ? Math.max(700, 8 * (this.timing.workerMs || 0)) : 100;
+    const delay = msg.done ? 0 : this.timing.firstRows ? Math.max(700, 8 * (this.timing.workerMs || 0)) : 0;
     this.refreshSoon(delay);
   }
 
@@ -322,15 +323,21 @@ class App {
     this.setQuery(q ? `${needsParens ? `(${q})` : q} ${term}` : term);
   }
 
+  /** Typing: the search applies once the typing pauses (`searchDelay` ms); an emptied box at once. */
   onSearchInput() {
     clearTimeout(this.searchTimer);
-    this.searchTimer = setTimeout(() => {
-      const q = $('#q').value;
-      try { parseQuery(q); } catch (err) { this.badQuery(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
-      this.state.q = q;
-      this.writeHash();
-      this.refresh(true);
-    }, 120);
+    if (!$('#q').value.trim()) { this.applySearch(); return; }
+    this.searchTimer = setTimeout(() => this.applySearch(), this.searchDelay);
+  }
+
+  /** The search box's text becomes the view's query now (Enter, an emptied box, the pause after typing). */
+  applySearch() {
+    clearTimeout(this.searchTimer);
+    const q = $('#q').value;
+    try { parseQuery(q); } catch (err) { this.badQuery(`${err.message}${err.pos >= 0 ? ` (at ${err.pos + 1})` : ''}`); return; }
+    this.state.q = q;
+    this.writeHash();
+    this.refresh(true);
   }
 
   // --- day selection -----------------------------------------------------------------------------
@@ -622,7 +629,7 @@ class App {
     $('#login-form').addEventListener('submit', (ev) => this.doLogin(ev));
     $('#logout').addEventListener('click', (ev) => this.doLogout(ev));
     $('#q').addEventListener('input', () => this.onSearchInput());
-    $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { clearTimeout(this.searchTimer); this.onSearchInput(); } });
+    $('#q').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') this.applySearch(); });
     $('#q-clear').addEventListener('click', () => this.setQuery(''));
     $('#q-help').addEventListener('click', () => this.dialogs.help());
     $('#q-hunt').addEventListener('click', () => this.dialogs.hunt(this.huntTerm()));

@@ -4,6 +4,7 @@
 // (tags, notes, triage status) keyed by threat UID.
 // Where it sits: the page parses to validate and to draw chips; the worker compiles and filters.
 
+import { PORT_BASE } from './aggregate.js';
 import { cidrMatcher, SEV_NAMES } from './classify.js';
 
 export const FIELDS = ['src', 'dst', 'port', 'sport', 'proto', 'type', 'trail', 'info', 'ref', 'tag', 'note',
@@ -200,6 +201,18 @@ function memoIds(agg, test) {
   };
 }
 
+/** Memoised test over port codes (aggregate.js port()): a number is tested once per compiled
+ * query, a port text that is not a number through the string memo `anyId`. */
+function memoPorts(agg, test, anyId) {
+  const memo = new Uint8Array(PORT_BASE);     // 0 unknown, 1 no, 2 yes
+  return (code) => {
+    if (code >= PORT_BASE) return anyId(code - PORT_BASE);
+    let r = memo[code];
+    if (r === 0) { r = test(agg.portText(code)) ? 2 : 1; memo[code] = r; }
+    return r === 2;
+  };
+}
+
 function direction(t, agg) {
   let srcLan = false, dstLan = false, dstAny = false;
   for (const s of t.src) if (agg.isLan(s)) srcLan = true;
@@ -232,7 +245,8 @@ function termPredicate(term, agg) {
   const tests = items.map((x) => textMatcher(field, x));
   const any = (s) => tests.some((m) => m(s));
   const anyId = memoIds(agg, any);
-  const anyPort = (code) => any(agg.portText(code));
+  const anyPort = memoPorts(agg, any, anyId);
+  const sevHit = SEV_NAMES.map((name) => any(name));
   switch (field) {
     case 'src': case 'dst': case 'proto': case 'sensor':
       return (t) => anyOf(t[field], anyId);
@@ -253,10 +267,26 @@ function termPredicate(term, agg) {
         return !!cc && any(cc);
       };
     }
-    default: // bare word: any visible text
-      return (t, local) => anyTrail(t, anyId) || anyId(t.infoId) || any(t.uid) || anyId(t.typeId) || anyId(t.refId) ||
-        anyOf(t.src, anyId) || anyOf(t.dst, anyId) || anyOf(t.sensor, anyId) || anyOf(t.dport, anyPort) ||
-        anyOf(local.tags[t.uid] || [], any) || any(SEV_NAMES[t.sev]);
+    default: { // bare word: any visible text, every member trail included (one loop per kind of set,
+      // so each inlines its memo)
+      let index = null;            // agg.valueIndex(): every threat's addresses, sensors and ports
+      const valueIn = (i) => {
+        const { offs, vals, portOffs, ports } = index;
+        for (let k = offs[i], end = offs[i + 1]; k < end; k++) if (anyId(vals[k])) return true;
+        for (let k = portOffs[i], end = portOffs[i + 1]; k < end; k++) if (anyPort(ports[k])) return true;
+        return false;
+      };
+      // a UID is hex with an N0/F0/D0 kind suffix: only such text (or a glob) can match one
+      const uidCan = items.some((x) => x.includes('*') || /^[0-9a-fn]{1,8}$/i.test(x));
+      let tagsOf = null, anyTags = false;
+      return (t, local) => {
+        if (sevHit[t.sev] || anyTrail(t, anyId) || anyId(t.infoId) || anyId(t.typeId) || anyId(t.refId)) return true;
+        if (index === null) index = agg.valueIndex();
+        if (valueIn(t.id) || (uidCan && any(t.uid))) return true;
+        if (local.tags !== tagsOf) { tagsOf = local.tags; anyTags = Object.keys(tagsOf).length > 0; }
+        return anyTags && anyOf(local.tags[t.uid] || [], any);
+      };
+    }
   }
 }
 

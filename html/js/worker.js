@@ -1,6 +1,6 @@
 // The data engine, run as a module Web Worker so the page never blocks.
 // Where it sits: main.js posts requests; this worker streams /events (fetch + ReadableStream),
-// parses lines incrementally (logparse.js), folds them into threats (aggregate.js), and answers
+// splits its bytes into lines (logparse.js), folds them into threats (aggregate.js), and answers
 // view requests (filter with query.js, sort, chart aggregates, row windows, drawer details,
 // exports). Live mode (SSE on /live, or Range polling of /events) appends to the same aggregate.
 // With ClickHouse as the server's event store main.js asks for the threat summary instead
@@ -9,14 +9,14 @@
 
 import { Aggregator, timeGrid } from './aggregate.js';
 import { Severity } from './classify.js';
-import { LineParser } from './logparse.js';
+import { ByteLineParser, LineParser } from './logparse.js';
 import { memberLists, narrowEvents, sharesTrail } from './members.js';
 import { compileQuery, memberTest, parseQuery, threatPlace } from './query.js';
 import { exportView } from './export.js';
 
 const state = {
   agg: new Aggregator(),
-  parser: new LineParser(),
+  parser: new ByteLineParser(),
   loadId: 0,
   date: '',
   bytes: 0,          // bytes of the current day file consumed (complete lines) for live resume
@@ -34,7 +34,22 @@ const state = {
   order: new Int32Array(0),
   orderKey: '',
   seenHigh: 0,
+  views: new Map(),  // the last VIEW_CACHE answers by viewKey(): going back to a search (or clearing it) is a lookup
+  version: 0,        // bumped when the aggregate or the local state changes without new events
+  viewWaiter: null,  // a load waiting for the page's first view (viewRequested)
 };
+
+const VIEW_CACHE = 8;
+const BYTES_PER_EVENT = 110;    // a typical log line: sizes the event columns from Content-Length
+const FIRST_VIEW_WAIT = 100;    // ms the load waits after its first progress for the page's first view
+
+/** A promise resolved in a new task: requests that came in meanwhile (a view, rows) run first. */
+function nextTask() { return new Promise((resolve) => { setTimeout(resolve, 0); }); }
+
+/** Resolves once a view request has been answered, or after `ms`. */
+function viewRequested(ms) {
+  return new Promise((resolve) => { state.viewWaiter = resolve; setTimeout(resolve, ms); });
+}
 
 const post = (msg) => self.postMessage(msg);
 
@@ -61,7 +76,7 @@ async function load(msg) {
   state.agg = new Aggregator(/^\d{4}-\d{2}-\d{2}$/.test(from) ? timeGrid(from, to || from) : timeGrid(), severityRule(msg.severity));
   state.view = new Int32Array(0);   // indices into the old aggregate: never read against the new one
   state.narrow = null;
-  state.parser = new LineParser();
+  state.parser = new ByteLineParser();
   state.bytes = 0;
   state.date = msg.date;
   state.base = msg.base;
@@ -76,8 +91,7 @@ async function load(msg) {
     if (resp.status === 401 || resp.status === 403) throw new Error('unauthorized');
     if (!resp.ok && resp.status !== 204) throw new Error(`HTTP ${resp.status}`);
     total = +(resp.headers.get('Content-Length') || 0);
-    const decoder = new TextDecoder('utf-8');
-    const onRecord = (rec) => state.agg.add(rec);
+    state.agg.reserve(Math.ceil(total / BYTES_PER_EVENT));
     let lastPost = 0;
     if (resp.body && resp.status !== 204) {
       const reader = resp.body.getReader();
@@ -85,14 +99,22 @@ async function load(msg) {
         const { done, value } = await reader.read();
         if (loadId !== state.loadId) { reader.cancel(); return; }
         if (done) break;
+        state.parser.push(value, state.agg);
         state.bytes += value.length;
-        state.parser.push(decoder.decode(value, { stream: true }), onRecord);
         const now = performance.now();
-        if (now - lastPost > 150) { lastPost = now; progress({ total, done: false }); }
+        if (now - lastPost > 150) {
+          // a read with data at hand resolves at once, so a fast body never lets the page's
+          // requests in by itself: after each progress they get a turn (the first view waits
+          // for its request, up to FIRST_VIEW_WAIT ms, so the first rows come at once)
+          const first = lastPost === 0;
+          lastPost = now;
+          progress({ total, done: false });
+          await (first ? viewRequested(FIRST_VIEW_WAIT) : nextTask());
+          if (loadId !== state.loadId) { reader.cancel(); return; }
+        }
       }
     }
-    state.parser.push(decoder.decode(), onRecord);
-    state.parser.end(onRecord);
+    state.parser.end(state.agg);
     state.loading = false;
     state.newMark = state.agg.threats.length;
     progress({ total, done: true, ms: performance.now() - started });
@@ -144,7 +166,7 @@ function stopLive() {
 function mergePending() {
   if (!state.pending) return;
   const before = state.agg.threats.length;
-  state.parser.push(state.pending, (rec) => state.agg.add(rec));
+  state.parser.pushText(state.pending, state.agg);
   state.pending = '';
   const fresh = [];
   for (let i = before; i < state.agg.threats.length; i++) {
@@ -206,6 +228,20 @@ function startPolling() {
 // --- views ----------------------------------------------------------------------------------------
 
 function first(set) { for (const v of set) return v; return 0; }
+/** A threat's first source (string id), kept on the threat once known: sets only grow. */
+function firstSrc(t) { if (!t.src0) t.src0 = first(t.src); return t.src0; }
+
+/** The `n` entries of `map` with the largest values, largest first (one pass, no full sort). */
+function top(map, n) {
+  const out = [];
+  for (const entry of map) {
+    if (out.length === n && entry[1] <= out[n - 1][1]) continue;
+    let k = out.length === n ? n - 1 : out.length;
+    while (k > 0 && out[k - 1][1] < entry[1]) { out[k] = out[k - 1]; k--; }
+    out[k] = entry;
+  }
+  return out;
+}
 function cmpText(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
 const text = (set) => state.agg.strings[first(set)];
 
@@ -215,7 +251,7 @@ const SORTS = {
   uid: (a, b) => cmpText(a.uid, b.uid),
   first: (a, b) => a.first - b.first,
   last: (a, b) => a.last - b.last,
-  src: (a, b) => cmpText(text(a.src), text(b.src)),
+  src: (a, b) => cmpText(state.agg.strings[firstSrc(a)], state.agg.strings[firstSrc(b)]),
   dst: (a, b) => cmpText(text(a.dst), text(b.dst)),
   port: (a, b) => (+state.agg.portText(first(a.dport)) || 0) - (+state.agg.portText(first(b.dport)) || 0),
   proto: (a, b) => cmpText(text(a.proto), text(b.proto)),
@@ -241,17 +277,42 @@ function sortedOrder(sort, dir) {
   return state.order;
 }
 
-function computeView(msg) {
+/** What a view's answer depends on: the request, and the data it was computed from. */
+function viewKey(msg) {
+  const a = state.agg;
+  return [msg.query || '', msg.sev ?? '', msg.sort, msg.dir, !!msg.showHidden, !!msg.onlyNew, state.newMark, state.loadId,
+    a.events, a.threats.length, state.version, state.loading].join('\u0001');
+}
+
+/** The view's answer, from the cache when nothing it depends on changed. */
+function view(msg) {
   const started = performance.now();
+  const key = viewKey(msg);
+  let hit = state.views.get(key);
+  if (hit) state.views.delete(key);
+  else {
+    hit = computeView(msg);
+    if (hit.error) return { ...hit, reqId: msg.reqId };
+  }
+  state.views.set(key, hit);
+  if (state.views.size > VIEW_CACHE) state.views.delete(state.views.keys().next().value);
+  state.view = hit.ids;
+  state.narrow = hit.narrow;
+  return { op: 'view', reqId: msg.reqId, count: hit.ids.length, stats: hit.stats, ms: performance.now() - started,
+    loading: state.loading };
+}
+
+function computeView(msg) {
   let pred, ast;
   try {
     ast = parseQuery(msg.query || '');
     pred = compileQuery(ast, state.agg);
   } catch (err) {
-    return { op: 'view', reqId: msg.reqId, error: String(err.message || err), pos: err.pos ?? -1 };
+    return { op: 'view', error: String(err.message || err), pos: err.pos ?? -1 };
   }
   const local = state.local;
   const hidden = local.hidden || {};
+  const hiding = !msg.showHidden && Object.keys(hidden).length > 0;   // else no lookup per threat
   const wl = new Set(local.whitelist || []);
   const sevWanted = msg.sev == null || msg.sev === '' ? -1 : +msg.sev;
   const threats = state.agg.threats;
@@ -263,27 +324,28 @@ function computeView(msg) {
     const i = order[k];
     const t = threats[i];
     if (t.alias >= 0) continue;
-    if (!msg.showHidden && hidden[t.uid]) { hiddenN++; continue; }
-    if (wl.size && (wl.has(t.trail) || wl.has(text(t.src)))) { whitelistedN++; continue; }
+    if (hiding && hidden[t.uid]) { hiddenN++; continue; }
+    if (wl.size && (wl.has(t.trail) || wl.has(state.agg.strings[firstSrc(t)]))) { whitelistedN++; continue; }
     if (msg.onlyNew && t.id < state.newMark) continue;
     if (!pred(t, local)) continue;
     sevAll[t.sev]++;
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
     ids.push(i);
   }
-  state.view = Int32Array.from(ids);
+  const view = Int32Array.from(ids);
   const members = memberTest(ast, state.agg);
-  state.narrow = members ? narrowEvents(state.agg, state.view, members) : null;
-  const stats = summarize(state.view);
+  const narrow = members ? narrowEvents(state.agg, view, members) : null;
+  const stats = summarize(view, narrow);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
   stats.hidden = hiddenN;
   stats.whitelisted = whitelistedN;
-  return { op: 'view', reqId: msg.reqId, count: ids.length, stats, ms: performance.now() - started,
-    loading: state.loading };
+  return { ids: view, stats, narrow };
 }
 
-function summarize(view) {
+/** The summary of a view; `narrow` (members.js narrowEvents): grouped threats count only the events
+ *  of the members a `trail:` search names. */
+function summarize(view, narrow = null) {
   const threats = state.agg.threats;
   const byType = new Map();
   const bySrc = new Map();
@@ -293,7 +355,6 @@ function summarize(view) {
   const bins = state.agg.grid.bins;
   const total = new Array(bins).fill(0);
   let events = 0;
-  const narrow = state.narrow;
   for (let k = 0; k < view.length; k++) {
     const t = threats[view[k]];
     const part = narrow && narrow.get(t.id);     // a grouped threat: only its members' events the search names
@@ -305,16 +366,16 @@ function summarize(view) {
     if (!hist) { hist = new Array(bins).fill(0); byType.set(t.type, hist); }
     const th = part ? part.hist : t.hist;
     for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
-    const src = first(t.src);
+    const src = firstSrc(t);
     bySrc.set(src, (bySrc.get(src) || 0) + count);   // keyed by string id
-    byTrail.set(t.trail, (byTrail.get(t.trail) || 0) + count);
+    byTrail.set(t.trailId, (byTrail.get(t.trailId) || 0) + count);
   }
-  const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
   return {
     threats: view.length, events, sev, sevEvents, sources: bySrc.size, trails: byTrail.size,
     hourly: total, types: types.slice(0, 6).map(([type, hist]) => ({ type, hist })),
-    topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]), topTrails: top(byTrail, 9),
+    topSources: top(bySrc, 14).map(([id, n]) => [state.agg.strings[id], n]),
+    topTrails: top(byTrail, 9).map(([id, n]) => [state.agg.strings[id], n]),
     range: [state.agg.minT, state.agg.maxT], grid: state.agg.grid, allEvents: state.agg.events, allThreats: state.agg.threats.length,
     dropped: state.agg.dropped, bad: state.parser.bad,
   };
@@ -346,6 +407,7 @@ async function detail(msg) {
   if (!t) return { op: 'detail', reqId: msg.reqId, missing: true };
   const records = t.summary ? await summaryRecords(t) : null;
   const events = records ? agg.summaryEvents(t, records, msg.limit || 500) : agg.eventsOf(t, msg.limit || 500);
+  if (t.summary) state.version++;    // the threat's sets grew: cached views may differ now
   const row = rowOf(t);
   for (const f of ['src', 'dst', 'dport', 'sport', 'sensor']) row[f] = agg.values(t, f);
   let sameSrc = 0, sameTrail = 0;
@@ -373,8 +435,11 @@ self.onmessage = (ev) => {
   try {
     switch (msg.op) {
       case 'load': load(msg); break;
-      case 'local': state.local = msg.local; break;
-      case 'view': post(computeView(msg)); break;
+      case 'local': state.local = msg.local; state.version++; break;
+      case 'view':
+        post(view(msg));
+        if (state.viewWaiter) { state.viewWaiter(); state.viewWaiter = null; }
+        break;
       case 'rows': post(rows(msg)); break;
       case 'detail':
         detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));

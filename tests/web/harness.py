@@ -151,12 +151,14 @@ def load_hash(page, fragment: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def search(page, q: str) -> int:  # type: ignore[no-untyped-def]
-    """Type a query, press Enter, wait for the new view; the grid's row count."""
+    """Type a query, press Enter, wait for the new view and its painted rows (the grid drops its
+    rows with a new view and paints the new ones when they come); the grid's row count."""
     seq = view_seq(page)
     page.fill("#q", q)
     page.press("#q", "Enter")
     page.wait_for_function(
         "([q, seq]) => window.maltrail.state.q === q && +document.body.dataset.viewSeq > seq"
-        " && document.body.dataset.busy === '0'", arg=[q, seq], timeout=10000)
+        " && document.body.dataset.busy === '0'"
+        " && (window.maltrail.grid.count === 0 || window.maltrail.grid.rows.size > 0)", arg=[q, seq], timeout=10000)
     return int(page.evaluate("window.maltrail.grid.count"))
 
