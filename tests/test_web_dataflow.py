@@ -145,9 +145,11 @@ def test_bare_words_match_the_visible_text(env):
         p.push(new TextEncoder().encode(text), agg);
         const live = agg.threats.filter((t) => t.alias < 0);
         const local = { tags: { [live[7].uid]: ['case-zz9tag'] }, notes: {}, triage: {} };
+        // a grouped threat's visible trails are all its members (the drawer lists them)
+        const trailsOf = (t) => (t.members ? [...t.members.keys()].map((id) => agg.strings[id]) : [t.trail]);
         return words.map((w) => {
           const pred = q.compileQuery(q.parseQuery(w), agg);
-          const direct = (t) => [t.trail, t.info, t.uid, t.type, t.ref, SEV_NAMES[t.sev], ...(local.tags[t.uid] || []),
+          const direct = (t) => [...trailsOf(t), t.info, t.uid, t.type, t.ref, SEV_NAMES[t.sev], ...(local.tags[t.uid] || []),
             ...['src', 'dst', 'sensor', 'dport'].flatMap((f) => agg.values(t, f))].some((s) => s.toLowerCase().includes(w));
           return [live.filter((t) => pred(t, local)).length, live.filter(direct).length];
         });

@@ -21,6 +21,7 @@ import tempfile
 import pytest
 
 from core.update.geo import event_country, write_table
+from tests.kit.server import tree_copy
 from tests.test_ripe import Upstream
 from tests.web import gen_day
 from tests.web.harness import browser_page, login, require_browser, search, shot
@@ -70,9 +71,14 @@ def trails_dir(table: bool) -> str:
 
 
 def open_console(table: bool = True, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """The console over the test's day; `table` false: no country table at all, neither beside the
+    trails nor bundled (server.py runs from a copy of the tree without data/ip2cc.csv.gz)."""
     trails = trails_dir(table)
     conf = {"TRAILS_FILE": os.path.join(trails, "trails.csv"), **(extra or {})}
-    return browser_page(day_dir(), extra=conf, cleanup=(trails,))
+    if table:
+        return browser_page(day_dir(), extra=conf, cleanup=(trails,))
+    tree = tree_copy(without=(os.path.join("data", "ip2cc.csv.gz"),))
+    return browser_page(day_dir(), extra=conf, cleanup=(trails, tree), root=tree)
 
 
 def watch_ripe(page) -> list[str]:  # type: ignore[no-untyped-def]

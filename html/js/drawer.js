@@ -160,7 +160,8 @@ export class Drawer {
       el('div.vals.members', { id }, m.list.map(([v, n]) => el('button', {
         title: `${fmt(n)} events · filter ${field}:${v} (shift: exclude)`, dataset: { value: v, count: String(n) },
         onclick: (ev) => this.addFilter(`${ev.shiftKey ? '-' : ''}${field}:${quoteValue(v)}`),
-      }, field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v, el('span.mcount', { text: fmt(n) })))),
+      }, field === 'port' && SERVICES[v] ? `${v} (${SERVICES[v]})` : v,
+      field === 'dst' && this.addrinfo ? this.addrinfo.badge(v) : null, el('span.mcount', { text: fmt(n) })))),
     ];
   }
 

@@ -8,11 +8,13 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -49,6 +51,24 @@ def solve_work(nonce: str, bits: int) -> str:
     return work
 
 
+RUNTIME = ("server.py", "sensor.py", "core", "data", "html", "plugins", "trails", "maltrail.conf")
+
+
+def tree_copy(without: tuple[str, ...] = ()) -> str:
+    """A temporary copy of the project's runtime files (`RUNTIME`) minus the relative paths in
+    `without`: a real server.py on an install that lacks those files. The caller removes it."""
+    folder = tempfile.mkdtemp(prefix="mt-tree-")
+    for name in RUNTIME:
+        source = os.path.join(ROOT, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(folder, name), ignore=shutil.ignore_patterns("__pycache__"))
+        elif os.path.exists(source):
+            shutil.copy2(source, os.path.join(folder, name))
+    for path in without:
+        os.remove(os.path.join(folder, path))
+    return folder
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,9 +89,11 @@ class Server:
     def __init__(self, tmp: str, users: list[str] | None = None, extra: str = "", udp: bool = True,
                  html: dict[str, str] | None = None, tls: bool = False,
                  preexec: Callable[[], None] | None = None, *, log_dir: str | None = None,
-                 html_root: str | None = None) -> None:
+                 html_root: str | None = None, root: str | None = None) -> None:
         """`tmp` holds the config and the server's output; `log_dir` (default `tmp/logs`); the html
-        root is `html_root` as it is, or a small one generated in `tmp/html` (plus `html` files)."""
+        root is `html_root` as it is, or a small one generated in `tmp/html` (plus `html` files);
+        `root`: the project tree whose server.py runs (default this one; see `tree_copy`)."""
+        self.root = root or ROOT
         self.tmp = tmp
         self.tls = tls                    # speak HTTPS to it (USE_SSL in `extra`)
         self.preexec = preexec
@@ -108,8 +130,8 @@ class Server:
 
     def start(self) -> Server:
         self.errfile = open(os.path.join(self.tmp, "server.err"), "wb")
-        self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "server.py"), "-c", self.config,
-                                      "--html-root", self.html], cwd=ROOT, stdout=self.errfile,
+        self.proc = subprocess.Popen([PYTHON, os.path.join(self.root, "server.py"), "-c", self.config,
+                                      "--html-root", self.html], cwd=self.root, stdout=self.errfile,
                                      stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         deadline = time.time() + 15
         while time.time() < deadline:

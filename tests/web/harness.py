@@ -26,13 +26,15 @@ PASSWORD = "s3cret-Pass"
 class Server(KitServer):
     """The suite's one server harness (tests/kit/server.py) serving the repository's html/ over
     `log_dir`, with one admin account whose password is `password`; `url` is its address. With
-    `udp` it also takes sensors' events on `udp_port` (live-mode tests)."""
+    `udp` it also takes sensors' events on `udp_port` (live-mode tests); `root`: another tree's
+    server.py (tests/kit/server.py `tree_copy`)."""
 
     def __init__(self, log_dir: str, password: str = PASSWORD, extra: dict[str, str] | None = None,
-                 udp: bool = False) -> None:
+                 udp: bool = False, root: str | None = None) -> None:
         lines = ["DISABLE_CHECK_SUDO true", *(f"{k} {v}" for k, v in (extra or {}).items())]
         super().__init__(tempfile.mkdtemp(prefix="mt-web-"), users=[f"admin:{sha(password)}:0:"],
-                         extra="\n".join(lines), udp=udp, log_dir=log_dir, html_root=os.path.join(ROOT, "html"))
+                         extra="\n".join(lines), udp=udp, log_dir=log_dir, html_root=os.path.join(ROOT, "html"),
+                         root=root)
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def stop(self) -> str:
