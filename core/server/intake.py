@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import platform
 import select
 import socket
 import sys
@@ -63,6 +64,18 @@ DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window")
 
 def _say(message: str) -> None:
     print(f"maltrail: intake: {message}", file=sys.stderr, flush=True)
+
+
+def rcvbuf_force_option() -> int | None:
+    """SO_RCVBUFFORCE (a receive buffer past net.core.rmem_max, with CAP_NET_ADMIN). Python's
+    socket module does not name it, so on Linux its number is given here: 33, except on the
+    architectures that number socket options their own way."""
+    option = getattr(socket, "SO_RCVBUFFORCE", None)
+    if option is not None:
+        return int(option)
+    if sys.platform.startswith("linux") and not platform.machine().startswith(("alpha", "parisc", "sparc")):
+        return 33
+    return None
 
 
 class LineStore(Protocol):
@@ -217,7 +230,7 @@ class Intake:
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        for option in (rcvbuf_force_option(), socket.SO_RCVBUF):
             if option is None:
                 continue
             try:
