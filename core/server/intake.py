@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import platform
 import select
 import socket
 import sys
@@ -60,22 +59,13 @@ SPOOL_BYTES = 32 << 20       # events held while the disk is full
 RETRY_EVERY = 1.0            # seconds between write attempts while events are spooled
 SAMPLE_EVERY = 60.0          # seconds between samples of dropped datagrams on stderr
 DROP_REASONS = LINE_PROBLEMS + ("bad_epoch", "outside_window")
+# SO_RCVBUFFORCE (root, or CAP_NET_ADMIN: the buffer asked for, past net.core.rmem_max): Python's
+# socket module does not name it; 33 on Linux
+_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 
 def _say(message: str) -> None:
     print(f"maltrail: intake: {message}", file=sys.stderr, flush=True)
-
-
-def rcvbuf_force_option() -> int | None:
-    """SO_RCVBUFFORCE (a receive buffer past net.core.rmem_max, with CAP_NET_ADMIN). Python's
-    socket module does not name it, so on Linux its number is given here: 33, except on the
-    architectures that number socket options their own way."""
-    option = getattr(socket, "SO_RCVBUFFORCE", None)
-    if option is not None:
-        return int(option)
-    if sys.platform.startswith("linux") and not platform.machine().startswith(("alpha", "parisc", "sparc")):
-        return 33
-    return None
 
 
 class LineStore(Protocol):
@@ -230,7 +220,7 @@ class Intake:
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for option in (rcvbuf_force_option(), socket.SO_RCVBUF):
+        for option in (_RCVBUFFORCE, socket.SO_RCVBUF):
             if option is None:
                 continue
             try:
