@@ -13,7 +13,6 @@ is sent in order when it answers again, also after a restart (docs/event-store.m
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import multiprocessing
 import os
@@ -98,7 +97,7 @@ class RowEncoder:
             else:
                 fields = split_fields(rest) if rest.isascii() else None
             if fields is None:
-                fields = self._split_quoted([line.decode("utf-8", "replace")])[0]
+                fields = self._split_other(line.decode("utf-8", "replace"))
             src, dst, reference = fields[1], fields[3], fields[9]
             row = (day_field, hours.get(line[12:14], b"0"), line[1:end], *fields,
                    custom.get(reference) or self.flag(reference), keys.get(src) or self.key(src),
@@ -111,16 +110,10 @@ class RowEncoder:
         return b"\n".join(out)
 
     @staticmethod
-    def _split_quoted(lines: list[str]) -> list[list[bytes]]:
-        """Fields 1..10 of lines with quoted fields (all empty for a line without 11 columns)."""
-        try:
-            rows = list(csv.reader(lines, delimiter=" ", quotechar='"'))
-        except csv.Error:                  # one bad line: each on its own
-            rows = []
-            for line in lines:
-                parsed = parse_line(line)
-                rows.append(list(parsed) if parsed is not None else [])
-        return [[f.encode("utf-8") for f in row[1:]] if len(row) == 11 else [b""] * 10 for row in rows]
+    def _split_other(line: str) -> list[bytes]:
+        """Fields 1..10 as `parse_line` reads them (all empty for a line without 11 columns)."""
+        parsed = parse_line(line)
+        return [field.encode("utf-8") for field in parsed[1:]] if parsed is not None else [b""] * 10
 
 
 # -- the writer ----------------------------------------------------------------------------------
