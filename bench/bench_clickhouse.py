@@ -2,10 +2,12 @@
 """ClickHouse event store benchmark (EVENT_STORE, docs/event-store.md), against a ClickHouse this
 script starts itself on loopback (Debian's clickhouse-server, tests/kit/clickhouse.py).
 
-1. Intake: a real server.py with `EVENT_STORE files,<ClickHouse>` receives paced datagrams
-   (bench_intake.py's sender) for --seconds at --rate; prints sent, day-file lines (the intake
-   itself: lossless means every one), rows in ClickHouse and how long after the last datagram
-   ClickHouse had the last of them (the writer works through the journal at its own pace).
+1. Intake: a real server.py with `EVENT_STORE files,<ClickHouse>` and with `EVENT_STORE <ClickHouse>`
+   alone (--stores) receives paced datagrams (bench_intake.py's sender) for --seconds at each of
+   --rates, --runs times; prints sent, kept (day-file lines, or without files the rows in
+   ClickHouse: lossless means every one), lost, rows in ClickHouse and how long after the last
+   datagram ClickHouse had the last of them (the writer works through the journal at its own
+   pace). Every run has its own server.py and database; the load average before it is printed.
 2. Summary: a generated day of --events events (inserted by ClickHouse itself from numbers(),
    5,000 trails, 50,000 sources) read through a real server.py's /threats; prints the time of the
    first (cold) and the next (warm) request, and the bytes a browser downloads: the summary
@@ -13,7 +15,8 @@ script starts itself on loopback (Debian's clickhouse-server, tests/kit/clickhou
    from the first 200,000 lines).
 
     .venv/bin/python bench/bench_clickhouse.py                         # 100k/s for 10 s, a 10M-event day
-    .venv/bin/python bench/bench_clickhouse.py --rate 50000 --events 2000000
+    .venv/bin/python bench/bench_clickhouse.py --rates 100000 200000 --runs 3 --skip-summary
+    .venv/bin/python bench/bench_clickhouse.py --skip-intake --events 2000000
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import gzip
 import http.client
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +43,8 @@ from bench_intake import free_port, sender  # noqa: E402
 from core.events.dayfile import day_of, day_path  # noqa: E402
 from core.server.clickhouse import ClickHouse, parse_event_store  # noqa: E402
 from tests.kit.clickhouse import BINARY, ClickHouseServer  # noqa: E402
+
+STORES = ("files,clickhouse", "clickhouse")     # EVENT_STORE forms: "clickhouse" is the bench's ClickHouse
 
 
 def start_server(tmp: str, store: str, udp: bool) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -71,9 +77,14 @@ def rows(ch: ClickHouseServer, database: str) -> int:
         return 0
 
 
-def bench_intake(ch: ClickHouseServer, rate: int, seconds: float) -> None:
+def bench_intake(ch: ClickHouseServer, store: str, rate: int, seconds: float) -> None:
+    """One run: a fresh server.py and database, `rate` events/s for `seconds`; prints what the
+    intake kept (day file lines with files on, else the rows ClickHouse got) and what was lost."""
     tmp = tempfile.mkdtemp(prefix="mt-bench-ch-")
-    proc, _, udp_port = start_server(tmp, f"files,{ch.url('bench_intake')}", udp=True)
+    database = f"bench_intake_{int(time.time() * 1000) % 10**9}"
+    files = store.startswith("files")
+    load = os.getloadavg()[0]
+    proc, _, udp_port = start_server(tmp, store.replace("clickhouse", ch.url(database)), udp=True)
     queue: multiprocessing.Queue = multiprocessing.Queue()
     child = multiprocessing.Process(target=sender, args=(udp_port, rate, seconds, queue, int(rate * seconds)))
     child.start()
@@ -83,22 +94,26 @@ def bench_intake(ch: ClickHouseServer, rate: int, seconds: float) -> None:
     last, still, caught_up = -1, 0.0, 0.0
     while still < 20 and last < sent:      # until every event is there, or 20 s without progress
         time.sleep(0.5)
-        count = rows(ch, "bench_intake")
+        count = rows(ch, database)
         still = still + 0.5 if count == last else 0.0
         if count != last:
             caught_up = time.monotonic() - done_sending
         last = count
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
-    path = day_path(os.path.join(tmp, "logs"), day_of(time.time()))
-    with open(path, "rb") as handle:
-        written = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    stored = rows(ch, "bench_intake")
+    with open(os.path.join(tmp, "server.err"), "rb") as handle:
+        buffer = re.search(rb"receive buffer (\d+) kB", handle.read())
+    stored = rows(ch, database)
+    written = stored
+    if files:
+        with open(day_path(os.path.join(tmp, "logs"), day_of(time.time())), "rb") as handle:
+            written = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     subprocess.run(["rm", "-rf", tmp], check=False)
-    print(f"intake  offered {rate:,}/s for {seconds:g} s (achieved {sent / took:,.0f}/s): sent {sent:,}, "
-          f"day file {written:,}, ClickHouse {stored:,} ({stored / sent:.2%}), the last of them "
-          f"{caught_up:.1f} s after the last datagram: the writer sustained "
-          f"{stored / (took + caught_up):,.0f} events/s", flush=True)
+    print(f"intake  {store:<18} {rate:>7,}/s {seconds:g} s (sent at {sent / took:,.0f}/s, load {load:.2f}, "
+          f"receive buffer {int(buffer.group(1)) if buffer else 0:,} kB): sent {sent:,}, kept {written:,} "
+          f"({'day file' if files else 'ClickHouse'}), lost {sent - written:,} ({1 - written / sent:.2%}); "
+          f"ClickHouse {stored:,}, the last {caught_up:.1f} s after the last datagram (the writer "
+          f"sustained {stored / (took + caught_up):,.0f}/s)", flush=True)
 
 
 def pad2(expr: str) -> str:
@@ -172,10 +187,14 @@ def bench_summary(ch: ClickHouseServer, events: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=int, default=100000)
+    parser.add_argument("--rates", type=int, nargs="+", default=[100000])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES),
+                        help="EVENT_STORE forms to measure the intake with")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each rate and store (alternating)")
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--skip-intake", action="store_true")
+    parser.add_argument("--skip-summary", action="store_true")
     args = parser.parse_args()
     if not os.access(BINARY, os.X_OK):
         print(f"ClickHouse is not installed ({BINARY}): apt-get install clickhouse-server", file=sys.stderr)
@@ -185,8 +204,12 @@ def main() -> int:
         version = ch.query("SELECT version()").decode().strip()
         print(f"ClickHouse {version} on 127.0.0.1:{ch.http_port}", flush=True)
         if not args.skip_intake:
-            bench_intake(ch, args.rate, args.seconds)
-        bench_summary(ch, args.events)
+            for rate in args.rates:
+                for _ in range(args.runs):
+                    for store in args.stores:
+                        bench_intake(ch, store, rate, args.seconds)
+        if not args.skip_summary:
+            bench_summary(ch, args.events)
     finally:
         ch.close()
     return 0

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from core.config import ConfigError, build_config
 from core.events.event import parse_line
 from core.server.auth import Scope
-from core.server.chwriter import RowEncoder, Writer
+from core.server.chwriter import BATCH_BYTES, BATCH_ROWS, RowEncoder, Writer
 from core.server.clickhouse import TABLE_COLUMNS, ClickHouse, address_key, bind, parse_event_store
 from core.server.journal import JournalReader, JournalWriter, journal_files
 from core.server.threats import scope_condition
@@ -508,6 +508,25 @@ def test_a_batch_clickhouse_cannot_read_is_set_aside(ch, tmp_path):
     assert len(rejected) == 1 and b"1.1.1.1" in (tmp_path / "rejected" / rejected[0]).read_bytes()
     assert not writer.journal.pending() and counters[3] == 1
     journal.close()
+
+
+def test_a_journal_read_of_long_lines_is_sent_at_once(ch, tmp_path):
+    """Long lines fill a journal read before BATCH_ROWS of them wait: such a read is a batch of
+    its own, sent at once instead of a FLUSH_INTERVAL after the previous one (which would cap the
+    writer at one read a second)."""
+    target = parse_event_store(ch.url("longlines")).clickhouse
+    assert target is not None
+    day = datetime.date.today().isoformat()
+    line = f'"{day} 10:00:00.%06d" s 1.1.1.1 1 2.2.2.2 2 TCP URL evil.example/{"a" * 400} i r\n'
+    lines = [(line % n).encode() for n in range(BATCH_BYTES // len(line) + 10)]
+    assert len(lines) < BATCH_ROWS
+    journal = JournalWriter(str(tmp_path))
+    journal.append(day, b"".join(lines))
+    journal.close()
+    writer = Writer(ClickHouse(target), JournalReader(str(tmp_path)), [0] * 5)
+    writer.last_batch = time.monotonic()          # a batch has just gone
+    assert writer.step()
+    assert count(ch, "longlines") == len(lines)
 
 
 @pytest.mark.parametrize("user", list(USERS))

@@ -13,7 +13,6 @@ is sent in order when it answers again, also after a restart (docs/event-store.m
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import multiprocessing
 import os
@@ -23,12 +22,13 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from core.events.event import parse_line
+from core.events.event import parse_line, split_fields
 from core.server.auth import masks_reference
 from core.server.clickhouse import BAD_DATA_CODES, INSERT_TIMEOUT, ClickHouse, StoreError, Target, address_key
-from core.server.journal import JournalReader, JournalWriter
+from core.server.journal import READ_CHUNK, JournalReader, JournalWriter
 
-BATCH_ROWS = 50_000          # a batch is sent once this many lines wait ...
+BATCH_ROWS = 50_000          # a batch is sent once this many lines wait, ...
+BATCH_BYTES = READ_CHUNK // 2     # ... or this many bytes (one journal read holds at most READ_CHUNK) ...
 FLUSH_INTERVAL = 1.0         # ... or this many seconds after the previous one
 WRITER_GRACE = 10.0          # at stop: seconds the writer keeps sending what waits
 WRITER_NICE = 5              # the writer process yields the CPU to the intake
@@ -47,11 +47,18 @@ def _escape(value: bytes) -> bytes:
     return value
 
 
+HOURS = {b"%02d" % hour: b"%d" % hour for hour in range(100)}   # the hour column from HH (18.16 reads 01 as 0)
+
+
 class RowEncoder:
-    """Accepted log lines -> TabSeparated rows of the events table (COLUMNS order)."""
+    """Accepted log lines -> TabSeparated rows of the events table (COLUMNS order). This is the
+    writer's CPU per event (about as much as the intake's), so the common case is kept to a few
+    C-level calls a line: fields split on spaces, or by the grammar's own pattern when a field
+    is quoted (event.py `split_fields`); address keys and the custom flag cached per value."""
 
     def __init__(self) -> None:
         self.keys: dict[bytes, bytes] = {}
+        self.custom: dict[bytes, bytes] = {}
 
     def key(self, address: bytes) -> bytes:
         value = self.keys.get(address)
@@ -61,49 +68,52 @@ class RowEncoder:
             value = self.keys[address] = address_key(address.decode("utf-8", "replace")).encode()
         return value
 
+    def flag(self, reference: bytes) -> bytes:
+        """The custom column: 1 when the reference marks a custom trail (auth.py's rule)."""
+        value = self.custom.get(reference)
+        if value is None:
+            if len(self.custom) >= MAX_KEY_CACHE:
+                self.custom.clear()
+            value = self.custom[reference] = b"1" if masks_reference(reference.decode("utf-8", "replace")) else b"0"
+        return value
+
     def encode(self, day: str, lines: list[bytes]) -> bytes:
         """Rows of `lines` (each with its newline) stored under `day`. Fields split on spaces
-        when the line has no quoted field; the others go through one csv reader together (the
-        event.py `parse_line` rule, as a batch)."""
-        entries: list[tuple[bytes, int, list[bytes] | None]] = []
-        quoted: list[str] = []
+        when the line has no quoted field, else by the grammar (ASCII lines); any other line goes
+        through the csv reader (the event.py `parse_line` rule)."""
+        out = []
+        day_field = day.encode()
+        keys, custom, hours = self.keys, self.custom, HOURS
+        blake2b = hashlib.blake2b
         for raw in lines:
             line = raw.rstrip(b"\r\n")
             end = line.find(b'"', 1)
             rest = line[end + 2:]
+            fields: list[bytes] | None
             if b'"' not in rest:
                 fields = rest.split(b" ")
-                if len(fields) == 10:
-                    entries.append((line, end, fields))
-                    continue
-            entries.append((line, end, None))
-            quoted.append(line.decode("utf-8", "replace"))
-        split = iter(self._split_quoted(quoted))
-        out = []
-        day_field = day.encode()
-        for line, end, given in entries:
-            fields = next(split) if given is None else given
-            hour = str(int(line[12:14])).encode() if line[12:14].isdigit() else b"0"   # 18.16 reads 01 as 0
-            custom = b"1" if masks_reference(fields[9].decode("utf-8", "replace")) else b"0"
-            eid = str(int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")).encode()
-            row = [day_field, hour, line[1:end], *fields, custom, self.key(fields[1]), self.key(fields[3]), line, eid]
+                if len(fields) != 10:
+                    fields = None
+            else:
+                fields = split_fields(rest) if rest.isascii() else None
+            if fields is None:
+                fields = self._split_other(line.decode("utf-8", "replace"))
+            src, dst, reference = fields[1], fields[3], fields[9]
+            row = (day_field, hours.get(line[12:14], b"0"), line[1:end], *fields,
+                   custom.get(reference) or self.flag(reference), keys.get(src) or self.key(src),
+                   keys.get(dst) or self.key(dst), line,
+                   b"%d" % int.from_bytes(blake2b(line, digest_size=8).digest(), "big"))
             if b"\\" in line or b"\t" in line or b"\r" in line or b"\n" in line:
-                row = [_escape(value) for value in row]
+                row = tuple(_escape(value) for value in row)
             out.append(b"\t".join(row))
         out.append(b"")
         return b"\n".join(out)
 
     @staticmethod
-    def _split_quoted(lines: list[str]) -> list[list[bytes]]:
-        """Fields 1..10 of lines with quoted fields (all empty for a line without 11 columns)."""
-        try:
-            rows = list(csv.reader(lines, delimiter=" ", quotechar='"'))
-        except csv.Error:                  # one bad line: each on its own
-            rows = []
-            for line in lines:
-                parsed = parse_line(line)
-                rows.append(list(parsed) if parsed is not None else [])
-        return [[f.encode("utf-8") for f in row[1:]] if len(row) == 11 else [b""] * 10 for row in rows]
+    def _split_other(line: str) -> list[bytes]:
+        """Fields 1..10 as `parse_line` reads them (all empty for a line without 11 columns)."""
+        parsed = parse_line(line)
+        return [field.encode("utf-8") for field in parsed[1:]] if parsed is not None else [b""] * 10
 
 
 # -- the writer ----------------------------------------------------------------------------------
@@ -219,7 +229,8 @@ class Writer:
                 self.journal.commit(position)         # skipped a torn record
             return False
         lines = sum(chunk.count(b"\n") for _, chunk in records)
-        if lines < BATCH_ROWS and now - self.last_batch < FLUSH_INTERVAL:
+        size = sum(len(chunk) for _, chunk in records)
+        if lines < BATCH_ROWS and size < BATCH_BYTES and now - self.last_batch < FLUSH_INTERVAL:
             return False
         rows = b"".join(self.encoder.encode(day, chunk.splitlines(keepends=True)) for day, chunk in records)
         done = self._insert(rows)
