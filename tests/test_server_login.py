@@ -144,8 +144,8 @@ def test_a_nat_neighbour_failing_continuously_does_not_lock_the_real_user_out(se
     assert (fresh, other) == (429, 200)
     # with the attacker still there, a client with no cookie on the shared address gets in with work
     with failing_neighbour(server, wrong, nat):
-        status, bits, _seconds = login_with_work(server, "admin", PASSWORD, nat)
-    assert status == 200 and bits >= 16
+        status, bits, rounds = login_with_work(server, "admin", PASSWORD, nat)
+    assert status == 200 and bits >= 16 and rounds <= 2
 
 
 def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tmp_path):
@@ -164,36 +164,37 @@ def test_a_nat_neighbour_guessing_other_accounts_does_not_hold_a_fresh_client(tm
     assert attacker.count(429) > 0 and len(attacker) > 100
 
 
-def login_with_work(srv, user: str, password: str, source: str) -> tuple[int, int, float]:
+def login_with_work(srv, user: str, password: str, source: str) -> tuple[int, int, int]:
     """A client with no cookie logs in as the console does: on a 429 that asks for a proof of work,
     solve it on a fresh challenge and try again (four rounds at most). (final status, the bits
-    asked last, seconds from the first attempt to the answer)."""
-    started, bits = time.monotonic(), 0
+    asked last, rounds of work it took)."""
+    bits, rounds = 0, 0
     for _ in range(5):
         nonce = srv.challenge(source)
         body = f"username={user}&nonce={nonce}&hash={sha(sha(password) + nonce)}"
         if bits:
             body += f"&work={solve_work(nonce, bits)}"
+            rounds += 1
         status, _cookies, headers = post_full(srv, "/login", body, source)
         if status != 429 or not headers.get("x-maltrail-work"):
-            return status, bits, time.monotonic() - started
+            return status, bits, rounds
         bits = int(headers["x-maltrail-work"])
-    return status, bits, time.monotonic() - started
+    return status, bits, rounds
 
 
 def test_strangers_keeping_the_account_locked_never_keep_a_new_client_out(server):
     """The attack the throttle itself invites: wrong passwords from ever new addresses keep the
     admin account (and the global budget) locked. A client with no cookie, on an address that never
-    logged in, is still let in after a proof of work, each time, within seconds; the attackers get
-    almost nothing but refusals."""
+    logged in, is still let in after one proof of work (two when the attack raised the price while
+    it solved), each time; the attackers get almost nothing but refusals. (How long a proof takes
+    is a matter of hashing speed: docs/security.md gives the browser's.)"""
     strangers = addresses(50_000, first=5 << 16)
     with failing_neighbour(server, wrong, lambda n: strangers[n % len(strangers)], threads=2) as attacker:
         refused = post_full(server, "/login", challenge_body(server, "admin", PASSWORD, "127.0.0.60"), "127.0.0.60")
         results = [login_with_work(server, "admin", PASSWORD, f"127.0.0.{61 + k}") for k in range(3)]
     assert refused[0] == 429 and int(refused[2]["x-maltrail-work"]) >= 16
     assert [status for status, _, _ in results] == [200] * 3, results
-    assert all(bits >= 16 for _, bits, _ in results)
-    assert max(seconds for _, _, seconds in results) < 30, results
+    assert all(16 <= bits <= 22 and 1 <= rounds <= 2 for _, bits, rounds in results), results
     assert attacker.count(401) <= 25 and attacker.count(429) > 10 * attacker.count(401), (
         attacker.count(401), attacker.count(429))
 
