@@ -54,6 +54,8 @@ Report = Callable[[str], None]
 JOIN_TIMEOUT = 10.0          # per thread
 HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
+HTTP_NICE = 10               # server.py: the HTTP side's niceness step once the intake is forked
+INTAKE_NICE = -5             # the intake process's step, where allowed (root or CAP_SYS_NICE)
 SENDERS_STATE = "udp_senders.state"   # signed senders' high-water marks, in LOG_DIR
 RESERVED_DESCRIPTORS = 64    # besides connections and the request threads' files
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
@@ -145,9 +147,10 @@ def run_intake(intake: Intake, report: Report, report_every: float) -> None:
 class ServerApp:
     """The UDP intake, the HTTP API and the background threads of one server."""
 
-    def __init__(self, config: Config, html_root: str, report: Report = stderr_report) -> None:
+    def __init__(self, config: Config, html_root: str, report: Report = stderr_report, http_nice: int = 0) -> None:
         self.config = config
         self.report = report
+        self.http_nice = http_nice      # server.py passes HTTP_NICE; tests in process keep their priority
         self.stopping = threading.Event()
         self.auth = Auth(parse_users(config.USERS), bool(config.ENABLE_MASK_CUSTOM),
                          secure_cookie=bool(config.USE_SSL), forward=AuthForwarder.from_config(config))
@@ -215,6 +218,7 @@ class ServerApp:
         except BaseException:
             self.httpd.shutdown()
             raise
+        self._lower_priority()
         self._start_threads()
         scheme = "https" if ssl_context else "http"
         host = config.HTTP_ADDRESS if ":" not in config.HTTP_ADDRESS else f"[{config.HTTP_ADDRESS}]"
@@ -289,7 +293,21 @@ class ServerApp:
 
     def _intake_child(self, intake: Intake, listening: socket.socket, report_every: float) -> None:
         listening.close()           # the child never accepts HTTP connections
+        try:
+            os.nice(INTAKE_NICE)    # ahead of the machine's other work, where the process may
+        except OSError:
+            pass                    # not allowed: the intake stays at the server's niceness
         run_intake(intake, self.report, report_every)
+
+    def _lower_priority(self) -> None:
+        """After the intake is forked (it keeps its priority), before any other thread starts
+        (threads inherit their creator's niceness on Linux): the HTTP side and the background
+        threads yield the CPU to the receive loop, since a lost event is worse than a slower page."""
+        if self.http_nice and self.intake_process is not None:
+            try:
+                os.nice(self.http_nice)
+            except OSError as ex:
+                self.report(f"warning: cannot lower the HTTP side's priority: {ex}")
 
     def _start_threads(self) -> None:
         config = self.config
