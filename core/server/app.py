@@ -6,10 +6,13 @@ only the configuration (USERS and sessions, the static files, the API with its r
 raises ConfigError for a bad value. `start()` takes the operating-system resources in this
 order: LOG_DIR (created, must be writable), the TLS context (USE_SSL), the soft RLIMIT_NOFILE
 raised to the hard limit (MAX_CONNECTIONS lowered to fit it), the HTTP listening socket, the UDP intake socket, then the intake
-process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
-and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
-(USE_SERVER_UPDATE_TRAILS). EVENT_STORE naming ClickHouse adds its client, its routes (threats.py) and
-its journal and writer process to the intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
+process (forked, so the receive loop never competes with the HTTP threads for the interpreter;
+it raises its own priority where allowed, INTAKE_NICE), then lowers its own priority by `http_nice`
+(server.py passes HTTP_NICE: a lost event is worse than a slower page) and starts the threads:
+alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater (USE_SERVER_UPDATE_TRAILS).
+USE_CONDENSED_STORAGE gives the intake the observables writer (obswriter.py); EVENT_STORE naming
+ClickHouse adds its client, its routes (threats.py) and its journal and writer process to the
+intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
 address and its warnings: the default password, no USERS, and logins crossing the network in clear
 (HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from core.config import VERSION, Config
 from core.events.dayfile import prune_day_files
-from core.events.observables import ObservableStore, meta_path
+from core.events.observables import meta_path
 from core.events.severity import severity_pattern
 from core.events.signing import Verifier
 from core.server.alerts import Alerts
@@ -43,7 +46,8 @@ from core.server.api import Api
 from core.server.auth import Auth, parse_users
 from core.server.authlog import AuthForwarder
 from core.server.httpd import HttpServer, make_ssl_context
-from core.server.intake import Intake
+from core.server.intake import Intake, LineStore
+from core.server.obswriter import ObservablesFeed
 from core.server.static import StaticFiles
 from core.server.storage import Storage
 
@@ -252,18 +256,19 @@ class ServerApp:
         if config.UDP_KEY:
             verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW,
                                 state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
-        stores = []
+        stores: list[LineStore] = []
         if self.clickhouse is not None:
             from core.server.chwriter import StoreFeed, spool_dir
 
             stores.append(StoreFeed(self.clickhouse.target, spool_dir(config.LOG_DIR)))
+        if config.USE_CONDENSED_STORAGE:
+            stores.append(ObservablesFeed(meta_path(config.LOG_DIR)))
         day_files = self.event_store is None or self.event_store.files
         try:
-            observables = ObservableStore(meta_path(config.LOG_DIR)) if config.USE_CONDENSED_STORAGE else None
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
                             day_window=config.UDP_DAY_WINDOW,
-                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, observables=observables,
-                            stores=stores, day_files=day_files)
+                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, stores=stores,
+                            day_files=day_files)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None
