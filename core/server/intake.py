@@ -72,8 +72,9 @@ def _say(message: str) -> None:
 
 
 class LineStore(Protocol):
-    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed): `start`
-    in the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
+    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed, obswriter.py's
+    ObservablesFeed): `start` in the intake process, `add` from the receive loop (must be cheap
+    and never wait), `close` at the end."""
 
     def start(self) -> None: ...
 
