@@ -21,8 +21,9 @@ the load average. `--curve` measures every rate instead of stopping at the first
 The sender is bench/udp_blast.c (64 datagrams a call with UDP GSO, else sendmmsg; paced; each
 row says which), compiled here with the system C compiler (CC, else cc); without one, or with
 `--sender python`, Python sender processes are used (one tops out near 320k datagrams/s and
-several take the CPU the intake needs on a 2-core machine). As root the intake gets its 64 MB receive buffer whatever net.core.rmem_max is
-(SO_RCVBUFFORCE); the server's first line says the size it got.
+several take the CPU the intake needs on a 2-core machine). As root the intake gets its 64 MB
+receive buffer whatever net.core.rmem_max is (SO_RCVBUFFORCE; the server's first line says the
+size it got) and its raised priority (docs/operations-server.md, "Process priorities").
 
     .venv/bin/python bench/bench_intake.py                       # 100k/s for 10 s, then a search upwards
     .venv/bin/python bench/bench_intake.py --rates 100000 200000 300000 400000 --seconds 10 --curve
