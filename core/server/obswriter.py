@@ -30,7 +30,7 @@ from typing import Any
 from core.events.observables import ObservableStore
 
 PIPE_BYTES = 1 << 20         # the pipe's capacity asked for (F_SETPIPE_SZ; the kernel may cap it)
-HOLD_BYTES = 32 << 20        # lines the intake holds while the pipe is full, before dropping
+HOLD_BYTES = 128 << 20       # lines the intake holds while the pipe is full (~2 s at 300k/s), before dropping
 READ_BYTES = 1 << 20         # the writer's read size
 IDLE_WAIT = 1.0              # seconds the writer waits on an empty pipe before checking the clock
 WRITER_NICE = 5              # the writer process yields the CPU to the receive loop
