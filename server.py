@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.hash_password:
         return hash_password_cli()
-    from core.server.app import ServerApp, StartError
+    from core.server.app import HTTP_NICE, ServerApp, StartError
 
     try:
         config = load_config(args.config)
         for warning in config.warnings:
             _print(f"maltrail: warning: {warning}")
-        app = ServerApp(config, args.html_root)
+        app = ServerApp(config, args.html_root, http_nice=HTTP_NICE)
     except ConfigError as ex:
         return fail(ex)
     try:

@@ -12,15 +12,18 @@ so when a client did not end with all of it).
 
 Per rate it prints: sent, written, lost, the rate the senders reached, the intake process's own
 CPU per event (utime+stime from /proc of the server's intake child over the run divided by the
-events it wrote: the figure that holds when the machine is shared), the senders' CPU per event
+events it wrote: the figure that holds when the machine is shared), the same for the intake's own
+child processes (the store writers: observables with USE_CONDENSED_STORAGE, ClickHouse), the
+senders' CPU per event
 (mostly the kernel's loopback delivery, which the sending process pays for), the downloads and
 the load average. `--curve` measures every rate instead of stopping at the first loss.
 
 The sender is bench/udp_blast.c (64 datagrams a call with UDP GSO, else sendmmsg; paced; each
 row says which), compiled here with the system C compiler (CC, else cc); without one, or with
 `--sender python`, Python sender processes are used (one tops out near 320k datagrams/s and
-several take the CPU the intake needs on a 2-core machine). As root the intake gets its 64 MB receive buffer whatever net.core.rmem_max is
-(SO_RCVBUFFORCE); the server's first line says the size it got.
+several take the CPU the intake needs on a 2-core machine). As root the intake gets its 64 MB
+receive buffer whatever net.core.rmem_max is (SO_RCVBUFFORCE; the server's first line says the
+size it got) and its raised priority (docs/operations-server.md, "Process priorities").
 
     .venv/bin/python bench/bench_intake.py                       # 100k/s for 10 s, then a search upwards
     .venv/bin/python bench/bench_intake.py --rates 100000 200000 300000 400000 --seconds 10 --curve
@@ -141,16 +144,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
 def intake_pid(server: int, deadline: float) -> int:
     """The server's intake process: its (only) child in a files-only configuration."""
     while time.time() < deadline:
-        try:
-            with open(f"/proc/{server}/task/{server}/children") as handle:
-                children = handle.read().split()
-        except OSError:
-            children = []
+        children = children_of(server)
         if children:
-            return int(children[0])
+            return children[0]
         time.sleep(0.05)
     raise RuntimeError("the server's intake process did not start")
 
@@ -240,7 +247,10 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     else:
         children = [multiprocessing.Process(target=py_sender, args=(udp_port, per, seconds, k * SENDER_IDS,
                                                                     epoch, queue)) for k in range(senders)]
+    time.sleep(0.5)
+    writers = children_of(intake)    # the intake's store writers (observables, ClickHouse), if any
     cpu_before = cpu_seconds(intake)
+    writers_before = sum(cpu_seconds(pid) for pid in writers)
     for thread in clients:
         thread.start()
     for child in children:
@@ -260,6 +270,7 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
         stable = stable + 1 if size == last else 0
         last = size
     cpu = cpu_seconds(intake) - cpu_before
+    writers_cpu = sum(cpu_seconds(pid) for pid in writers) - writers_before
     stop.set()
     for thread in clients:
         thread.join(120)
@@ -270,14 +281,18 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
     proc.wait(60)
     err.close()
     with open(err_path, "rb") as handle:
-        buffer = re.search(rb"receive buffer (\d+) kB", handle.read())
+        stderr = handle.read()
+    buffer = re.search(rb"receive buffer (\d+) kB", stderr)
+    unobserved = re.findall(rb"observables_dropped=(\d+)", stderr)
     lines, distinct, dups = count_ids(path, ids)
     subprocess.run(["rm", "-rf", tmp], check=False)
     return {"sent": sent, "written": lines, "lost": sent - distinct, "dups": dups, "took": took, "load": load,
             "cpu_us": cpu / lines * 1e6 if lines else 0.0,
+            "writers_us": writers_cpu / lines * 1e6 if lines else 0.0,
             "sender_us": sender_cpu / sent * 1e6 if sent else 0.0, "downloads": sum(t[0] for t in totals),
             "downloaded_mb": sum(t[1] for t in totals) / (1 << 20),
-            "rcvbuf_kb": int(buffer.group(1)) if buffer else 0}, how
+            "rcvbuf_kb": int(buffer.group(1)) if buffer else 0,
+            "unobserved": int(unobserved[-1]) if unobserved else 0}, how
 
 
 def main() -> int:
@@ -300,7 +315,8 @@ def main() -> int:
     settings = " ".join(f"{key} {value}" for key, value in args.set)
     print(f"{max(1, args.senders)} {kind} sender(s), {args.downloads} /events download client(s) (Range every "
           f"{args.poll:g} s), {args.seconds:g} s per rate, server {os.path.abspath(args.server_root)} {settings}")
-    print(f"{'rate/s':>8} {'sent':>10} {'written':>10} {'lost':>9} {'reached/s':>10} {'intake µs/ev':>12} {'sender µs/ev':>12} "
+    print(f"{'rate/s':>8} {'sent':>10} {'written':>10} {'lost':>9} {'reached/s':>10} {'intake µs/ev':>12} "
+          f"{'writers µs/ev':>13} {'sender µs/ev':>12} "
           f"{'downloads':>14} {'load':>5} {'rcvbuf':>8}")
     best = 0
     for rate in args.rates:
@@ -309,8 +325,9 @@ def main() -> int:
         reached = r["sent"] / r["took"] if r["took"] else 0
         loss = r["lost"] / r["sent"] if r["sent"] else 0
         dups = f" ({r['dups']:.0f} duplicates!)" if r["dups"] else ""
+        dups += f" (observables writer behind: {r['unobserved']:.0f} lines not observed)" if r["unobserved"] else ""
         print(f"{rate:>8} {r['sent']:>10.0f} {r['written']:>10.0f} {r['lost']:>9.0f} {reached:>10,.0f} "
-              f"{r['cpu_us']:>12.2f} {r['sender_us']:>12.2f} {r['downloads']:>5.0f} ({r['downloaded_mb']:>5.0f} MB) {r['load']:>5.1f} "
+              f"{r['cpu_us']:>12.2f} {r['writers_us']:>13.2f} {r['sender_us']:>12.2f} {r['downloads']:>5.0f} ({r['downloaded_mb']:>5.0f} MB) {r['load']:>5.1f} "
               f"{r['rcvbuf_kb'] >> 10:>5} MB  loss {loss:.3%}{dups} ({how})", flush=True)
         if r["lost"] == 0 and not r["dups"] and reached >= rate * 0.97:
             best = max(best, rate)

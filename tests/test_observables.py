@@ -1,9 +1,11 @@
 """The observables store (LOG_DIR/meta.sqlite): the original's schema, batched upserts, the size
-bound, kill -9, the standalone sensor's sink, and `GET /meta` of a real server.py fed over UDP."""
+bound, kill -9, the intake's writer process (core/server/obswriter.py) and its feed, the standalone
+sensor's sink, and `GET /meta` of a real server.py fed over UDP."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -22,6 +24,7 @@ from core.events.observables import (
     lookup,
     parse_observable,
 )
+from core.server.obswriter import ObservablesFeed
 from tests.kit import T0, SensorKit
 from tests.kit import pcapgen as g
 from tests.kit.server import ROOT, Server, event_line, sha
@@ -146,6 +149,70 @@ def test_survives_kill_9_mid_write(tmp_path):
     store.observe(5000, "198.51.100.1", "198.51.100.9", "IP", "x")
     store.close()
     assert lookup(path, socket.inet_aton("198.51.100.1"))["last_seen"] == 5000
+
+
+def feed_lines(n: int, first: int = 0) -> list[bytes]:
+    """n accepted lines, each with its own remote source address."""
+    return [(event_line(T0 + i % 50, src=f"198.18.{(first + i) // 250 % 250}.{(first + i) % 250 + 1}", dst="10.0.0.1")
+             + "\n").encode() for i in range(n)]
+
+
+def test_the_writer_process_stores_what_the_feed_gets(tmp_path):
+    """Lines handed to the feed reach the store through the pipe and the writer process, also a
+    batch larger than the pipe (held, written in parts); close flushes them."""
+    path = str(tmp_path / "meta.sqlite")
+    feed = ObservablesFeed(path)
+    feed.start()
+    feed.add("day", feed_lines(100))
+    feed.add("day", feed_lines(20000, first=100))     # ~2.6 MB, more than the pipe takes at once
+    feed.close()
+    stats = feed.stats()
+    assert stats["observables_sent"] == stats["observables_observed"] == 20100
+    assert stats["observables_dropped"] == stats["observables_errors"] == 0 and stats["observables_flushes"] >= 1
+    got = rows(path)
+    assert len(got) == 20101 and got[socket.inet_aton("198.18.0.1")][3] == 1     # + 10.0.0.1
+    assert got[socket.inet_aton("10.0.0.1")] == [FLAG_LOCAL, T0, T0 + 49, 20100]
+
+
+def test_a_stopped_writer_never_blocks_the_intake_and_the_hold_is_bounded(tmp_path):
+    """With the writer stopped the pipe fills; `add` returns at once, holds up to its bound and
+    counts what did not fit; once the writer runs again it gets everything that was held."""
+    path = str(tmp_path / "meta.sqlite")
+    feed = ObservablesFeed(path, hold_bytes=512 << 10)
+    feed.start()
+    assert feed.process is not None and feed.process.pid
+    os.kill(feed.process.pid, signal.SIGSTOP)
+    batch, batches = 1000, 40                          # ~130 kB a batch: ~5 MB in all
+    for k in range(batches):
+        feed.add("day", feed_lines(batch, first=k * batch))
+    stats = feed.stats()
+    assert stats["observables_dropped"] > 0 and feed.held_bytes <= 512 << 10
+    assert stats["observables_sent"] + stats["observables_dropped"] == batch * batches
+    os.kill(feed.process.pid, signal.SIGCONT)
+    feed.close()
+    stats = feed.stats()
+    assert stats["observables_observed"] == stats["observables_sent"]
+    assert rows(path)[socket.inet_aton("10.0.0.1")][3] == stats["observables_sent"]
+
+
+def _intake_killed(path: str) -> None:
+    feed = ObservablesFeed(path)
+    feed.start()
+    feed.add("day", feed_lines(3000))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_writer_flushes_when_the_intake_is_killed(tmp_path):
+    """kill -9 of the intake: its writer reads what the pipe holds, flushes and exits."""
+    path = str(tmp_path / "meta.sqlite")
+    intake = multiprocessing.get_context("fork").Process(target=_intake_killed, args=(path,))
+    intake.start()
+    intake.join(30)
+    assert intake.exitcode == -signal.SIGKILL
+    deadline = time.time() + 20
+    while time.time() < deadline and not (os.path.exists(path) and len(rows(path)) == 3001):
+        time.sleep(0.2)
+    assert len(rows(path)) == 3001
 
 
 def test_standalone_sensor_writes_the_store(tmp_path):

@@ -1,7 +1,8 @@
 """Observables store: `LOG_DIR/meta.sqlite`, one row per domain or IP address ever seen in an event.
 
-Where it sits: after the day files. The server's UDP intake (core/server/intake.py) hands the
-lines it wrote to `ObservableStore.observe_lines`, a batch at a time; a standalone sensor
+Where it sits: after the day files. The server's UDP intake (core/server/intake.py) passes the
+lines it accepted to its observables writer process (core/server/obswriter.py), which hands them
+to `ObservableStore.observe_lines`, a batch at a time; a standalone sensor
 writing its own day files does the same through `ObservableSink` (wired by core/assemble.py). The HTTP API answers
 `GET /meta?observable=X` from the file with `lookup()` (core/server/meta.py). Key
 `USE_CONDENSED_STORAGE` (default on) switches it.

@@ -6,10 +6,13 @@ only the configuration (USERS and sessions, the static files, the API with its r
 raises ConfigError for a bad value. `start()` takes the operating-system resources in this
 order: LOG_DIR (created, must be writable), the TLS context (USE_SSL), the soft RLIMIT_NOFILE
 raised to the hard limit (MAX_CONNECTIONS lowered to fit it), the HTTP listening socket, the UDP intake socket, then the intake
-process (forked, so the receive loop never competes with the HTTP threads for the interpreter)
-and the threads: alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater
-(USE_SERVER_UPDATE_TRAILS). EVENT_STORE naming ClickHouse adds its client, its routes (threats.py) and
-its journal and writer process to the intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
+process (forked, so the receive loop never competes with the HTTP threads for the interpreter;
+it raises its own priority where allowed, INTAKE_NICE), then lowers its own priority by `http_nice`
+(server.py passes HTTP_NICE: a lost event is worse than a slower page) and starts the threads:
+alert tailer (ALERT_WEBHOOK_URL), session reaper, trail updater (USE_SERVER_UPDATE_TRAILS).
+USE_CONDENSED_STORAGE gives the intake the observables writer (obswriter.py); EVENT_STORE naming
+ClickHouse adds its client, its routes (threats.py) and its journal and writer process to the
+intake (chwriter.py). A failure raises StartError (its one-line reason and the exit status:
 2 for an unusable SSL_PEM, else 1) after releasing what was taken. Once listening it reports the
 address and its warnings: the default password, no USERS, and logins crossing the network in clear
 (HTTP_ADDRESS not loopback while USE_SSL is off). `serve_forever()` runs the
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from core.config import VERSION, Config
 from core.events.dayfile import prune_day_files
-from core.events.observables import ObservableStore, meta_path
+from core.events.observables import meta_path
 from core.events.severity import severity_pattern
 from core.events.signing import Verifier
 from core.server.alerts import Alerts
@@ -43,7 +46,8 @@ from core.server.api import Api
 from core.server.auth import Auth, parse_users
 from core.server.authlog import AuthForwarder
 from core.server.httpd import HttpServer, make_ssl_context
-from core.server.intake import Intake
+from core.server.intake import Intake, LineStore
+from core.server.obswriter import ObservablesFeed
 from core.server.static import StaticFiles
 from core.server.storage import Storage
 
@@ -54,6 +58,8 @@ Report = Callable[[str], None]
 JOIN_TIMEOUT = 10.0          # per thread
 HTTP_GRACE = 2.0             # for requests in progress at stop, before their connections are cut
 INTAKE_JOIN_TIMEOUT = 30.0   # the intake drains and flushes before it exits
+HTTP_NICE = 10               # server.py: the HTTP side's niceness step once the intake is forked
+INTAKE_NICE = -5             # the intake process's step, where allowed (root or CAP_SYS_NICE)
 SENDERS_STATE = "udp_senders.state"   # signed senders' high-water marks, in LOG_DIR
 RESERVED_DESCRIPTORS = 64    # besides connections and the request threads' files
 SSL_PEM_HINT = ("Create one with: openssl req -new -x509 -keyout server.pem -out server.pem -days 365 -nodes "
@@ -145,9 +151,10 @@ def run_intake(intake: Intake, report: Report, report_every: float) -> None:
 class ServerApp:
     """The UDP intake, the HTTP API and the background threads of one server."""
 
-    def __init__(self, config: Config, html_root: str, report: Report = stderr_report) -> None:
+    def __init__(self, config: Config, html_root: str, report: Report = stderr_report, http_nice: int = 0) -> None:
         self.config = config
         self.report = report
+        self.http_nice = http_nice      # server.py passes HTTP_NICE; tests in process keep their priority
         self.stopping = threading.Event()
         self.auth = Auth(parse_users(config.USERS), bool(config.ENABLE_MASK_CUSTOM),
                          secure_cookie=bool(config.USE_SSL), forward=AuthForwarder.from_config(config))
@@ -215,6 +222,7 @@ class ServerApp:
         except BaseException:
             self.httpd.shutdown()
             raise
+        self._lower_priority()
         self._start_threads()
         scheme = "https" if ssl_context else "http"
         host = config.HTTP_ADDRESS if ":" not in config.HTTP_ADDRESS else f"[{config.HTTP_ADDRESS}]"
@@ -248,18 +256,19 @@ class ServerApp:
         if config.UDP_KEY:
             verifier = Verifier(config.UDP_KEY, config.UDP_MAX_SKEW,
                                 state_path=os.path.join(config.LOG_DIR, SENDERS_STATE))
-        stores = []
+        stores: list[LineStore] = []
         if self.clickhouse is not None:
             from core.server.chwriter import StoreFeed, spool_dir
 
             stores.append(StoreFeed(self.clickhouse.target, spool_dir(config.LOG_DIR)))
+        if config.USE_CONDENSED_STORAGE:
+            stores.append(ObservablesFeed(meta_path(config.LOG_DIR)))
         day_files = self.event_store is None or self.event_store.files
         try:
-            observables = ObservableStore(meta_path(config.LOG_DIR)) if config.USE_CONDENSED_STORAGE else None
             intake = Intake(config.UDP_ADDRESS, config.UDP_PORT, config.LOG_DIR, verifier,
                             day_window=config.UDP_DAY_WINDOW,
-                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, observables=observables,
-                            stores=stores, day_files=day_files)
+                            new_days_per_minute=config.UDP_NEW_DAYS_PER_MINUTE, stores=stores,
+                            day_files=day_files)
         except OSError as ex:
             raise StartError(f"cannot listen for UDP events on {config.UDP_ADDRESS}:{config.UDP_PORT}: "
                              f"{ex.strerror or ex}") from None
@@ -289,7 +298,21 @@ class ServerApp:
 
     def _intake_child(self, intake: Intake, listening: socket.socket, report_every: float) -> None:
         listening.close()           # the child never accepts HTTP connections
+        try:
+            os.nice(INTAKE_NICE)    # ahead of the machine's other work, where the process may
+        except OSError:
+            pass                    # not allowed: the intake stays at the server's niceness
         run_intake(intake, self.report, report_every)
+
+    def _lower_priority(self) -> None:
+        """After the intake is forked (it keeps its priority), before any other thread starts
+        (threads inherit their creator's niceness on Linux): the HTTP side and the background
+        threads yield the CPU to the receive loop, since a lost event is worse than a slower page."""
+        if self.http_nice and self.intake_process is not None:
+            try:
+                os.nice(self.http_nice)
+            except OSError as ex:
+                self.report(f"warning: cannot lower the HTTP side's priority: {ex}")
 
     def _start_threads(self) -> None:
         config = self.config

@@ -3,7 +3,9 @@
 Where it sits: the first stage of the server. Remote sensors' UdpSink (core/events/sinks.py)
 sends one datagram per event; this loop checks each one and appends its line to its day file
 (`LOG_DIR/YYYY-MM-DD.log`, core/events/dayfile.py), the same files the HTTP API (api.py) reads,
-and hands it to the other stores EVENT_STORE names (`LineStore`: ClickHouse, chwriter.py).
+and hands it to the other stores (`LineStore`): those EVENT_STORE names (ClickHouse, chwriter.py)
+and, with USE_CONDENSED_STORAGE, the observables writer (obswriter.py). Each store takes a
+flush's lines without waiting and does its work in a process of its own.
 
 Datagram forms (both the original's):
 - `<epoch_sec> <log line>`: the day file is the server-local date of epoch_sec;
@@ -28,9 +30,8 @@ see docs/operations-server.md). It drains everything queued (up to BATCH datagra
 writes one buffer per day file with a single write(). A datagram carrying the epoch of the
 previous accepted one (nearly all: sensors stamp the current second) takes a fast path: one
 split, the line check and an append. So the cost per event is a recv (mostly the kernel's), the
-check and a few byte operations (plus, with USE_CONDENSED_STORAGE, each accepted line's
-addresses, and a DNS event's name, into the observables store, flushed to LOG_DIR/meta.sqlite
-every 60 s); docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms
+check and a few byte operations (the observables store's per-line work runs in its writer
+process); docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms
 between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it
 drains the socket once more and flushes, so nothing already received is lost.
 """
@@ -50,7 +51,6 @@ from typing import Protocol
 
 from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
 from core.events.event import LINE_PROBLEMS, check_line
-from core.events.observables import ObservableStore
 from core.events.signing import Verifier
 
 BATCH = 20000
@@ -72,8 +72,9 @@ def _say(message: str) -> None:
 
 
 class LineStore(Protocol):
-    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed): `start`
-    in the intake process, `add` from the receive loop (must be cheap), `close` at the end."""
+    """Another store of accepted lines beside the day files (chwriter.py's StoreFeed, obswriter.py's
+    ObservablesFeed): `start` in the intake process, `add` from the receive loop (must be cheap
+    and never wait), `close` at the end."""
 
     def start(self) -> None: ...
 
@@ -212,13 +213,12 @@ class Intake:
 
     def __init__(self, address: str, port: int, log_dir: str, verifier: Verifier | None = None,
                  rcvbuf: int = RCVBUF, day_window: int = 2, new_days_per_minute: int = 10,
-                 spool_bytes: int = SPOOL_BYTES, observables: ObservableStore | None = None,
-                 stores: Sequence[LineStore] = (), day_files: bool = True) -> None:
+                 spool_bytes: int = SPOOL_BYTES, stores: Sequence[LineStore] = (),
+                 day_files: bool = True) -> None:
         self.log_dir = log_dir
-        self.stores = list(stores)      # EVENT_STORE: more stores, and whether the day files are one
+        self.stores = list(stores)      # ClickHouse, observables: more stores (and whether the day files are one)
         self.day_files = day_files
         self.verifier = verifier
-        self.observables = observables  # LOG_DIR/meta.sqlite (core/events/observables.py), if on
         infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -365,8 +365,6 @@ class Intake:
                 self.files.append(day, b"".join(lines))   # written now, or spooled until it can be
             else:  # EVENT_STORE without files: the stores above took them
                 self.files.counters["written"] += len(lines)
-            if self.observables is not None:
-                self.observables.observe_lines(lines)
         pending.clear()
 
     def run(self, stopped: Callable[[], bool], report: Callable[[str], None] | None = None,
@@ -392,8 +390,6 @@ class Intake:
                     # busy: let a batch accumulate in the socket buffer instead of being woken
                     # by every datagram (the sender then never pays for waking us up)
                     time.sleep(POLL_PAUSE)
-                if self.observables is not None:
-                    self.observables.tick()
                 if report and time.monotonic() >= next_report:
                     next_report = time.monotonic() + report_every
                     report(self.summary())
@@ -405,13 +401,10 @@ class Intake:
             self.files.give_up()
         finally:
             self.close()
-            if self.observables is not None:
-                self.observables.close()
 
     def close(self) -> None:
         """The socket, the cached day-file descriptors and the other stores (which send what they
-        hold; also what a parent does after forking: its stores were never started). The
-        observables store is flushed and closed only where it was written (`run`)."""
+        hold; also what a parent does after forking: its stores were never started)."""
         for store in self.stores:
             store.close()
         self.files.close()
