@@ -25,6 +25,7 @@ from typing import Any
 from core.events.event import parse_line, split_fields
 from core.server.auth import masks_reference
 from core.server.clickhouse import BAD_DATA_CODES, INSERT_TIMEOUT, ClickHouse, StoreError, Target, address_key
+from core.server.intake import stop_writer
 from core.server.journal import READ_CHUNK, JournalReader, JournalWriter
 
 BATCH_ROWS = 50_000          # a batch is sent once this many lines wait, ...
@@ -163,13 +164,8 @@ class StoreFeed:
     def close(self) -> None:
         if self.journal is not None:
             self.journal.close()
-        if self.process is not None:
-            self.stop.set()
-            self.process.join(WRITER_GRACE + INSERT_TIMEOUT + 5)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(5)
-            self.process = None
+        stop_writer(self.process, self.stop, WRITER_GRACE + INSERT_TIMEOUT + 5)
+        self.process = None
 
     def stats(self) -> dict[str, int]:
         out = {"store_journaled": self.appended, "store_journal_errors": self.journal_errors}

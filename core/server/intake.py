@@ -47,7 +47,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
 
 from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
 from core.events.event import LINE_PROBLEMS, check_line
@@ -83,6 +84,18 @@ class LineStore(Protocol):
     def close(self) -> None: ...
 
     def stats(self) -> dict[str, int]: ...
+
+
+def stop_writer(process: BaseProcess | None, stop: Any, grace: float) -> None:
+    """End a line store's writer process: set its `stop` event, give it `grace` seconds to finish
+    what it holds, then terminate it (both feeds' `close`)."""
+    if process is None:
+        return
+    stop.set()
+    process.join(grace)
+    if process.is_alive():
+        process.terminate()
+        process.join(5)
 
 
 class DayFiles:

@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from core.events.observables import ObservableStore
+from core.server.intake import stop_writer
 
 PIPE_BYTES = 1 << 20         # the pipe's capacity asked for (F_SETPIPE_SZ; the kernel may cap it)
 HOLD_BYTES = 128 << 20       # lines the intake holds while the pipe is full (~2 s at 300k/s), before dropping
@@ -115,13 +116,8 @@ class ObservablesFeed:
                 pass                  # the writer is gone: nothing reads what is held
             os.close(self.fd)
             self.fd = None
-        if self.process is not None:
-            self.stop.set()
-            self.process.join(JOIN_TIMEOUT)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(5)
-            self.process = None
+        stop_writer(self.process, self.stop, JOIN_TIMEOUT)
+        self.process = None
 
     def stats(self) -> dict[str, int]:
         out = {"observables_sent": self.sent, "observables_dropped": self.dropped}
