@@ -127,6 +127,12 @@ def test_trail_search_matches_every_member(env):
         assert rows == len(holders)          # every DGA threat holding the member, not only those it labels
         assert page.evaluate("window.maltrail.stats.events") == expected
         assert events_card(page) == expected
+        # the Trails card counts the trails the search names, members included
+        named = {parse_line(line).trail for line in lines if member.lower() in (parse_line(line).trail or "").lower()}
+        assert int(page.inner_text("#c-trails").replace(",", "")) == len(named)
+    # unfiltered, the Trails card counts every distinct trail of the day: every member of a grouped threat
+    search(page, "")
+    assert page.evaluate("window.maltrail.stats.trails") == len({parse_line(line).trail for line in lines})
     # a bare word matches members too
     assert search(page, domains[100]) >= 1
     search(page, "")

@@ -335,7 +335,7 @@ function computeView(msg) {
   const view = Int32Array.from(ids);
   const members = memberTest(ast, state.agg);
   const narrow = members ? narrowEvents(state.agg, view, members) : null;
-  const stats = summarize(view, narrow);
+  const stats = summarize(view, narrow, members);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
   stats.hidden = hiddenN;
@@ -344,8 +344,9 @@ function computeView(msg) {
 }
 
 /** The summary of a view; `narrow` (members.js narrowEvents): grouped threats count only the events
- *  of the members a `trail:` search names. */
-function summarize(view, narrow = null) {
+ *  of the members a `trail:` search names (`members`, the test over trail ids). The trails counted
+ *  and ranked are every member of a grouped threat, as `trail:` searches them. */
+function summarize(view, narrow = null, members = null) {
   const threats = state.agg.threats;
   const byType = new Map();
   const bySrc = new Map();
@@ -368,7 +369,8 @@ function summarize(view, narrow = null) {
     for (let h = 0; h < bins; h++) { const v = th[h]; if (v) { hist[h] += v; total[h] += v; } }
     const src = firstSrc(t);
     bySrc.set(src, (bySrc.get(src) || 0) + count);   // keyed by string id
-    byTrail.set(t.trailId, (byTrail.get(t.trailId) || 0) + count);
+    if (t.members === null) byTrail.set(t.trailId, (byTrail.get(t.trailId) || 0) + count);
+    else for (const [id, n] of t.members) if (!members || members(id)) byTrail.set(id, (byTrail.get(id) || 0) + n);
   }
   const types = [...byType.entries()].sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0));
   return {
