@@ -69,6 +69,21 @@ def tree_copy(without: tuple[str, ...] = ()) -> str:
     return folder
 
 
+def listening(port: int) -> bool:
+    """A TCP socket of this machine listens on `port` (/proc/net/tcp and tcp6, state 0A)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle)
+                for row in handle:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,8 +152,10 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited: " + self.read_err())
-            try:
-                if self.get("/ping")[0] == 200 and (not self.udp_port or "UDP intake" in self.read_err()):
+            try:   # connect only once something listens: a connect to a free port in the ephemeral
+                # range can meet itself (TCP self-connect) and read its own request back
+                if listening(self.port) and self.get("/ping")[0] == 200 and \
+                        (not self.udp_port or "UDP intake" in self.read_err()):
                     return self
             except OSError:
                 pass
