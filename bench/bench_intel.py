@@ -26,12 +26,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_trails import generate  # noqa: E402  (the one generator of a same-shape trail set)
-from intel_peers import bundle, indicator, serve_directory, write_misp_feed  # noqa: E402
 
+from tests.kit.intel_peers import bundle, indicator, serve_directory, write_misp_feed  # noqa: E402
 from tests.kit.server import Server  # noqa: E402
 
 

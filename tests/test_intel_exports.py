@@ -13,13 +13,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import (  # noqa: E402
+from core.server.intel import trail_kind
+from tests.kit.intel_peers import (
     bundle,
     indicator,
     intel_update,
@@ -29,9 +27,7 @@ from intel_peers import (  # noqa: E402
     trail_rows,
     write_misp_feed,
 )
-
-from core.server.intel import trail_kind  # noqa: E402
-from tests.kit.server import Server, sha  # noqa: E402
+from tests.kit.server import Server, sha
 
 ROWS = [
     ("c2.evil-example.net", "emotet (malware)", "misp:circl"),

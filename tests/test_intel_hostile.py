@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import (  # noqa: E402
+from core.update.orchestrate import UpdateStatus
+from tests.kit.intel_peers import (
     bundle,
     indicator,
     intel_update,
@@ -23,8 +21,6 @@ from intel_peers import (  # noqa: E402
     trail_rows,
     write_misp_feed,
 )
-
-from core.update.orchestrate import UpdateStatus  # noqa: E402
 
 pytest.importorskip("stix2patterns")
 

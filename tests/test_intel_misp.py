@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import (  # noqa: E402
+from core.update.orchestrate import UpdateStatus
+from tests.kit.intel_peers import (
     MispRest,
     intel_update,
     misp_attribute,
@@ -18,8 +16,6 @@ from intel_peers import (  # noqa: E402
     trail_rows,
     write_misp_feed,
 )
-
-from core.update.orchestrate import UpdateStatus  # noqa: E402
 
 
 def ja4_object(variant, fingerprint):

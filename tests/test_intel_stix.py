@@ -9,12 +9,17 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import bundle, indicates, indicator, intel_update, named, serve_directory, trail_rows  # noqa: E402
-
-from core.update.intel.pattern import pattern_keys  # noqa: E402
-from core.update.orchestrate import UpdateStatus  # noqa: E402
+from core.update.intel.pattern import pattern_keys
+from core.update.orchestrate import UpdateStatus
+from tests.kit.intel_peers import (
+    bundle,
+    indicates,
+    indicator,
+    intel_update,
+    named,
+    serve_directory,
+    trail_rows,
+)
 
 pytest.importorskip("stix2patterns")
 

@@ -3,17 +3,12 @@ paging with `next`, `added_after` on refresh, objects kept between updates, revo
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import Medallion, indicates, indicator, intel_update, named, trail_rows  # noqa: E402
-
-from core.update.orchestrate import UpdateStatus  # noqa: E402
+from core.update.orchestrate import UpdateStatus
+from tests.kit.intel_peers import Medallion, indicates, indicator, intel_update, named, trail_rows
 
 pytest.importorskip("medallion")
 pytest.importorskip("stix2patterns")

@@ -4,16 +4,17 @@ one `UA` event naming the MISP source, generic values refused by the row validat
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import intel_update, misp_attribute, misp_event, serve_directory, trail_rows, write_misp_feed  # noqa: E402
-
-from core.update.orchestrate import UpdateStatus  # noqa: E402
-from tests.kit import pcapgen as g  # noqa: E402
-from tests.kit.sensorkit import SensorKit  # noqa: E402
+from core.update.orchestrate import UpdateStatus
+from tests.kit import pcapgen as g
+from tests.kit.intel_peers import (
+    intel_update,
+    misp_attribute,
+    misp_event,
+    serve_directory,
+    trail_rows,
+    write_misp_feed,
+)
+from tests.kit.sensorkit import SensorKit
 
 AGENT = "EvilLoader/3.2 (Windows NT 10.0; build 19045)"
 

@@ -4,14 +4,11 @@ source, counted per list; INTEL_WARNINGLISTS false turns the filter off."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from intel_peers import (  # noqa: E402
+from core.update.intel.warninglists import WarningFilter
+from tests.kit.intel_peers import (
     bundle,
     indicator,
     intel_update,
@@ -21,8 +18,6 @@ from intel_peers import (  # noqa: E402
     trail_rows,
     write_misp_feed,
 )
-
-from core.update.intel.warninglists import WarningFilter  # noqa: E402
 
 pytest.importorskip("pymispwarninglists")
 pytest.importorskip("stix2patterns")

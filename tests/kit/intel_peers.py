@@ -22,6 +22,7 @@ import requests
 
 from core.config import build_config
 from core.update.orchestrate import UpdateResult, update
+from tests.kit.server import ROOT
 
 NOW = "2026-01-01T00:00:00.000Z"
 
@@ -183,7 +184,7 @@ class Medallion:
 
 # --- MISP: a feed directory and a REST endpoint answering restSearch with a saved response ------
 
-SAVED_RESTSEARCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "intel", "misp_restsearch.json")
+SAVED_RESTSEARCH = os.path.join(ROOT, "tests", "data", "intel", "misp_restsearch.json")
 
 
 def misp_attribute(kind: str, value: str, to_ids: bool = True, **extra: Any) -> dict[str, Any]:
