@@ -286,6 +286,13 @@ def work_bits(nonce: str, work: str) -> int:
     return 256 - digest.bit_length()
 
 
+def work_needed(locked: list[Key], now: float) -> int:
+    """The proof of work (bits) that passes these shared locks: WORK_MIN_BITS plus one per failure
+    above the most failed lock's allowance, up to WORK_MAX_BITS."""
+    extra = max(k.table.level(k.key, now) - k.table.policy.free for k in locked)
+    return min(WORK_MAX_BITS, WORK_MIN_BITS + max(0, math.ceil(extra - 1e-9)))
+
+
 class Outcome(NamedTuple):
     result: str                  # 'ok' | 'failed' | 'throttled'
     session: Session | None
@@ -446,17 +453,12 @@ class Auth:
             locked = [k for k in keys if k.table.locked_until(k.key) > now]
             if not locked:
                 return 0.0, 0
-            bits = 0
-            if all(k.shared for k in locked):
-                extra = max(k.table.level(k.key, now) - k.table.policy.free for k in locked)
-                bits = min(WORK_MAX_BITS, WORK_MIN_BITS + max(0, math.ceil(extra - 1e-9)))
-                if work_bits(nonce, work) >= bits and self._token_valid("challenge", nonce):
-                    return 0.0, 0
+            passable = all(k.shared for k in locked)
+            if passable and work_bits(nonce, work) >= work_needed(locked, now) and \
+                    self._token_valid("challenge", nonce):
+                return 0.0, 0
             until = max(k.table.failed(k.key, now) for k in locked)
-            if bits:
-                extra = max(k.table.level(k.key, now) - k.table.policy.free for k in locked)
-                bits = min(WORK_MAX_BITS, WORK_MIN_BITS + max(0, math.ceil(extra - 1e-9)))
-            return until - now, bits
+            return until - now, work_needed(locked, now) if passable else 0
 
     def _failed(self, keys: list[Key]) -> None:
         now = time.monotonic()
