@@ -105,7 +105,8 @@ class Threat {
 export const FIELD_BITS = { src: 1, sport: 2, dst: 4, dport: 8, proto: 16, sensor: 32 };
 // A scan's targets and ports are its members: all kept, so a search finds every one of them.
 const FIELD_CAP = { src: SET_CAP, sport: SET_CAP, dst: Infinity, dport: Infinity, proto: SET_CAP, sensor: SET_CAP };
-const UNCAPPED = FIELD_BITS.dst | FIELD_BITS.dport;   // the FIELD_CAP rule by bit, for addTo
+// FIELD_CAP as a bit mask of the uncapped fields, for addTo (which knows a field by its bit)
+const UNCAPPED = Object.keys(FIELD_CAP).reduce((m, f) => (FIELD_CAP[f] === Infinity ? m | FIELD_BITS[f] : m), 0);
 
 export class Aggregator {
   /** `severity`: the Severity rule of classify.js (the server's pattern); without one, all medium. */
