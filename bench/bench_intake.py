@@ -53,16 +53,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.events.dayfile import day_of, day_path  # noqa: E402
+from tests.kit.ports import free_port  # noqa: E402
 
 BLAST_SOURCE = os.path.join(ROOT, "bench", "udp_blast.c")
 ID_RE = re.compile(rb'"known attacker (\d+)"')
 SENDER_IDS = 10**9                    # ids of sender k start at k * SENDER_IDS
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_blaster(folder: str) -> str | None:

@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ sys.path.insert(0, ROOT)
 
 from bench import retention  # noqa: E402
 from core.config import load_config  # noqa: E402
+from tests.kit.ports import free_port  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tests", "data", "conformance")
 NS, HOST, PEER = "mlbench", "mlbh0", "mlbn0"
@@ -71,12 +71,6 @@ def write_traffic(path: str) -> int:
         for _lt, sec, usec, frame in packets:
             writer.writepkt(frame, ts=sec + usec / 1e6)
     return len(packets)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def counters(port: int) -> dict[str, float]:

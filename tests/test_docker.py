@@ -28,6 +28,8 @@ import dpkt
 import pytest
 import yaml
 
+from tests.kit.ports import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKER_DIR = os.path.join(ROOT, "docker")
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "maltrail-ng", "docker")
@@ -170,12 +172,6 @@ def ensure_base_image(docker: Docker) -> None:
                          "COPY host-ca-bundle.crt /etc/ssl/certs/ca-certificates.crt\n"
                          'CMD ["bash"]\n')
         docker.run("build", "-q", "-t", name, context, timeout=600)
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def derived_compose(folder: str, http_port: int, udp_port: int) -> str:

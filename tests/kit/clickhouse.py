@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+from tests.kit.ports import free_port
 
 BINARY = os.environ.get("MALTRAIL_CLICKHOUSE", "/usr/sbin/clickhouse-server")
 
@@ -52,12 +53,6 @@ USERS = """<?xml version="1.0"?>
 </yandex>
 """
 PASSWORD = "ch-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def require_clickhouse() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import requests
 
 from core.config import build_config
 from core.update.orchestrate import UpdateResult, update
+from tests.kit.ports import free_port
 from tests.kit.server import ROOT
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -108,12 +108,6 @@ TAXII_MEDIA = "application/taxii+json;version=2.1"
 COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Medallion:
     """`medallion` in a child process on 127.0.0.1 (memory backend, one collection, one user);
     objects are added through its TAXII API (`add`); `log()` is its request log."""
@@ -122,7 +116,7 @@ class Medallion:
 
     def __init__(self, directory: str, page_size: int = 100) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.collection_url = f"{self.base}/api1/collections/{COLLECTION}/"
         data = {

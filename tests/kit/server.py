@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from core.events.dayfile import day_of, day_path
+from tests.kit.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/kit/ -> the root
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -82,12 +83,6 @@ def listening(port: int) -> bool:
         except OSError:
             continue
     return False
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def event_line(sec: float, src: str = "10.0.0.1", dst: str = "1.2.3.4", trail: str = "1.2.3.4",
