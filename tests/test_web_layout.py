@@ -57,7 +57,7 @@ def page():
     with browser_page(log_dir) as (pg, server, errors, _dialogs):
         pg.goto(server.url)
         login(pg)
-        pg.wait_for_function("() => window.maltrail.grid.rows.has(0)")
+        pg.wait_for_function("() => document.body.dataset.ready === 'done' && window.maltrail.grid.rows.has(0)")
         pg.evaluate("""() => { const app = window.maltrail, r = app.grid.rows.get(0);
           app.store.setTags(r.uid, ['beaconing', 'escalated']); app.localChanged(); }""")
         pg.errors = errors
@@ -103,3 +103,4 @@ def test_larger_text_widens_columns(page):
     finally:
         page.click("#font-down")
         page.click("#font-down")
+

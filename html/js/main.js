@@ -202,7 +202,12 @@ class App {
     this.loadInfo = msg;
     const pct = msg.total ? Math.min(100, (100 * msg.bytes) / msg.total) : msg.done ? 100 : 50;
     $('#progress-bar').style.transform = `scaleX(${msg.done ? 0 : pct / 100})`;
-    if (msg.done) this.timing.done = performance.now() - this.timing.loadStart;
+    if (msg.done) {
+      this.timing.done = performance.now() - this.timing.loadStart;
+      // columns fitted to rows of partial views while loading (other threats led then) are
+      // fitted again to the whole day's rows
+      this.grid.resetColumns();
+    }
     if (msg.error === 'unauthorized') { this.showLogin(); return; }
     this.renderStatus();
     // while loading, repaint often enough to feel live but leave the worker time to parse:
