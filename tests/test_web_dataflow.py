@@ -94,6 +94,10 @@ def odd_lines() -> list[str]:
             f'"{day} 25:02:03" gw 10.0.0.9 1 192.0.2.1 2 UDP DNS evil.example bad (static)',
             f'"{day} 01:02:03"gw 10.0.0.9 1 192.0.2.1 2 UDP DNS evil.example bad (static)',
             f'"{day} 01:02:03" gw 10.0.0.9 1 192.0.2.1', "garbage", '"', "   "]
+    # ports the byte path reads in place (plain numbers) or looks up as text (anything else)
+    for i, (sport, dport) in enumerate([("0", "00"), ("01", "65535"), ("65536", "99999"), ("123456", "1a"),
+                                        ("-", "9"), ("10", "+1"), ("65534", "0x1")]):
+        out.append(f'"{day} 02:00:0{i}" gw 10.0.0.8 {sport} 192.0.2.{i % 2} {dport} TCP IP 192.0.2.{i % 2} port-test (static)')
     return out
 
 

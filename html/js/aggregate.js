@@ -99,6 +99,8 @@ class Threat {
     this.members = null;     // trail id -> events, once the threat holds a second trail (members.js)
     this.summary = null;     // a server summary's entry (addSummary): its lines load on demand
     this.src0 = 0;           // the first source's string id once the view code asked (worker.js firstSrc)
+    // the values of its last event (addEvent adds a field to its set only when it changed)
+    this.lastSrc = -1; this.lastSport = -1; this.lastDst = -1; this.lastDport = -1; this.lastProto = -1; this.lastSensor = -1;
   }
 }
 
@@ -187,9 +189,19 @@ export class Aggregator {
     return id >= 0 ? id : table.set(buf, start, end, this.intern(this.decoder.decode(buf.subarray(start, end))));
   }
 
-  /** The port code (see port()) of the bytes buf[start:end). */
+  /** The port code (see port()) of the bytes buf[start:end); a plain number is read in place. */
   portAt(buf, start, end) {
-    if (end - start === 1 && buf[start] === 45) return 0;
+    const n = end - start;
+    if (n > 0 && n <= 5 && (n === 1 || buf[start] !== 48)) {
+      let v = 0, i = start;
+      for (; i < end; i++) {
+        const c = buf[i] - 48;
+        if (c < 0 || c > 9) break;
+        v = v * 10 + c;
+      }
+      if (i === end && v <= 65535) return v + 1;
+    }
+    if (n === 1 && buf[start] === 45) return 0;
     const table = this.bytePorts;
     const code = table.get(buf, start, end);
     return code >= 0 ? code : table.set(buf, start, end, this.port(this.decoder.decode(buf.subarray(start, end))));
@@ -400,12 +412,13 @@ export class Aggregator {
     if (t < threat.first) threat.first = t;
     if (t > threat.last) threat.last = t;
     threat.hist[this.bucket(t)]++;
-    this.addTo(threat, threat.src, 1, src, false);
-    this.addTo(threat, threat.sport, 2, sport, true);
-    this.addTo(threat, threat.dst, 4, dst, false);
-    this.addTo(threat, threat.dport, 8, dport, true);
-    this.addTo(threat, threat.proto, 16, ids.proto, false);
-    this.addTo(threat, threat.sensor, 32, sensor, false);
+    // a value the threat's previous event had is in its set already (or was counted over the cap)
+    if (src !== threat.lastSrc) { threat.lastSrc = src; this.addTo(threat, threat.src, 1, src, false); }
+    if (sport !== threat.lastSport) { threat.lastSport = sport; this.addTo(threat, threat.sport, 2, sport, true); }
+    if (dst !== threat.lastDst) { threat.lastDst = dst; this.addTo(threat, threat.dst, 4, dst, false); }
+    if (dport !== threat.lastDport) { threat.lastDport = dport; this.addTo(threat, threat.dport, 8, dport, true); }
+    if (ids.proto !== threat.lastProto) { threat.lastProto = ids.proto; this.addTo(threat, threat.proto, 16, ids.proto, false); }
+    if (sensor !== threat.lastSensor) { threat.lastSensor = sensor; this.addTo(threat, threat.sensor, 32, sensor, false); }
     if (!threat.lan && (this.isLan(src) || this.isLan(dst))) threat.lan = true;
     this.events++;
     if (t < this.minT) this.minT = t;
