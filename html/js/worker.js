@@ -36,19 +36,33 @@ const state = {
   seenHigh: 0,
   views: new Map(),  // the last VIEW_CACHE answers by viewKey(): going back to a search (or clearing it) is a lookup
   version: 0,        // bumped when the aggregate or the local state changes without new events
-  viewWaiter: null,  // a load waiting for the page's first view (viewRequested)
+  waiter: null,      // a load waiting for the page's first view, then its rows: {op, resolve} (requested)
 };
 
 const VIEW_CACHE = 8;
 const BYTES_PER_EVENT = 110;    // a typical log line: sizes the event columns from Content-Length
+const SLICE = 1 << 18;          // bytes parsed between two looks at the clock (about 2,000 lines)
 const FIRST_VIEW_WAIT = 100;    // ms the load waits after its first progress for the page's first view
 
 /** A promise resolved in a new task: requests that came in meanwhile (a view, rows) run first. */
 function nextTask() { return new Promise((resolve) => { setTimeout(resolve, 0); }); }
 
-/** Resolves once a view request has been answered, or after `ms`. */
-function viewRequested(ms) {
-  return new Promise((resolve) => { state.viewWaiter = resolve; setTimeout(resolve, ms); });
+/** Resolves once a request of `op` has been answered, or after `ms`. */
+function requested(op, ms) {
+  return new Promise((resolve) => {
+    state.waiter = { op, resolve };
+    setTimeout(() => { if (state.waiter && state.waiter.resolve === resolve) state.waiter = null; resolve(); }, ms);
+  });
+}
+
+/** The load's first view and then its rows (asked once the page has the view), each up to `ms`. */
+async function firstRowsServed(ms) {
+  await requested('view', ms);
+  if (state.view.length) await requested('rows', ms);
+}
+
+function answered(op) {
+  if (state.waiter && state.waiter.op === op) { const { resolve } = state.waiter; state.waiter = null; resolve(); }
 }
 
 const post = (msg) => self.postMessage(msg);
@@ -99,18 +113,24 @@ async function load(msg) {
         const { done, value } = await reader.read();
         if (loadId !== state.loadId) { reader.cancel(); return; }
         if (done) break;
-        state.parser.push(value, state.agg);
-        state.bytes += value.length;
-        const now = performance.now();
-        if (now - lastPost > 150) {
-          // a read with data at hand resolves at once, so a fast body never lets the page's
-          // requests in by itself: after each progress they get a turn (the first view waits
-          // for its request, up to FIRST_VIEW_WAIT ms, so the first rows come at once)
-          const first = lastPost === 0;
-          lastPost = now;
-          progress({ total, done: false });
-          await (first ? viewRequested(FIRST_VIEW_WAIT) : nextTask());
-          if (loadId !== state.loadId) { reader.cancel(); return; }
+        // a body read while the worker was busy comes as one big chunk: parsed in slices, so a
+        // progress (and the first view) never waits for the whole of it
+        for (let off = 0; off < value.length; off += SLICE) {
+          const part = value.length <= SLICE ? value : value.subarray(off, off + SLICE);
+          state.parser.push(part, state.agg);
+          state.bytes += part.length;
+          const now = performance.now();
+          if (now - lastPost > 150) {
+            // a read with data at hand resolves at once, so a fast body never lets the page's
+            // requests in by itself: after each progress they get a turn (the first view waits
+            // for its request, and then its rows for theirs, up to FIRST_VIEW_WAIT ms each, so
+            // the first rows come at once)
+            const first = lastPost === 0;
+            lastPost = now;
+            progress({ total, done: false });
+            await (first ? firstRowsServed(FIRST_VIEW_WAIT) : nextTask());
+            if (loadId !== state.loadId) { reader.cancel(); return; }
+          }
         }
       }
     }
@@ -440,9 +460,9 @@ self.onmessage = (ev) => {
       case 'local': state.local = msg.local; state.version++; break;
       case 'view':
         post(view(msg));
-        if (state.viewWaiter) { state.viewWaiter(); state.viewWaiter = null; }
+        answered('view');
         break;
-      case 'rows': post(rows(msg)); break;
+      case 'rows': post(rows(msg)); answered('rows'); break;
       case 'detail':
         detail(msg).then(post, (err) => post({ op: 'error', reqId: msg.reqId, error: String(err && err.message || err) }));
         break;
