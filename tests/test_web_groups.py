@@ -14,7 +14,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
+import json
 import os
 import random
 import tempfile
@@ -163,6 +166,48 @@ def test_drawer_lists_every_member_and_filters_on_one(env):
     assert page.evaluate("window.maltrail.state.q") == f"src:{src} trail:{target}"
     assert page.evaluate("window.maltrail.stats.events") == member_events(lines, src, target)
     page.keyboard.press("Escape")
+    search(page, "")
+
+
+def test_a_trail_search_sorts_by_the_events_it_names(env):
+    page, lines = env["page"], env["lines"]
+    domains = dga_domains(random.Random(7))
+    checked = 0
+    for member in domains[:40]:
+        holders = {parse_line(line).src_ip for line in lines if member in line}
+        if len(holders) < 3:
+            continue
+        rows = search(page, f"trail:{member}")
+        got = page.evaluate("""(n) => Array.from({ length: n }, (_, i) => window.maltrail.grid.rows.get(i))
+            .map((r) => [r.src[0], r.matched ?? r.count])""", rows)
+        want = sorted(((src, member_events(lines, src, member)) for src in holders), key=lambda x: -x[1])
+        assert [n for _, n in got] == [n for _, n in want], member
+        checked += 1
+    assert checked >= 3
+    search(page, "")
+
+
+def download(page, fmt: str) -> str:
+    with page.expect_download() as dl:
+        page.click("#export-btn")
+        page.click(f"#export-menu button[data-format={fmt}]")
+    return open(dl.value.path(), encoding="utf-8").read()
+
+
+def test_exports_list_every_member_trail(env):
+    page, lines = env["page"], env["lines"]
+    domains = dga_domains(random.Random(7))
+    src = DGA_SOURCES[0]
+    assert search(page, f"src:{src}") == 1
+    rows = list(csv.reader(io.StringIO(download(page, "csv"))))
+    trails = rows[1][rows[0].index("trails")].split(" ")
+    assert sorted(trails) == sorted(domains)
+    counts = [member_events(lines, src, name) for name in trails]
+    assert counts == sorted(counts, reverse=True)          # the most events first
+    data = json.loads(download(page, "json"))
+    assert sorted(data[0]["trails"]) == sorted(domains) and data[0]["trail"] in domains
+    ioc = [line.split("\t")[0] for line in download(page, "ioc").splitlines() if not line.startswith("#")]
+    assert sorted(ioc) == sorted(name.replace(".", "[.]") for name in domains)
     search(page, "")
 
 

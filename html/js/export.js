@@ -1,11 +1,13 @@
 // Export of the filtered view: CSV (formula-injection safe), JSON, or a defanged indicator list.
 // Where it sits: worker.js calls exportView over the current view; main.js saves the text as a
-// Blob download. Pure functions, no DOM.
+// Blob download. Pure functions, no DOM. A grouped threat (members.js) exports every trail it
+// holds: `trails` in CSV and JSON (the most events first), one indicator line each in the list.
 
 import { SEV_NAMES } from './classify.js';
+import { memberTrails } from './members.js';
 
 const CSV_COLUMNS = ['uid', 'severity', 'events', 'first_seen', 'last_seen', 'sensors', 'sources', 'destinations',
-  'dst_ports', 'protocols', 'type', 'trail', 'info', 'reference', 'status', 'tags', 'note'];
+  'dst_ports', 'protocols', 'type', 'trail', 'trails', 'info', 'reference', 'status', 'tags', 'note'];
 
 /** One CSV cell: neutralise leading = + - @ TAB CR (spreadsheet formulas), then quote. */
 export function csvCell(value) {
@@ -35,7 +37,7 @@ function record(agg, t, local) {
   return {
     uid: t.uid, severity: SEV_NAMES[t.sev], events: t.count, first_seen: wallText(t.first), last_seen: wallText(t.last),
     sensors: v('sensor'), sources: v('src'), destinations: v('dst'), dst_ports: v('dport'),
-    protocols: v('proto'), type: t.type, trail: t.trail, info: t.info, reference: t.ref,
+    protocols: v('proto'), type: t.type, trail: t.trail, trails: memberTrails(agg, t), info: t.info, reference: t.ref,
     status: local.triage[t.uid] || 'new', tags: local.tags[t.uid] || [], note: local.notes[t.uid] || '',
   };
 }
@@ -52,11 +54,12 @@ export function exportView(agg, view, format, local) {
     const seen = new Set();
     for (let k = 0; k < view.length; k++) {
       const t = threats[view[k]];
-      let trail = t.trail.replace(/[()]/g, '');
-      if (!trail || trail === '*') continue;
-      if (seen.has(trail)) continue;
-      seen.add(trail);
-      lines.push(defang(trail) + '\t' + t.type + '\t' + t.info.replace(/[\t\r\n]/g, ' '));
+      for (const member of memberTrails(agg, t)) {
+        const trail = member.replace(/[()]/g, '');
+        if (!trail || trail === '*' || seen.has(trail)) continue;
+        seen.add(trail);
+        lines.push(defang(trail) + '\t' + t.type + '\t' + t.info.replace(/[\t\r\n]/g, ' '));
+      }
     }
     return { text: '# indicator\ttype\tinfo (defanged)\n' + lines.join('\n') + '\n', mime: 'text/plain',
       ext: 'txt', count: lines.length };

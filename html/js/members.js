@@ -53,6 +53,12 @@ export function narrowEvents(agg, view, test) {
   return result;
 }
 
+/** Every trail of threat t (its label alone, or each member), the most events first. */
+export function memberTrails(agg, t) {
+  if (t.members === null) return [t.trail];
+  return [...t.members].sort((x, y) => y[1] - x[1] || x[0] - y[0]).map(([id]) => agg.strings[id]);
+}
+
 /** Whether threat o holds any trail id of the set `ids` (its label or a member). */
 export function sharesTrail(o, ids) {
   if (o.members === null) return ids.has(o.trailId);

@@ -352,15 +352,33 @@ function computeView(msg) {
     if (sevWanted >= 0 && t.sev !== sevWanted) continue;
     ids.push(i);
   }
-  const view = Int32Array.from(ids);
+  let view = Int32Array.from(ids);
   const members = memberTest(ast, state.agg);
   const narrow = members ? narrowEvents(state.agg, view, members) : null;
+  if (narrow && narrow.size && (msg.sort === 'count' || msg.sort === 'sev' || !SORTS[msg.sort])) view = byNarrowedCount(view, narrow, msg);
   const stats = summarize(view, narrow, members);
   stats.sevAll = sevAll;
   stats.allThreats = order.length;   // threats a view can show: grouped members are not threats of their own
   stats.hidden = hiddenN;
   stats.whitelisted = whitelistedN;
   return { ids: view, stats, narrow };
+}
+
+/** A view sorted by events (or severity, then events) again with the narrowed counts of its
+ *  grouped threats: the events the search names, as the grid's Events column shows them. */
+function byNarrowedCount(view, narrow, msg) {
+  const threats = state.agg.threats;
+  const sign = msg.dir === 'asc' ? 1 : -1;
+  const count = (t) => { const part = narrow.get(t.id); return part ? part.count : t.count; };
+  const bySev = msg.sort !== 'count';
+  const ids = Array.from(view);
+  const rank = new Map(ids.map((id, k) => [id, k]));
+  ids.sort((x, y) => {
+    const a = threats[x], b = threats[y];
+    const primary = bySev ? a.sev - b.sev || count(a) - count(b) : count(a) - count(b);
+    return sign * primary || rank.get(x) - rank.get(y);
+  });
+  return Int32Array.from(ids);
 }
 
 /** The summary of a view; `narrow` (members.js narrowEvents): grouped threats count only the events
