@@ -24,7 +24,6 @@ evicted sender's old datagrams cannot come back either.
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
 import time
@@ -42,6 +41,9 @@ class Signer:
     """Adds the `MTS1` prefix to a datagram. One instance per sensor process (a fresh sender id)."""
 
     def __init__(self, key: str | bytes, clock: Callable[[], float] = time.time) -> None:
+        import hmac  # here, not at the top: a sensor that does not sign never loads OpenSSL
+
+        self.digest = hmac.digest
         self.key = key.encode("utf-8") if isinstance(key, str) else key
         self.sender = os.urandom(8).hex().encode("ascii")
         self.counter = 0
@@ -50,7 +52,7 @@ class Signer:
     def sign(self, data: bytes) -> bytes:
         self.counter += 1
         head = b"MTS1 %d %s-%d " % (int(self.clock()), self.sender, self.counter)
-        mac = hmac.digest(self.key, head + data, "sha256").hex().encode("ascii")
+        mac = self.digest(self.key, head + data, "sha256").hex().encode("ascii")
         return head + mac + b" " + data
 
 
@@ -86,6 +88,9 @@ class Verifier:
 
     def __init__(self, key: str | bytes, max_skew: int = 300, clock: Callable[[], float] = time.time,
                  state_path: str | None = None, max_senders: int = MAX_SENDERS) -> None:
+        import hmac  # as in Signer
+
+        self.digest, self.compare = hmac.digest, hmac.compare_digest
         self.key = key.encode("utf-8") if isinstance(key, str) else key
         self.max_skew = max_skew
         self.clock = clock
@@ -110,8 +115,8 @@ class Verifier:
         ts_text, sender, counter_text = head.groups()
         end = head.end()
         payload = data[end:]
-        expected = hmac.digest(self.key, data[: end - 65] + payload, "sha256").hex().encode("ascii")
-        if not hmac.compare_digest(expected, data[end - 65:end - 1]):
+        expected = self.digest(self.key, data[: end - 65] + payload, "sha256").hex().encode("ascii")
+        if not self.compare(expected, data[end - 65:end - 1]):
             self.counters["bad_signature"] += 1
             return None
         ts = int(ts_text)

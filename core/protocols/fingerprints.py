@@ -25,9 +25,10 @@ Parsers take bytes and return a record or None on malformed input; they never ra
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import NamedTuple
+
+from core.digests import md5, sha256
 
 CLIENT_HELLO = 1
 SERVER_HELLO = 2
@@ -183,11 +184,11 @@ def ja3_text(fields: ClientHelloFields) -> str:
 
 def ja3(fields: ClientHelloFields) -> str:
     """Lower-case hex MD5 of the JA3 string: the form JA3 trails are written in."""
-    return hashlib.md5(ja3_text(fields).encode("ascii"), usedforsecurity=False).hexdigest()
+    return md5(ja3_text(fields).encode("ascii"), usedforsecurity=False).hexdigest()
 
 
 def _hash12(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+    return sha256(text.encode("ascii")).hexdigest()[:12]
 
 
 def _alpn_code(alpn: bytes) -> str:
@@ -233,4 +234,4 @@ def server_hello_ja3s(hs: bytes) -> str | None:
     if exts is None:
         return None
     text = f"{version},{cipher},{'-'.join(str(e[0]) for e in exts)}"
-    return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
+    return md5(text.encode("ascii"), usedforsecurity=False).hexdigest()

@@ -29,10 +29,10 @@ Steps (never raises; None at the first thing that does not fit):
 
 from __future__ import annotations
 
-import hmac
 import struct
 from typing import Any
 
+from core.digests import hmac_sha256
 from core.protocols.flows import FlowTable
 from core.protocols.tls import handshake_complete, handshake_sni
 
@@ -70,13 +70,13 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """HKDF-Expand-Label (RFC 8446 §7.1) with an empty context; one block suffices (length <= 32)."""
     full = b"tls13 " + label
     info = struct.pack("!HB", length, len(full)) + full + b"\x00"
-    return hmac.digest(secret, info + b"\x01", "sha256")[:length]
+    return hmac_sha256(secret, info + b"\x01")[:length]
 
 
 def client_initial_keys(dcid: bytes, version: int = VERSION_1) -> InitialKeys:
     """Derive the client Initial key, IV and header-protection key (RFC 9001 §5.2, RFC 9369 §3.3)."""
     v2 = version == VERSION_2
-    initial_secret = hmac.digest(SALT_V2 if v2 else SALT_V1, dcid, "sha256")
+    initial_secret = hmac_sha256(SALT_V2 if v2 else SALT_V1, dcid)
     client_secret = _expand_label(initial_secret, b"client in", 32)
     prefix = b"quicv2 " if v2 else b"quic "
     return InitialKeys(_expand_label(client_secret, prefix + b"key", 16),

@@ -37,11 +37,11 @@ Server flight reassembly (`ServerFlights`), TLS <= 1.2 only:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
+from core.digests import sha1
 from core.protocols.flows import FlowTable
 
 MAX_CERTS = 16
@@ -58,7 +58,7 @@ TLS13 = 0x0304
 
 def cert_sha1(der: bytes) -> str:
     """Lower-case hex SHA-1 of a DER certificate: the form certificate trails are written in."""
-    return hashlib.sha1(der, usedforsecurity=False).hexdigest()
+    return sha1(der, usedforsecurity=False).hexdigest()
 
 
 def _u16(data: bytes | bytearray, off: int) -> int:

@@ -12,13 +12,13 @@ Index location: `<csv>.idx` beside the CSV when that folder is writable, else
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import mmap
 import os
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 
+from core.digests import sha1
 from core.trails import index as ix
 
 if TYPE_CHECKING:  # imported where a build starts: a warm start maps the index and builds nothing
@@ -50,7 +50,7 @@ def _dir_writable(path: str) -> bool:
 def index_candidates(csv_path: str, index_dir: str | None = None) -> list[str]:
     """Where the index may live, in order of preference."""
     absolute = os.path.abspath(csv_path)
-    digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    digest = sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     if index_dir is not None:
         return [os.path.join(index_dir, f"{os.path.basename(absolute)}-{digest}.idx")]
     home = os.path.join(os.path.expanduser("~"), ".maltrail", "index", f"{digest}.idx")
