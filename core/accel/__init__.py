@@ -12,6 +12,7 @@ modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) 
     _url      URL-trail prefilter of request paths (TrailStore.path_markers_maybe)
     _literals any-literal-occurs gates of the heuristics (core.trails.literals.gate)
     _line     the event-line grammar the server's UDP intake checks (core.events.event.check_line)
+    _recv     the intake's batched receive, one recvmmsg per chunk (core.server.intake.receive_py)
     _build    the trail index build's placement loop (core.trails.build, first start)
 
 `load(name)` returns the compiled module, or None when it is not built or when the environment
@@ -24,7 +25,7 @@ import importlib
 import os
 from types import ModuleType
 
-MODULES = ("_decode", "_http", "_dns", "_url", "_literals", "_line", "_build")
+MODULES = ("_decode", "_http", "_dns", "_url", "_literals", "_line", "_build", "_recv")
 
 
 def load(name: str) -> ModuleType | None:

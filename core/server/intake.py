@@ -26,11 +26,12 @@ every RETRY_EVERY seconds); what does not fit is counted as `disk_lost`.
 Speed: one receive loop on a non-blocking socket with a large SO_RCVBUF (64 MB asked for; the
 kernel caps it at net.core.rmem_max unless the process may use SO_RCVBUFFORCE, which Python's
 socket module does not name, so it is used by number; app.py logs the effective size at start,
-see docs/operations-server.md). It drains everything queued (up to BATCH datagrams), then
-writes one buffer per day file with a single write(). A datagram carrying the epoch of the
+see docs/operations-server.md). It drains everything queued (up to BATCH datagrams, taken
+RECV_CHUNK at a time: one recvmmsg per chunk with core/accel/_recv.c, a loop of recv in its
+pure-Python twin `receive_py`), then writes one buffer per day file with a single write(). A datagram carrying the epoch of the
 previous accepted one (nearly all: sensors stamp the current second) takes a fast path: one
-split, the line check and an append. So the cost per event is a recv (mostly the kernel's), the
-check and a few byte operations (the observables store's per-line work runs in its writer
+split, the line check and an append. So the cost per event is its share of a receive call
+(mostly the kernel's), the check and a few byte operations (the observables store's per-line work runs in its writer
 process); docs/performance.md has the figures. While traffic flows the loop sleeps 2 ms
 between drains rather than waiting on the socket, so senders never pay for wake-ups. On stop it
 drains the socket once more and flushes, so nothing already received is lost.
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import os
 import select
 import socket
@@ -50,11 +52,13 @@ from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from core.accel import load as load_accel
 from core.events.dayfile import DayWindow, LocalDays, append_lines, day_path
 from core.events.event import LINE_PROBLEMS, check_line
 from core.events.signing import Verifier
 
-BATCH = 20000
+BATCH = 20000                # datagrams per drain (a chunk more at most)
+RECV_CHUNK = 64              # datagrams per receive call (one recvmmsg with core/accel/_recv)
 POLL_PAUSE = 0.002
 RCVBUF = 64 << 20
 MIN_EPOCH, MAX_EPOCH = 946684800, 4102444800      # 2000-01-01 .. 2100-01-01
@@ -221,6 +225,24 @@ class DayFiles:
         self.fds.clear()
 
 
+def receive_py(sock: socket.socket, limit: int = RECV_CHUNK) -> list[bytes]:
+    """Up to `limit` datagrams queued on the non-blocking `sock`, in order, each as recv(65535)
+    returns it; [] when none is queued. The twin of core/accel/_recv.c `receive` (one recvmmsg):
+    an error after some datagrams returns those, as recvmmsg does; an error before any is raised."""
+    out: list[bytes] = []
+    recv = sock.recv
+    while len(out) < limit:
+        try:
+            out.append(recv(65535))
+        except BlockingIOError:
+            break
+        except OSError:
+            if out:
+                break
+            raise
+    return out
+
+
 class Intake:
     """The receive loop. Counters say what happened to every datagram."""
 
@@ -250,6 +272,11 @@ class Intake:
         self.sock.bind(sockaddr)
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
+        accel = load_accel("_recv")
+        # the datagrams queued, a chunk per call: one recvmmsg in C, or a loop of recv
+        self.receive: Callable[[], list[bytes]] = (
+            functools.partial(accel.receive, self.sock.fileno(), bytearray(accel.SLOT * RECV_CHUNK))
+            if accel is not None else functools.partial(receive_py, self.sock, RECV_CHUNK))
         self.files = DayFiles(log_dir, new_days_per_minute, spool_bytes)
         self.window = DayWindow(day_window)
         self.counters = {"received": 0, "signed_without_key": 0}
@@ -326,7 +353,7 @@ class Intake:
         self.window.refresh()
         self._last_head = b" "      # the window may have moved: the batch starts on the full path
         sampling = self._want_sample
-        recv, recvfrom = self.sock.recv, self.sock.recvfrom
+        receive, recvfrom = self.receive, self.sock.recvfrom
         parse, check = self.parse, check_line
         fast = self.verifier is None
         last_head, bucket = b" ", list[bytes]()
@@ -336,34 +363,38 @@ class Intake:
             try:
                 if sampling:
                     data, peer = recvfrom(65535)
+                    chunk = [data]
                 else:
-                    data = recv(65535)
+                    chunk = receive()
+                    if not chunk:
+                        break
             except BlockingIOError:
                 break
             except OSError as ex:
                 if ex.errno in (errno.EINTR, errno.ECONNREFUSED):
                     continue
                 raise
-            count += 1
-            if fast:
-                head, _, line = data.partition(b" ")
-                if head == last_head and check(line) is None:
-                    bucket.append(line + b"\n")
-                    continue
-            item = parse(data)
-            if item is not None:
-                day, line = item
-                lines = pending.get(day)
-                if lines is None:
-                    lines = pending[day] = []
-                lines.append(line)
-                if day == self._last_day:
-                    last_head, bucket = self._last_head, lines
-            elif sampling:
-                self._sample(data, peer)
-                sampling = False
-            elif not self._want_sample and time.monotonic() >= self._next_sample:
-                self._want_sample = True
+            count += len(chunk)
+            for data in chunk:
+                if fast:
+                    head, _, line = data.partition(b" ")
+                    if head == last_head and check(line) is None:
+                        bucket.append(line + b"\n")
+                        continue
+                item = parse(data)
+                if item is not None:
+                    day, line = item
+                    lines = pending.get(day)
+                    if lines is None:
+                        lines = pending[day] = []
+                    lines.append(line)
+                    if day == self._last_day:
+                        last_head, bucket = self._last_head, lines
+                elif sampling:
+                    self._sample(data, peer)
+                    sampling = False
+                elif not self._want_sample and time.monotonic() >= self._next_sample:
+                    self._want_sample = True
         self.counters["received"] += count
         return count
 
