@@ -20,6 +20,22 @@ require_browser()
 TODAY = datetime.date.today().isoformat()
 
 
+def settled_columns(page) -> str:
+    """The grid's column widths once its rows are painted, their addresses' badges filled (the
+    server's answers widen the cells, and the columns are fitted again) and the widths stay put."""
+    page.wait_for_function("() => document.querySelectorAll('#grid-rows .row').length > 5"
+                           " && !document.querySelector('#grid-rows .abadge[data-state=asking]')")
+    last, steady = None, 0
+    for _ in range(100):
+        cols = page.evaluate("document.querySelector('#grid').style.getPropertyValue('--cols')")
+        steady = steady + 1 if cols == last else 0
+        if steady == 5:
+            return cols
+        last = cols
+        page.wait_for_timeout(100)
+    raise AssertionError("the columns never settled")
+
+
 def test_columns_fit_the_whole_days_rows_once_loaded():
     """Rows of a partial view painted while the day loads (its first lines: low-severity threats with
     a long info that the whole day's sort puts far down) do not size the columns of the final view."""
@@ -40,12 +56,9 @@ def test_columns_fit_the_whole_days_rows_once_loaded():
           .observe(document, { subtree: true, attributes: true, childList: true });""")
         pg.goto(server.url)
         login(pg)
-        pg.wait_for_timeout(300)
+        loaded = settled_columns(pg)
         fits = pg.evaluate("window.__fits")
         assert any(ready == "loading" and long for ready, long in fits), "no partial view painted its rows while loading"
-        loaded = pg.evaluate("document.querySelector('#grid').style.getPropertyValue('--cols')")
         pg.evaluate("window.maltrail.grid.resetColumns()")
-        pg.wait_for_timeout(300)
-        fresh = pg.evaluate("document.querySelector('#grid').style.getPropertyValue('--cols')")
-        assert loaded == fresh
+        assert settled_columns(pg) == loaded
         assert not errors

@@ -122,13 +122,15 @@ export class Grid {
   setSort(sort, dir) { this.sort = sort; this.dir = dir; this.renderHead(); }
 
   /** New view: count rows; keep the scroll position unless `reset`. */
-  setCount(count, reset) {
+  /** A new view of `count` rows; `reset`: back to the top; `refit`: columns sized afresh to its rows. */
+  setCount(count, reset, refit = false) {
     this.count = count;
     this.reqSeq++;                  // rows asked for under the previous view are not painted
     this.rows.clear();
     this.spacer.style.height = `${count * this.rowHeight()}px`;
     this.empty.hidden = count > 0;
-    if (reset) { this.body.scrollTop = 0; this.selected = count ? 0 : -1; this.want = null; }
+    if (reset) { this.body.scrollTop = 0; this.selected = count ? 0 : -1; }
+    if (reset || refit) this.want = null;
     if (this.selected >= count) this.selected = count - 1;
     this.schedule(true);
   }

@@ -182,6 +182,7 @@ class App {
     this.onlyNew = false;
     this.timing = { loadStart: performance.now(), firstRows: 0, done: 0, lastFilterMs: 0 };
     this.loadInfo = { done: false };
+    this.refitColumns = false;
     this.countriesThreats = -1;      // ensureCountries: asked again for the new load
     document.body.dataset.ready = 'loading';
     document.body.dataset.loadSeq = String((+document.body.dataset.loadSeq || 0) + 1);
@@ -205,8 +206,8 @@ class App {
     if (msg.done) {
       this.timing.done = performance.now() - this.timing.loadStart;
       // columns fitted to rows of partial views while loading (other threats led then) are
-      // fitted again to the whole day's rows
-      this.grid.resetColumns();
+      // fitted again to the rows of the whole day's view (refresh)
+      this.refitColumns = true;
     }
     if (msg.error === 'unauthorized') { this.showLogin(); return; }
     this.renderStatus();
@@ -252,7 +253,9 @@ class App {
     this.searchError('');
     this.stats = reply.stats;
     this.grid.nowWall = this.serverNowWall();
-    this.grid.setCount(reply.count, reset);
+    const refit = this.refitColumns && !reply.loading;     // the first view of the whole day
+    if (refit) this.refitColumns = false;
+    this.grid.setCount(reply.count, reset, refit);
     this.renderCards(reply.stats);
     this.renderChips();
     this.timing.lastFilterMs = performance.now() - started;
