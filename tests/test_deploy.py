@@ -10,6 +10,8 @@ import subprocess
 import pytest
 import yaml
 
+from tests.kit.ports import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNITS = ("maltrail-sensor.service", "maltrail-server.service")
 
@@ -141,7 +143,6 @@ def test_healthcheck_reads_the_port_where_the_server_reads_it(tmp_path):
     """docker/healthcheck.py finds the server's port in the configuration file (as mounted in the
     container) or in MALTRAIL_HTTP_PORT, like server.py does; a closed port is unhealthy."""
     import http.server
-    import socket
     import sys
     import threading
 
@@ -159,9 +160,7 @@ def test_healthcheck_reads_the_port_where_the_server_reads_it(tmp_path):
     httpd = http.server.HTTPServer(("127.0.0.1", 0), Pong)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     port = httpd.server_address[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()
     script = os.path.join(ROOT, "docker", "healthcheck.py")
     env = {key: value for key, value in os.environ.items() if not key.startswith("MALTRAIL_")}
 

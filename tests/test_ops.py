@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from core.config import load_config
 from core.ops.metrics import FIELDS, MetricsServer, SharedCounters, render
 from core.ops.reload import TrailReloader, acceptable
+from tests.kit.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENSOR = os.path.join(ROOT, "sensor.py")
@@ -130,10 +130,7 @@ def test_metrics_server_serves_http():
     import urllib.error
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
-    server = MetricsServer(f"127.0.0.1:{free}", lambda: "maltrail_up 1\n")
+    server = MetricsServer(f"127.0.0.1:{free_port()}", lambda: "maltrail_up 1\n")
     port = server.httpd.server_address[1]
     server.start()
     try:

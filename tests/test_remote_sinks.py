@@ -18,16 +18,11 @@ from core.events.remote import (
     build_remote_sinks,
 )
 from core.events.severity import Severity
+from tests.kit.ports import free_port
 
 EVENT = Event(1_700_000_000, 123, "10.0.0.66", 50000, "66.66.66.66", 443, "TCP", "IP", "66.66.66.66",
               "malware (test)", "(static)")
 NASTY = EVENT._replace(trail="a=b|c\\d", info="pipe|in info", reference="x\ny")
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -35,7 +30,7 @@ def rsyslogd(tmp_path):
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not os.path.exists(binary):
         pytest.skip("rsyslog not installed (setup.sh TEST_APT)")
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     out = tmp_path / "received.log"
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(
