@@ -365,18 +365,16 @@ function computeView(msg) {
 }
 
 /** A view sorted by events (or severity, then events) again with the narrowed counts of its
- *  grouped threats: the events the search names, as the grid's Events column shows them. */
+ *  grouped threats: the events the search names, as the grid's Events column shows them. The
+ *  sort is stable, so ties keep the view's own order. */
 function byNarrowedCount(view, narrow, msg) {
   const threats = state.agg.threats;
   const sign = msg.dir === 'asc' ? 1 : -1;
   const count = (t) => { const part = narrow.get(t.id); return part ? part.count : t.count; };
   const bySev = msg.sort !== 'count';
-  const ids = Array.from(view);
-  const rank = new Map(ids.map((id, k) => [id, k]));
-  ids.sort((x, y) => {
+  const ids = Array.from(view).sort((x, y) => {
     const a = threats[x], b = threats[y];
-    const primary = bySev ? a.sev - b.sev || count(a) - count(b) : count(a) - count(b);
-    return sign * primary || rank.get(x) - rank.get(y);
+    return sign * ((bySev ? a.sev - b.sev : 0) || count(a) - count(b));
   });
   return Int32Array.from(ids);
 }
