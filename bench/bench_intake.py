@@ -53,6 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from core.events.dayfile import day_of, day_path  # noqa: E402
+from tests.kit import procs  # noqa: E402
 from tests.kit.ports import free_port  # noqa: E402
 
 BLAST_SOURCE = os.path.join(ROOT, "bench", "udp_blast.c")
@@ -132,31 +133,6 @@ def c_sender(blaster: str, port: int, rate: float, seconds: float, first: int, e
     result.put((int(out[1]), float(out[2]), usage.ru_utime + usage.ru_stime, out[3]))
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (/proc/PID/stat), in seconds."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except OSError:
-        return []
-
-
-def intake_pid(server: int, deadline: float) -> int:
-    """The server's intake process: its (only) child in a files-only configuration."""
-    while time.time() < deadline:
-        children = children_of(server)
-        if children:
-            return children[0]
-        time.sleep(0.05)
-    raise RuntimeError("the server's intake process did not start")
-
-
 def downloader(port: int, day: str, every: float, stop: threading.Event, totals: list[int]) -> None:
     """A web client following the day: the whole of /events once, then every `every` seconds a
     Range request for what was added since (html/js/worker.js polls the same way), until `stop`
@@ -227,7 +203,10 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
             if b"listening on" in handle.read():
                 break
         time.sleep(0.1)
-    intake = intake_pid(proc.pid, deadline)
+    forked = procs.children(proc.pid, wait=max(0.0, deadline - time.time()))   # the intake, its (only) child
+    if not forked:
+        raise RuntimeError("the server's intake process did not start")
+    intake = forked[0]
     epoch = int(time.time())
     day = day_of(epoch)
     stop = threading.Event()
@@ -243,9 +222,9 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
         children = [multiprocessing.Process(target=py_sender, args=(udp_port, per, seconds, k * SENDER_IDS,
                                                                     epoch, queue)) for k in range(senders)]
     time.sleep(0.5)
-    writers = children_of(intake)    # the intake's store writers (observables, ClickHouse), if any
-    cpu_before = cpu_seconds(intake)
-    writers_before = sum(cpu_seconds(pid) for pid in writers)
+    writers = procs.children(intake)  # the intake's store writers (observables, ClickHouse), if any
+    cpu_before = procs.cpu_seconds(intake)
+    writers_before = sum(procs.cpu_seconds(pid) for pid in writers)
     for thread in clients:
         thread.start()
     for child in children:
@@ -264,8 +243,8 @@ def run_rate(rate: int, seconds: float, senders: int, blaster: str | None, downl
         size = os.path.getsize(path) if os.path.exists(path) else 0
         stable = stable + 1 if size == last else 0
         last = size
-    cpu = cpu_seconds(intake) - cpu_before
-    writers_cpu = sum(cpu_seconds(pid) for pid in writers) - writers_before
+    cpu = procs.cpu_seconds(intake) - cpu_before
+    writers_cpu = sum(procs.cpu_seconds(pid) for pid in writers) - writers_before
     stop.set()
     for thread in clients:
         thread.join(120)

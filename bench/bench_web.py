@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from core.events.dayfile import day_path  # noqa: E402
+from tests.kit import procs as procs_kit  # noqa: E402
 from tests.web import gen_day  # noqa: E402
 from tests.web.harness import PASSWORD, Server, launch_browser  # noqa: E402
 
@@ -77,8 +78,7 @@ def process_tree(profile: str = "", root: int = 0) -> dict[int, tuple[bytes, flo
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 cmd = handle.read().replace(b"\0", b" ")
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+            fields = procs_kit.stat(int(pid))
         except (OSError, IndexError):
             continue
         procs[int(pid)] = (int(fields[1]), cmd, (int(fields[11]) + int(fields[12])) / tick)

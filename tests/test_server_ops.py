@@ -9,6 +9,7 @@ import re
 import socket
 import urllib.parse
 
+from tests.kit.procs import children, niceness
 from tests.kit.server import Server, free_port
 
 
@@ -80,24 +81,6 @@ def test_intake_logs_its_effective_receive_buffer(tmp_path):
         assert "net.core.rmem_max" not in err
 
 
-def _niceness(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as handle:
-        return int(handle.read().rsplit(")", 1)[1].split()[16])
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of `pid` (waits up to 10 s for the first one to be forked)."""
-    import time
-
-    deadline = time.time() + 10
-    while True:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = [int(child) for child in handle.read().split()]
-        if children or time.time() > deadline:
-            return children
-        time.sleep(0.05)
-
-
 def test_the_intake_goes_before_the_http_side(tmp_path):
     """Niceness (docs/operations-server.md "Process priorities"): the HTTP side 10 above the
     server's, the intake 5 below where allowed (root) else the server's, its observables writer
@@ -108,10 +91,10 @@ def test_the_intake_goes_before_the_http_side(tmp_path):
     with Server(str(tmp_path)) as srv:
         assert srv.proc is not None
         main = srv.proc.pid
-        (intake,) = _children(main)
-        (writer,) = _children(intake)
+        (intake,) = children(main, wait=10)
+        (writer,) = children(intake, wait=10)
         intake_nice = server_nice - 5 if os.geteuid() == 0 else server_nice
-        assert _niceness(main) == min(19, server_nice + 10)
-        assert _niceness(intake) == max(-20, intake_nice)
-        assert _niceness(writer) == min(19, max(-20, intake_nice) + 5)
+        assert niceness(main) == min(19, server_nice + 10)
+        assert niceness(intake) == max(-20, intake_nice)
+        assert niceness(writer) == min(19, max(-20, intake_nice) + 5)
         assert srv.login() is not None          # the HTTP side still answers
