@@ -53,10 +53,12 @@ export function narrowEvents(agg, view, test) {
   return result;
 }
 
-/** Every trail of threat t (its label alone, or each member), the most events first. */
+/** Every trail of threat t (its label alone, or each member), ranked as the drawer lists them. */
 export function memberTrails(agg, t) {
   if (t.members === null) return [t.trail];
-  return [...t.members].sort((x, y) => y[1] - x[1] || x[0] - y[0]).map(([id]) => agg.strings[id]);
+  const counts = new Map();
+  for (const [id, n] of t.members) counts.set(agg.strings[id], n);
+  return ranked(counts, Infinity).list.map(([trail]) => trail);
 }
 
 /** Whether threat o holds any trail id of the set `ids` (its label or a member). */
