@@ -139,11 +139,17 @@ def connection_cap(wanted: int, max_threads: int) -> tuple[int, str | None]:
                   "raise the hard limit (docs/operations-server.md)")
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def run_intake(intake: Intake, report: Report, report_every: float) -> None:
-    """The intake process: the receive loop until SIGTERM/SIGINT, then drain, flush, report."""
+    """The intake process: the receive loop until SIGTERM/SIGINT, then drain, flush, report. The
+    process is forked with those signals blocked (`_start_intake`): one sent before the handlers
+    are set waits for them instead of killing the process with datagrams still queued."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     intake.run(stop.is_set, report=report, report_every=report_every)
     report(intake.summary())
 
@@ -290,9 +296,11 @@ class ServerApp:
         process = multiprocessing.get_context("fork").Process(
             target=self._intake_child, args=(intake, listening, float(config.METRICS_INTERVAL)),
             name="maltrail-intake", daemon=False)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)   # the child inherits the mask
         try:
             process.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             intake.close()               # the child has its own copy of the socket
         self.intake_process = process
 
