@@ -209,6 +209,18 @@ def test_dns_exhaustion_fires_once_and_then_skips_trails(run):
     assert run([(T0 + i, query(f"{i}-1-2-3.dnsbl.example")) for i in range(30)], DNS_EXHAUSTION_THRESHOLD="10") == []
 
 
+def test_dns_exhaustion_counts_distinct_prefixes_only(run):
+    """A base's first prefix is kept on its own until a second arrives: repeats of one prefix never
+    count, the third distinct one crosses a threshold of 3, and a new window starts over."""
+    repeats = [(T0, query("a.victim.example"))] * 5
+    assert run(repeats + [(T0, query("b.victim.example"))], DNS_EXHAUSTION_THRESHOLD="3") == []
+    events = run(repeats + [(T0, query("b.victim.example")), (T0 + 1, query("a.victim.example")),
+                            (T0 + 2, query("c.victim.example"))], DNS_EXHAUSTION_THRESHOLD="3")
+    assert [(e.trail, e.info) for e in events] == [("(c).victim.example", "potential dns exhaustion (suspicious)")]
+    later = [(T0 + 61, query("c.victim.example")), (T0 + 61, query("d.victim.example"))]
+    assert run(repeats + [(T0, query("b.victim.example"))] + later, DNS_EXHAUSTION_THRESHOLD="3") == []
+
+
 def test_long_domain(run):
     name = "a" * 30 + ".example.com"
     events = run([(T0, query(name))])

@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from core.config import load_config
 from core.heuristics.dns import base_domain
 from core.heuristics.http import HttpHeuristics
@@ -28,20 +30,88 @@ def test_rfind_base_domain_matches_split_rule():
         assert _rfind_base(name) == expected, name
 
 
-def test_packed_table_matches_dict_table():
+class _ReferenceWindow:
+    """The window rule with every key a plain {item: last sec} dict: what WindowTable stores in
+    its compact single-observation forms (an int for ports, an (item, sec) pair otherwise) must
+    answer exactly like this."""
+
+    def __init__(self, window, threshold, per_key, max_keys):
+        self.window, self.threshold, self.per_key, self.max_keys = window, threshold, per_key, max_keys
+        self.table, self.alerted, self.last_sweep = {}, {}, -1
+        self.refused = self.evicted = self.trimmed = self.alerts = 0
+
+    def observe(self, key, item, sec):
+        items = self.table.get(key)
+        if items is None:
+            if len(self.table) >= self.max_keys and not self._make_room(sec):
+                self.refused += 1
+                return False
+            self.table[key] = {item: sec}
+            return self.threshold < 1
+        items[item] = sec
+        if len(items) <= self.threshold:
+            return False
+        if len(items) > self.per_key:
+            del items[next(iter(items))]
+            self.trimmed += 1
+        if sec < self.alerted.get(key, 0):
+            return False
+        for old in [old for old, seen in items.items() if seen <= sec - self.window]:
+            del items[old]
+        if len(items) > self.threshold:
+            self.alerted[key] = sec + self.window
+            self.alerts += 1
+            return True
+        return False
+
+    def _make_room(self, sec):
+        if sec == self.last_sweep:
+            return False
+        self.last_sweep = sec
+        doomed = [key for key, items in self.table.items()
+                  if (len(items) <= 1 and key not in self.alerted) or max(items.values()) <= sec - self.window]
+        for key in doomed:
+            del self.table[key]
+            self.alerted.pop(key, None)
+        self.evicted += len(doomed)
+        return len(self.table) < self.max_keys
+
+    def expire(self, sec):
+        for key in [key for key, until in self.alerted.items() if until <= sec]:
+            del self.alerted[key]
+        for key in [key for key, items in self.table.items()
+                    if key not in self.alerted and max(items.values()) <= sec - self.window]:
+            del self.table[key]
+
+    def count(self, key, sec):
+        return sum(1 for seen in self.table.get(key, {}).values() if seen > sec - self.window)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("max_keys", [50, 12])
+def test_compact_single_observations_match_the_dict_rule(packed, max_keys):
+    """Port items packed into an int, other items (path segments, addresses) kept as a pair: the
+    same alerts, counts, evictions and refusals as the plain dict rule, full tables included."""
     rng = random.Random(5)
-    plain = WindowTable("plain", 30, 5, 16, 50)
-    packed = WindowTable("packed", 30, 5, 16, 50, packed=True)
+    reference = _ReferenceWindow(30, 5, 16, max_keys)
+    table = WindowTable("table", 30, 5, 16, max_keys, packed=packed)
     for step in range(20000):
         sec = 1000 + step // 40
         key = bytes((rng.randrange(40),))
-        port = rng.randrange(12)
-        assert plain.observe(key, port, sec) == packed.observe(key, port, sec), step
+        item = rng.randrange(12) if packed else rng.choice(("a", "b", "static", "x" * (step % 7)))
+        if rng.random() < 0.3:  # a burst of one item for one key: the single form's same-item path
+            for _ in range(3):
+                assert reference.observe(key, item, sec) == table.observe(key, item, sec), step
+        assert reference.observe(key, item, sec) == table.observe(key, item, sec), step
         if step % 400 == 0:
-            plain.expire(sec)
-            packed.expire(sec)
-        assert plain.count(key, sec) == packed.count(key, sec)
-    assert plain.stats() == {**packed.stats()}
+            reference.expire(sec)
+            table.expire(sec)
+        assert reference.count(key, sec) == table.count(key, sec), step
+        assert reference.count(key, sec + 29) == table.count(key, sec + 29), step  # last-seen times too
+    assert set(reference.table) == set(table.table)
+    stats = table.stats()
+    assert (stats["refused"], stats["evicted"], stats["trimmed"], stats["alerts"]) == (
+        reference.refused, reference.evicted, reference.trimmed, reference.alerts)
 
 
 def test_ua_prefilter_never_hides_a_listed_agent():

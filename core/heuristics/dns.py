@@ -81,8 +81,9 @@ class DnsHeuristics:
         self.use_sinkhole = enabled("dns_sinkhole")
         self.exhaustion_threshold = config.DNS_EXHAUSTION_THRESHOLD
         self.nxdomain_threshold = config.NO_SUCH_NAME_PER_HOUR_THRESHOLD
-        # base -> [deadline, prefixes set, exhausted]: deadline ends the 60 s counting window,
-        # or the hold while exhausted (queries under the base then get their exact lookup only)
+        # base -> [deadline, prefixes, exhausted]: deadline ends the 60 s counting window, or the
+        # hold while exhausted (queries under the base then get their exact lookup only);
+        # prefixes is the first prefix itself (most bases see one) until a second makes it a set
         self.exhaustion: dict[str, list] = {}
         # key -> [hour, count, prefixes (base keys only), alerted]
         self.nxdomain: dict[str, list] = {}
@@ -117,6 +118,7 @@ class DnsHeuristics:
             if third >= 0:
                 cut = third
         base = name[cut + 1:]
+        prefix = name[:cut]
         entry = self.exhaustion.get(base)
         if entry is None:
             if len(self.exhaustion) >= EXHAUSTION_MAX_KEYS:
@@ -124,17 +126,25 @@ class DnsHeuristics:
                 if len(self.exhaustion) >= EXHAUSTION_MAX_KEYS:
                     self.refused["dns_exhaustion"] += 1
                     return False
-            entry = self.exhaustion[base] = [sec + EXHAUSTION_WINDOW, set(), False]
+            entry = self.exhaustion[base] = [sec + EXHAUSTION_WINDOW, prefix, False]
+            count = 1
         elif sec >= entry[0]:  # the counting window (or the hold) is over: start a new window
-            entry[0], entry[1], entry[2] = sec + EXHAUSTION_WINDOW, set(), False
+            entry[0], entry[1], entry[2] = sec + EXHAUSTION_WINDOW, prefix, False
+            count = 1
         elif entry[2]:
             return True
-        prefix = name[:cut]
-        prefixes: set[str] = entry[1]
-        if prefix in prefixes:
-            return False
-        prefixes.add(prefix)
-        if len(prefixes) < self.exhaustion_threshold:
+        else:
+            prefixes: str | set[str] = entry[1]
+            if isinstance(prefixes, str):
+                if prefixes == prefix:
+                    return False
+                prefixes = entry[1] = {prefixes, prefix}
+            elif prefix in prefixes:
+                return False
+            else:
+                prefixes.add(prefix)
+            count = len(prefixes)
+        if count < self.exhaustion_threshold:
             return False
         return self._exhausted(sec, usec, d, name, prefix, base, entry)
 
@@ -153,7 +163,7 @@ class DnsHeuristics:
     def _sweep_exhaustion(self, sec: int) -> None:
         # entry: [deadline (window end, or hold end when exhausted), prefixes, exhausted]
         doomed = [base for base, (deadline, prefixes, exhausted) in self.exhaustion.items()
-                  if sec >= deadline or (len(prefixes) <= 1 and not exhausted)]
+                  if sec >= deadline or ((prefixes.__class__ is str or len(prefixes) <= 1) and not exhausted)]
         for base in doomed:
             del self.exhaustion[base]
 

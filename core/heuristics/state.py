@@ -6,6 +6,11 @@ A `WindowTable` maps a key (packed bytes or a short string) to the distinct item
 item counts while it is younger than `window` seconds, so the window slides: a slow scan spread
 over the whole window is caught, unlike a tumbling window cut at fixed boundaries.
 
+Most keys of a busy network are seen with one item only (a client fetching from one server, a
+SYN to one port), so a key's first observation is stored without a dict: the int
+`sec << 16 | item` in a `packed` table (items are ports), else the pair `(item, sec)`. A second,
+different item turns it into the dict (`promote`); every reader goes through `_as_dict`/`_last`.
+
 Bounds and the rule at the cap (so an attacker cannot flush his own evidence):
 - at most `per_key` items per key: beyond that the oldest inserted item is dropped (the key has
   already crossed any threshold below the cap, so nothing is lost);
@@ -53,7 +58,8 @@ class WindowTable:
         self.per_key = max(int(per_key), self.threshold + 2)
         self.max_keys = max(1, int(max_keys))
         # packed: items are ints < 65536 (ports) and a key's first observation is stored as the
-        # int `sec << 16 | item` (no dict, nothing for the garbage collector) until a second item
+        # int `sec << 16 | item` (no dict, nothing for the garbage collector) until a second
+        # item; other tables store it as the pair (item, sec)
         self.packed = packed
         self.table: dict[Hashable, Any] = {}
         self.alerted: dict[Hashable, int] = {}
@@ -70,7 +76,7 @@ class WindowTable:
         items = self.table.get(key)
         if items is None:
             return self.add(key, item, sec)
-        if items.__class__ is int:
+        if items.__class__ is not dict:
             return self.promote(key, items, item, sec)
         items[item] = sec
         if len(items) > self.threshold:
@@ -82,16 +88,23 @@ class WindowTable:
         if len(self.table) >= self.max_keys and not self._make_room(sec):
             self.refused += 1
             return False
-        self.table[key] = sec << 16 | item if self.packed and isinstance(item, int) else {item: sec}
+        self.table[key] = sec << 16 | item if self.packed and isinstance(item, int) else (item, sec)
         return self.threshold < 1
 
-    def promote(self, key: Hashable, single: int, item: Hashable, sec: int) -> bool:
-        """A packed key seen again: same item → new time; another item → a real dict."""
-        first = single & 0xFFFF
-        if first == item:
-            self.table[key] = sec << 16 | first
-            return False
-        items = self.table[key] = {first: single >> 16, item: sec}
+    def promote(self, key: Hashable, single: int | tuple[Hashable, int], item: Hashable, sec: int) -> bool:
+        """A key with one observation seen again: same item → new time; another item → a real dict."""
+        first: Hashable
+        if isinstance(single, int):
+            first, first_sec = single & 0xFFFF, single >> 16
+            if first == item:
+                self.table[key] = sec << 16 | first
+                return False
+        else:
+            first, first_sec = single
+            if first == item:
+                self.table[key] = (first, sec)
+                return False
+        items = self.table[key] = {first: first_sec, item: sec}
         if len(items) > self.threshold:
             return self.crossed(key, items, sec)
         return False
@@ -130,7 +143,8 @@ class WindowTable:
         oldest = sec - self.window
         alerted = self.alerted
         doomed = [key for key, items in self.table.items()
-                  if items.__class__ is int or (len(items) <= 1 and key not in alerted) or _last(items) <= oldest]
+                  if items.__class__ is int or ((items.__class__ is tuple or len(items) <= 1) and key not in alerted)
+                  or _last(items) <= oldest]
         for key in doomed:
             del self.table[key]
             alerted.pop(key, None)
@@ -187,14 +201,19 @@ class BoundedCache(Generic[V]):
 
 
 def _as_dict(items: Any) -> dict[Hashable, int] | None:
+    """A key's items as {item: sec}, whatever form its observations are stored in."""
     if items.__class__ is int:
         return {items & 0xFFFF: items >> 16}
+    if items.__class__ is tuple:
+        return {items[0]: items[1]}
     return items
 
 
 def _last(items: Any) -> int:
-    """The last second a key was seen: its packed single observation or its newest item."""
+    """The last second a key was seen: its single observation's or its newest item's."""
     if items.__class__ is int:
         return items >> 16
+    if items.__class__ is tuple:
+        return items[1]
     return max(items.values())
 
