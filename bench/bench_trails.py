@@ -3,7 +3,7 @@
 Where it sits: measures core/trails (build.py builds, store.py looks up) with a real-size trail
 set. Usage:
 
-    .venv/bin/python bench/bench_trails.py [/work/shared/bench/trails.csv.gz] [--rows N]
+    .venv/bin/python bench/bench_trails.py [../shared/bench/trails.csv.gz] [--rows N]
 
 The .gz is decompressed into a temporary folder (never into the project). When it is absent a
 set of the same shape is generated (domains 71%, ip:port 17%, URLs 10%, IPv4 1.4%, IPv6 0.1%,
@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 from core.trails.index import classify  # noqa: E402
 from core.trails.store import TrailStore  # noqa: E402
 
-DEFAULT_SET = "/work/shared/bench/trails.csv.gz"
+DEFAULT_SET = os.path.join(os.path.dirname(ROOT), "shared", "bench", "trails.csv.gz")  # ../shared beside the project
 SHAPE = {"domain": 1_130_584, "ipport": 275_294, "url": 166_418, "ipv4": 22_734, "ipv6": 2_000, "regex": 300}
 
 OPEN_CHILD = r"""

@@ -5,7 +5,7 @@ Where it sits: measures core/update/ (feeds -> merge -> trails.csv). A local HTT
 feed with the real-size compilation (gzip-encoded, as GitHub serves it); the update runs as a child
 process (`core/update/ --force --feed-base-url ...`) so its wall time and peak RSS are its own.
 
-    .venv/bin/python bench/bench_update.py [/work/shared/bench/trails.csv.gz] [--runs 3]
+    .venv/bin/python bench/bench_update.py [../shared/bench/trails.csv.gz] [--runs 3]
 
 Without the file (it must never be committed) a generated set of the same shape is used.
 The original's static part alone: 17.6 s and 418 MiB.
@@ -31,7 +31,7 @@ from test_update_feedserver import FeedServer  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_trails import generate_gz  # noqa: E402  (the one generator of a same-shape trail set)
 
-DEFAULT_SET = "/work/shared/bench/trails.csv.gz"
+DEFAULT_SET = os.path.join(os.path.dirname(ROOT), "shared", "bench", "trails.csv.gz")  # ../shared beside the project
 
 
 def run_once(base_url: str, workdir: str) -> dict[str, float]:
