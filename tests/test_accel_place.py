@@ -151,3 +151,28 @@ def test_overflow_and_bad_arguments_are_reported():
     with pytest.raises(ValueError):
         accel.place(grid.streams, [(0, bytearray(8))], grid.table, grid.bloom, grid.mask, grid.shift, grid.half,
                     build.BLOOM_MIX, False)  # records missing where the table points
+
+
+def test_remap_matches_its_specification():
+    """The pair-id rewrite of the helper's part: C and Python give the same records, and a bad
+    offset or pair id is an error, not a write outside the records."""
+    accel = load("_build")
+    rng = random.Random(11)
+    for _ in range(20):
+        records, offsets = bytearray(), array("I")
+        for _ in range(rng.randrange(1, 300)):
+            key = bytes(rng.randrange(97, 123) for _ in range(rng.randrange(1, 20)))
+            offsets.append(len(records))
+            records += RECORD_HEAD.pack(rng.randrange(64), len(key)) + key
+        remap = [rng.randrange(1 << 32) for _ in range(64)]
+        python, compiled = bytearray(records), bytearray(records)
+        build._remap_py(python, offsets, remap)
+        accel.remap(compiled, offsets, array("I", remap))
+        assert compiled == python != records
+    records = bytearray(RECORD_HEAD.pack(5, 1) + b"k")
+    with pytest.raises(ValueError):
+        accel.remap(records, array("I", [4]), array("I", range(8)))  # the head does not fit
+    with pytest.raises(ValueError):
+        accel.remap(records, array("I", [0]), array("I", range(5)))  # pair 5 has no entry
+    with pytest.raises(TypeError):
+        accel.remap(bytes(records), array("I", [0]), array("I", range(8)))  # not writable

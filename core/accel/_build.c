@@ -32,6 +32,13 @@
  *   IPv4:port that inet_pton and the port range accept (the address joins port_ips). Each is
  *   appended as Python does: crc32 to hashes, the record's offset to offsets, the record to
  *   records.
+ *
+ * remap(records, offsets, remap) -> None
+ *   The pair-id rewrite of core/trails/build.py `_remap_py` (its specification): for each record
+ *   offset, the record's uint32 pair id p becomes remap[p] (the helper's part of a two-process
+ *   parse numbers its pairs on its own; in Python that is half a second of a first start).
+ *   records: writable bytes; offsets, remap: uint32 buffers. An offset whose head does not fit
+ *   or a pair id past remap raises ValueError (records before it are already rewritten).
  */
 
 
@@ -444,7 +451,49 @@ build_feed(PyObject *self, PyObject *args)
     return result;
 }
 
+static PyObject *
+build_remap(PyObject *self, PyObject *args)
+{
+    Py_buffer records = {0}, offsets = {0}, remap = {0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*y*y*", &records, &offsets, &remap))
+        return NULL;
+    PyObject *result = NULL;
+    if (offsets.len % 4 != 0 || remap.len % 4 != 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets and remap must be uint32 arrays");
+        goto done;
+    }
+    unsigned char *rec = (unsigned char *)records.buf;
+    const uint32_t *offs = (const uint32_t *)offsets.buf, *map = (const uint32_t *)remap.buf;
+    Py_ssize_t n = offsets.len / 4, pairs = remap.len / 4;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t off = offs[i];
+        if ((Py_ssize_t)off + 4 > records.len) {
+            PyErr_Format(PyExc_ValueError, "record offset %u past the records", off);
+            goto done;
+        }
+        uint32_t pid = le32(rec + off);
+        if ((Py_ssize_t)pid >= pairs) {
+            PyErr_Format(PyExc_ValueError, "pair id %u past the remap table", pid);
+            goto done;
+        }
+        uint32_t to = map[pid];
+        rec[off] = (unsigned char)to;
+        rec[off + 1] = (unsigned char)(to >> 8);
+        rec[off + 2] = (unsigned char)(to >> 16);
+        rec[off + 3] = (unsigned char)(to >> 24);
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&records);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&remap);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"remap", build_remap, METH_VARARGS, "remap(records, offsets, remap) -> None: pair ids rewritten through remap"},
     {"feed", build_feed, METH_VARARGS,
      "feed(lines, i, pair_ids, records, hashes, offsets, port_ips, url_offsets) -> index of the first line left"},
     {"place", build_place, METH_VARARGS,

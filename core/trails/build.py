@@ -31,7 +31,7 @@ import sys
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO, NamedTuple, cast
 
 from core.accel import load as load_accel
@@ -490,6 +490,14 @@ class _Placed(NamedTuple):
     sections: list[Section]
 
 
+def _remap_py(records: bytearray, offsets: Iterable[int], remap: Sequence[int]) -> None:
+    """Rewrite the pair id of the record at each offset through `remap` (a part parsed by the
+    forked helper numbered its pairs on its own). The specification of core/accel/_build.c remap."""
+    pid_at, pid_set = _U32.unpack_from, _U32.pack_into
+    for off in offsets:
+        pid_set(records, off, remap[pid_at(records, off)[0]])
+
+
 def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
     """Merge the parts in file order: pairs, regex and address sets, then every key into one
     linear-probing table (last row wins) with its bloom bit."""
@@ -509,10 +517,11 @@ def _place(parts: list[_Part], parallel: bool = False) -> _Placed:
                 pairs.append(info_ref)
             remap.append(pair_index[info_ref])
         if remap != list(range(len(remap))):
-            pid_at, pid_set = _U32.unpack_from, _U32.pack_into
-            precords = part.records
-            for off in part.offsets:
-                pid_set(precords, off, remap[pid_at(precords, off)[0]])
+            accel = load_accel("_build")
+            if accel is not None:
+                accel.remap(part.records, part.offsets, array("I", remap))  # _remap_py, in C
+            else:
+                _remap_py(part.records, part.offsets, remap)
         for text, pid in part.regex.items():
             regex.pop(text, None)
             regex[text] = remap[pid]
