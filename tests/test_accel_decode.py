@@ -240,22 +240,25 @@ def test_bulk_inside_tunnels_and_ipv6_same_as_python_loop(tmp_path):
         assert skipped > 400 and len(lines) >= 20 and counters.get("decap_vxlan")
 
 
-def test_clean_flag_is_the_stores_port_prefilter(tmp_path):
-    """C flags a packet clean exactly when neither address is an exact-IP row nor passes the
-    ip:port prefilter as core/trails/view.py `port_marked` tests it (two bits of a byte slot),
-    over thousands of listed and unlisted v4 and v6 addresses."""
+def test_clean_flag_is_the_stores_prefilters(tmp_path):
+    """C flags a packet clean exactly when neither address passes the exact-IP prefilter nor the
+    ip:port one, as core/trails/view.py `port_marked` tests them (two bits of a byte slot), over
+    thousands of listed and unlisted v4 and v6 addresses, each listed by an exact-IP or an ip:port
+    row."""
     from core.trails.view import port_marked
 
     rng = random.Random(5)
     listed4 = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
                for _ in range(3000)]
     listed6 = [f"2001:db8:{n:x}::{rng.randrange(1, 65535):x}" for n in range(200)]
-    rows = [(f"{a}:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed4]
-    rows += [(f"[{a}]:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed6]
+    rows = [(f"{a}:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed4[::2]]
+    rows += [(a, "malware (test)", "(static)") for a in listed4[1::2]]
+    rows += [(f"[{a}]:{rng.randrange(1, 65536)}", "c2 (test)", "(static)") for a in listed6[::2]]
+    rows += [(a, "malware (test)", "(static)") for a in listed6[1::2]]
     rows.append(("198.51.100.7", "malware (test)", "(static)"))
     store = TrailStore.from_rows(rows, str(tmp_path))
-    ipset, marks = store.ip_prefilter()
-    assert ipset is not None
+    ip_marks, marks = store.ip_prefilter()
+    assert ip_marks is not None
     frames = []
     for n in range(4000):
         if n % 2:
@@ -276,13 +279,13 @@ def test_clean_flag_is_the_stores_port_prefilter(tmp_path):
     from core.addr import ip_packed
 
     kit = SensorKit(store, folder=str(tmp_path))  # its detector initialises the walker
-    records, _ = kit.detector._scan(buf, memoryview(array("I", meta)), False, 0, ipset, marks, None)
+    records, _ = kit.detector._scan(buf, memoryview(array("I", meta)), False, 0, ip_marks, marks, None)
     kit.close()
     assert len(records) == len(frames)
     listed = {ip_packed(a) for a in listed4 + listed6 + ["198.51.100.7"]}
     clean_count = 0
     for _, _, _, d, flags in records:
-        expected = all(addr not in ipset and not port_marked(marks, addr) for addr in (d[2], d[3]))
+        expected = all(not port_marked(ip_marks, addr) and not port_marked(marks, addr) for addr in (d[2], d[3]))
         assert bool(flags & 2) == expected
         assert not (expected and d[3] in listed)  # a listed address is never clean
         clean_count += expected

@@ -102,6 +102,26 @@ def test_ip_keys(store):
     assert store.ip(packed("dead::beee")) is None
     assert store.ip(packed("2.2.2.2")) == Trail("last wins (test)", "(remote custom)")
     assert store.ip(b"\x01\x02\x03") is None and store.ip(b"") is None
+    assert store.ip(None) is None and store.ip("66.66.66.66") is None  # type: ignore[arg-type]
+
+
+def test_ip_prefilter_answers_like_the_rows(tmp_path):
+    """The exact-IP prefilter (two bits of a byte slot per listed address) only ever says "maybe":
+    every listed address is found with its own row, and no unlisted one, among thousands that
+    pass it by chance or not."""
+    import random
+
+    rng = random.Random(8)
+    listed = {f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{n % 250 + 1}": n
+              for n in range(3000)}
+    listed.update({f"2001:db8:{n:x}::1": n for n in range(300)})
+    store = TrailStore.from_rows([(a, f"family {n} (test)", "(static)") for a, n in listed.items()], str(tmp_path))
+    assert store.ip_prefilter()[0] is not None
+    for address, n in listed.items():
+        assert store.ip(packed(address)) == Trail(f"family {n} (test)", "(static)")
+    unlisted = (f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                for _ in range(30000))
+    assert not [a for a in unlisted if a not in listed and store.ip(packed(a)) is not None]
 
 
 def test_ip_port_keys(store):
@@ -322,14 +342,14 @@ def test_keys_crowding_the_table_region_boundary(tmp_path):
 def test_more_ip_rows_than_the_in_memory_set_holds(tmp_path):
     from core.trails import view as store_module
 
-    count = store_module.IP_SET_CAP + 5000
+    count = store_module.IP_PREFILTER_CAP + 5000
     path = tmp_path / "trails.csv"
     with open(path, "w") as f:
         for i in range(count):
             f.write(f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.7,attacker {i % 3},(static)\n")
     store = TrailStore.open(str(path))
     try:
-        assert store._view.ipset is None  # the bloom path answers
+        assert store._view.ip_marks is None  # the bloom path answers
         assert len(store) == count
         for i in (0, 1, 65535, count - 1):
             ip = packed(f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.7")

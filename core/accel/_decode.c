@@ -18,14 +18,14 @@
  *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)
+ * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters]]) -> (records, skipped)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
- *   neither address can have an exact-IP or ip:port trail -- not in `ipset` (the store's frozenset
- *   of exact IP rows) and one of the two bits of its slot hash(addr) & (len - 1) in `port_marks`
- *   clear (the store's ip:port prefilter, core/trails/view.py), the same tests TrailStore.ip / ip_port start with; without an ipset no
- *   packet is clean. A record with i = -1 only
+ *   neither address can have an exact-IP or ip:port trail -- one of the two bits of its slot
+ *   hash(addr) & (len - 1) clear both in `ip_marks` (the store's exact-IP prefilter) and in
+ *   `port_marks` (its ip:port prefilter; core/trails/view.py), the same tests TrailStore.ip /
+ *   ip_port start with; without ip_marks no packet is clean. A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
  *   whole batch is scanned before any packet is handled, C stops skipping at the first returned
@@ -460,22 +460,37 @@ fill_port_mark_bits(void)
 #define FLAG_BULK 1
 #define FLAG_CLEAN 2
 
-/* 1 when `addr` can have no exact-IP row (not in ipset) and no ip:port row (its slot in the
- * port marks, one of its two bits, is clear) -- the two prefilters of TrailStore.ip and
- * TrailStore.ip_port; 0 when it may; -1 on a Python error. */
+/* 1 when `addr` can have no exact-IP row and no ip:port row (in both prefilters its slot, one of
+ * its two bits, is clear) -- the two prefilters of TrailStore.ip and TrailStore.ip_port; 0 when
+ * it may; -1 on a Python error. */
 static int
-ip_clean(PyObject *addr, PyObject *ipset, const Py_buffer *marks)
+ip_clean(PyObject *addr, const Py_buffer *ip_marks, const Py_buffer *port_marks)
 {
-    int in = PySet_Contains(ipset, addr);
-    if (in != 0)
-        return in < 0 ? -1 : 0;
     Py_hash_t h = PyObject_Hash(addr);
     if (h == -1)
         return -1;
     /* both bits of the slot's pair (core/trails/view.py PORT_MARK_BITS), picked by hash bits 32-37 */
     unsigned char pair = port_mark_bits[((unsigned long long)(long long)h >> 32) & 63];  /* Python's h >> 32 & 63 */
-    size_t slot = (size_t)h & (size_t)(marks->len - 1);
-    return (((const unsigned char *)marks->buf)[slot] & pair) != pair;
+    size_t slot = (size_t)h & (size_t)(ip_marks->len - 1);
+    if ((((const unsigned char *)ip_marks->buf)[slot] & pair) == pair)
+        return 0;
+    slot = (size_t)h & (size_t)(port_marks->len - 1);
+    return (((const unsigned char *)port_marks->buf)[slot] & pair) != pair;
+}
+
+/* The buffer of a prefilter's marks: a power-of-two sized byte buffer (0 when it is), else -1
+ * with ValueError. */
+static int
+marks_buffer(PyObject *obj, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (view->len < 1 || (view->len & (view->len - 1))) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "prefilter marks must be a power-of-two sized buffer");
+        return -1;
+    }
+    return 0;
 }
 
 /* Appends (sec, usec, i, d, flags), stealing the reference to d. `sec_obj` caches the int of the
@@ -513,8 +528,8 @@ append_record(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned
     return rc;
 }
 
-/* port_marks(addresses, width, marks): the ip:port prefilter of core/trails/view.py
- * (View._port_prefilter, its specification) for `addresses`, packed addresses of `width` bytes
+/* port_marks(addresses, width, marks): an address prefilter of core/trails/view.py (exact-IP or
+ * ip:port; port_marks_py, its specification) for `addresses`, packed addresses of `width` bytes
  * back to back: for each, the bit pair PORT_MARK_BITS[hash >> 32 & 63] is OR-ed into slot
  * hash & (len(marks) - 1), hash being Python's hash() of the address as bytes. */
 static PyObject *
@@ -567,11 +582,11 @@ skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned l
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *metaobj, *ipset = Py_None, *marksobj = Py_None, *counters = Py_None;
+    PyObject *bufobj, *metaobj, *ipobj = Py_None, *marksobj = Py_None, *counters = Py_None;
     int skip;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk|OOO", &bufobj, &metaobj, &skip, &last_sec, &ipset, &marksobj, &counters))
+    if (!PyArg_ParseTuple(args, "OOpk|OOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters))
         return NULL;
     if (counters != Py_None && !PyDict_CheckExact(counters)) {
         PyErr_SetString(PyExc_TypeError, "counters must be a dict");
@@ -581,27 +596,30 @@ decode_scan(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
         return NULL;
     }
-    Py_buffer marks = {0};
-    int use_ips = PyFrozenSet_Check(ipset) && marksobj != Py_None;
+    Py_buffer ip_marks = {0}, marks = {0};
+    int use_ips = ipobj != Py_None && marksobj != Py_None;
     if (use_ips) {
-        if (PyObject_GetBuffer(marksobj, &marks, PyBUF_SIMPLE) < 0)
+        if (marks_buffer(ipobj, &ip_marks) < 0)
             return NULL;
-        if (marks.len < 1 || (marks.len & (marks.len - 1))) {
-            PyBuffer_Release(&marks);
-            PyErr_SetString(PyExc_ValueError, "port marks must be a power-of-two sized buffer");
+        if (marks_buffer(marksobj, &marks) < 0) {
+            PyBuffer_Release(&ip_marks);
             return NULL;
         }
     }
     Py_buffer bview, mview;
     if (PyObject_GetBuffer(bufobj, &bview, PyBUF_SIMPLE) < 0) {
-        if (use_ips)
+        if (use_ips) {
+            PyBuffer_Release(&ip_marks);
             PyBuffer_Release(&marks);
+        }
         return NULL;
     }
     if (PyObject_GetBuffer(metaobj, &mview, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&bview);
-        if (use_ips)
+        if (use_ips) {
+            PyBuffer_Release(&ip_marks);
             PyBuffer_Release(&marks);
+        }
         return NULL;
     }
     PyObject *records = NULL;
@@ -657,9 +675,9 @@ decode_scan(PyObject *self, PyObject *args)
         }
         int clean = 0;
         if (d != NULL && d != Py_None && use_ips) {
-            clean = ip_clean(PyTuple_GET_ITEM(d, 2), ipset, &marks);
+            clean = ip_clean(PyTuple_GET_ITEM(d, 2), &ip_marks, &marks);
             if (clean > 0)
-                clean = ip_clean(PyTuple_GET_ITEM(d, 3), ipset, &marks);
+                clean = ip_clean(PyTuple_GET_ITEM(d, 3), &ip_marks, &marks);
             if (clean < 0) {
                 Py_DECREF(d);
                 d = NULL;
@@ -678,8 +696,10 @@ done:
     Py_XDECREF(sec_obj);
     PyBuffer_Release(&bview);
     PyBuffer_Release(&mview);
-    if (use_ips)
+    if (use_ips) {
+        PyBuffer_Release(&ip_marks);
         PyBuffer_Release(&marks);
+    }
     if (records == NULL)
         return NULL;
     return Py_BuildValue("(Nn)", records, skipped);
@@ -689,7 +709,7 @@ static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
     {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
-     "scan(buf, meta, skip, last_sec[, ipset, port_marks[, counters]]) -> (records, skipped)"},
+     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters]]) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -191,9 +191,9 @@ class Detector:
         assert self._scan is not None
         flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         plugins = self.plugins_wanted
-        ipset, port_marks = self.store.ip_prefilter()
+        ip_marks, port_marks = self.store.ip_prefilter()
         skipping = not plugins and not flights and not hellos and not pending
-        records, skipped = self._scan(buf, meta, skipping, self._sec, ipset, port_marks, self.decoder(1).counters)
+        records, skipped = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks, self.decoder(1).counters)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:

@@ -112,11 +112,11 @@ class TrailStore:
         """Bounded-structure counters of the current mapping (cache resets)."""
         return dict(self._view.counters)
 
-    def ip_prefilter(self) -> tuple[frozenset[bytes] | None, bytearray]:
-        """The current mapping's exact-IP set (None beyond IP_SET_CAP) and ip:port marks: the
-        first tests of `ip` and `ip_port`, which core/accel/_decode.c applies to whole batches."""
+    def ip_prefilter(self) -> tuple[bytearray | None, bytearray]:
+        """The current mapping's exact-IP marks (None beyond IP_PREFILTER_CAP) and ip:port marks:
+        the first tests of `ip` and `ip_port`, which core/accel/_decode.c applies to whole batches."""
         view = self._view
-        return view.ipset, view.port_marks
+        return view.ip_marks, view.port_marks
 
     # --- slower lookups ---------------------------------------------------------------------------
     def lookup_key(self, csv_key: str) -> Trail | None:

@@ -2,15 +2,15 @@
 
 Where it sits: core/trails/store.py installs one `View` per mapped index (core/trails/lifecycle.py
 maps it) and publishes its closures as the store's lookups. A miss is answered by a prefilter (the
-mapped BLOOM section, an in-memory set of the exact IP trails, an ip:port address bitmap); only after
-a prefilter says "maybe" is the hash table read with pread, behind small answer caches.
+mapped BLOOM section, or one of two in-memory address bitmaps: the addresses with exact IP rows and
+those with ip:port rows); only after a prefilter says "maybe" is the hash table read with pread,
+behind small answer caches.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import itertools
 import os
 import struct
 import zlib
@@ -22,7 +22,7 @@ from core.trails import index as ix
 from core.trails.lifecycle import Mapped
 from core.trails.regex import RegexTrails
 
-IP_SET_CAP = 1 << 17          # exact IP rows kept in an in-memory prefilter set (beyond: table only)
+IP_PREFILTER_CAP = 1 << 17    # addresses with exact IP rows in the in-memory prefilter (beyond: the bloom)
 PORT_PREFILTER_CAP = 1 << 18  # addresses with ip:port rows in the in-memory prefilter (<= 2 MiB of bits)
 RECENT_CAP = 4096             # answers (hits and bloom false positives) remembered per mapping
 MARKER_CAP = 8192             # URL marker answers (hosts, first path segments) remembered per mapping
@@ -30,7 +30,7 @@ RECENT_KEY_MAX = 256          # longer keys are not remembered (bounds the cache
 AGENT_CAP = 4096              # User-Agent answers remembered per mapping (TrailStore.user_agent)
 AGENT_MAX = 512               # longer User-Agents are looked up each time, not remembered (~2 MB bound)
 TRAIL_CACHE = 4096            # decoded (info, reference) pairs kept per mapping
-# The ip:port prefilter's bit pairs: entry i (picked by bits 32-37 of an address's hash()) is the
+# The address prefilters' bit pairs: entry i (picked by bits 32-37 of an address's hash()) is the
 # (i % 28)th pair of distinct bits of a byte, pairs in the order (0,1), (0,2) .. (0,7), (1,2) ..
 # (6,7). core/accel/_decode.c builds the same table.
 _BIT_PAIRS = tuple(1 << a | 1 << b for a in range(8) for b in range(a + 1, 8))
@@ -49,17 +49,18 @@ _MISSING = _Missing.MISSING
 
 
 def port_marks_py(addresses: bytes, width: int, marks: bytearray) -> None:
-    """Mark every packed address of `addresses` (`width` bytes each) in the ip:port prefilter:
-    the bit pair PORT_MARK_BITS[hash >> 32 & 63] in slot hash & (len(marks) - 1). The
-    specification of core/accel/_decode.c port_marks."""
+    """Mark every packed address of `addresses` (`width` bytes each) in an address prefilter (the
+    ip:port one, or the exact-IP one): the bit pair PORT_MARK_BITS[hash >> 32 & 63] in slot
+    hash & (len(marks) - 1). The specification of core/accel/_decode.c port_marks."""
     mask, pairs = len(marks) - 1, PORT_MARK_BITS
     for x in map(hash, (addresses[i:i + width] for i in range(0, len(addresses), width))):  # no big temporaries
         marks[x & mask] |= pairs[x >> 32 & 63]
 
 
 def port_marked(marks: bytes | bytearray, packed: bytes) -> bool:
-    """Whether the ip:port prefilter `marks` lets `packed` through (both bits of its pair are set
-    in its slot): the test `ip_port` inlines and core/accel/_decode.c applies to whole batches."""
+    """Whether an address prefilter `marks` lets `packed` through (both bits of its pair are set
+    in its slot): the test `ip` and `ip_port` inline and core/accel/_decode.c applies to whole
+    batches."""
     x = hash(packed)
     bits = PORT_MARK_BITS[x >> 32 & 63]
     return marks[x & (len(marks) - 1)] & bits == bits
@@ -99,28 +100,27 @@ class View:
             return Trail(info, mm[pos + 2:pos + 2 + m].decode("utf-8", "replace"))
 
         self.trail_of = trail_of
-        (off4, len4), (off6, len6) = sections[ix.IP4], sections[ix.IP6]
-        self.ipset: frozenset[bytes] | None = None
-        if len4 // 4 + len6 // 16 <= IP_SET_CAP:
-            blob4, blob6 = mm[off4:off4 + len4], mm[off6:off6 + len6]
-            self.ipset = frozenset(itertools.chain((blob4[i:i + 4] for i in range(0, len4, 4)),
-                                                   (blob6[i:i + 16] for i in range(0, len6, 16))))
-        self.port_marks = self._port_prefilter()
+        # None: more exact IP rows than IP_PREFILTER_CAP, the bloom answers their misses
+        self.ip_marks = self._address_marks(ix.IP4, ix.IP6, IP_PREFILTER_CAP)
+        port_marks = self._address_marks(ix.PORT_IP4, ix.PORT_IP6, PORT_PREFILTER_CAP)
+        # no ip:port prefilter beyond its cap: every address passes to the bloom and table
+        self.port_marks = port_marks if port_marks is not None else bytearray(b"\xff")
         self.counters = {"recent_cache_resets": 0, "marker_cache_resets": 0, "agent_cache_resets": 0}
         self.markers: dict[str, bool] = {}  # URL marker -> present (bounded by MARKER_CAP)
         self.agents: dict[str, Trail | None] = {}  # User-Agent -> its trail (bounded by AGENT_CAP)
         self._make_lookups()
 
-    def _port_prefilter(self) -> bytearray:
-        """One byte per slot, indexed by hash(packed IP) & mask; every address that has an ip:port
-        row sets two of its slot's 8 bits, chosen by the hash's bits from 32 on (`port_mark`). 8+
-        slots per address: about 0.05% false hits, so a busy address (a monitored host) almost
-        never pays the bloom and table. hash() of a bytes object is cached in it, so detect's
-        following ip() call on the same address pays nothing."""
-        (off4, len4), (off6, len6) = self.header.sections[ix.PORT_IP4], self.header.sections[ix.PORT_IP6]
+    def _address_marks(self, section4: int, section6: int, cap: int) -> bytearray | None:
+        """The prefilter of the packed addresses in two sections (IPv4, IPv6), None beyond `cap`
+        addresses: one byte per slot, indexed by hash(packed IP) & mask; every address sets two
+        of its slot's 8 bits, chosen by the hash's bits from 32 on (`port_marked`). 8+ slots per
+        address: about 0.05% false hits, so a busy address (a monitored host) almost never pays
+        the bloom and table, in 8 bytes an address (a set of the addresses took ~110). hash() of
+        a bytes object is cached in it, so the next test of the same address pays nothing."""
+        (off4, len4), (off6, len6) = self.header.sections[section4], self.header.sections[section6]
         count = len4 // 4 + len6 // 16
-        if count > PORT_PREFILTER_CAP:
-            return bytearray(b"\xff")  # no prefilter: every address passes to the bloom and table
+        if count > cap:
+            return None
         size = 1 << 12
         while size < 8 * count:
             size <<= 1
@@ -142,7 +142,7 @@ class View:
         unpack_record = ix.RECORD_HEAD.unpack_from
         crc32 = zlib.crc32
         trail_of = self.trail_of
-        ipset = self.ipset
+        ip_marks = self.ip_marks
         bloom_off, bloom_shift = header.sections[ix.BLOOM][0], ix.bloom_shift(header.table_bits)
         mix = ix.BLOOM_MIX
         fd, pread, iter_slots = self.file.fileno(), os.pread, ix.SLOT.iter_unpack
@@ -200,26 +200,29 @@ class View:
                 return None
             return lookup(kb, crc32(kb))
 
-        members = ipset if ipset is not None else frozenset()
+        ip_mark_bits = ip_marks if ip_marks is not None else bytearray(1)
+        ip_mask = len(ip_mark_bits) - 1
 
-        def ip_in_set(packed: bytes) -> Trail | None:
+        def ip_in_marks(packed: bytes) -> Trail | None:
             try:
-                if packed not in members:
+                x = hash(packed)  # port_marked(), inlined
+                bits = mark_bits[x >> 32 & 63]
+                if ip_mark_bits[x & ip_mask] & bits != bits:
                     return None
+                kb = b"\xff" + packed
             except TypeError:
                 return None
-            kb = b"\xff" + packed
             return probe(kb, crc32(kb))
 
         def ip_in_bloom(packed: bytes) -> Trail | None:
-            """More exact IP rows than IP_SET_CAP: no in-memory set, the bloom answers misses."""
+            """More exact IP rows than IP_PREFILTER_CAP: no in-memory prefilter, the bloom answers misses."""
             try:
                 kb = b"\xff" + packed
             except TypeError:
                 return None
             return lookup(kb, crc32(kb))
 
-        ip = ip_in_set if ipset is not None else ip_in_bloom
+        ip = ip_in_marks if ip_marks is not None else ip_in_bloom
 
         def ip_port(packed: bytes, port: int) -> Trail | None:
             try:
