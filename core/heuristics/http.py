@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from sys import intern
 from urllib.parse import unquote, unquote_plus
 
 from core.addr import ip_packed, ip_text, is_local
@@ -79,7 +80,8 @@ class HttpHeuristics:
         host = (request.host or "").lower()
 
         if self.use_web_scan and path[:1] == "/":
-            segment = path[1:].split("/", 1)[0].split("?", 1)[0]
+            # one string per distinct segment, however many client/server keys hold it
+            segment = intern(path[1:].split("/", 1)[0].split("?", 1)[0])
             if self.web.observe(d.src + d.dst, segment, sec):
                 if not (is_local(d.src) and is_local(d.dst)) and not self._listed(d.src):
                     self._alert(sec, usec, d, request, TrailType.PATH, "*", "potential web scanning")
