@@ -24,9 +24,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from test_update_feedserver import FeedServer  # noqa: E402
+from tests.kit.feedserver import FeedServer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_trails import generate_gz  # noqa: E402  (the one generator of a same-shape trail set)

@@ -6,19 +6,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer  # noqa: E402
-
-from core.update.datasets import DATASETS, refresh_lists  # noqa: E402
-from core.update.feeds import FeedContext  # noqa: E402
-from core.update.geo import write_table  # noqa: E402
-from core.update.orchestrate import DATA_DIR  # noqa: E402
-from tests.kit.server import Server  # noqa: E402
+from core.update.datasets import DATASETS, refresh_lists
+from core.update.feeds import FeedContext
+from core.update.geo import write_table
+from core.update.orchestrate import DATA_DIR
+from tests.kit.feedserver import FeedServer
+from tests.kit.server import Server
 
 LISTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "lists")
 FILES = {"list-ipcat": os.path.join(LISTS, "datacenters.csv"), "list-worst_asns": os.path.join(LISTS, "worst_asns.txt")}

@@ -5,18 +5,14 @@ sensor using the fetched entries next to the bundled ones."""
 from __future__ import annotations
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer  # noqa: E402
-
-from core.config import build_config  # noqa: E402
-from core.trails.whitelist import Whitelist  # noqa: E402
-from core.update.orchestrate import DATA_DIR, update  # noqa: E402
-from core.update.publish import list_path  # noqa: E402
-from tests.kit import T0, SensorKit  # noqa: E402
-from tests.kit import pcapgen as g  # noqa: E402
+from core.config import build_config
+from core.trails.whitelist import Whitelist
+from core.update.orchestrate import DATA_DIR, update
+from core.update.publish import list_path
+from tests.kit import T0, SensorKit
+from tests.kit import pcapgen as g
+from tests.kit.feedserver import FeedServer
 
 LISTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "lists")
 FILES = {"list-ua": os.path.join(LISTS, "ua.txt"), "list-whitelist": os.path.join(LISTS, "whitelist.txt")}

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer, sample_path  # noqa: E402
-
-from core.update.feedrun import discover_feeds  # noqa: E402
-from core.update.feeds import (  # noqa: E402
+from core.update.feedrun import discover_feeds
+from core.update.feeds import (
     FeedContext,
     FeedError,
     domains_in_lines,
@@ -23,6 +17,7 @@ from core.update.feeds import (  # noqa: E402
     strip_scheme,
     urls_in_lines,
 )
+from tests.kit.feedserver import FeedServer, sample_path
 
 FEEDS = discover_feeds()
 KEYS = {"ABUSEIPDB_API_KEY": "test-abuseipdb", "OTX_API_KEY": "test-otx", "PHISHTANK_API_KEY": "test-phishtank"}

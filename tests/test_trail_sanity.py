@@ -13,14 +13,11 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer  # noqa: E402
-
-from core.config import ROOT_DIR, build_config  # noqa: E402
-from core.update.canary import CANARY_NAME, Canaries, canary_hits, parse_top_list  # noqa: E402
-from core.update.orchestrate import update  # noqa: E402
-from core.update.publish import health_path  # noqa: E402
+from core.config import ROOT_DIR, build_config
+from core.update.canary import CANARY_NAME, Canaries, canary_hits, parse_top_list
+from core.update.orchestrate import update
+from core.update.publish import health_path
+from tests.kit.feedserver import FeedServer
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "lists", "majestic_million.csv")
 GREEDY_REGEX = r"g[a-z]{5}\.com"  # meant for look-alikes, fires on github.com and google.com

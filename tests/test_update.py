@@ -13,16 +13,13 @@ import threading
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer  # noqa: E402
-
-from core.config import ROOT_DIR, build_config  # noqa: E402
-from core.update.feedrun import discover_feeds  # noqa: E402
-from core.update.merge import MergeStats, Ranges, TrailMerger, normalise_key  # noqa: E402
-from core.update.orchestrate import DATA_DIR, update  # noqa: E402
-from core.update.publish import health_path  # noqa: E402
-from core.update.sanity import TrailRules  # noqa: E402
+from core.config import ROOT_DIR, build_config
+from core.update.feedrun import discover_feeds
+from core.update.merge import MergeStats, Ranges, TrailMerger, normalise_key
+from core.update.orchestrate import DATA_DIR, update
+from core.update.publish import health_path
+from core.update.sanity import TrailRules
+from tests.kit.feedserver import FeedServer
 
 BROKEN = {"greensnow": "timeout", "openphish": "html", "binarydefense": "empty"}
 KEYS = {"ABUSEIPDB_API_KEY": "k1", "OTX_API_KEY": "k2", "PHISHTANK_API_KEY": "k3"}

@@ -5,20 +5,15 @@ published, a cut or half-served source does not shrink the set, and a ratchet of
 from __future__ import annotations
 
 import csv
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_update_feedserver import FeedServer  # noqa: E402
-
-from core.config import build_config  # noqa: E402
-from core.trails.store import TrailStore  # noqa: E402
-from core.update.feedrun import FeedCache, FeedStatus, keep_good_copy  # noqa: E402
-from core.update.orchestrate import DATA_DIR, UpdateStatus, update  # noqa: E402
-from core.update.sanity import TrailRules  # noqa: E402
+from core.config import build_config
+from core.trails.store import TrailStore
+from core.update.feedrun import FeedCache, FeedStatus, keep_good_copy
+from core.update.orchestrate import DATA_DIR, UpdateStatus, update
+from core.update.sanity import TrailRules
+from tests.kit.feedserver import FeedServer
 
 POISON = ["com", "*", ".", "0.0.0.0/0", "10.0.0.0/8", "1.0.0.0/8", "<script>alert(1)</script>", "evil\x00.com", "co.uk",
           ".*", "[a-z]+", "127.0.0.1", "::1", "fe80::1", "224.0.0.1", "a..b.com", "-bad-.com", "/",

@@ -1,5 +1,7 @@
 """A local HTTP server that answers for every feed with its saved sample (tests and bench/bench_update.py).
 
+Where it sits: test kit, beside the other harnesses of tests/kit; tests/test_kit_feedserver.py tests it.
+
 Feeds are fetched through `FeedContext.base_url`, so a request arrives as
 `/<feed name>/<quoted original URL>`; the server answers with `tests/data/feeds/<feed>.*` (gzip
 encoded when the client accepts it) or misbehaves on purpose for the feeds named in `behaviours`:
@@ -20,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "feeds")
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "feeds")
 HTML_ERROR = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
               b"<body><h1>Bad Gateway</h1><p>The proxy received an invalid response. 1.2.3.4</p></body></html>\n")
 
@@ -126,14 +128,3 @@ class FeedServer:
         if "gzip" in handler.headers.get("Accept-Encoding", ""):
             return self._send(handler, 200, gzip.compress(body, 1), encoding="gzip")
         return self._send(handler, 200, body)
-
-
-def test_server_serves_samples_gzip_encoded() -> None:
-    import requests
-
-    with FeedServer() as server:
-        response = requests.get(f"{server.base_url}/ciarmy/x", timeout=5)
-        assert response.headers["Content-Encoding"] == "gzip"
-        with open(sample_path("ciarmy") or "", "rb") as handle:
-            assert response.content == handle.read()
-        assert requests.get(f"{server.base_url}/no-such-feed/x", timeout=5).status_code == 404
