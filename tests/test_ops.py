@@ -164,3 +164,26 @@ def test_reloader_swaps_and_refuses(tmp_path):
     swapped, message = reloader.reload()
     assert not swapped and "refused" in message and len(reloader.store) == 12
     assert reloader.rejected == 1
+
+
+def test_update_arguments_for_the_reload_child_and_the_printed_command(tmp_path):
+    """One rule for the update's arguments: the reload's child and the command printed for the
+    operator both name a non-default configuration (a path with a space, quoted where printed),
+    neither names the default one, and the update's own CLI accepts them."""
+    import shlex
+
+    from core.config import DEFAULT_CONFIG_FILE, ROOT_DIR, load_config
+    from core.update.firstrun import update_args, update_command
+
+    folder = tmp_path / "my conf"
+    folder.mkdir()
+    conf = folder / "maltrail.conf"
+    conf.write_text(f"TRAILS_FILE {tmp_path / 'trails.csv'}\n")
+    config = load_config(str(conf))
+    assert update_args(config) == ["-m", "core.update", "-c", str(conf)]
+    assert update_args(config, offline=True)[-1] == "--offline"
+    assert update_command(config) == f"cd {shlex.quote(ROOT_DIR)} && sudo python3 -m core.update -c '{conf}'"
+    assert update_args(load_config(DEFAULT_CONFIG_FILE)) == ["-m", "core.update"]
+    proc = subprocess.run([sys.executable, *update_args(config), "--list-feeds"], cwd=ROOT_DIR,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "abuseipdb" in proc.stdout, proc.stderr

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from core.config import ROOT_DIR, Config
 from core.detect.detector import Detector
 from core.trails.store import TrailStore
+from core.update.firstrun import update_args
 from core.update.publish import size_refusal
 
 
@@ -61,19 +62,12 @@ def swap_store(pipeline: Detector, store: TrailStore) -> None:
     pipeline.swap_store(store)
 
 
-def update_command(config: Config) -> list[str]:
-    """The trail update as a child process (keeps the feed parsers' memory out of the sensor)."""
-    command = [sys.executable, "-m", "core.update"]
-    if config.source:
-        command += ["-c", config.source]
-    return command
-
-
 def run_update(config: Config, timeout: float = 3600) -> tuple[bool, str]:
     started = time.monotonic()
     try:
-        proc = subprocess.run(update_command(config), capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT_DIR)
+        # a child process: the feed parsers' memory never joins the sensor's
+        proc = subprocess.run([sys.executable, *update_args(config)], capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT_DIR)
     except (OSError, subprocess.TimeoutExpired) as ex:
         return False, f"trail update failed: {ex}"
     took = time.monotonic() - started

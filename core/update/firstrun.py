@@ -13,6 +13,7 @@ build leaves no trails, with the exact command to run by hand (`update_command`)
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,10 +29,18 @@ class FirstRunError(Exception):
     """The first-start build left no trails; the message names the command to run."""
 
 
+def update_args(config: Config, offline: bool = False) -> list[str]:
+    """The trail update's arguments after the interpreter, for this configuration: what the
+    sensor's reload runs as a child (core/ops/reload.py) and what `update_command` shows."""
+    args = ["-m", "core.update"]
+    if config.source and config.source != DEFAULT_CONFIG_FILE:
+        args += ["-c", config.source]
+    return args + (["--offline"] if offline else [])
+
+
 def update_command(config: Config, offline: bool = False) -> str:
     """The exact command that builds this configuration's trails by hand."""
-    conf = f" -c {config.source}" if config.source and config.source != DEFAULT_CONFIG_FILE else ""
-    return f"cd {ROOT_DIR} && sudo python3 -m core.update{conf}" + (" --offline" if offline else "")
+    return f"cd {shlex.quote(ROOT_DIR)} && sudo python3 {shlex.join(update_args(config, offline))}"
 
 
 def build_missing_trails(config: Config, *, offline: bool, say: Printer) -> int | None:
