@@ -185,7 +185,8 @@ def test_killed_clickhouse_loses_nothing(tmp_path):
     is there once, in the order the spool kept, and the spool is empty."""
     ch = ClickHouseServer().start()
     try:
-        srv = Server(str(tmp_path), extra=f"EVENT_STORE {ch.url('fault')}\n")
+        srv = Server(str(tmp_path), extra=f"EVENT_STORE {ch.url('fault')}\nFAIL2BAN_REGEX attacker\n"
+                                          "FAIL2BAN_ALLOWLIST 127.0.0.1\n")
         base = time.time() - 100
         lines = lines_for(20000, base, seed=5)
         with srv:
@@ -205,6 +206,8 @@ def test_killed_clickhouse_loses_nothing(tmp_path):
             time.sleep(2.5)                 # inserts fail meanwhile; the events wait in the journal
             journal = os.path.join(srv.log_dir, "clickhouse-spool")
             assert JournalReader(journal).pending(), "nothing waits in the journal"
+            status, body = srv.get("/fail2ban")  # today's lines are in ClickHouse alone: no answer, not an empty one
+            assert status == 503 and b"event store" in body
             ch.start()
             wait_for(lambda: count(ch, "fault") == len(lines), timeout=90, what="every event after the restart")
             wait_for(lambda: not JournalReader(journal).pending(), what="the journal sent")
@@ -305,6 +308,12 @@ def expected(events: list[dict], user: str, first: datetime.date) -> dict:
     return out
 
 
+# the block lists of both the ClickHouse-only servers and their day-file twin
+LISTS = ("FAIL2BAN_REGEX known attacker|SECRET\nFAIL2BAN_ALLOWLIST 127.0.0.1\n"
+         "BLACKLIST\n    trail ~ evil and src_ip !~ ^10\\.2\\.\n    dst_ip ~ ^203\\.\n"
+         "BLACKLIST_SECRET\n    filter ~ SECRET\n")
+
+
 @pytest.fixture(scope="module")
 def summary_env(ch, tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("summary"))
@@ -312,7 +321,7 @@ def summary_env(ch, tmp_path_factory):
     days = [today - datetime.timedelta(days=1), today]
     events = make_events(days[0], 700, 1) + make_events(days[1], 900, 2)
     users = [f"{name}:{sha(pw)}:{uid}:{scope}" for name, (pw, uid, scope) in USERS.items()]
-    servers = [Server(os.path.join(tmp, name), users=users, extra=f"EVENT_STORE {ch.url('summary')}\n")
+    servers = [Server(os.path.join(tmp, name), users=users, extra=f"EVENT_STORE {ch.url('summary')}\n{LISTS}")
                for name in ("a", "b")]
     for srv in servers:
         srv.start()
@@ -554,7 +563,7 @@ def files_twin(summary_env, tmp_path_factory):
     """A day-file server holding the summary events, with the same users: the reference answers."""
     _, _, events, days = summary_env
     users = [f"{name}:{sha(pw)}:{uid}:{scope}" for name, (pw, uid, scope) in USERS.items()]
-    srv = Server(str(tmp_path_factory.mktemp("twin")), users=users, udp=False)
+    srv = Server(str(tmp_path_factory.mktemp("twin")), users=users, udp=False, extra=LISTS)
     for day in days:
         srv.write_events([e["line"] for e in sorted(events, key=lambda e: e["time"]) if e["time"][:10] == day.isoformat()],
                          time.mktime(day.timetuple()) + 43200)
@@ -583,3 +592,21 @@ def test_hunt_and_geo_without_day_files_answer_as_day_files_do(summary_env, file
     for day in days:
         assert json.loads(get(servers[1], cookies[1][user], "/geo", date=day.isoformat())[1]) == json.loads(
             get(twin, twin_cookies[user], "/geo", date=day.isoformat())[1])
+
+
+@pytest.mark.parametrize("user", [None, *USERS])
+def test_block_lists_without_day_files_answer_as_day_files_do(summary_env, files_twin, user):
+    """EVENT_STORE names ClickHouse alone: /fail2ban and /blacklist[/NAME] read today's events from
+    it and give what the day files give, for an allow-listed caller and for each user's view."""
+    servers, cookies, _, _ = summary_env
+    twin, twin_cookies = files_twin
+    cookie, twin_cookie = (cookies[1][user], twin_cookies[user]) if user else (None, None)
+    for path in ("/fail2ban", "/blacklist", "/blacklist/secret"):
+        if user and path == "/fail2ban":
+            continue  # not a session route: the allow list decides
+        status, body = servers[1].get(path, cookie=cookie)
+        want_status, want = twin.get(path, cookie=twin_cookie)
+        assert status == want_status == 200, (path, body)
+        assert body.decode().splitlines() == want.decode().splitlines(), path
+        if user is None or not USERS[user][2]:
+            assert want, path  # the lists are not empty: the comparison can fail

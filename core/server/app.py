@@ -189,7 +189,10 @@ class ServerApp:
         self.event_store = parse_event_store(self.config.EVENT_STORE, self.config.CLICKHOUSE_CLUSTER)
         if self.event_store.clickhouse is not None:
             self.clickhouse = ClickHouse(self.event_store.clickhouse)
-            self.api.routes.update(Threats(self.config, self.clickhouse, self.event_store.files).routes())
+            threats = Threats(self.config, self.clickhouse, self.event_store.files)
+            self.api.routes.update(threats.routes())
+            if not self.event_store.files:
+                self.api.lists.day_lines = threats.day_lines  # /fail2ban and /blacklist read ClickHouse
 
     @property
     def port(self) -> int:

@@ -1,7 +1,8 @@
 """Block lists for firewalls: /fail2ban and /blacklist[/<NAME>], with allow lists and cleared.txt.
 
-Where it sits: called by api.py's route table. Both endpoints read **today's** day file and answer
-a newline list of source addresses, one per line, first-seen order, no duplicates:
+Where it sits: called by api.py's route table. Both endpoints read **today's** stored lines (the day
+file; ClickHouse when EVENT_STORE names it alone: `day_lines`, set by app.py from threats.py) and
+answer a newline list of source addresses, one per line, first-seen order, no duplicates:
 - /fail2ban: lines matching FAIL2BAN_REGEX (case-insensitive); only callers inside
   FAIL2BAN_ALLOWLIST (IPv4 or IPv6 CIDRs); everyone else gets 404.
 - /blacklist[/NAME]: lines matching any rule of BLACKLIST[_NAME]; a logged-in session (rules see
@@ -20,7 +21,7 @@ import ipaddress
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from core.config import Config, ConfigError
@@ -34,6 +35,7 @@ FIELDS = {"src_ip": 2, "src_port": 3, "dst_ip": 4, "dst_port": 5, "protocol": 6,
           "type": 7, "trail": 8}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Rule = list[tuple[str, bool, "re.Pattern[str]"]]
+DayLines = Callable[[datetime.date], Iterable[bytes]]  # a day's stored lines, in stored order
 
 
 def parse_allowlist(key: str, raw: str | None) -> list[Network] | None:
@@ -105,6 +107,10 @@ class Lists:
         self.rules = {name.upper(): parse_rules(name, lines) for name, lines in config.blacklists.items()}
         self.cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
         self.lock = threading.Lock()
+        self.day_lines: DayLines = self._day_file_lines
+
+    def _day_file_lines(self, day: datetime.date) -> Iterable[bytes]:
+        return iter_lines(self.storage.segments([day]))
 
     def _cached(self, key: tuple[Any, ...]) -> bytes | None:
         with self.lock:
@@ -125,7 +131,7 @@ class Lists:
         if marks:
             default_mark = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.storage.cleared_mtime()))
         seen: dict[str, None] = {}
-        for stored in iter_lines(self.storage.segments([datetime.date.today()])):
+        for stored in self.day_lines(datetime.date.today()):
             line = visible_line(stored, session) if session is not None else stored
             parsed = parse_line(line.decode("utf-8", "replace")) if line is not None else None
             if line is None or parsed is None or parsed.src_ip in seen:

@@ -205,6 +205,18 @@ class Threats:
             yield b"".join(out)
         return Response(200, body(), "text/plain; charset=utf-8")
 
+    def day_lines(self, day: datetime.date) -> Iterator[bytes]:
+        """Every stored line of a day, once, oldest first: what /fail2ban and /blacklist read
+        (lists.py `day_lines`) when there are no day files. Unscoped: the lists apply each
+        caller's view themselves. ClickHouse unreachable: 503, as the other routes answer."""
+        sql = bind(f"SELECT any(line) FROM {self.client.target.table} WHERE day = {{day}}"
+                   " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", day=day)
+        try:
+            yield from stored_rows(self.client.stream(sql))
+        except StoreError as ex:
+            print(f"maltrail: event store: {ex}", file=sys.stderr, flush=True)
+            raise HttpError(503, f"event store: {ex}") from None
+
     def counts(self, request: Request, session: Session | None) -> Response:
         """/counts without day files: distinct events per day the session sees (`from`/`to` as
         the files' /counts; the last 366 days by default)."""
