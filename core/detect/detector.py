@@ -34,13 +34,12 @@ from core.detect.urls import UrlChecker
 from core.events import EventSink
 from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
+from core.heuristics.scan import SCAN_FLAGS, SYN  # the scan rule's flag combinations (never ACK)
 from core.protocols import dns, fingerprints, heads, http, quic, tls
 from core.trails.store import Trail, TrailStore
 from core.trails.whitelist import Whitelist
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
-SYN = 0x02
-SCAN_FLAGS = frozenset((0x02, 0x00, 0x01, 0x29))  # SYN, NULL, FIN, XMAS (never ACK)
 ECHO_REQUEST = {ICMP: 8, ICMPV6: 128}
 PROTO_NAMES = {
     TCP: "TCP", UDP: "UDP", ICMP: "ICMP", ICMPV6: "ICMPv6", 2: "IGMP", 4: "IPIP", 41: "IPv6", 47: "GRE",

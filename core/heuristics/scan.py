@@ -32,7 +32,9 @@ from core.trails.whitelist import Whitelist
 
 REFERENCE = "(heuristic)"
 INFECTION_PORTS = frozenset((135, 139, 445, 1433, 3389, 6379, 6892, 6893, 6901))
-SCAN_FLAGS = frozenset((0x02, 0x00, 0x01, 0x29))  # SYN, NULL, FIN, XMAS (FIN|PSH|URG)
+# SYN, NULL, FIN, XMAS (FIN|PSH|URG), never ACK: also what detect.py hands the scan hook and what
+# its compiled pre-dispatch never skips as bulk
+SCAN_FLAGS = frozenset((0x02, 0x00, 0x01, 0x29))
 SYN = 0x02
 SCAN_TRACK_PER_KEY = 1024
 SCAN_MAX_KEYS = 50000
