@@ -200,14 +200,14 @@ class View:
                 return None
             return lookup(kb, crc32(kb))
 
-        ip_mark_bits = ip_marks if ip_marks is not None else bytearray(1)
-        ip_mask = len(ip_mark_bits) - 1
+        ip_table = ip_marks if ip_marks is not None else bytearray(1)  # unused when None: ip_in_bloom
+        ip_mask = len(ip_table) - 1
 
         def ip_in_marks(packed: bytes) -> Trail | None:
             try:
                 x = hash(packed)  # port_marked(), inlined
                 bits = mark_bits[x >> 32 & 63]
-                if ip_mark_bits[x & ip_mask] & bits != bits:
+                if ip_table[x & ip_mask] & bits != bits:
                     return None
                 kb = b"\xff" + packed
             except TypeError:
