@@ -105,6 +105,13 @@ class Threats:
             print(f"maltrail: event store: {ex}", file=sys.stderr, flush=True)
             raise HttpError(503, f"event store: {ex}") from None
 
+    def _lines_sql(self, where: str, params: dict[str, SqlValue], limit: str = "") -> str:
+        """The statement reading the stored line of every event matching `where` (its `{name}`
+        placeholders bound from params) once, oldest first: the copies of an event (one per
+        server that received it) share its eid. `limit`: e.g. " LIMIT {cap}"."""
+        return bind(f"SELECT any(line) FROM {self.client.target.table} WHERE {where}"
+                    f" GROUP BY eid ORDER BY min(time), any(line){limit} FORMAT TabSeparated", **params)
+
     def _where(self, session: Session, params: dict[str, SqlValue]) -> str:
         params["mask"] = 1 if session.mask_custom else 0
         return "day >= {first} AND day <= {last} AND " + scope_condition(session.scope, params)
@@ -172,11 +179,8 @@ class Threats:
             fields[name] = value
         params: dict[str, SqlValue] = {"first": first, "last": last, "cap": MAX_THREAT_EVENTS, **fields}
         where = self._where(session, params)
-        sql = bind(
-            f"SELECT any(line) FROM {self.client.target.table} WHERE " + where +
-            " AND type = {type} AND trail = {trail} AND reference = {reference}"
-            " AND if({mask} AND custom = 1, '-', info) = {info}"
-            " GROUP BY eid ORDER BY min(time), any(line) LIMIT {cap} FORMAT TabSeparated", **params)
+        sql = self._lines_sql(where + " AND type = {type} AND trail = {trail} AND reference = {reference}"
+                              " AND if({mask} AND custom = 1, '-', info) = {info}", params, " LIMIT {cap}")
         return Response(200, b"".join(visible_rows([self._run(sql)], session)), "text/plain; charset=utf-8")
 
     def events(self, request: Request, session: Session | None) -> Response:
@@ -185,8 +189,7 @@ class Threats:
         first, last = self._days(request)
         params: dict[str, SqlValue] = {"first": first, "last": last}
         where = self._where(session, params)
-        sql = bind(f"SELECT any(line) FROM {self.client.target.table} WHERE " + where +
-                   " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", **params)
+        sql = self._lines_sql(where, params)
         try:
             chunks = self.client.stream(sql)
             head = next(chunks, b"")
@@ -209,8 +212,7 @@ class Threats:
         """Every stored line of a day, once, oldest first: what /fail2ban and /blacklist read
         (lists.py `day_lines`) when there are no day files. Unscoped: the lists apply each
         caller's view themselves. ClickHouse unreachable: 503, as the other routes answer."""
-        sql = bind(f"SELECT any(line) FROM {self.client.target.table} WHERE day = {{day}}"
-                   " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", day=day)
+        sql = self._lines_sql("day = {day}", {"day": day})
         try:
             yield from stored_rows(self.client.stream(sql))
         except StoreError as ex:
@@ -253,11 +255,9 @@ class Threats:
         else:
             params["q"] = spec.text
             match = "(positionCaseInsensitive(line, {q}) > 0 OR ({mask} AND custom = 1))"
-        table = self.client.target.table
 
         def lines_of(day: datetime.date) -> Iterator[bytes]:
-            sql = bind(f"SELECT any(line) FROM {table} WHERE day = {{day}} AND {scope} AND {match}"
-                       " GROUP BY eid ORDER BY min(time), any(line) FORMAT TabSeparated", day=day, **params)
+            sql = self._lines_sql(f"day = {{day}} AND {scope} AND {match}", {**params, "day": day})
             yield from stored_rows(self.client.stream(sql))
         try:
             answer = run_hunt(spec, ((day, lines_of(day)) for day in days), session, len(days),
