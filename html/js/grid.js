@@ -121,8 +121,8 @@ export class Grid {
 
   setSort(sort, dir) { this.sort = sort; this.dir = dir; this.renderHead(); }
 
-  /** New view: count rows; keep the scroll position unless `reset`. */
-  /** A new view of `count` rows; `reset`: back to the top; `refit`: columns sized afresh to its rows. */
+  /** A new view of `count` rows, the scroll position kept; `reset`: back to the top; `refit`:
+   *  columns sized afresh to its rows. */
   setCount(count, reset, refit = false) {
     this.count = count;
     this.reqSeq++;                  // rows asked for under the previous view are not painted
