@@ -12,6 +12,7 @@ prints a second pass over the same packets (every cache warm).
 
     .venv/bin/python bench/profile_sensor.py [--trails ../shared/bench/trails.csv.gz] [--packets 300000]
     .venv/bin/python bench/profile_sensor.py --profile http --top 25    # cProfile of one class
+    .venv/bin/python bench/profile_sensor.py --only dns --passes 2      # one class, no cProfile
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=300_000)
     parser.add_argument("--passes", type=int, default=1, help="replays of each class per sensor (2: warm caches)")
     parser.add_argument("--profile", metavar="CLASS", help="cProfile one class (tls, syn, dns, http, icmp, mdns, mixed)")
+    parser.add_argument("--only", metavar="CLASS", help="replay only this class (no cProfile)")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
     args = parser.parse_args()
 
@@ -74,7 +76,7 @@ def main() -> None:
         store = TrailStore.open(trails)
         t0 = 1_700_000_000.0
         for kind, frames in classes.items():
-            if args.profile and kind != args.profile:
+            if (args.profile or args.only) and kind not in (args.profile, args.only):
                 continue
             path = os.path.join(work, f"{kind}.pcap")
             traffic.write_pcap(path, [(t0 + i * 1e-4, f) for i, f in enumerate(frames)])

@@ -50,6 +50,18 @@ def test_domain_suffix_matches_on_label_boundaries_only():
     assert not whitelist.domain("")
 
 
+def test_listed_suffix_is_domain_for_names_in_their_form():
+    """listed_suffix (the domain check's form: lower case, no trailing dot, not an address)
+    answers what domain answers, on every label boundary."""
+    whitelist = Whitelist.from_entries(["google.com", "a.b.example.org", "net"])
+    labels = ["google", "com", "a", "b", "example", "org", "net", "x", "xgoogle"]
+    names = [".".join(labels[(i * 7 + j * 3) % len(labels)] for j in range(1 + i % 5)) for i in range(400)]
+    for name in names + ["google.com", "z.google.com", "b.example.org", "q.a.b.example.org", "evil.net"]:
+        assert whitelist.listed_suffix(name) == whitelist.domain(name), name
+    assert whitelist.listed_suffix("z.google.com") and not whitelist.listed_suffix("b.example.org")
+    assert not Whitelist.from_entries([]).listed_suffix("google.com")
+
+
 def test_addresses_never_domain_match():
     whitelist = Whitelist.from_entries(["8.8.8.8", "10.0.0.0/8"])
     assert not whitelist.domain("8.8.8.8")

@@ -9,7 +9,7 @@ modules were built. `tools/build_accel.py` (run by setup.sh and the Dockerfile) 
     _decode   batch pre-dispatch: Ethernet/IPv4/IPv6 fast-path decoding and the bulk-TCP skip
     _http     HTTP/1.x request-head parser (core.protocols.http.parse_request)
     _dns      DNS message parser (core.protocols.dns.parse)
-    _url      URL-trail prefilter of request paths (TrailStore.path_markers_maybe)
+    _url      bloom prefilters of request paths and domain suffixes (TrailStore.path_markers_maybe, domain_suffixes)
     _literals any-literal-occurs gates of the heuristics (core.trails.literals.gate)
     _line     the event-line grammar the server's UDP intake checks (core.events.event.check_line)
     _recv     the intake's batched receive, one recvmmsg per chunk (core.server.intake.receive_py)

@@ -1,5 +1,5 @@
 /*
- * core.accel._url: the URL-trail prefilter of an HTTP request path, in C.
+ * core.accel._url: the bloom prefilters of an HTTP request path and of a domain name's suffixes, in C.
  *
  * Where it sits: core/detect.py `_url_trails`, through TrailStore.path_markers_maybe. A request
  * whose host has no URL trail can only hit a `/path` trail through one of its candidates, and
@@ -15,6 +15,13 @@
  *   bit (crc32(m) * mix mod 2**32) >> shift of the bit array at `bloom[offset:]` (the lookup rule
  *   of core/trails/store.py). A path that is not a str starting with "/" or cannot be encoded
  *   answers True (the caller then takes the full path).
+ * suffixes(bloom, offset, shift, mix, name) -> int
+ *   The domain walk's prefilter (core/detect/domains.py): bit k is set when the UTF-8 of the
+ *   name without its first k labels (k = 0: the name; the candidates after each ".") has both
+ *   bloom bits set, so only those candidates are looked up. -1 (every bit) for a name of more
+ *   than 63 candidates; 0 for a name that is not a str or cannot be encoded (TrailStore.get
+ *   answers None for every candidate then). The specification is core/trails/view.py
+ *   suffixes_maybe_py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,15 +43,31 @@ crc_init(void)
     }
 }
 
+/* the running (inverted) crc32 register `c` fed with s[0:n] */
+static uint32_t
+crc_feed(uint32_t c, const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t k = 0; k < n; k++)
+        c = crc_table[(c ^ (unsigned char)s[k]) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
 /* zlib.crc32 of `mark` followed by s[0:n] */
 static uint32_t
 marker_crc(char mark, const char *s, Py_ssize_t n)
 {
-    uint32_t c = 0xFFFFFFFFu;
-    c = crc_table[(c ^ (unsigned char)mark) & 0xFF] ^ (c >> 8);
-    for (Py_ssize_t k = 0; k < n; k++)
-        c = crc_table[(c ^ (unsigned char)s[k]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return crc_feed(crc_feed(0xFFFFFFFFu, &mark, 1), s, n) ^ 0xFFFFFFFFu;
+}
+
+/* Both bloom bits of crc32 h set (the lookup rule of core/trails/store.py); a bit beyond a bloom
+ * smaller than the rule implies counts as set: the prefilter never answers "absent" wrongly. */
+static int
+bloom_has(const unsigned char *bits, Py_ssize_t limit, uint32_t h, unsigned int shift, uint32_t mix)
+{
+    uint32_t b1 = h >> shift, b2 = (uint32_t)(h * mix) >> shift;
+    if ((Py_ssize_t)(b1 >> 3) >= limit || (Py_ssize_t)(b2 >> 3) >= limit)
+        return 1;
+    return (bits[b1 >> 3] >> (b1 & 7) & 1) && (bits[b2 >> 3] >> (b2 & 7) & 1);
 }
 
 static Py_ssize_t
@@ -218,29 +241,67 @@ url_maybe(PyObject *self, PyObject *args)
     int maybe = count < 0; /* no scratch memory: say "maybe", the full path decides */
     const unsigned char *bits = (const unsigned char *)bloom.buf + offset;
     Py_ssize_t limit = bloom.len - offset;
-    for (int k = 0; !maybe && k < count; k++) {
-        uint32_t h = marker_crc(spans[k].mark, spans[k].s, spans[k].n);
-        uint32_t b1 = h >> shift, b2 = (uint32_t)(h * (uint32_t)mix) >> shift;
-        if ((Py_ssize_t)(b1 >> 3) >= limit || (Py_ssize_t)(b2 >> 3) >= limit) {
-            maybe = 1; /* a bloom smaller than the rule implies: never answer "absent" */
-            break;
-        }
-        if ((bits[b1 >> 3] >> (b1 & 7) & 1) && (bits[b2 >> 3] >> (b2 & 7) & 1))
-            maybe = 1;
-    }
+    for (int k = 0; !maybe && k < count; k++)
+        maybe = bloom_has(bits, limit, marker_crc(spans[k].mark, spans[k].s, spans[k].n), shift, (uint32_t)mix);
     PyMem_Free(keys);
     PyBuffer_Release(&bloom);
     return PyBool_FromLong(maybe);
 }
 
+#define MAX_SUFFIXES 63
+
+static PyObject *
+url_suffixes(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *bloom_obj, *name_obj;
+    Py_ssize_t offset;
+    unsigned int shift;
+    unsigned long mix;
+    if (!PyArg_ParseTuple(args, "OnIkO", &bloom_obj, &offset, &shift, &mix, &name_obj))
+        return NULL;
+    if (!PyUnicode_Check(name_obj))
+        return PyLong_FromLong(0);
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(name_obj, &n);
+    if (s == NULL) { /* lone surrogates: no candidate can be encoded, none can have a row */
+        PyErr_Clear();
+        return PyLong_FromLong(0);
+    }
+    Py_ssize_t dots = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        dots += s[k] == '.';
+    if (dots >= MAX_SUFFIXES || shift > 31)
+        return PyLong_FromLong(-1);
+    Py_buffer bloom;
+    if (PyObject_GetBuffer(bloom_obj, &bloom, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *bits = (const unsigned char *)bloom.buf + offset;
+    Py_ssize_t limit = bloom.len - offset;
+    uint64_t mask = 0;
+    Py_ssize_t start = 0;
+    for (int k = 0;; k++) {
+        uint32_t h = crc_feed(0xFFFFFFFFu, s + start, n - start) ^ 0xFFFFFFFFu;
+        if (bloom_has(bits, limit, h, shift, (uint32_t)mix))
+            mask |= (uint64_t)1 << k;
+        Py_ssize_t dot = find_char(s, start, n, '.');
+        if (dot < 0)
+            break;
+        start = dot + 1;
+    }
+    PyBuffer_Release(&bloom);
+    return PyLong_FromUnsignedLongLong(mask);
+}
+
 static PyMethodDef methods[] = {
     {"markers", url_markers, METH_O, "markers(path) -> list of UTF-8 markers (0x02 + prefix)"},
     {"maybe", url_maybe, METH_VARARGS, "maybe(bloom, offset, shift, mix, path) -> bool"},
+    {"suffixes", url_suffixes, METH_VARARGS, "suffixes(bloom, offset, shift, mix, name) -> int (bit k: candidate k may have a row)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_url", "URL-trail prefilter (see core/accel).", -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_url", "URL-path and domain-suffix bloom prefilters (see core/accel).", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

@@ -123,8 +123,9 @@ class DomainChecker:
         return DomainHit(name, trail.info, trail.reference)
 
     def _checkable(self, name: str) -> bool:
+        # valid names are lower case without a trailing dot, and never numeric (check skips those)
         return len(name) <= 255 and VALID_DNS_NAME.match(name) is not None and not (
-            self.whitelist is not None and self.whitelist.domain(name))
+            self.whitelist is not None and self.whitelist.listed_suffix(name))
 
     def _lookup(self, name: str) -> DomainHit | None:
         get = self.store.get
@@ -134,18 +135,21 @@ class DomainChecker:
             if trail is not None:
                 return DomainHit(head + "(.ip-adress.com)", trail.info, trail.reference)
 
-        # the name, then each parent down to the last label (names are valid: no empty labels)
-        candidate, start = name, 0
-        while True:
-            trail = get(candidate)
-            if trail is not None and not self._excluded(name, candidate, trail):
-                text = name if start == 0 else "(" + name[:start - 1] + ")." + candidate
-                return DomainHit(text, trail.info, trail.reference)
+        # the name, then each parent down to the last label (names are valid: no empty labels);
+        # only the candidates the bloom lets through (bit k: the name without its first k labels)
+        maybe = self.store.domain_suffixes(name)
+        start, k = 0, 0
+        while maybe >> k:  # -1 (every bit) never reaches 0: the walk then ends at the last label
+            if maybe >> k & 1:
+                candidate = name[start:]
+                trail = get(candidate)
+                if trail is not None and not self._excluded(name, candidate, trail):
+                    text = name if start == 0 else "(" + name[:start - 1] + ")." + candidate
+                    return DomainHit(text, trail.info, trail.reference)
             dot = name.find(".", start)
             if dot < 0:
                 break
-            start = dot + 1
-            candidate = name[start:]
+            start, k = dot + 1, k + 1
 
         long_domain = self.heuristics.domain(name)
         if long_domain is not None:

@@ -18,6 +18,8 @@ Lookups (all return `Trail(info, reference)` or None and never raise on odd inpu
 - `match_regex(name)`     every regex/wildcard trail, full match; -> (trail text, Trail)
 - `path_markers_maybe(p)` False only when no URL marker of request path p is in the bloom (the
                           compiled prefilter of core/accel/_url.c; always True without it)
+- `domain_suffixes(name)` int, bit k set when the name without its first k labels passes the
+                          bloom (-1: every bit), so the parent-domain walk `get`s only those
 Each hot lookup is a closure over one mapped index, published as an instance attribute, so a
 reload (`reopen_if_changed`) swaps it atomically per call and old mappings die with their last user.
 
@@ -53,6 +55,7 @@ class TrailStore:
     ip: Callable[[bytes], Trail | None]
     ip_port: Callable[[bytes, int], Trail | None]
     path_markers_maybe: Callable[[str], bool]
+    domain_suffixes: Callable[[str], int]
     user_agent: Callable[[str], Trail | None]
 
     def __init__(self, csv_path: str, index_dir: str | None, mapped: Mapped, build: dict[str, object] | None) -> None:
@@ -67,7 +70,7 @@ class TrailStore:
     def _install(self, view: View) -> None:
         self._view = view
         self.get, self.ip, self.ip_port = view.get, view.ip, view.ip_port
-        self.path_markers_maybe = view.path_markers_maybe
+        self.path_markers_maybe, self.domain_suffixes = view.path_markers_maybe, view.domain_suffixes
         self.user_agent = view.user_agent
         self.generation += 1
 

@@ -15,6 +15,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
+from mmap import mmap as mmap_type
 from typing import NamedTuple
 
 from core.accel import load as load_accel
@@ -68,6 +69,35 @@ def port_marked(marks: bytes | bytearray, packed: bytes) -> bool:
 
 def _always(_path: str) -> bool:
     return True
+
+
+MAX_SUFFIXES = 63  # candidates a domain_suffixes mask covers; a longer name answers -1 (every bit)
+
+
+def suffixes_maybe_py(bloom: bytes | mmap_type, offset: int, shift: int, mix: int, name: str) -> int:
+    """The domain walk's prefilter: bit k is set when the name without its first k labels (k = 0:
+    the name itself; a candidate starts after each ".") may have a row, that is both of its
+    bloom bits are set (the rule of `lookup` below). -1 (every bit) when the name has more than
+    MAX_SUFFIXES candidates, 0 when it is not a str or cannot be encoded (no candidate can then
+    have a row). The specification of core/accel/_url.c suffixes."""
+    try:
+        kb = name.encode()
+    except (UnicodeEncodeError, AttributeError):
+        return 0
+    if kb.count(b".") >= MAX_SUFFIXES or shift > 31:
+        return -1
+    limit = len(bloom) - offset
+    mask, start, k = 0, 0, 0
+    while True:
+        h = zlib.crc32(kb[start:])
+        first, second = h >> shift, (h * mix & 0xFFFFFFFF) >> shift
+        if (first >> 3 >= limit or second >> 3 >= limit or (bloom[offset + (first >> 3)] >> (first & 7) & 1
+                                                            and bloom[offset + (second >> 3)] >> (second & 7) & 1)):
+            mask |= 1 << k
+        dot = kb.find(b".", start)
+        if dot < 0:
+            return mask
+        start, k = dot + 1, k + 1
 
 
 class Trail(NamedTuple):
@@ -258,6 +288,9 @@ class View:
         self.path_markers_maybe: Callable[[str], bool] = (
             functools.partial(url_accel.maybe, mm, bloom_off, bloom_shift, mix) if url_accel is not None
             else _always)
+        # bit k: the domain name without its first k labels may have a row (core/detect/domains.py)
+        self.domain_suffixes: Callable[[str], int] = functools.partial(
+            url_accel.suffixes if url_accel is not None else suffixes_maybe_py, mm, bloom_off, bloom_shift, mix)
 
     def regex_trails(self) -> RegexTrails:
         if self.regex is None:

@@ -147,14 +147,22 @@ class Whitelist:
         name = name.lower().rstrip(".")
         if _looks_numeric(name):
             return False
+        return self.listed_suffix(name)
+
+    def listed_suffix(self, name: str) -> bool:
+        """`domain` for a name already in its form: lower case, no trailing dot, not an address
+        (the domain check's names, core/detect/domains.py)."""
         domains = self.domains
-        while True:
-            if name in domains:
+        if not domains:
+            return False
+        if name in domains:
+            return True
+        dot = name.find(".")
+        while dot >= 0:
+            if name[dot + 1:] in domains:
                 return True
-            dot = name.find(".")
-            if dot < 0:
-                return False
-            name = name[dot + 1:]
+            dot = name.find(".", dot + 1)
+        return False
 
     def __len__(self) -> int:
         return self._count
