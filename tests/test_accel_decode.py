@@ -311,3 +311,83 @@ def test_port_marks_twin():
         accel.port_marks(b"\x01\x02\x03", 4, bytearray(16))
     with pytest.raises(ValueError):
         accel.port_marks(b"\x01\x02\x03\x04", 4, bytearray(12))
+
+
+def syn_replay(path, store, folder, accelerated, batch_size, max_keys):
+    kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off")
+    detector = kit.detector
+    if not accelerated:
+        detector._scan = None
+    scan = detector.heuristics.scan
+    scan.ports.max_keys = max_keys
+    seen = []
+    hook = detector.heuristics.tcp
+
+    def counted(sec, usec, d):  # the SYNs and stealth packets that reached the Python hook
+        seen.append(d)
+        hook(sec, usec, d)
+
+    detector.heuristics.tcp = counted
+    kit.feed_pcap(path, batch_size=batch_size)
+    kit.close()
+    assert detector.errors == {}
+    # each key's items in their order (the per-key cap drops the oldest inserted)
+    table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in scan.ports.table.items()}
+    return kit.lines, table, dict(scan.ports.alerted), scan.ports.stats(), len(seen)
+
+
+def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tmp_path):
+    """Clean SYNs whose port-scan step cannot alert are counted in C (ScanHeuristics.syn_shortcut):
+    the port table (every key and value), its counters and hold-offs, and the event lines must be
+    those of the Python loop, with keys seen again on other ports, port scans that alert, stealth
+    flags, SYNs with data, infection ports, listed peers (not clean), duplicates around counted
+    SYNs, VLAN frames the Python decoder reads, a cut HTTP head (the loop walks the rest of its
+    batch again) and a key cap the C side must stay clear of."""
+    listed = "198.51.100.7"
+    store = TrailStore.from_rows([(listed, "malware (test)", "(static)")], str(tmp_path))
+    rng = random.Random(21)
+    servers = [f"93.184.{rng.randrange(4)}.{n}" for n in range(1, 120)]
+    frames = []
+    for n in range(6000):
+        kind = rng.random()
+        client = f"10.0.{n % 3}.{rng.randrange(2, 40)}"
+        sport = 40000 + n % 20000
+        if kind < 0.55:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, rng.choice((80, 443, 22)), 0x02))))
+        elif kind < 0.62:  # a scanner walking the ports of one host: alerts
+            frames.append(g.ether(g.ipv4("10.9.9.9", servers[0], g.tcp(sport, 1 + n % 3000, 0x02))))
+        elif kind < 0.66:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, rng.choice((0x00, 0x01, 0x29))))))
+        elif kind < 0.69:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x02, b"GET / HTTP/1.1\r\n"))))
+        elif kind < 0.72:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, rng.choice((445, 3389)), 0x02))))
+        elif kind < 0.74:  # a FIN, then a SYN of the same pair to another port: items in packet order
+            server = f"203.0.113.{n % 250}"
+            frames += [g.ether(g.ipv4(client, server, g.tcp(sport, 443, 0x01))),
+                       g.ether(g.ipv4(client, server, g.tcp(sport, 80, 0x02)))]
+        elif kind < 0.80:  # a listed peer between clean SYNs, then the same SYN again
+            first = g.ether(g.ipv4(client, listed, g.tcp(sport, 443, 0x02)))
+            frames += [first, g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport + 1, 443, 0x02))), first, first]
+        elif kind < 0.85:
+            frames.append(g.ether(g.ipv6("2001:db8::5", f"2001:db8::{rng.randrange(1, 30):x}",
+                                         g.tcp(sport, rng.choice((80, 443)), 0x02))))
+        elif kind < 0.88:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x02)), vlans=[(0x8100, 7)]))
+        elif kind < 0.89:  # an HTTP head cut by its segment's end: the Python loop takes the rest of the batch
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
+        else:
+            frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
+    path = str(tmp_path / "syns.pcap")
+    g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
+    syns = sum(1 for frame in frames if frame[12:14] == b"\x08\x00" and frame[47] == 0x02)
+    for batch_size, max_keys in ((1, 50_000), (7, 400), (64, 50_000), (512, 1_000), (512, 50_000)):
+        fast = syn_replay(path, store, str(tmp_path), True, batch_size, max_keys)
+        slow = syn_replay(path, store, str(tmp_path), False, batch_size, max_keys)
+        assert fast[:4] == slow[:4], (batch_size, max_keys)
+        assert slow[4] >= syns  # every SYN reached the hook in the Python loop
+        if batch_size > 1:
+            assert fast[4] < slow[4] * (0.9 if batch_size < 512 else 0.99), (batch_size, fast[4], slow[4])  # C counted
+    text = "\n".join(slow[0])
+    assert "potential port scanning" in text and listed in text
+    assert slow[3]["alerts"] > 0 and slow[3]["refused"] + slow[3]["evicted"] == 0

@@ -18,7 +18,7 @@
  *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters]]) -> (records, skipped)
+ * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
@@ -32,6 +32,19 @@
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
  *   frame left to the Python decoder) and from there returns bulk packets flagged, so the caller
  *   decides on its live state exactly as the pure-Python loop does.
+ * syns (optional): (table, threshold, max_keys, handed_back_ports) of the port-scan window
+ *   (core/heuristics/scan.py ScanHeuristics.syn_shortcut). A clean TCP SYN without payload, to a
+ *   port not in handed_back_ports, whose key src + dst is absent from `table` or holds that one
+ *   port as its single observation (the int sec << 16 | port) is counted here -- exactly the
+ *   first two cases of scan.py's `count`, which never alert -- and not returned. It is not counted
+ *   here when the table could reach max_keys during this batch (a sweep at the cap drops
+ *   single observations, so it must run in packet order), when threshold < 1, when an
+ *   earlier record of the batch with a scan flag combination had the same key (C cannot see the
+ *   Python side's updates, so a key's later SYNs follow it there, in order), or after a frame
+ *   left to the Python decoder (its key is unknown). The next record returned after SYNs counted
+ *   here carries flag bit 2 (syn gap): the caller forgets its last-SYN duplicate key, as handling
+ *   those SYNs would have replaced it; a batch ending with counted SYNs ends with a clock-only
+ *   record carrying it.
  * init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports]): the Decoded class and
  *   the two byte sets (first payload bytes the sensor parses; TCP flag values of scans), from
  *   core/detect.py, and the VXLAN and GENEVE UDP destination ports as big-endian 16-bit numbers
@@ -459,6 +472,9 @@ fill_port_mark_bits(void)
 
 #define FLAG_BULK 1
 #define FLAG_CLEAN 2
+#define FLAG_SYN_GAP 4
+#define SYN 0x02
+#define KEY_BITS 4096 /* per-batch bitmap of keys handed back to Python (false hits only cost speed) */
 
 /* 1 when `addr` can have no exact-IP row and no ip:port row (in both prefilters its slot, one of
  * its two bits, is clear) -- the two prefilters of TrailStore.ip and TrailStore.ip_port; 0 when
@@ -569,29 +585,123 @@ done:
    new second, so the Python side still advances its packet clock. -1 on failure. */
 static int
 skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec,
-            unsigned long *last_sec, Py_ssize_t *skipped)
+            unsigned long *last_sec, Py_ssize_t *skipped, int *gap)
 {
     (*skipped)++;
     if (sec == *last_sec)
         return 0;
     *last_sec = sec;
     Py_INCREF(Py_None);
-    return append_record(records, sec_obj, sec, usec, -1, Py_None, 0);
+    int flags = *gap ? FLAG_SYN_GAP : 0;
+    *gap = 0;
+    return append_record(records, sec_obj, sec, usec, -1, Py_None, flags);
+}
+
+/* The per-batch key bitmap slot of a Decoded record's key src + dst (FNV-1a of the bytes). */
+static unsigned
+key_slot(PyObject *d)
+{
+    uint32_t h = 2166136261u;
+    for (int k = 2; k <= 3; k++) {
+        PyObject *addr = PyTuple_GET_ITEM(d, k);
+        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(addr);
+        for (Py_ssize_t j = 0; j < PyBytes_GET_SIZE(addr); j++)
+            h = (h ^ b[j]) * 16777619u;
+    }
+    return h & (KEY_BITS - 1);
+}
+
+typedef struct {
+    PyObject *table;    /* key (src + dst bytes) -> int sec << 16 | port, or a richer entry */
+    PyObject *handback; /* destination ports always handed to Python (a set) */
+    long threshold;
+    Py_ssize_t max_keys;
+    int on;             /* 0 once a frame was left to the Python decoder */
+    unsigned char handed[KEY_BITS / 8];
+} syn_counter;
+
+/* TCP record with a scan flag combination (SYN, NULL, FIN, XMAS), the packets scan.py counts */
+static int
+scan_record(PyObject *d)
+{
+    return PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 6 && scan_flags[PyLong_AsLong(PyTuple_GET_ITEM(d, 6)) & 0xFF];
+}
+
+/* 1 when the clean record d was a SYN counted here (see the module doc), 0 when it goes to
+ * Python, -1 on a Python error. `batch`: packets in this batch; while the table holds fewer than
+ * max_keys - batch keys, no add of this batch (here or in Python) can reach the cap, so no
+ * sweep (core/heuristics/state.py _make_room) runs between updates made out of packet order. */
+static int
+count_syn(syn_counter *c, PyObject *d, unsigned long sec, Py_ssize_t batch)
+{
+    if (PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) != 6 || PyLong_AsLong(PyTuple_GET_ITEM(d, 6)) != SYN
+        || PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)) != PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9)))
+        return 0;
+    unsigned slot = key_slot(d);
+    if (c->handed[slot >> 3] >> (slot & 7) & 1)
+        return 0;
+    if (c->threshold < 1 || PyDict_GET_SIZE(c->table) + batch >= c->max_keys)
+        return 0; /* an add of this batch could reach the cap: its sweep must see the packet order */
+    PyObject *dport = PyTuple_GET_ITEM(d, 5);
+    int handback = PySet_Contains(c->handback, dport);
+    if (handback != 0)
+        return handback < 0 ? -1 : 0;
+    long port = PyLong_AsLong(dport);
+    PyObject *src = PyTuple_GET_ITEM(d, 2), *dst = PyTuple_GET_ITEM(d, 3);
+    Py_ssize_t ns = PyBytes_GET_SIZE(src), nd = PyBytes_GET_SIZE(dst);
+    PyObject *key = PyBytes_FromStringAndSize(NULL, ns + nd);
+    if (key == NULL)
+        return -1;
+    memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(src), (size_t)ns);
+    memcpy(PyBytes_AS_STRING(key) + ns, PyBytes_AS_STRING(dst), (size_t)nd);
+    int rc = 0;
+    PyObject *items = PyDict_GetItemWithError(c->table, key);
+    if (items == NULL) {
+        if (PyErr_Occurred())
+            rc = -1;
+        else
+            rc = 1;
+    } else if (PyLong_CheckExact(items)) {
+        long long v = PyLong_AsLongLong(items);
+        if (v == -1 && PyErr_Occurred())
+            rc = -1;
+        else if ((v & 0xFFFF) == port)
+            rc = 1;
+    }
+    if (rc == 1) {
+        PyObject *value = PyLong_FromLongLong((long long)sec << 16 | port);
+        if (value == NULL || PyDict_SetItem(c->table, key, value) < 0)
+            rc = -1;
+        Py_XDECREF(value);
+    }
+    Py_DECREF(key);
+    return rc;
 }
 
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *metaobj, *ipobj = Py_None, *marksobj = Py_None, *counters = Py_None;
+    PyObject *bufobj, *metaobj, *ipobj = Py_None, *marksobj = Py_None, *counters = Py_None, *synobj = Py_None;
     int skip;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk|OOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters))
+    if (!PyArg_ParseTuple(args, "OOpk|OOOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters,
+                          &synobj))
         return NULL;
     if (counters != Py_None && !PyDict_CheckExact(counters)) {
         PyErr_SetString(PyExc_TypeError, "counters must be a dict");
         return NULL;
     }
+    syn_counter syns;
+    syns.on = 0;
+    if (synobj != Py_None) {
+        if (!PyArg_ParseTuple(synobj, "O!lnO!", &PyDict_Type, &syns.table, &syns.threshold, &syns.max_keys,
+                              &PyFrozenSet_Type, &syns.handback))
+            return NULL;
+        syns.on = 1;
+        memset(syns.handed, 0, sizeof syns.handed);
+    }
+    int gap = 0; /* SYNs were counted here since the last returned record */
     if (decoded_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
         return NULL;
@@ -653,7 +763,7 @@ decode_scan(PyObject *self, PyObject *args)
                 bulk = !(p[34] == 0 && p[35] == 53) && !(p[36] == 0 && p[37] == 53);
         }
         if (bulk && skip) {
-            if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped) < 0) {
+            if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped, &gap) < 0) {
                 Py_CLEAR(records);
                 goto done;
             }
@@ -665,7 +775,7 @@ decode_scan(PyObject *self, PyObject *args)
             /* a decoded TCP record that provably cannot produce an event (IPv6, carried by a tunnel) */
             if (skip) {
                 Py_DECREF(d);
-                if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped) < 0) {
+                if (skip_packet(records, &sec_obj, sec, usec, &last_sec, &skipped, &gap) < 0) {
                     Py_CLEAR(records);
                     goto done;
                 }
@@ -683,7 +793,35 @@ decode_scan(PyObject *self, PyObject *args)
                 d = NULL;
             }
         }
-        if (d == NULL || append_record(records, &sec_obj, sec, usec, i, d, (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0)) < 0) {
+        if (d != NULL && syns.on) {
+            if (d == Py_None) {
+                syns.on = 0;
+            } else {
+                int counted = clean > 0 ? count_syn(&syns, d, sec, words / 4) : 0;
+                if (counted < 0) {
+                    Py_CLEAR(d);
+                } else if (counted) {
+                    Py_DECREF(d);
+                    gap = 1;
+                    if (sec != last_sec) { /* the packet clock moves here: a clock-only record */
+                        last_sec = sec;
+                        Py_INCREF(Py_None);
+                        gap = 0;
+                        if (append_record(records, &sec_obj, sec, usec, -1, Py_None, FLAG_SYN_GAP) < 0) {
+                            Py_CLEAR(records);
+                            goto done;
+                        }
+                    }
+                    continue;
+                } else if (scan_record(d)) {
+                    unsigned slot = key_slot(d);
+                    syns.handed[slot >> 3] |= (unsigned char)(1u << (slot & 7));
+                }
+            }
+        }
+        int flags = (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0) | (gap ? FLAG_SYN_GAP : 0);
+        gap = 0;
+        if (d == NULL || append_record(records, &sec_obj, sec, usec, i, d, flags) < 0) {
             Py_CLEAR(records);
             goto done;
         }
@@ -691,6 +829,11 @@ decode_scan(PyObject *self, PyObject *args)
         /* an odd frame (decoded in Python) or a TLS handshake record may start flow tracking */
         if (d == Py_None || handshake)
             skip = 0;
+    }
+    if (gap && records != NULL) { /* the batch ends with SYNs counted here */
+        Py_INCREF(Py_None);
+        if (append_record(records, &sec_obj, last_sec, 0, -1, Py_None, FLAG_SYN_GAP) < 0)
+            Py_CLEAR(records);
     }
 done:
     Py_XDECREF(sec_obj);
@@ -709,7 +852,7 @@ static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
     {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
-     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters]]) -> (records, skipped)"},
+     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped)"},
     {NULL, NULL, 0, NULL},
 };
 

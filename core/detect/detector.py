@@ -51,7 +51,7 @@ TLS_HANDSHAKE = 0x16
 DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
-BULK, CLEAN = 1, 2  # record flags of core/accel/_decode.c
+BULK, CLEAN, SYN_GAP = 1, 2, 4  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
 Port = int | str  # "-" where an event has no ports
 ScanRecord = tuple[int, int, int, Decoded | None, int]  # sec, usec, meta index, decoded, flags
@@ -186,18 +186,23 @@ class Detector:
         moves the packet clock (a packet skipped in C in a new second). Flag BULK: once C has
         returned a packet that may start flow tracking, it hands bulk packets back flagged and
         the live tracking state decides here, as in the loop above. Flag CLEAN: neither address
-        passes the store's IP prefilters, so the handlers skip their IP and ip:port lookups."""
+        passes the store's IP prefilters, so the handlers skip their IP and ip:port lookups. Clean
+        SYNs whose port-scan counting cannot alert were counted in C (Heuristics.syn_shortcut) and
+        are not among the records; flag SYN_GAP marks the first record after them."""
         assert self._scan is not None
         flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         plugins = self.plugins_wanted
         ip_marks, port_marks = self.store.ip_prefilter()
         skipping = not plugins and not flights and not hellos and not pending
-        records, skipped = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks, self.decoder(1).counters)
+        records, skipped = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks, self.decoder(1).counters,
+                                      self.heuristics.syn_shortcut())
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
             if sec != self._sec:
                 self._advance(sec)
+            if flags & SYN_GAP:
+                self._last_syn = None  # SYNs counted in C came between: no duplicate of the last one here
             if i < 0:
                 continue
             if flags & BULK and not plugins and not flights and not hellos and not pending:

@@ -16,7 +16,8 @@ packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/
 - `dns_response(sec, usec, d, msg)`: every DNS response (NXDOMAIN floods, DGA, sinkhole/parked).
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.
-Methods: `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
+Methods: `syn_shortcut()`: the port-scan table for clean SYNs counted before the hooks run (the
+compiled batch walker, core/accel/_decode.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
 reloaded, later lookups use the new store; `stats()`: per-table size and cap counters (metrics).
 `frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
@@ -24,7 +25,8 @@ handled; engines pass it with their events so plugins see the packet that raised
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from core.decode.packet import Decoded
 from core.protocols.dns import DnsMessage
@@ -37,6 +39,8 @@ DnsResponseHook = Callable[[int, int, Decoded, DnsMessage], None]
 DomainHook = Callable[[str], tuple[str, str] | None]
 HttpRequestHook = Callable[[int, int, Decoded, HttpRequest], None]
 HttpResponseHook = Callable[[int, int, Decoded, HttpResponse], None]
+# (port table, threshold, key cap, destination ports always handed to the hooks): core/accel/_decode.c
+SynShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int]]
 
 
 def _no_packet(sec: int, usec: int, d: Decoded) -> None:
@@ -82,6 +86,11 @@ class Heuristics:
         self.http_request: HttpRequestHook = _no_request
         self.http_response: HttpResponseHook = _no_response
         self.frame: Callable[[], bytes | None] = _no_frame
+
+    def syn_shortcut(self) -> SynShortcut | None:
+        """What the compiled batch walker needs to count clean SYNs' ports itself (see
+        core/heuristics/scan.py); None: no port-scan counting, every SYN is handled here."""
+        return None
 
     def tick(self, sec: int) -> None:
         return None

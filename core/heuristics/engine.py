@@ -16,7 +16,7 @@ from __future__ import annotations
 from core.config import Config, ConfigError, split_list
 from core.events import EventSink
 from core.events.event import Event
-from core.heuristics import Heuristics
+from core.heuristics import Heuristics, SynShortcut
 from core.heuristics.dns import DnsHeuristics
 from core.heuristics.http import HttpHeuristics
 from core.heuristics.patterns import load_patterns
@@ -79,6 +79,9 @@ class HeuristicEngine(Heuristics):
     def _emit(self, event: Event) -> None:
         self.emitted += 1
         self.events.emit(event, self.frame())
+
+    def syn_shortcut(self) -> SynShortcut | None:
+        return self.scan.syn_shortcut()
 
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:

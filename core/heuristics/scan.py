@@ -26,7 +26,7 @@ from core.addr import ip_text, is_local
 from core.config import Config
 from core.decode.packet import Decoded
 from core.events.event import Event, TrailType
-from core.heuristics import PacketHook
+from core.heuristics import PacketHook, SynShortcut
 from core.heuristics.state import WindowTable
 from core.trails.whitelist import Whitelist
 
@@ -96,6 +96,17 @@ class ScanHeuristics:
                     alert(sec, usec, d, proto, TrailType.IP, None, info)
 
         return count
+
+    def syn_shortcut(self) -> SynShortcut | None:
+        """The port table's first two cases of `count` below (a new key; a key whose single
+        observation is this port), which never alert, done by core/accel/_decode.c for clean SYNs
+        without payload before this hook would see them: the table, its threshold and key cap
+        (read per batch: tests shrink the cap), and the ports whose SYNs must still come here
+        (the infection ports, when that heuristic is on). None when port scans are not counted."""
+        if not self.use_port:
+            return None
+        ports = self.ports
+        return ports.table, ports.threshold, ports.max_keys, INFECTION_PORTS if self.use_infection else frozenset()
 
     def _tcp_hook(self) -> PacketHook:
         count = self._port_counter(self.ports, "TCP", "potential port scanning")
