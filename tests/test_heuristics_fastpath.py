@@ -114,6 +114,26 @@ def test_compact_single_observations_match_the_dict_rule(packed, max_keys):
         reference.refused, reference.evicted, reference.trimmed, reference.alerts)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_expire_drops_exactly_the_keys_last_seen_a_window_ago_or_earlier(packed):
+    """The expiry walk's inlined last-seen test at its boundary: a key last seen at sec - window
+    goes, one a second later stays, for the smallest and largest port of a packed observation,
+    a pair and a dict."""
+    reference = _ReferenceWindow(30, 5, 16, 1000)
+    table = WindowTable("table", 30, 5, 16, 1000, packed=packed)
+    items = (0, 1, 65535) if packed else ("", "a", "z" * 40)
+    for last in (1068, 1069, 1070, 1071):
+        for index, item in enumerate(items):
+            for window in (reference, table):
+                window.observe(bytes((last - 1000, index)), item, last)
+                window.observe(b"dict" + bytes((last - 1000,)), item, last - 5)  # several items: a dict
+                window.observe(b"dict" + bytes((last - 1000,)), "other" if not packed else 7, last)
+    reference.expire(1100)
+    table.expire(1100)
+    assert set(table.table) == set(reference.table)
+    assert {key[-2 if len(key) == 2 else -1] for key in table.table} == {71}  # 1070 = 1100 - window: gone
+
+
 def test_ua_prefilter_never_hides_a_listed_agent():
     """Every entry of data/ua.txt still matches through the prefilter, and ordinary browsers skip
     the full alternation (it costs hundreds of µs on a long User-Agent)."""

@@ -157,7 +157,12 @@ class WindowTable:
         alerted = self.alerted
         for key in [key for key, until in alerted.items() if until <= sec]:
             del alerted[key]
-        doomed = [key for key, items in self.table.items() if key not in alerted and _last(items) <= oldest]
+        # _last(items) <= oldest, inlined (this walks every key each tick): a packed single
+        # observation sec << 16 | item is stale below `packed_limit`
+        packed_limit = (oldest + 1) << 16
+        doomed = [key for key, items in self.table.items()
+                  if (items < packed_limit if items.__class__ is int else items[1] <= oldest if items.__class__ is tuple
+                      else max(items.values()) <= oldest) and key not in alerted]
         for key in doomed:
             del self.table[key]
 
