@@ -25,7 +25,8 @@
  *   neither address can have an exact-IP or ip:port trail -- one of the two bits of its slot
  *   hash(addr) & (len - 1) clear both in `ip_marks` (the store's exact-IP prefilter) and in
  *   `port_marks` (its ip:port prefilter; core/trails/view.py), the same tests TrailStore.ip /
- *   ip_port start with; without ip_marks no packet is clean. A record with i = -1 only
+ *   ip_port start with; without ip_marks no packet is clean (an ICMP packet that would be clean
+ *   is not returned: the detector has nothing to do for it). A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
  *   whole batch is scanned before any packet is handled, C stops skipping at the first returned
@@ -581,13 +582,13 @@ done:
     return result;
 }
 
-/* A packet skipped in C: counted, and a clock-only record (index -1) when it is the first of a
-   new second, so the Python side still advances its packet clock. -1 on failure. */
+/* A packet whose handling ends in C: a clock-only record (index -1, carrying a pending syn gap)
+   when it is the first of a new second, so the Python side still advances its packet clock. -1
+   on failure. */
 static int
-skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec,
-            unsigned long *last_sec, Py_ssize_t *skipped, int *gap)
+done_here(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec, unsigned long *last_sec,
+          int *gap)
 {
-    (*skipped)++;
     if (sec == *last_sec)
         return 0;
     *last_sec = sec;
@@ -595,6 +596,15 @@ skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned l
     int flags = *gap ? FLAG_SYN_GAP : 0;
     *gap = 0;
     return append_record(records, sec_obj, sec, usec, -1, Py_None, flags);
+}
+
+/* A bulk packet skipped in C: counted, then done_here. */
+static int
+skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned long usec,
+            unsigned long *last_sec, Py_ssize_t *skipped, int *gap)
+{
+    (*skipped)++;
+    return done_here(records, sec_obj, sec, usec, last_sec, gap);
 }
 
 /* The per-batch key bitmap slot of a Decoded record's key src + dst (FNV-1a of the bytes). */
@@ -793,6 +803,15 @@ decode_scan(PyObject *self, PyObject *args)
                 d = NULL;
             }
         }
+        if (clean > 0 && d != Py_None && PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 1) {
+            /* ICMP between clean addresses: the detector looks up an echo request's addresses only */
+            Py_DECREF(d);
+            if (done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
+                Py_CLEAR(records);
+                goto done;
+            }
+            continue;
+        }
         if (d != NULL && syns.on) {
             if (d == Py_None) {
                 syns.on = 0;
@@ -803,14 +822,9 @@ decode_scan(PyObject *self, PyObject *args)
                 } else if (counted) {
                     Py_DECREF(d);
                     gap = 1;
-                    if (sec != last_sec) { /* the packet clock moves here: a clock-only record */
-                        last_sec = sec;
-                        Py_INCREF(Py_None);
-                        gap = 0;
-                        if (append_record(records, &sec_obj, sec, usec, -1, Py_None, FLAG_SYN_GAP) < 0) {
-                            Py_CLEAR(records);
-                            goto done;
-                        }
+                    if (done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
+                        Py_CLEAR(records);
+                        goto done;
                     }
                     continue;
                 } else if (scan_record(d)) {
