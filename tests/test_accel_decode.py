@@ -337,7 +337,8 @@ def syn_replay(path, store, folder, accelerated, batch_size, max_keys):
 
 
 def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tmp_path):
-    """Clean SYNs whose port-scan step cannot alert are counted in C (ScanHeuristics.syn_shortcut):
+    """Clean SYNs whose port-scan count cannot alert (a new key, the same single port, a second
+    port or a dict within the threshold) are counted in C (ScanHeuristics.syn_shortcut):
     the port table (every key and value), its counters and hold-offs, and the event lines must be
     those of the Python loop, with keys seen again on other ports, port scans that alert, stealth
     flags, SYNs with data, infection ports, listed peers (not clean), duplicates around counted

@@ -36,8 +36,10 @@
  * syns (optional): (table, threshold, max_keys, handed_back_ports) of the port-scan window
  *   (core/heuristics/scan.py ScanHeuristics.syn_shortcut). A clean TCP SYN without payload, to a
  *   port not in handed_back_ports, whose key src + dst is absent from `table` or holds that one
- *   port as its single observation (the int sec << 16 | port) is counted here -- exactly the
- *   first two cases of scan.py's `count`, which never alert -- and not returned. It is not counted
+ *   port as its single observation (the int sec << 16 | port), or whose count stays within the
+ *   threshold (a second port: the dict of WindowTable.promote, for thresholds of 2 and more; a
+ *   dict that does not grow past the threshold) is counted here -- exactly what scan.py's
+ *   `count` does in those cases, none of which can alert -- and not returned. It is not counted
  *   here when the table could reach max_keys during this batch (a sweep at the cap drops
  *   single observations, so it must run in packet order), when threshold < 1, when an
  *   earlier record of the batch with a scan flag combination had the same key (C cannot see the
@@ -637,6 +639,40 @@ scan_record(PyObject *d)
     return PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 6 && scan_flags[PyLong_AsLong(PyTuple_GET_ITEM(d, 6)) & 0xFF];
 }
 
+/* table[key] = sec << 16 | port: 1, or -1 on a Python error */
+static int
+set_packed(PyObject *table, PyObject *key, unsigned long sec, long port)
+{
+    PyObject *value = PyLong_FromLongLong((long long)sec << 16 | port);
+    int rc = value == NULL || PyDict_SetItem(table, key, value) < 0 ? -1 : 1;
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* items[item] = sec: 1, or -1 on a Python error */
+static int
+set_sec(PyObject *items, PyObject *item, unsigned long sec)
+{
+    PyObject *value = PyLong_FromUnsignedLong(sec);
+    int rc = value == NULL || PyDict_SetItem(items, item, value) < 0 ? -1 : 1;
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* table[key] = {single & 0xFFFF: single >> 16, item: sec} (WindowTable.promote): 1, or -1 */
+static int
+promote(PyObject *table, PyObject *key, long long single, unsigned long sec, PyObject *item)
+{
+    PyObject *items = PyDict_New(), *first = PyLong_FromLongLong(single & 0xFFFF);
+    PyObject *first_sec = PyLong_FromLongLong(single >> 16);
+    int rc = items == NULL || first == NULL || first_sec == NULL || PyDict_SetItem(items, first, first_sec) < 0
+             || set_sec(items, item, sec) < 0 || PyDict_SetItem(table, key, items) < 0 ? -1 : 1;
+    Py_XDECREF(items);
+    Py_XDECREF(first);
+    Py_XDECREF(first_sec);
+    return rc;
+}
+
 /* 1 when the clean record d was a SYN counted here (see the module doc), 0 when it goes to
  * Python, -1 on a Python error. `batch`: packets in this batch; while the table holds fewer than
  * max_keys - batch keys, no add of this batch (here or in Python) can reach the cap, so no
@@ -666,23 +702,22 @@ count_syn(syn_counter *c, PyObject *d, unsigned long sec, Py_ssize_t batch)
     memcpy(PyBytes_AS_STRING(key) + ns, PyBytes_AS_STRING(dst), (size_t)nd);
     int rc = 0;
     PyObject *items = PyDict_GetItemWithError(c->table, key);
-    if (items == NULL) {
-        if (PyErr_Occurred())
-            rc = -1;
-        else
-            rc = 1;
+    if (items == NULL) { /* a new key: its single observation */
+        rc = PyErr_Occurred() ? -1 : set_packed(c->table, key, sec, port);
     } else if (PyLong_CheckExact(items)) {
         long long v = PyLong_AsLongLong(items);
         if (v == -1 && PyErr_Occurred())
             rc = -1;
-        else if ((v & 0xFFFF) == port)
-            rc = 1;
-    }
-    if (rc == 1) {
-        PyObject *value = PyLong_FromLongLong((long long)sec << 16 | port);
-        if (value == NULL || PyDict_SetItem(c->table, key, value) < 0)
+        else if ((v & 0xFFFF) == port) /* the same single port seen again */
+            rc = set_packed(c->table, key, sec, port);
+        else if (c->threshold >= 2) /* a second port: the dict {first: its sec, port: sec}, 2 <= threshold */
+            rc = promote(c->table, key, v, sec, dport);
+    } else if (PyDict_CheckExact(items)) { /* items[port] = sec while that keeps it within the threshold */
+        int has = PyDict_Contains(items, dport);
+        if (has < 0)
             rc = -1;
-        Py_XDECREF(value);
+        else if (PyDict_GET_SIZE(items) + !has <= c->threshold)
+            rc = set_sec(items, dport, sec);
     }
     Py_DECREF(key);
     return rc;

@@ -14,7 +14,7 @@ decode, a flag test and a first-byte test (`bulk_record`; plain Ethernet/IPv4 bu
 from its header bytes before decoding, tunnelled and IPv6 bulk right after). Text is made only on a hit or where a protocol needs it.
 With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
 is skipped there and the common frames arrive already decoded; ICMP between addresses no IP
-trail can hold ends there, and so does a SYN of such addresses whose port-scan step cannot alert
+trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`). The Python loop below is its
 specification and serves every other link type (and builds without a compiler).
 """

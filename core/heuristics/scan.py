@@ -98,9 +98,9 @@ class ScanHeuristics:
         return count
 
     def syn_shortcut(self) -> SynShortcut | None:
-        """The port table's first two cases of `count` below (a new key; a key whose single
-        observation is this port), which never alert, done by core/accel/_decode.c for clean SYNs
-        without payload before this hook would see them: the table, its threshold and key cap
+        """The cases of `count` below that cannot alert (a new key; a key whose single observation
+        is this port; a count that stays within the threshold), done by core/accel/_decode.c for
+        clean SYNs without payload before this hook would see them: the table, its threshold and key cap
         (read per batch: tests shrink the cap), and the ports whose SYNs must still come here
         (the infection ports, when that heuristic is on). None when port scans are not counted."""
         if not self.use_port:
