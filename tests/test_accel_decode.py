@@ -343,7 +343,8 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
     those of the Python loop, with keys seen again on other ports, port scans that alert, stealth
     flags, SYNs with data, infection ports, listed peers (not clean), duplicates around counted
     SYNs, VLAN frames the Python decoder reads, a cut HTTP head (the loop walks the rest of its
-    batch again) and a key cap the C side must stay clear of."""
+    batch again), pairs seen again after their window ran out (the expiry tick between the two
+    must run first) and a key cap the C side must stay clear of."""
     listed = "198.51.100.7"
     store = TrailStore.from_rows([(listed, "malware (test)", "(static)")], str(tmp_path))
     rng = random.Random(21)
@@ -379,6 +380,14 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
         else:
             frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
+    # pairs seen again on another port (and on the same one) after their window ran out: between
+    # the two, a tick (every 10 s of packet time) expires the first observation
+    late = {}
+    for n in range(0, len(frames) - 1500, 25):
+        client, server = f"10.1.{n % 200}.{n % 97 + 2}", f"198.18.{n % 100}.{n % 211 + 1}"
+        frames[n] = g.ether(g.ipv4(client, server, g.tcp(41000, 80, 0x02)))
+        late[n + 1450] = [g.ether(g.ipv4(client, server, g.tcp(41001, 443 if n % 2 else 80, 0x02)))]
+    frames = [frame for n, first in enumerate(frames) for frame in [first] + late.get(n, [])]
     path = str(tmp_path / "syns.pcap")
     g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
     syns = sum(1 for frame in frames if frame[12:14] == b"\x08\x00" and frame[47] == 0x02)

@@ -33,7 +33,7 @@
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
  *   frame left to the Python decoder) and from there returns bulk packets flagged, so the caller
  *   decides on its live state exactly as the pure-Python loop does.
- * syns (optional): (table, threshold, max_keys, handed_back_ports) of the port-scan window
+ * syns (optional): (table, threshold, max_keys, handed_back_ports, next_tick) of the port-scan window
  *   (core/heuristics/scan.py ScanHeuristics.syn_shortcut). A clean TCP SYN without payload, to a
  *   port not in handed_back_ports, whose key src + dst is absent from `table` or holds that one
  *   port as its single observation (the int sec << 16 | port), or whose count stays within the
@@ -41,7 +41,9 @@
  *   dict that does not grow past the threshold) is counted here -- exactly what scan.py's
  *   `count` does in those cases, none of which can alert -- and not returned. It is not counted
  *   here when the table could reach max_keys during this batch (a sweep at the cap drops
- *   single observations, so it must run in packet order), when threshold < 1, when an
+ *   single observations, so it must run in packet order), from the first packet of the batch at
+ *   or after next_tick on (the heuristics' expiry runs there, and every update after it must
+ *   follow it; none while next_tick is -1), when threshold < 1, when an
  *   earlier record of the batch with a scan flag combination had the same key (C cannot see the
  *   Python side's updates, so a key's later SYNs follow it there, in order), or after a frame
  *   left to the Python decoder (its key is unknown). The next record returned after SYNs counted
@@ -628,6 +630,7 @@ typedef struct {
     PyObject *handback; /* destination ports always handed to Python (a set) */
     long threshold;
     Py_ssize_t max_keys;
+    long long next_tick; /* packet second of the heuristics' next expiry (-1: not scheduled yet) */
     int on;             /* 0 once a frame was left to the Python decoder */
     unsigned char handed[KEY_BITS / 8];
 } syn_counter;
@@ -740,8 +743,8 @@ decode_scan(PyObject *self, PyObject *args)
     syn_counter syns;
     syns.on = 0;
     if (synobj != Py_None) {
-        if (!PyArg_ParseTuple(synobj, "O!lnO!", &PyDict_Type, &syns.table, &syns.threshold, &syns.max_keys,
-                              &PyFrozenSet_Type, &syns.handback))
+        if (!PyArg_ParseTuple(synobj, "O!lnO!L", &PyDict_Type, &syns.table, &syns.threshold, &syns.max_keys,
+                              &PyFrozenSet_Type, &syns.handback, &syns.next_tick))
             return NULL;
         syns.on = 1;
         memset(syns.handed, 0, sizeof syns.handed);
@@ -800,6 +803,8 @@ decode_scan(PyObject *self, PyObject *args)
             Py_CLEAR(records);
             goto done;
         }
+        if (syns.on && (syns.next_tick < 0 || (long long)sec >= syns.next_tick))
+            syns.on = 0; /* the heuristics' expiry runs at this packet: from here on, packet order */
         const unsigned char *p = base + off;
         int bulk = 0;
         if (caplen >= 54 && p[23] == 6 && p[14] == 0x45 && p[12] == 8 && p[13] == 0 && !scan_flags[p[47]]) {

@@ -39,8 +39,9 @@ DnsResponseHook = Callable[[int, int, Decoded, DnsMessage], None]
 DomainHook = Callable[[str], tuple[str, str] | None]
 HttpRequestHook = Callable[[int, int, Decoded, HttpRequest], None]
 HttpResponseHook = Callable[[int, int, Decoded, HttpResponse], None]
-# (port table, threshold, key cap, destination ports always handed to the hooks): core/accel/_decode.c
-SynShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int]]
+# (port table, threshold, key cap, destination ports always handed to the hooks, packet second of
+# the next expiry): core/accel/_decode.c
+SynShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int], int]
 
 
 def _no_packet(sec: int, usec: int, d: Decoded) -> None:

@@ -81,7 +81,7 @@ class HeuristicEngine(Heuristics):
         self.events.emit(event, self.frame())
 
     def syn_shortcut(self) -> SynShortcut | None:
-        return self.scan.syn_shortcut()
+        return self.scan.syn_shortcut(self._next_tick)
 
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:

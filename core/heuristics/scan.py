@@ -97,16 +97,19 @@ class ScanHeuristics:
 
         return count
 
-    def syn_shortcut(self) -> SynShortcut | None:
+    def syn_shortcut(self, next_tick: int) -> SynShortcut | None:
         """The cases of `count` below that cannot alert (a new key; a key whose single observation
         is this port; a count that stays within the threshold), done by core/accel/_decode.c for
         clean SYNs without payload before this hook would see them: the table, its threshold and key cap
-        (read per batch: tests shrink the cap), and the ports whose SYNs must still come here
-        (the infection ports, when that heuristic is on). None when port scans are not counted."""
+        (read per batch: tests shrink the cap), the ports whose SYNs must still come here (the
+        infection ports, when that heuristic is on) and the packet second `next_tick` of the
+        engine's next expiry, from which on packets must be counted here, after it, in order.
+        None when port scans are not counted."""
         if not self.use_port:
             return None
         ports = self.ports
-        return ports.table, ports.threshold, ports.max_keys, INFECTION_PORTS if self.use_infection else frozenset()
+        handback = INFECTION_PORTS if self.use_infection else frozenset()
+        return ports.table, ports.threshold, ports.max_keys, handback, next_tick
 
     def _tcp_hook(self) -> PacketHook:
         count = self._port_counter(self.ports, "TCP", "potential port scanning")
