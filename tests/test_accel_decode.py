@@ -148,12 +148,12 @@ def test_scan_rejects_meta_it_cannot_read():
 
     scan = load("_decode")
     scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))
-    assert scan.scan(b"", array("I"), True, 0) == ([], 0)
+    assert scan.scan(b"", array("I"), True, 0) == ([], 0, b"")
     for meta in (array("f", [0.0] * 4), array("I", [0, 0, 0]), array("I", [1, 0, 0, 99]),
                  array("I", [1, 0, 5, 0])):
         with pytest.raises(ValueError):
             scan.scan(b"abc", meta, True, 0)
-    records, skipped = scan.scan(b"abc", array("I", [7, 8, 0, 3]), True, 0)
+    records, skipped, _ = scan.scan(b"abc", array("I", [7, 8, 0, 3]), True, 0)
     assert records == [(7, 8, 0, None, 0)] and skipped == 0  # too short: left to the Python decoder
 
 
@@ -198,10 +198,10 @@ def test_scan_hands_udp_tunnel_ports_back():
         meta.extend((T0, 0, off, len(frame)))
         off += len(frame)
     scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12\xb5")  # 4789
-    records, _ = scan.scan(buf, meta, True, 0)
+    records, _, _ = scan.scan(buf, meta, True, 0)
     assert [d is None for _, _, _, d, _ in records] == [True, False, True]
     scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)))  # no tunnel ports
-    records, _ = scan.scan(buf, meta, True, 0)
+    records, _, _ = scan.scan(buf, meta, True, 0)
     assert [d is None for _, _, _, d, _ in records] == [False, False, False]
     with pytest.raises(ValueError):
         scan.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)), b"\x12")
@@ -281,7 +281,7 @@ def test_clean_flag_is_the_stores_prefilters(tmp_path):
     from core.addr import ip_packed
 
     kit = SensorKit(store, folder=str(tmp_path))  # its detector initialises the walker
-    records, _ = kit.detector._scan(buf, memoryview(array("I", meta)), False, 0, ip_marks, marks, None)
+    records, _, _ = kit.detector._scan(buf, memoryview(array("I", meta)), False, 0, ip_marks, marks, None)
     kit.close()
     assert len(records) == len(frames)
     listed = {ip_packed(a) for a in listed4 + listed6 + ["198.51.100.7"]}
@@ -333,7 +333,7 @@ def syn_replay(path, store, folder, accelerated, batch_size, max_keys):
     assert detector.errors == {}
     # each key's items in their order (the per-key cap drops the oldest inserted)
     table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in scan.ports.table.items()}
-    return kit.lines, table, dict(scan.ports.alerted), scan.ports.stats(), len(seen)
+    return kit.lines, table, dict(scan.ports.alerted), scan.ports.stats(), detector.skipped_bulk, len(seen)
 
 
 def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tmp_path):
@@ -342,8 +342,8 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
     the port table (every key and value), its counters and hold-offs, and the event lines must be
     those of the Python loop, with keys seen again on other ports, port scans that alert, stealth
     flags, SYNs with data, infection ports, listed peers (not clean), duplicates around counted
-    SYNs, VLAN frames the Python decoder reads, a cut HTTP head (the loop walks the rest of its
-    batch again), pairs seen again after their window ran out (the expiry tick between the two
+    SYNs, VLAN frames the Python decoder reads, clean ICMP, bulk TLS (the skip count must stay
+    the loop's), a cut HTTP head (the loop walks the rest of its batch again), pairs seen again after their window ran out (the expiry tick between the two
     must run first) and a key cap the C side must stay clear of."""
     listed = "198.51.100.7"
     store = TrailStore.from_rows([(listed, "malware (test)", "(static)")], str(tmp_path))
@@ -378,6 +378,8 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x02)), vlans=[(0x8100, 7)]))
         elif kind < 0.89:  # an HTTP head cut by its segment's end: the Python loop takes the rest of the batch
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
+        elif kind < 0.92:  # echo requests between clean addresses end in C
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.icmp())))
         else:
             frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
     # pairs seen again on another port (and on the same one) after their window ran out: between
@@ -390,14 +392,14 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
     frames = [frame for n, first in enumerate(frames) for frame in [first] + late.get(n, [])]
     path = str(tmp_path / "syns.pcap")
     g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
-    syns = sum(1 for frame in frames if frame[12:14] == b"\x08\x00" and frame[47] == 0x02)
+    syns = sum(1 for frame in frames if frame[12:14] == b"\x08\x00" and frame[23] == 6 and frame[47] == 0x02)
     for batch_size, max_keys in ((1, 50_000), (7, 400), (64, 50_000), (512, 1_000), (512, 50_000)):
         fast = syn_replay(path, store, str(tmp_path), True, batch_size, max_keys)
         slow = syn_replay(path, store, str(tmp_path), False, batch_size, max_keys)
-        assert fast[:4] == slow[:4], (batch_size, max_keys)
-        assert slow[4] >= syns  # every SYN reached the hook in the Python loop
+        assert fast[:5] == slow[:5], (batch_size, max_keys)
+        assert slow[5] >= syns  # every SYN reached the hook in the Python loop
         if batch_size > 1:
-            assert fast[4] < slow[4] * (0.9 if batch_size < 512 else 0.99), (batch_size, fast[4], slow[4])  # C counted
+            assert fast[5] < slow[5] * (0.9 if batch_size < 512 else 0.99), (batch_size, fast[5], slow[5])  # C counted
     text = "\n".join(slow[0])
     assert "potential port scanning" in text and listed in text
-    assert slow[3]["alerts"] > 0 and slow[3]["refused"] + slow[3]["evicted"] == 0
+    assert slow[3]["alerts"] > 0 and slow[3]["refused"] + slow[3]["evicted"] == 0 and slow[4] > 0  # bulk skipped

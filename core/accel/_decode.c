@@ -18,7 +18,7 @@
  *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped)
+ * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped, ended)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
@@ -28,6 +28,8 @@
  *   ip_port start with; without ip_marks no packet is clean (an ICMP packet that would be clean
  *   is not returned: the detector has nothing to do for it). A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
+ *   skipped: bulk packets skipped here. ended: bytes, the native uint32 meta indices of the
+ *   packets whose handling ended here without being bulk (clean ICMP, SYNs counted here).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
  *   whole batch is scanned before any packet is handled, C stops skipping at the first returned
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
@@ -611,6 +613,23 @@ skip_packet(PyObject *records, PyObject **sec_obj, unsigned long sec, unsigned l
     return done_here(records, sec_obj, sec, usec, last_sec, gap);
 }
 
+/* Appends meta index i to the growable array *ended: 0, or -1 (MemoryError). */
+static int
+note_ended(uint32_t **ended, Py_ssize_t *n, Py_ssize_t *cap, Py_ssize_t i)
+{
+    if (*n == *cap) {
+        Py_ssize_t grown = *cap ? 2 * *cap : 64;
+        uint32_t *bigger = PyMem_Realloc(*ended, (size_t)grown * sizeof **ended);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *ended = bigger, *cap = grown;
+    }
+    (*ended)[(*n)++] = (uint32_t)i;
+    return 0;
+}
+
 /* The per-batch key bitmap slot of a Decoded record's key src + dst (FNV-1a of the bytes). */
 static unsigned
 key_slot(PyObject *d)
@@ -750,6 +769,8 @@ decode_scan(PyObject *self, PyObject *args)
         memset(syns.handed, 0, sizeof syns.handed);
     }
     int gap = 0; /* SYNs were counted here since the last returned record */
+    uint32_t *ended = NULL; /* meta indices of the packets whose handling ended here (not bulk) */
+    Py_ssize_t n_ended = 0, ended_cap = 0;
     if (decoded_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_decode.init() was not called");
         return NULL;
@@ -846,7 +867,8 @@ decode_scan(PyObject *self, PyObject *args)
         if (clean > 0 && d != Py_None && PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 1) {
             /* ICMP between clean addresses: the detector looks up an echo request's addresses only */
             Py_DECREF(d);
-            if (done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
+            if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
+                || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
                 Py_CLEAR(records);
                 goto done;
             }
@@ -862,7 +884,8 @@ decode_scan(PyObject *self, PyObject *args)
                 } else if (counted) {
                     Py_DECREF(d);
                     gap = 1;
-                    if (done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
+                    if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
+                        || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
                         Py_CLEAR(records);
                         goto done;
                     }
@@ -897,16 +920,19 @@ done:
         PyBuffer_Release(&ip_marks);
         PyBuffer_Release(&marks);
     }
-    if (records == NULL)
-        return NULL;
-    return Py_BuildValue("(Nn)", records, skipped);
+    PyObject *result = NULL;
+    if (records != NULL)
+        result = Py_BuildValue("(Nny#)", records, skipped, ended != NULL ? (const char *)ended : "",
+                               n_ended * (Py_ssize_t)sizeof *ended);
+    PyMem_Free(ended);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
     {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
-     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped)"},
+     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped, ended)"},
     {NULL, NULL, 0, NULL},
 };
 

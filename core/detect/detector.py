@@ -108,7 +108,7 @@ class Detector:
         self.skipped_bulk = 0
         self.errors: dict[str, int] = {}
         self.first_errors: dict[str, str] = {}
-        self._scan: Callable[..., tuple[list[ScanRecord], int]] | None = None  # core/accel/_decode.c
+        self._scan: Callable[..., tuple[list[ScanRecord], int, bytes]] | None = None  # core/accel/_decode.c
         accel = load_accel("_decode")
         if accel is not None:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
@@ -196,8 +196,8 @@ class Detector:
         plugins = self.plugins_wanted
         ip_marks, port_marks = self.store.ip_prefilter()
         skipping = not plugins and not flights and not hellos and not pending
-        records, skipped = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks, self.decoder(1).counters,
-                                      self.heuristics.syn_shortcut())
+        records, skipped, ended = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks,
+                                             self.decoder(1).counters, self.heuristics.syn_shortcut())
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -227,6 +227,7 @@ class Detector:
                 # bulk packets (C stops only at TLS handshakes): its next segments may be among
                 # them, so the rest of the batch is walked again by the Python loop.
                 later = sum(1 for record in records if record[2] > i)
+                later += sum(1 for index in memoryview(ended).cast("I") if index > i)  # ended in C, not bulk
                 self.skipped_bulk -= (len(meta) - i - 4) // 4 - later
                 self._process_python(buf, meta, decode, i + 4, not plugins)
                 return
