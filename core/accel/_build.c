@@ -48,27 +48,13 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint32_t crc_table[256];
-
-static void
-fill_crc_table(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1u) != 0 ? (0xEDB88320u ^ (c >> 1)) : (c >> 1);
-        crc_table[n] = c;
-    }
-}
+#include "crc32.h"
 
 /* zlib.crc32(data) */
 static uint32_t
 crc32_of(const unsigned char *p, Py_ssize_t n)
 {
-    uint32_t c = 0xFFFFFFFFu;
-    for (Py_ssize_t i = 0; i < n; i++)
-        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return crc32_feed(0xFFFFFFFFu, p, (size_t)n) ^ 0xFFFFFFFFu;
 }
 
 typedef struct {
@@ -509,7 +495,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__build(void)
 {
-    fill_crc_table();
+    crc32_init();
     fill_char_class();
     return PyModule_Create(&module);
 }

@@ -27,36 +27,17 @@
 #include <Python.h>
 #include <stdint.h>
 
+#include "crc32.h"
+
 #define PATH_MARK 0x02
 #define MAX_MARKERS 8
 
-static uint32_t crc_table[256];
-
-static void
-crc_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-/* the running (inverted) crc32 register `c` fed with s[0:n] */
-static uint32_t
-crc_feed(uint32_t c, const char *s, Py_ssize_t n)
-{
-    for (Py_ssize_t k = 0; k < n; k++)
-        c = crc_table[(c ^ (unsigned char)s[k]) & 0xFF] ^ (c >> 8);
-    return c;
-}
 
 /* zlib.crc32 of `mark` followed by s[0:n] */
 static uint32_t
 marker_crc(char mark, const char *s, Py_ssize_t n)
 {
-    return crc_feed(crc_feed(0xFFFFFFFFu, &mark, 1), s, n) ^ 0xFFFFFFFFu;
+    return crc32_feed(crc32_feed(0xFFFFFFFFu, &mark, 1), s, (size_t)n) ^ 0xFFFFFFFFu;
 }
 
 /* Both bloom bits of crc32 h set (the lookup rule of core/trails/store.py); a bit beyond a bloom
@@ -281,7 +262,7 @@ url_suffixes(PyObject *self, PyObject *args)
     uint64_t mask = 0;
     Py_ssize_t start = 0;
     for (int k = 0;; k++) {
-        uint32_t h = crc_feed(0xFFFFFFFFu, s + start, n - start) ^ 0xFFFFFFFFu;
+        uint32_t h = crc32_feed(0xFFFFFFFFu, s + start, (size_t)(n - start)) ^ 0xFFFFFFFFu;
         if (bloom_has(bits, limit, h, shift, (uint32_t)mix))
             mask |= (uint64_t)1 << k;
         Py_ssize_t dot = find_char(s, start, n, '.');
@@ -307,6 +288,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__url(void)
 {
-    crc_init();
+    crc32_init();
     return PyModule_Create(&module);
 }
