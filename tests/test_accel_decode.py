@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import random
+import zlib
 
 import pytest
 
@@ -403,3 +404,95 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
     text = "\n".join(slow[0])
     assert "potential port scanning" in text and listed in text
     assert slow[3]["alerts"] > 0 and slow[3]["refused"] + slow[3]["evicted"] == 0 and slow[4] > 0  # bulk skipped
+
+
+def udp_replay(path, store, folder, accelerated, batch_size, max_keys):
+    kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off")
+    detector = kit.detector
+    if not accelerated:
+        detector._scan = None
+    scan = detector.heuristics.scan
+    scan.udp_ports.max_keys = max_keys
+    verdicts = {}  # time stamp (unique here) of each datagram the detector's _udp saw -> was it a repeat
+    udp = detector._udp
+
+    def watched(sec, usec, d, clean=0):
+        _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        key = (sec, src, dst, sport, dport, zlib.crc32(buf[poff:min(pend, poff + 512)]))
+        verdicts[sec, usec] = key == detector._last_udp
+        udp(sec, usec, d, clean)
+
+    detector._udp = watched
+    kit.feed_pcap(path, batch_size=batch_size)
+    kit.close()
+    assert detector.errors == {}
+    ports = scan.udp_ports
+    table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in ports.table.items()}
+    state = (kit.lines, table, dict(ports.alerted), ports.stats(), detector.skipped_bulk, detector._last_udp)
+    return state, verdicts
+
+
+def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_python_loop(tmp_path):
+    """Clean datagrams whose only effect is their UDP-scan count, and datagrams equal to the one
+    before them, end in C (ScanHeuristics.udp_shortcut and the duplicate key of the detector's
+    _udp): the UDP-scan table, its counters, the events, the skip count and the last key must be
+    the Python loop's, and every datagram the detector still sees must get the loop's repeat
+    verdict -- with mDNS chatter, UDP port scans that alert, replies from service ports, repeats
+    (also across TCP packets), DNS, QUIC long headers followed by their pair on another port
+    (items in packet order), listed peers, VLAN copies of datagrams ended in C (the Python
+    decoder must know them as repeats), ticks and a small key cap."""
+    listed = "198.51.100.7"
+    store = TrailStore.from_rows([(listed, "malware (test)", "(static)")], str(tmp_path))
+    rng = random.Random(31)
+    servers = [f"93.184.{rng.randrange(4)}.{n}" for n in range(1, 90)]
+    frames = []
+    for n in range(6000):
+        kind = rng.random()
+        client = f"10.0.{n % 3}.{rng.randrange(2, 40)}"
+        sport = 40000 + n % 20000
+        if kind < 0.30:  # mDNS: the same few keys, the same port
+            frames.append(g.ether(g.ipv4(client, "224.0.0.251", g.udp(5353, 5353, b"\x00" * 12 + bytes([n % 7])))))
+        elif kind < 0.40:
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.udp(sport, rng.choice((123, 5060, 9999)), b"x" * 30))))
+        elif kind < 0.47:  # a UDP port sweep of one host: alerts
+            frames.append(g.ether(g.ipv4("10.9.9.9", servers[0], g.udp(sport, 1 + n % 3000, b"probe"))))
+        elif kind < 0.55:  # replies from a service port
+            frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.udp(123, sport, b"y" * 48))))
+        elif kind < 0.65:  # the same datagram again, right after or across a TCP packet, or a VLAN copy
+            datagram = g.ipv4(client, rng.choice(servers), g.udp(sport, 7777, b"again"))
+            middle = {0: [], 1: [g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x18, b"\x17\x03\x03\x00\x01z")))],
+                      2: [g.ether(datagram, vlans=[(0x8100, 9)])]}[n % 3]
+            frames += [g.ether(datagram)] + middle + [g.ether(datagram)]
+        elif kind < 0.72:
+            frames.append(g.ether(g.ipv4(client, "192.0.2.53", g.udp(sport, 53, g.dns_query(f"host{n % 50}.example.org")))))
+        elif kind < 0.75:  # a QUIC long header (the Initial parser sees it), then the pair on another port
+            server = f"203.0.113.{n % 250}"
+            frames += [g.ether(g.ipv4(client, server, g.udp(sport, 443, b"\xc3" + bytes(40)))),
+                       g.ether(g.ipv4(client, server, g.udp(sport, 8443, b"plain")))]
+        elif kind < 0.80:
+            frames.append(g.ether(g.ipv4(client, listed, g.udp(sport, 9999, b"to a listed peer"))))
+        elif kind < 0.85:
+            frames.append(g.ether(g.ipv6("2001:db8::5", f"2001:db8::{rng.randrange(1, 30):x}", g.udp(sport, 5000, b"v6"))))
+        elif kind < 0.86:  # an HTTP head cut by its segment's end: the Python loop takes the rest of the batch
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
+        else:
+            frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
+    late = {}  # pairs seen again on another port after their window ran out (a tick between)
+    for n in range(0, len(frames) - 1500, 25):
+        client, server = f"10.1.{n % 200}.{n % 97 + 2}", f"198.18.{n % 100}.{n % 211 + 1}"
+        frames[n] = g.ether(g.ipv4(client, server, g.udp(41000, 6000, b"first")))
+        late[n + 1450] = [g.ether(g.ipv4(client, server, g.udp(41001, 6001 if n % 2 else 6000, b"later")))]
+    frames = [frame for n, first in enumerate(frames) for frame in [first] + late.get(n, [])]
+    path = str(tmp_path / "udp.pcap")
+    g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
+    for batch_size, max_keys in ((1, 50_000), (7, 300), (64, 50_000), (512, 50_000)):
+        fast, fast_verdicts = udp_replay(path, store, str(tmp_path), True, batch_size, max_keys)
+        slow, slow_verdicts = udp_replay(path, store, str(tmp_path), False, batch_size, max_keys)
+        assert fast == slow, (batch_size, max_keys)
+        assert all(slow_verdicts[i] == verdict for i, verdict in fast_verdicts.items()), (batch_size, max_keys)
+        if batch_size > 1:  # datagrams ended in C (VLAN frames stop that for the rest of a batch)
+            share = 0.8 if batch_size < 512 else 0.99
+            assert len(fast_verdicts) < len(slow_verdicts) * share, (batch_size, len(fast_verdicts), len(slow_verdicts))
+    text = "\n".join(slow[0])
+    assert "potential udp scanning" in text and listed in text
+    assert sum(slow_verdicts.values()) > 100  # repeats were there to be recognised

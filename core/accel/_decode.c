@@ -18,7 +18,8 @@
  *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped, ended)
+ * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp]]]])
+ *   -> (records, skipped, ended)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
  *   bulk test (the caller skips it when nothing is being tracked at that moment); bit 1 (clean):
@@ -29,7 +30,8 @@
  *   is not returned: the detector has nothing to do for it). A record with i = -1 only
  *   reports that the packet clock moved to `sec` on a packet skipped here (the per-second tick).
  *   skipped: bulk packets skipped here. ended: bytes, the native uint32 meta indices of the
- *   packets whose handling ended here without being bulk (clean ICMP, SYNs counted here).
+ *   packets whose handling ended here without being bulk (clean ICMP, SYNs and datagrams counted
+ *   here, repeated datagrams).
  *   skip: whether bulk packets may be skipped here, in C, at the start of the batch. Because the
  *   whole batch is scanned before any packet is handled, C stops skipping at the first returned
  *   packet that may start flow tracking (a TCP payload starting a TLS handshake record, or a
@@ -52,6 +54,16 @@
  *   here carries flag bit 2 (syn gap): the caller forgets its last-SYN duplicate key, as handling
  *   those SYNs would have replaced it; a batch ending with counted SYNs ends with a clock-only
  *   record carrying it.
+ * udps, last_udp (optional): the UDP-scan window's spec (ScanHeuristics.udp_shortcut, read as
+ *   for syns) and the detector's duplicate-datagram key (_last_udp) when the batch starts. The
+ *   walk follows that key from datagram to datagram as the detector's _udp does: a UDP record
+ *   equal to the datagram before it is ended here (the detector ignores it); a clean one that is
+ *   not DNS (port 53) nor a QUIC long header, whose only effect would be its port count (or
+ *   none, for a reply from a service port to an ephemeral one), is counted and ended here under
+ *   the rules of syns. Before the next UDP record returned after datagrams ended here (or a frame
+ *   left to the Python decoder, where the walk loses the key and stops, or the expiry point, or
+ *   the batch's end) comes a clock-only record with flag bit 3 (udp last) and, in place of the
+ *   Decoded, the key of the last datagram: the caller makes it its _last_udp.
  * init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports]): the Decoded class and
  *   the two byte sets (first payload bytes the sensor parses; TCP flag values of scans), from
  *   core/detect.py, and the VXLAN and GENEVE UDP destination ports as big-endian 16-bit numbers
@@ -60,6 +72,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+
+#include "crc32.h"
+#include "portcount.h"
 
 static PyObject *decoded_type = NULL;
 static unsigned char parsed_first[256];
@@ -480,8 +495,8 @@ fill_port_mark_bits(void)
 #define FLAG_BULK 1
 #define FLAG_CLEAN 2
 #define FLAG_SYN_GAP 4
+#define FLAG_UDP_LAST 8
 #define SYN 0x02
-#define KEY_BITS 4096 /* per-batch bitmap of keys handed back to Python (false hits only cost speed) */
 
 /* 1 when `addr` can have no exact-IP row and no ip:port row (in both prefilters its slot, one of
  * its two bits, is clear) -- the two prefilters of TrailStore.ip and TrailStore.ip_port; 0 when
@@ -630,30 +645,6 @@ note_ended(uint32_t **ended, Py_ssize_t *n, Py_ssize_t *cap, Py_ssize_t i)
     return 0;
 }
 
-/* The per-batch key bitmap slot of a Decoded record's key src + dst (FNV-1a of the bytes). */
-static unsigned
-key_slot(PyObject *d)
-{
-    uint32_t h = 2166136261u;
-    for (int k = 2; k <= 3; k++) {
-        PyObject *addr = PyTuple_GET_ITEM(d, k);
-        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(addr);
-        for (Py_ssize_t j = 0; j < PyBytes_GET_SIZE(addr); j++)
-            h = (h ^ b[j]) * 16777619u;
-    }
-    return h & (KEY_BITS - 1);
-}
-
-typedef struct {
-    PyObject *table;    /* key (src + dst bytes) -> int sec << 16 | port, or a richer entry */
-    PyObject *handback; /* destination ports always handed to Python (a set) */
-    long threshold;
-    Py_ssize_t max_keys;
-    long long next_tick; /* packet second of the heuristics' next expiry (-1: not scheduled yet) */
-    int on;             /* 0 once a frame was left to the Python decoder */
-    unsigned char handed[KEY_BITS / 8];
-} syn_counter;
-
 /* TCP record with a scan flag combination (SYN, NULL, FIN, XMAS), the packets scan.py counts */
 static int
 scan_record(PyObject *d)
@@ -661,113 +652,131 @@ scan_record(PyObject *d)
     return PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 6 && scan_flags[PyLong_AsLong(PyTuple_GET_ITEM(d, 6)) & 0xFF];
 }
 
-/* table[key] = sec << 16 | port: 1, or -1 on a Python error */
-static int
-set_packed(PyObject *table, PyObject *key, unsigned long sec, long port)
-{
-    PyObject *value = PyLong_FromLongLong((long long)sec << 16 | port);
-    int rc = value == NULL || PyDict_SetItem(table, key, value) < 0 ? -1 : 1;
-    Py_XDECREF(value);
-    return rc;
-}
-
-/* items[item] = sec: 1, or -1 on a Python error */
-static int
-set_sec(PyObject *items, PyObject *item, unsigned long sec)
-{
-    PyObject *value = PyLong_FromUnsignedLong(sec);
-    int rc = value == NULL || PyDict_SetItem(items, item, value) < 0 ? -1 : 1;
-    Py_XDECREF(value);
-    return rc;
-}
-
-/* table[key] = {single & 0xFFFF: single >> 16, item: sec} (WindowTable.promote): 1, or -1 */
-static int
-promote(PyObject *table, PyObject *key, long long single, unsigned long sec, PyObject *item)
-{
-    PyObject *items = PyDict_New(), *first = PyLong_FromLongLong(single & 0xFFFF);
-    PyObject *first_sec = PyLong_FromLongLong(single >> 16);
-    int rc = items == NULL || first == NULL || first_sec == NULL || PyDict_SetItem(items, first, first_sec) < 0
-             || set_sec(items, item, sec) < 0 || PyDict_SetItem(table, key, items) < 0 ? -1 : 1;
-    Py_XDECREF(items);
-    Py_XDECREF(first);
-    Py_XDECREF(first_sec);
-    return rc;
-}
-
 /* 1 when the clean record d was a SYN counted here (see the module doc), 0 when it goes to
- * Python, -1 on a Python error. `batch`: packets in this batch; while the table holds fewer than
- * max_keys - batch keys, no add of this batch (here or in Python) can reach the cap, so no
- * sweep (core/heuristics/state.py _make_room) runs between updates made out of packet order. */
+ * Python, -1 on a Python error. */
 static int
-count_syn(syn_counter *c, PyObject *d, unsigned long sec, Py_ssize_t batch)
+count_syn(port_counter *c, PyObject *d, unsigned long sec, Py_ssize_t batch)
 {
     if (PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) != 6 || PyLong_AsLong(PyTuple_GET_ITEM(d, 6)) != SYN
         || PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)) != PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9)))
         return 0;
-    unsigned slot = key_slot(d);
-    if (c->handed[slot >> 3] >> (slot & 7) & 1)
-        return 0;
-    if (c->threshold < 1 || PyDict_GET_SIZE(c->table) + batch >= c->max_keys)
-        return 0; /* an add of this batch could reach the cap: its sweep must see the packet order */
-    PyObject *dport = PyTuple_GET_ITEM(d, 5);
-    int handback = PySet_Contains(c->handback, dport);
-    if (handback != 0)
-        return handback < 0 ? -1 : 0;
-    long port = PyLong_AsLong(dport);
+    return count_port(c, d, sec, batch);
+}
+
+/* The detector's duplicate-datagram key of a UDP record (core/detect/detector.py _udp):
+ * (sec, src, dst, sport, dport, zlib.crc32 of the payload's first 512 bytes). */
+typedef struct {
+    int valid;
+    unsigned long sec;
+    unsigned char src[16], dst[16];
+    Py_ssize_t alen;
+    long sport, dport;
+    uint32_t crc;
+} udp_key;
+
+static void
+udp_key_of(PyObject *d, const unsigned char *base, unsigned long sec, udp_key *k)
+{
     PyObject *src = PyTuple_GET_ITEM(d, 2), *dst = PyTuple_GET_ITEM(d, 3);
-    Py_ssize_t ns = PyBytes_GET_SIZE(src), nd = PyBytes_GET_SIZE(dst);
-    PyObject *key = PyBytes_FromStringAndSize(NULL, ns + nd);
+    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
+    Py_ssize_t n = pend > poff ? (pend - poff < 512 ? pend - poff : 512) : 0;
+    k->valid = 1;
+    k->sec = sec;
+    k->alen = PyBytes_GET_SIZE(src);
+    memcpy(k->src, PyBytes_AS_STRING(src), (size_t)k->alen);
+    memcpy(k->dst, PyBytes_AS_STRING(dst), (size_t)k->alen);
+    k->sport = PyLong_AsLong(PyTuple_GET_ITEM(d, 4));
+    k->dport = PyLong_AsLong(PyTuple_GET_ITEM(d, 5));
+    k->crc = crc32_feed(0xFFFFFFFFu, base + poff, (size_t)n) ^ 0xFFFFFFFFu;
+}
+
+static int
+udp_key_equal(const udp_key *a, const udp_key *b)
+{
+    return a->sec == b->sec && a->alen == b->alen && a->sport == b->sport && a->dport == b->dport
+           && a->crc == b->crc && !memcmp(a->src, b->src, (size_t)a->alen) && !memcmp(a->dst, b->dst, (size_t)a->alen);
+}
+
+/* The detector's _last_udp (a key tuple, or anything else: no key) into *k. */
+static void
+udp_key_from(PyObject *obj, udp_key *k)
+{
+    k->valid = 0;
+    if (!PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != 6)
+        return;
+    PyObject *src = PyTuple_GET_ITEM(obj, 1), *dst = PyTuple_GET_ITEM(obj, 2);
+    if (!PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst) || PyBytes_GET_SIZE(src) != PyBytes_GET_SIZE(dst)
+        || (PyBytes_GET_SIZE(src) != 4 && PyBytes_GET_SIZE(src) != 16))
+        return;
+    for (int j = 0; j < 6; j++)
+        if (j != 1 && j != 2 && !PyLong_CheckExact(PyTuple_GET_ITEM(obj, j)))
+            return;
+    k->sec = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(obj, 0));
+    k->sport = PyLong_AsLong(PyTuple_GET_ITEM(obj, 3));
+    k->dport = PyLong_AsLong(PyTuple_GET_ITEM(obj, 4));
+    k->crc = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(obj, 5));
+    if (PyErr_Occurred()) { /* out of range: never equal to a datagram's key */
+        PyErr_Clear();
+        return;
+    }
+    k->alen = PyBytes_GET_SIZE(src);
+    memcpy(k->src, PyBytes_AS_STRING(src), (size_t)k->alen);
+    memcpy(k->dst, PyBytes_AS_STRING(dst), (size_t)k->alen);
+    k->valid = 1;
+}
+
+/* A clock-only record at the current packet second carrying key k as the detector's _last_udp
+ * (flag UDP_LAST): the datagram ended here last comes before the next one Python handles. */
+static int
+udp_last_record(PyObject *records, PyObject **sec_obj, unsigned long sec, const udp_key *k, int *pending)
+{
+    *pending = 0;
+    PyObject *key = Py_BuildValue("(ky#y#llk)", k->sec, (const char *)k->src, k->alen, (const char *)k->dst, k->alen,
+                                  k->sport, k->dport, (unsigned long)k->crc);
     if (key == NULL)
         return -1;
-    memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(src), (size_t)ns);
-    memcpy(PyBytes_AS_STRING(key) + ns, PyBytes_AS_STRING(dst), (size_t)nd);
-    int rc = 0;
-    PyObject *items = PyDict_GetItemWithError(c->table, key);
-    if (items == NULL) { /* a new key: its single observation */
-        rc = PyErr_Occurred() ? -1 : set_packed(c->table, key, sec, port);
-    } else if (PyLong_CheckExact(items)) {
-        long long v = PyLong_AsLongLong(items);
-        if (v == -1 && PyErr_Occurred())
-            rc = -1;
-        else if ((v & 0xFFFF) == port) /* the same single port seen again */
-            rc = set_packed(c->table, key, sec, port);
-        else if (c->threshold >= 2) /* a second port: the dict {first: its sec, port: sec}, 2 <= threshold */
-            rc = promote(c->table, key, v, sec, dport);
-    } else if (PyDict_CheckExact(items)) { /* items[port] = sec while that keeps it within the threshold */
-        int has = PyDict_Contains(items, dport);
-        if (has < 0)
-            rc = -1;
-        else if (PyDict_GET_SIZE(items) + !has <= c->threshold)
-            rc = set_sec(items, dport, sec);
-    }
-    Py_DECREF(key);
-    return rc;
+    return append_record(records, sec_obj, sec, 0, -1, key, FLAG_UDP_LAST);
+}
+
+/* 1 when the clean UDP record d ends here (the detector's _udp would only count its port, or
+ * not even that), 0 when it goes to Python, -1 on a Python error: not DNS (port 53), not a QUIC
+ * long header (the Initial parser), a reply from a service port to an ephemeral one (nothing
+ * counted), else count_port. */
+static int
+count_udp(port_counter *c, PyObject *d, const unsigned char *base, unsigned long sec, Py_ssize_t batch)
+{
+    long sport = PyLong_AsLong(PyTuple_GET_ITEM(d, 4)), dport = PyLong_AsLong(PyTuple_GET_ITEM(d, 5));
+    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
+    if (sport == 53 || dport == 53 || (pend - poff > 20 && (base[poff] & 0xC0) == 0xC0))
+        return 0;
+    if (sport < 1024 && dport >= 1024)
+        return 1;
+    return count_port(c, d, sec, batch);
 }
 
 static PyObject *
 decode_scan(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *metaobj, *ipobj = Py_None, *marksobj = Py_None, *counters = Py_None, *synobj = Py_None;
+    PyObject *udpobj = Py_None, *lastobj = Py_None;
     int skip;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk|OOOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters,
-                          &synobj))
+    if (!PyArg_ParseTuple(args, "OOpk|OOOOOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters,
+                          &synobj, &udpobj, &lastobj))
         return NULL;
     if (counters != Py_None && !PyDict_CheckExact(counters)) {
         PyErr_SetString(PyExc_TypeError, "counters must be a dict");
         return NULL;
     }
-    syn_counter syns;
-    syns.on = 0;
-    if (synobj != Py_None) {
-        if (!PyArg_ParseTuple(synobj, "O!lnO!L", &PyDict_Type, &syns.table, &syns.threshold, &syns.max_keys,
-                              &PyFrozenSet_Type, &syns.handback, &syns.next_tick))
-            return NULL;
-        syns.on = 1;
-        memset(syns.handed, 0, sizeof syns.handed);
-    }
+    port_counter syns, udps;
+    syns.on = udps.on = 0;
+    if ((synobj != Py_None && port_counter_parse(synobj, &syns) < 0)
+        || (udpobj != Py_None && port_counter_parse(udpobj, &udps) < 0))
+        return NULL;
+    udp_key prev; /* the key of the last UDP datagram before this packet (the detector's _last_udp) */
+    udp_key_from(lastobj, &prev);
+    int udp_pending = 0; /* prev was ended here: the Python side has not seen it yet */
     int gap = 0; /* SYNs were counted here since the last returned record */
     uint32_t *ended = NULL; /* meta indices of the packets whose handling ended here (not bulk) */
     Py_ssize_t n_ended = 0, ended_cap = 0;
@@ -826,6 +835,13 @@ decode_scan(PyObject *self, PyObject *args)
         }
         if (syns.on && (syns.next_tick < 0 || (long long)sec >= syns.next_tick))
             syns.on = 0; /* the heuristics' expiry runs at this packet: from here on, packet order */
+        if (udps.on && (udps.next_tick < 0 || (long long)sec >= udps.next_tick)) {
+            udps.on = 0;
+            if (udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
+                Py_CLEAR(records);
+                goto done;
+            }
+        }
         const unsigned char *p = base + off;
         int bulk = 0;
         if (caplen >= 54 && p[23] == 6 && p[14] == 0x45 && p[12] == 8 && p[13] == 0 && !scan_flags[p[47]]) {
@@ -874,6 +890,47 @@ decode_scan(PyObject *self, PyObject *args)
             }
             continue;
         }
+        if (d != NULL && udps.on) {
+            int ended_here = 0;
+            if (d == Py_None) { /* a frame the Python decoder reads may be UDP: the chain is lost */
+                if (udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
+                    Py_DECREF(d);
+                    Py_CLEAR(records);
+                    goto done;
+                }
+                udps.on = 0;
+            } else if (PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 17) {
+                udp_key key;
+                udp_key_of(d, base, sec, &key);
+                if (prev.valid && udp_key_equal(&key, &prev)) {
+                    ended_here = 1; /* the same datagram again: the detector ignores it */
+                } else {
+                    int counted = clean > 0 ? count_udp(&udps, d, base, sec, words / 4) : 0;
+                    if (counted < 0) {
+                        Py_CLEAR(d);
+                    } else if (counted) {
+                        ended_here = 1, prev = key, udp_pending = 1;
+                    } else {
+                        if (udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
+                            Py_DECREF(d);
+                            Py_CLEAR(records);
+                            goto done;
+                        }
+                        hand_back(&udps, d);
+                        prev = key;
+                    }
+                }
+            }
+            if (ended_here) {
+                Py_DECREF(d);
+                if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
+                    || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
+                    Py_CLEAR(records);
+                    goto done;
+                }
+                continue;
+            }
+        }
         if (d != NULL && syns.on) {
             if (d == Py_None) {
                 syns.on = 0;
@@ -891,8 +948,7 @@ decode_scan(PyObject *self, PyObject *args)
                     }
                     continue;
                 } else if (scan_record(d)) {
-                    unsigned slot = key_slot(d);
-                    syns.handed[slot >> 3] |= (unsigned char)(1u << (slot & 7));
+                    hand_back(&syns, d);
                 }
             }
         }
@@ -907,6 +963,8 @@ decode_scan(PyObject *self, PyObject *args)
         if (d == Py_None || handshake)
             skip = 0;
     }
+    if (udp_pending && records != NULL && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0)
+        Py_CLEAR(records);
     if (gap && records != NULL) { /* the batch ends with SYNs counted here */
         Py_INCREF(Py_None);
         if (append_record(records, &sec_obj, last_sec, 0, -1, Py_None, FLAG_SYN_GAP) < 0)
@@ -932,7 +990,7 @@ static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
     {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
-     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns]]]) -> (records, skipped, ended)"},
+     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp]]]]) -> (records, skipped, ended)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -944,6 +1002,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__decode(void)
 {
+    crc32_init();
     fill_port_mark_bits();
     return PyModule_Create(&module);
 }

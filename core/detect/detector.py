@@ -15,7 +15,9 @@ from its header bytes before decoding, tunnelled and IPv6 bulk right after). Tex
 With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
 is skipped there and the common frames arrive already decoded; ICMP between addresses no IP
 trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
-(counted in the heuristic's own table, `Heuristics.syn_shortcut`). The Python loop below is its
+(counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
+whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
+one before it. The Python loop below is its
 specification and serves every other link type (and builds without a compiler).
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import sys
 import zlib
 from collections.abc import Callable, Hashable, Iterable
+from typing import cast
 
 from core.accel import load as load_accel
 from core.addr import ip_text
@@ -53,10 +56,12 @@ TLS_HANDSHAKE = 0x16
 DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
-BULK, CLEAN, SYN_GAP = 1, 2, 4  # record flags of core/accel/_decode.c
+BULK, CLEAN, SYN_GAP, UDP_LAST = 1, 2, 4, 8  # record flags of core/accel/_decode.c
 HOST_CACHE_ENTRIES = 8192
 Port = int | str  # "-" where an event has no ports
-ScanRecord = tuple[int, int, int, Decoded | None, int]  # sec, usec, meta index, decoded, flags
+UdpKey = tuple[int, bytes, bytes, int, int, int]  # sec, src, dst, sport, dport, crc32 of the payload's first 512 bytes
+# sec, usec, meta index, decoded, flags (a clock-only record flagged UDP_LAST holds a UdpKey in place of the Decoded)
+ScanRecord = tuple[int, int, int, Decoded | None, int]
 BODY_HEADERS = (b"content-length", b"transfer-encoding")  # a body may follow the head
 BODILESS = frozenset(("GET", "HEAD"))  # methods whose later segments are not searched for a declared body
 
@@ -99,7 +104,7 @@ class Detector:
         self._udp_tunnels = udp_tunnels(config)
         self._whitelisted_hosts: dict[str, bool] = {}
         self._last_syn: tuple[int, bytes, bytes, int, int] | None = None
-        self._last_udp: tuple[int, bytes, bytes, int, int, int] | None = None
+        self._last_udp: UdpKey | None = None
         self._sec = 0
         self._buf: bytes = b""
         self._meta: Meta | tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -190,14 +195,19 @@ class Detector:
         the live tracking state decides here, as in the loop above. Flag CLEAN: neither address
         passes the store's IP prefilters, so the handlers skip their IP and ip:port lookups. Clean
         SYNs whose port-scan counting cannot alert were counted in C (Heuristics.syn_shortcut) and
-        are not among the records; flag SYN_GAP marks the first record after them."""
+        are not among the records; flag SYN_GAP marks the first record after them. So were clean
+        datagrams whose only effect is their UDP-scan count, and datagrams equal to the one before
+        them (the duplicate test of `_udp`): a clock-only record flagged UDP_LAST carries the key
+        of the last of them before the next datagram handled here (Heuristics.udp_shortcut)."""
         assert self._scan is not None
         flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         plugins = self.plugins_wanted
         ip_marks, port_marks = self.store.ip_prefilter()
         skipping = not plugins and not flights and not hellos and not pending
+        heuristics = self.heuristics
         records, skipped, ended = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks,
-                                             self.decoder(1).counters, self.heuristics.syn_shortcut())
+                                             self.decoder(1).counters, heuristics.syn_shortcut(),
+                                             heuristics.udp_shortcut(), self._last_udp)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -206,6 +216,8 @@ class Detector:
             if flags & SYN_GAP:
                 self._last_syn = None  # SYNs counted in C came between: no duplicate of the last one here
             if i < 0:
+                if flags & UDP_LAST:
+                    self._last_udp = cast(UdpKey, d)  # the last datagram, ended in C
                 continue
             if flags & BULK and not plugins and not flights and not hellos and not pending:
                 self.skipped_bulk += 1

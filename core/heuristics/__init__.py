@@ -16,8 +16,8 @@ packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/
 - `dns_response(sec, usec, d, msg)`: every DNS response (NXDOMAIN floods, DGA, sinkhole/parked).
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.
-Methods: `syn_shortcut()`: the port-scan table for clean SYNs counted before the hooks run (the
-compiled batch walker, core/accel/_decode.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
+Methods: `syn_shortcut()` / `udp_shortcut()`: the port-scan / UDP-scan table for clean SYNs /
+datagrams counted before the hooks run (the compiled batch walker, core/accel/_decode.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
 reloaded, later lookups use the new store; `stats()`: per-table size and cap counters (metrics).
 `frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
@@ -91,6 +91,10 @@ class Heuristics:
     def syn_shortcut(self) -> SynShortcut | None:
         """What the compiled batch walker needs to count clean SYNs' ports itself (see
         core/heuristics/scan.py); None: no port-scan counting, every SYN is handled here."""
+        return None
+
+    def udp_shortcut(self) -> SynShortcut | None:
+        """The same for clean UDP datagrams and the UDP-scan window; None: not counted in C."""
         return None
 
     def tick(self, sec: int) -> None:

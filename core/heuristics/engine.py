@@ -83,6 +83,9 @@ class HeuristicEngine(Heuristics):
     def syn_shortcut(self) -> SynShortcut | None:
         return self.scan.syn_shortcut(self._next_tick)
 
+    def udp_shortcut(self) -> SynShortcut | None:
+        return self.scan.udp_shortcut(self._next_tick)
+
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:
             return

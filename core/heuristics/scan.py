@@ -111,6 +111,15 @@ class ScanHeuristics:
         handback = INFECTION_PORTS if self.use_infection else frozenset()
         return ports.table, ports.threshold, ports.max_keys, handback, next_tick
 
+    def udp_shortcut(self, next_tick: int) -> SynShortcut | None:
+        """`syn_shortcut` for the UDP-scan window: what core/accel/_decode.c needs to count clean
+        datagrams' ports itself (replies from a service port to an ephemeral one count nothing,
+        as in the hook below). None when UDP scans are not counted."""
+        if not self.use_udp:
+            return None
+        ports = self.udp_ports
+        return ports.table, ports.threshold, ports.max_keys, frozenset(), next_tick
+
     def _tcp_hook(self) -> PacketHook:
         count = self._port_counter(self.ports, "TCP", "potential port scanning")
         use_port = self.use_port
