@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(load("_decode") is None, reason="core/accel/_dec
 CORPUS = os.path.join(os.path.dirname(__file__), "data", "conformance")
 T0 = 1_700_000_000
 LOCAL_ADDR = "10.0.0.5"
+NOP_OPTIONS = b"\x01" * 4  # an IPv4 header of 24 bytes: the Python decoder reads the frame
 
 
 def replay(paths, store, folder, accelerated, batch_size=64):
@@ -343,7 +344,7 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
     the port table (every key and value), its counters and hold-offs, and the event lines must be
     those of the Python loop, with keys seen again on other ports, port scans that alert, stealth
     flags, SYNs with data, infection ports, listed peers (not clean), duplicates around counted
-    SYNs, VLAN frames the Python decoder reads, clean ICMP, bulk TLS (the skip count must stay
+    SYNs, frames the Python decoder reads (IP options), clean ICMP, bulk TLS (the skip count must stay
     the loop's), a cut HTTP head (the loop walks the rest of its batch again), pairs seen again after their window ran out (the expiry tick between the two
     must run first) and a key cap the C side must stay clear of."""
     listed = "198.51.100.7"
@@ -376,7 +377,7 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
             frames.append(g.ether(g.ipv6("2001:db8::5", f"2001:db8::{rng.randrange(1, 30):x}",
                                          g.tcp(sport, rng.choice((80, 443)), 0x02))))
         elif kind < 0.88:
-            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x02)), vlans=[(0x8100, 7)]))
+            frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x02), options=NOP_OPTIONS)))
         elif kind < 0.89:  # an HTTP head cut by its segment's end: the Python loop takes the rest of the batch
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
         elif kind < 0.92:  # echo requests between clean addresses end in C
@@ -439,8 +440,9 @@ def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_pyt
     the Python loop's, and every datagram the detector still sees must get the loop's repeat
     verdict -- with mDNS chatter, UDP port scans that alert, replies from service ports, repeats
     (also across TCP packets), DNS, QUIC long headers followed by their pair on another port
-    (items in packet order), listed peers, VLAN copies of datagrams ended in C (the Python
-    decoder must know them as repeats), ticks and a small key cap."""
+    (items in packet order), listed peers, copies with IP options of datagrams ended in C (the Python
+    decoder must know them as repeats), a datagram only the Python decoder reads between a query
+    and its repeat (the walk loses the key there), ticks and a small key cap."""
     listed = "198.51.100.7"
     store = TrailStore.from_rows([(listed, "malware (test)", "(static)")], str(tmp_path))
     rng = random.Random(31)
@@ -458,13 +460,17 @@ def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_pyt
             frames.append(g.ether(g.ipv4("10.9.9.9", servers[0], g.udp(sport, 1 + n % 3000, b"probe"))))
         elif kind < 0.55:  # replies from a service port
             frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.udp(123, sport, b"y" * 48))))
-        elif kind < 0.65:  # the same datagram again, right after or across a TCP packet, or a VLAN copy
-            datagram = g.ipv4(client, rng.choice(servers), g.udp(sport, 7777, b"again"))
+        elif kind < 0.65:  # the same datagram again, right after or across a TCP packet, or with IP options
+            server = rng.choice(servers)
+            datagram = g.ipv4(client, server, g.udp(sport, 7777, b"again"))
             middle = {0: [], 1: [g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 443, 0x18, b"\x17\x03\x03\x00\x01z")))],
-                      2: [g.ether(datagram, vlans=[(0x8100, 9)])]}[n % 3]
+                      2: [g.ether(g.ipv4(client, server, g.udp(sport, 7777, b"again"), options=NOP_OPTIONS))]}[n % 3]
             frames += [g.ether(datagram)] + middle + [g.ether(datagram)]
         elif kind < 0.72:
             frames.append(g.ether(g.ipv4(client, "192.0.2.53", g.udp(sport, 53, g.dns_query(f"host{n % 50}.example.org")))))
+        elif kind < 0.73:  # a query to a listed resolver, a datagram only the Python decoder reads, the query again
+            query = g.ether(g.ipv4(client, listed, g.udp(sport, 53, g.dns_query(f"again{n}.example.org"))))
+            frames += [query, g.ether(g.ipv4(client, listed, g.udp(sport, 9, b"between"), options=NOP_OPTIONS)), query]
         elif kind < 0.75:  # a QUIC long header (the Initial parser sees it), then the pair on another port
             server = f"203.0.113.{n % 250}"
             frames += [g.ether(g.ipv4(client, server, g.udp(sport, 443, b"\xc3" + bytes(40)))),
@@ -490,9 +496,53 @@ def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_pyt
         slow, slow_verdicts = udp_replay(path, store, str(tmp_path), False, batch_size, max_keys)
         assert fast == slow, (batch_size, max_keys)
         assert all(slow_verdicts[i] == verdict for i, verdict in fast_verdicts.items()), (batch_size, max_keys)
-        if batch_size > 1:  # datagrams ended in C (VLAN frames stop that for the rest of a batch)
+        if batch_size > 1:  # datagrams ended in C (frames the Python decoder reads stop that for the rest of a batch)
             share = 0.8 if batch_size < 512 else 0.99
             assert len(fast_verdicts) < len(slow_verdicts) * share, (batch_size, len(fast_verdicts), len(slow_verdicts))
     text = "\n".join(slow[0])
     assert "potential udp scanning" in text and listed in text
     assert sum(slow_verdicts.values()) > 100  # repeats were there to be recognised
+
+
+def test_vlan_tagged_frames_same_as_python_loop(tmp_path):
+    """Frames under 802.1Q / 802.1ad / QinQ tags are decoded in C by the general path's rules (up to
+    link.MAX_VLAN_DEPTH tags; deeper, or anything but IP under them, goes to the Python decoder):
+    the corpus under one, two and five tags of each kind, and mutated tagged frames, give the
+    loop's events, skips and counters, and tagged bulk TLS is skipped in C."""
+    from tests.kit import tunnelgen as t
+
+    store = TrailStore.open(os.path.join(CORPUS, "trails.csv"), index_dir=str(tmp_path))
+    paths = sorted(glob.glob(os.path.join(CORPUS, "*.pcap")))
+    for tags in ([(0x8100, 7)], [(0x88A8, 100), (0x8100, 7)], [(0x9100, 1)] * 5):
+        folder = tmp_path / f"tags{len(tags)}_{tags[0][0]:x}"
+        folder.mkdir()
+        tagged = []
+        for path in paths:
+            linktype, packets = g.read_pcap(path)
+            tag = b"".join(tpid.to_bytes(2, "big") + vid.to_bytes(2, "big") for tpid, vid in tags)
+            frames = [(ts, t.ether_of(frame, linktype)) for ts, frame in packets]
+            tagged.append(g.write_pcap(str(folder / os.path.basename(path)),
+                                       [(ts, frame[:12] + tag + frame[12:]) for ts, frame in frames]))
+        lines, _, counters, _ = assert_same(tagged, store, str(tmp_path), batch_size=7)
+        assert bool(lines) == (len(tags) <= 4) == (not counters.get("vlan_too_deep")), tags
+    inner = [g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)), vlans=[(0x8100, 5)]),
+             g.ether(g.ipv6("2001:db8::1", "2001:db8::66", g.udp(5000, 53, g.dns_query("x.example"))), vlans=[(0x88A8, 2), (0x8100, 3)]),
+             g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.icmp()), vlans=[(0x8100, 9)])]
+    bulk = g.ether(g.ipv4("93.184.216.34", "10.0.0.5", g.tcp(443, 40000, 0x18, b"\x17\x03\x03\x00\x10" + bytes(16))),
+                   vlans=[(0x8100, 5)])
+    frames = inner * 30 + [bulk] * 200 + g.mutated_frames(inner, 8_000, seed=16)
+    path = str(tmp_path / "vlan.pcap")
+    g.write_pcap(path, [(T0 + n / 500, frame) for n, frame in enumerate(frames)])
+    lines, skipped, counters, _ = assert_same([path], store, str(tmp_path), batch_size=512)
+    assert skipped >= 200 and counters
+    # the tagged frames were decoded in C (a Decoded in the record, not None), the bulk skipped there
+    from array import array
+
+    buf, meta, off = b"".join(inner + [bulk]), [], 0
+    for frame in inner + [bulk]:
+        meta += [T0, 0, off, len(frame)]
+        off += len(frame)
+    kit = SensorKit(store, folder=str(tmp_path))  # its detector initialises the walker
+    records, skipped, _ = kit.detector._scan(buf, memoryview(array("I", meta)), True, 0)
+    kit.close()
+    assert [record[3] is not None for record in records] == [True] * 3 and skipped == 1

@@ -8,8 +8,8 @@
  *    parses, neither port 53) while skipping is allowed, and applies the same test to every TCP
  *    record it decodes (core.detect.bulk_record: IPv6, and packets carried by a tunnel);
  *  - decodes the common frames (Ethernet + IPv4 IHL 5 TCP/UDP/ICMP, Ethernet + IPv6 TCP/UDP
- *    without extension headers) into the same Decoded record core.decode.packet.Decoder.decode
- *    returns for them;
+ *    without extension headers, the same under up to four VLAN tags) into the same Decoded
+ *    record core.decode.packet.Decoder.decode returns for them;
  *  - with a `counters` dict, opens one tunnel level the way core/decode/tunnel.py does (VXLAN and
  *    GENEVE on the init ports, GRE, GRE-TEB, ERSPAN I/II/III, IP-in-IP, IPv6-in-IP, MPLS carrying
  *    IP) when the frame is plain Ethernet + IPv4 IHL 5 / IPv6 or Ethernet + MPLS and the carried
@@ -264,6 +264,7 @@ decode_carried_ip(const unsigned char *p, Py_ssize_t off, Py_ssize_t ip, Py_ssiz
 }
 
 #define CARRIES_ETHERNET 1
+#define MAX_VLAN_DEPTH 4 /* core/decode/link.py MAX_VLAN_DEPTH */
 #define CARRIES_IP 2
 
 /* One tunnel level of frame p (core/decode/tunnel.py): `proto` 17 (UDP to a tunnel port), 4, 41,
@@ -431,6 +432,20 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
     }
     if ((et == 0x8847 || et == 0x8848) && counters != NULL)
         return decode_tunnel(p, off, 14, len, 0, buf, handshake, rbulk, counters);
+    if (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
+        /* 802.1Q / 802.1ad / QinQ tags (core/decode/link.py after_ethertype, up to MAX_VLAN_DEPTH),
+         * then IP decoded by the general path's rules; anything else under the tags goes to Python */
+        Py_ssize_t pos = 14;
+        for (int depth = 1; et == 0x8100 || et == 0x88A8 || et == 0x9100; depth++) {
+            if (depth > MAX_VLAN_DEPTH || pos + 4 > len)
+                Py_RETURN_NONE;
+            et = u16(p + pos + 2);
+            pos += 4;
+        }
+        if ((et != 0x0800 && et != 0x86DD) || pos >= len || ((p[pos] >> 4) != 4 && (p[pos] >> 4) != 6))
+            Py_RETURN_NONE;
+        return decode_carried_ip(p, off, pos, len, buf, handshake, rbulk);
+    }
     if (et == 0x86DD && len >= 54 && (p[14] >> 4) == 6) {
         unsigned nh = p[20];
         Py_ssize_t end = len;
