@@ -13,6 +13,10 @@ prints a second pass over the same packets (every cache warm).
     .venv/bin/python bench/profile_sensor.py [--trails ../shared/bench/trails.csv.gz] [--packets 300000]
     .venv/bin/python bench/profile_sensor.py --profile http --top 25    # cProfile of one class
     .venv/bin/python bench/profile_sensor.py --only dns --passes 2      # one class, no cProfile
+    .venv/bin/python bench/profile_sensor.py --reps 6                   # min / median of 6 fresh sensors
+
+This machine's speed moves from minute to minute: to compare two trees, run this script in both
+at the same time (one per vCPU, so both see the same slow and fast minutes) with --reps.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import pstats
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +47,8 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=1, help="replays of each class per sensor (2: warm caches)")
     parser.add_argument("--profile", metavar="CLASS", help="cProfile one class (tls, syn, dns, http, icmp, mdns, mixed)")
     parser.add_argument("--only", metavar="CLASS", help="replay only this class (no cProfile)")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="fresh sensors per class (cold caches each): prints the minimum and median of each pass")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
     args = parser.parse_args()
 
@@ -83,22 +90,29 @@ def main() -> None:
             source = OfflineSource([path])
             batches = list(source)
             source.close()
-            sensor = build_sensor(config, store, sinks=[LogFileSink(log_dir)], plugins=[])
             profiler = cProfile.Profile() if args.profile else None
-            figures = []
-            for _ in range(max(1, args.passes)):
-                if profiler is not None:
-                    profiler.enable()
-                started = time.process_time()
-                for linktype, buf, meta in batches:
-                    sensor.process_batch(linktype, buf, meta)
-                figures.append((time.process_time() - started) / len(frames) * 1e9)
-                if profiler is not None:
-                    profiler.disable()
-            sensor.close()
-            passes = " / ".join(f"{ns:6.0f}" for ns in figures)
+            runs: list[list[float]] = []  # per fresh sensor, ns/packet of each pass
+            for _ in range(max(1, args.reps)):
+                sensor = build_sensor(config, store, sinks=[LogFileSink(log_dir)], plugins=[])
+                figures = []
+                for _ in range(max(1, args.passes)):
+                    if profiler is not None:
+                        profiler.enable()
+                    started = time.process_time()
+                    for linktype, buf, meta in batches:
+                        sensor.process_batch(linktype, buf, meta)
+                    figures.append((time.process_time() - started) / len(frames) * 1e9)
+                    if profiler is not None:
+                        profiler.disable()
+                sensor.close()
+                runs.append(figures)
+            if len(runs) == 1:
+                passes = " / ".join(f"{ns:6.0f}" for ns in runs[0])
+            else:  # the minimum and the median of each pass over the fresh sensors
+                passes = " / ".join(f"min {min(column):6.0f} med {statistics.median(column):6.0f}"
+                                    for column in zip(*runs, strict=True))
             print(f"{kind:>5}: {passes} ns/packet ({len(frames):,} packets, {sensor.events.delivered} events"
-                  f"{', cProfile on' if profiler else ''})")
+                  f"{', cProfile on' if profiler else ''}{f', {len(runs)} fresh sensors' if len(runs) > 1 else ''})")
             if profiler is not None:
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
     finally:
