@@ -21,12 +21,14 @@ Trails absent → a generated set of the same shape and size is used.
 `--tunnel KIND` (a kind of tests/kit/tunnelgen.py: vxlan, geneve, gre_ip, erspan2, ip_in_ip, mpls_ip,
 ...) also replays the same mixed traffic with every frame inside that encapsulation, alternating
 with plain runs, and prints its per-packet figure and the median tunnelled/plain ratio of 5 pairs
-(the tunnelled-traffic cost, docs/decoding.md).
+(the tunnelled-traffic cost, docs/decoding.md). `--vlan` does the same with every frame under one
+802.1Q tag (what a SPAN port that keeps its tags delivers).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import os
 import random
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_trails import generate_gz  # noqa: E402  (the one generator of a same-shape trail set)
@@ -220,6 +223,7 @@ def main() -> None:
     parser.add_argument("--classes", action="store_true", help="also measure each traffic class alone")
     parser.add_argument("--tunnel", action="append", default=[], metavar="KIND",
                         help="also measure the mixed traffic inside this encapsulation (repeatable)")
+    parser.add_argument("--vlan", action="store_true", help="also measure the mixed traffic under an 802.1Q tag")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-sensor-")
     try:
@@ -282,11 +286,15 @@ def main() -> None:
               f"{floor * 1000:.0f} ns/packet; mixed = {ratio:.1f} x floor (median of the 5 paired ratios, "
               f"{ratios[0]:.1f}-{ratios[-1]:.1f}); the original: 15.1 / 0.9 = {15.1 / 0.9:.1f} x floor, "
               f"so {15.1 / 0.9 / ratio:.1f} times less CPU per packet")
+        wrappers: dict[str, Callable[[bytes], bytes]] = {}
         if args.tunnel:
             from tests.kit import tunnelgen
-        for kind in args.tunnel:
-            wrapped = os.path.join(work, f"mixed-{kind}.pcap")
-            write_pcap(wrapped, [(t0 + i * 1e-4, tunnelgen.wrap(kind, f, 1)) for i, f in enumerate(mixed)])
+            wrappers.update({kind: functools.partial(tunnelgen.wrap, kind, linktype=1) for kind in args.tunnel})
+        if args.vlan:
+            wrappers["an 802.1Q tag"] = lambda frame: frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+        for n, (kind, wrap) in enumerate(wrappers.items()):
+            wrapped = os.path.join(work, f"mixed-wrapped-{n}.pcap")
+            write_pcap(wrapped, [(t0 + i * 1e-4, wrap(f)) for i, f in enumerate(mixed)])
             # plain and tunnelled runs alternate; the median of the 5 paired ratios is reported
             tunnel_pairs = [(run_sensor(path, trails, log_dir), run_sensor(wrapped, trails, log_dir)) for _ in range(5)]
             tunnel_ratios = sorted(inside["per_packet_us"] / plain["per_packet_us"] for plain, inside in tunnel_pairs)
