@@ -22,7 +22,8 @@ Trails absent → a generated set of the same shape and size is used.
 ...) also replays the same mixed traffic with every frame inside that encapsulation, alternating
 with plain runs, and prints its per-packet figure and the median tunnelled/plain ratio of 5 pairs
 (the tunnelled-traffic cost, docs/decoding.md). `--vlan` does the same with every frame under one
-802.1Q tag (what a SPAN port that keeps its tags delivers).
+802.1Q tag (what a SPAN port that keeps its tags delivers), `--cooked` with every frame as a Linux
+cooked capture v1 frame (what MONITOR_INTERFACE's default, "any", delivers).
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ def dns_query(name: str, ident: int) -> bytes:
     return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x01\x00\x01"
 
 
-def write_pcap(path: str, frames: list[tuple[float, bytes]]) -> None:
+def write_pcap(path: str, frames: list[tuple[float, bytes]], linktype: int = 1) -> None:
     with open(path, "wb") as handle:
-        handle.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        handle.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
         for ts, frame in frames:
             sec = int(ts)
             handle.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
@@ -224,6 +225,8 @@ def main() -> None:
     parser.add_argument("--tunnel", action="append", default=[], metavar="KIND",
                         help="also measure the mixed traffic inside this encapsulation (repeatable)")
     parser.add_argument("--vlan", action="store_true", help="also measure the mixed traffic under an 802.1Q tag")
+    parser.add_argument("--cooked", action="store_true",
+                        help='also measure the mixed traffic as Linux cooked frames (a capture on "any")')
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-sensor-")
     try:
@@ -286,15 +289,19 @@ def main() -> None:
               f"{floor * 1000:.0f} ns/packet; mixed = {ratio:.1f} x floor (median of the 5 paired ratios, "
               f"{ratios[0]:.1f}-{ratios[-1]:.1f}); the original: 15.1 / 0.9 = {15.1 / 0.9:.1f} x floor, "
               f"so {15.1 / 0.9 / ratio:.1f} times less CPU per packet")
-        wrappers: dict[str, Callable[[bytes], bytes]] = {}
+        # name -> (frame rewriter, link type of the rewritten capture)
+        wrappers: dict[str, tuple[Callable[[bytes], bytes], int]] = {}
         if args.tunnel:
             from tests.kit import tunnelgen
-            wrappers.update({kind: functools.partial(tunnelgen.wrap, kind, linktype=1) for kind in args.tunnel})
+            wrappers.update({kind: (functools.partial(tunnelgen.wrap, kind, linktype=1), 1) for kind in args.tunnel})
         if args.vlan:
-            wrappers["an 802.1Q tag"] = lambda frame: frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
-        for n, (kind, wrap) in enumerate(wrappers.items()):
+            wrappers["an 802.1Q tag"] = (lambda frame: frame[:12] + b"\x81\x00\x00\x07" + frame[12:], 1)
+        if args.cooked:  # Linux cooked capture v1: what the "any" interface delivers
+            wrappers["Linux cooked frames"] = (lambda frame: struct.pack("!HHH8s", 0, 1, 6, frame[6:12] + bytes(2))
+                                               + frame[12:], 113)
+        for n, (kind, (wrap, linktype)) in enumerate(wrappers.items()):
             wrapped = os.path.join(work, f"mixed-wrapped-{n}.pcap")
-            write_pcap(wrapped, [(t0 + i * 1e-4, wrap(f)) for i, f in enumerate(mixed)])
+            write_pcap(wrapped, [(t0 + i * 1e-4, wrap(f)) for i, f in enumerate(mixed)], linktype)
             # plain and tunnelled runs alternate; the median of the 5 paired ratios is reported
             tunnel_pairs = [(run_sensor(path, trails, log_dir), run_sensor(wrapped, trails, log_dir)) for _ in range(5)]
             tunnel_ratios = sorted(inside["per_packet_us"] / plain["per_packet_us"] for plain, inside in tunnel_pairs)

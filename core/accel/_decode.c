@@ -8,8 +8,9 @@
  *    parses, neither port 53) while skipping is allowed, and applies the same test to every TCP
  *    record it decodes (core.detect.bulk_record: IPv6, and packets carried by a tunnel);
  *  - decodes the common frames (Ethernet + IPv4 IHL 5 TCP/UDP/ICMP, Ethernet + IPv6 TCP/UDP
- *    without extension headers, the same under up to four VLAN tags) into the same Decoded
- *    record core.decode.packet.Decoder.decode returns for them;
+ *    without extension headers, the same under up to four VLAN tags; with linktype 113 or 276,
+ *    the Linux cooked captures of the "any" interface, the same behind their headers) into the
+ *    same Decoded record core.decode.packet.Decoder.decode returns for them;
  *  - with a `counters` dict, opens one tunnel level the way core/decode/tunnel.py does (VXLAN and
  *    GENEVE on the init ports, GRE, GRE-TEB, ERSPAN I/II/III, IP-in-IP, IPv6-in-IP, MPLS carrying
  *    IP) when the frame is plain Ethernet + IPv4 IHL 5 / IPv6 or Ethernet + MPLS and the carried
@@ -18,7 +19,7 @@
  *    Python decoder does. Any other tunnel (nested, malformed, unusual) is handed back whole;
  *  - leaves every other frame to the Python decoder (d = None), which keeps its counters.
  *
- * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp]]]])
+ * scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp[, linktype]]]]])
  *   -> (records, skipped, ended)
  *   records: list of (sec, usec, i, d, flags), i = index of the packet's first meta word, d =
  *   Decoded or None ("decode it in Python"); flags bit 0 (bulk): the packet passes the static
@@ -265,6 +266,9 @@ decode_carried_ip(const unsigned char *p, Py_ssize_t off, Py_ssize_t ip, Py_ssiz
 
 #define CARRIES_ETHERNET 1
 #define MAX_VLAN_DEPTH 4 /* core/decode/link.py MAX_VLAN_DEPTH */
+#define LINKTYPE_ETHERNET 1
+#define LINKTYPE_LINUX_SLL 113
+#define LINKTYPE_LINUX_SLL2 276
 #define CARRIES_IP 2
 
 /* One tunnel level of frame p (core/decode/tunnel.py): `proto` 17 (UDP to a tunnel port), 4, 41,
@@ -379,6 +383,40 @@ decode_tunnel(const unsigned char *p, Py_ssize_t off, Py_ssize_t l4, Py_ssize_t 
     return d;
 }
 
+/* The frame p[0:len] whose payload of type `et` starts at p[pos] (core/decode/link.py
+ * after_ethertype): up to MAX_VLAN_DEPTH 802.1Q / 802.1ad / QinQ tags, then IPv4 or IPv6 decoded
+ * by the general path's rules (decode_carried_ip); Py_None for anything else (PPPoE, SNAP, MPLS,
+ * deeper stacks, other types: the Python decoder reads and counts those). */
+static PyObject *
+ip_after_ethertype(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, unsigned et, Py_ssize_t pos,
+                   PyObject *buf, int *handshake, int *rbulk)
+{
+    for (int depth = 1; et == 0x8100 || et == 0x88A8 || et == 0x9100; depth++) {
+        if (depth > MAX_VLAN_DEPTH || pos + 4 > len)
+            Py_RETURN_NONE;
+        et = u16(p + pos + 2);
+        pos += 4;
+    }
+    if ((et != 0x0800 && et != 0x86DD) || pos >= len || ((p[pos] >> 4) != 4 && (p[pos] >> 4) != 6))
+        Py_RETURN_NONE;
+    return decode_carried_ip(p, off, pos, len, buf, handshake, rbulk);
+}
+
+/* A frame of Linux cooked capture v1 (LINKTYPE_LINUX_SLL, 113: the protocol at bytes 14-15, the
+ * payload at 16) or v2 (LINKTYPE_LINUX_SLL2, 276: the protocol at bytes 0-1, the payload at 20),
+ * what a capture on the "any" interface delivers: ip_after_ethertype, as core/decode/link.py
+ * linux_sll / linux_sll2 and the general path read it. */
+static PyObject *
+cooked_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, int linktype, PyObject *buf, int *handshake,
+              int *rbulk)
+{
+    Py_ssize_t head = linktype == LINKTYPE_LINUX_SLL ? 16 : 20;
+    if (len < head)
+        Py_RETURN_NONE;
+    unsigned et = linktype == LINKTYPE_LINUX_SLL ? u16(p + 14) : u16(p);
+    return ip_after_ethertype(p, off, len, et, head, buf, handshake, rbulk);
+}
+
 /* The fast-path decode of the frame p[0:len] (buffer offset `off`): a new Decoded, Py_None
  * (new reference) when the Python decoder must look at it, or NULL on a Python error.
  * *rbulk: the record is TCP and passes core.detect.bulk_record. With `counters` (a dict, else
@@ -432,20 +470,8 @@ fast_decode(const unsigned char *p, Py_ssize_t off, Py_ssize_t len, PyObject *bu
     }
     if ((et == 0x8847 || et == 0x8848) && counters != NULL)
         return decode_tunnel(p, off, 14, len, 0, buf, handshake, rbulk, counters);
-    if (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
-        /* 802.1Q / 802.1ad / QinQ tags (core/decode/link.py after_ethertype, up to MAX_VLAN_DEPTH),
-         * then IP decoded by the general path's rules; anything else under the tags goes to Python */
-        Py_ssize_t pos = 14;
-        for (int depth = 1; et == 0x8100 || et == 0x88A8 || et == 0x9100; depth++) {
-            if (depth > MAX_VLAN_DEPTH || pos + 4 > len)
-                Py_RETURN_NONE;
-            et = u16(p + pos + 2);
-            pos += 4;
-        }
-        if ((et != 0x0800 && et != 0x86DD) || pos >= len || ((p[pos] >> 4) != 4 && (p[pos] >> 4) != 6))
-            Py_RETURN_NONE;
-        return decode_carried_ip(p, off, pos, len, buf, handshake, rbulk);
-    }
+    if (et == 0x8100 || et == 0x88A8 || et == 0x9100)
+        return ip_after_ethertype(p, off, len, et, 14, buf, handshake, rbulk);
     if (et == 0x86DD && len >= 54 && (p[14] >> 4) == 6) {
         unsigned nh = p[20];
         Py_ssize_t end = len;
@@ -774,12 +800,17 @@ decode_scan(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *metaobj, *ipobj = Py_None, *marksobj = Py_None, *counters = Py_None, *synobj = Py_None;
     PyObject *udpobj = Py_None, *lastobj = Py_None;
-    int skip;
+    int skip, linktype = LINKTYPE_ETHERNET;
     unsigned long last_sec;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOpk|OOOOOO", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters,
-                          &synobj, &udpobj, &lastobj))
+    if (!PyArg_ParseTuple(args, "OOpk|OOOOOOi", &bufobj, &metaobj, &skip, &last_sec, &ipobj, &marksobj, &counters,
+                          &synobj, &udpobj, &lastobj, &linktype))
         return NULL;
+    if (linktype != LINKTYPE_ETHERNET && linktype != LINKTYPE_LINUX_SLL && linktype != LINKTYPE_LINUX_SLL2) {
+        PyErr_SetString(PyExc_ValueError, "linktype must be 1 (Ethernet), 113 (Linux SLL) or 276 (Linux SLL2)");
+        return NULL;
+    }
+    int ethernet = linktype == LINKTYPE_ETHERNET;
     if (counters != Py_None && !PyDict_CheckExact(counters)) {
         PyErr_SetString(PyExc_TypeError, "counters must be a dict");
         return NULL;
@@ -859,7 +890,7 @@ decode_scan(PyObject *self, PyObject *args)
         }
         const unsigned char *p = base + off;
         int bulk = 0;
-        if (caplen >= 54 && p[23] == 6 && p[14] == 0x45 && p[12] == 8 && p[13] == 0 && !scan_flags[p[47]]) {
+        if (ethernet && caplen >= 54 && p[23] == 6 && p[14] == 0x45 && p[12] == 8 && p[13] == 0 && !scan_flags[p[47]]) {
             Py_ssize_t start = 34 + ((p[46] >> 4) << 2);
             if (start >= caplen || !parsed_first[p[start]])
                 bulk = !(p[34] == 0 && p[35] == 53) && !(p[36] == 0 && p[37] == 53);
@@ -872,7 +903,8 @@ decode_scan(PyObject *self, PyObject *args)
             continue;
         }
         int handshake = 0, rbulk = 0;
-        PyObject *d = fast_decode(p, off, caplen, bufobj, &handshake, &rbulk, counters == Py_None ? NULL : counters);
+        PyObject *d = ethernet ? fast_decode(p, off, caplen, bufobj, &handshake, &rbulk, counters == Py_None ? NULL : counters)
+                               : cooked_decode(p, off, caplen, linktype, bufobj, &handshake, &rbulk);
         if (d != NULL && d != Py_None && rbulk && !bulk) {
             /* a decoded TCP record that provably cannot produce an event (IPv6, carried by a tunnel) */
             if (skip) {
@@ -1005,7 +1037,7 @@ static PyMethodDef methods[] = {
     {"init", decode_init, METH_VARARGS, "init(decoded_type, parsed_first, scan_flags[, vxlan_ports, geneve_ports])"},
     {"port_marks", decode_port_marks, METH_VARARGS, "port_marks(addresses, width, marks) -> None"},
     {"scan", decode_scan, METH_VARARGS,
-     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp]]]]) -> (records, skipped, ended)"},
+     "scan(buf, meta, skip, last_sec[, ip_marks, port_marks[, counters[, syns[, udps, last_udp[, linktype]]]]]) -> (records, skipped, ended)"},
     {NULL, NULL, 0, NULL},
 };
 

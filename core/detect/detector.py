@@ -12,13 +12,14 @@ packets they are about. Exceptions are caught here, once per packet, and counted
 Fast path: most packets are bulk TCP (TLS application data) that can never match; they cost a
 decode, a flag test and a first-byte test (`bulk_record`; plain Ethernet/IPv4 bulk is recognised
 from its header bytes before decoding, tunnelled and IPv6 bulk right after). Text is made only on a hit or where a protocol needs it.
-With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet batch is walked in C: bulk TCP
-is skipped there and the common frames arrive already decoded; ICMP between addresses no IP
+With the compiled pre-dispatch (core/accel/_decode.c) an Ethernet or Linux cooked ("any"
+interface) batch is walked in C: bulk TCP is skipped there and the common frames arrive already
+decoded; ICMP between addresses no IP
 trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
 whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
-one before it. The Python loop below is its
-specification and serves every other link type (and builds without a compiler).
+one before it. The Python loop below is its specification and serves every other link type (and
+builds without a compiler); it skips decoded bulk TCP on every link type.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ DNS_PORT = 53
 QTYPE_PTR, QTYPE_AAAA, QCLASS_IN = 12, 28, 1
 MAX_ERROR_KINDS = 100
 BULK, CLEAN, SYN_GAP, UDP_LAST = 1, 2, 4, 8  # record flags of core/accel/_decode.c
+SCANNED_LINKTYPES = frozenset((1, 113, 276))  # Ethernet, Linux cooked v1 and v2 (the "any" interface)
 HOST_CACHE_ENTRIES = 8192
 Port = int | str  # "-" where an event has no ports
 UdpKey = tuple[int, bytes, bytes, int, int, int]  # sec, src, dst, sport, dport, crc32 of the payload's first 512 bytes
@@ -149,14 +151,16 @@ class Detector:
         self._buf, self._meta = buf, meta
         count = len(meta)
         self.packets += count // 4
-        if self._scan is not None and linktype == 1:
-            self._process_scanned(buf, meta, decode)
+        if self._scan is not None and linktype in SCANNED_LINKTYPES:
+            self._process_scanned(linktype, buf, meta, decode)
             return
-        self._process_python(buf, meta, decode, 0, linktype == 1 and not self.plugins_wanted)
+        self._process_python(buf, meta, decode, 0, not self.plugins_wanted, linktype == 1)
 
     def _process_python(self, buf: bytes, meta: Meta | bytes, decode: Callable[[bytes, int, int], Decoded | None],
-                        start: int, bulk_skip: bool) -> None:
-        """The batch loop from meta word `start` on (also the rest of a compiled scan, see below)."""
+                        start: int, bulk_skip: bool, ethernet: bool) -> None:
+        """The batch loop from meta word `start` on (also the rest of a compiled scan, see below).
+        `bulk_skip`: bulk TCP may be skipped (no plugins); `ethernet`: the frames are Ethernet, so
+        plain IPv4 bulk is recognised from its header bytes before decoding."""
         handle = self._handle
         flights, hellos, pending = self.flights.tracked, self.hellos.tracked, self.heads.tracked
         parsed_first = PARSED_FIRST_BYTES
@@ -167,7 +171,7 @@ class Detector:
                 self._advance(sec)
             off = meta[i + 2]
             caplen = meta[i + 3]
-            if (bulk_skip and caplen >= 54 and buf[off + 23] == 6 and buf[off + 14] == 0x45
+            if (bulk_skip and ethernet and caplen >= 54 and buf[off + 23] == 6 and buf[off + 14] == 0x45
                     and buf[off + 12] == 8 and buf[off + 13] == 0 and buf[off + 47] not in scan_flags
                     and not flights and not hellos and not pending):
                 first = off + 34 + ((buf[off + 46] >> 4) << 2)
@@ -187,7 +191,8 @@ class Detector:
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
 
-    def _process_scanned(self, buf: bytes, meta: Meta, decode: Callable[[bytes, int, int], Decoded | None]) -> None:
+    def _process_scanned(self, linktype: int, buf: bytes, meta: Meta,
+                         decode: Callable[[bytes, int, int], Decoded | None]) -> None:
         """The loop above with its skip test and common decoding done by core/accel/_decode.c:
         records are (sec, usec, meta index, Decoded or None = decode here, flags); index -1 only
         moves the packet clock (a packet skipped in C in a new second). Flag BULK: once C has
@@ -206,8 +211,8 @@ class Detector:
         skipping = not plugins and not flights and not hellos and not pending
         heuristics = self.heuristics
         records, skipped, ended = self._scan(buf, meta, skipping, self._sec, ip_marks, port_marks,
-                                             self.decoder(1).counters, heuristics.syn_shortcut(),
-                                             heuristics.udp_shortcut(), self._last_udp)
+                                             self.decoder(linktype).counters, heuristics.syn_shortcut(),
+                                             heuristics.udp_shortcut(), self._last_udp, linktype)
         self.skipped_bulk += skipped
         handle = self._handle
         for sec, usec, i, d, flags in records:
@@ -241,7 +246,7 @@ class Detector:
                 later = sum(1 for record in records if record[2] > i)
                 later += sum(1 for index in memoryview(ended).cast("I") if index > i)  # ended in C, not bulk
                 self.skipped_bulk -= (len(meta) - i - 4) // 4 - later
-                self._process_python(buf, meta, decode, i + 4, not plugins)
+                self._process_python(buf, meta, decode, i + 4, not plugins, linktype == 1)
                 return
 
     def process(self, linktype: int, sec: int, usec: int, frame: bytes) -> None:
