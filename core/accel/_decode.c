@@ -927,8 +927,52 @@ decode_scan(PyObject *self, PyObject *args)
                 d = NULL;
             }
         }
-        if (clean > 0 && d != Py_None && PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 1) {
-            /* ICMP between clean addresses: the detector looks up an echo request's addresses only */
+        /* ICMP between clean addresses: the detector looks up an echo request's addresses only */
+        int ended_here = clean > 0 && PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 1;
+        if (!ended_here && d != NULL && udps.on) {
+            udp_key key;
+            int to_python = 0; /* a datagram (or maybe one) goes to Python: it must see the last key */
+            if (d == Py_None) { /* a frame the Python decoder reads may be UDP: the chain is lost */
+                to_python = 1;
+                udps.on = 0;
+            } else if (PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 17) {
+                udp_key_of(d, base, sec, &key);
+                if (prev.valid && udp_key_equal(&key, &prev)) {
+                    ended_here = 1; /* the same datagram again: the detector ignores it */
+                } else {
+                    int counted = clean > 0 ? count_udp(&udps, d, base, sec, words / 4) : 0;
+                    if (counted < 0)
+                        Py_CLEAR(d);
+                    else if (counted)
+                        ended_here = 1, prev = key, udp_pending = 1;
+                    else
+                        to_python = 1;
+                }
+            }
+            if (to_python && udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
+                Py_DECREF(d);
+                Py_CLEAR(records);
+                goto done;
+            }
+            if (to_python && d != Py_None) {
+                hand_back(&udps, d);
+                prev = key;
+            }
+        }
+        if (!ended_here && d != NULL && syns.on) {
+            if (d == Py_None) {
+                syns.on = 0;
+            } else {
+                int counted = clean > 0 ? count_syn(&syns, d, sec, words / 4) : 0;
+                if (counted < 0)
+                    Py_CLEAR(d);
+                else if (counted)
+                    ended_here = 1, gap = 1;
+                else if (scan_record(d))
+                    hand_back(&syns, d);
+            }
+        }
+        if (ended_here) { /* the packet's handling ends here: counted, not returned */
             Py_DECREF(d);
             if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
                 || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
@@ -936,68 +980,6 @@ decode_scan(PyObject *self, PyObject *args)
                 goto done;
             }
             continue;
-        }
-        if (d != NULL && udps.on) {
-            int ended_here = 0;
-            if (d == Py_None) { /* a frame the Python decoder reads may be UDP: the chain is lost */
-                if (udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
-                    Py_DECREF(d);
-                    Py_CLEAR(records);
-                    goto done;
-                }
-                udps.on = 0;
-            } else if (PyLong_AsLong(PyTuple_GET_ITEM(d, 1)) == 17) {
-                udp_key key;
-                udp_key_of(d, base, sec, &key);
-                if (prev.valid && udp_key_equal(&key, &prev)) {
-                    ended_here = 1; /* the same datagram again: the detector ignores it */
-                } else {
-                    int counted = clean > 0 ? count_udp(&udps, d, base, sec, words / 4) : 0;
-                    if (counted < 0) {
-                        Py_CLEAR(d);
-                    } else if (counted) {
-                        ended_here = 1, prev = key, udp_pending = 1;
-                    } else {
-                        if (udp_pending && udp_last_record(records, &sec_obj, last_sec, &prev, &udp_pending) < 0) {
-                            Py_DECREF(d);
-                            Py_CLEAR(records);
-                            goto done;
-                        }
-                        hand_back(&udps, d);
-                        prev = key;
-                    }
-                }
-            }
-            if (ended_here) {
-                Py_DECREF(d);
-                if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
-                    || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
-                    Py_CLEAR(records);
-                    goto done;
-                }
-                continue;
-            }
-        }
-        if (d != NULL && syns.on) {
-            if (d == Py_None) {
-                syns.on = 0;
-            } else {
-                int counted = clean > 0 ? count_syn(&syns, d, sec, words / 4) : 0;
-                if (counted < 0) {
-                    Py_CLEAR(d);
-                } else if (counted) {
-                    Py_DECREF(d);
-                    gap = 1;
-                    if (note_ended(&ended, &n_ended, &ended_cap, i) < 0
-                        || done_here(records, &sec_obj, sec, usec, &last_sec, &gap) < 0) {
-                        Py_CLEAR(records);
-                        goto done;
-                    }
-                    continue;
-                } else if (scan_record(d)) {
-                    hand_back(&syns, d);
-                }
-            }
         }
         int flags = (bulk ? FLAG_BULK : 0) | (clean ? FLAG_CLEAN : 0) | (gap ? FLAG_SYN_GAP : 0);
         gap = 0;
