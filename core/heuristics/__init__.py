@@ -39,9 +39,9 @@ DnsResponseHook = Callable[[int, int, Decoded, DnsMessage], None]
 DomainHook = Callable[[str], tuple[str, str] | None]
 HttpRequestHook = Callable[[int, int, Decoded, HttpRequest], None]
 HttpResponseHook = Callable[[int, int, Decoded, HttpResponse], None]
-# (port table, threshold, key cap, destination ports always handed to the hooks, packet second of
-# the next expiry): core/accel/_decode.c
-SynShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int], int]
+# A port window as core/accel/_decode.c counts in it (SYNs, datagrams): (table, threshold, key cap,
+# destination ports always handed to the hooks, packet second of the next expiry)
+PortCountShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int], int]
 
 
 def _no_packet(sec: int, usec: int, d: Decoded) -> None:
@@ -88,12 +88,12 @@ class Heuristics:
         self.http_response: HttpResponseHook = _no_response
         self.frame: Callable[[], bytes | None] = _no_frame
 
-    def syn_shortcut(self) -> SynShortcut | None:
+    def syn_shortcut(self) -> PortCountShortcut | None:
         """What the compiled batch walker needs to count clean SYNs' ports itself (see
         core/heuristics/scan.py); None: no port-scan counting, every SYN is handled here."""
         return None
 
-    def udp_shortcut(self) -> SynShortcut | None:
+    def udp_shortcut(self) -> PortCountShortcut | None:
         """The same for clean UDP datagrams and the UDP-scan window; None: not counted in C."""
         return None
 

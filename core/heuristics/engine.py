@@ -16,7 +16,7 @@ from __future__ import annotations
 from core.config import Config, ConfigError, split_list
 from core.events import EventSink
 from core.events.event import Event
-from core.heuristics import Heuristics, SynShortcut
+from core.heuristics import Heuristics, PortCountShortcut
 from core.heuristics.dns import DnsHeuristics
 from core.heuristics.http import HttpHeuristics
 from core.heuristics.patterns import load_patterns
@@ -80,10 +80,10 @@ class HeuristicEngine(Heuristics):
         self.emitted += 1
         self.events.emit(event, self.frame())
 
-    def syn_shortcut(self) -> SynShortcut | None:
+    def syn_shortcut(self) -> PortCountShortcut | None:
         return self.scan.syn_shortcut(self._next_tick)
 
-    def udp_shortcut(self) -> SynShortcut | None:
+    def udp_shortcut(self) -> PortCountShortcut | None:
         return self.scan.udp_shortcut(self._next_tick)
 
     def tick(self, sec: int) -> None:

@@ -26,7 +26,7 @@ from core.addr import ip_text, is_local
 from core.config import Config
 from core.decode.packet import Decoded
 from core.events.event import Event, TrailType
-from core.heuristics import PacketHook, SynShortcut
+from core.heuristics import PacketHook, PortCountShortcut
 from core.heuristics.state import WindowTable
 from core.trails.whitelist import Whitelist
 
@@ -97,7 +97,7 @@ class ScanHeuristics:
 
         return count
 
-    def syn_shortcut(self, next_tick: int) -> SynShortcut | None:
+    def syn_shortcut(self, next_tick: int) -> PortCountShortcut | None:
         """The cases of `count` below that cannot alert (a new key; a key whose single observation
         is this port; a count that stays within the threshold), done by core/accel/_decode.c for
         clean SYNs without payload before this hook would see them: the table, its threshold and key cap
@@ -107,18 +107,15 @@ class ScanHeuristics:
         None when port scans are not counted."""
         if not self.use_port:
             return None
-        ports = self.ports
-        handback = INFECTION_PORTS if self.use_infection else frozenset()
-        return ports.table, ports.threshold, ports.max_keys, handback, next_tick
+        return _shortcut(self.ports, INFECTION_PORTS if self.use_infection else frozenset(), next_tick)
 
-    def udp_shortcut(self, next_tick: int) -> SynShortcut | None:
+    def udp_shortcut(self, next_tick: int) -> PortCountShortcut | None:
         """`syn_shortcut` for the UDP-scan window: what core/accel/_decode.c needs to count clean
         datagrams' ports itself (replies from a service port to an ephemeral one count nothing,
         as in the hook below). None when UDP scans are not counted."""
         if not self.use_udp:
             return None
-        ports = self.udp_ports
-        return ports.table, ports.threshold, ports.max_keys, frozenset(), next_tick
+        return _shortcut(self.udp_ports, frozenset(), next_tick)
 
     def _tcp_hook(self) -> PacketHook:
         count = self._port_counter(self.ports, "TCP", "potential port scanning")
@@ -181,3 +178,10 @@ class ScanHeuristics:
     def expire(self, sec: int) -> None:
         for table in self.tables():
             table.expire(sec)
+
+
+def _shortcut(ports: WindowTable, handback: frozenset[int], next_tick: int) -> PortCountShortcut:
+    """A port window as core/accel/_decode.c (portcount.h) reads it: its table, threshold and key
+    cap (read per batch: tests shrink the cap), the destination ports it must hand back, and the
+    packet second of the engine's next expiry."""
+    return ports.table, ports.threshold, ports.max_keys, handback, next_tick
