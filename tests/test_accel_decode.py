@@ -315,27 +315,37 @@ def test_port_marks_twin():
         accel.port_marks(b"\x01\x02\x03\x04", 4, bytearray(12))
 
 
-def syn_replay(path, store, folder, accelerated, batch_size, max_keys):
+def window_replay(path, store, folder, accelerated, batch_size, window, max_keys, watch):
+    """Replay `path` through a SensorKit with the C walk or the Python loop, `max_keys` for the
+    scan window named `window` ("ports", "udp_ports"); `watch(detector)` installs an observer and
+    returns what it collects. -> (state to compare, what the observer collected)."""
     kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off")
     detector = kit.detector
     if not accelerated:
         detector._scan = None
-    scan = detector.heuristics.scan
-    scan.ports.max_keys = max_keys
-    seen = []
-    hook = detector.heuristics.tcp
-
-    def counted(sec, usec, d):  # the SYNs and stealth packets that reached the Python hook
-        seen.append(d)
-        hook(sec, usec, d)
-
-    detector.heuristics.tcp = counted
+    ports = getattr(detector.heuristics.scan, window)
+    ports.max_keys = max_keys
+    seen = watch(detector)
     kit.feed_pcap(path, batch_size=batch_size)
     kit.close()
     assert detector.errors == {}
     # each key's items in their order (the per-key cap drops the oldest inserted)
-    table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in scan.ports.table.items()}
-    return kit.lines, table, dict(scan.ports.alerted), scan.ports.stats(), detector.skipped_bulk, len(seen)
+    table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in ports.table.items()}
+    state = (kit.lines, table, dict(ports.alerted), ports.stats(), detector.skipped_bulk, detector._last_udp)
+    return state, seen
+
+
+def with_late_pairs(frames, first, later):
+    """Every 25th frame (but the last 1,500) replaced by a client/server pair's first packet,
+    whose transport part is `first()`; the pair is seen again 1,450 frames on with `later(n)`
+    (n: the first's position), after its window ran out at 40 frames a second: between the two, a
+    tick (every 10 s of packet time) expires the first observation."""
+    late = {}
+    for n in range(0, len(frames) - 1500, 25):
+        client, server = f"10.1.{n % 200}.{n % 97 + 2}", f"198.18.{n % 100}.{n % 211 + 1}"
+        frames[n] = g.ether(g.ipv4(client, server, first()))
+        late[n + 1450] = [g.ether(g.ipv4(client, server, later(n)))]
+    return [frame for n, frame0 in enumerate(frames) for frame in [frame0] + late.get(n, [])]
 
 
 def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tmp_path):
@@ -384,53 +394,32 @@ def test_syns_counted_in_c_leave_the_port_table_and_events_as_the_python_loop(tm
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.icmp())))
         else:
             frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
-    # pairs seen again on another port (and on the same one) after their window ran out: between
-    # the two, a tick (every 10 s of packet time) expires the first observation
-    late = {}
-    for n in range(0, len(frames) - 1500, 25):
-        client, server = f"10.1.{n % 200}.{n % 97 + 2}", f"198.18.{n % 100}.{n % 211 + 1}"
-        frames[n] = g.ether(g.ipv4(client, server, g.tcp(41000, 80, 0x02)))
-        late[n + 1450] = [g.ether(g.ipv4(client, server, g.tcp(41001, 443 if n % 2 else 80, 0x02)))]
-    frames = [frame for n, first in enumerate(frames) for frame in [first] + late.get(n, [])]
+    # pairs seen again on another port (and on the same one) after their window ran out
+    frames = with_late_pairs(frames, lambda: g.tcp(41000, 80, 0x02), lambda n: g.tcp(41001, 443 if n % 2 else 80, 0x02))
     path = str(tmp_path / "syns.pcap")
     g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
     syns = sum(1 for frame in frames if frame[12:14] == b"\x08\x00" and frame[23] == 6 and frame[47] == 0x02)
+
+    def watch(detector):  # the SYNs and stealth packets that reached the Python hook
+        seen, hook = [], detector.heuristics.tcp
+
+        def counted(sec, usec, d):
+            seen.append(d)
+            hook(sec, usec, d)
+
+        detector.heuristics.tcp = counted
+        return seen
+
     for batch_size, max_keys in ((1, 50_000), (7, 400), (64, 50_000), (512, 1_000), (512, 50_000)):
-        fast = syn_replay(path, store, str(tmp_path), True, batch_size, max_keys)
-        slow = syn_replay(path, store, str(tmp_path), False, batch_size, max_keys)
-        assert fast[:5] == slow[:5], (batch_size, max_keys)
-        assert slow[5] >= syns  # every SYN reached the hook in the Python loop
-        if batch_size > 1:
-            assert fast[5] < slow[5] * (0.9 if batch_size < 512 else 0.99), (batch_size, fast[5], slow[5])  # C counted
+        fast, fast_seen = window_replay(path, store, str(tmp_path), True, batch_size, "ports", max_keys, watch)
+        slow, slow_seen = window_replay(path, store, str(tmp_path), False, batch_size, "ports", max_keys, watch)
+        assert fast == slow, (batch_size, max_keys)
+        assert len(slow_seen) >= syns  # every SYN reached the hook in the Python loop
+        if batch_size > 1:  # C counted
+            assert len(fast_seen) < len(slow_seen) * (0.9 if batch_size < 512 else 0.99), (batch_size, max_keys)
     text = "\n".join(slow[0])
     assert "potential port scanning" in text and listed in text
     assert slow[3]["alerts"] > 0 and slow[3]["refused"] + slow[3]["evicted"] == 0 and slow[4] > 0  # bulk skipped
-
-
-def udp_replay(path, store, folder, accelerated, batch_size, max_keys):
-    kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off")
-    detector = kit.detector
-    if not accelerated:
-        detector._scan = None
-    scan = detector.heuristics.scan
-    scan.udp_ports.max_keys = max_keys
-    verdicts = {}  # time stamp (unique here) of each datagram the detector's _udp saw -> was it a repeat
-    udp = detector._udp
-
-    def watched(sec, usec, d, clean=0):
-        _, _, src, dst, sport, dport, _, buf, poff, pend = d
-        key = (sec, src, dst, sport, dport, zlib.crc32(buf[poff:min(pend, poff + 512)]))
-        verdicts[sec, usec] = key == detector._last_udp
-        udp(sec, usec, d, clean)
-
-    detector._udp = watched
-    kit.feed_pcap(path, batch_size=batch_size)
-    kit.close()
-    assert detector.errors == {}
-    ports = scan.udp_ports
-    table = {key: list(items.items()) if isinstance(items, dict) else items for key, items in ports.table.items()}
-    state = (kit.lines, table, dict(ports.alerted), ports.stats(), detector.skipped_bulk, detector._last_udp)
-    return state, verdicts
 
 
 def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_python_loop(tmp_path):
@@ -483,17 +472,27 @@ def test_datagrams_ended_in_c_leave_the_udp_table_and_duplicate_tests_as_the_pyt
             frames.append(g.ether(g.ipv4(client, rng.choice(servers), g.tcp(sport, 80, 0x18, b"GET /x HTTP/1.1\r\nHo"))))
         else:
             frames.append(g.ether(g.ipv4(rng.choice(servers), client, g.tcp(443, sport, 0x18, b"\x17\x03\x03\x00\x04data"))))
-    late = {}  # pairs seen again on another port after their window ran out (a tick between)
-    for n in range(0, len(frames) - 1500, 25):
-        client, server = f"10.1.{n % 200}.{n % 97 + 2}", f"198.18.{n % 100}.{n % 211 + 1}"
-        frames[n] = g.ether(g.ipv4(client, server, g.udp(41000, 6000, b"first")))
-        late[n + 1450] = [g.ether(g.ipv4(client, server, g.udp(41001, 6001 if n % 2 else 6000, b"later")))]
-    frames = [frame for n, first in enumerate(frames) for frame in [first] + late.get(n, [])]
+    # pairs seen again on another port (and on the same one) after their window ran out
+    frames = with_late_pairs(frames, lambda: g.udp(41000, 6000, b"first"),
+                             lambda n: g.udp(41001, 6001 if n % 2 else 6000, b"later"))
     path = str(tmp_path / "udp.pcap")
     g.write_pcap(path, [(T0 + n / 40, frame) for n, frame in enumerate(frames)])
+
+    def watch(detector):  # time stamp (unique here) of each datagram the detector's _udp saw -> was it a repeat
+        verdicts, udp = {}, detector._udp
+
+        def watched(sec, usec, d, clean=0):
+            _, _, src, dst, sport, dport, _, buf, poff, pend = d
+            key = (sec, src, dst, sport, dport, zlib.crc32(buf[poff:min(pend, poff + 512)]))
+            verdicts[sec, usec] = key == detector._last_udp
+            udp(sec, usec, d, clean)
+
+        detector._udp = watched
+        return verdicts
+
     for batch_size, max_keys in ((1, 50_000), (7, 300), (64, 50_000), (512, 50_000)):
-        fast, fast_verdicts = udp_replay(path, store, str(tmp_path), True, batch_size, max_keys)
-        slow, slow_verdicts = udp_replay(path, store, str(tmp_path), False, batch_size, max_keys)
+        fast, fast_verdicts = window_replay(path, store, str(tmp_path), True, batch_size, "udp_ports", max_keys, watch)
+        slow, slow_verdicts = window_replay(path, store, str(tmp_path), False, batch_size, "udp_ports", max_keys, watch)
         assert fast == slow, (batch_size, max_keys)
         assert all(slow_verdicts[i] == verdict for i, verdict in fast_verdicts.items()), (batch_size, max_keys)
         if batch_size > 1:  # datagrams ended in C (frames the Python decoder reads stop that for the rest of a batch)
