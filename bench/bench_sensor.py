@@ -291,14 +291,14 @@ def main() -> None:
               f"so {15.1 / 0.9 / ratio:.1f} times less CPU per packet")
         # name -> (frame rewriter, link type of the rewritten capture)
         wrappers: dict[str, tuple[Callable[[bytes], bytes], int]] = {}
-        if args.tunnel:
-            from tests.kit import tunnelgen
-            wrappers.update({kind: (functools.partial(tunnelgen.wrap, kind, linktype=1), 1) for kind in args.tunnel})
+        if args.tunnel or args.vlan or args.cooked:
+            from tests.kit import pcapgen, tunnelgen  # the test kit's frame builders
+        wrappers.update({kind: (functools.partial(tunnelgen.wrap, kind, linktype=1), 1) for kind in args.tunnel})
         if args.vlan:
-            wrappers["an 802.1Q tag"] = (lambda frame: frame[:12] + b"\x81\x00\x00\x07" + frame[12:], 1)
+            wrappers["an 802.1Q tag"] = (functools.partial(pcapgen.tagged, vlans=[(0x8100, 7)]), 1)
         if args.cooked:  # Linux cooked capture v1: what the "any" interface delivers
-            wrappers["Linux cooked frames"] = (lambda frame: struct.pack("!HHH8s", 0, 1, 6, frame[6:12] + bytes(2))
-                                               + frame[12:], 113)
+            cooked = pcapgen.LINKTYPE_LINUX_SLL
+            wrappers["Linux cooked frames"] = (functools.partial(pcapgen.cooked, linktype=cooked), cooked)
         for n, (kind, (wrap, linktype)) in enumerate(wrappers.items()):
             wrapped = os.path.join(work, f"mixed-wrapped-{n}.pcap")
             write_pcap(wrapped, [(t0 + i * 1e-4, wrap(f)) for i, f in enumerate(mixed)], linktype)

@@ -518,10 +518,8 @@ def test_vlan_tagged_frames_same_as_python_loop(tmp_path):
         tagged = []
         for path in paths:
             linktype, packets = g.read_pcap(path)
-            tag = b"".join(tpid.to_bytes(2, "big") + vid.to_bytes(2, "big") for tpid, vid in tags)
-            frames = [(ts, t.ether_of(frame, linktype)) for ts, frame in packets]
             tagged.append(g.write_pcap(str(folder / os.path.basename(path)),
-                                       [(ts, frame[:12] + tag + frame[12:]) for ts, frame in frames]))
+                                       [(ts, g.tagged(t.ether_of(frame, linktype), tags)) for ts, frame in packets]))
         lines, _, counters, _ = assert_same(tagged, store, str(tmp_path), batch_size=7)
         assert bool(lines) == (len(tags) <= 4) == (not counters.get("vlan_too_deep")), tags
     inner = [g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN)), vlans=[(0x8100, 5)]),
@@ -547,15 +545,6 @@ def test_vlan_tagged_frames_same_as_python_loop(tmp_path):
     assert [record[3] is not None for record in records] == [True] * 3 and skipped == 1
 
 
-def cooked(frame, linktype):
-    """An Ethernet frame as a Linux cooked capture (113: SLL, 276: SLL2) of the "any" interface
-    delivers it: the header in place of the MAC addresses, the EtherType (and any VLAN tags and
-    payload) kept."""
-    if linktype == g.LINKTYPE_LINUX_SLL:
-        return g.sll(frame[14:], proto=int.from_bytes(frame[12:14], "big"))
-    return g.sll2(frame[14:], proto=int.from_bytes(frame[12:14], "big"))
-
-
 @pytest.mark.parametrize("linktype", [113, 276])
 def test_linux_cooked_frames_same_as_python_loop(tmp_path, linktype):
     """Captures of the "any" interface (Linux cooked v1 and v2, MONITOR_INTERFACE's default) are
@@ -571,16 +560,16 @@ def test_linux_cooked_frames_same_as_python_loop(tmp_path, linktype):
         source_type, packets = g.read_pcap(path)
         frames = [(ts, t.ether_of(frame, source_type)) for ts, frame in packets]
         target = str(tmp_path / os.path.basename(path))
-        converted.append(g.write_pcap(target, [(ts, cooked(frame, linktype)) for ts, frame in frames if frame],
+        converted.append(g.write_pcap(target, [(ts, g.cooked(frame, linktype)) for ts, frame in frames if frame],
                                       linktype=linktype))
     lines, *_ = assert_same(converted, store, str(tmp_path), batch_size=7)
     assert lines
-    samples = [cooked(frame, linktype) for frame in (
+    samples = [g.cooked(frame, linktype) for frame in (
         g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.tcp(40000, 80, flags=g.SYN))),
         g.ether(g.ipv6("2001:db8::1", "2001:db8::66", g.udp(5000, 53, g.dns_query("x.example")))),
         g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.udp(5000, 4789, b"\x08" + bytes(7))), vlans=[(0x8100, 4)]),
         g.ether(g.ipv4("10.0.0.1", "66.66.66.66", g.icmp()), vlans=[(0x8100, 9)]))]
-    bulk = cooked(g.ether(g.ipv4("93.184.216.34", "10.0.0.5", g.tcp(443, 40000, 0x18, b"\x17\x03\x03\x00\x10" + bytes(16)))),
+    bulk = g.cooked(g.ether(g.ipv4("93.184.216.34", "10.0.0.5", g.tcp(443, 40000, 0x18, b"\x17\x03\x03\x00\x10" + bytes(16)))),
                   linktype)
     frames = samples * 30 + [bulk] * 200 + g.mutated_frames(samples, 8_000, seed=17)
     path = str(tmp_path / "cooked.pcap")

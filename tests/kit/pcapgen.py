@@ -90,8 +90,24 @@ def ether(payload: bytes, ethertype: int = 0x0800, src: bytes = MAC_A, dst: byte
     `ethertype` 0x86DD is picked automatically when the payload is IPv6 and ethertype was left default."""
     if ethertype == 0x0800 and payload[:1] and payload[0] >> 4 == 6:
         ethertype = 0x86DD
-    tags = b"".join(struct.pack("!HH", tpid, vid & 0x0FFF) for tpid, vid in vlans)
-    return dst + src + tags + struct.pack("!H", ethertype) + payload
+    return dst + src + _tags(vlans) + struct.pack("!H", ethertype) + payload
+
+
+def _tags(vlans: Sequence[tuple[int, int]]) -> bytes:
+    return b"".join(struct.pack("!HH", tpid, vid & 0x0FFF) for tpid, vid in vlans)
+
+
+def tagged(frame: bytes, vlans: Sequence[tuple[int, int]]) -> bytes:
+    """An Ethernet frame with VLAN tags (outer first, as `ether`) put after its addresses."""
+    return frame[:12] + _tags(vlans) + frame[12:]
+
+
+def cooked(frame: bytes, linktype: int) -> bytes:
+    """An Ethernet frame as a Linux cooked capture (LINKTYPE_LINUX_SLL or _SLL2, what the "any"
+    interface delivers) holds it: the cooked header in place of the addresses, the EtherType and
+    everything after it (VLAN tags included) kept."""
+    build = sll if linktype == LINKTYPE_LINUX_SLL else sll2
+    return build(frame[14:], proto=int.from_bytes(frame[12:14], "big"))
 
 
 def ether_8023_snap(payload: bytes, ethertype: int = 0x0800) -> bytes:
