@@ -120,3 +120,8 @@ def test_suffixes_odd_names(tmp_path):
         assert 0 <= mask < 1 << MAX_SUFFIXES and mask >> (MAX_SUFFIXES - 2) & 1  # evil.com: candidate 61
         # a bloom shorter than its shift implies: every candidate passes, none is wrongly dropped
         assert suffixes(b"\x00" * 8, 0, 0, ix.BLOOM_MIX, "a.b.c") == 0b111
+        for outside in (-1, 9):  # an offset outside the buffer: an error, never a read beside it
+            with pytest.raises(ValueError):
+                suffixes(b"\x00" * 8, outside, 0, ix.BLOOM_MIX, "a.b.c")
+    with pytest.raises(ValueError):
+        _url.maybe(b"\x00" * 8, -1, 0, ix.BLOOM_MIX, "/a/b")

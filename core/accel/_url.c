@@ -14,7 +14,8 @@
  *   False only when no marker of `path` has both of its bloom bits set: bit crc32(m) >> shift and
  *   bit (crc32(m) * mix mod 2**32) >> shift of the bit array at `bloom[offset:]` (the lookup rule
  *   of core/trails/store.py). A path that is not a str starting with "/" or cannot be encoded
- *   answers True (the caller then takes the full path).
+ *   answers True (the caller then takes the full path). An offset outside `bloom` (here and in
+ *   suffixes) is a ValueError.
  * suffixes(bloom, offset, shift, mix, name) -> int
  *   The domain walk's prefilter (core/detect/domains.py): bit k is set when the UTF-8 of the
  *   name without its first k labels (k = 0: the name; the candidates after each ".") has both
@@ -38,6 +39,30 @@ static uint32_t
 marker_crc(char mark, const char *s, Py_ssize_t n)
 {
     return crc32_feed(crc32_feed(0xFFFFFFFFu, &mark, 1), s, (size_t)n) ^ 0xFFFFFFFFu;
+}
+
+/* The bit array at `offset` in a buffer (the index's mapping). */
+typedef struct {
+    Py_buffer buffer;
+    const unsigned char *bits;
+    Py_ssize_t limit; /* bytes of bits */
+} bloom_view;
+
+/* Opens the bloom of `obj` at `offset`: 0, or -1 with an error (not a buffer; ValueError for an
+ * offset outside it). Release v->buffer when done. */
+static int
+bloom_open(PyObject *obj, Py_ssize_t offset, bloom_view *v)
+{
+    if (PyObject_GetBuffer(obj, &v->buffer, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (offset < 0 || offset > v->buffer.len) {
+        PyBuffer_Release(&v->buffer);
+        PyErr_SetString(PyExc_ValueError, "bloom offset outside the buffer");
+        return -1;
+    }
+    v->bits = (const unsigned char *)v->buffer.buf + offset;
+    v->limit = v->buffer.len - offset;
+    return 0;
 }
 
 /* Both bloom bits of crc32 h set (the lookup rule of core/trails/store.py); a bit beyond a bloom
@@ -213,19 +238,18 @@ url_maybe(PyObject *self, PyObject *args)
     Py_ssize_t n;
     if (!path_arg(path_obj, &p, &n) || shift > 31)
         Py_RETURN_TRUE;
-    Py_buffer bloom;
-    if (PyObject_GetBuffer(bloom_obj, &bloom, PyBUF_SIMPLE) < 0)
+    bloom_view bloom;
+    if (bloom_open(bloom_obj, offset, &bloom) < 0)
         return NULL;
     span spans[MAX_MARKERS];
     char *keys = NULL;
     int count = collect(p, n, spans, &keys);
     int maybe = count < 0; /* no scratch memory: say "maybe", the full path decides */
-    const unsigned char *bits = (const unsigned char *)bloom.buf + offset;
-    Py_ssize_t limit = bloom.len - offset;
     for (int k = 0; !maybe && k < count; k++)
-        maybe = bloom_has(bits, limit, marker_crc(spans[k].mark, spans[k].s, spans[k].n), shift, (uint32_t)mix);
+        maybe = bloom_has(bloom.bits, bloom.limit, marker_crc(spans[k].mark, spans[k].s, spans[k].n), shift,
+                          (uint32_t)mix);
     PyMem_Free(keys);
-    PyBuffer_Release(&bloom);
+    PyBuffer_Release(&bloom.buffer);
     return PyBool_FromLong(maybe);
 }
 
@@ -254,23 +278,21 @@ url_suffixes(PyObject *self, PyObject *args)
         dots += s[k] == '.';
     if (dots >= MAX_SUFFIXES || shift > 31)
         return PyLong_FromLong(-1);
-    Py_buffer bloom;
-    if (PyObject_GetBuffer(bloom_obj, &bloom, PyBUF_SIMPLE) < 0)
+    bloom_view bloom;
+    if (bloom_open(bloom_obj, offset, &bloom) < 0)
         return NULL;
-    const unsigned char *bits = (const unsigned char *)bloom.buf + offset;
-    Py_ssize_t limit = bloom.len - offset;
     uint64_t mask = 0;
     Py_ssize_t start = 0;
     for (int k = 0;; k++) {
         uint32_t h = crc32_feed(0xFFFFFFFFu, s + start, (size_t)(n - start)) ^ 0xFFFFFFFFu;
-        if (bloom_has(bits, limit, h, shift, (uint32_t)mix))
+        if (bloom_has(bloom.bits, bloom.limit, h, shift, (uint32_t)mix))
             mask |= (uint64_t)1 << k;
         Py_ssize_t dot = find_char(s, start, n, '.');
         if (dot < 0)
             break;
         start = dot + 1;
     }
-    PyBuffer_Release(&bloom);
+    PyBuffer_Release(&bloom.buffer);
     return PyLong_FromUnsignedLongLong(mask);
 }
 

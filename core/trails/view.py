@@ -79,13 +79,16 @@ def suffixes_maybe_py(bloom: bytes | mmap_type, offset: int, shift: int, mix: in
     the name itself; a candidate starts after each ".") may have a row, that is both of its
     bloom bits are set (the rule of `lookup` below). -1 (every bit) when the name has more than
     MAX_SUFFIXES candidates, 0 when it is not a str or cannot be encoded (no candidate can then
-    have a row). The specification of core/accel/_url.c suffixes."""
+    have a row); ValueError for an offset outside `bloom`. The specification of
+    core/accel/_url.c suffixes."""
     try:
         kb = name.encode()
     except (UnicodeEncodeError, AttributeError):
         return 0
     if kb.count(b".") >= MAX_SUFFIXES or shift > 31:
         return -1
+    if not 0 <= offset <= len(bloom):
+        raise ValueError("bloom offset outside the buffer")
     limit = len(bloom) - offset
     mask, start, k = 0, 0, 0
     while True:
