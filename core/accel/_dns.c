@@ -34,9 +34,12 @@
 #define TYPE_CNAME 5
 #define TYPE_PTR 12
 #define TYPE_DNAME 39
+#define TYPE_AAAA 28
+#define CLASS_IN 1
 
 static PyTypeObject *message_type = NULL;
 static PyTypeObject *answer_type = NULL;
+static PyObject *move_to_end = NULL;  /* the interned method name, made once at import */
 
 /* Per byte: bit 0 = allowed in an ordinary host-name label ([A-Za-z0-9_-]). */
 static unsigned char label_ok[256];
@@ -336,6 +339,221 @@ dns_parse(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
                          is_tcp);
 }
 
+/* Last index of '.' in text[0:end), or -1 (str.rfind(".", 0, end)). */
+static Py_ssize_t
+rfind_dot(const unsigned char *text, Py_ssize_t end)
+{
+    while (--end >= 0)
+        if (text[end] == '.')
+            return end;
+    return -1;
+}
+
+/* str of text[start:end] (latin-1), in its canonical form (ASCII when no byte is >= 0x80). */
+static PyObject *
+text_str(const dns_name *name, Py_ssize_t start, Py_ssize_t end)
+{
+    int high = 0;
+    for (Py_ssize_t i = start; i < end && name->high && !high; i++)
+        high = name->text[i] >= 0x80;
+    PyObject *s = PyUnicode_New(end - start, high ? 0xFF : 0x7F);
+    if (s != NULL && end > start)
+        memcpy(PyUnicode_1BYTE_DATA(s), name->text + start, (size_t)(end - start));
+    return s;
+}
+
+/* ".intranet." in text (ignored_query's second test). */
+static int
+has_intranet(const dns_name *name)
+{
+    static const char needle[] = ".intranet.";
+    for (Py_ssize_t i = 0; i + 10 <= name->len; i++)
+        if (name->text[i] == '.' && memcmp(name->text + i, needle, 10) == 0)
+            return 1;
+    return 0;
+}
+
+/* What DnsHeuristics.query does to the exhaustion table for one name, decided before anything
+ * changes: nothing (a prefix already counted, or fewer than three labels), one of four changes
+ * that keep the count under the threshold, or a step left to Python (a base in its hold, a full
+ * table, a threshold reached, an entry of unexpected shape). */
+enum { EX_NONE, EX_CREATE, EX_RESET, EX_PAIR, EX_ADD, EX_PYTHON };
+
+static int
+exhaustion_step(PyObject *state, PyObject *sec, const dns_name *name, Py_ssize_t last,
+                PyObject **base, PyObject **prefix, PyObject **entry)
+{
+    if (state == Py_None)
+        return EX_NONE;  /* no exhaustion window: dns_query never floods */
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 4 || !PyDict_Check(PyTuple_GET_ITEM(state, 0))) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(): exhaustion must be None or (table, threshold, max_keys, window)");
+        return -1;
+    }
+    PyObject *table = PyTuple_GET_ITEM(state, 0);
+    long threshold = PyLong_AsLong(PyTuple_GET_ITEM(state, 1));
+    Py_ssize_t max_keys = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 2));
+    if ((threshold == -1 || max_keys == -1) && PyErr_Occurred())
+        return -1;
+    Py_ssize_t cut = last < 0 ? -1 : rfind_dot(name->text, last);
+    if (cut < 0)
+        return EX_NONE;  /* fewer than three labels */
+    if (last - cut <= 4) {  /* a second-level label of <= 3 characters: three labels kept when there are 4+ */
+        Py_ssize_t third = rfind_dot(name->text, cut);
+        if (third >= 0)
+            cut = third;
+    }
+    if ((*base = text_str(name, cut + 1, name->len)) == NULL || (*prefix = text_str(name, 0, cut)) == NULL)
+        return -1;
+    *entry = PyDict_GetItemWithError(table, *base);
+    if (*entry == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        /* a full table is swept (and may refuse) in Python; a count of 1 may already alert */
+        return PyDict_GET_SIZE(table) >= max_keys || 1 >= threshold ? EX_PYTHON : EX_CREATE;
+    }
+    if (!PyList_CheckExact(*entry) || PyList_GET_SIZE(*entry) != 3)
+        return EX_PYTHON;
+    int over = PyObject_RichCompareBool(sec, PyList_GET_ITEM(*entry, 0), Py_GE);
+    if (over < 0)
+        return -1;
+    if (over)  /* the window (or the hold) is over: a new window with this prefix */
+        return 1 >= threshold ? EX_PYTHON : EX_RESET;
+    int exhausted = PyObject_IsTrue(PyList_GET_ITEM(*entry, 2));
+    if (exhausted < 0)
+        return -1;
+    if (exhausted)
+        return EX_PYTHON;  /* flooded: the name's own trail is looked up in Python */
+    PyObject *prefixes = PyList_GET_ITEM(*entry, 1);
+    if (PyUnicode_CheckExact(prefixes)) {
+        int same = PyUnicode_Compare(prefixes, *prefix);
+        if (same == -1 && PyErr_Occurred())
+            return -1;
+        return same == 0 ? EX_NONE : 2 >= threshold ? EX_PYTHON : EX_PAIR;
+    }
+    if (!PySet_CheckExact(prefixes))
+        return EX_PYTHON;
+    int counted = PySet_Contains(prefixes, *prefix);
+    if (counted < 0)
+        return -1;
+    return counted ? EX_NONE : PySet_GET_SIZE(prefixes) + 1 >= threshold ? EX_PYTHON : EX_ADD;
+}
+
+static int
+exhaustion_apply(int step, PyObject *state, PyObject *sec, PyObject *base, PyObject *prefix, PyObject *entry)
+{
+    if (step == EX_CREATE || step == EX_RESET) {
+        PyObject *deadline = PyNumber_Add(sec, PyTuple_GET_ITEM(state, 3));
+        if (deadline == NULL)
+            return -1;
+        if (step == EX_RESET) {
+            PyList_SetItem(entry, 0, deadline);  /* steals deadline */
+            PyList_SetItem(entry, 1, Py_NewRef(prefix));
+            PyList_SetItem(entry, 2, Py_NewRef(Py_False));
+            return 0;
+        }
+        PyObject *created = PyList_New(3);
+        if (created == NULL) {
+            Py_DECREF(deadline);
+            return -1;
+        }
+        PyList_SET_ITEM(created, 0, deadline);
+        PyList_SET_ITEM(created, 1, Py_NewRef(prefix));
+        PyList_SET_ITEM(created, 2, Py_NewRef(Py_False));
+        int status = PyDict_SetItem(PyTuple_GET_ITEM(state, 0), base, created);
+        Py_DECREF(created);
+        return status;
+    }
+    if (step == EX_PAIR) {  /* the first prefix becomes a set of two */
+        PyObject *both = PySet_New(NULL);
+        if (both == NULL || PySet_Add(both, PyList_GET_ITEM(entry, 1)) < 0 || PySet_Add(both, prefix) < 0) {
+            Py_XDECREF(both);
+            return -1;
+        }
+        return PyList_SetItem(entry, 1, both);
+    }
+    if (step == EX_ADD)
+        return PySet_Add(PyList_GET_ITEM(entry, 1), prefix);
+    return 0;
+}
+
+/* query_seen(payload, sec, clean, cache, ignored, exhaustion) -> bool
+ *
+ * The whole of the detector's handling of a UDP DNS query whose name is a cached miss, done
+ * in order with the live state (core/detect/detector.py _udp calls it before dns.parse). False:
+ * the payload is anything else, nothing changed, the Python path runs. True: the query is done,
+ * with the Python path's effects: its step in the exhaustion window applied as
+ * DnsHeuristics.query would, and the name moved to the end of the domain check's cache (the
+ * caller counts the cache hit). True only when the Python path provably reports nothing: a query
+ * (QR 0) that parse() reads, a non-empty name not skipped by ignored_query (`ignored`: its
+ * suffix set), its IP lookups skipped (`clean`, PTR/AAAA, a class other than IN),
+ * `cache[name] is None`, and its exhaustion step (`exhaustion`: None, no window; else (table,
+ * threshold, max_keys, window) of core/heuristics/dns.py) one that cannot alert or flood: none,
+ * a new or renewed window, or a prefix added below the threshold. */
+static PyObject *
+dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "query_seen() takes 6 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *payload = args[0], *sec = args[1], *cache = args[3], *ignored = args[4], *state = args[5];
+    if (!PyBytes_Check(payload) || !PyLong_Check(sec) || !PyDict_Check(cache) || !PyAnySet_Check(ignored)) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(payload: bytes, sec: int, clean, cache: dict, ignored: set, exhaustion)");
+        return NULL;
+    }
+    int clean = PyObject_IsTrue(args[2]);
+    if (clean < 0)
+        return NULL;
+    const unsigned char *msg = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t end = PyBytes_GET_SIZE(payload);
+    dns_name name;
+    if (end < 12 || (u16(msg + 2) & 0x8000) || u16(msg + 4) == 0 || !read_name(msg, 12, end, &name, 1)
+        || name.after + 4 > end || name.len == 0)
+        Py_RETURN_FALSE;
+    unsigned qtype = u16(msg + name.after), qclass = u16(msg + name.after + 2);
+    if (!clean && qtype != TYPE_PTR && qtype != TYPE_AAAA && qclass == CLASS_IN)
+        Py_RETURN_FALSE;  /* the query's IP lookups run in Python */
+    Py_ssize_t last = rfind_dot(name.text, name.len);
+    if (has_intranet(&name))
+        Py_RETURN_FALSE;
+    PyObject *tld = text_str(&name, last + 1, name.len);
+    if (tld == NULL)
+        return NULL;
+    int skipped = PySet_Contains(ignored, tld);
+    Py_DECREF(tld);
+    if (skipped != 0)
+        return skipped < 0 ? NULL : Py_NewRef(Py_False);
+
+    PyObject *qname = name_str(&name), *base = NULL, *prefix = NULL, *entry = NULL, *result = NULL;
+    if (qname == NULL)
+        return NULL;
+    PyObject *cached = PyDict_GetItemWithError(cache, qname);
+    if (cached != Py_None) {  /* absent (or a hit to report): the Python path */
+        result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+        goto done;
+    }
+    int step = exhaustion_step(state, sec, &name, last, &base, &prefix, &entry);
+    if (step < 0)
+        goto done;
+    if (step == EX_PYTHON) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    if (exhaustion_apply(step, state, sec, base, prefix, entry) < 0)
+        goto done;
+    PyObject *moved = PyObject_CallMethodOneArg(cache, move_to_end, qname);
+    if (moved != NULL) {
+        Py_DECREF(moved);
+        result = Py_NewRef(Py_True);
+    }
+done:
+    Py_DECREF(qname);
+    Py_XDECREF(base);
+    Py_XDECREF(prefix);
+    return result;
+}
+
 static int
 check_record_type(PyObject *type, Py_ssize_t fields, const char *what)
 {
@@ -376,6 +594,9 @@ static PyMethodDef methods[] = {
      "init(message_type, answer_type): the DnsMessage and DnsAnswer classes records are built from."},
     {"parse", (PyCFunction)(void (*)(void))dns_parse, METH_FASTCALL | METH_KEYWORDS,
      "parse(payload: bytes, tcp: bool = False) -> DnsMessage | None (see core.protocols.dns)."},
+    {"query_seen", (PyCFunction)(void (*)(void))dns_query_seen, METH_FASTCALL,
+     "query_seen(payload, sec, clean, cache, ignored, exhaustion) -> bool: a DNS query the "
+     "detector's Python path would report nothing for, handled in order (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -392,5 +613,8 @@ PyInit__dns(void)
                       || c == '_' || c == '-';
         lower[c] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
+    move_to_end = PyUnicode_InternFromString("move_to_end");
+    if (move_to_end == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

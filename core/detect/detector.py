@@ -18,7 +18,8 @@ decoded; ICMP between addresses no IP
 trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
 whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
-one before it. The Python loop below is its specification and serves every other link type (and
+one before it. A DNS query whose name is a cached miss is handled whole by core/accel/_dns.c
+(`_udp`). The Python loop below is its specification and serves every other link type (and
 builds without a compiler); it skips decoded bulk TCP on every link type.
 """
 
@@ -35,7 +36,7 @@ from core.capture.source import Meta
 from core.config import Config
 from core.decode.packet import Decoded, Decoder
 from core.decode.tunnel import port_bytes, udp_tunnels
-from core.detect.domains import DomainChecker, ignored_query
+from core.detect.domains import IGNORE_DNS_QUERY_SUFFIXES, DomainChecker, ignored_query
 from core.detect.urls import UrlChecker
 from core.events import EventSink
 from core.events.event import Event, TrailType
@@ -121,6 +122,10 @@ class Detector:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
                        *port_bytes(self._udp_tunnels))
             self._scan = accel.scan
+        # core/accel/_dns.c: a DNS query whose name is a cached miss, handled whole (see _udp)
+        dns_accel = load_accel("_dns")
+        self._query_seen: Callable[..., bool] | None = dns_accel.query_seen if dns_accel is not None else None
+        self._exhaustion = self.heuristics.exhaustion_shortcut()  # the heuristic's own table, for its lifetime
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -575,7 +580,16 @@ class Detector:
             return
         self._last_udp = key
         if dport == DNS_PORT or sport == DNS_PORT:
-            msg = dns.parse(bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend]))
+            raw = bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend])
+            # A query whose name is a cached miss and whose step in the DNS-exhaustion window
+            # cannot alert, with its IP lookups skipped, reports nothing: the compiled path
+            # applies what _dns below would change (the window step, the cache order) and ends it.
+            seen, domains = self._query_seen, self.domains
+            if (seen is not None and domains.store.generation == domains.generation
+                    and seen(raw, sec, clean, domains.cache, IGNORE_DNS_QUERY_SUFFIXES, self._exhaustion)):
+                domains.cache_hits += 1
+                return
+            msg = dns.parse(raw)
             if msg is not None:
                 self._dns(sec, usec, d, msg, "UDP", clean)
                 return

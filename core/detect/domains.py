@@ -64,7 +64,10 @@ def _normal(name: str) -> str:
 
 
 class DomainChecker:
-    """Runs the check order against one trail store; holds the negative cache."""
+    """Runs the check order against one trail store; holds the answer cache (`cache`: name as
+    passed to `check` -> its answer, least recently used first; `generation`: the store
+    generation its answers belong to). The detector's compiled DNS query path reads and reorders
+    `cache` as `check` would (core/detect/detector.py _udp)."""
 
     def __init__(self, store: TrailStore, whitelist: Whitelist | None, heuristics: Heuristics,
                  cache_entries: int = 16384) -> None:
@@ -72,20 +75,20 @@ class DomainChecker:
         self.whitelist = whitelist
         self.heuristics = heuristics
         self.cache_entries = cache_entries
-        self._cache: OrderedDict[str, DomainHit | None] = OrderedDict()
-        self._generation = store.generation
+        self.cache: OrderedDict[str, DomainHit | None] = OrderedDict()
+        self.generation = store.generation
         self.cache_hits = 0
         self.cache_evictions = 0
 
     def swap_store(self, store: TrailStore) -> None:
         """Use a reloaded trail set: cached answers of the old one are dropped."""
         self.store = store
-        self._cache.clear()
-        self._generation = store.generation
+        self.cache.clear()
+        self.generation = store.generation
 
     def _remember(self, name: str, hit: DomainHit | None) -> DomainHit | None:
         if self.cache_entries > 0:
-            cache = self._cache
+            cache = self.cache
             cache[name] = hit
             if len(cache) > self.cache_entries:
                 cache.popitem(last=False)
@@ -94,10 +97,10 @@ class DomainChecker:
 
     def check(self, name: str) -> DomainHit | None:
         """The hit to report for `name`, or None."""
-        if self.store.generation != self._generation:
-            self._cache.clear()
-            self._generation = self.store.generation
-        cache = self._cache
+        if self.store.generation != self.generation:
+            self.cache.clear()
+            self.generation = self.store.generation
+        cache = self.cache
         hit = cache.get(name, MISSING)
         if hit is not MISSING:
             cache.move_to_end(name)

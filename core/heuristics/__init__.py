@@ -17,7 +17,9 @@ packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/
 - `domain(name) -> (trail, info) | None`: called at step 5 of the domain check order (long domain).
 - `http_request(sec, usec, d, request)` / `http_response(sec, usec, d, response)`.
 Methods: `syn_shortcut()` / `udp_shortcut()`: the port-scan / UDP-scan table for clean SYNs /
-datagrams counted before the hooks run (the compiled batch walker, core/accel/_decode.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
+datagrams counted before the hooks run (the compiled batch walker, core/accel/_decode.c), or None;
+`exhaustion_shortcut()`: the DNS-exhaustion window for queries the compiled DNS path handles
+without calling `dns_query` (core/accel/_dns.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
 reloaded, later lookups use the new store; `stats()`: per-table size and cap counters (metrics).
 `frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
@@ -42,6 +44,9 @@ HttpResponseHook = Callable[[int, int, Decoded, HttpResponse], None]
 # A port window as core/accel/_decode.c counts in it (SYNs, datagrams): (table, threshold, key cap,
 # destination ports always handed to the hooks, packet second of the next expiry)
 PortCountShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int], int]
+# The DNS-exhaustion window as core/accel/_dns.c query_seen steps it: (table, threshold, key cap,
+# window seconds)
+ExhaustionShortcut = tuple[dict[str, list[Any]], int, int, int]
 
 
 def _no_packet(sec: int, usec: int, d: Decoded) -> None:
@@ -95,6 +100,12 @@ class Heuristics:
 
     def udp_shortcut(self) -> PortCountShortcut | None:
         """The same for clean UDP datagrams and the UDP-scan window; None: not counted in C."""
+        return None
+
+    def exhaustion_shortcut(self) -> ExhaustionShortcut | None:
+        """What the compiled DNS query path (core/accel/_dns.c query_seen) needs to step a query
+        through the DNS-exhaustion window as `dns_query` would; None: `dns_query` never floods
+        and keeps no state (no window to step)."""
         return None
 
     def tick(self, sec: int) -> None:

@@ -148,6 +148,13 @@ class DnsHeuristics:
             return False
         return self._exhausted(sec, usec, d, name, prefix, base, entry)
 
+    def exhaustion_shortcut(self) -> tuple[dict[str, list], int, int, int] | None:
+        """The window as core/accel/_dns.c query_seen steps it, the rules of `query` above
+        (None: the heuristic is off, `query` keeps no state)."""
+        if not self.use_exhaustion:
+            return None
+        return (self.exhaustion, self.exhaustion_threshold, EXHAUSTION_MAX_KEYS, EXHAUSTION_WINDOW)
+
     def _exhausted(self, sec: int, usec: int, d: Decoded, name: str, prefix: str, base: str, entry: list) -> bool:
         entry[1] = set()
         entry[2] = True

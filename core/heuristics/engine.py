@@ -16,7 +16,7 @@ from __future__ import annotations
 from core.config import Config, ConfigError, split_list
 from core.events import EventSink
 from core.events.event import Event
-from core.heuristics import Heuristics, PortCountShortcut
+from core.heuristics import ExhaustionShortcut, Heuristics, PortCountShortcut
 from core.heuristics.dns import DnsHeuristics
 from core.heuristics.http import HttpHeuristics
 from core.heuristics.patterns import load_patterns
@@ -85,6 +85,9 @@ class HeuristicEngine(Heuristics):
 
     def udp_shortcut(self) -> PortCountShortcut | None:
         return self.scan.udp_shortcut(self._next_tick)
+
+    def exhaustion_shortcut(self) -> ExhaustionShortcut | None:
+        return self.dns.exhaustion_shortcut()
 
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:

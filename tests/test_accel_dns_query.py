@@ -1,0 +1,193 @@
+"""The compiled DNS query path (core/accel/_dns.c query_seen) against the detector's Python path.
+
+`Detector._udp` hands a UDP port-53 payload to `query_seen` first: a query whose name is a cached
+miss of the domain check, whose IP lookups are skipped and whose step in the DNS-exhaustion window
+cannot alert is handled there, in order, with the live state. Two production sensors (tests/kit)
+replay the same DNS-heavy captures, one with `query_seen` and one without (`_query_seen = None`:
+the Python path, its specification): event lines, the domain check's cache (its items in LRU
+order), hit and eviction counts, the exhaustion table (every entry and prefix set) and its
+refusals must be equal -- with repeated names, listed names and parents, ignored suffixes,
+`.intranet.` names, PTR/AAAA and non-IN queries to a listed resolver, A queries to it, responses,
+malformed and high-byte names, upper case, exhaustion floods that alert and hold, windows that run
+out, a small table and a small cache, a trail-set generation change, both batch walkers.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import OrderedDict
+
+import pytest
+
+from core.accel import load
+from core.detect.detector import Detector
+from core.heuristics import dns as dns_heuristics
+from core.trails.store import TrailStore
+from tests.kit import SensorKit
+from tests.kit import pcapgen as g
+
+pytestmark = pytest.mark.skipif(load("_dns") is None, reason="core/accel/_dns.c is not built "
+                                "(run tools/build_accel.py)")
+
+T0 = 1_700_000_000
+LISTED_RESOLVER = "198.51.100.53"
+TRAILS = [
+    ("evil-query.net", "malware (test)", "(static)"),
+    ("listed-parent.net", "malware (test)", "(static)"),
+    ("dyn-service.net", "dynamic dns (test)", "(static)"),
+    (LISTED_RESOLVER, "malware (test)", "(static)"),
+]
+
+
+def raw_query(labels: list[bytes], qtype: int = 1, qclass: int = 1, flags: int = 0x0100) -> bytes:
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+    return struct.pack("!HHHHHH", 0x4242, flags, 1, 0, 0, 0) + name + struct.pack("!HH", qtype, qclass)
+
+
+def dns_capture(path: str, seed: int) -> None:
+    rng = random.Random(seed)
+    # three prefixes per base: entries the sweep of a full table keeps (so it also refuses), and
+    # counts that reach a low threshold; names under the flooded bases too
+    pool = [f"{prefix}.site{n}.{rng.choice(('com', 'net', 'co.uk'))}" for n in range(120)
+            for prefix in ("www", "mail", "api")] + [f"www.flood-cdn{n}.com" for n in range(4)] * 20
+    frames: list[tuple[float, bytes]] = []
+    t = float(T0)
+    for n in range(5000):
+        t += rng.choice((0.01, 0.05, 0.2)) if n % 1500 else 75.0  # now and then past every window
+        client = f"10.0.{n % 4}.{rng.randrange(2, 30)}"
+        server = "192.0.2.53"
+        kind = rng.random()
+        if kind < 0.40:  # the same names again and again
+            payload = g.dns_query(rng.choice(pool), txid=n & 0xFFFF)
+        elif kind < 0.52:  # new prefixes under a few bases: counted, the bases flood, alert and hold
+            payload = g.dns_query(f"r{rng.randrange(10**6)}.flood-cdn{n % 4}.com", txid=n)
+        elif kind < 0.56:
+            payload = g.dns_query(rng.choice(("evil-query.net", "a.b.listed-parent.net", "dyn-service.net",
+                                              "www.dyn-service.net", "x.dyn-service.net")))
+        elif kind < 0.60:  # never checked: ignored suffixes, .intranet. names (in the cache after a proxy request)
+            name = rng.choice(("printer.local", "nas.lan", "a.intranet.example.com", "wpad.corp", "www.site1.local"))
+            payload = g.dns_query(name)
+            if n % 2:
+                request = g.http_request("GET", f"http://{name}/", {"Host": name})
+                frames.append((t, g.ether(g.ipv4(client, "192.0.2.80", g.tcp(30000 + n % 20000, 80, 0x18, request)))))
+        elif kind < 0.66:  # a listed resolver: A queries take their IP lookups, PTR/AAAA/non-IN do not
+            server = LISTED_RESOLVER
+            qtype, qclass = rng.choice(((1, 1), (12, 1), (28, 1), (1, 3), (16, 1)))
+            payload = raw_query([b"www", f"site{rng.randrange(120)}".encode(), b"com"], qtype, qclass)
+        elif kind < 0.70:  # upper case, high bytes, a dot inside a label, a bare name, the root
+            payload = rng.choice((g.dns_query("WWW.Site3.COM"), raw_query([b"caf\xe9", b"site5", b"com"]),
+                                  raw_query([b"a.b", b"site6", b"com"]), raw_query([b"localhost"]),
+                                  raw_query([]), raw_query([b"x\x00y", b"site7", b"net"])))
+        elif kind < 0.74:  # responses, truncated queries, queries without a question
+            name = rng.choice(pool)
+            payload = rng.choice((g.dns_response(name, [("A", "93.184.216.34")]), g.dns_query(name)[:-3],
+                                  g.dns_query(name)[:11], struct.pack("!HHHHHH", 1, 0x0100, 0, 0, 0, 0)))
+        elif kind < 0.80:  # the same query twice in a row (the duplicate-datagram test)
+            payload = g.dns_query(rng.choice(pool), txid=7)
+            frames.append((t, g.ether(g.ipv4(client, server, g.udp(40000 + n % 20000, 53, payload)))))
+            t += 0.001
+        elif kind < 0.84:  # over IPv6
+            payload = g.dns_query(rng.choice(pool), qtype="AAAA")
+            frames.append((t, g.ether(g.ipv6("2001:db8::5", "2001:db8::53", g.udp(40000 + n % 20000, 53, payload)))))
+            continue
+        else:  # other traffic between the queries
+            frames.append((t, g.ether(g.ipv4(client, "93.184.216.34", g.tcp(40000 + n % 20000, 443, 0x02)))))
+            continue
+        frames.append((t, g.ether(g.ipv4(client, server, g.udp(40000 + n % 20000, 53, payload)))))
+    g.write_pcap(path, frames)
+
+
+def snapshot(detector: Detector) -> tuple:
+    """The state the DNS query path changes: the domain check's cache (items in LRU order) and
+    counters, the exhaustion table (every entry, prefix sets sorted) and its refusals."""
+    domains, exhaustion = detector.domains, detector.heuristics.dns
+    table = {base: (deadline, sorted(prefixes) if isinstance(prefixes, set) else prefixes, exhausted)
+             for base, (deadline, prefixes, exhausted) in exhaustion.exhaustion.items()}
+    return (list(domains.cache.items()), domains.cache_hits, domains.cache_evictions,
+            domains.generation == domains.store.generation, table, list(exhaustion.exhaustion),
+            dict(exhaustion.refused))
+
+
+def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bool, batch_size: int,
+           cache_entries: int, threshold: int, generation_bump: bool) -> tuple[tuple, list[int], int]:
+    """-> (event lines and the final snapshot, a digest of the snapshot after every batch, queries
+    the compiled path handled)."""
+    kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off", DNS_EXHAUSTION_THRESHOLD=threshold,
+                    DOMAIN_CACHE_ENTRIES=cache_entries)
+    detector = kit.detector
+    digests: list[int] = []
+    process_batch = kit.sensor.process_batch
+
+    def watched(*args: object) -> None:
+        process_batch(*args)
+        digests.append(hash(repr(snapshot(detector))))
+
+    kit.sensor.process_batch = watched  # type: ignore[method-assign]
+    if not walker:
+        detector._scan = None
+    seen = detector._query_seen
+    assert seen is not None
+    handled = [0]
+
+    def counted(*args: object) -> bool:
+        result = seen(*args)
+        handled[0] += result
+        return result
+
+    detector._query_seen = counted if compiled else None
+    kit.feed_pcap(path, batch_size=batch_size)
+    if generation_bump:  # the trail set changed under the checker: its cache must be dropped first
+        store.generation += 1
+        kit.feed_pcap(path, batch_size=batch_size)
+    kit.close()
+    assert detector.errors == {}
+    return (kit.lines, *snapshot(detector)), digests, handled[0]
+
+
+@pytest.mark.parametrize("walker", [True, False], ids=["c-walk", "python-loop"])
+def test_compiled_dns_queries_leave_events_cache_and_exhaustion_window_as_python(tmp_path, monkeypatch, walker):
+    store = TrailStore.from_rows(TRAILS, str(tmp_path))
+    path = str(tmp_path / "dns.pcap")
+    dns_capture(path, seed=5)
+    # (batch size, domain cache entries, exhaustion table keys, exhaustion threshold, trail generation change)
+    runs = ((64, 16384, 40, 8, False), (1, 16384, 40, 8, False), (7, 60, 40, 8, False), (512, 16384, 40, 8, True),
+            (64, 16384, 3, 8, False), (64, 16384, 40, 2, False), (64, 16384, 40, 3, False))
+    for batch_size, cache_entries, max_keys, threshold, bump in runs:
+        # a table that fills and is swept (query() and exhaustion_shortcut() read the constant)
+        monkeypatch.setattr(dns_heuristics, "EXHAUSTION_MAX_KEYS", max_keys)
+        run = (batch_size, cache_entries, max_keys, threshold, bump)
+        args = (batch_size, cache_entries, threshold, bump)
+        fast, fast_digests, handled = replay(path, store, str(tmp_path), True, walker, *args)
+        slow, slow_digests, _ = replay(path, store, str(tmp_path), False, walker, *args)
+        assert fast == slow, run
+        assert fast_digests == slow_digests, run  # after every batch, not only at the end
+        lines, _, hits, evictions, _, _, _, refused = slow
+        # the compiled path did the common case, and the rare ones stayed in Python
+        assert handled > (50 if walker else 0), handled
+        assert handled < hits
+        if cache_entries < 1000:
+            assert evictions > 100
+        text = "\n".join(lines)
+        assert "potential dns exhaustion" in text and "evil-query.net" in text and "(x).dyn-service.net" in text
+        assert "(a.b).listed-parent.net" in text and LISTED_RESOLVER in text
+        if max_keys < 10:  # a full table of flooded bases refuses new ones
+            assert refused["dns_exhaustion"] > 0
+
+
+def test_query_seen_refuses_what_it_cannot_read():
+    accel = load("_dns")
+    assert accel is not None
+    cache: dict[str, None] = {}
+    for args in ((b"x", 1, 1, cache, frozenset(), None, 7), ("text", 1, 1, cache, frozenset(), None),
+                 (b"", 1.5, 1, cache, frozenset(), None), (b"", 1, 1, [], frozenset(), None)):
+        with pytest.raises(TypeError):
+            accel.query_seen(*args)
+    query = g.dns_query("www.example.com")
+    with pytest.raises(TypeError):  # a malformed window is an error, not a guess
+        accel.query_seen(query, 1, 1, {"www.example.com": None}, frozenset(), ({}, 5))
+    cache = OrderedDict([("www.example.com", None), ("other.example", None)])
+    assert accel.query_seen(query, 1, 1, cache, frozenset(), None) is True
+    assert list(cache) == ["other.example", "www.example.com"]  # moved to the end, as check() does
+    assert accel.query_seen(query, 1, 0, cache, frozenset(), None) is False  # an A query's IP lookups
+    assert accel.query_seen(query, 1, 1, cache, frozenset({"com"}), None) is False  # an ignored suffix
