@@ -1,15 +1,19 @@
 """The compiled DNS query path (core/accel/_dns.c query_seen) against the detector's Python path.
 
-`Detector._udp` hands a UDP port-53 payload to `query_seen` first: a query whose name is a cached
-miss of the domain check, whose IP lookups are skipped and whose step in the DNS-exhaustion window
-cannot alert is handled there, in order, with the live state. Two production sensors (tests/kit)
-replay the same DNS-heavy captures, one with `query_seen` and one without (`_query_seen = None`:
-the Python path, its specification): event lines, the domain check's cache (its items in LRU
-order), hit and eviction counts, the exhaustion table (every entry and prefix set) and its
-refusals must be equal -- with repeated names, listed names and parents, ignored suffixes,
-`.intranet.` names, PTR/AAAA and non-IN queries to a listed resolver, A queries to it, responses,
-malformed and high-byte names, upper case, exhaustion floods that alert and hold, windows that run
-out, a small table and a small cache, a trail-set generation change, both batch walkers.
+`Detector._udp` hands a UDP port-53 payload to `query_seen` first: a query whose domain check
+misses (a cached miss, or a walk the C proves misses: whitelisted, or no suffix through the trail
+bloom, no long first label, no regex trail by the gates' proofs), whose IP lookups are skipped and
+whose step in the DNS-exhaustion window cannot alert is handled there, in order, with the live
+state. Two production sensors (tests/kit) replay the same DNS-heavy captures, one with
+`query_seen` and one without (`_query_seen = None`: the Python path, its specification): event
+lines, the domain check's cache (its items in LRU order), hit and eviction counts, the exhaustion
+table (every entry and prefix set) and its refusals must be equal after every batch -- with
+repeated and new names, listed names and parents, regex trails (bucketed and generic, matches and
+near misses), whitelisted names, long first labels, `.onion.` and `.ip-adress.com` forms, numeric
+names, ignored suffixes, `.intranet.` names, PTR/AAAA and non-IN queries to a listed resolver, A
+queries to it, responses, malformed and high-byte names, upper case, exhaustion floods that alert
+and hold, windows that run out, a small table and a small cache, a trail-set generation change,
+both batch walkers.
 """
 
 from __future__ import annotations
@@ -37,7 +41,17 @@ TRAILS = [
     ("listed-parent.net", "malware (test)", "(static)"),
     ("dyn-service.net", "dynamic dns (test)", "(static)"),
     (LISTED_RESOLVER, "malware (test)", "(static)"),
+    ("hiddenservice.onion", "malware (test)", "(static)"),
+    (r"zoneserveryu[0-9a-z]{0,}\.com", "malware (test)", "(static)"),  # a regex trail, bucketed by "com"
+    (r"(7tno4hib47vlep5o|akdfrefdkm45tf33)\.[a-z0-9._-]+", "malware (test)", "(static)"),  # generic
 ]
+WHITELISTED = "whitelisted-cdn.net"
+ODD_NAMES = (  # walks the C cannot prove (or that hit), and names it can
+    "zoneserveryuab12.com", "x.zoneserveryu9.com", "zoneserver.com", "zoneserveryu.net", "akdfrefdkm45tf33.any.org",
+    "akdfrefdkm45tf3.any.org", f"a.{WHITELISTED}", WHITELISTED, f"b.c.{WHITELISTED}", "averyveryverylonglabelwithoutdash1.site9.com",
+    "averyveryverylonglabel-withdash1.site9.com", "exactly24characterslabel.site9.com", "hiddenservice.onion.site5.com",
+    "evil-query.net.ip-adress.com", "other.ip-adress.com", "1.2.3.4", "1234", "10.0.0.1.in-addr.arpa",
+)
 
 
 def raw_query(labels: list[bytes], qtype: int = 1, qclass: int = 1, flags: int = 0x0100) -> bytes:
@@ -64,7 +78,9 @@ def dns_capture(path: str, seed: int) -> None:
             payload = g.dns_query(f"r{rng.randrange(10**6)}.flood-cdn{n % 4}.com", txid=n)
         elif kind < 0.56:
             payload = g.dns_query(rng.choice(("evil-query.net", "a.b.listed-parent.net", "dyn-service.net",
-                                              "www.dyn-service.net", "x.dyn-service.net")))
+                                              "www.dyn-service.net", "x.dyn-service.net") + ODD_NAMES))
+        elif kind < 0.58:  # never seen before: the walk runs (in C when it provably misses)
+            payload = g.dns_query(f"n{n}.site{rng.randrange(120)}.com", txid=n)
         elif kind < 0.60:  # never checked: ignored suffixes, .intranet. names (in the cache after a proxy request)
             name = rng.choice(("printer.local", "nas.lan", "a.intranet.example.com", "wpad.corp", "www.site1.local"))
             payload = g.dns_query(name)
@@ -78,6 +94,7 @@ def dns_capture(path: str, seed: int) -> None:
         elif kind < 0.70:  # upper case, high bytes, a dot inside a label, a bare name, the root
             payload = rng.choice((g.dns_query("WWW.Site3.COM"), raw_query([b"caf\xe9", b"site5", b"com"]),
                                   raw_query([b"a.b", b"site6", b"com"]), raw_query([b"localhost"]),
+                                  raw_query([b"evil-query.net:80"]), raw_query([b"evil-query", b"net."]),
                                   raw_query([]), raw_query([b"x\x00y", b"site7", b"net"])))
         elif kind < 0.74:  # responses, truncated queries, queries without a question
             name = rng.choice(pool)
@@ -110,11 +127,11 @@ def snapshot(detector: Detector) -> tuple:
 
 
 def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bool, batch_size: int,
-           cache_entries: int, threshold: int, generation_bump: bool) -> tuple[tuple, list[int], int]:
-    """-> (event lines and the final snapshot, a digest of the snapshot after every batch, queries
-    the compiled path handled)."""
-    kit = SensorKit(store, folder=folder, EVENT_THROTTLE_MODE="off", DNS_EXHAUSTION_THRESHOLD=threshold,
-                    DOMAIN_CACHE_ENTRIES=cache_entries)
+           cache_entries: int, threshold: int, generation_bump: bool) -> tuple[tuple, list[int], list[int]]:
+    """-> (event lines and the final snapshot, a digest of the snapshot after every batch, the
+    count of each answer of query_seen)."""
+    kit = SensorKit(store, folder=folder, whitelist=[WHITELISTED], EVENT_THROTTLE_MODE="off",
+                    DNS_EXHAUSTION_THRESHOLD=threshold, DOMAIN_CACHE_ENTRIES=cache_entries)
     detector = kit.detector
     digests: list[int] = []
     process_batch = kit.sensor.process_batch
@@ -128,11 +145,11 @@ def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bo
         detector._scan = None
     seen = detector._query_seen
     assert seen is not None
-    handled = [0]
+    handled = [0, 0, 0, 0]  # by query_seen's answer: Python path, cached miss, walk missed, walk missed + eviction
 
-    def counted(*args: object) -> bool:
+    def counted(*args: object) -> int:
         result = seen(*args)
-        handled[0] += result
+        handled[result] += 1
         return result
 
     detector._query_seen = counted if compiled else None
@@ -142,7 +159,7 @@ def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bo
         kit.feed_pcap(path, batch_size=batch_size)
     kit.close()
     assert detector.errors == {}
-    return (kit.lines, *snapshot(detector)), digests, handled[0]
+    return (kit.lines, *snapshot(detector)), digests, handled
 
 
 @pytest.mark.parametrize("walker", [True, False], ids=["c-walk", "python-loop"])
@@ -163,31 +180,48 @@ def test_compiled_dns_queries_leave_events_cache_and_exhaustion_window_as_python
         assert fast == slow, run
         assert fast_digests == slow_digests, run  # after every batch, not only at the end
         lines, _, hits, evictions, _, _, _, refused = slow
-        # the compiled path did the common case, and the rare ones stayed in Python
-        assert handled > (50 if walker else 0), handled
-        assert handled < hits
+        # the compiled path did the common cases (cached misses and walks, evictions with a small
+        # cache), and the rest stayed in Python
+        python, cached, walked, evicted = handled
+        assert python > 100, handled
+        if max_keys > 10:  # (a full exhaustion table leaves new bases to Python)
+            assert (cached > 50 and walked + evicted > 50) if walker else cached + walked > 0, handled
+        assert cached < hits
         if cache_entries < 1000:
-            assert evictions > 100
+            assert evictions > 100 and (evicted > 10 or not walker), handled
         text = "\n".join(lines)
         assert "potential dns exhaustion" in text and "evil-query.net" in text and "(x).dyn-service.net" in text
         assert "(a.b).listed-parent.net" in text and LISTED_RESOLVER in text
+        assert "zoneserveryuab12.com" in text and "(x.)zoneserveryu9.com" in text
+        assert "akdfrefdkm45tf33.any.org" in text and "long domain" in text
+        assert "evil-query.net(.ip-adress.com)" in text and "hiddenservice.onion(.site5.com)" in text
         if max_keys < 10:  # a full table of flooded bases refuses new ones
             assert refused["dns_exhaustion"] > 0
 
 
-def test_query_seen_refuses_what_it_cannot_read():
+def test_query_seen_answers_and_refuses_what_it_cannot_read(tmp_path):
     accel = load("_dns")
     assert accel is not None
-    cache: dict[str, None] = {}
-    for args in ((b"x", 1, 1, cache, frozenset(), None, 7), ("text", 1, 1, cache, frozenset(), None),
-                 (b"", 1.5, 1, cache, frozenset(), None), (b"", 1, 1, [], frozenset(), None)):
+    store = TrailStore.from_rows(TRAILS, str(tmp_path))
+    cache: OrderedDict[str, None] = OrderedDict([("www.site1.com", None), ("other.site2.com", None)])
+
+    def state(cache=cache, ignored=frozenset(), exhaustion=None, entries=16384, whitelist=None):
+        return (cache, ignored, exhaustion, entries, whitelist, store.domain_suffixes, store.regex_proofs())
+
+    for args in ((b"x", 1, 1, state(), 7), ("text", 1, 1, state()), (b"", 1.5, 1, state()), (b"", 1, 1, state()[:6]),
+                 (b"", 1, 1, state(cache=[])), (b"", 1, 1, state(whitelist=[]))):
         with pytest.raises(TypeError):
             accel.query_seen(*args)
-    query = g.dns_query("www.example.com")
+    query = g.dns_query("www.site1.com")
     with pytest.raises(TypeError):  # a malformed window is an error, not a guess
-        accel.query_seen(query, 1, 1, {"www.example.com": None}, frozenset(), ({}, 5))
-    cache = OrderedDict([("www.example.com", None), ("other.example", None)])
-    assert accel.query_seen(query, 1, 1, cache, frozenset(), None) is True
-    assert list(cache) == ["other.example", "www.example.com"]  # moved to the end, as check() does
-    assert accel.query_seen(query, 1, 0, cache, frozenset(), None) is False  # an A query's IP lookups
-    assert accel.query_seen(query, 1, 1, cache, frozenset({"com"}), None) is False  # an ignored suffix
+        accel.query_seen(query, 1, 1, state(exhaustion=({}, 5)))
+    assert accel.query_seen(query, 1, 1, state()) == 1
+    assert list(cache) == ["other.site2.com", "www.site1.com"]  # moved to the end, as check() does
+    assert accel.query_seen(query, 1, 0, state()) == 0  # an A query's IP lookups
+    assert accel.query_seen(query, 1, 1, state(ignored=frozenset({"com"}))) == 0  # an ignored suffix
+    assert accel.query_seen(g.dns_query("new.site3.com"), 1, 1, state(entries=3)) == 2  # the walk misses: cached
+    assert accel.query_seen(g.dns_query("new.site4.com"), 1, 1, state(entries=3)) == 3  # ... and the oldest evicted
+    assert list(cache) == ["www.site1.com", "new.site3.com", "new.site4.com"]
+    for name in ("evil-query.net", "a.listed-parent.net", "zoneserveryu7.com"):  # the walk may hit: Python
+        assert accel.query_seen(g.dns_query(name), 1, 1, state()) == 0
+    assert accel.query_seen(g.dns_query(f"a.{WHITELISTED}"), 1, 1, state(whitelist={WHITELISTED})) == 2

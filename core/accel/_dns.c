@@ -39,7 +39,8 @@
 
 static PyTypeObject *message_type = NULL;
 static PyTypeObject *answer_type = NULL;
-static PyObject *move_to_end = NULL;  /* the interned method name, made once at import */
+/* interned method names, made once at import */
+static PyObject *move_to_end = NULL, *popitem = NULL, *search = NULL;
 
 /* Per byte: bit 0 = allowed in an ordinary host-name label ([A-Za-z0-9_-]). */
 static unsigned char label_ok[256];
@@ -476,30 +477,145 @@ exhaustion_apply(int step, PyObject *state, PyObject *sec, PyObject *base, PyObj
     return 0;
 }
 
-/* query_seen(payload, sec, clean, cache, ignored, exhaustion) -> bool
+/* 1 when a suffix of the name at a label boundary (the name itself, then after each '.') is in
+ * `domains` (Whitelist.listed_suffix), 0 when none is, -1 on error. */
+static int
+listed_suffix(const dns_name *name, PyObject *domains)
+{
+    for (Py_ssize_t start = 0; start <= name->len;) {
+        PyObject *suffix = text_str(name, start, name->len);
+        if (suffix == NULL)
+            return -1;
+        int listed = PySet_Contains(domains, suffix);
+        Py_DECREF(suffix);
+        if (listed != 0)
+            return listed;
+        while (start < name->len && name->text[start] != '.')
+            start++;
+        start++;  /* past the '.', or past the end: done */
+    }
+    return 0;
+}
+
+/* 1 when the proof of a regex-trail group (core/trails/regex.py _Group.proof) shows that no
+ * trail of it can match the name or a suffix of it: False (no member), or a gate whose search
+ * finds none of its literals in the name; 0 when only the patterns can tell; -1 on error. */
+static int
+regex_excluded(PyObject *proof, PyObject *qname)
+{
+    if (proof == Py_False)
+        return 1;
+    if (proof == Py_True)
+        return 0;
+    PyObject *found = PyObject_CallMethodOneArg(proof, search, qname);
+    if (found == NULL)
+        return -1;
+    int excluded = found == Py_None;
+    Py_DECREF(found);
+    return excluded;
+}
+
+/* 1 when the domain check's walk (DomainChecker.check of a name not in its cache) provably
+ * answers None: the name is in its checked form (ASCII, nothing outside [a-z0-9_-] in a label,
+ * so _normal leaves it and VALID_DNS_NAME matches) and not numeric, and either a suffix is
+ * whitelisted or every step of _lookup misses: no ".ip-adress.com" or ".onion." form, no suffix
+ * through the trail bloom (`suffixes`: TrailStore.domain_suffixes), a first label of at most 24
+ * characters (the long-domain heuristic answers None), no regex trail by the proofs. 0 when the
+ * Python walk must run, -1 on error. */
+static int
+walk_misses(const dns_name *name, Py_ssize_t last, PyObject *qname, PyObject *whitelist,
+            PyObject *suffixes, PyObject *proofs)
+{
+    static const char ip_adress[] = ".ip-adress.com";
+    const unsigned char *text = name->text;
+    Py_ssize_t n = name->len, first = -1;
+    int numeric = 1;
+
+    if (name->high || name->bad)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        numeric &= (text[i] >= '0' && text[i] <= '9') || text[i] == '.';
+        if (text[i] == '.' && first < 0)
+            first = i;
+        if (text[i] == '.' && i + 7 <= n && memcmp(text + i, ".onion.", 7) == 0)
+            return 0;
+    }
+    if (numeric)
+        return 0;  /* never cached (check returns None first) */
+    if (whitelist != Py_None) {
+        int listed = listed_suffix(name, whitelist);
+        if (listed != 0)
+            return listed;
+    }
+    if (n >= 14 && memcmp(text + n - 14, ip_adress, 14) == 0)
+        return 0;
+    PyObject *maybe = PyObject_CallOneArg(suffixes, qname);
+    if (maybe == NULL)
+        return -1;
+    long bits = PyLong_AsLong(maybe);
+    Py_DECREF(maybe);
+    if (bits == -1 && PyErr_Occurred())
+        return -1;
+    if (bits != 0 || first > 24)
+        return 0;
+    if (!PyTuple_Check(proofs) || PyTuple_GET_SIZE(proofs) != 2 || !PyDict_Check(PyTuple_GET_ITEM(proofs, 0))) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(): regex proofs must be (dict, proof)");
+        return -1;
+    }
+    PyObject *tld = text_str(name, last + 1, n);
+    if (tld == NULL)
+        return -1;
+    PyObject *bucket = PyDict_GetItemWithError(PyTuple_GET_ITEM(proofs, 0), tld);
+    Py_DECREF(tld);
+    if (bucket == NULL && PyErr_Occurred())
+        return -1;
+    if (bucket != NULL) {
+        int excluded = regex_excluded(bucket, qname);
+        if (excluded <= 0)
+            return excluded;
+    }
+    return regex_excluded(PyTuple_GET_ITEM(proofs, 1), qname);
+}
+
+/* query_seen(payload, sec, clean, state) -> 0 | 1 | 2 | 3
  *
- * The whole of the detector's handling of a UDP DNS query whose name is a cached miss, done
- * in order with the live state (core/detect/detector.py _udp calls it before dns.parse). False:
- * the payload is anything else, nothing changed, the Python path runs. True: the query is done,
- * with the Python path's effects: its step in the exhaustion window applied as
- * DnsHeuristics.query would, and the name moved to the end of the domain check's cache (the
- * caller counts the cache hit). True only when the Python path provably reports nothing: a query
- * (QR 0) that parse() reads, a non-empty name not skipped by ignored_query (`ignored`: its
- * suffix set), its IP lookups skipped (`clean`, PTR/AAAA, a class other than IN),
- * `cache[name] is None`, and its exhaustion step (`exhaustion`: None, no window; else (table,
- * threshold, max_keys, window) of core/heuristics/dns.py) one that cannot alert or flood: none,
- * a new or renewed window, or a prefix added below the threshold. */
+ * The whole of the detector's handling of a UDP DNS query that reports nothing, done in order with
+ * the live state (core/detect/detector.py _udp calls it before dns.parse). 0: the payload is
+ * anything else, nothing changed, the Python path runs. Otherwise the query is done, with the
+ * Python path's effects: its step in the exhaustion window applied as DnsHeuristics.query would,
+ * and the domain check's cache as DomainChecker.check leaves it: 1, the name was a cached miss,
+ * moved to the cache's end (the caller counts the hit); 2, the name was not cached and the walk
+ * provably misses (walk_misses): cached as a miss; 3, the same and the cache's oldest entry was
+ * evicted (the caller counts it).
+ *
+ * state: (cache, ignored, exhaustion, cache_entries, whitelist, suffixes, proofs): the domain
+ * check's cache (an OrderedDict) and its size, ignored_query's suffix set, the exhaustion window
+ * (None: no window; else (table, threshold, max_keys, window) of core/heuristics/dns.py), the
+ * whitelist's domain set (or None), TrailStore.domain_suffixes and TrailStore.regex_proofs().
+ * Handled only when: a query (QR 0) that parse() reads, a non-empty name not skipped by
+ * ignored_query, its IP lookups skipped (`clean`, PTR/AAAA, a class other than IN), a cached
+ * miss or a walk that misses, and an exhaustion step that cannot alert or flood: none, a new or
+ * renewed window, or a prefix added below the threshold. */
 static PyObject *
 dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "query_seen() takes 6 positional arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "query_seen() takes 4 positional arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *payload = args[0], *sec = args[1], *cache = args[3], *ignored = args[4], *state = args[5];
-    if (!PyBytes_Check(payload) || !PyLong_Check(sec) || !PyDict_Check(cache) || !PyAnySet_Check(ignored)) {
-        PyErr_SetString(PyExc_TypeError, "query_seen(payload: bytes, sec: int, clean, cache: dict, ignored: set, exhaustion)");
+    PyObject *payload = args[0], *sec = args[1], *state = args[3];
+    if (!PyBytes_Check(payload) || !PyLong_Check(sec) || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 7) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(payload: bytes, sec: int, clean, state: 7-tuple)");
+        return NULL;
+    }
+    PyObject *cache = PyTuple_GET_ITEM(state, 0), *ignored = PyTuple_GET_ITEM(state, 1);
+    PyObject *exhaustion = PyTuple_GET_ITEM(state, 2), *whitelist = PyTuple_GET_ITEM(state, 4);
+    Py_ssize_t cache_entries = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 3));
+    if (cache_entries == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyDict_Check(cache) || !PyAnySet_Check(ignored) || (whitelist != Py_None && !PyAnySet_Check(whitelist))) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(): state holds (dict, set, exhaustion, int, set | None, ...)");
         return NULL;
     }
     int clean = PyObject_IsTrue(args[2]);
@@ -510,43 +626,65 @@ dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     dns_name name;
     if (end < 12 || (u16(msg + 2) & 0x8000) || u16(msg + 4) == 0 || !read_name(msg, 12, end, &name, 1)
         || name.after + 4 > end || name.len == 0)
-        Py_RETURN_FALSE;
+        return PyLong_FromLong(0);
     unsigned qtype = u16(msg + name.after), qclass = u16(msg + name.after + 2);
     if (!clean && qtype != TYPE_PTR && qtype != TYPE_AAAA && qclass == CLASS_IN)
-        Py_RETURN_FALSE;  /* the query's IP lookups run in Python */
+        return PyLong_FromLong(0);  /* the query's IP lookups run in Python */
     Py_ssize_t last = rfind_dot(name.text, name.len);
     if (has_intranet(&name))
-        Py_RETURN_FALSE;
+        return PyLong_FromLong(0);
     PyObject *tld = text_str(&name, last + 1, name.len);
     if (tld == NULL)
         return NULL;
     int skipped = PySet_Contains(ignored, tld);
     Py_DECREF(tld);
     if (skipped != 0)
-        return skipped < 0 ? NULL : Py_NewRef(Py_False);
+        return skipped < 0 ? NULL : PyLong_FromLong(0);
 
     PyObject *qname = name_str(&name), *base = NULL, *prefix = NULL, *entry = NULL, *result = NULL;
     if (qname == NULL)
         return NULL;
     PyObject *cached = PyDict_GetItemWithError(cache, qname);
-    if (cached != Py_None) {  /* absent (or a hit to report): the Python path */
-        result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    int outcome = 1;
+    if (cached == NULL) {  /* not cached: the walk must provably miss */
+        if (PyErr_Occurred())
+            goto done;
+        int missed = walk_misses(&name, last, qname, whitelist, PyTuple_GET_ITEM(state, 5), PyTuple_GET_ITEM(state, 6));
+        if (missed <= 0) {
+            result = missed < 0 ? NULL : PyLong_FromLong(0);
+            goto done;
+        }
+        outcome = 2;
+    } else if (cached != Py_None) {  /* a hit to report: the Python path */
+        result = PyLong_FromLong(0);
         goto done;
     }
-    int step = exhaustion_step(state, sec, &name, last, &base, &prefix, &entry);
+    int step = exhaustion_step(exhaustion, sec, &name, last, &base, &prefix, &entry);
     if (step < 0)
         goto done;
     if (step == EX_PYTHON) {
-        result = Py_NewRef(Py_False);
+        result = PyLong_FromLong(0);
         goto done;
     }
-    if (exhaustion_apply(step, state, sec, base, prefix, entry) < 0)
+    if (exhaustion_apply(step, exhaustion, sec, base, prefix, entry) < 0)
         goto done;
-    PyObject *moved = PyObject_CallMethodOneArg(cache, move_to_end, qname);
-    if (moved != NULL) {
+    if (outcome == 1) {
+        PyObject *moved = PyObject_CallMethodOneArg(cache, move_to_end, qname);
+        if (moved == NULL)
+            goto done;
         Py_DECREF(moved);
-        result = Py_NewRef(Py_True);
+    } else if (cache_entries > 0) {  /* DomainChecker._remember */
+        if (PyObject_SetItem(cache, qname, Py_None) < 0)
+            goto done;
+        if (PyDict_GET_SIZE(cache) > cache_entries) {
+            PyObject *oldest = PyObject_CallMethodOneArg(cache, popitem, Py_False);
+            if (oldest == NULL)
+                goto done;
+            Py_DECREF(oldest);
+            outcome = 3;
+        }
     }
+    result = PyLong_FromLong(outcome);
 done:
     Py_DECREF(qname);
     Py_XDECREF(base);
@@ -595,8 +733,8 @@ static PyMethodDef methods[] = {
     {"parse", (PyCFunction)(void (*)(void))dns_parse, METH_FASTCALL | METH_KEYWORDS,
      "parse(payload: bytes, tcp: bool = False) -> DnsMessage | None (see core.protocols.dns)."},
     {"query_seen", (PyCFunction)(void (*)(void))dns_query_seen, METH_FASTCALL,
-     "query_seen(payload, sec, clean, cache, ignored, exhaustion) -> bool: a DNS query the "
-     "detector's Python path would report nothing for, handled in order (see the source)."},
+     "query_seen(payload, sec, clean, state) -> 0 | 1 | 2 | 3: a DNS query the detector's "
+     "Python path would report nothing for, handled in order (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -614,7 +752,9 @@ PyInit__dns(void)
         lower[c] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
     move_to_end = PyUnicode_InternFromString("move_to_end");
-    if (move_to_end == NULL)
+    popitem = PyUnicode_InternFromString("popitem");
+    search = PyUnicode_InternFromString("search");
+    if (move_to_end == NULL || popitem == NULL || search == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

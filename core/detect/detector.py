@@ -18,8 +18,8 @@ decoded; ICMP between addresses no IP
 trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
 whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
-one before it. A DNS query whose name is a cached miss is handled whole by core/accel/_dns.c
-(`_udp`). The Python loop below is its specification and serves every other link type (and
+one before it. A DNS query that reports nothing (its domain check a cached miss or a walk that
+provably misses) is handled whole by core/accel/_dns.c (`_udp`). The Python loop below is its specification and serves every other link type (and
 builds without a compiler); it skips decoded bulk TCP on every link type.
 """
 
@@ -122,10 +122,11 @@ class Detector:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
                        *port_bytes(self._udp_tunnels))
             self._scan = accel.scan
-        # core/accel/_dns.c: a DNS query whose name is a cached miss, handled whole (see _udp)
+        # core/accel/_dns.c: a DNS query that reports nothing, handled whole (see _udp)
         dns_accel = load_accel("_dns")
-        self._query_seen: Callable[..., bool] | None = dns_accel.query_seen if dns_accel is not None else None
-        self._exhaustion = self.heuristics.exhaustion_shortcut()  # the heuristic's own table, for its lifetime
+        self._query_seen: Callable[..., int] | None = dns_accel.query_seen if dns_accel is not None else None
+        self._query_state: tuple[object, ...] = ()  # what query_seen reads, for the store generation below
+        self._query_generation = -1
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -581,14 +582,21 @@ class Detector:
         self._last_udp = key
         if dport == DNS_PORT or sport == DNS_PORT:
             raw = bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend])
-            # A query whose name is a cached miss and whose step in the DNS-exhaustion window
-            # cannot alert, with its IP lookups skipped, reports nothing: the compiled path
-            # applies what _dns below would change (the window step, the cache order) and ends it.
+            # A query whose domain check misses (cached, or a walk the compiled path proves),
+            # whose step in the DNS-exhaustion window cannot alert and whose IP lookups are
+            # skipped reports nothing: the compiled path applies what _dns below would change
+            # (the window step, the domain check's cache) and ends it.
             seen, domains = self._query_seen, self.domains
-            if (seen is not None and domains.store.generation == domains.generation
-                    and seen(raw, sec, clean, domains.cache, IGNORE_DNS_QUERY_SUFFIXES, self._exhaustion)):
-                domains.cache_hits += 1
-                return
+            if seen is not None and domains.store.generation == domains.generation:
+                if self._query_generation != domains.generation:
+                    self._query_prepare()
+                done = seen(raw, sec, clean, self._query_state)
+                if done:
+                    if done == 1:
+                        domains.cache_hits += 1
+                    elif done == 3:
+                        domains.cache_evictions += 1
+                    return
             msg = dns.parse(raw)
             if msg is not None:
                 self._dns(sec, usec, d, msg, "UDP", clean)
@@ -607,6 +615,16 @@ class Detector:
             if sni:
                 self._domain(sec, usec, d, sni, "UDP")
         self.heuristics.udp(sec, usec, d)
+
+    def _query_prepare(self) -> None:
+        """The state core/accel/_dns.c query_seen reads (its doc names each part), for the store
+        generation the domain check's cache belongs to: the objects themselves, so it sees and
+        changes the live state."""
+        domains, whitelist = self.domains, self.domains.whitelist
+        self._query_state = (domains.cache, IGNORE_DNS_QUERY_SUFFIXES, self.heuristics.exhaustion_shortcut(),
+                             domains.cache_entries, whitelist.domains if whitelist is not None else None,
+                             domains.store.domain_suffixes, domains.store.regex_proofs())
+        self._query_generation = domains.generation
 
     def _dns(self, sec: int, usec: int, d: Decoded, msg: dns.DnsMessage, proto: str, clean: int = 0) -> None:
         if msg.is_response:

@@ -126,6 +126,16 @@ class _Group:
             return False
         return self.suffix.search(name) is not None
 
+    def proof(self) -> Gate | bool:
+        """What `may_match_suffix` needs for an ASCII name (whose canon() is the name itself):
+        False, it is always False (no member); a Gate, it is False when the gate finds none of
+        its literals in the name; True, only the patterns can tell (core/accel/_dns.c reads this)."""
+        if self.solo or (self.plain and self.suffix is None):
+            return True
+        if self.suffix is None:
+            return False
+        return self.gate if self.gate is not None else True
+
     def first(self, name: str) -> int | None:
         best = None
         if self.plain and (self.combined is None or self.combined.fullmatch(name) is not None):
@@ -174,6 +184,12 @@ class RegexTrails:
         if bucket is not None and bucket.may_match_suffix(name, text):
             return True
         return self.generic.may_match_suffix(name, text)
+
+    def proofs(self) -> tuple[dict[str, Gate | bool], Gate | bool]:
+        """The `proof` of each bucket (by its last label) and of the generic group: for an ASCII
+        name, `may_match_suffix` is False when neither its last label's bucket nor the generic
+        group can match by these."""
+        return {label: group.proof() for label, group in self.buckets.items()}, self.generic.proof()
 
     def match(self, name: str) -> tuple[str, int] | None:
         best = None

@@ -43,6 +43,7 @@ from core.trails.lifecycle import (
     map_valid,
     start_background,
 )
+from core.trails.literals import Gate
 from core.trails.view import MARKER_CAP, Trail, View
 
 __all__ = ["Trail", "TrailStore", "TrailStoreError", "index_candidates"]
@@ -159,6 +160,10 @@ class TrailStore:
         """False only when no regex/wildcard trail can fully match `name` or any suffix of it that
         starts at a label boundary (domains.py then skips its per-suffix match_regex calls)."""
         return self._view.regex_trails().may_match_suffix(name)
+
+    def regex_proofs(self) -> tuple[dict[str, Gate | bool], Gate | bool]:
+        """RegexTrails.proofs of this trail set (compiles the regex trails on first use)."""
+        return self._view.regex_trails().proofs()
 
     def match_regex(self, name: str) -> tuple[str, Trail] | None:
         """The first (CSV order) regex/wildcard trail that fully matches `name`."""
