@@ -18,6 +18,7 @@ both batch walkers.
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from collections import OrderedDict
@@ -45,12 +46,14 @@ TRAILS = [
     (r"zoneserveryu[0-9a-z]{0,}\.com", "malware (test)", "(static)"),  # a regex trail, bucketed by "com"
     (r"(7tno4hib47vlep5o|akdfrefdkm45tf33)\.[a-z0-9._-]+", "malware (test)", "(static)"),  # generic
 ]
+LATE_TRAILS = [("late-domain.net", "malware (test)", "(static)")]  # in the reloaded set only
 WHITELISTED = "whitelisted-cdn.net"
 ODD_NAMES = (  # walks the C cannot prove (or that hit), and names it can
     "zoneserveryuab12.com", "x.zoneserveryu9.com", "zoneserver.com", "zoneserveryu.net", "akdfrefdkm45tf33.any.org",
     "akdfrefdkm45tf3.any.org", f"a.{WHITELISTED}", WHITELISTED, f"b.c.{WHITELISTED}", "averyveryverylonglabelwithoutdash1.site9.com",
     "averyveryverylonglabel-withdash1.site9.com", "exactly24characterslabel.site9.com", "hiddenservice.onion.site5.com",
     "evil-query.net.ip-adress.com", "other.ip-adress.com", "1.2.3.4", "1234", "10.0.0.1.in-addr.arpa",
+    "late-domain.net", "www.late-domain.net",
 )
 
 
@@ -154,8 +157,15 @@ def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bo
 
     detector._query_seen = counted if compiled else None
     kit.feed_pcap(path, batch_size=batch_size)
-    if generation_bump:  # the trail set changed under the checker: its cache must be dropped first
+    if generation_bump:
+        # the trail set changed under the checker: its cache must be dropped first
         store.generation += 1
+        kit.feed_pcap(path, batch_size=batch_size)
+        # a reload between batches (a new store, whose generation may equal the old one's): the
+        # old store's bloom and regex proofs must not be read
+        late = os.path.join(folder, "late")
+        os.makedirs(late, exist_ok=True)
+        detector.swap_store(TrailStore.from_rows(TRAILS + LATE_TRAILS, late))
         kit.feed_pcap(path, batch_size=batch_size)
     kit.close()
     assert detector.errors == {}
@@ -197,6 +207,7 @@ def test_compiled_dns_queries_leave_events_cache_and_exhaustion_window_as_python
         assert "evil-query.net(.ip-adress.com)" in text and "hiddenservice.onion(.site5.com)" in text
         if max_keys < 10:  # a full table of flooded bases refuses new ones
             assert refused["dns_exhaustion"] > 0
+        assert ("late-domain.net" in text) == bump
 
 
 def test_query_seen_answers_and_refuses_what_it_cannot_read(tmp_path):

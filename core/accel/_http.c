@@ -15,6 +15,7 @@
  *
  *   init(record_type)          remember the HttpRequest class (a tuple subclass, 13 fields)
  *   parse_request(payload)     -> HttpRequest | None
+ *   request_seen(payload, sec, clean, d, state) -> bool: see its comment below
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +36,7 @@ static PyObject *empty_str = NULL;    /* "" */
 static PyObject *slash_str = NULL;    /* "/" */
 static PyObject *http11_str = NULL;   /* "HTTP/1.1" */
 static PyObject *http10_str = NULL;   /* "HTTP/1.0" */
+static PyObject *search_str = NULL;   /* "search": the gates' method */
 
 static uchar text_lower[256];  /* str.lower() on one latin-1 character */
 static uchar text_space[256];  /* str.isspace() on one latin-1 character */
@@ -491,6 +493,332 @@ fail:
     return NULL;
 }
 
+/* ---- request_seen: a whole request head that reports nothing, handled in order ------------- */
+
+#define GET_INDEX 0
+#define HEAD_INDEX 2
+
+/* The ASCII text of a str, or NULL when it is not an ASCII str. */
+static const uchar *ascii_text(PyObject *s, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s))
+        return NULL;
+    *len = PyUnicode_GET_LENGTH(s);
+    return (const uchar *)PyUnicode_DATA(s);
+}
+
+/* str.lower() of ASCII text[start:end] (a new str). */
+static PyObject *ascii_lower(const uchar *text, Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *s = PyUnicode_New(end - start, 0x7F);
+    if (s == NULL)
+        return NULL;
+    uchar *out = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t i = start; i < end; i++)
+        out[i - start] = (text[i] >= 'A' && text[i] <= 'Z') ? (uchar)(text[i] + 32) : text[i];
+    return s;
+}
+
+static int has_byte(const uchar *text, Py_ssize_t len, uchar c)
+{
+    return find_byte(text, 0, len, c) >= 0;
+}
+
+/* 1 when gate.search(text) finds nothing (None), 0 when it finds something, -1 on error. */
+static int gate_misses(PyObject *gate, PyObject *text)
+{
+    PyObject *found = PyObject_CallMethodOneArg(gate, search_str, text);
+    if (found == NULL)
+        return -1;
+    int misses = found == Py_None;
+    Py_DECREF(found);
+    return misses;
+}
+
+/* 1 when dict.get(key) is present and `want` (Py_None, Py_False), 0 when not, -1 on error. */
+static int memo_is(PyObject *dict, PyObject *key, PyObject *want)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, key);
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    return value == want;
+}
+
+/* How WindowTable.observe (core/heuristics/state.py) would record `item` for `key`, decided
+ * before anything changes: WEB_PYTHON when it may alert or must make room (left to Python). */
+enum { WEB_ADD, WEB_REFRESH, WEB_PROMOTE, WEB_SET, WEB_PYTHON };
+
+static int web_step(PyObject *table, PyObject *key, PyObject *item, long threshold, Py_ssize_t max_keys,
+                    PyObject **items)
+{
+    *items = PyDict_GetItemWithError(table, key);
+    if (*items == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        return PyDict_GET_SIZE(table) >= max_keys || threshold < 1 ? WEB_PYTHON : WEB_ADD;
+    }
+    if (PyTuple_CheckExact(*items) && PyTuple_GET_SIZE(*items) == 2) {  /* one observation: (item, sec) */
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(*items, 0), item, Py_EQ);
+        if (same < 0)
+            return -1;
+        return same ? WEB_REFRESH : 2 > threshold ? WEB_PYTHON : WEB_PROMOTE;
+    }
+    if (!PyDict_CheckExact(*items))
+        return WEB_PYTHON;
+    int known = PyDict_Contains(*items, item);
+    if (known < 0)
+        return -1;
+    return PyDict_GET_SIZE(*items) + !known > threshold ? WEB_PYTHON : WEB_SET;
+}
+
+static int web_apply(int step, PyObject *table, PyObject *key, PyObject *item, PyObject *sec, PyObject *items)
+{
+    if (step == WEB_SET)
+        return PyDict_SetItem(items, item, sec);
+    if (step == WEB_PROMOTE) {
+        PyObject *both = PyDict_New();
+        if (both == NULL || PyDict_SetItem(both, PyTuple_GET_ITEM(items, 0), PyTuple_GET_ITEM(items, 1)) < 0
+            || PyDict_SetItem(both, item, sec) < 0) {
+            Py_XDECREF(both);
+            return -1;
+        }
+        int status = PyDict_SetItem(table, key, both);
+        Py_DECREF(both);
+        return status;
+    }
+    PyObject *pair = PyTuple_Pack(2, step == WEB_REFRESH ? PyTuple_GET_ITEM(items, 0) : item, sec);
+    if (pair == NULL)
+        return -1;
+    int status = PyDict_SetItem(table, key, pair);
+    Py_DECREF(pair);
+    return status;
+}
+
+/* 1 when HttpHeuristics.request (core/heuristics/http.py) provably reports nothing for this GET
+ * or HEAD head (host: the lower-cased, non-empty ASCII host; path: the ASCII request.path),
+ * with its web-scan step decided in *web (applied by the caller); 0 when Python must run it. */
+static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyObject *agent, PyObject *d,
+                            PyObject **web_key, PyObject **segment, PyObject **items, int *web)
+{
+    enum { USE_WEB, WEB_TABLE, WEB_THRESHOLD, WEB_KEYS, USE_UA, UA_CACHE, USE_REQUESTS, MARKERS, REQUEST_GATE,
+           USE_DOWNLOAD, EXTENSIONS, PATHS_GATE, HEUR_FIELDS };
+    if (!PyTuple_Check(heur) || PyTuple_GET_SIZE(heur) != HEUR_FIELDS || !PyDict_Check(PyTuple_GET_ITEM(heur, WEB_TABLE))
+        || !PyDict_Check(PyTuple_GET_ITEM(heur, UA_CACHE)) || !PyAnySet_Check(PyTuple_GET_ITEM(heur, EXTENSIONS))) {
+        PyErr_SetString(PyExc_TypeError, "request_seen(): malformed heuristics state");
+        return -1;
+    }
+    Py_ssize_t n, hn;
+    const uchar *text = ascii_text(path, &n), *h = ascii_text(host, &hn);
+    static const uchar slash[] = "/";
+    if (n == 0) {  /* request.path or "/" */
+        text = slash;
+        n = 1;
+    }
+    *web = -1;
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_WEB)) && text[0] == '/') {
+        Py_ssize_t end = 1;
+        while (end < n && text[end] != '/' && text[end] != '?')
+            end++;
+        if ((*segment = PyUnicode_FromStringAndSize((const char *)text + 1, end - 1)) == NULL)
+            return -1;
+        PyUnicode_InternInPlace(segment);
+        PyObject *src = PyTuple_GET_ITEM(d, 2), *dst = PyTuple_GET_ITEM(d, 3);
+        if (!PyBytes_Check(src) || !PyBytes_Check(dst)) {
+            PyErr_SetString(PyExc_TypeError, "request_seen(): the Decoded addresses must be bytes");
+            return -1;
+        }
+        if ((*web_key = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(src) + PyBytes_GET_SIZE(dst))) == NULL)
+            return -1;
+        memcpy(PyBytes_AS_STRING(*web_key), PyBytes_AS_STRING(src), (size_t)PyBytes_GET_SIZE(src));
+        memcpy(PyBytes_AS_STRING(*web_key) + PyBytes_GET_SIZE(src), PyBytes_AS_STRING(dst), (size_t)PyBytes_GET_SIZE(dst));
+        long threshold = PyLong_AsLong(PyTuple_GET_ITEM(heur, WEB_THRESHOLD));
+        Py_ssize_t max_keys = PyLong_AsSsize_t(PyTuple_GET_ITEM(heur, WEB_KEYS));
+        if ((threshold == -1 || max_keys == -1) && PyErr_Occurred())
+            return -1;
+        *web = web_step(PyTuple_GET_ITEM(heur, WEB_TABLE), *web_key, *segment, threshold, max_keys, items);
+        if (*web < 0 || *web == WEB_PYTHON)
+            return *web < 0 ? -1 : 0;
+    }
+    if (agent != Py_None && PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_UA))) {  /* a cached verdict: no UA trail */
+        int quiet = memo_is(PyTuple_GET_ITEM(heur, UA_CACHE), agent, Py_None);
+        if (quiet <= 0)
+            return quiet;
+    }
+    if (h[hn - 1] >= '0' && h[hn - 1] <= '9')  /* the iot-download check's bare-IPv4 hosts */
+        return 0;
+    Py_ssize_t plain = find_byte(text, 0, n, '?');
+    if (plain < 0)
+        plain = n;
+    int requests = PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_REQUESTS));
+    if (requests) {  /* the request battery on the path (no body: GET/HEAD heads only come here) */
+        if (has_byte(text, n, '%') || has_byte(text, n, '+'))
+            return 0;  /* the battery reads the URL-decoded path */
+        PyObject *markers = PyTuple_GET_ITEM(heur, MARKERS), *gate = PyTuple_GET_ITEM(heur, REQUEST_GATE);
+        if (markers != Py_None) {
+            PyObject *shown = n == PyUnicode_GET_LENGTH(path) ? Py_NewRef(path) : PyUnicode_FromString("/");
+            if (shown == NULL)
+                return -1;
+            int misses = gate_misses(markers, shown);
+            Py_DECREF(shown);
+            if (misses <= 0) {
+                if (misses < 0 || gate == Py_None)
+                    return misses;
+                PyObject *low = ascii_lower(text, 0, n);
+                if (low == NULL)
+                    return -1;
+                misses = gate_misses(gate, low);
+                Py_DECREF(low);
+                if (misses <= 0)
+                    return misses;
+            }
+        }
+    }
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_DOWNLOAD)) && !has_byte(text + plain, n - plain, '=')) {
+        Py_ssize_t start = rfind_byte(text, 0, plain, '/') + 1, dot = rfind_byte(text, start, plain, '.');
+        if (dot > start && dot - start < 10) {  /* a short stem: the extension decides */
+            PyObject *ext = ascii_lower(text, dot + 1, plain);
+            if (ext == NULL)
+                return -1;
+            int listed = PySet_Contains(PyTuple_GET_ITEM(heur, EXTENSIONS), ext);
+            Py_DECREF(ext);
+            if (listed != 0)
+                return listed < 0 ? -1 : 0;
+        }
+    }
+    if (requests) {  /* the path-name families: canon(plain path) is its lower case when printable */
+        PyObject *gate = PyTuple_GET_ITEM(heur, PATHS_GATE);
+        if (gate == Py_None)
+            return 0;
+        if (gate != Py_False) {
+            for (Py_ssize_t i = 0; i < plain; i++)
+                if (text[i] < 0x20 || text[i] > 0x7E)
+                    return 0;
+            PyObject *low = ascii_lower(text, 0, plain);
+            if (low == NULL)
+                return -1;
+            int misses = gate_misses(gate, low);
+            Py_DECREF(low);
+            if (misses <= 0)
+                return misses;
+        }
+    }
+    return 1;
+}
+
+/* request_seen(payload, sec, clean, d, state) -> bool
+ *
+ * The detector's handling of a client payload that starts an HTTP request (core/detect/detector.py
+ * _tcp_payload, after its flow-table tests), done in order with the live state when it provably
+ * reports nothing. False: anything else, nothing changed, the Python path runs. True: done, with
+ * the Python path's one effect applied: the request's step in the web-scan window.
+ *
+ * state: (whitelisted_hosts, markers, host_mark, path_markers_maybe, agents, check_host_domains,
+ * heuristics): the detector's host whitelist memo, the store's URL-marker memo and HOST_MARK, its
+ * path prefilter and its User-Agent memo, CHECK_HOST_DOMAINS, and the HTTP heuristics' state
+ * (None: no request heuristics; else HttpHeuristics.request_shortcut()). Handled only when: the
+ * payload parses as one whole GET or HEAD head without a body, not in absolute form, with a
+ * non-empty ASCII Host and an ASCII path; no domain check of the host (CHECK_HOST_DOMAINS off),
+ * its IP lookups skipped (`clean`, or a host that does not start with a letter); the host's
+ * whitelist verdict remembered, and when not whitelisted no URL trail possible (a path without
+ * "//" or " " whose host has no URL trails by the marker memo and whose markers miss the
+ * bloom); the User-Agent remembered as no `ua:` trail; and every request heuristic quiet
+ * (heuristics_quiet) with a web-scan step that neither alerts nor needs room. */
+static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "request_seen() takes 5 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *sec = args[1], *d = args[3], *state = args[4];
+    if (!PyLong_Check(sec) || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 4 || !PyTuple_Check(state)
+        || PyTuple_GET_SIZE(state) != 7 || !PyDict_Check(PyTuple_GET_ITEM(state, 0))
+        || !PyDict_Check(PyTuple_GET_ITEM(state, 1)) || !PyUnicode_Check(PyTuple_GET_ITEM(state, 2))
+        || !PyDict_Check(PyTuple_GET_ITEM(state, 4))) {
+        PyErr_SetString(PyExc_TypeError, "request_seen(payload: bytes, sec: int, clean, d: Decoded, state: 7-tuple)");
+        return NULL;
+    }
+    int clean = PyObject_IsTrue(args[2]);
+    if (clean < 0)
+        return NULL;
+    PyObject *record = parse_request(NULL, args[0]);
+    if (record == NULL || record == Py_None)
+        return record == NULL ? NULL : Py_NewRef(Py_False);
+    PyObject *result = NULL, *host = NULL, *web_key = NULL, *segment = NULL, *items = NULL;
+    int web = -1, quiet = 0;
+    PyObject *method = PyTuple_GET_ITEM(record, 0), *target_path = PyTuple_GET_ITEM(record, 2);
+    PyObject *raw_host = PyTuple_GET_ITEM(record, 4), *agent = PyTuple_GET_ITEM(record, 7);
+    Py_ssize_t pn, hn;
+    const uchar *path = ascii_text(target_path, &pn), *h = ascii_text(raw_host, &hn);
+    if ((method != methods[GET_INDEX].text && method != methods[HEAD_INDEX].text)
+        || PyTuple_GET_ITEM(record, 6) != Py_False || PyTuple_GET_ITEM(record, 9) != Py_True
+        || PyBytes_GET_SIZE(PyTuple_GET_ITEM(record, 8)) != 0 || path == NULL || h == NULL || hn == 0
+        || PyObject_IsTrue(PyTuple_GET_ITEM(state, 5)))
+        goto done;
+    if ((host = ascii_lower(h, 0, hn)) == NULL)
+        goto fail;
+    const uchar *lh = PyUnicode_1BYTE_DATA(host);
+    if (!clean && lh[0] >= 'a' && lh[0] <= 'z')
+        goto done;  /* the IP lookups of a named host run in Python */
+    PyObject *verdict = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 0), host);
+    if (verdict == NULL) {
+        if (PyErr_Occurred())
+            goto fail;
+        goto done;
+    }
+    if (verdict == Py_False && pn > 0 && path[0] == '/') {  /* the URL trails (UrlChecker.check) */
+        if (find_sub(path, 0, pn, (const uchar *)"//", 2) >= 0 || has_byte(path, pn, ' '))
+            goto done;
+        PyObject *mark = PyUnicode_Concat(PyTuple_GET_ITEM(state, 2), host);
+        if (mark == NULL)
+            goto fail;
+        quiet = memo_is(PyTuple_GET_ITEM(state, 1), mark, Py_False);  /* the host has no URL trails */
+        Py_DECREF(mark);
+        if (quiet <= 0)
+            goto check;
+        PyObject *low = ascii_lower(path, 0, pn);
+        if (low == NULL)
+            goto fail;
+        PyObject *maybe = PyObject_CallOneArg(PyTuple_GET_ITEM(state, 3), low);
+        Py_DECREF(low);
+        if (maybe == NULL)
+            goto fail;
+        quiet = PyObject_Not(maybe);
+        Py_DECREF(maybe);
+        if (quiet <= 0)
+            goto check;
+    } else if (verdict != Py_True && verdict != Py_False)
+        goto done;
+    if (PyUnicode_Check(agent) && PyUnicode_GET_LENGTH(agent) > 0) {  /* Detector: the exact `ua:` trails */
+        quiet = memo_is(PyTuple_GET_ITEM(state, 4), agent, Py_None);
+        if (quiet <= 0)
+            goto check;
+    }
+    PyObject *heur = PyTuple_GET_ITEM(state, 6);
+    if (heur != Py_None) {
+        quiet = heuristics_quiet(heur, host, target_path, agent, d, &web_key, &segment, &items, &web);
+        if (quiet <= 0)
+            goto check;
+        if (web >= 0 && web_apply(web, PyTuple_GET_ITEM(heur, 1), web_key, segment, sec, items) < 0)
+            goto fail;
+    }
+    result = Py_NewRef(Py_True);
+    goto out;
+check:
+    if (quiet < 0)
+        goto fail;
+done:
+    result = Py_NewRef(Py_False);
+    goto out;
+fail:
+    result = NULL;
+out:
+    Py_DECREF(record);
+    Py_XDECREF(host);
+    Py_XDECREF(web_key);
+    Py_XDECREF(segment);
+    return result;
+}
+
 static PyObject *init(PyObject *Py_UNUSED(module), PyObject *arg)
 {
     if (!PyType_Check(arg) || !PyType_IsSubtype((PyTypeObject *)arg, &PyTuple_Type)) {
@@ -517,6 +845,9 @@ static PyMethodDef module_methods[] = {
     {"init", init, METH_O, "init(record_type): remember the HttpRequest class."},
     {"parse_request", parse_request, METH_O,
      "parse_request(payload: bytes) -> HttpRequest | None (same as core.protocols.http)."},
+    {"request_seen", (PyCFunction)(void (*)(void))request_seen, METH_FASTCALL,
+     "request_seen(payload, sec, clean, d, state) -> bool: an HTTP request head the detector's "
+     "Python path would report nothing for, handled in order (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -533,7 +864,8 @@ PyMODINIT_FUNC PyInit__http(void)
         slash_str = PyUnicode_InternFromString("/");
         http11_str = PyUnicode_InternFromString("HTTP/1.1");
         http10_str = PyUnicode_InternFromString("HTTP/1.0");
-        if (!empty_str || !slash_str || !http11_str || !http10_str)
+        search_str = PyUnicode_InternFromString("search");
+        if (!empty_str || !slash_str || !http11_str || !http10_str || !search_str)
             return NULL;
         for (int i = 0; i < METHOD_COUNT; i++)
             if ((methods[i].text = PyUnicode_InternFromString(methods[i].name)) == NULL)

@@ -19,7 +19,8 @@ trail can hold ends there, and so does a SYN of such addresses whose port-scan c
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
 whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
 one before it. A DNS query that reports nothing (its domain check a cached miss or a walk that
-provably misses) is handled whole by core/accel/_dns.c (`_udp`). The Python loop below is its specification and serves every other link type (and
+provably misses) is handled whole by core/accel/_dns.c (`_udp`), and so is an HTTP request head
+that reports nothing by core/accel/_http.c (`_tcp_payload`). The Python loop below is its specification and serves every other link type (and
 builds without a compiler); it skips decoded bulk TCP on every link type.
 """
 
@@ -43,6 +44,7 @@ from core.events.event import Event, TrailType
 from core.heuristics import Heuristics
 from core.heuristics.scan import SCAN_FLAGS, SYN  # the scan rule's flag combinations (never ACK)
 from core.protocols import dns, fingerprints, heads, http, quic, tls
+from core.trails.index import HOST_MARK
 from core.trails.store import Trail, TrailStore
 from core.trails.whitelist import Whitelist
 
@@ -127,6 +129,11 @@ class Detector:
         self._query_seen: Callable[..., int] | None = dns_accel.query_seen if dns_accel is not None else None
         self._query_state: tuple[object, ...] = ()  # what query_seen reads, for the store generation below
         self._query_generation = -1
+        # core/accel/_http.c: an HTTP request head that reports nothing, handled whole (see _tcp_payload)
+        http_accel = load_accel("_http")
+        self._request_seen: Callable[..., bool] | None = http_accel.request_seen if http_accel is not None else None
+        self._request_state: tuple[object, ...] = ()  # what request_seen reads, for the store generation below
+        self._request_generation = -1
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -136,6 +143,7 @@ class Detector:
         self.urls.store = store
         self.domains.swap_store(store)
         self.heuristics.swap_store(store)
+        self._query_generation = self._request_generation = -1  # their states name the old store's memos
 
     def decoder(self, linktype: int) -> Decoder:
         decoder = self._decoders.get(linktype)
@@ -414,6 +422,12 @@ class Detector:
             return
         if first in HTTP_FIRST_BYTES:
             payload = bytes(buf[poff:pend])
+            seen = self._request_seen  # a whole head that reports nothing: see core/accel/_http.c
+            if seen is not None:
+                if self._request_generation != self.store.generation:
+                    self._request_prepare()
+                if seen(payload, sec, clean, d, self._request_state):
+                    return
             request = http.parse_request(payload)
             if request is not None:
                 if (request.complete_headers and not request.body
@@ -553,6 +567,15 @@ class Detector:
                 self._emit(sec, usec, d, TrailType.UA, agent.strip(), hit)
                 return
         self.heuristics.http_request(sec, usec, d, request)
+
+    def _request_prepare(self) -> None:
+        """The state core/accel/_http.c request_seen reads (its doc names each part), for the
+        store's generation: the objects themselves, so it sees and changes the live state."""
+        store = self.store
+        markers, agents = store.memos()
+        self._request_state = (self._whitelisted_hosts, markers, HOST_MARK, store.path_markers_maybe, agents,
+                               self.check_host_domains, self.heuristics.request_shortcut())
+        self._request_generation = store.generation
 
     def _host_whitelisted(self, host: str) -> bool:
         """Whitelist verdict for an HTTP host, remembered (hosts repeat; bounded, cleared when full)."""

@@ -19,7 +19,8 @@ packet `d` (core/decode), DNS hooks a `DnsMessage`, HTTP hooks an `HttpRequest`/
 Methods: `syn_shortcut()` / `udp_shortcut()`: the port-scan / UDP-scan table for clean SYNs /
 datagrams counted before the hooks run (the compiled batch walker, core/accel/_decode.c), or None;
 `exhaustion_shortcut()`: the DNS-exhaustion window for queries the compiled DNS path handles
-without calling `dns_query` (core/accel/_dns.c), or None; `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
+without calling `dns_query` (core/accel/_dns.c), or None; `request_shortcut()`: the same for the
+request heads the compiled HTTP path handles without calling `http_request` (core/accel/_http.c); `tick(sec)`: packet time advanced, expire windows; `swap_store(store)`: the trails were
 reloaded, later lookups use the new store; `stats()`: per-table size and cap counters (metrics).
 `frame` is set by detect.Detector to a callable returning the raw frame of the packet being
 handled; engines pass it with their events so plugins see the packet that raised them.
@@ -47,6 +48,8 @@ PortCountShortcut = tuple[dict[Hashable, Any], int, int, frozenset[int], int]
 # The DNS-exhaustion window as core/accel/_dns.c query_seen steps it: (table, threshold, key cap,
 # window seconds)
 ExhaustionShortcut = tuple[dict[str, list[Any]], int, int, int]
+# What core/accel/_http.c request_seen reads of the HTTP request heuristics (HttpHeuristics.request_shortcut)
+RequestShortcut = tuple[Any, ...]
 
 
 def _no_packet(sec: int, usec: int, d: Decoded) -> None:
@@ -100,6 +103,12 @@ class Heuristics:
 
     def udp_shortcut(self) -> PortCountShortcut | None:
         """The same for clean UDP datagrams and the UDP-scan window; None: not counted in C."""
+        return None
+
+    def request_shortcut(self) -> RequestShortcut | None:
+        """What the compiled HTTP request path (core/accel/_http.c request_seen) needs to prove
+        that `http_request` reports nothing and to apply its one change (the web-scan window);
+        None: `http_request` does nothing. An engine binding `http_request` must answer it."""
         return None
 
     def exhaustion_shortcut(self) -> ExhaustionShortcut | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from core.config import Config, ConfigError, split_list
 from core.events import EventSink
 from core.events.event import Event
-from core.heuristics import ExhaustionShortcut, Heuristics, PortCountShortcut
+from core.heuristics import ExhaustionShortcut, Heuristics, PortCountShortcut, RequestShortcut
 from core.heuristics.dns import DnsHeuristics
 from core.heuristics.http import HttpHeuristics
 from core.heuristics.patterns import load_patterns
@@ -88,6 +88,9 @@ class HeuristicEngine(Heuristics):
 
     def exhaustion_shortcut(self) -> ExhaustionShortcut | None:
         return self.dns.exhaustion_shortcut()
+
+    def request_shortcut(self) -> RequestShortcut | None:
+        return self.http.request_shortcut()
 
     def tick(self, sec: int) -> None:
         if sec < self._next_tick:

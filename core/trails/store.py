@@ -161,6 +161,11 @@ class TrailStore:
         starts at a label boundary (domains.py then skips its per-suffix match_regex calls)."""
         return self._view.regex_trails().may_match_suffix(name)
 
+    def memos(self) -> tuple[dict[str, bool], dict[str, Trail | None]]:
+        """The mapping's URL-marker memo (`has_marker`) and User-Agent memo (`user_agent`), which
+        the compiled request path reads (core/accel/_http.c request_seen)."""
+        return self._view.markers, self._view.agents
+
     def regex_proofs(self) -> tuple[dict[str, Gate | bool], Gate | bool]:
         """RegexTrails.proofs of this trail set (compiles the regex trails on first use)."""
         return self._view.regex_trails().proofs()
