@@ -214,16 +214,29 @@ def test_request_seen_refuses_what_it_cannot_read():
     accel = load("_http")
     assert accel is not None
     d = (4, 6, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 40000, 80, 0x18, b"", 0, 0)
-    state = ({}, {}, "\x01", lambda path: False, {}, False, None)
-    for args in ((b"GET / HTTP/1.1\r\n\r\n", 1, 1, d, state[:6]), (b"GET", 1.5, 1, d, state),
-                 (b"GET", 1, 1, (1, 2), state), (b"GET", 1, 1, d, ([],) + state[1:]), (b"GET", 1, 1, d)):
+    calls: list[str] = []
+
+    def answer(value: object):  # a memo's function: records the call, answers `value`
+        return lambda key: calls.append(key) or value
+
+    def state(hosts=None, listed=False, markers=None, agents=None, maybe=False, heuristics=None):
+        return (hosts if hosts is not None else {}, answer(listed), markers if markers is not None else {}, answer(False),
+                "\x01", lambda path: maybe, agents if agents is not None else {}, answer(None), False, heuristics)
+
+    for args in ((b"GET / HTTP/1.1\r\n\r\n", 1, 1, d, state()[:9]), (b"GET", 1.5, 1, d, state()),
+                 (b"GET", 1, 1, (1, 2), state()), (b"GET", 1, 1, d, ([],) + state()[1:]), (b"GET", 1, 1, d)):
         with pytest.raises(TypeError):
             accel.request_seen(*args)
-    request = g.http_request("GET", "/x", {"Host": "www.example.com", "User-Agent": "A"}, host=None)
-    assert accel.request_seen(request, 1, 1, d, state) is False  # the host's whitelist verdict is not known yet
-    known = ({"www.example.com": False}, {"\x01www.example.com": False}, "\x01", lambda path: False, {"A": None}, False, None)
-    assert accel.request_seen(request, 1, 1, d, known) is True
+    request = g.http_request("GET", "/x", {"Host": "WWW.Example.com", "User-Agent": "A"}, host=None)
+    # unknown host and agent: their functions answer (and would remember), in the Python path's order
+    assert accel.request_seen(request, 1, 1, d, state()) is True
+    assert calls == ["www.example.com", "\x01www.example.com", "A"]
+    calls.clear()
+    known = state({"www.example.com": False}, markers={"\x01www.example.com": False}, agents={"A": None})
+    assert accel.request_seen(request, 1, 1, d, known) is True and calls == []  # remembered: no call
     assert accel.request_seen(request, 1, 0, d, known) is False  # a named host's IP lookups
-    assert accel.request_seen(request, 1, 1, d, known[:3] + (lambda path: True,) + known[4:]) is False  # a marker may hit
+    assert accel.request_seen(request, 1, 1, d, state({"www.example.com": False}, maybe=True)) is False  # a marker may hit
+    assert accel.request_seen(request, 1, 1, d, state({"www.example.com": True}, maybe=True)) is True  # whitelisted
+    assert accel.request_seen(request, 1, 1, d, state(agents={"A": ("trail",)})) is False  # a ua: trail
     with pytest.raises(TypeError):  # a malformed heuristics state is an error, not a guess
-        accel.request_seen(request, 1, 1, d, known[:6] + ((True,),))
+        accel.request_seen(request, 1, 1, d, state(heuristics=(True,)))

@@ -535,13 +535,19 @@ static int gate_misses(PyObject *gate, PyObject *text)
     return misses;
 }
 
-/* 1 when dict.get(key) is present and `want` (Py_None, Py_False), 0 when not, -1 on error. */
-static int memo_is(PyObject *dict, PyObject *key, PyObject *want)
+/* 1 when the memoised answer for `key` is `want` (Py_None, Py_False), 0 when it is not, -1 on
+ * error: memo.get(key), or when absent the Python function the memo belongs to (`compute(key)`,
+ * which remembers its answer as it always does, so the memo ends as the Python path leaves it). */
+static int memo_is(PyObject *memo, PyObject *compute, PyObject *key, PyObject *want)
 {
-    PyObject *value = PyDict_GetItemWithError(dict, key);
-    if (value == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    return value == want;
+    PyObject *value = PyDict_GetItemWithError(memo, key);
+    if (value != NULL)
+        return value == want;
+    if (PyErr_Occurred() || (value = PyObject_CallOneArg(compute, key)) == NULL)
+        return -1;
+    int is = value == want;
+    Py_DECREF(value);
+    return is;
 }
 
 /* How WindowTable.observe (core/heuristics/state.py) would record `item` for `key`, decided
@@ -596,12 +602,13 @@ static int web_apply(int step, PyObject *table, PyObject *key, PyObject *item, P
 
 /* 1 when HttpHeuristics.request (core/heuristics/http.py) provably reports nothing for this GET
  * or HEAD head (host: the lower-cased, non-empty ASCII host; path: the ASCII request.path),
- * with its web-scan step decided in *web (applied by the caller); 0 when Python must run it. */
+ * with its web-scan step decided last in *web (applied by the caller: no Python code runs
+ * between the two); 0 when Python must run it. */
 static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyObject *agent, PyObject *d,
                             PyObject **web_key, PyObject **segment, PyObject **items, int *web)
 {
-    enum { USE_WEB, WEB_TABLE, WEB_THRESHOLD, WEB_KEYS, USE_UA, UA_CACHE, USE_REQUESTS, MARKERS, REQUEST_GATE,
-           USE_DOWNLOAD, EXTENSIONS, PATHS_GATE, HEUR_FIELDS };
+    enum { USE_WEB, WEB_TABLE, WEB_THRESHOLD, WEB_KEYS, USE_UA, UA_CACHE, UA_TRAIL, USE_REQUESTS, MARKERS,
+           REQUEST_GATE, USE_DOWNLOAD, EXTENSIONS, PATHS_GATE, HEUR_FIELDS };
     if (!PyTuple_Check(heur) || PyTuple_GET_SIZE(heur) != HEUR_FIELDS || !PyDict_Check(PyTuple_GET_ITEM(heur, WEB_TABLE))
         || !PyDict_Check(PyTuple_GET_ITEM(heur, UA_CACHE)) || !PyAnySet_Check(PyTuple_GET_ITEM(heur, EXTENSIONS))) {
         PyErr_SetString(PyExc_TypeError, "request_seen(): malformed heuristics state");
@@ -615,32 +622,8 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
         n = 1;
     }
     *web = -1;
-    if (PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_WEB)) && text[0] == '/') {
-        Py_ssize_t end = 1;
-        while (end < n && text[end] != '/' && text[end] != '?')
-            end++;
-        if ((*segment = PyUnicode_FromStringAndSize((const char *)text + 1, end - 1)) == NULL)
-            return -1;
-        PyUnicode_InternInPlace(segment);
-        PyObject *src = PyTuple_GET_ITEM(d, 2), *dst = PyTuple_GET_ITEM(d, 3);
-        if (!PyBytes_Check(src) || !PyBytes_Check(dst)) {
-            PyErr_SetString(PyExc_TypeError, "request_seen(): the Decoded addresses must be bytes");
-            return -1;
-        }
-        if ((*web_key = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(src) + PyBytes_GET_SIZE(dst))) == NULL)
-            return -1;
-        memcpy(PyBytes_AS_STRING(*web_key), PyBytes_AS_STRING(src), (size_t)PyBytes_GET_SIZE(src));
-        memcpy(PyBytes_AS_STRING(*web_key) + PyBytes_GET_SIZE(src), PyBytes_AS_STRING(dst), (size_t)PyBytes_GET_SIZE(dst));
-        long threshold = PyLong_AsLong(PyTuple_GET_ITEM(heur, WEB_THRESHOLD));
-        Py_ssize_t max_keys = PyLong_AsSsize_t(PyTuple_GET_ITEM(heur, WEB_KEYS));
-        if ((threshold == -1 || max_keys == -1) && PyErr_Occurred())
-            return -1;
-        *web = web_step(PyTuple_GET_ITEM(heur, WEB_TABLE), *web_key, *segment, threshold, max_keys, items);
-        if (*web < 0 || *web == WEB_PYTHON)
-            return *web < 0 ? -1 : 0;
-    }
-    if (agent != Py_None && PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_UA))) {  /* a cached verdict: no UA trail */
-        int quiet = memo_is(PyTuple_GET_ITEM(heur, UA_CACHE), agent, Py_None);
+    if (agent != Py_None && PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_UA))) {  /* the UA verdict: no UA trail */
+        int quiet = memo_is(PyTuple_GET_ITEM(heur, UA_CACHE), PyTuple_GET_ITEM(heur, UA_TRAIL), agent, Py_None);
         if (quiet <= 0)
             return quiet;
     }
@@ -702,6 +685,30 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
                 return misses;
         }
     }
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(heur, USE_WEB)) && text[0] == '/') {  /* last: only C runs until applied */
+        Py_ssize_t end = 1;
+        while (end < n && text[end] != '/' && text[end] != '?')
+            end++;
+        if ((*segment = PyUnicode_FromStringAndSize((const char *)text + 1, end - 1)) == NULL)
+            return -1;
+        PyUnicode_InternInPlace(segment);
+        PyObject *src = PyTuple_GET_ITEM(d, 2), *dst = PyTuple_GET_ITEM(d, 3);
+        if (!PyBytes_Check(src) || !PyBytes_Check(dst)) {
+            PyErr_SetString(PyExc_TypeError, "request_seen(): the Decoded addresses must be bytes");
+            return -1;
+        }
+        if ((*web_key = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(src) + PyBytes_GET_SIZE(dst))) == NULL)
+            return -1;
+        memcpy(PyBytes_AS_STRING(*web_key), PyBytes_AS_STRING(src), (size_t)PyBytes_GET_SIZE(src));
+        memcpy(PyBytes_AS_STRING(*web_key) + PyBytes_GET_SIZE(src), PyBytes_AS_STRING(dst), (size_t)PyBytes_GET_SIZE(dst));
+        long threshold = PyLong_AsLong(PyTuple_GET_ITEM(heur, WEB_THRESHOLD));
+        Py_ssize_t max_keys = PyLong_AsSsize_t(PyTuple_GET_ITEM(heur, WEB_KEYS));
+        if ((threshold == -1 || max_keys == -1) && PyErr_Occurred())
+            return -1;
+        *web = web_step(PyTuple_GET_ITEM(heur, WEB_TABLE), *web_key, *segment, threshold, max_keys, items);
+        if (*web < 0 || *web == WEB_PYTHON)
+            return *web < 0 ? -1 : 0;
+    }
     return 1;
 }
 
@@ -709,20 +716,23 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
  *
  * The detector's handling of a client payload that starts an HTTP request (core/detect/detector.py
  * _tcp_payload, after its flow-table tests), done in order with the live state when it provably
- * reports nothing. False: anything else, nothing changed, the Python path runs. True: done, with
- * the Python path's one effect applied: the request's step in the web-scan window.
+ * reports nothing. False: anything else; the Python path runs and finds the state as it would
+ * have (see memo_is). True: done, with the Python path's effects: its memos filled as it fills
+ * them, and the request's step in the web-scan window.
  *
- * state: (whitelisted_hosts, markers, host_mark, path_markers_maybe, agents, check_host_domains,
- * heuristics): the detector's host whitelist memo, the store's URL-marker memo and HOST_MARK, its
- * path prefilter and its User-Agent memo, CHECK_HOST_DOMAINS, and the HTTP heuristics' state
- * (None: no request heuristics; else HttpHeuristics.request_shortcut()). Handled only when: the
- * payload parses as one whole GET or HEAD head without a body, not in absolute form, with a
- * non-empty ASCII Host and an ASCII path; no domain check of the host (CHECK_HOST_DOMAINS off),
- * its IP lookups skipped (`clean`, or a host that does not start with a letter); the host's
- * whitelist verdict remembered, and when not whitelisted no URL trail possible (a path without
- * "//" or " " whose host has no URL trails by the marker memo and whose markers miss the
- * bloom); the User-Agent remembered as no `ua:` trail; and every request heuristic quiet
- * (heuristics_quiet) with a web-scan step that neither alerts nor needs room. */
+ * state: (whitelisted_hosts, host_whitelisted, markers, has_marker, host_mark, path_markers_maybe,
+ * agents, user_agent, check_host_domains, heuristics): the detector's host whitelist memo and its
+ * function, the store's URL-marker memo and its function and HOST_MARK, its path prefilter, its
+ * User-Agent memo and its function, CHECK_HOST_DOMAINS, and the HTTP heuristics' state (None: no
+ * request heuristics; else HttpHeuristics.request_shortcut()). Handled only when: the payload
+ * parses as one whole GET or HEAD head without a body, not in absolute form, with a non-empty
+ * ASCII Host and an ASCII path; no domain check of the host (CHECK_HOST_DOMAINS off), its IP
+ * lookups skipped (`clean`, or a host that does not start with a letter); the host whitelisted,
+ * or no URL trail possible (a path without "//" or " " whose host has no URL trails and whose
+ * markers miss the bloom); the User-Agent no `ua:` trail; and every request heuristic quiet
+ * (heuristics_quiet) with a web-scan step that neither alerts nor needs room. The checks run in
+ * the Python path's order, so a memo the Python path would fill before reporting is filled here
+ * before handing over. */
 static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 5) {
@@ -730,11 +740,13 @@ static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args
         return NULL;
     }
     PyObject *sec = args[1], *d = args[3], *state = args[4];
+    enum { HOSTS, HOST_WHITELISTED, MARKERS, HAS_MARKER, HOST_MARK, PATH_MAYBE, AGENTS, USER_AGENT, HOST_DOMAINS,
+           HEURISTICS, FIELDS_ };
     if (!PyLong_Check(sec) || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 4 || !PyTuple_Check(state)
-        || PyTuple_GET_SIZE(state) != 7 || !PyDict_Check(PyTuple_GET_ITEM(state, 0))
-        || !PyDict_Check(PyTuple_GET_ITEM(state, 1)) || !PyUnicode_Check(PyTuple_GET_ITEM(state, 2))
-        || !PyDict_Check(PyTuple_GET_ITEM(state, 4))) {
-        PyErr_SetString(PyExc_TypeError, "request_seen(payload: bytes, sec: int, clean, d: Decoded, state: 7-tuple)");
+        || PyTuple_GET_SIZE(state) != FIELDS_ || !PyDict_Check(PyTuple_GET_ITEM(state, HOSTS))
+        || !PyDict_Check(PyTuple_GET_ITEM(state, MARKERS)) || !PyUnicode_Check(PyTuple_GET_ITEM(state, HOST_MARK))
+        || !PyDict_Check(PyTuple_GET_ITEM(state, AGENTS))) {
+        PyErr_SetString(PyExc_TypeError, "request_seen(payload: bytes, sec: int, clean, d: Decoded, state: 10-tuple)");
         return NULL;
     }
     int clean = PyObject_IsTrue(args[2]);
@@ -752,33 +764,30 @@ static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args
     if ((method != methods[GET_INDEX].text && method != methods[HEAD_INDEX].text)
         || PyTuple_GET_ITEM(record, 6) != Py_False || PyTuple_GET_ITEM(record, 9) != Py_True
         || PyBytes_GET_SIZE(PyTuple_GET_ITEM(record, 8)) != 0 || path == NULL || h == NULL || hn == 0
-        || PyObject_IsTrue(PyTuple_GET_ITEM(state, 5)))
+        || PyObject_IsTrue(PyTuple_GET_ITEM(state, HOST_DOMAINS)))
         goto done;
     if ((host = ascii_lower(h, 0, hn)) == NULL)
         goto fail;
     const uchar *lh = PyUnicode_1BYTE_DATA(host);
     if (!clean && lh[0] >= 'a' && lh[0] <= 'z')
         goto done;  /* the IP lookups of a named host run in Python */
-    PyObject *verdict = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 0), host);
-    if (verdict == NULL) {
-        if (PyErr_Occurred())
-            goto fail;
-        goto done;
-    }
-    if (verdict == Py_False && pn > 0 && path[0] == '/') {  /* the URL trails (UrlChecker.check) */
+    int listed = memo_is(PyTuple_GET_ITEM(state, HOSTS), PyTuple_GET_ITEM(state, HOST_WHITELISTED), host, Py_True);
+    if (listed < 0)
+        goto fail;
+    if (!listed && pn > 0 && path[0] == '/') {  /* the URL trails (UrlChecker.check) */
         if (find_sub(path, 0, pn, (const uchar *)"//", 2) >= 0 || has_byte(path, pn, ' '))
             goto done;
-        PyObject *mark = PyUnicode_Concat(PyTuple_GET_ITEM(state, 2), host);
+        PyObject *mark = PyUnicode_Concat(PyTuple_GET_ITEM(state, HOST_MARK), host);
         if (mark == NULL)
             goto fail;
-        quiet = memo_is(PyTuple_GET_ITEM(state, 1), mark, Py_False);  /* the host has no URL trails */
+        quiet = memo_is(PyTuple_GET_ITEM(state, MARKERS), PyTuple_GET_ITEM(state, HAS_MARKER), mark, Py_False);
         Py_DECREF(mark);
         if (quiet <= 0)
             goto check;
         PyObject *low = ascii_lower(path, 0, pn);
         if (low == NULL)
             goto fail;
-        PyObject *maybe = PyObject_CallOneArg(PyTuple_GET_ITEM(state, 3), low);
+        PyObject *maybe = PyObject_CallOneArg(PyTuple_GET_ITEM(state, PATH_MAYBE), low);
         Py_DECREF(low);
         if (maybe == NULL)
             goto fail;
@@ -786,19 +795,18 @@ static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args
         Py_DECREF(maybe);
         if (quiet <= 0)
             goto check;
-    } else if (verdict != Py_True && verdict != Py_False)
-        goto done;
+    }
     if (PyUnicode_Check(agent) && PyUnicode_GET_LENGTH(agent) > 0) {  /* Detector: the exact `ua:` trails */
-        quiet = memo_is(PyTuple_GET_ITEM(state, 4), agent, Py_None);
+        quiet = memo_is(PyTuple_GET_ITEM(state, AGENTS), PyTuple_GET_ITEM(state, USER_AGENT), agent, Py_None);
         if (quiet <= 0)
             goto check;
     }
-    PyObject *heur = PyTuple_GET_ITEM(state, 6);
+    PyObject *heur = PyTuple_GET_ITEM(state, HEURISTICS);
     if (heur != Py_None) {
         quiet = heuristics_quiet(heur, host, target_path, agent, d, &web_key, &segment, &items, &web);
         if (quiet <= 0)
             goto check;
-        if (web >= 0 && web_apply(web, PyTuple_GET_ITEM(heur, 1), web_key, segment, sec, items) < 0)
+        if (web >= 0 && web_apply(web, PyTuple_GET_ITEM(heur, 1), web_key, segment, sec, items) < 0)  /* WEB_TABLE */
             goto fail;
     }
     result = Py_NewRef(Py_True);

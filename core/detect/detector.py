@@ -573,8 +573,9 @@ class Detector:
         store's generation: the objects themselves, so it sees and changes the live state."""
         store = self.store
         markers, agents = store.memos()
-        self._request_state = (self._whitelisted_hosts, markers, HOST_MARK, store.path_markers_maybe, agents,
-                               self.check_host_domains, self.heuristics.request_shortcut())
+        self._request_state = (self._whitelisted_hosts, self._host_whitelisted, markers, store.has_marker, HOST_MARK,
+                               store.path_markers_maybe, agents, store.user_agent, self.check_host_domains,
+                               self.heuristics.request_shortcut())
         self._request_generation = store.generation
 
     def _host_whitelisted(self, host: str) -> bool:

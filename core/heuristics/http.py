@@ -146,13 +146,13 @@ class HttpHeuristics:
     def request_shortcut(self) -> tuple[object, ...]:
         """What core/accel/_http.c request_seen reads to prove `request` above reports nothing,
         in its order: (use_web_scan, the web-scan table, its threshold and key cap, use_ua, the
-        UA verdict memo, use_requests, the request markers gate, the request battery gate,
-        use_download, DOWNLOAD_EXTENSIONS, the path families' gate: False when there is no family,
-        None when there are families but no gate)."""
+        UA verdict memo and the function that fills it, use_requests, the request markers gate, the
+        request battery gate, use_download, DOWNLOAD_EXTENSIONS, the path families' gate: False when
+        there is no family, None when there are families but no gate)."""
         patterns = self.patterns
         web = self.web
         return (self.use_web_scan, web.table, web.threshold, web.max_keys, self.use_ua, self.ua_cache.data,
-                self.use_requests, self.request_markers, patterns.request_gate, self.use_download,
+                self._ua_trail, self.use_requests, self.request_markers, patterns.request_gate, self.use_download,
                 DOWNLOAD_EXTENSIONS, patterns.paths_gate if patterns.paths else False)
 
     def _alert(self, sec: int, usec: int, d: Decoded, request: HttpRequest, kind: str, trail: str, info: str) -> None:
