@@ -1,11 +1,12 @@
-"""The compiled DNS query path (core/accel/_dns.c query_seen) against the detector's Python path.
+"""The compiled DNS query path (core/accel/_dns.c datagram, query_seen) against the detector's Python path.
 
-`Detector._udp` hands a UDP port-53 payload to `query_seen` first: a query whose domain check
+`Detector._udp` hands each datagram to `datagram` (its duplicate test, then, for port 53, the rules
+of `query_seen`): a query whose domain check
 misses (a cached miss, or a walk the C proves misses: whitelisted, or no suffix through the trail
 bloom, no long first label, no regex trail by the gates' proofs), whose IP lookups are skipped and
 whose step in the DNS-exhaustion window cannot alert is handled there, in order, with the live
 state. Two production sensors (tests/kit) replay the same DNS-heavy captures, one with
-`query_seen` and one without (`_query_seen = None`: the Python path, its specification): event
+`datagram` and one without (`_datagram = None`: the Python path, its specification): event
 lines, the domain check's cache (its items in LRU order), hit and eviction counts, the exhaustion
 table (every entry and prefix set) and its refusals must be equal after every batch -- with
 repeated and new names, listed names and parents, regex trails (bucketed and generic, matches and
@@ -111,6 +112,11 @@ def dns_capture(path: str, seed: int) -> None:
             payload = g.dns_query(rng.choice(pool), qtype="AAAA")
             frames.append((t, g.ether(g.ipv6("2001:db8::5", "2001:db8::53", g.udp(40000 + n % 20000, 53, payload)))))
             continue
+        elif kind < 0.86:  # datagrams equal in their first 512 bytes only: the duplicate key's extent
+            head = bytes(rng.randrange(256) for _ in range(512))
+            for tail in (b"one", b"two"):
+                frames.append((t, g.ether(g.ipv4(client, LISTED_RESOLVER, g.udp(41000, 9999, head + tail)))))
+            continue
         else:  # other traffic between the queries
             frames.append((t, g.ether(g.ipv4(client, "93.184.216.34", g.tcp(40000 + n % 20000, 443, 0x02)))))
             continue
@@ -132,7 +138,7 @@ def snapshot(detector: Detector) -> tuple:
 def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bool, batch_size: int,
            cache_entries: int, threshold: int, generation_bump: bool) -> tuple[tuple, list[int], list[int]]:
     """-> (event lines and the final snapshot, a digest of the snapshot after every batch, the
-    count of each answer of query_seen)."""
+    count of each answer of datagram)."""
     kit = SensorKit(store, folder=folder, whitelist=[WHITELISTED], EVENT_THROTTLE_MODE="off",
                     DNS_EXHAUSTION_THRESHOLD=threshold, DOMAIN_CACHE_ENTRIES=cache_entries)
     detector = kit.detector
@@ -146,16 +152,17 @@ def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bo
     kit.sensor.process_batch = watched  # type: ignore[method-assign]
     if not walker:
         detector._scan = None
-    seen = detector._query_seen
-    assert seen is not None
-    handled = [0, 0, 0, 0]  # by query_seen's answer: Python path, cached miss, walk missed, walk missed + eviction
+    datagram = detector._datagram
+    assert datagram is not None
+    # by datagram's answer: Python path, a repeat, a cached miss, a walk that missed, the same and an eviction
+    handled = [0, 0, 0, 0, 0]
 
     def counted(*args: object) -> int:
-        result = seen(*args)
+        result = datagram(*args)
         handled[result] += 1
         return result
 
-    detector._query_seen = counted if compiled else None
+    detector._datagram = counted if compiled else None
     kit.feed_pcap(path, batch_size=batch_size)
     if generation_bump:
         # the trail set changed under the checker: its cache must be dropped first
@@ -192,7 +199,8 @@ def test_compiled_dns_queries_leave_events_cache_and_exhaustion_window_as_python
         lines, _, hits, evictions, _, _, _, refused = slow
         # the compiled path did the common cases (cached misses and walks, evictions with a small
         # cache), and the rest stayed in Python
-        python, cached, walked, evicted = handled
+        python, repeats, cached, walked, evicted = handled
+        assert repeats > 10 or walker, handled  # (the C walk ends repeats itself)
         assert python > 100, handled
         if max_keys > 10:  # (a full exhaustion table leaves new bases to Python)
             assert (cached > 50 and walked + evicted > 50) if walker else cached + walked > 0, handled
@@ -236,3 +244,40 @@ def test_query_seen_answers_and_refuses_what_it_cannot_read(tmp_path):
     for name in ("evil-query.net", "a.listed-parent.net", "zoneserveryu7.com"):  # the walk may hit: Python
         assert accel.query_seen(g.dns_query(name), 1, 1, state()) == 0
     assert accel.query_seen(g.dns_query(f"a.{WHITELISTED}"), 1, 1, state(whitelist={WHITELISTED})) == 2
+
+
+def test_a_trail_set_reloaded_in_place_is_seen_before_any_cached_answer(tmp_path):
+    """The store maps a new index (the same TrailStore, its generation one up): the first query
+    after it must go through the Python path, which drops the domain check's answers of the old
+    set, and the compiled path must read the new set's bloom and regex proofs from then on."""
+    csv = tmp_path / "trails.csv"
+
+    def replay(compiled: bool) -> tuple:
+        csv.write_text("".join(f"{trail},{info},{ref}\n" for trail, info, ref in TRAILS))
+        store = TrailStore.open(str(csv), index_dir=str(tmp_path))
+        kit = SensorKit(store, folder=str(tmp_path), EVENT_THROTTLE_MODE="off")
+        detector = kit.detector
+        if not compiled:
+            detector._datagram = None
+
+        def query(name: str, n: int) -> tuple[float, bytes]:
+            return T0 + n, g.ether(g.ipv4("10.0.0.5", "192.0.2.53", g.udp(40000 + n, 53, g.dns_query(name, txid=n))))
+
+        first = [query("www.site1.com", 0), query("www.site1.com", 1), query("late-domain.net", 2)]
+        g.write_pcap(str(tmp_path / "first.pcap"), first)
+        kit.feed_pcap(str(tmp_path / "first.pcap"))
+        csv.write_text("".join(f"{trail},{info},{ref}\n" for trail, info, ref in TRAILS + LATE_TRAILS))
+        assert store.reopen_if_changed(wait=True)
+        connect = g.http_request("CONNECT", "other.site2.com:443", {}, host=None)
+        second = [query("www.site1.com", 3),
+                  (T0 + 4, g.ether(g.ipv4("10.0.0.5", "192.0.2.80", g.tcp(30000, 8080, 0x18, connect)))),
+                  query("late-domain.net", 5), query("www.site1.com", 6)]
+        g.write_pcap(str(tmp_path / "second.pcap"), second)
+        kit.feed_pcap(str(tmp_path / "second.pcap"))
+        kit.close()
+        assert detector.errors == {}
+        return (kit.lines, *snapshot(detector))
+
+    fast, slow = replay(True), replay(False)
+    assert fast == slow
+    assert any("late-domain.net" in line for line in slow[0])

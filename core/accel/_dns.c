@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "crc32.h"
+
 #define MAX_ANSWERS 32
 #define MAX_QUESTIONS 8
 #define MAX_POINTER_JUMPS 32
@@ -41,6 +43,7 @@ static PyTypeObject *message_type = NULL;
 static PyTypeObject *answer_type = NULL;
 /* interned method names, made once at import */
 static PyObject *move_to_end = NULL, *popitem = NULL, *search = NULL;
+static PyObject *last_udp = NULL, *generation_str = NULL;  /* attribute names */
 
 /* Per byte: bit 0 = allowed in an ordinary host-name label ([A-Za-z0-9_-]). */
 static unsigned char label_ok[256];
@@ -577,93 +580,76 @@ walk_misses(const dns_name *name, Py_ssize_t last, PyObject *qname, PyObject *wh
     return regex_excluded(PyTuple_GET_ITEM(proofs, 1), qname);
 }
 
-/* query_seen(payload, sec, clean, state) -> 0 | 1 | 2 | 3
+/* query_core: the whole of the detector's handling of a UDP DNS query that reports nothing, done
+ * in order with the live state (core/detect/detector.py _udp, through datagram() below). 0: the
+ * payload is anything else, nothing changed, the Python path runs; -1: an error. Otherwise the
+ * query is done, with the Python path's effects: its step in the exhaustion window applied as
+ * DnsHeuristics.query would, and the domain check's cache as DomainChecker.check leaves it: 1,
+ * the name was a cached miss, moved to the cache's end (the caller counts the hit); 2, the name
+ * was not cached and the walk provably misses (walk_misses): cached as a miss; 3, the same and
+ * the cache's oldest entry was evicted (the caller counts it).
  *
- * The whole of the detector's handling of a UDP DNS query that reports nothing, done in order with
- * the live state (core/detect/detector.py _udp calls it before dns.parse). 0: the payload is
- * anything else, nothing changed, the Python path runs. Otherwise the query is done, with the
- * Python path's effects: its step in the exhaustion window applied as DnsHeuristics.query would,
- * and the domain check's cache as DomainChecker.check leaves it: 1, the name was a cached miss,
- * moved to the cache's end (the caller counts the hit); 2, the name was not cached and the walk
- * provably misses (walk_misses): cached as a miss; 3, the same and the cache's oldest entry was
- * evicted (the caller counts it).
- *
- * state: (cache, ignored, exhaustion, cache_entries, whitelist, suffixes, proofs): the domain
- * check's cache (an OrderedDict) and its size, ignored_query's suffix set, the exhaustion window
- * (None: no window; else (table, threshold, max_keys, window) of core/heuristics/dns.py), the
- * whitelist's domain set (or None), TrailStore.domain_suffixes and TrailStore.regex_proofs().
+ * state[0:7]: (cache, ignored, exhaustion, cache_entries, whitelist, suffixes, proofs): the
+ * domain check's cache (an OrderedDict) and its size, ignored_query's suffix set, the exhaustion
+ * window (None: no window; else (table, threshold, max_keys, window) of core/heuristics/dns.py),
+ * the whitelist's domain set (or None), TrailStore.domain_suffixes and TrailStore.regex_proofs().
  * Handled only when: a query (QR 0) that parse() reads, a non-empty name not skipped by
  * ignored_query, its IP lookups skipped (`clean`, PTR/AAAA, a class other than IN), a cached
  * miss or a walk that misses, and an exhaustion step that cannot alert or flood: none, a new or
  * renewed window, or a prefix added below the threshold. */
-static PyObject *
-dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static int
+query_core(const unsigned char *msg, Py_ssize_t end, PyObject *sec, int clean, PyObject *const *state)
 {
-    (void)self;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "query_seen() takes 4 positional arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *payload = args[0], *sec = args[1], *state = args[3];
-    if (!PyBytes_Check(payload) || !PyLong_Check(sec) || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 7) {
-        PyErr_SetString(PyExc_TypeError, "query_seen(payload: bytes, sec: int, clean, state: 7-tuple)");
-        return NULL;
-    }
-    PyObject *cache = PyTuple_GET_ITEM(state, 0), *ignored = PyTuple_GET_ITEM(state, 1);
-    PyObject *exhaustion = PyTuple_GET_ITEM(state, 2), *whitelist = PyTuple_GET_ITEM(state, 4);
-    Py_ssize_t cache_entries = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 3));
+    PyObject *cache = state[0], *ignored = state[1], *exhaustion = state[2], *whitelist = state[4];
+    Py_ssize_t cache_entries = PyLong_AsSsize_t(state[3]);
     if (cache_entries == -1 && PyErr_Occurred())
-        return NULL;
+        return -1;
     if (!PyDict_Check(cache) || !PyAnySet_Check(ignored) || (whitelist != Py_None && !PyAnySet_Check(whitelist))) {
         PyErr_SetString(PyExc_TypeError, "query_seen(): state holds (dict, set, exhaustion, int, set | None, ...)");
-        return NULL;
+        return -1;
     }
-    int clean = PyObject_IsTrue(args[2]);
-    if (clean < 0)
-        return NULL;
-    const unsigned char *msg = (const unsigned char *)PyBytes_AS_STRING(payload);
-    Py_ssize_t end = PyBytes_GET_SIZE(payload);
     dns_name name;
     if (end < 12 || (u16(msg + 2) & 0x8000) || u16(msg + 4) == 0 || !read_name(msg, 12, end, &name, 1)
         || name.after + 4 > end || name.len == 0)
-        return PyLong_FromLong(0);
+        return 0;
     unsigned qtype = u16(msg + name.after), qclass = u16(msg + name.after + 2);
     if (!clean && qtype != TYPE_PTR && qtype != TYPE_AAAA && qclass == CLASS_IN)
-        return PyLong_FromLong(0);  /* the query's IP lookups run in Python */
+        return 0;  /* the query's IP lookups run in Python */
     Py_ssize_t last = rfind_dot(name.text, name.len);
     if (has_intranet(&name))
-        return PyLong_FromLong(0);
+        return 0;
     PyObject *tld = text_str(&name, last + 1, name.len);
     if (tld == NULL)
-        return NULL;
+        return -1;
     int skipped = PySet_Contains(ignored, tld);
     Py_DECREF(tld);
     if (skipped != 0)
-        return skipped < 0 ? NULL : PyLong_FromLong(0);
+        return skipped < 0 ? -1 : 0;
 
-    PyObject *qname = name_str(&name), *base = NULL, *prefix = NULL, *entry = NULL, *result = NULL;
+    PyObject *qname = name_str(&name), *base = NULL, *prefix = NULL, *entry = NULL;
+    int result = -1;
     if (qname == NULL)
-        return NULL;
+        return -1;
     PyObject *cached = PyDict_GetItemWithError(cache, qname);
     int outcome = 1;
     if (cached == NULL) {  /* not cached: the walk must provably miss */
         if (PyErr_Occurred())
             goto done;
-        int missed = walk_misses(&name, last, qname, whitelist, PyTuple_GET_ITEM(state, 5), PyTuple_GET_ITEM(state, 6));
+        int missed = walk_misses(&name, last, qname, whitelist, state[5], state[6]);
         if (missed <= 0) {
-            result = missed < 0 ? NULL : PyLong_FromLong(0);
+            result = missed;
             goto done;
         }
         outcome = 2;
     } else if (cached != Py_None) {  /* a hit to report: the Python path */
-        result = PyLong_FromLong(0);
+        result = 0;
         goto done;
     }
     int step = exhaustion_step(exhaustion, sec, &name, last, &base, &prefix, &entry);
     if (step < 0)
         goto done;
     if (step == EX_PYTHON) {
-        result = PyLong_FromLong(0);
+        result = 0;
         goto done;
     }
     if (exhaustion_apply(step, exhaustion, sec, base, prefix, entry) < 0)
@@ -684,11 +670,111 @@ dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             outcome = 3;
         }
     }
-    result = PyLong_FromLong(outcome);
+    result = outcome;
 done:
     Py_DECREF(qname);
     Py_XDECREF(base);
     Py_XDECREF(prefix);
+    return result;
+}
+
+#define QUERY_STATE 7
+
+/* query_seen(payload, sec, clean, state) -> 0 | 1 | 2 | 3: query_core on a payload (tests). */
+static PyObject *
+dns_query_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "query_seen() takes 4 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *payload = args[0], *sec = args[1], *state = args[3];
+    if (!PyBytes_Check(payload) || !PyLong_Check(sec) || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != QUERY_STATE) {
+        PyErr_SetString(PyExc_TypeError, "query_seen(payload: bytes, sec: int, clean, state: 7-tuple)");
+        return NULL;
+    }
+    int clean = PyObject_IsTrue(args[2]);
+    if (clean < 0)
+        return NULL;
+    int done = query_core((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), sec, clean,
+                          &PyTuple_GET_ITEM(state, 0));
+    return done < 0 ? NULL : PyLong_FromLong(done);
+}
+
+/* datagram(d, sec, clean, owner, state) -> 0 | 1 | 2 | 3 | 4
+ *
+ * The start of the detector's handling of a UDP datagram (core/detect/detector.py _udp, whose
+ * Python lines are the specification): its duplicate test, then a DNS query that reports
+ * nothing. The key (sec, src, dst, sport, dport, zlib.crc32 of the payload's first 512 bytes) is
+ * compared with owner._last_udp: 1, the same datagram again (nothing else to do); otherwise it
+ * becomes owner._last_udp and, for a datagram from or to port 53, query_core runs when `state`
+ * is (store, generation, *the query_seen state) and the store is still at that generation (the
+ * state was made when the domain check's cache belonged to it; a store swapped for another
+ * drops the state): 2, 3 or 4 for its answers 1, 2 or 3. 0: the rest of _udp runs in Python (the
+ * key already set).
+ * d: a Decoded UDP record (buf supports the buffer protocol; poff <= pend within it). */
+static PyObject *
+dns_datagram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "datagram() takes 5 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *d = args[0], *sec = args[1], *owner = args[3], *state = args[4];
+    if (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) != 10 || !PyLong_Check(sec)
+        || (state != Py_None && (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != QUERY_STATE + 2))) {
+        PyErr_SetString(PyExc_TypeError, "datagram(d: Decoded, sec: int, clean, owner, state: 9-tuple | None)");
+        return NULL;
+    }
+    int clean = PyObject_IsTrue(args[2]);
+    if (clean < 0)
+        return NULL;
+    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
+    long sport = PyLong_AsLong(PyTuple_GET_ITEM(d, 4)), dport = PyLong_AsLong(PyTuple_GET_ITEM(d, 5));
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(d, 7), &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *result = NULL, *key = NULL, *crc = NULL, *last = NULL;
+    if (poff < 0 || pend < poff || pend > view.len) {
+        PyErr_SetString(PyExc_ValueError, "datagram(): the payload offsets are outside the buffer");
+        goto out;
+    }
+    const unsigned char *payload = (const unsigned char *)view.buf + poff;
+    Py_ssize_t size = pend - poff;
+    crc = PyLong_FromUnsignedLong(crc32_feed(0xFFFFFFFFu, payload, (size_t)(size <= 512 ? size : 512)) ^ 0xFFFFFFFFu);
+    if (crc == NULL)
+        goto out;
+    key = PyTuple_Pack(6, sec, PyTuple_GET_ITEM(d, 2), PyTuple_GET_ITEM(d, 3), PyTuple_GET_ITEM(d, 4),
+                       PyTuple_GET_ITEM(d, 5), crc);
+    if (key == NULL || (last = PyObject_GetAttr(owner, last_udp)) == NULL)
+        goto out;
+    int repeat = PyObject_RichCompareBool(key, last, Py_EQ);
+    if (repeat != 0) {
+        result = repeat < 0 ? NULL : PyLong_FromLong(1);
+        goto out;
+    }
+    if (PyObject_SetAttr(owner, last_udp, key) < 0)
+        goto out;
+    int done = 0;
+    if (state != Py_None && (dport == 53 || sport == 53)) {
+        PyObject *current = PyObject_GetAttr(PyTuple_GET_ITEM(state, 0), generation_str);
+        int fresh = current != NULL ? PyObject_RichCompareBool(current, PyTuple_GET_ITEM(state, 1), Py_EQ) : -1;
+        Py_XDECREF(current);
+        if (fresh < 0)
+            goto out;
+        if (fresh && (done = query_core(payload, size, sec, clean, &PyTuple_GET_ITEM(state, 2))) < 0)
+            goto out;
+    }
+    result = PyLong_FromLong(done ? done + 1 : 0);
+out:
+    PyBuffer_Release(&view);
+    Py_XDECREF(crc);
+    Py_XDECREF(key);
+    Py_XDECREF(last);
     return result;
 }
 
@@ -732,6 +818,9 @@ static PyMethodDef methods[] = {
      "init(message_type, answer_type): the DnsMessage and DnsAnswer classes records are built from."},
     {"parse", (PyCFunction)(void (*)(void))dns_parse, METH_FASTCALL | METH_KEYWORDS,
      "parse(payload: bytes, tcp: bool = False) -> DnsMessage | None (see core.protocols.dns)."},
+    {"datagram", (PyCFunction)(void (*)(void))dns_datagram, METH_FASTCALL,
+     "datagram(d, sec, clean, owner, state) -> 0..4: the detector's duplicate-datagram test, then "
+     "query_seen for a DNS query (see the source)."},
     {"query_seen", (PyCFunction)(void (*)(void))dns_query_seen, METH_FASTCALL,
      "query_seen(payload, sec, clean, state) -> 0 | 1 | 2 | 3: a DNS query the detector's "
      "Python path would report nothing for, handled in order (see the source)."},
@@ -754,7 +843,10 @@ PyInit__dns(void)
     move_to_end = PyUnicode_InternFromString("move_to_end");
     popitem = PyUnicode_InternFromString("popitem");
     search = PyUnicode_InternFromString("search");
-    if (move_to_end == NULL || popitem == NULL || search == NULL)
+    last_udp = PyUnicode_InternFromString("_last_udp");
+    generation_str = PyUnicode_InternFromString("generation");
+    if (move_to_end == NULL || popitem == NULL || search == NULL || last_udp == NULL || generation_str == NULL)
         return NULL;
+    crc32_init();
     return PyModule_Create(&module);
 }

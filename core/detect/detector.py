@@ -124,10 +124,10 @@ class Detector:
             accel.init(Decoded, bytes(sorted(PARSED_FIRST_BYTES)), bytes(sorted(SCAN_FLAGS)),
                        *port_bytes(self._udp_tunnels))
             self._scan = accel.scan
-        # core/accel/_dns.c: a DNS query that reports nothing, handled whole (see _udp)
+        # core/accel/_dns.c: the duplicate-datagram test and a DNS query that reports nothing (see _udp)
         dns_accel = load_accel("_dns")
-        self._query_seen: Callable[..., int] | None = dns_accel.query_seen if dns_accel is not None else None
-        self._query_state: tuple[object, ...] = ()  # what query_seen reads, for the store generation below
+        self._datagram: Callable[..., int] | None = dns_accel.datagram if dns_accel is not None else None
+        self._query_state: tuple[object, ...] | None = None  # what datagram reads for queries (_query_prepare)
         self._query_generation = -1
         # core/accel/_http.c: an HTTP request head that reports nothing, handled whole (see _tcp_payload)
         http_accel = load_accel("_http")
@@ -143,7 +143,8 @@ class Detector:
         self.urls.store = store
         self.domains.swap_store(store)
         self.heuristics.swap_store(store)
-        self._query_generation = self._request_generation = -1  # their states name the old store's memos
+        self._query_state, self._query_generation = None, -1  # the compiled paths' states name the old store's
+        self._request_generation = -1  # memos and prefilters
 
     def decoder(self, linktype: int) -> Decoder:
         decoder = self._decoders.get(linktype)
@@ -598,32 +599,35 @@ class Detector:
     # -- UDP / DNS ------------------------------------------------------------------------------
 
     def _udp(self, sec: int, usec: int, d: Decoded, clean: int = 0) -> None:
-        _, _, src, dst, sport, dport, _, buf, poff, pend = d
-        payload = buf[poff:pend] if pend - poff <= 512 else buf[poff:poff + 512]
-        key = (sec, src, dst, sport, dport, zlib.crc32(payload))
-        if key == self._last_udp:
-            return
-        self._last_udp = key
+        step = self._datagram
+        if step is not None:
+            # core/accel/_dns.c datagram: the duplicate test below, then a query whose domain check
+            # misses (cached, or a walk the compiled path proves), whose step in the DNS-exhaustion
+            # window cannot alert and whose IP lookups are skipped: it reports nothing, so the
+            # compiled path applies what _dns would change (the window step, the domain check's
+            # cache) and ends it
+            done = step(d, sec, clean, self, self._query_state)
+            if done:
+                if done == 2:
+                    self.domains.cache_hits += 1
+                elif done == 4:
+                    self.domains.cache_evictions += 1
+                return  # 1: a repeat
+            _, _, src, dst, sport, dport, _, buf, poff, pend = d
+        else:
+            _, _, src, dst, sport, dport, _, buf, poff, pend = d
+            payload = buf[poff:pend] if pend - poff <= 512 else buf[poff:poff + 512]
+            key = (sec, src, dst, sport, dport, zlib.crc32(payload))
+            if key == self._last_udp:
+                return
+            self._last_udp = key
         if dport == DNS_PORT or sport == DNS_PORT:
-            raw = bytes(payload) if pend - poff <= 512 else bytes(buf[poff:pend])
-            # A query whose domain check misses (cached, or a walk the compiled path proves),
-            # whose step in the DNS-exhaustion window cannot alert and whose IP lookups are
-            # skipped reports nothing: the compiled path applies what _dns below would change
-            # (the window step, the domain check's cache) and ends it.
-            seen, domains = self._query_seen, self.domains
-            if seen is not None and domains.store.generation == domains.generation:
-                if self._query_generation != domains.generation:
-                    self._query_prepare()
-                done = seen(raw, sec, clean, self._query_state)
-                if done:
-                    if done == 1:
-                        domains.cache_hits += 1
-                    elif done == 3:
-                        domains.cache_evictions += 1
-                    return
-            msg = dns.parse(raw)
+            msg = dns.parse(bytes(buf[poff:pend]))
             if msg is not None:
                 self._dns(sec, usec, d, msg, "UDP", clean)
+                domains = self.domains
+                if step is not None and domains.store.generation == domains.generation != self._query_generation:
+                    self._query_prepare()  # (first query, or a new trail set): what the compiled path reads
                 return
         if not clean:
             store = self.store
@@ -641,12 +645,13 @@ class Detector:
         self.heuristics.udp(sec, usec, d)
 
     def _query_prepare(self) -> None:
-        """The state core/accel/_dns.c query_seen reads (its doc names each part), for the store
-        generation the domain check's cache belongs to: the objects themselves, so it sees and
-        changes the live state."""
+        """The state core/accel/_dns.c datagram reads for DNS queries (its doc names each part),
+        for the store generation the domain check's cache belongs to: the objects themselves, so
+        it sees and changes the live state."""
         domains, whitelist = self.domains, self.domains.whitelist
-        self._query_state = (domains.cache, IGNORE_DNS_QUERY_SUFFIXES, self.heuristics.exhaustion_shortcut(),
-                             domains.cache_entries, whitelist.domains if whitelist is not None else None,
+        self._query_state = (domains.store, domains.generation, domains.cache, IGNORE_DNS_QUERY_SUFFIXES,
+                             self.heuristics.exhaustion_shortcut(), domains.cache_entries,
+                             whitelist.domains if whitelist is not None else None,
                              domains.store.domain_suffixes, domains.store.regex_proofs())
         self._query_generation = domains.generation
 
