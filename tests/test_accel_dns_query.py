@@ -30,6 +30,7 @@ from core.accel import load
 from core.detect.detector import Detector
 from core.heuristics import dns as dns_heuristics
 from core.trails.store import TrailStore
+from tests.accel_twins import counting, digest_each_batch
 from tests.kit import SensorKit
 from tests.kit import pcapgen as g
 
@@ -142,27 +143,13 @@ def replay(path: str, store: TrailStore, folder: str, compiled: bool, walker: bo
     kit = SensorKit(store, folder=folder, whitelist=[WHITELISTED], EVENT_THROTTLE_MODE="off",
                     DNS_EXHAUSTION_THRESHOLD=threshold, DOMAIN_CACHE_ENTRIES=cache_entries)
     detector = kit.detector
-    digests: list[int] = []
-    process_batch = kit.sensor.process_batch
-
-    def watched(*args: object) -> None:
-        process_batch(*args)
-        digests.append(hash(repr(snapshot(detector))))
-
-    kit.sensor.process_batch = watched  # type: ignore[method-assign]
     if not walker:
         detector._scan = None
-    datagram = detector._datagram
-    assert datagram is not None
+    assert detector._datagram is not None
     # by datagram's answer: Python path, a repeat, a cached miss, a walk that missed, the same and an eviction
-    handled = [0, 0, 0, 0, 0]
-
-    def counted(*args: object) -> int:
-        result = datagram(*args)
-        handled[result] += 1
-        return result
-
+    counted, handled = counting(detector._datagram, 5)
     detector._datagram = counted if compiled else None
+    digests = digest_each_batch(kit.sensor, lambda: snapshot(detector))
     kit.feed_pcap(path, batch_size=batch_size)
     if generation_bump:
         # the trail set changed under the checker: its cache must be dropped first

@@ -28,6 +28,7 @@ from core.accel import load
 from core.detect.detector import Detector
 from core.heuristics import http as http_heuristics
 from core.trails.store import TrailStore
+from tests.accel_twins import counting, digest_each_batch
 from tests.kit import SensorKit
 from tests.kit import pcapgen as g
 
@@ -139,24 +140,10 @@ def replay(path: str, folder: str, compiled: bool, walker: bool, batch_size: int
     detector = kit.detector
     if not walker:
         detector._scan = None
-    seen = detector._request_seen
-    assert seen is not None
-    handled = [0, 0]
-
-    def counted(*args: object) -> bool:
-        result = seen(*args)
-        handled[result] += 1
-        return result
-
+    assert detector._request_seen is not None
+    counted, handled = counting(detector._request_seen, 2)  # [not handled, handled]
     detector._request_seen = counted if compiled else None
-    digests: list[int] = []
-    process_batch = kit.sensor.process_batch
-
-    def watched(*args: object) -> None:
-        process_batch(*args)
-        digests.append(hash(repr(snapshot(detector))))
-
-    kit.sensor.process_batch = watched  # type: ignore[method-assign]
+    digests = digest_each_batch(kit.sensor, lambda: snapshot(detector))
     kit.feed_pcap(path, batch_size=batch_size)
     if bump:  # a reload between batches: the old store's memos and prefilter must not be read
         late = os.path.join(folder, "late")

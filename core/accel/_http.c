@@ -22,6 +22,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "gate.h"
+
 #define MAX_HEADERS 100
 #define MAX_NAME 256
 #define MAX_VALUE 8192
@@ -36,7 +38,6 @@ static PyObject *empty_str = NULL;    /* "" */
 static PyObject *slash_str = NULL;    /* "/" */
 static PyObject *http11_str = NULL;   /* "HTTP/1.1" */
 static PyObject *http10_str = NULL;   /* "HTTP/1.0" */
-static PyObject *search_str = NULL;   /* "search": the gates' method */
 
 static uchar text_lower[256];  /* str.lower() on one latin-1 character */
 static uchar text_space[256];  /* str.isspace() on one latin-1 character */
@@ -524,17 +525,6 @@ static int has_byte(const uchar *text, Py_ssize_t len, uchar c)
     return find_byte(text, 0, len, c) >= 0;
 }
 
-/* 1 when gate.search(text) finds nothing (None), 0 when it finds something, -1 on error. */
-static int gate_misses(PyObject *gate, PyObject *text)
-{
-    PyObject *found = PyObject_CallMethodOneArg(gate, search_str, text);
-    if (found == NULL)
-        return -1;
-    int misses = found == Py_None;
-    Py_DECREF(found);
-    return misses;
-}
-
 /* 1 when the memoised answer for `key` is `want` (Py_None, Py_False), 0 when it is not, -1 on
  * error: memo.get(key), or when absent the Python function the memo belongs to (`compute(key)`,
  * which remembers its answer as it always does, so the memo ends as the Python path leaves it). */
@@ -872,8 +862,7 @@ PyMODINIT_FUNC PyInit__http(void)
         slash_str = PyUnicode_InternFromString("/");
         http11_str = PyUnicode_InternFromString("HTTP/1.1");
         http10_str = PyUnicode_InternFromString("HTTP/1.0");
-        search_str = PyUnicode_InternFromString("search");
-        if (!empty_str || !slash_str || !http11_str || !http10_str || !search_str)
+        if (!empty_str || !slash_str || !http11_str || !http10_str || gate_init() < 0)
             return NULL;
         for (int i = 0; i < METHOD_COUNT; i++)
             if ((methods[i].text = PyUnicode_InternFromString(methods[i].name)) == NULL)
