@@ -628,7 +628,8 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
             return 0;  /* the battery reads the URL-decoded path */
         PyObject *markers = PyTuple_GET_ITEM(heur, MARKERS), *gate = PyTuple_GET_ITEM(heur, REQUEST_GATE);
         if (markers != Py_None) {
-            PyObject *shown = n == PyUnicode_GET_LENGTH(path) ? Py_NewRef(path) : PyUnicode_FromString("/");
+            /* the battery reads `request.path or "/"` */
+            PyObject *shown = PyUnicode_GET_LENGTH(path) ? Py_NewRef(path) : PyUnicode_FromString("/");
             if (shown == NULL)
                 return -1;
             int misses = gate_misses(markers, shown);
