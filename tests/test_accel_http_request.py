@@ -41,6 +41,7 @@ TRAILS = [
     ("evil-url.net/payload/drop.php", "malware (test)", "(static)"),
     ("/bare-evil-path.php", "malware (test)", "(static)"),
     ("/evil-dir/drop.php", "malware (test)", "(static)"),
+    ("/bad-caf\xe9.php", "malware (test)", "(static)"),  # reached by a path Python lower-cases beyond ASCII
     ("ua:EvilAgent/1.0", "malware (test)", "(static)"),
     ("proxied-evil.net", "malware (test)", "(static)"),
     (LISTED_SERVER, "malware (test)", "(static)"),
@@ -71,6 +72,7 @@ ODD_REQUESTS = [  # (method, target, headers): each takes another turn of the Py
     ("GET", "/item?q=x+union+select+password+from+users", {"Host": "www.site9.com"}),
     ("GET", "/search?q=<script>alert(1)</script>", {"Host": "www.site9.com"}),
     ("GET", "/static/../../etc/passwd", {"Host": "www.site9.com"}),
+    ("GET", "/BAD-CAF\xc9.php", {"Host": "www.site9.com"}),
 ]
 PIPELINED = (g.http_request("GET", "/first", {"Host": "www.site14.com", "User-Agent": BROWSER}, host=None)
              + g.http_request("GET", "/payload/drop.php", {"Host": "evil-url.net"}, host=None))
@@ -185,7 +187,8 @@ def test_compiled_requests_leave_events_and_state_as_python(tmp_path, monkeypatc
         assert done > 1000, handled  # and the usual request ended in C
     text = "\n".join(slow[0])
     for trail in ("evil-url.net/payload/drop.php", "/bare-evil-path.php", "EvilAgent/1.0", "proxied-evil.net",
-                  LISTED_SERVER, "/evil-dir/drop.php", "(cdn.site1.com)/bare-evil-path.php( trailing)"):
+                  LISTED_SERVER, "/evil-dir/drop.php", "(cdn.site1.com)/bare-evil-path.php( trailing)",
+                  "(www.site9.com)/BAD-CAF\xc9.php"):
         assert trail in text, trail
     if conf.get("USE_HEURISTICS") is not False and not conf.get("DISABLED_HEURISTICS"):
         for info in ("potential web scanning", "user agent (suspicious)", "potential sql injection",
@@ -200,7 +203,10 @@ def test_compiled_requests_leave_events_and_state_as_python(tmp_path, monkeypatc
 def test_request_seen_refuses_what_it_cannot_read():
     accel = load("_http")
     assert accel is not None
-    d = (4, 6, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 40000, 80, 0x18, b"", 0, 0)
+
+    def packet(payload: bytes) -> tuple:  # a Decoded TCP record of `payload`, after 3 other bytes
+        return (4, 6, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 40000, 80, 0x18, b"abc" + payload, 3, 3 + len(payload))
+
     calls: list[str] = []
 
     def answer(value: object):  # a memo's function: records the call, answers `value`
@@ -210,20 +216,23 @@ def test_request_seen_refuses_what_it_cannot_read():
         return (hosts if hosts is not None else {}, answer(listed), markers if markers is not None else {}, answer(False),
                 "\x01", lambda path: maybe, agents if agents is not None else {}, answer(None), False, heuristics)
 
-    for args in ((b"GET / HTTP/1.1\r\n\r\n", 1, 1, d, state()[:9]), (b"GET", 1.5, 1, d, state()),
-                 (b"GET", 1, 1, (1, 2), state()), (b"GET", 1, 1, d, ([],) + state()[1:]), (b"GET", 1, 1, d)):
+    head = packet(b"GET / HTTP/1.1\r\n\r\n")
+    for args in ((head, 1, 1, state()[:9]), (head, 1.5, 1, state()), ((1, 2), 1, 1, state()),
+                 (head, 1, 1, ([],) + state()[1:]), (head, 1, 1)):
         with pytest.raises(TypeError):
             accel.request_seen(*args)
-    request = g.http_request("GET", "/x", {"Host": "WWW.Example.com", "User-Agent": "A"}, host=None)
+    with pytest.raises(ValueError):  # offsets outside the buffer
+        accel.request_seen(head[:8] + (3, 300), 1, 1, state())
+    request = packet(g.http_request("GET", "/x", {"Host": "WWW.Example.com", "User-Agent": "A"}, host=None))
     # unknown host and agent: their functions answer (and would remember), in the Python path's order
-    assert accel.request_seen(request, 1, 1, d, state()) is True
+    assert accel.request_seen(request, 1, 1, state()) is True
     assert calls == ["www.example.com", "\x01www.example.com", "A"]
     calls.clear()
     known = state({"www.example.com": False}, markers={"\x01www.example.com": False}, agents={"A": None})
-    assert accel.request_seen(request, 1, 1, d, known) is True and calls == []  # remembered: no call
-    assert accel.request_seen(request, 1, 0, d, known) is False  # a named host's IP lookups
-    assert accel.request_seen(request, 1, 1, d, state({"www.example.com": False}, maybe=True)) is False  # a marker may hit
-    assert accel.request_seen(request, 1, 1, d, state({"www.example.com": True}, maybe=True)) is True  # whitelisted
-    assert accel.request_seen(request, 1, 1, d, state(agents={"A": ("trail",)})) is False  # a ua: trail
+    assert accel.request_seen(request, 1, 1, known) is True and calls == []  # remembered: no call
+    assert accel.request_seen(request, 1, 0, known) is False  # a named host's IP lookups
+    assert accel.request_seen(request, 1, 1, state({"www.example.com": False}, maybe=True)) is False  # a marker may hit
+    assert accel.request_seen(request, 1, 1, state({"www.example.com": True}, maybe=True)) is True  # whitelisted
+    assert accel.request_seen(request, 1, 1, state(agents={"A": ("trail",)})) is False  # a ua: trail
     with pytest.raises(TypeError):  # a malformed heuristics state is an error, not a guess
-        accel.request_seen(request, 1, 1, d, state(heuristics=(True,)))
+        accel.request_seen(request, 1, 1, state(heuristics=(True,)))

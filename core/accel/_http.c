@@ -15,7 +15,7 @@
  *
  *   init(record_type)          remember the HttpRequest class (a tuple subclass, 13 fields)
  *   parse_request(payload)     -> HttpRequest | None
- *   request_seen(payload, sec, clean, d, state) -> bool: see its comment below
+ *   request_seen(d, sec, clean, state) -> bool: see its comment below
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -346,30 +346,46 @@ static int is_prefix_lower(const uchar *p, Py_ssize_t size, const char *prefix, 
     return 1;
 }
 
-static PyObject *parse_request(PyObject *Py_UNUSED(module), PyObject *arg)
-{
-    if (record_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "core.accel._http.init(HttpRequest) was not called");
-        return NULL;
-    }
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "parse_request() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const uchar *p = (const uchar *)PyBytes_AS_STRING(arg);
-    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+/* What parse_request reads of a request head, before any record is built: the method, the
+ * target and version ranges, the header block (and its lower-cased copy, a bytes object), the
+ * host and port (from an absolute or CONNECT target, else the Host header) and where an absolute
+ * target's path starts. */
+typedef struct {
+    int method;                 /* index in methods[] */
+    Py_ssize_t ts, te, vs, ve;  /* target p[ts:te]; version p[vs:ve] (vs == ve: none) */
+    Head head;
+    PyObject *low;              /* bytes: the header block lower-cased (new reference) */
+    PyObject *host;             /* str (new reference) or NULL: None */
+    long port;                  /* -1: None */
+    int absolute;
+    Py_ssize_t slash;           /* absolute form: the path's first byte ('/', '?' or '#') in the target, or -1 */
+} Parsed;
 
+static void parsed_clear(Parsed *parsed)
+{
+    Py_CLEAR(parsed->low);
+    Py_CLEAR(parsed->host);
+}
+
+/* 1 and `out` filled (release it with parsed_clear), 0 when p[0:n] is no request head (parse_request
+ * answers None), -1 on MemoryError. */
+static int parse_head(const uchar *p, Py_ssize_t n, Parsed *out)
+{
+    out->low = out->host = NULL;
+    out->port = -1;
+    out->absolute = 0;
+    out->slash = -1;
     /* the method: the bytes before the first space, within the first line */
     Py_ssize_t limit = n < METHOD_MAX + 1 ? n : METHOD_MAX + 1;
     Py_ssize_t sp = find_byte(p, 0, limit, ' ');
     if (sp <= 0)
-        return Py_NewRef(Py_None);
+        return 0;
     int method = match_method(p, sp);
     if (method < 0)
-        return Py_NewRef(Py_None);
+        return 0;
     Py_ssize_t newline = find_byte(p, sp, n, '\n');  /* the method and its space hold no '\n' */
     if (newline < 0)
-        return Py_NewRef(Py_None);
+        return 0;
     Py_ssize_t off = newline + 1;
     Py_ssize_t line_end = p[newline - 1] == '\r' ? newline - 1 : newline;
 
@@ -389,89 +405,122 @@ static PyObject *parse_request(PyObject *Py_UNUSED(module), PyObject *arg)
             te--;
     }
     if (te <= ts)
-        return Py_NewRef(Py_None);
+        return 0;
+    out->method = method;
+    out->ts = ts;
+    out->te = te;
+    out->vs = vs;
+    out->ve = ve;
 
-    Head head;
-    header_block(p, n, off, &head);
-    Py_ssize_t bsize = head.block_end - head.block_start;
-    const uchar *blk = p + head.block_start;
-
-    PyObject *fields[FIELDS] = {NULL};
-    PyObject *host = NULL;
-    long port = -1;
-    int absolute = 0;
-    const uchar *t = p + ts;
-    Py_ssize_t tsize = te - ts;
-
-    fields[0] = Py_NewRef(methods[method].text);
-    if ((fields[1] = latin1(p, ts, te)) == NULL)
-        goto fail;
-    if ((fields[3] = version_str(p, vs, ve)) == NULL)
-        goto fail;
-    if ((fields[11] = PyBytes_FromStringAndSize(NULL, bsize)) == NULL)
-        goto fail;
-    uchar *low = (uchar *)PyBytes_AS_STRING(fields[11]);
+    header_block(p, n, off, &out->head);
+    Py_ssize_t bsize = out->head.block_end - out->head.block_start;
+    const uchar *blk = p + out->head.block_start;
+    if ((out->low = PyBytes_FromStringAndSize(NULL, bsize)) == NULL)
+        return -1;
+    uchar *low = (uchar *)PyBytes_AS_STRING(out->low);
     for (Py_ssize_t i = 0; i < bsize; i++) {
         uchar c = blk[i];
         low[i] = (c >= 'A' && c <= 'Z') ? (uchar)(c + 32) : c;
     }
 
+    const uchar *t = p + ts;
+    Py_ssize_t tsize = te - ts;
     if (method == CONNECT_INDEX) {
-        if (split_host(t, 0, tsize, &host, &port) < 0)
+        if (split_host(t, 0, tsize, &out->host, &out->port) < 0)
             goto fail;
-        fields[2] = Py_NewRef(empty_str);
     } else {
         Py_ssize_t after = is_prefix_lower(t, tsize, "http://", 7) ? 7 : is_prefix_lower(t, tsize, "https://", 8) ? 8 : 0;
         if (after) {
-            absolute = 1;
-            Py_ssize_t slash = -1;  /* the authority ends at the first '/', '?' or '#' */
-            for (Py_ssize_t i = after; i < tsize; i++)
+            out->absolute = 1;
+            for (Py_ssize_t i = after; i < tsize; i++)  /* the authority ends at the first '/', '?' or '#' */
                 if (t[i] == '/' || t[i] == '?' || t[i] == '#') {
-                    slash = i;
+                    out->slash = i;
                     break;
                 }
-            Py_ssize_t auth_end = slash >= 0 ? slash : tsize;
-            if (slash < 0)
-                fields[2] = Py_NewRef(slash_str);
-            else if (t[slash] == '/')
-                fields[2] = latin1(t, slash, tsize);
-            else {
-                PyObject *tail = latin1(t, slash, tsize);
-                if (tail == NULL)
-                    goto fail;
-                fields[2] = PyUnicode_Concat(slash_str, tail);
-                Py_DECREF(tail);
-            }
-            if (fields[2] == NULL)
+            if (split_host(t, after, out->slash >= 0 ? out->slash : tsize, &out->host, &out->port) < 0)
                 goto fail;
-            if (split_host(t, after, auth_end, &host, &port) < 0)
-                goto fail;
-        } else
-            fields[2] = Py_NewRef(fields[1]);
+        }
     }
     Py_ssize_t as, ae;
-    if (host == NULL && find_header(blk, low, bsize, "host", 4, &as, &ae)) {
-        if (split_host(blk, as, ae, &host, &port) < 0)
+    if (out->host == NULL && find_header(blk, low, bsize, "host", 4, &as, &ae)) {
+        if (split_host(blk, as, ae, &out->host, &out->port) < 0)
             goto fail;
     }
-    fields[4] = host != NULL ? host : Py_NewRef(Py_None);
-    host = NULL;
-    if (port >= 0) {
-        if ((fields[5] = PyLong_FromLong(port)) == NULL)
+    return 1;
+fail:
+    parsed_clear(out);
+    return -1;
+}
+
+/* The request's path (HttpRequest.path): "" for CONNECT, the absolute target's path ("/" when
+ * none, a "/" put before a bare "?" or "#"), else the target itself (`target`, the str of it). */
+static PyObject *request_path(const uchar *p, const Parsed *parsed, PyObject *target)
+{
+    if (parsed->method == CONNECT_INDEX)
+        return Py_NewRef(empty_str);
+    if (!parsed->absolute)
+        return Py_NewRef(target);
+    const uchar *t = p + parsed->ts;
+    Py_ssize_t tsize = parsed->te - parsed->ts, slash = parsed->slash;
+    if (slash < 0)
+        return Py_NewRef(slash_str);
+    if (t[slash] == '/')
+        return latin1(t, slash, tsize);
+    PyObject *tail = latin1(t, slash, tsize);
+    if (tail == NULL)
+        return NULL;
+    PyObject *path = PyUnicode_Concat(slash_str, tail);
+    Py_DECREF(tail);
+    return path;
+}
+
+static PyObject *parse_request(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (record_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "core.accel._http.init(HttpRequest) was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "parse_request() takes bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const uchar *p = (const uchar *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    Parsed parsed;
+    int status = parse_head(p, n, &parsed);
+    if (status <= 0)
+        return status < 0 ? NULL : Py_NewRef(Py_None);
+    const Head *head = &parsed.head;
+    Py_ssize_t bsize = head->block_end - head->block_start;
+    const uchar *blk = p + head->block_start, *low = (const uchar *)PyBytes_AS_STRING(parsed.low);
+
+    PyObject *fields[FIELDS] = {NULL};
+    fields[0] = Py_NewRef(methods[parsed.method].text);
+    if ((fields[1] = latin1(p, parsed.ts, parsed.te)) == NULL)
+        goto fail;
+    if ((fields[2] = request_path(p, &parsed, fields[1])) == NULL)
+        goto fail;
+    if ((fields[3] = version_str(p, parsed.vs, parsed.ve)) == NULL)
+        goto fail;
+    fields[4] = parsed.host != NULL ? Py_NewRef(parsed.host) : Py_NewRef(Py_None);
+    if (parsed.port >= 0) {
+        if ((fields[5] = PyLong_FromLong(parsed.port)) == NULL)
             goto fail;
     } else
         fields[5] = Py_NewRef(Py_None);
-    fields[6] = Py_NewRef(absolute ? Py_True : Py_False);
+    fields[6] = Py_NewRef(parsed.absolute ? Py_True : Py_False);
+    Py_ssize_t as, ae;
     if (find_header(blk, low, bsize, "user-agent", 10, &as, &ae)) {
         if ((fields[7] = latin1(blk, as, ae)) == NULL)
             goto fail;
     } else
         fields[7] = Py_NewRef(Py_None);
-    if ((fields[8] = PyBytes_FromStringAndSize((const char *)p + head.body_start, n - head.body_start)) == NULL)
+    if ((fields[8] = PyBytes_FromStringAndSize((const char *)p + head->body_start, n - head->body_start)) == NULL)
         goto fail;
-    fields[9] = Py_NewRef(head.complete ? Py_True : Py_False);
+    fields[9] = Py_NewRef(head->complete ? Py_True : Py_False);
     if ((fields[10] = PyBytes_FromStringAndSize((const char *)blk, bsize)) == NULL)
         goto fail;
+    fields[11] = Py_NewRef(parsed.low);
     if ((fields[12] = PyList_New(0)) == NULL)
         goto fail;
 
@@ -485,10 +534,11 @@ static PyObject *parse_request(PyObject *Py_UNUSED(module), PyObject *arg)
 #endif
     for (int i = 0; i < FIELDS; i++)
         PyTuple_SET_ITEM(record, i, fields[i]);
+    parsed_clear(&parsed);
     return record;
 
 fail:
-    Py_XDECREF(host);
+    parsed_clear(&parsed);
     for (int i = 0; i < FIELDS; i++)
         Py_XDECREF(fields[i]);
     return NULL;
@@ -606,6 +656,8 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
     }
     Py_ssize_t n, hn;
     const uchar *text = ascii_text(path, &n), *h = ascii_text(host, &hn);
+    if (text == NULL || h == NULL || hn == 0)
+        return 0;  /* (request_seen passes ASCII only: what Python lower-cases beyond ASCII stays there) */
     static const uchar slash[] = "/";
     if (n == 0) {  /* request.path or "/" */
         text = slash;
@@ -703,11 +755,12 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
     return 1;
 }
 
-/* request_seen(payload, sec, clean, d, state) -> bool
+/* request_seen(d, sec, clean, state) -> bool
  *
  * The detector's handling of a client payload that starts an HTTP request (core/detect/detector.py
- * _tcp_payload, after its flow-table tests), done in order with the live state when it provably
- * reports nothing. False: anything else; the Python path runs and finds the state as it would
+ * _tcp_payload, after its flow-table tests; d: the Decoded TCP record, its payload
+ * buf[poff:pend] read in place), done in order with the live state when it provably reports
+ * nothing. False: anything else; the Python path runs and finds the state as it would
  * have (see memo_is). True: done, with the Python path's effects: its memos filled as it fills
  * them, and the request's step in the web-scan window.
  *
@@ -726,42 +779,68 @@ static int heuristics_quiet(PyObject *heur, PyObject *host, PyObject *path, PyOb
  * before handing over. */
 static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "request_seen() takes 5 positional arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "request_seen() takes 4 positional arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *sec = args[1], *d = args[3], *state = args[4];
+    PyObject *d = args[0], *sec = args[1], *state = args[3];
     enum { HOSTS, HOST_WHITELISTED, MARKERS, HAS_MARKER, HOST_MARK, PATH_MAYBE, AGENTS, USER_AGENT, HOST_DOMAINS,
            HEURISTICS, FIELDS_ };
-    if (!PyLong_Check(sec) || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 4 || !PyTuple_Check(state)
+    if (!PyLong_Check(sec) || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) != 10 || !PyTuple_Check(state)
         || PyTuple_GET_SIZE(state) != FIELDS_ || !PyDict_Check(PyTuple_GET_ITEM(state, HOSTS))
         || !PyDict_Check(PyTuple_GET_ITEM(state, MARKERS)) || !PyUnicode_Check(PyTuple_GET_ITEM(state, HOST_MARK))
         || !PyDict_Check(PyTuple_GET_ITEM(state, AGENTS))) {
-        PyErr_SetString(PyExc_TypeError, "request_seen(payload: bytes, sec: int, clean, d: Decoded, state: 10-tuple)");
+        PyErr_SetString(PyExc_TypeError, "request_seen(d: Decoded, sec: int, clean, state: 10-tuple)");
         return NULL;
     }
     int clean = PyObject_IsTrue(args[2]);
     if (clean < 0)
         return NULL;
-    PyObject *record = parse_request(NULL, args[0]);
-    if (record == NULL || record == Py_None)
-        return record == NULL ? NULL : Py_NewRef(Py_False);
-    PyObject *result = NULL, *host = NULL, *web_key = NULL, *segment = NULL, *items = NULL;
+    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(d, 7), &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (poff < 0 || pend < poff || pend > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "request_seen(): the payload offsets are outside the buffer");
+        return NULL;
+    }
+    const uchar *p = (const uchar *)view.buf + poff;
+    Py_ssize_t n = pend - poff;
+    Parsed parsed;
+    int status = parse_head(p, n, &parsed);
+    if (status <= 0) {
+        PyBuffer_Release(&view);
+        return status < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    PyObject *result = NULL, *target_path = NULL, *agent = NULL, *web_key = NULL, *segment = NULL, *items = NULL;
+    PyObject *host = parsed.host;  /* split_host lower-cased it */
     int web = -1, quiet = 0;
-    PyObject *method = PyTuple_GET_ITEM(record, 0), *target_path = PyTuple_GET_ITEM(record, 2);
-    PyObject *raw_host = PyTuple_GET_ITEM(record, 4), *agent = PyTuple_GET_ITEM(record, 7);
-    Py_ssize_t pn, hn;
-    const uchar *path = ascii_text(target_path, &pn), *h = ascii_text(raw_host, &hn);
-    if ((method != methods[GET_INDEX].text && method != methods[HEAD_INDEX].text)
-        || PyTuple_GET_ITEM(record, 6) != Py_False || PyTuple_GET_ITEM(record, 9) != Py_True
-        || PyBytes_GET_SIZE(PyTuple_GET_ITEM(record, 8)) != 0 || path == NULL || h == NULL || hn == 0
+    Py_ssize_t hn;
+    int ascii_target = 1;
+    for (Py_ssize_t i = parsed.ts; i < parsed.te && ascii_target; i++)
+        ascii_target = p[i] < 0x80;
+    if ((parsed.method != GET_INDEX && parsed.method != HEAD_INDEX) || parsed.absolute || !parsed.head.complete
+        || parsed.head.body_start != n || !ascii_target || host == NULL || ascii_text(host, &hn) == NULL || hn == 0
         || PyObject_IsTrue(PyTuple_GET_ITEM(state, HOST_DOMAINS)))
         goto done;
-    if ((host = ascii_lower(h, 0, hn)) == NULL)
-        goto fail;
     const uchar *lh = PyUnicode_1BYTE_DATA(host);
     if (!clean && lh[0] >= 'a' && lh[0] <= 'z')
         goto done;  /* the IP lookups of a named host run in Python */
+    /* request.path (the target: neither CONNECT nor absolute) and request.user_agent */
+    if ((target_path = latin1(p, parsed.ts, parsed.te)) == NULL)
+        goto fail;
+    Py_ssize_t pn = parsed.te - parsed.ts, as, ae;
+    const uchar *path = p + parsed.ts, *blk = p + parsed.head.block_start;
+    if (find_header(blk, (const uchar *)PyBytes_AS_STRING(parsed.low), PyBytes_GET_SIZE(parsed.low), "user-agent", 10,
+                    &as, &ae))
+        agent = latin1(blk, as, ae);
+    else
+        agent = Py_NewRef(Py_None);
+    if (agent == NULL)
+        goto fail;
     int listed = memo_is(PyTuple_GET_ITEM(state, HOSTS), PyTuple_GET_ITEM(state, HOST_WHITELISTED), host, Py_True);
     if (listed < 0)
         goto fail;
@@ -811,8 +890,10 @@ done:
 fail:
     result = NULL;
 out:
-    Py_DECREF(record);
-    Py_XDECREF(host);
+    parsed_clear(&parsed);
+    PyBuffer_Release(&view);
+    Py_XDECREF(target_path);
+    Py_XDECREF(agent);
     Py_XDECREF(web_key);
     Py_XDECREF(segment);
     return result;
@@ -845,7 +926,7 @@ static PyMethodDef module_methods[] = {
     {"parse_request", parse_request, METH_O,
      "parse_request(payload: bytes) -> HttpRequest | None (same as core.protocols.http)."},
     {"request_seen", (PyCFunction)(void (*)(void))request_seen, METH_FASTCALL,
-     "request_seen(payload, sec, clean, d, state) -> bool: an HTTP request head the detector's "
+     "request_seen(d, sec, clean, state) -> bool: an HTTP request head the detector's "
      "Python path would report nothing for, handled in order (see the source)."},
     {NULL, NULL, 0, NULL},
 };

@@ -422,13 +422,13 @@ class Detector:
             self._http_segment(sec, usec, d, bytes(buf[poff:pend]), None, clean)
             return
         if first in HTTP_FIRST_BYTES:
-            payload = bytes(buf[poff:pend])
             seen = self._request_seen  # a whole head that reports nothing: see core/accel/_http.c
             if seen is not None:
                 if self._request_generation != self.store.generation:
                     self._request_prepare()
-                if seen(payload, sec, clean, d, self._request_state):
+                if seen(d, sec, clean, self._request_state):
                     return
+            payload = bytes(buf[poff:pend])
             request = http.parse_request(payload)
             if request is not None:
                 if (request.complete_headers and not request.body
