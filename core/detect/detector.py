@@ -229,7 +229,10 @@ class Detector:
                                              self.decoder(linktype).counters, heuristics.syn_shortcut(),
                                              heuristics.udp_shortcut(), self._last_udp, linktype)
         self.skipped_bulk += skipped
-        handle = self._handle
+        # _handle's dispatch, one call shorter for the common records: a datagram goes to _udp, and
+        # a TCP segment with payload and no scan flag combination (SYN among them) to _tcp_payload
+        # alone, which is all _handle would call for either
+        handle, udp, tcp_payload, scan_flags = self._handle, self._udp, self._tcp_payload, SCAN_FLAGS
         for sec, usec, i, d, flags in records:
             if sec != self._sec:
                 self._advance(sec)
@@ -251,7 +254,13 @@ class Detector:
                     if d[1] == TCP and not plugins and not flights and not hellos and not pending and bulk_record(d):
                         self.skipped_bulk += 1
                         continue
-                handle(sec, usec, d, flags & CLEAN)
+                proto = d[1]
+                if proto == UDP:
+                    udp(sec, usec, d, flags & CLEAN)
+                elif proto == TCP and d[6] not in scan_flags and d[9] > d[8]:
+                    tcp_payload(sec, usec, d, flags & CLEAN)
+                else:
+                    handle(sec, usec, d, flags & CLEAN)
             except Exception as ex:  # isolation point: one packet
                 self._error(ex)
             if skipping and pending:
