@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "crc32.h"
+#include "decoded.h"
 #include "gate.h"
 
 #define MAX_ANSWERS 32
@@ -719,7 +720,7 @@ dns_datagram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *d = args[0], *sec = args[1], *owner = args[3], *state = args[4];
-    if (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) != 10 || !PyLong_Check(sec)
+    if (!PyLong_Check(sec)
         || (state != Py_None && (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != QUERY_STATE + 2))) {
         PyErr_SetString(PyExc_TypeError, "datagram(d: Decoded, sec: int, clean, owner, state: 9-tuple | None)");
         return NULL;
@@ -727,20 +728,15 @@ dns_datagram(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int clean = PyObject_IsTrue(args[2]);
     if (clean < 0)
         return NULL;
-    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
-    long sport = PyLong_AsLong(PyTuple_GET_ITEM(d, 4)), dport = PyLong_AsLong(PyTuple_GET_ITEM(d, 5));
-    if (PyErr_Occurred())
-        return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(PyTuple_GET_ITEM(d, 7), &view, PyBUF_SIMPLE) < 0)
+    const unsigned char *payload;
+    Py_ssize_t size;
+    if (decoded_payload(d, &view, &payload, &size) < 0)
         return NULL;
     PyObject *result = NULL, *key = NULL, *crc = NULL, *last = NULL;
-    if (poff < 0 || pend < poff || pend > view.len) {
-        PyErr_SetString(PyExc_ValueError, "datagram(): the payload offsets are outside the buffer");
+    long sport = PyLong_AsLong(PyTuple_GET_ITEM(d, 4)), dport = PyLong_AsLong(PyTuple_GET_ITEM(d, 5));
+    if (PyErr_Occurred())
         goto out;
-    }
-    const unsigned char *payload = (const unsigned char *)view.buf + poff;
-    Py_ssize_t size = pend - poff;
     crc = PyLong_FromUnsignedLong(crc32_feed(0xFFFFFFFFu, payload, (size_t)(size <= 512 ? size : 512)) ^ 0xFFFFFFFFu);
     if (crc == NULL)
         goto out;

@@ -22,6 +22,7 @@
 #include <Python.h>
 #include <string.h>
 
+#include "decoded.h"
 #include "gate.h"
 
 #define MAX_HEADERS 100
@@ -786,7 +787,7 @@ static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args
     PyObject *d = args[0], *sec = args[1], *state = args[3];
     enum { HOSTS, HOST_WHITELISTED, MARKERS, HAS_MARKER, HOST_MARK, PATH_MAYBE, AGENTS, USER_AGENT, HOST_DOMAINS,
            HEURISTICS, FIELDS_ };
-    if (!PyLong_Check(sec) || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) != 10 || !PyTuple_Check(state)
+    if (!PyLong_Check(sec) || !PyTuple_Check(state)
         || PyTuple_GET_SIZE(state) != FIELDS_ || !PyDict_Check(PyTuple_GET_ITEM(state, HOSTS))
         || !PyDict_Check(PyTuple_GET_ITEM(state, MARKERS)) || !PyUnicode_Check(PyTuple_GET_ITEM(state, HOST_MARK))
         || !PyDict_Check(PyTuple_GET_ITEM(state, AGENTS))) {
@@ -796,19 +797,11 @@ static PyObject *request_seen(PyObject *Py_UNUSED(module), PyObject *const *args
     int clean = PyObject_IsTrue(args[2]);
     if (clean < 0)
         return NULL;
-    Py_ssize_t poff = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 8)), pend = PyLong_AsSsize_t(PyTuple_GET_ITEM(d, 9));
-    if (PyErr_Occurred())
-        return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(PyTuple_GET_ITEM(d, 7), &view, PyBUF_SIMPLE) < 0)
+    const uchar *p;
+    Py_ssize_t n;
+    if (decoded_payload(d, &view, &p, &n) < 0)
         return NULL;
-    if (poff < 0 || pend < poff || pend > view.len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "request_seen(): the payload offsets are outside the buffer");
-        return NULL;
-    }
-    const uchar *p = (const uchar *)view.buf + poff;
-    Py_ssize_t n = pend - poff;
     Parsed parsed;
     int status = parse_head(p, n, &parsed);
     if (status <= 0) {
