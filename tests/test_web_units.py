@@ -253,8 +253,9 @@ def test_default_password_banner_and_polling_live(page):
     page.click("#live")
     page.wait_for_function("() => /live: polling/.test(document.querySelector('#status').textContent)")
     line = format_line(Event(0, 0, "10.77.0.1", 1, "192.0.2.1", 80, "TCP", "IP", "192.0.2.1", "poll test (malware)", "x"), "gw")
-    line = f'"{TODAY} 12:00:00.000000"' + line[line.index('"', 1) + 1:]
-    with open(os.path.join(page.log_dir, TODAY + ".log"), "a") as handle:
+    day = page.evaluate("window.maltrail.state.to")  # the day the page shows and polls (a run may cross midnight)
+    line = f'"{day} 12:00:00.000000"' + line[line.index('"', 1) + 1:]
+    with open(os.path.join(page.log_dir, day + ".log"), "a") as handle:
         handle.write(line + "\n" + line[:20])          # plus a partial line that must wait
     page.wait_for_function("(b) => window.maltrail.stats && window.maltrail.stats.allEvents === b + 1",
                            arg=before, timeout=15000)
