@@ -121,13 +121,24 @@ read_name(const unsigned char *msg, Py_ssize_t off, Py_ssize_t end, dns_name *ou
     return 1;
 }
 
+/* str of text[start:end] (latin-1), in its canonical form (ASCII when no byte is >= 0x80). */
+static PyObject *
+text_str(const dns_name *name, Py_ssize_t start, Py_ssize_t end)
+{
+    int high = 0;
+    for (Py_ssize_t i = start; i < end && name->high && !high; i++)
+        high = name->text[i] >= 0x80;
+    PyObject *s = PyUnicode_New(end - start, high ? 0xFF : 0x7F);
+    if (s != NULL && end > start)
+        memcpy(PyUnicode_1BYTE_DATA(s), name->text + start, (size_t)(end - start));
+    return s;
+}
+
+/* The whole name as a str (the DnsMessage's qname, an answer's owner or target). */
 static PyObject *
 name_str(const dns_name *name)
 {
-    PyObject *s = PyUnicode_New(name->len, name->high ? 0xFF : 0x7F);
-    if (s != NULL && name->len)
-        memcpy(PyUnicode_1BYTE_DATA(s), name->text, (size_t)name->len);
-    return s;
+    return text_str(name, 0, name->len);
 }
 
 /* A new instance of the tuple subclass `type` holding the n references in items (stolen). */
@@ -353,19 +364,6 @@ rfind_dot(const unsigned char *text, Py_ssize_t end)
         if (text[end] == '.')
             return end;
     return -1;
-}
-
-/* str of text[start:end] (latin-1), in its canonical form (ASCII when no byte is >= 0x80). */
-static PyObject *
-text_str(const dns_name *name, Py_ssize_t start, Py_ssize_t end)
-{
-    int high = 0;
-    for (Py_ssize_t i = start; i < end && name->high && !high; i++)
-        high = name->text[i] >= 0x80;
-    PyObject *s = PyUnicode_New(end - start, high ? 0xFF : 0x7F);
-    if (s != NULL && end > start)
-        memcpy(PyUnicode_1BYTE_DATA(s), name->text + start, (size_t)(end - start));
-    return s;
 }
 
 /* ".intranet." in text (ignored_query's second test). */

@@ -18,10 +18,13 @@ decoded; ICMP between addresses no IP
 trail can hold ends there, and so does a SYN of such addresses whose port-scan count cannot alert
 (counted in the heuristic's own table, `Heuristics.syn_shortcut`), a datagram of such addresses
 whose only effect is its UDP-scan count (`Heuristics.udp_shortcut`) and a datagram equal to the
-one before it. A DNS query that reports nothing (its domain check a cached miss or a walk that
-provably misses) is handled whole by core/accel/_dns.c (`_udp`), and so is an HTTP request head
-that reports nothing by core/accel/_http.c (`_tcp_payload`). The Python loop below is its specification and serves every other link type (and
-builds without a compiler); it skips decoded bulk TCP on every link type.
+one before it. The Python loop below is the walk's specification and serves every other link
+type (and builds without a compiler); it skips decoded bulk TCP on every link type.
+
+A DNS query that reports nothing (its domain check a cached miss or a walk that provably misses)
+is handled whole by core/accel/_dns.c (`_udp`), and so is an HTTP request head that reports
+nothing by core/accel/_http.c (`_tcp_payload`): in order, with the live state, the Python lines
+staying their specification.
 """
 
 from __future__ import annotations
